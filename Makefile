@@ -1,0 +1,109 @@
+# interestd build. Targets: all deps test test-unit test-asan asan demo eval
+# bench fuzz lint clean. Libraries come from pkg-config; `make deps` installs
+# everything (scripts/bootstrap).
+
+BUILD   ?= build
+CC      ?= cc
+PKGS    := rdkafka avro-c hiredis openblas libsystemd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wcast-qual -Wformat=2
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Idaemon
+LDLIBS  := $(PKG_LIBS) -lm -lpthread
+LDFLAGS := $(SAN)
+
+# model/: pure computation + model-file I/O. cmd_*.c hold the tools' main().
+MODEL_SRC  := $(filter-out model/cmd_%.c,$(wildcard model/*.c))
+MODEL_OBJ  := $(MODEL_SRC:%.c=$(BUILD)/%.o)
+# daemon/: every socket. interestd.c and interestctl.c hold main().
+DAEMON_SRC := $(filter-out daemon/interestd.c daemon/interestctl.c,$(wildcard daemon/*.c))
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
+TOOL_SRC   := $(wildcard tests/tools/*.c)
+TOOL_BIN   := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+
+PROGS := $(BUILD)/interest-train $(BUILD)/interest-eval
+ifneq ($(wildcard daemon/interestd.c),)
+PROGS += $(BUILD)/interestd
+endif
+ifneq ($(wildcard daemon/interestctl.c),)
+PROGS += $(BUILD)/interestctl
+endif
+
+.PHONY: all deps test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
+all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
+
+$(BUILD)/model/%.o: model/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Wconversion -c $< -o $@
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libinterest.a: $(MODEL_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILD)/libdaemon.a: $(DAEMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/interest-train: $(BUILD)/model/cmd_train.o $(BUILD)/libinterest.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/interest-eval: $(BUILD)/model/cmd_eval.o $(BUILD)/libinterest.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/interestctl: $(BUILD)/daemon/interestctl.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+deps:
+	scripts/bootstrap
+
+# The README's test command: unit tests, then the integration and end-to-end
+# tests against a real Kafka broker and redis-server (started by the tests).
+test: deps all
+	tests/run-unit $(BUILD)
+	tests/run-integration $(BUILD)
+
+test-unit: all
+	tests/run-unit $(BUILD)
+
+# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+asan:
+	$(MAKE) BUILD=build-asan OPT="-O1 -g" SAN="$(SAN_FLAGS)" all
+test-asan: deps asan
+	tests/run-unit build-asan
+	tests/run-integration build-asan
+
+# ML evaluation: conversion, LLM catalog, training and evaluation in one go.
+DATA ?= ../shared/data/ml-100k
+eval: deps all
+	scripts/eval-pipeline "$(DATA)" $(BUILD)
+
+demo: deps all
+	scripts/demo $(BUILD)
+
+bench: deps all
+	scripts/bench $(BUILD)
+
+fuzz:
+	scripts/fuzz
+
+lint:
+	clang-format --dry-run --Werror model/*.[ch] daemon/*.[ch] tests/unit/*.c
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,76 @@
+/*
+ * BehaviourEvent decoding (schemas/behaviour_event.avsc) from the three wire
+ * framings, detected per message: Avro single-object encoding (C3 01 + CRC-64-AVRO
+ * fingerprint), Confluent framing (00 + big-endian schema id) and plain Avro
+ * binary in the configured writer schema. Writer schemas are resolved against
+ * the reader schema by Avro's rules, including reader fields with a default
+ * that the writer lacks.
+ */
+#ifndef DAEMON_DECODE_H
+#define DAEMON_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why a message could not be decoded; also the dead-letter reason header. */
+enum decode_err {
+	DECODE_OK = 0,
+	DECODE_TRUNCATED,             /* ran out of bytes */
+	DECODE_BAD_MAGIC,             /* framing byte not recognised / empty message */
+	DECODE_UNKNOWN_FINGERPRINT,   /* single-object fingerprint not registered */
+	DECODE_UNKNOWN_SCHEMA_ID,     /* Confluent schema id not mapped */
+	DECODE_MALFORMED,             /* Avro body invalid (bad enum index, union branch, length...) */
+	DECODE_TOO_LARGE,             /* a string/map/array over the configured limits */
+	DECODE_MISSING_USER,          /* user_id or item_id empty */
+};
+
+/* Stable lower-case reason name ("truncated", "unknown_fingerprint", ...). */
+const char *decode_err_name(enum decode_err err);
+
+/*
+ * A decoded event. Strings point into the decoder's buffers and stay valid
+ * until the next decoder_decode() call on the same decoder.
+ */
+struct event {
+	const char *event_id;
+	size_t event_id_len;
+	const char *user_id;
+	size_t user_id_len;
+	const char *item_id;
+	size_t item_id_len;
+	uint8_t type;                 /* enum model_event_type; unknown writer symbols map to the default */
+	int64_t ts_ms;
+	int32_t dwell_ms;             /* -1 when null */
+	int has_value;
+	float value;
+};
+
+struct decoder;
+
+/*
+ * A decoder reading into the reader schema at reader_path (JSON .avsc). Plain
+ * (unframed) messages are read with the reader schema as the writer schema
+ * unless decoder_set_plain_writer() says otherwise. NULL on error (errstr).
+ */
+struct decoder *decoder_new(const char *reader_path, char *errstr, size_t errstr_size);
+void decoder_free(struct decoder *dec);
+
+/*
+ * Registers a writer schema (JSON text): its CRC-64-AVRO fingerprint of the
+ * Parsing Canonical Form is accepted in single-object framing, and when
+ * confluent_id >= 0 that id is accepted in Confluent framing. Returns 0 or -1
+ * (errstr: unparsable schema, or not resolvable to the reader schema).
+ */
+int decoder_add_writer(struct decoder *dec, const char *schema_json,
+    int32_t confluent_id, char *errstr, size_t errstr_size);
+int decoder_set_plain_writer(struct decoder *dec, const char *schema_json,
+    char *errstr, size_t errstr_size);
+
+/*
+ * Decodes one message. On failure returns the reason and writes a short
+ * human detail into detail (may be NULL). Allocates nothing per call.
+ */
+enum decode_err decoder_decode(struct decoder *dec, const void *buf, size_t len,
+    struct event *ev, char *detail, size_t detail_size);
+
+#endif
