@@ -1,0 +1,48 @@
+/*
+ * Leveled key=value logging to stderr, one line per event, for the journal.
+ * The level is the one process-wide setting besides the signal flag (like
+ * relayd's log.c): set it once at start-up and on reload.
+ */
+#ifndef DAEMON_LOG_H
+#define DAEMON_LOG_H
+
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG
+};
+
+/*
+ * Sets the threshold (messages above it are skipped before any formatting)
+ * and the line format: when stderr is the journal ($JOURNAL_STREAM set) lines
+ * carry a "<N>" syslog priority prefix and no timestamp; otherwise an ISO-8601
+ * UTC timestamp with milliseconds. Default before any call: INFO, timestamps.
+ * Line shape: "2026-11-29T01:58:59.123Z level=info <your text>\n".
+ */
+void log_init(enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+/* 1 when messages at level would be written (to skip expensive arguments). */
+int log_enabled(enum log_level level);
+
+/* Lower-case level name ("error", "warn", "info", "debug"). */
+const char *log_level_name(enum log_level level);
+
+/*
+ * printf-style; write the rest of the line as key=value fields, e.g.
+ * log_info("event=assigned topic=%s partition=%d", t, p). No newline needed.
+ */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * As log_error / log_warn, then appends " error=\"<strerror(errno)>\"" using
+ * errno as it was on entry (saved before formatting).
+ */
+void log_error_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

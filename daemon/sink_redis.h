@@ -1,0 +1,128 @@
+/*
+ * Redis sink: writes each flushed user's keys (layout: schemas/redis.md) in
+ * one Lua script per user that checks the applied-offset marker and the
+ * partition owner epoch in the same atomic step; pipelined; optional WAIT for
+ * replicas. Also loads user states, claims partition epochs and writes the
+ * tier names. One connection, not thread-safe.
+ */
+#ifndef DAEMON_SINK_REDIS_H
+#define DAEMON_SINK_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct config;
+struct model;
+struct user_state;
+struct redisContext;
+
+/* Per-user outcome of sink_redis_flush. */
+enum sink_result {
+	SINK_WRITTEN = 0,             /* all keys written, TTLs set */
+	SINK_REFUSED_STALE,           /* stored marker (same partition) at/after ours: nothing written */
+	SINK_REFUSED_FENCED           /* partition epoch in Redis newer than ours: nothing written */
+};
+
+/* Stable lower-case name ("written", "stale", "fenced"). */
+const char *sink_result_name(enum sink_result r);
+
+/*
+ * One user to write. Everything is borrowed for the duration of the call.
+ * The marker written is (us->last_partition, us->last_offset); the state blob
+ * is state_encode(us); tier weights are us->tiers as of us->t_ref_ms;
+ * model_version and events_applied come from us. Fill vec/top with
+ * userview_fill (daemon/userview.h) so the daemon and the offline replay
+ * agree.
+ */
+struct sink_user {
+	const char *user_id;
+	size_t user_id_len;
+	const struct user_state *us;
+	uint64_t epoch;               /* caller's owner epoch for us->last_partition
+	                                 (sink_redis_claim_partition); 0 skips fencing */
+	const float *vec;             /* [model_dim] interest vector */
+	const uint32_t *top_items;    /* [n_top] model item indices, best first */
+	const float *top_scores;      /* [n_top] */
+	size_t n_top;
+	enum sink_result result;      /* out: set for every user when flush returns 0 */
+};
+
+struct sink_redis;
+
+/*
+ * Connects to Redis as cfg says (unix socket or host:port, redis.timeout_ms
+ * for connect and each command), authenticates (AUTH user password with
+ * redis.user, else AUTH password, when a password is set) and loads the
+ * write script. Copies what it needs from cfg. NULL with the reason in errstr
+ * ("redis 127.0.0.1:6379: connection refused", "redis AUTH: WRONGPASS ...").
+ * Free with sink_redis_free (NULL-safe).
+ */
+struct sink_redis *sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size);
+void sink_redis_free(struct sink_redis *sink);
+
+/*
+ * Drops the connection (if any) and connects, authenticates and loads the
+ * script again. Returns 0, or -1 (errstr); the caller retries with backoff.
+ */
+int sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size);
+
+/*
+ * Writes users[0..n) (each user at most once per call: the caller merges)
+ * with one pipelined EVALSHA per user, then reads every reply; when
+ * redis.wait_replicas > 0, then sends WAIT and requires that many replicas.
+ * m gives item ids and tier labels. Returns 0 when every script ran (each
+ * users[i].result says written / stale / fenced), or -1 on a connection
+ * error, a timeout, an error reply or too few replicas (errstr): the flush
+ * may have been partly applied; the caller calls sink_redis_reconnect, backs
+ * off and repeats the whole flush, which the markers make idempotent. Reuses
+ * internal buffers: no per-user heap allocation once they have grown.
+ */
+int sink_redis_flush(struct sink_redis *sink, const struct model *m,
+    struct sink_user *users, size_t n, char *errstr, size_t errstr_size);
+
+/*
+ * Called by sink_redis_load_states once per requested user, in order: blob is
+ * the stored ui:{u}:state (borrowed for the call), or NULL with len 0 when the
+ * user has no stored state.
+ */
+typedef void sink_state_cb(void *opaque, size_t i, const uint8_t *blob, size_t len);
+
+/*
+ * Pipelined GET of ui:{id}:state for ids[0..n) (lengths in id_lens), calling
+ * cb for each. Returns 0, or -1 on a connection error / error reply
+ * (errstr; cb may have been called for a prefix of the users).
+ */
+int sink_redis_load_states(struct sink_redis *sink, const char *const *ids,
+    const size_t *id_lens, size_t n, sink_state_cb *cb, void *opaque,
+    char *errstr, size_t errstr_size);
+
+/*
+ * Claims ownership of a partition of topic.events after an assignment: INCR
+ * of <prefix>epoch:<topic>:<partition>. The new value goes into *epoch; pass
+ * it as sink_user.epoch for that partition's users so an instance that lost
+ * the partition (older epoch) is refused. Returns 0 or -1 (errstr).
+ */
+int sink_redis_claim_partition(struct sink_redis *sink, int32_t partition,
+    uint64_t *epoch, char *errstr, size_t errstr_size);
+
+/*
+ * Replaces <prefix>tiers (hash node label -> name) with m's tier names, in
+ * one MULTI/EXEC; call once per model load. Returns 0 or -1 (errstr).
+ */
+int sink_redis_write_tier_names(struct sink_redis *sink, const struct model *m,
+    char *errstr, size_t errstr_size);
+
+/*
+ * A connected, authenticated hiredis context as cfg says (the connection
+ * logic sink_redis_new uses; interestctl reads with it). NULL with errstr.
+ * Caller frees with redisFree.
+ */
+struct redisContext *sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size);
+
+/*
+ * Formats the wire value of a tier entry, "<short> <long>" with %.6g each,
+ * into buf; returns its length. Shared by the sink, interestctl and replay.
+ */
+size_t sink_redis_tier_value(float w_short, float w_long, char *buf, size_t size);
+
+#endif
