@@ -1,0 +1,520 @@
+/*
+ * interest-eval: the leave-last-out evaluation (model/evaluate.h) of one or
+ * more trained models (one per seed) against Popularity, Markov and ItemKNN
+ * on the same split, plus the cold-start check; prints a table and writes
+ * the JSON summary. Also picks the seeded cold-item list for the cold run.
+ */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "evaluate.h"
+#include "modelfile.h"
+#include "train.h"
+
+#define EX_USAGE 64
+#define EX_DATAERR 65
+#define EX_SOFTWARE 70
+#define MAX_MODELS 16
+#define REPLAY_BATCH 64
+
+struct eval_args {
+	const char *catalog, *interactions, *json, *dataset_name, *cold_model, *cold_items;
+	const char *write_cold;
+	const char *models[MAX_MODELS];
+	unsigned seeds[MAX_MODELS];
+	uint32_t n_models, n_seeds;
+	double cold_fraction;
+	uint64_t cold_seed;
+};
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: interest-eval --catalog X.icat --interactions F.csv --model M.imdl [--model ...]\n"
+	    "           [--seed N ...] [--cold-model M --cold-items FILE] [--dataset NAME]\n"
+	    "           [--json OUT.json]\n"
+	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
+	    "           [--cold-seed N]\n"
+	    "Leave-last-out per user (>= 5 events): last = test, full ranking over all items\n"
+	    "minus the user's history. Models must be trained with --holdout-last 2.\n");
+}
+
+/* splitmix64, for the seeded cold-item choice. */
+static uint64_t
+eval_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static int
+parse_args(int argc, char **argv, struct eval_args *a)
+{
+	a->cold_fraction = 0.1;
+	a->cold_seed = 1;
+	a->dataset_name = "dataset";
+	for (int i = 1; i < argc; i++) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end = NULL;
+
+		if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
+			usage(stdout);
+			exit(0);
+		}
+		if (v == NULL) {
+			fprintf(stderr, "interest-eval: %s needs a value\n", k);
+			return -1;
+		}
+		i++;
+		if (strcmp(k, "--catalog") == 0)
+			a->catalog = v;
+		else if (strcmp(k, "--interactions") == 0)
+			a->interactions = v;
+		else if (strcmp(k, "--json") == 0)
+			a->json = v;
+		else if (strcmp(k, "--dataset") == 0)
+			a->dataset_name = v;
+		else if (strcmp(k, "--cold-model") == 0)
+			a->cold_model = v;
+		else if (strcmp(k, "--cold-items") == 0)
+			a->cold_items = v;
+		else if (strcmp(k, "--write-cold-items") == 0)
+			a->write_cold = v;
+		else if (strcmp(k, "--model") == 0) {
+			if (a->n_models == MAX_MODELS) {
+				fprintf(stderr, "interest-eval: at most %d models\n", MAX_MODELS);
+				return -1;
+			}
+			a->models[a->n_models++] = v;
+		} else if (strcmp(k, "--seed") == 0) {
+			unsigned long s = strtoul(v, &end, 10);
+			if (*end != '\0' || a->n_seeds == MAX_MODELS) {
+				fprintf(stderr, "interest-eval: bad --seed '%s'\n", v);
+				return -1;
+			}
+			a->seeds[a->n_seeds++] = (unsigned)s;
+		} else if (strcmp(k, "--cold-fraction") == 0) {
+			a->cold_fraction = strtod(v, &end);
+			if (*end != '\0' || !(a->cold_fraction > 0 && a->cold_fraction < 1)) {
+				fprintf(stderr, "interest-eval: bad --cold-fraction '%s'\n", v);
+				return -1;
+			}
+		} else if (strcmp(k, "--cold-seed") == 0) {
+			a->cold_seed = strtoull(v, &end, 10);
+			if (*end != '\0') {
+				fprintf(stderr, "interest-eval: bad --cold-seed '%s'\n", v);
+				return -1;
+			}
+		} else {
+			fprintf(stderr, "interest-eval: unknown option %s\n", k);
+			return -1;
+		}
+	}
+	if (a->catalog == NULL) {
+		fprintf(stderr, "interest-eval: --catalog is required\n");
+		return -1;
+	}
+	if (a->write_cold == NULL && (a->interactions == NULL || a->n_models == 0)) {
+		fprintf(stderr, "interest-eval: --interactions and --model are required\n");
+		return -1;
+	}
+	if ((a->cold_model == NULL) != (a->cold_items == NULL)) {
+		fprintf(stderr, "interest-eval: --cold-model and --cold-items go together\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The seeded cold-item choice: a Fisher-Yates prefix of the catalog's items. */
+static int
+write_cold_items(const struct eval_args *a, const struct model *cat)
+{
+	uint32_t n = model_n_items(cat), take;
+	uint32_t *perm = malloc((size_t)n * sizeof(uint32_t));
+	uint64_t s = a->cold_seed;
+	FILE *fp;
+
+	if (perm == NULL)
+		return -1;
+	take = (uint32_t)(a->cold_fraction * n + 0.5);
+	for (uint32_t i = 0; i < n; i++)
+		perm[i] = i;
+	for (uint32_t i = 0; i < take; i++) {
+		uint32_t j = i + (uint32_t)(eval_rand(&s) % (n - i)), t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	fp = fopen(a->write_cold, "w");
+	if (fp == NULL) {
+		fprintf(stderr, "interest-eval: %s: %s\n", a->write_cold, strerror(errno));
+		free(perm);
+		return -1;
+	}
+	for (uint32_t i = 0; i < take; i++) {
+		size_t len;
+		const char *id = model_item_id(cat, perm[i], &len);
+		fprintf(fp, "%.*s\n", (int)len, id);
+	}
+	free(perm);
+	if (fclose(fp) != 0) {
+		fprintf(stderr, "interest-eval: %s: %s\n", a->write_cold, strerror(errno));
+		return -1;
+	}
+	fprintf(stderr, "interest-eval: wrote %u cold items to %s\n", take, a->write_cold);
+	return 0;
+}
+
+/* Marks user k's history (all n_hist events) with mark in stamp. */
+static void
+stamp_history(const struct dataset *ds, const struct eval_split *sp, uint32_t k,
+    uint32_t *stamp, uint32_t mark)
+{
+	size_t n;
+	const struct dataset_event *ev = dataset_user(ds, sp->users[k], &n);
+
+	for (uint32_t j = 0; j < sp->n_hist[k]; j++)
+		stamp[ev[j].item] = mark;
+}
+
+static uint32_t
+test_target(const struct dataset *ds, const struct eval_split *sp, uint32_t k)
+{
+	size_t n;
+	const struct dataset_event *ev = dataset_user(ds, sp->users[k], &n);
+
+	return ev[sp->n_hist[k]].item;
+}
+
+/*
+ * Replays every split user through model file path; fills u [n][dim], feat
+ * [n][2*n_nodes]. Returns the loaded model (caller frees) or NULL.
+ */
+static struct model *
+replay_model(const char *path, const struct model *cat, const struct dataset *ds,
+    const struct eval_split *sp, float *u, float *feat)
+{
+	char err[512];
+	struct model *m = model_load(path, err, sizeof(err));
+	struct train_view v;
+
+	if (m == NULL) {
+		fprintf(stderr, "interest-eval: %s: %s\n", path, err);
+		return NULL;
+	}
+	if (!model_has_weights(m) || model_n_items(m) != model_n_items(cat) ||
+	    model_dim(m) != model_dim(cat) || model_n_nodes(m) != model_n_nodes(cat)) {
+		fprintf(stderr, "interest-eval: %s: not a model of this catalog\n", path);
+		model_free(m);
+		return NULL;
+	}
+	train_view_of_model(&v, m);
+	if (train_replay(&v, ds, sp->users, sp->n_hist, sp->n, REPLAY_BATCH, u, feat) < 0) {
+		fprintf(stderr, "interest-eval: out of memory\n");
+		model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static int
+dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : (x > y);
+}
+
+static double
+median(const double *v, uint32_t n)
+{
+	double s[MAX_MODELS];
+
+	memcpy(s, v, n * sizeof(double));
+	qsort(s, n, sizeof(double), dbl_cmp);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+static void
+json_metrics(FILE *fp, const double *m)
+{
+	fprintf(fp, "{");
+	for (int k = 0; k < EVAL_N_METRICS; k++)
+		fprintf(fp, "%s\"%s\": %.6f", k ? ", " : "", eval_metric_name((enum eval_metric)k), m[k]);
+	fprintf(fp, "}");
+}
+
+static void
+json_string(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			fputc('\\', fp);
+		if ((unsigned char)*s < 0x20)
+			fprintf(fp, "\\u%04x", (unsigned char)*s);
+		else
+			fputc(*s, fp);
+	}
+	fputc('"', fp);
+}
+
+static void
+print_row(const char *name, const double *m)
+{
+	printf("%-10s", name);
+	for (int k = 0; k < EVAL_N_METRICS; k++)
+		printf(" %9.4f", m[k]);
+	printf("\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct eval_args a = { 0 };
+	struct model *cat = NULL, *m = NULL;
+	struct dataset *ds = NULL;
+	struct eval_split sp = { 0 };
+	struct eval_baselines *bl = NULL;
+	struct eval_acc *ea = NULL;
+	float *u = NULL, *feat = NULL, *scores = NULL, *p1 = NULL;
+	uint32_t *stamp = NULL, n_tier1, nn, dim, n_items;
+	uint8_t *cold = NULL;
+	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
+	double base[EVAL_N_BASELINES][EVAL_N_METRICS];
+	double cold_hits = 0, cold_rand = 0;
+	size_t cold_targets = 0;
+	char err[512];
+	int rc = EX_SOFTWARE, have_cold = 0;
+
+	if (parse_args(argc, argv, &a) < 0) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	openblas_set_num_threads(1);
+	cat = model_load(a.catalog, err, sizeof(err));
+	if (cat == NULL) {
+		fprintf(stderr, "interest-eval: %s: %s\n", a.catalog, err);
+		return EX_DATAERR;
+	}
+	if (a.write_cold != NULL) {
+		rc = write_cold_items(&a, cat) == 0 ? 0 : EX_SOFTWARE;
+		goto done;
+	}
+	ds = dataset_load(a.interactions, cat, err, sizeof(err));
+	if (ds == NULL) {
+		fprintf(stderr, "interest-eval: %s\n", err);
+		rc = EX_DATAERR;
+		goto done;
+	}
+	if (eval_split_make(ds, &sp) < 0)
+		goto nomem;
+	n_items = model_n_items(cat);
+	n_tier1 = model_n_tier1(cat);
+	nn = model_n_nodes(cat);
+	dim = model_dim(cat);
+	u = malloc(((size_t)sp.n + 1) * dim * sizeof(float));
+	feat = malloc(((size_t)sp.n + 1) * 2 * nn * sizeof(float));
+	p1 = calloc(((size_t)sp.n + 1) * n_tier1, sizeof(float));
+	scores = malloc((size_t)n_items * sizeof(float));
+	stamp = calloc(n_items, sizeof(uint32_t));
+	if (!u || !feat || !p1 || !scores || !stamp)
+		goto nomem;
+	fprintf(stderr, "interest-eval: %s: %u users evaluated (of %u), %u items, %zu events\n",
+	    a.dataset_name, sp.n, ds->n_users, n_items, ds->n_events);
+
+	/* The LSTM, one model per seed. */
+	for (uint32_t s = 0; s < a.n_models; s++) {
+		m = replay_model(a.models[s], cat, ds, &sp, u, feat);
+		if (m == NULL) {
+			rc = EX_DATAERR;
+			goto done;
+		}
+		struct train_view v;
+		train_view_of_model(&v, m);
+		if ((ea = eval_acc_new(cat)) == NULL)
+			goto nomem;
+		for (uint32_t k = 0; k < sp.n; k++) {
+			const float *fk = feat + (size_t)k * 2 * nn;
+			if (s == 0) /* the user's long-term tier-1 distribution, for calibration */
+				memcpy(p1 + (size_t)k * n_tier1, fk + nn, n_tier1 * sizeof(float));
+			stamp_history(ds, &sp, k, stamp, k + 1);
+			train_score(&v, u + (size_t)k * dim, fk, scores);
+			eval_acc_add(ea, scores, test_target(ds, &sp, k), stamp, k + 1,
+			    p1 + (size_t)k * n_tier1);
+		}
+		eval_acc_result(ea, per_seed[s]);
+		eval_acc_free(ea);
+		ea = NULL;
+		model_free(m);
+		m = NULL;
+		memset(stamp, 0, n_items * sizeof(uint32_t));
+	}
+	for (int k = 0; k < EVAL_N_METRICS; k++) {
+		double col[MAX_MODELS];
+		for (uint32_t s = 0; s < a.n_models; s++)
+			col[s] = per_seed[s][k];
+		lstm[k] = median(col, a.n_models);
+	}
+
+	/* Baselines on the same split. */
+	bl = eval_baselines_new(ds, &sp);
+	if (bl == NULL)
+		goto nomem;
+	for (int b = 0; b < EVAL_N_BASELINES; b++) {
+		if ((ea = eval_acc_new(cat)) == NULL)
+			goto nomem;
+		for (uint32_t k = 0; k < sp.n; k++) {
+			stamp_history(ds, &sp, k, stamp, k + 1);
+			eval_baseline_score(bl, (enum eval_baseline)b, ds, &sp, k, scores);
+			eval_acc_add(ea, scores, test_target(ds, &sp, k), stamp, k + 1,
+			    p1 + (size_t)k * n_tier1);
+		}
+		eval_acc_result(ea, base[b]);
+		eval_acc_free(ea);
+		ea = NULL;
+		memset(stamp, 0, n_items * sizeof(uint32_t));
+	}
+
+	/* Cold start: HR@10 on test targets the cold model never saw in training. */
+	if (a.cold_model != NULL) {
+		FILE *fp = fopen(a.cold_items, "r");
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t got;
+		if (fp == NULL) {
+			fprintf(stderr, "interest-eval: %s: %s\n", a.cold_items, strerror(errno));
+			rc = EX_DATAERR;
+			goto done;
+		}
+		cold = calloc(n_items, 1);
+		while (cold != NULL && (got = getline(&line, &cap, fp)) > 0) {
+			int32_t it;
+			while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+				line[--got] = '\0';
+			if (got > 0 && (it = model_item_lookup(cat, line, (size_t)got)) >= 0)
+				cold[it] = 1;
+		}
+		free(line);
+		fclose(fp);
+		if (cold == NULL)
+			goto nomem;
+		m = replay_model(a.cold_model, cat, ds, &sp, u, feat);
+		if (m == NULL) {
+			rc = EX_DATAERR;
+			goto done;
+		}
+		struct train_view v;
+		train_view_of_model(&v, m);
+		for (uint32_t k = 0; k < sp.n; k++) {
+			uint32_t tg = test_target(ds, &sp, k), excl = 0, rank;
+			if (!cold[tg])
+				continue;
+			stamp_history(ds, &sp, k, stamp, k + 1);
+			for (uint32_t i = 0; i < n_items; i++)
+				excl += (stamp[i] == k + 1 && i != tg);
+			train_score(&v, u + (size_t)k * dim, feat + (size_t)k * 2 * nn, scores);
+			rank = eval_rank(scores, n_items, tg, stamp, k + 1);
+			cold_hits += rank < EVAL_TOPK;
+			cold_rand += fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
+			cold_targets++;
+		}
+		have_cold = 1;
+		model_free(m);
+		m = NULL;
+	}
+
+	/* Table. */
+	printf("%-10s", "method");
+	for (int k = 0; k < EVAL_N_METRICS; k++)
+		printf(" %9.9s", eval_metric_name((enum eval_metric)k));
+	printf("\n");
+	print_row("lstm", lstm);
+	for (int b = 0; b < EVAL_N_BASELINES; b++)
+		print_row(eval_baseline_name((enum eval_baseline)b), base[b]);
+	if (a.n_models > 1)
+		for (uint32_t s = 0; s < a.n_models; s++) {
+			char name[32];
+			snprintf(name, sizeof(name), "lstm#%u", s < a.n_seeds ? a.seeds[s] : s + 1);
+			print_row(name, per_seed[s]);
+		}
+	{
+		double best_ndcg = 0, best_hr = 0;
+		for (int b = 0; b < EVAL_N_BASELINES; b++) {
+			best_ndcg = fmax(best_ndcg, base[b][EVAL_NDCG10]);
+			best_hr = fmax(best_hr, base[b][EVAL_HR10]);
+		}
+		printf("lstm / best baseline: ndcg@10 %.3fx, hr@10 %.3fx; coverage@10 / pop %.2fx\n",
+		    best_ndcg > 0 ? lstm[EVAL_NDCG10] / best_ndcg : 0.0,
+		    best_hr > 0 ? lstm[EVAL_HR10] / best_hr : 0.0,
+		    base[EVAL_POP][EVAL_COVERAGE10] > 0 ?
+		        lstm[EVAL_COVERAGE10] / base[EVAL_POP][EVAL_COVERAGE10] : 0.0);
+	}
+	if (have_cold)
+		printf("cold items: hr@10 %.4f vs random %.4f over %zu test targets\n",
+		    cold_targets ? cold_hits / (double)cold_targets : 0.0,
+		    cold_targets ? cold_rand / (double)cold_targets : 0.0, cold_targets);
+	printf("calibration_kl@10: KL(user long-term tier-1 weights || tier-1 share of the top-10),"
+	    " both smoothed by eps=%g\n", EVAL_CALIB_EPS);
+
+	if (a.json != NULL) {
+		FILE *fp = fopen(a.json, "w");
+		if (fp == NULL) {
+			fprintf(stderr, "interest-eval: %s: %s\n", a.json, strerror(errno));
+			goto done;
+		}
+		fprintf(fp, "{\"dataset\": ");
+		json_string(fp, a.dataset_name);
+		fprintf(fp, ", \"methods\": {\"lstm\": ");
+		json_metrics(fp, lstm);
+		for (int b = 0; b < EVAL_N_BASELINES; b++) {
+			fprintf(fp, ", \"%s\": ", eval_baseline_name((enum eval_baseline)b));
+			json_metrics(fp, base[b]);
+		}
+		fprintf(fp, "}, \"cold\": ");
+		if (have_cold)
+			fprintf(fp, "{\"hr@10\": %.6f, \"random_hr@10\": %.6f, \"targets\": %zu}",
+			    cold_targets ? cold_hits / (double)cold_targets : 0.0,
+			    cold_targets ? cold_rand / (double)cold_targets : 0.0, cold_targets);
+		else
+			fprintf(fp, "null");
+		fprintf(fp, ", \"seeds\": [");
+		for (uint32_t s = 0; s < a.n_models; s++)
+			fprintf(fp, "%s%u", s ? ", " : "", s < a.n_seeds ? a.seeds[s] : s + 1);
+		fprintf(fp, "], \"lstm_per_seed\": [");
+		for (uint32_t s = 0; s < a.n_models; s++) {
+			fprintf(fp, "%s", s ? ", " : "");
+			json_metrics(fp, per_seed[s]);
+		}
+		fprintf(fp, "], \"users\": %u, \"items\": %u, \"calibration_eps\": %g}\n", sp.n,
+		    n_items, EVAL_CALIB_EPS);
+		if (fclose(fp) != 0) {
+			fprintf(stderr, "interest-eval: %s: %s\n", a.json, strerror(errno));
+			goto done;
+		}
+	}
+	rc = 0;
+	goto done;
+nomem:
+	fprintf(stderr, "interest-eval: out of memory\n");
+done:
+	eval_acc_free(ea);
+	eval_baselines_free(bl);
+	model_free(m);
+	free(cold);
+	free(stamp);
+	free(scores);
+	free(p1);
+	free(feat);
+	free(u);
+	eval_split_fini(&sp);
+	dataset_free(ds);
+	model_free(cat);
+	return rc;
+}

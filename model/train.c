@@ -1,0 +1,1005 @@
+/*
+ * The trainer (see train.h): parameters in one flat array laid out like the
+ * WGHT section, session-parallel lanes of users stepped through lstm_forward,
+ * softmax over candidate items, BPTT through lstm_backward, Adam. Also the
+ * forward-only replay and scoring used for validation and interest-eval.
+ */
+#include "train.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "evaluate.h"
+#include "lstm.h"
+#include "state.h"
+
+#define TRAIN_NONE UINT32_MAX
+#define TRAIN_ADAM_B1 0.9f
+#define TRAIN_ADAM_B2 0.999f
+#define TRAIN_ADAM_EPS 1e-8f
+#define TRAIN_RARE_MAX 5              /* items seen at most this often set the cold-item bias prior */
+#define TRAIN_SAMPLED_AUTO 50000      /* above this many items, sampled softmax by default */
+#define TRAIN_SAMPLED_DEFAULT 2048
+
+void
+train_config_default(struct train_config *cfg)
+{
+	static const float type_weight[MODEL_N_TYPES] = {
+		0.1f, 1.0f, 1.0f, 2.0f, 2.0f, 3.0f, 2.0f, 0.0f,
+	};
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->hidden = 128;
+	cfg->type_dim = 8;
+	cfg->seed = 1;
+	cfg->epochs = 40;
+	cfg->patience = 4;
+	cfg->batch = 32;
+	cfg->bptt = 20;
+	cfg->lr = 2e-3f;
+	cfg->l2 = 1e-5f;
+	cfg->dropout = 0.3f;
+	cfg->clip = 5.0f;
+	cfg->holdout_last = 0;
+	cfg->threads = 1;
+	cfg->sampled = 0;
+	cfg->min_user_events = EVAL_MIN_EVENTS;
+	cfg->hp.n_types = MODEL_N_TYPES;
+	cfg->hp.ring_len = 16;
+	cfg->hp.half_life_short_s = 86400.0f;          /* 1 day */
+	cfg->hp.half_life_long_s = 30.0f * 86400.0f;   /* 30 days */
+	memcpy(cfg->hp.type_weight, type_weight, sizeof(type_weight));
+	cfg->hp.max_tiers = 32;
+}
+
+/* ---- random numbers (splitmix64: seeded, portable) ---- */
+
+static uint64_t
+train_rand(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return z ^ (z >> 31);
+}
+
+static float
+train_uniform(uint64_t *s)
+{
+	return (float)(train_rand(s) >> 40) * (1.0f / 16777216.0f);
+}
+
+/* ---- shared forward pieces ---- */
+
+/*
+ * Tier features of a user: feat[node] = short weight / sum of short weights
+ * on the node's level, feat[n_nodes + node] likewise for long (0 if the
+ * level's sum is 0), as schemas/modelfile.md defines the score.
+ */
+static void
+train_tier_features(const struct model *m, const struct user_state *us, float *feat)
+{
+	uint32_t nn = model_n_nodes(m);
+	double ss[2] = { 0, 0 }, sl[2] = { 0, 0 };
+
+	memset(feat, 0, 2 * (size_t)nn * sizeof(float));
+	for (uint16_t k = 0; k < us->n_tiers; k++) {
+		const struct tier_weight *tw = &us->tiers[k];
+		int lv;
+		if (tw->node >= nn)
+			continue;
+		lv = model_node_level(m, tw->node) == 1 ? 0 : 1;
+		ss[lv] += tw->w_short;
+		sl[lv] += tw->w_long;
+	}
+	for (uint16_t k = 0; k < us->n_tiers; k++) {
+		const struct tier_weight *tw = &us->tiers[k];
+		int lv;
+		if (tw->node >= nn)
+			continue;
+		lv = model_node_level(m, tw->node) == 1 ? 0 : 1;
+		if (ss[lv] > 0)
+			feat[tw->node] = (float)(tw->w_short / ss[lv]);
+		if (sl[lv] > 0)
+			feat[nn + tw->node] = (float)(tw->w_long / sl[lv]);
+	}
+}
+
+/* Input row of one event: model embedding (EMBD + R) of item, T[type], gap. */
+static void
+train_input_row(const struct model *m, const struct model_weights *w, uint32_t E,
+    const struct dataset_event *ev, const struct dataset_event *prev, float *x)
+{
+	uint32_t dim = model_dim(m);
+	const float *emb = model_llm_embeddings(m) + (size_t)ev->item * dim;
+	const float *r = w->R + (size_t)ev->item * dim;
+	double dt_s = prev ? (double)(ev->ts_ms - prev->ts_ms) / 1000.0 : 0.0;
+
+	for (uint32_t k = 0; k < dim; k++)
+		x[k] = emb[k] + r[k];
+	memcpy(x + dim, w->T + (size_t)ev->type * E, E * sizeof(float));
+	x[dim + E] = lstm_gap_feature(dt_s);
+}
+
+void
+train_view_of_model(struct train_view *v, const struct model *m)
+{
+	v->m = m;
+	v->w = model_weights(m);
+	v->E = model_item_embeddings(m);
+}
+
+void
+train_score(const struct train_view *v, const float *u, const float *feat, float *scores)
+{
+	const struct model *m = v->m;
+	uint32_t n = model_n_items(m), dim = model_dim(m), nn = model_n_nodes(m);
+	const float *al = v->w->alpha;
+
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f, v->E, (int)dim,
+	    u, 1, 0.0f, scores, 1);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t t1 = model_item_tier1(m, i), t2 = model_item_tier2(m, i);
+		float s = scores[i] + v->w->ib[i];
+		if (t1 < nn)
+			s += al[0] * feat[t1] + al[1] * feat[nn + t1];
+		if (t2 < nn)
+			s += al[2] * feat[t2] + al[3] * feat[nn + t2];
+		scores[i] = s;
+	}
+}
+
+int
+train_replay(const struct train_view *v, const struct dataset *ds,
+    const uint32_t *users, const uint32_t *n_hist, size_t n, uint32_t batch,
+    float *u_out, float *feat_out)
+{
+	const struct model *m = v->m;
+	const struct model_hparams *hp = model_hparams(m);
+	uint32_t H = hp->hidden, E = hp->type_dim, dim = model_dim(m), din = model_din(m);
+	uint32_t nn = model_n_nodes(m);
+	size_t K = (size_t)din + H;
+	float *xh = NULL, *c = NULL, *h = NULL, *acts = NULL;
+	size_t *lane_k = NULL, *lane_pos = NULL, next = 0;
+	struct user_state **us = NULL;
+	int ret = -1;
+
+	if (batch == 0)
+		batch = 1;
+	xh = calloc((size_t)batch * K, sizeof(float));
+	c = calloc((size_t)batch * H, sizeof(float));
+	h = calloc((size_t)batch * H, sizeof(float));
+	acts = calloc((size_t)batch * 4 * H, sizeof(float));
+	lane_k = malloc(batch * sizeof(*lane_k));
+	lane_pos = calloc(batch, sizeof(*lane_pos));
+	us = calloc(batch, sizeof(*us));
+	if (!xh || !c || !h || !acts || !lane_k || !lane_pos || !us)
+		goto done;
+	for (uint32_t b = 0; b < batch; b++) {
+		us[b] = state_new(hp);
+		if (us[b] == NULL)
+			goto done;
+		lane_k[b] = SIZE_MAX;
+	}
+
+	for (;;) {
+		int active = 0;
+		/* Give idle lanes a user; users with no history finish at once. */
+		for (uint32_t b = 0; b < batch; b++) {
+			while (lane_k[b] == SIZE_MAX && next < n) {
+				size_t k = next++;
+				if (n_hist[k] == 0) {
+					memcpy(u_out + k * dim, v->w->pb, dim * sizeof(float));
+					memset(feat_out + k * 2 * nn, 0, 2 * (size_t)nn * sizeof(float));
+					continue;
+				}
+				lane_k[b] = k;
+				lane_pos[b] = 0;
+				memset(h + (size_t)b * H, 0, H * sizeof(float));
+				memset(c + (size_t)b * H, 0, H * sizeof(float));
+				state_reset(us[b]);
+			}
+		}
+		for (uint32_t b = 0; b < batch; b++) {
+			float *row = xh + (size_t)b * K;
+			if (lane_k[b] == SIZE_MAX) {
+				memset(row, 0, K * sizeof(float));
+				continue;
+			}
+			size_t cnt;
+			const struct dataset_event *ev = dataset_user(ds, users[lane_k[b]], &cnt);
+			size_t p = lane_pos[b];
+			train_input_row(m, v->w, E, &ev[p], p ? &ev[p - 1] : NULL, row);
+			memcpy(row + din, h + (size_t)b * H, H * sizeof(float));
+			state_tiers_apply(us[b], m, ev[p].item, ev[p].type, ev[p].ts_ms);
+			active = 1;
+		}
+		if (!active)
+			break;
+		lstm_forward(v->w->W, v->w->b, din, H, batch, xh, c, h, acts);
+		for (uint32_t b = 0; b < batch; b++) {
+			size_t k = lane_k[b];
+			if (k == SIZE_MAX)
+				continue;
+			if (++lane_pos[b] < n_hist[k])
+				continue;
+			/* u = P h + pb, then the tier features as of the last event. */
+			memcpy(u_out + k * dim, v->w->pb, dim * sizeof(float));
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)dim, (int)H, 1.0f, v->w->P,
+			    (int)H, h + (size_t)b * H, 1, 1.0f, u_out + k * dim, 1);
+			train_tier_features(m, us[b], feat_out + k * 2 * nn);
+			lane_k[b] = SIZE_MAX;
+		}
+	}
+	ret = 0;
+done:
+	for (uint32_t b = 0; us != NULL && b < batch; b++)
+		state_free(us[b]);
+	free(us);
+	free(lane_pos);
+	free(lane_k);
+	free(acts);
+	free(h);
+	free(c);
+	free(xh);
+	return ret;
+}
+
+/* ---- the trainer ---- */
+
+struct trainer {
+	const struct model *cat;
+	struct model *mt;             /* cat + our HPAR, for dims and state_tiers_apply */
+	const struct dataset *ds;
+	struct train_config cfg;
+	uint32_t n_items, dim, H, E, din, nn, B, L;
+	size_t K, G, N;
+
+	/* Parameters, gradients, Adam moments, best copy: WGHT layout. */
+	size_t n_par;
+	float *theta, *grad, *am, *av, *best;
+	struct model_weights w, gw;   /* pointers into theta / grad */
+	uint64_t adam_t;
+	float *Efull;                 /* EMBD + R, refreshed before validation */
+
+	/* Training sequences: events of cold items removed, holdout cut. */
+	uint32_t n_seq;
+	uint32_t *seq_user;           /* [n_seq] dataset user */
+	size_t *seq_off;              /* [n_seq+1] into sev */
+	struct dataset_event *sev;
+	uint32_t *order;              /* [n_seq] shuffled each epoch */
+	uint32_t *item_count;         /* [n_items] training occurrences */
+
+	/* Candidates of the softmax. */
+	uint32_t *cand_all;           /* seen items */
+	uint32_t n_cand_all;
+	uint32_t *cand;               /* this step's candidates */
+	int32_t *cand_pos;            /* [n_items] position in cand or -1 */
+	uint32_t *tier1, *tier2;      /* [n_items] */
+
+	/* Lanes. */
+	uint32_t *lane_seq;           /* [B] sequence or TRAIN_NONE */
+	size_t *lane_pos;
+	float *lane_h, *lane_c;
+	struct user_state **lane_us;
+	uint32_t next_seq;
+
+	/* Window buffers, [L][B][...] = [N][...]. */
+	float *xh, *cprev, *cnew, *acts, *hs, *hd, *hmask, *xmask, *feat;
+	int32_t *tgt;                 /* position in cand or -1 when inactive */
+	uint32_t *in_item;
+	uint8_t *in_type, *reset, *active;
+	float *U, *S, *dU, *dhd, *Ec, *dEc;
+	float *dh_next, *dc_next, *dxh, *dh_tot, *scratch, *g1, *g2, *a1, *a2;
+
+	/* Validation. */
+	struct eval_split val;
+	uint32_t *val_hist;
+	float *val_u, *val_feat, *val_scores;
+	uint32_t *stamp;
+	double best_val;
+	uint64_t rng;
+};
+
+static void
+trainer_bind(struct model_weights *w, float *base, const struct trainer *tr)
+{
+	size_t o = 0;
+
+	w->W = base + o; o += tr->G * tr->K;
+	w->b = base + o; o += tr->G;
+	w->P = base + o; o += (size_t)tr->dim * tr->H;
+	w->pb = base + o; o += tr->dim;
+	w->T = base + o; o += (size_t)MODEL_N_TYPES * tr->E;
+	w->R = base + o; o += (size_t)tr->n_items * tr->dim;
+	w->ib = base + o; o += tr->n_items;
+	w->alpha = base + o;
+}
+
+/* Mutable view of a parameter block inside a flat array. */
+static float *
+trainer_block(float *base, const float *theta, const float *blk)
+{
+	return base + (blk - theta);
+}
+
+static int
+trainer_init_params(struct trainer *tr)
+{
+	float *th = tr->theta;
+	float *W = trainer_block(th, th, tr->w.W), *b = trainer_block(th, th, tr->w.b);
+	float *P = trainer_block(th, th, tr->w.P), *T = trainer_block(th, th, tr->w.T);
+	float *ib = trainer_block(th, th, tr->w.ib);
+	float aw = 1.0f / sqrtf((float)tr->K), ap = 1.0f / sqrtf((float)tr->H);
+	double tot = 0;
+
+	for (size_t k = 0; k < tr->G * tr->K; k++)
+		W[k] = (2.0f * train_uniform(&tr->rng) - 1.0f) * aw;
+	for (uint32_t k = 0; k < tr->H; k++)
+		b[tr->H + k] = 1.0f;   /* forget-gate bias: remember by default */
+	for (size_t k = 0; k < (size_t)tr->dim * tr->H; k++)
+		P[k] = (2.0f * train_uniform(&tr->rng) - 1.0f) * ap;
+	for (size_t k = 0; k < (size_t)MODEL_N_TYPES * tr->E; k++)
+		T[k] = (2.0f * train_uniform(&tr->rng) - 1.0f) * 0.1f;
+	/* Item bias starts at log popularity, which the softmax would learn first anyway. */
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		tot += tr->item_count[i];
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		ib[i] = tr->item_count[i] ? (float)log((tr->item_count[i] + 1.0) / (tot + 1.0)) : 0.0f;
+	return 0;
+}
+
+/* Items never seen in training get the mean bias of rare items (a prior, not a push-down). */
+static void
+trainer_cold_bias(struct trainer *tr)
+{
+	float *ib = trainer_block(tr->theta, tr->theta, tr->w.ib);
+	double s = 0, s_all = 0;
+	size_t n = 0, n_all = 0;
+	float prior;
+
+	for (uint32_t i = 0; i < tr->n_items; i++) {
+		if (tr->item_count[i] == 0)
+			continue;
+		s_all += ib[i];
+		n_all++;
+		if (tr->item_count[i] <= TRAIN_RARE_MAX) {
+			s += ib[i];
+			n++;
+		}
+	}
+	prior = n ? (float)(s / (double)n) : n_all ? (float)(s_all / (double)n_all) : 0.0f;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		if (tr->item_count[i] == 0)
+			ib[i] = prior;
+}
+
+static void
+trainer_refresh_E(struct trainer *tr)
+{
+	const float *emb = model_llm_embeddings(tr->cat);
+	size_t n = (size_t)tr->n_items * tr->dim;
+
+	for (size_t k = 0; k < n; k++)
+		tr->Efull[k] = emb[k] + tr->w.R[k];
+}
+
+void
+trainer_free(struct trainer *tr)
+{
+	if (tr == NULL)
+		return;
+	for (uint32_t b = 0; tr->lane_us != NULL && b < tr->B; b++)
+		state_free(tr->lane_us[b]);
+	free(tr->lane_us);
+	void *bufs[] = {
+		tr->theta, tr->grad, tr->am, tr->av, tr->best, tr->Efull, tr->seq_user,
+		tr->seq_off, tr->sev, tr->order, tr->item_count, tr->cand_all, tr->cand,
+		tr->cand_pos, tr->tier1, tr->tier2, tr->lane_seq, tr->lane_pos, tr->lane_h,
+		tr->lane_c, tr->xh, tr->cprev, tr->cnew, tr->acts, tr->hs, tr->hd, tr->hmask,
+		tr->xmask, tr->feat, tr->tgt, tr->in_item, tr->in_type, tr->reset, tr->active,
+		tr->U, tr->S, tr->dU, tr->dhd, tr->Ec, tr->dEc, tr->dh_next, tr->dc_next,
+		tr->dxh, tr->dh_tot, tr->scratch, tr->g1, tr->g2, tr->a1, tr->a2, tr->val_hist,
+		tr->val_u, tr->val_feat, tr->val_scores, tr->stamp,
+	};
+	for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++)
+		free(bufs[k]);
+	eval_split_fini(&tr->val);
+	model_free(tr->mt);
+	free(tr);
+}
+
+/* Builds training sequences and counts; 0 or -1 on ENOMEM. */
+static int
+trainer_sequences(struct trainer *tr, const uint8_t *cold)
+{
+	const struct dataset *ds = tr->ds;
+	size_t total = 0, o = 0;
+	uint32_t s = 0;
+
+	tr->seq_user = malloc(((size_t)ds->n_users + 1) * sizeof(*tr->seq_user));
+	tr->seq_off = malloc(((size_t)ds->n_users + 1) * sizeof(*tr->seq_off));
+	tr->sev = malloc((ds->n_events + 1) * sizeof(*tr->sev));
+	tr->item_count = calloc(tr->n_items, sizeof(*tr->item_count));
+	if (!tr->seq_user || !tr->seq_off || !tr->sev || !tr->item_count)
+		return -1;
+	for (uint32_t u = 0; u < ds->n_users; u++) {
+		size_t n, keep, start = o;
+		const struct dataset_event *ev = dataset_user(ds, u, &n);
+		if (n < tr->cfg.min_user_events || n <= tr->cfg.holdout_last)
+			continue;
+		keep = n - tr->cfg.holdout_last;
+		for (size_t k = 0; k < keep; k++) {
+			if (cold != NULL && cold[ev[k].item])
+				continue;
+			tr->sev[o++] = ev[k];
+		}
+		if (o - start < 2) {
+			o = start;
+			continue;
+		}
+		for (size_t k = start; k < o; k++)
+			tr->item_count[tr->sev[k].item]++;
+		tr->seq_user[s] = u;
+		tr->seq_off[s] = start;
+		s++;
+		total += o - start;
+	}
+	tr->seq_off[s] = o;
+	tr->n_seq = s;
+	(void)total;
+	return 0;
+}
+
+struct trainer *
+trainer_new(const struct model *cat, const struct dataset *ds,
+    const struct train_config *cfg, const uint8_t *cold, const char *tmp_path,
+    char *errstr, size_t errstr_size)
+{
+	struct trainer *tr = calloc(1, sizeof(*tr));
+	struct model_hparams hp;
+
+	if (tr == NULL)
+		goto nomem;
+	tr->cat = cat;
+	tr->ds = ds;
+	tr->cfg = *cfg;
+	tr->rng = cfg->seed * 0x2545F4914F6CDD1Dull + 1;
+	tr->n_items = model_n_items(cat);
+	tr->dim = model_dim(cat);
+	tr->nn = model_n_nodes(cat);
+	tr->H = cfg->hidden;
+	tr->E = cfg->type_dim;
+	tr->din = tr->dim + tr->E + 1;
+	tr->K = (size_t)tr->din + tr->H;
+	tr->G = 4 * (size_t)tr->H;
+	tr->B = cfg->batch;
+	tr->L = cfg->bptt;
+	tr->N = (size_t)tr->B * tr->L;
+	if (tr->H == 0 || tr->E == 0 || tr->B == 0 || tr->L == 0 || ds->n_items != tr->n_items) {
+		snprintf(errstr, errstr_size, "trainer: bad configuration or dataset/catalog mismatch");
+		goto fail;
+	}
+	if (trainer_sequences(tr, cold) < 0)
+		goto nomem;
+	if (tr->n_seq == 0) {
+		snprintf(errstr, errstr_size, "trainer: no user has 2 training events");
+		goto fail;
+	}
+
+	tr->n_par = tr->G * tr->K + tr->G + (size_t)tr->dim * tr->H + tr->dim +
+	    (size_t)MODEL_N_TYPES * tr->E + (size_t)tr->n_items * tr->dim + tr->n_items + 4;
+	tr->theta = calloc(tr->n_par, sizeof(float));
+	tr->grad = calloc(tr->n_par, sizeof(float));
+	tr->am = calloc(tr->n_par, sizeof(float));
+	tr->av = calloc(tr->n_par, sizeof(float));
+	tr->best = calloc(tr->n_par, sizeof(float));
+	tr->Efull = malloc((size_t)tr->n_items * tr->dim * sizeof(float));
+	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->Efull)
+		goto nomem;
+	trainer_bind(&tr->w, tr->theta, tr);
+	trainer_bind(&tr->gw, tr->grad, tr);
+	trainer_init_params(tr);
+	trainer_cold_bias(tr);
+	memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
+
+	/* A model file with our HPAR, reloaded: dims and tier weights as served. */
+	hp = cfg->hp;
+	hp.hidden = tr->H;
+	hp.type_dim = tr->E;
+	hp.n_types = MODEL_N_TYPES;
+	hp.train_seed = cfg->seed;
+	if (model_write(tmp_path, cat, &hp, &tr->w, errstr, errstr_size) < 0)
+		goto fail;
+	tr->mt = model_load(tmp_path, errstr, errstr_size);
+	unlink(tmp_path);
+	if (tr->mt == NULL)
+		goto fail;
+
+	/* Candidates and tiers. */
+	tr->cand_all = malloc(tr->n_items * sizeof(uint32_t));
+	tr->cand = malloc(tr->n_items * sizeof(uint32_t));
+	tr->cand_pos = malloc(tr->n_items * sizeof(int32_t));
+	tr->tier1 = malloc(tr->n_items * sizeof(uint32_t));
+	tr->tier2 = malloc(tr->n_items * sizeof(uint32_t));
+	if (!tr->cand_all || !tr->cand || !tr->cand_pos || !tr->tier1 || !tr->tier2)
+		goto nomem;
+	for (uint32_t i = 0; i < tr->n_items; i++) {
+		tr->cand_pos[i] = -1;
+		tr->tier1[i] = model_item_tier1(cat, i);
+		tr->tier2[i] = model_item_tier2(cat, i);
+		if (tr->item_count[i] > 0)
+			tr->cand_all[tr->n_cand_all++] = i;
+	}
+	if (tr->cfg.sampled == 0 && tr->n_cand_all > TRAIN_SAMPLED_AUTO)
+		tr->cfg.sampled = TRAIN_SAMPLED_DEFAULT;
+	if (tr->cfg.sampled >= tr->n_cand_all)
+		tr->cfg.sampled = 0;
+
+	/* Lanes and window buffers. */
+	size_t N = tr->N, B = tr->B, H = tr->H, nc = tr->n_items;
+	tr->order = malloc(tr->n_seq * sizeof(uint32_t));
+	tr->lane_seq = malloc(B * sizeof(uint32_t));
+	tr->lane_pos = calloc(B, sizeof(size_t));
+	tr->lane_h = calloc(B * H, sizeof(float));
+	tr->lane_c = calloc(B * H, sizeof(float));
+	tr->lane_us = calloc(B, sizeof(*tr->lane_us));
+	tr->xh = calloc(N * tr->K, sizeof(float));
+	tr->cprev = calloc(N * H, sizeof(float));
+	tr->cnew = calloc(N * H, sizeof(float));
+	tr->acts = calloc(N * tr->G, sizeof(float));
+	tr->hs = calloc(N * H, sizeof(float));
+	tr->hd = calloc(N * H, sizeof(float));
+	tr->hmask = calloc(N * H, sizeof(float));
+	tr->xmask = calloc(N * tr->dim, sizeof(float));
+	tr->feat = calloc(N * 2 * tr->nn, sizeof(float));
+	tr->tgt = calloc(N, sizeof(int32_t));
+	tr->in_item = calloc(N, sizeof(uint32_t));
+	tr->in_type = calloc(N, 1);
+	tr->reset = calloc(N, 1);
+	tr->active = calloc(N, 1);
+	tr->U = calloc(N * tr->dim, sizeof(float));
+	tr->S = calloc(N * nc, sizeof(float));
+	tr->dU = calloc(N * tr->dim, sizeof(float));
+	tr->dhd = calloc(N * H, sizeof(float));
+	tr->Ec = calloc(nc * tr->dim, sizeof(float));
+	tr->dEc = calloc(nc * tr->dim, sizeof(float));
+	tr->dh_next = calloc(B * H, sizeof(float));
+	tr->dc_next = calloc(B * H, sizeof(float));
+	tr->dxh = calloc(B * tr->K, sizeof(float));
+	tr->dh_tot = calloc(B * H, sizeof(float));
+	tr->scratch = calloc(B * tr->G, sizeof(float));
+	tr->g1 = calloc(tr->nn, sizeof(float));
+	tr->g2 = calloc(tr->nn, sizeof(float));
+	tr->a1 = calloc(tr->nn, sizeof(float));
+	tr->a2 = calloc(tr->nn, sizeof(float));
+	if (!tr->order || !tr->lane_seq || !tr->lane_pos || !tr->lane_h || !tr->lane_c ||
+	    !tr->lane_us || !tr->xh || !tr->cprev || !tr->cnew || !tr->acts || !tr->hs ||
+	    !tr->hd || !tr->hmask || !tr->xmask || !tr->feat || !tr->tgt || !tr->in_item ||
+	    !tr->in_type || !tr->reset || !tr->active || !tr->U || !tr->S || !tr->dU ||
+	    !tr->dhd || !tr->Ec || !tr->dEc || !tr->dh_next || !tr->dc_next || !tr->dxh ||
+	    !tr->dh_tot || !tr->scratch || !tr->g1 || !tr->g2 || !tr->a1 || !tr->a2)
+		goto nomem;
+	for (size_t b = 0; b < B; b++) {
+		tr->lane_us[b] = state_new(model_hparams(tr->mt));
+		if (tr->lane_us[b] == NULL)
+			goto nomem;
+	}
+
+	/* Validation: each user's event right after the training part. */
+	if (cfg->holdout_last > 0) {
+		uint32_t k = 0;
+		if (eval_split_make(ds, &tr->val) < 0)
+			goto nomem;
+		tr->val_hist = malloc((tr->val.n + 1) * sizeof(uint32_t));
+		tr->val_u = malloc(((size_t)tr->val.n + 1) * tr->dim * sizeof(float));
+		tr->val_feat = malloc(((size_t)tr->val.n + 1) * 2 * tr->nn * sizeof(float));
+		tr->val_scores = malloc(tr->n_items * sizeof(float));
+		tr->stamp = calloc(tr->n_items, sizeof(uint32_t));
+		if (!tr->val_hist || !tr->val_u || !tr->val_feat || !tr->val_scores || !tr->stamp)
+			goto nomem;
+		for (uint32_t j = 0; j < tr->val.n; j++) {
+			size_t n;
+			dataset_user(ds, tr->val.users[j], &n);
+			if (n <= cfg->holdout_last)
+				continue;
+			tr->val.users[k] = tr->val.users[j];
+			tr->val_hist[k] = (uint32_t)(n - cfg->holdout_last);
+			k++;
+		}
+		tr->val.n = k;
+	}
+	tr->best_val = -1.0;
+	return tr;
+
+nomem:
+	snprintf(errstr, errstr_size, "trainer: out of memory");
+fail:
+	trainer_free(tr);
+	return NULL;
+}
+
+/* Mean NDCG@10 (and HR@10 into *hr) on the validation items with the live weights. */
+static double
+trainer_validate(struct trainer *tr, double *hr)
+{
+	struct train_view v = { tr->mt, &tr->w, tr->Efull };
+	double ndcg = 0, hits = 0;
+
+	*hr = 0;
+	if (tr->val.n == 0)
+		return 0;
+	trainer_cold_bias(tr);
+	trainer_refresh_E(tr);
+	if (train_replay(&v, tr->ds, tr->val.users, tr->val_hist, tr->val.n, tr->B * 2,
+	    tr->val_u, tr->val_feat) < 0)
+		return -1;
+	for (uint32_t k = 0; k < tr->val.n; k++) {
+		size_t n;
+		const struct dataset_event *ev = dataset_user(tr->ds, tr->val.users[k], &n);
+		uint32_t mark = k + 1, rank;
+		for (uint32_t j = 0; j < tr->val_hist[k]; j++)
+			tr->stamp[ev[j].item] = mark;
+		train_score(&v, tr->val_u + (size_t)k * tr->dim,
+		    tr->val_feat + (size_t)k * 2 * tr->nn, tr->val_scores);
+		rank = eval_rank(tr->val_scores, tr->n_items, ev[tr->val_hist[k]].item,
+		    tr->stamp, mark);
+		if (rank < EVAL_TOPK) {
+			hits += 1;
+			ndcg += 1.0 / log2(rank + 2.0);
+		}
+	}
+	memset(tr->stamp, 0, tr->n_items * sizeof(uint32_t));
+	*hr = hits / tr->val.n;
+	return ndcg / tr->val.n;
+}
+
+/* Fills step t of the window for every lane; returns the number of active lanes. */
+static uint32_t
+trainer_fill_step(struct trainer *tr, uint32_t t)
+{
+	uint32_t n_active = 0, dim = tr->dim;
+	float keep = 1.0f - tr->cfg.dropout, scale = keep > 0 ? 1.0f / keep : 0.0f;
+
+	for (uint32_t b = 0; b < tr->B; b++) {
+		size_t n = (size_t)t * tr->B + b;
+		float *row = tr->xh + n * tr->K;
+		float *hl = tr->lane_h + (size_t)b * tr->H, *cl = tr->lane_c + (size_t)b * tr->H;
+		tr->reset[n] = 0;
+		/* Next user when the lane's user has no more (input, target) pairs. */
+		if (tr->lane_seq[b] == TRAIN_NONE ||
+		    tr->seq_off[tr->lane_seq[b]] + tr->lane_pos[b] + 1 >= tr->seq_off[tr->lane_seq[b] + 1]) {
+			tr->lane_seq[b] = tr->next_seq < tr->n_seq ? tr->order[tr->next_seq++] : TRAIN_NONE;
+			tr->lane_pos[b] = 0;
+			memset(hl, 0, tr->H * sizeof(float));
+			memset(cl, 0, tr->H * sizeof(float));
+			tr->reset[n] = 1;
+			if (tr->lane_seq[b] != TRAIN_NONE)
+				state_reset(tr->lane_us[b]);
+		}
+		if (tr->lane_seq[b] == TRAIN_NONE) {
+			memset(row, 0, tr->K * sizeof(float));
+			memset(tr->cprev + n * tr->H, 0, tr->H * sizeof(float));
+			tr->active[n] = 0;
+			tr->tgt[n] = -1;
+			continue;
+		}
+		const struct dataset_event *ev = tr->sev + tr->seq_off[tr->lane_seq[b]] + tr->lane_pos[b];
+		train_input_row(tr->mt, &tr->w, tr->E, ev, tr->lane_pos[b] ? ev - 1 : NULL, row);
+		if (tr->cfg.dropout > 0) {
+			float *xm = tr->xmask + n * dim;
+			for (uint32_t k = 0; k < dim; k++) {
+				xm[k] = train_uniform(&tr->rng) < keep ? scale : 0.0f;
+				row[k] *= xm[k];
+			}
+		}
+		memcpy(row + tr->din, hl, tr->H * sizeof(float));
+		memcpy(tr->cprev + n * tr->H, cl, tr->H * sizeof(float));
+		state_tiers_apply(tr->lane_us[b], tr->mt, ev->item, ev->type, ev->ts_ms);
+		train_tier_features(tr->mt, tr->lane_us[b], tr->feat + n * 2 * tr->nn);
+		tr->in_item[n] = ev->item;
+		tr->in_type[n] = ev->type;
+		tr->tgt[n] = (int32_t)ev[1].item;  /* mapped to a candidate position later */
+		tr->active[n] = 1;
+		tr->lane_pos[b]++;
+		n_active++;
+	}
+	return n_active;
+}
+
+/* Chooses this step's candidates; returns their count. */
+static uint32_t
+trainer_candidates(struct trainer *tr)
+{
+	uint32_t nc = 0;
+
+	if (tr->cfg.sampled == 0) {
+		memcpy(tr->cand, tr->cand_all, tr->n_cand_all * sizeof(uint32_t));
+		nc = tr->n_cand_all;
+	} else {
+		/* The window's targets plus uniform negatives among the seen items. */
+		for (size_t n = 0; n < tr->N; n++) {
+			uint32_t it;
+			if (!tr->active[n])
+				continue;
+			it = (uint32_t)tr->tgt[n];
+			if (tr->cand_pos[it] < 0) {
+				tr->cand_pos[it] = (int32_t)nc;
+				tr->cand[nc++] = it;
+			}
+		}
+		for (uint32_t s = 0; s < tr->cfg.sampled; s++) {
+			uint32_t it = tr->cand_all[train_rand(&tr->rng) % tr->n_cand_all];
+			if (tr->cand_pos[it] < 0) {
+				tr->cand_pos[it] = (int32_t)nc;
+				tr->cand[nc++] = it;
+			}
+		}
+		for (uint32_t c = 0; c < nc; c++)
+			tr->cand_pos[tr->cand[c]] = -1;
+	}
+	for (uint32_t c = 0; c < nc; c++)
+		tr->cand_pos[tr->cand[c]] = (int32_t)c;
+	return nc;
+}
+
+/* One window: forward, loss, backward, Adam. Returns the summed loss; *count positions. */
+static double
+trainer_window(struct trainer *tr, size_t *count)
+{
+	uint32_t B = tr->B, H = tr->H, dim = tr->dim, nn = tr->nn, L = tr->L, nc;
+	size_t N = tr->N, n_act = 0;
+	const float *emb = model_llm_embeddings(tr->cat);
+	float keep = 1.0f - tr->cfg.dropout, scale = keep > 0 ? 1.0f / keep : 0.0f;
+	double loss = 0;
+	const float *al = tr->w.alpha;
+
+	/* Forward through the window, one lstm_forward per step for all lanes. */
+	for (uint32_t t = 0; t < L; t++) {
+		size_t o = (size_t)t * B;
+		n_act += trainer_fill_step(tr, t);
+		memcpy(tr->cnew + o * H, tr->cprev + o * H, (size_t)B * H * sizeof(float));
+		lstm_forward(tr->w.W, tr->w.b, tr->din, H, B, tr->xh + o * tr->K,
+		    tr->cnew + o * H, tr->hs + o * H, tr->acts + o * tr->G);
+		for (uint32_t b = 0; b < B; b++) {
+			if (!tr->active[o + b])
+				continue;
+			memcpy(tr->lane_h + (size_t)b * H, tr->hs + (o + b) * H, H * sizeof(float));
+			memcpy(tr->lane_c + (size_t)b * H, tr->cnew + (o + b) * H, H * sizeof(float));
+		}
+	}
+	*count = n_act;
+	if (n_act == 0)
+		return 0;
+
+	/* Dropout on h, then U = hd P^T + pb for all positions. */
+	for (size_t k = 0; k < N * H; k++) {
+		float mk = tr->cfg.dropout > 0 ? (train_uniform(&tr->rng) < keep ? scale : 0.0f) : 1.0f;
+		tr->hmask[k] = mk;
+		tr->hd[k] = tr->hs[k] * mk;
+	}
+	for (size_t n = 0; n < N; n++)
+		memcpy(tr->U + n * dim, tr->w.pb, dim * sizeof(float));
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)dim, (int)H, 1.0f,
+	    tr->hd, (int)H, tr->w.P, (int)H, 1.0f, tr->U, (int)dim);
+
+	/* Candidates, their embeddings, S = U Ec^T + ib + tier terms. */
+	nc = trainer_candidates(tr);
+	for (uint32_t c = 0; c < nc; c++) {
+		size_t i = tr->cand[c];
+		for (uint32_t k = 0; k < dim; k++)
+			tr->Ec[(size_t)c * dim + k] = emb[i * dim + k] + tr->w.R[i * dim + k];
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nc, (int)dim, 1.0f,
+	    tr->U, (int)dim, tr->Ec, (int)dim, 0.0f, tr->S, (int)nc);
+	memset(tr->grad, 0, tr->n_par * sizeof(float));
+	float *gib = trainer_block(tr->grad, tr->theta, tr->w.ib);
+	float *galpha = trainer_block(tr->grad, tr->theta, tr->w.alpha);
+	float inv = 1.0f / (float)n_act;
+	for (size_t n = 0; n < N; n++) {
+		float *s = tr->S + n * nc;
+		const float *f = tr->feat + n * 2 * nn;
+		double mx = -INFINITY, z = 0;
+		int32_t tg;
+		if (!tr->active[n]) {
+			memset(s, 0, nc * sizeof(float));
+			continue;
+		}
+		for (uint32_t j = 0; j < nn; j++) {
+			tr->a1[j] = al[0] * f[j] + al[1] * f[nn + j];
+			tr->a2[j] = al[2] * f[j] + al[3] * f[nn + j];
+		}
+		for (uint32_t c = 0; c < nc; c++) {
+			uint32_t i = tr->cand[c];
+			float v = s[c] + tr->w.ib[i];
+			if (tr->tier1[i] < nn)
+				v += tr->a1[tr->tier1[i]];
+			if (tr->tier2[i] < nn)
+				v += tr->a2[tr->tier2[i]];
+			s[c] = v;
+			if (v > mx)
+				mx = v;
+		}
+		for (uint32_t c = 0; c < nc; c++)
+			z += exp(s[c] - mx);
+		tg = tr->cand_pos[tr->tgt[n]];
+		loss += -(s[tg] - mx - log(z));
+		/* dS = (softmax - onehot) / n_act, then ib and tier-term gradients. */
+		memset(tr->g1, 0, nn * sizeof(float));
+		memset(tr->g2, 0, nn * sizeof(float));
+		for (uint32_t c = 0; c < nc; c++) {
+			uint32_t i = tr->cand[c];
+			float d = (float)(exp(s[c] - mx) / z) * inv;
+			if ((int32_t)c == tg)
+				d -= inv;
+			s[c] = d;
+			gib[i] += d;
+			if (tr->tier1[i] < nn)
+				tr->g1[tr->tier1[i]] += d;
+			if (tr->tier2[i] < nn)
+				tr->g2[tr->tier2[i]] += d;
+		}
+		for (uint32_t j = 0; j < nn; j++) {
+			galpha[0] += tr->g1[j] * f[j];
+			galpha[1] += tr->g1[j] * f[nn + j];
+			galpha[2] += tr->g2[j] * f[j];
+			galpha[3] += tr->g2[j] * f[nn + j];
+		}
+	}
+	if (tr->cfg.sampled != 0)
+		for (uint32_t c = 0; c < nc; c++)
+			tr->cand_pos[tr->cand[c]] = -1;
+
+	/* dEc = dS^T U -> dR;  dU = dS Ec;  dP = dU^T hd;  dpb;  dhd = dU P. */
+	float *gR = trainer_block(tr->grad, tr->theta, tr->w.R);
+	float *gP = trainer_block(tr->grad, tr->theta, tr->w.P);
+	float *gpb = trainer_block(tr->grad, tr->theta, tr->w.pb);
+	float *gT = trainer_block(tr->grad, tr->theta, tr->w.T);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nc, (int)dim, (int)N, 1.0f,
+	    tr->S, (int)nc, tr->U, (int)dim, 0.0f, tr->dEc, (int)dim);
+	for (uint32_t c = 0; c < nc; c++) {
+		size_t i = tr->cand[c];
+		for (uint32_t k = 0; k < dim; k++)
+			gR[i * dim + k] += tr->dEc[(size_t)c * dim + k];
+	}
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)dim, (int)nc, 1.0f,
+	    tr->S, (int)nc, tr->Ec, (int)dim, 0.0f, tr->dU, (int)dim);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)dim, (int)H, (int)N, 1.0f,
+	    tr->dU, (int)dim, tr->hd, (int)H, 1.0f, gP, (int)H);
+	for (size_t n = 0; n < N; n++)
+		for (uint32_t k = 0; k < dim; k++)
+			gpb[k] += tr->dU[n * dim + k];
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)N, (int)H, (int)dim, 1.0f,
+	    tr->dU, (int)dim, tr->w.P, (int)H, 0.0f, tr->dhd, (int)H);
+	for (size_t k = 0; k < N * H; k++)
+		tr->dhd[k] *= tr->hmask[k];
+
+	/* BPTT through the window; no gradient crosses a lane's user change. */
+	float *gW = trainer_block(tr->grad, tr->theta, tr->w.W);
+	float *gb = trainer_block(tr->grad, tr->theta, tr->w.b);
+	memset(tr->dh_next, 0, (size_t)B * H * sizeof(float));
+	memset(tr->dc_next, 0, (size_t)B * H * sizeof(float));
+	for (uint32_t t = L; t-- > 0;) {
+		size_t o = (size_t)t * B;
+		for (size_t k = 0; k < (size_t)B * H; k++)
+			tr->dh_tot[k] = tr->dhd[o * H + k] + tr->dh_next[k];
+		lstm_backward(tr->w.W, tr->din, H, B, tr->xh + o * tr->K, tr->cprev + o * H,
+		    tr->cnew + o * H, tr->acts + o * tr->G, tr->dh_tot, tr->dc_next, gW, gb,
+		    tr->dxh, tr->dc_next, tr->scratch);
+		for (uint32_t b = 0; b < B; b++) {
+			const float *dx = tr->dxh + (size_t)b * tr->K;
+			size_t n = o + b;
+			if (tr->active[n]) {
+				float *gr = gR + (size_t)tr->in_item[n] * dim;
+				const float *xm = tr->xmask + n * dim;
+				for (uint32_t k = 0; k < dim; k++)
+					gr[k] += tr->cfg.dropout > 0 ? dx[k] * xm[k] : dx[k];
+				for (uint32_t k = 0; k < tr->E; k++)
+					gT[(size_t)tr->in_type[n] * tr->E + k] += dx[dim + k];
+			}
+			if (tr->reset[n] || !tr->active[n]) {
+				memset(tr->dh_next + (size_t)b * H, 0, H * sizeof(float));
+				memset(tr->dc_next + (size_t)b * H, 0, H * sizeof(float));
+			} else {
+				memcpy(tr->dh_next + (size_t)b * H, dx + tr->din, H * sizeof(float));
+			}
+		}
+	}
+
+	/* L2 on R, global-norm clip, Adam. */
+	double norm = 0;
+	for (size_t k = 0; k < (size_t)tr->n_items * dim; k++)
+		gR[k] += tr->cfg.l2 * tr->w.R[k];
+	for (size_t k = 0; k < tr->n_par; k++)
+		norm += (double)tr->grad[k] * tr->grad[k];
+	norm = sqrt(norm);
+	float gs = (tr->cfg.clip > 0 && norm > tr->cfg.clip) ? (float)(tr->cfg.clip / norm) : 1.0f;
+	tr->adam_t++;
+	float bc1 = 1.0f - powf(TRAIN_ADAM_B1, (float)tr->adam_t);
+	float bc2 = 1.0f - powf(TRAIN_ADAM_B2, (float)tr->adam_t);
+	float step = tr->cfg.lr * sqrtf(bc2) / bc1;
+	for (size_t k = 0; k < tr->n_par; k++) {
+		float g = tr->grad[k] * gs;
+		tr->am[k] = TRAIN_ADAM_B1 * tr->am[k] + (1.0f - TRAIN_ADAM_B1) * g;
+		tr->av[k] = TRAIN_ADAM_B2 * tr->av[k] + (1.0f - TRAIN_ADAM_B2) * g * g;
+		tr->theta[k] -= step * tr->am[k] / (sqrtf(tr->av[k]) + TRAIN_ADAM_EPS);
+	}
+	/* Unseen items keep R = 0 and their bias prior: nothing trains them. */
+	return loss;
+}
+
+int
+trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
+{
+	uint32_t since_best = 0;
+
+	for (uint32_t ep = 1; ep <= tr->cfg.epochs; ep++) {
+		struct timespec t0, t1;
+		double loss = 0, val = 0, hr = 0;
+		size_t positions = 0;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (uint32_t s = 0; s < tr->n_seq; s++)
+			tr->order[s] = s;
+		for (uint32_t s = tr->n_seq; s > 1; s--) {
+			uint32_t j = (uint32_t)(train_rand(&tr->rng) % s), tmp = tr->order[s - 1];
+			tr->order[s - 1] = tr->order[j];
+			tr->order[j] = tmp;
+		}
+		tr->next_seq = 0;
+		for (uint32_t b = 0; b < tr->B; b++)
+			tr->lane_seq[b] = TRAIN_NONE;
+		for (;;) {
+			size_t cnt;
+			loss += trainer_window(tr, &cnt);
+			positions += cnt;
+			if (cnt == 0)
+				break;
+		}
+		if (!isfinite(loss)) {
+			snprintf(errstr, errstr_size, "trainer: loss diverged in epoch %u", ep);
+			return -1;
+		}
+		if (tr->val.n > 0) {
+			val = trainer_validate(tr, &hr);
+			if (val < 0) {
+				snprintf(errstr, errstr_size, "trainer: out of memory in validation");
+				return -1;
+			}
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if (log != NULL)
+			fprintf(log, "epoch %u loss %.4f val_ndcg@10 %.4f val_hr@10 %.4f time_s %.1f\n",
+			    ep, positions ? loss / (double)positions : 0.0, val, hr,
+			    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+		if (log != NULL)
+			fflush(log);
+		if (tr->val.n == 0 || val > tr->best_val) {
+			tr->best_val = val;
+			memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
+			since_best = 0;
+		} else if (tr->cfg.patience > 0 && ++since_best >= tr->cfg.patience) {
+			break;
+		}
+	}
+	memcpy(tr->theta, tr->best, tr->n_par * sizeof(float));
+	trainer_cold_bias(tr);
+	return 0;
+}
+
+double
+trainer_best_val(const struct trainer *tr)
+{
+	return tr->best_val;
+}
+
+int
+trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size)
+{
+	return model_write(path, tr->cat, model_hparams(tr->mt), &tr->w, errstr, errstr_size);
+}
