@@ -58,6 +58,7 @@ class Harness:
     def start(self):
         """Starts or joins the stack, creates prefixed topics; returns the env dict."""
         e = os.environ
+        atexit.register(self.stop)
         if not self.private and e.get("HARNESS_SHARED") == "1" and e.get("KAFKA_BOOTSTRAP") and e.get("REDIS_PORT"):
             env = {k: e[k] for k in ("KAFKA_BOOTSTRAP", "REDIS_HOST", "REDIS_PORT", "REDIS_URL")
                    if k in e}
@@ -66,7 +67,6 @@ class Harness:
                  f"redis {env['REDIS_HOST']}:{env['REDIS_PORT']}")
         else:
             self.own_dir = tempfile.mkdtemp(prefix="interestd-stack.", dir="/tmp")
-            atexit.register(self.stop)
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self._on_signal)
             r = subprocess.run([STACK, "up", "--dir", self.own_dir, "--kafka-port", "0",
