@@ -331,9 +331,12 @@ def create_topics(bootstrap, topics, timeout_s=60):
         ready = True
         for name, parts in topics:
             t = md.topics.get(name)
-            if t is None or t.error is not None or len(t.partitions) < parts or \
+            if t is None or t.error is not None or \
                     any(p.leader < 0 for p in t.partitions.values()):
                 ready = False
+            elif len(t.partitions) != parts:
+                raise StackError(f"kafka: topic {name} exists with {len(t.partitions)} "
+                                 f"partitions, want {parts}: delete it or use another name")
         if ready:
             return
         if time.monotonic() > deadline:
