@@ -1,0 +1,950 @@
+/*
+ * Redis sink: connection and AUTH, the per-user write script (marker check,
+ * owner-epoch fence and every key of the user in one atomic step), pipelined
+ * flushes, state loads, partition epochs and tier names. Key layout and the
+ * script's contract: schemas/redis.md.
+ */
+#include "sink_redis.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "modelfile.h"
+#include "state.h"
+
+#define SINK_ERR_MAX 256
+#define SINK_SHA_LEN 40
+#define SINK_NUM_MAX 32               /* a formatted integer or float */
+#define SINK_TIER_VALUE_MAX 48
+
+/*
+ * The write script (schemas/redis.md "Write script"). Returns 0 written,
+ * 1 refused (stored marker of the same partition at/after ours), 2 refused
+ * (partition epoch in Redis newer than ours).
+ * KEYS: vec top tiers meta state epoch
+ * ARGV: 1 partition, 2 offset, 3 epoch, 4 ttl_s, 5 vec, 6 state, 7 updated_at,
+ *       8 model_version, 9 events_applied, 10 weights_at, 11 "json"|"zset",
+ *       12 top JSON, 13 n_tiers, then n_tiers (node, "short long") pairs, then
+ *       for zset (score, item id) pairs.
+ */
+static const char sink_script[] =
+    "local part, off, ep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "if ep > 0 then\n"
+    "  local cur = tonumber(redis.call('GET', KEYS[6]) or '0')\n"
+    "  if cur > ep then return 2 end\n"
+    "end\n"
+    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset')\n"
+    "if m[1] and m[2] and tonumber(m[1]) == part and tonumber(m[2]) >= off then return 1 end\n"
+    "local ttl = tonumber(ARGV[4])\n"
+    "redis.call('SET', KEYS[1], ARGV[5])\n"
+    "redis.call('SET', KEYS[5], ARGV[6])\n"
+    "redis.call('DEL', KEYS[2], KEYS[3])\n"
+    "local nt = tonumber(ARGV[13])\n"
+    "if nt > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 14, 13 + 2 * nt)) end\n"
+    "if ARGV[11] == 'zset' then\n"
+    "  if #ARGV > 13 + 2 * nt then redis.call('ZADD', KEYS[2], unpack(ARGV, 14 + 2 * nt, #ARGV)) end\n"
+    "else\n"
+    "  redis.call('SET', KEYS[2], ARGV[12])\n"
+    "end\n"
+    "redis.call('HSET', KEYS[4], 'updated_at', ARGV[7], 'model_version', ARGV[8],\n"
+    "  'events_applied', ARGV[9], 'weights_at', ARGV[10], 'partition', ARGV[1],\n"
+    "  'offset', ARGV[2], 'epoch', ARGV[3])\n"
+    "for k = 1, 5 do\n"
+    "  if ttl > 0 then redis.call('EXPIRE', KEYS[k], ttl) else redis.call('PERSIST', KEYS[k]) end\n"
+    "end\n"
+    "return 0\n";
+
+#define SINK_SCRIPT_KEYS 6
+#define SINK_SCRIPT_FIXED_ARGS 13
+
+/* Where and how to connect: borrowed strings (from a config or the sink's copies). */
+struct sink_endpoint {
+	const char *host;
+	int port;
+	const char *unix_socket;
+	const char *user;
+	const char *password;
+	int timeout_ms;
+};
+
+/* A growing byte buffer, reused across users and flushes. */
+struct sink_buf {
+	char *p;
+	size_t len, cap;
+};
+
+struct sink_redis {
+	redisContext *ctx;
+	char sha[SINK_SHA_LEN + 1];
+
+	/* Copies of the config this sink needs (the config may be swapped). */
+	char *host, *unix_socket, *user, *password, *prefix, *topic;
+	int port, timeout_ms, wait_replicas, wait_timeout_ms;
+	enum config_top_format top_format;
+	int64_t ttl_s;
+
+	/* Per-flush scratch, grown on demand and reused. */
+	struct sink_buf buf;
+	const char **argv;
+	size_t *argvlen;
+	size_t *argoff;                 /* argument offsets into buf, before pointers are fixed */
+	size_t argcap;
+	size_t *retry;                  /* user indices to re-send after NOSCRIPT */
+	size_t retry_cap;
+};
+
+const char *
+sink_result_name(enum sink_result r)
+{
+	switch (r) {
+	case SINK_WRITTEN:
+		return "written";
+	case SINK_REFUSED_STALE:
+		return "stale";
+	case SINK_REFUSED_FENCED:
+		return "fenced";
+	}
+	return "unknown";
+}
+
+size_t
+sink_redis_tier_value(float w_short, float w_long, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%.6g %.6g", (double)w_short, (double)w_long);
+
+	if (n < 0)
+		return 0;
+	return (size_t)n < size ? (size_t)n : size - 1;
+}
+
+/* --- connection ------------------------------------------------------ */
+
+static struct timeval
+ms_to_tv(int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
+
+/* "127.0.0.1:6379" or the socket path, for messages. */
+static void
+endpoint_name(const struct sink_endpoint *ep, char *buf, size_t size)
+{
+	if (ep->unix_socket != NULL)
+		snprintf(buf, size, "%s", ep->unix_socket);
+	else
+		snprintf(buf, size, "%s:%d", ep->host, ep->port);
+}
+
+static redisContext *
+endpoint_connect(const struct sink_endpoint *ep, char *errstr, size_t errstr_size)
+{
+	struct timeval tv = ms_to_tv(ep->timeout_ms);
+	char name[300];
+	redisContext *c;
+	redisReply *r = NULL;
+
+	endpoint_name(ep, name, sizeof(name));
+	if (ep->unix_socket != NULL)
+		c = redisConnectUnixWithTimeout(ep->unix_socket, tv);
+	else
+		c = redisConnectWithTimeout(ep->host, ep->port, tv);
+	if (c == NULL) {
+		snprintf(errstr, errstr_size, "redis %s: out of memory", name);
+		return NULL;
+	}
+	if (c->err) {
+		snprintf(errstr, errstr_size, "redis %s: %s", name, c->errstr);
+		goto fail;
+	}
+	if (redisSetTimeout(c, tv) != REDIS_OK) {
+		snprintf(errstr, errstr_size, "redis %s: cannot set timeout: %s", name, c->errstr);
+		goto fail;
+	}
+	if (ep->unix_socket == NULL)
+		(void)redisEnableKeepAlive(c);
+	if (ep->password != NULL) {
+		const char *argv[3] = { "AUTH", ep->user, ep->password };
+		size_t argvlen[3] = { 4, ep->user ? strlen(ep->user) : 0, strlen(ep->password) };
+
+		if (ep->user != NULL)
+			r = redisCommandArgv(c, 3, argv, argvlen);
+		else {
+			argv[1] = ep->password;
+			argvlen[1] = argvlen[2];
+			r = redisCommandArgv(c, 2, argv, argvlen);
+		}
+		if (r == NULL) {
+			snprintf(errstr, errstr_size, "redis %s: AUTH: %s", name, c->errstr);
+			goto fail;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			snprintf(errstr, errstr_size, "redis %s: AUTH%s%s refused: %s", name,
+			    ep->user ? " as user " : "", ep->user ? ep->user : "", r->str);
+			goto fail;
+		}
+		freeReplyObject(r);
+		r = NULL;
+	}
+	return c;
+fail:
+	freeReplyObject(r);
+	redisFree(c);
+	return NULL;
+}
+
+struct redisContext *
+sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size)
+{
+	struct sink_endpoint ep = {
+		.host = cfg->redis_host,
+		.port = cfg->redis_port,
+		.unix_socket = cfg->redis_unix_socket,
+		.user = cfg->redis_user,
+		.password = cfg->redis_password,
+		.timeout_ms = cfg->redis_timeout_ms,
+	};
+
+	return endpoint_connect(&ep, errstr, errstr_size);
+}
+
+/* Drops the connection; the next operation reconnects. */
+static void
+sink_disconnect(struct sink_redis *sink)
+{
+	if (sink->ctx != NULL)
+		redisFree(sink->ctx);
+	sink->ctx = NULL;
+}
+
+static int
+sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	redisReply *r = redisCommand(sink->ctx, "SCRIPT LOAD %s", sink_script);
+	int ret = -1;
+
+	if (r == NULL) {
+		snprintf(errstr, errstr_size, "redis SCRIPT LOAD: %s", sink->ctx->errstr);
+		sink_disconnect(sink);
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_STRING || r->len != SINK_SHA_LEN) {
+		snprintf(errstr, errstr_size, "redis SCRIPT LOAD: unexpected reply: %s",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "not a SHA1");
+		goto done;
+	}
+	memcpy(sink->sha, r->str, SINK_SHA_LEN);
+	sink->sha[SINK_SHA_LEN] = '\0';
+	ret = 0;
+done:
+	freeReplyObject(r);
+	return ret;
+}
+
+int
+sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	struct sink_endpoint ep = {
+		.host = sink->host,
+		.port = sink->port,
+		.unix_socket = sink->unix_socket,
+		.user = sink->user,
+		.password = sink->password,
+		.timeout_ms = sink->timeout_ms,
+	};
+
+	sink_disconnect(sink);
+	sink->ctx = endpoint_connect(&ep, errstr, errstr_size);
+	if (sink->ctx == NULL)
+		return -1;
+	if (sink_load_script(sink, errstr, errstr_size) < 0) {
+		sink_disconnect(sink);
+		return -1;
+	}
+	return 0;
+}
+
+/* Connects when the last operation dropped the connection. */
+static int
+sink_ensure(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	if (sink->ctx != NULL)
+		return 0;
+	return sink_redis_reconnect(sink, errstr, errstr_size);
+}
+
+/* strdup of an optional string; returns 0, or -1 on ENOMEM. */
+static int
+dup_opt(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src == NULL)
+		return 0;
+	*dst = strdup(src);
+	return *dst == NULL ? -1 : 0;
+}
+
+struct sink_redis *
+sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
+{
+	struct sink_redis *sink = calloc(1, sizeof(*sink));
+
+	if (sink == NULL)
+		goto nomem;
+	if (dup_opt(&sink->host, cfg->redis_host) < 0 ||
+	    dup_opt(&sink->unix_socket, cfg->redis_unix_socket) < 0 ||
+	    dup_opt(&sink->user, cfg->redis_user) < 0 ||
+	    dup_opt(&sink->password, cfg->redis_password) < 0 ||
+	    dup_opt(&sink->prefix, cfg->redis_prefix) < 0 ||
+	    dup_opt(&sink->topic, cfg->topic_events) < 0)
+		goto nomem;
+	sink->port = cfg->redis_port;
+	sink->timeout_ms = cfg->redis_timeout_ms;
+	sink->wait_replicas = cfg->redis_wait_replicas;
+	sink->wait_timeout_ms = cfg->redis_wait_timeout_ms;
+	sink->top_format = cfg->redis_top_format;
+	sink->ttl_s = cfg->redis_ttl_s;
+	if (sink_redis_reconnect(sink, errstr, errstr_size) < 0)
+		goto fail;
+	return sink;
+nomem:
+	snprintf(errstr, errstr_size, "redis sink: out of memory");
+fail:
+	sink_redis_free(sink);
+	return NULL;
+}
+
+void
+sink_redis_free(struct sink_redis *sink)
+{
+	if (sink == NULL)
+		return;
+	sink_disconnect(sink);
+	if (sink->password != NULL) {
+		volatile char *p = sink->password;
+		while (*p)
+			*p++ = '\0';
+	}
+	free(sink->host);
+	free(sink->unix_socket);
+	free(sink->user);
+	free(sink->password);
+	free(sink->prefix);
+	free(sink->topic);
+	free(sink->buf.p);
+	free(sink->argv);
+	free(sink->argvlen);
+	free(sink->argoff);
+	free(sink->retry);
+	free(sink);
+}
+
+/* --- argument building ------------------------------------------------ */
+
+static int
+buf_reserve(struct sink_buf *b, size_t more)
+{
+	size_t ncap;
+	char *np;
+
+	if (b->len + more <= b->cap)
+		return 0;
+	ncap = b->cap ? b->cap : 4096;
+	while (ncap < b->len + more)
+		ncap *= 2;
+	np = realloc(b->p, ncap);
+	if (np == NULL)
+		return -1;
+	b->p = np;
+	b->cap = ncap;
+	return 0;
+}
+
+static int
+buf_put(struct sink_buf *b, const void *p, size_t n)
+{
+	if (buf_reserve(b, n) < 0)
+		return -1;
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+static int buf_printf(struct sink_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+buf_printf(struct sink_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n >= b->cap - b->len || b->p == NULL) {
+		if (buf_reserve(b, (size_t)n + 1) < 0)
+			return -1;
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+	return 0;
+}
+
+/* JSON string body of s (quotes added by the caller). */
+static int
+buf_json_escape(struct sink_buf *b, const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		int rc;
+
+		if (ch == '"' || ch == '\\')
+			rc = buf_printf(b, "\\%c", ch);
+		else if (ch < 0x20)
+			rc = buf_printf(b, "\\u%04x", ch);
+		else
+			rc = buf_put(b, &s[i], 1);
+		if (rc < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Arguments are recorded as offsets first (buf may move), pointers fixed at the end. */
+struct argset {
+	struct sink_redis *sink;
+	size_t argc;
+	int oom;
+};
+
+static void
+arg_begin(struct argset *as)
+{
+	as->argc = 0;
+	as->oom = 0;
+	as->sink->buf.len = 0;
+}
+
+static int
+arg_grow(struct sink_redis *sink, size_t need)
+{
+	size_t ncap;
+	const char **nargv;
+	size_t *nlen, *noff;
+
+	if (need <= sink->argcap)
+		return 0;
+	ncap = sink->argcap ? sink->argcap : 64;
+	while (ncap < need)
+		ncap *= 2;
+	nargv = realloc(sink->argv, ncap * sizeof(*nargv));
+	if (nargv == NULL)
+		return -1;
+	sink->argv = nargv;
+	nlen = realloc(sink->argvlen, ncap * sizeof(*nlen));
+	if (nlen == NULL)
+		return -1;
+	sink->argvlen = nlen;
+	noff = realloc(sink->argoff, ncap * sizeof(*noff));
+	if (noff == NULL)
+		return -1;
+	sink->argoff = noff;
+	sink->argcap = ncap;
+	return 0;
+}
+
+/* Marks the start of a new argument at the buffer's end. */
+static void
+arg_start(struct argset *as)
+{
+	if (arg_grow(as->sink, as->argc + 1) < 0) {
+		as->oom = 1;
+		return;
+	}
+	as->sink->argoff[as->argc++] = as->sink->buf.len;
+}
+
+/* Closes the current argument: its length runs to the buffer's end. */
+static void
+arg_end(struct argset *as)
+{
+	size_t i = as->argc - 1;
+
+	as->sink->argvlen[i] = as->sink->buf.len - as->sink->argoff[i];
+}
+
+static void
+arg_bytes(struct argset *as, const void *p, size_t n)
+{
+	arg_start(as);
+	if (as->oom)
+		return;
+	if (buf_put(&as->sink->buf, p, n) < 0)
+		as->oom = 1;
+	arg_end(as);
+}
+
+static void arg_printf(struct argset *as, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+arg_printf(struct argset *as, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(tmp)) {
+		as->oom = 1;
+		return;
+	}
+	arg_bytes(as, tmp, (size_t)n);
+}
+
+/* A user key: <prefix>{<user>}:<suffix>. */
+static void
+arg_user_key(struct argset *as, const char *user, size_t user_len, const char *suffix)
+{
+	struct sink_buf *b = &as->sink->buf;
+
+	arg_start(as);
+	if (as->oom)
+		return;
+	if (buf_put(b, as->sink->prefix, strlen(as->sink->prefix)) < 0 || buf_put(b, "{", 1) < 0 ||
+	    buf_put(b, user, user_len) < 0 || buf_put(b, "}:", 2) < 0 ||
+	    buf_put(b, suffix, strlen(suffix)) < 0)
+		as->oom = 1;
+	arg_end(as);
+}
+
+/* Turns offsets into pointers; returns 0 or -1 when something ran out of memory. */
+static int
+arg_finish(struct argset *as)
+{
+	struct sink_redis *sink = as->sink;
+
+	if (as->oom)
+		return -1;
+	for (size_t i = 0; i < as->argc; i++)
+		sink->argv[i] = sink->buf.p + sink->argoff[i];
+	return 0;
+}
+
+/* Appends the EVALSHA of one user to the pipeline. */
+static int
+append_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
+    int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+	const struct user_state *us = su->us;
+	struct sink_buf *b = &sink->buf;
+	uint32_t dim = model_dim(m);
+	size_t state_len;
+	char tv[SINK_TIER_VALUE_MAX], label[SINK_NUM_MAX];
+
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", sink->sha);
+	arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
+	arg_user_key(&as, su->user_id, su->user_id_len, "vec");
+	arg_user_key(&as, su->user_id, su->user_id_len, "top");
+	arg_user_key(&as, su->user_id, su->user_id_len, "tiers");
+	arg_user_key(&as, su->user_id, su->user_id_len, "meta");
+	arg_user_key(&as, su->user_id, su->user_id_len, "state");
+	/* Epoch key of the user's partition: <prefix>epoch:<topic>:<partition>. */
+	arg_start(&as);
+	if (!as.oom && buf_printf(b, "%sepoch:%s:%" PRId32, sink->prefix, sink->topic,
+	    us->last_partition) < 0)
+		as.oom = 1;
+	if (!as.oom)
+		arg_end(&as);
+
+	arg_printf(&as, "%" PRId32, us->last_partition);
+	arg_printf(&as, "%" PRId64, us->last_offset);
+	arg_printf(&as, "%" PRIu64, su->epoch);
+	arg_printf(&as, "%" PRId64, sink->ttl_s);
+
+	/* vec: dim little-endian float32 */
+	arg_start(&as);
+	if (!as.oom && buf_reserve(b, (size_t)dim * 4) == 0) {
+		for (uint32_t i = 0; i < dim; i++) {
+			uint32_t bits;
+			unsigned char le[4];
+			memcpy(&bits, &su->vec[i], 4);
+			le[0] = (unsigned char)bits;
+			le[1] = (unsigned char)(bits >> 8);
+			le[2] = (unsigned char)(bits >> 16);
+			le[3] = (unsigned char)(bits >> 24);
+			memcpy(b->p + b->len, le, 4);
+			b->len += 4;
+		}
+		arg_end(&as);
+	} else {
+		as.oom = 1;
+	}
+
+	/* state blob */
+	state_len = state_encoded_size(us);
+	arg_start(&as);
+	if (!as.oom && buf_reserve(b, state_len) == 0) {
+		size_t w = state_encode(us, (uint8_t *)b->p + b->len, state_len);
+		if (w == 0) {
+			snprintf(errstr, errstr_size, "user %.*s: state_encode failed",
+			    (int)su->user_id_len, su->user_id);
+			return -1;
+		}
+		b->len += w;
+		arg_end(&as);
+	} else {
+		as.oom = 1;
+	}
+
+	arg_printf(&as, "%" PRId64, now_ms);
+	arg_printf(&as, "%" PRIu64, us->model_version);
+	arg_printf(&as, "%" PRIu64, us->events_applied);
+	arg_printf(&as, "%" PRId64, us->t_ref_ms == STATE_NO_TIME ? (int64_t)0 : us->t_ref_ms);
+	arg_printf(&as, "%s", sink->top_format == CONFIG_TOP_ZSET ? "zset" : "json");
+
+	/* top JSON: [["id",score],...] (empty for zset) */
+	arg_start(&as);
+	if (!as.oom && sink->top_format == CONFIG_TOP_JSON) {
+		int rc = buf_put(b, "[", 1);
+		for (size_t i = 0; rc == 0 && i < su->n_top; i++) {
+			size_t idlen;
+			const char *id = model_item_id(m, su->top_items[i], &idlen);
+			double sc = (double)su->top_scores[i];
+
+			rc = buf_put(b, i ? ",[\"" : "[\"", i ? 3 : 2);
+			if (rc == 0)
+				rc = buf_json_escape(b, id, idlen);
+			if (rc == 0)
+				rc = isfinite(sc) ? buf_printf(b, "\",%.6g]", sc) : buf_printf(b, "\",null]");
+		}
+		if (rc == 0)
+			rc = buf_put(b, "]", 1);
+		if (rc < 0)
+			as.oom = 1;
+	}
+	if (!as.oom)
+		arg_end(&as);
+
+	arg_printf(&as, "%u", (unsigned)us->n_tiers);
+	for (uint16_t i = 0; i < us->n_tiers && !as.oom; i++) {
+		const struct tier_weight *tw = &us->tiers[i];
+		size_t n = model_node_label(m, tw->node, label, sizeof(label));
+
+		arg_bytes(&as, label, n);
+		n = sink_redis_tier_value(tw->w_short, tw->w_long, tv, sizeof(tv));
+		arg_bytes(&as, tv, n);
+	}
+	if (sink->top_format == CONFIG_TOP_ZSET) {
+		for (size_t i = 0; i < su->n_top && !as.oom; i++) {
+			size_t idlen;
+			const char *id = model_item_id(m, su->top_items[i], &idlen);
+			double sc = (double)su->top_scores[i];
+
+			arg_printf(&as, "%.9g", isfinite(sc) ? sc : 0.0);
+			arg_bytes(&as, id, idlen);
+		}
+	}
+	if (arg_finish(&as) < 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		return -1;
+	}
+	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) != REDIS_OK) {
+		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads one reply; on a connection error the connection is dropped. */
+static redisReply *
+read_reply(struct sink_redis *sink, const char *what, char *errstr, size_t errstr_size)
+{
+	void *r = NULL;
+
+	if (redisGetReply(sink->ctx, &r) != REDIS_OK || r == NULL) {
+		snprintf(errstr, errstr_size, "redis %s: %s", what,
+		    sink->ctx->errstr[0] ? sink->ctx->errstr : "no reply");
+		sink_disconnect(sink);
+		return NULL;
+	}
+	return r;
+}
+
+/* Sends WAIT and checks enough replicas acknowledged. */
+static int
+sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	redisReply *r;
+	int ret = -1;
+
+	r = redisCommand(sink->ctx, "WAIT %d %d", sink->wait_replicas, sink->wait_timeout_ms);
+	if (r == NULL) {
+		snprintf(errstr, errstr_size, "redis WAIT: %s", sink->ctx->errstr);
+		sink_disconnect(sink);
+		return -1;
+	}
+	if (r->type != REDIS_REPLY_INTEGER)
+		snprintf(errstr, errstr_size, "redis WAIT: %s",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	else if (r->integer < sink->wait_replicas)
+		snprintf(errstr, errstr_size, "redis WAIT: %lld of %d replicas acknowledged within %d ms",
+		    r->integer, sink->wait_replicas, sink->wait_timeout_ms);
+	else
+		ret = 0;
+	freeReplyObject(r);
+	return ret;
+}
+
+int
+sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users,
+    size_t n, char *errstr, size_t errstr_size)
+{
+	int64_t now_ms = wall_ms();
+	size_t n_retry = 0;
+	int attempt;
+
+	if (n == 0)
+		return 0;
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->retry_cap < n) {
+		size_t *nr = realloc(sink->retry, n * sizeof(*nr));
+		if (nr == NULL) {
+			snprintf(errstr, errstr_size, "redis sink: out of memory");
+			return -1;
+		}
+		sink->retry = nr;
+		sink->retry_cap = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		sink->retry[i] = i;
+	n_retry = n;
+
+	/* A second round only for users whose script was missing (SCRIPT FLUSH, failover). */
+	for (attempt = 0; attempt < 2 && n_retry > 0; attempt++) {
+		size_t n_todo = n_retry, first_err = SIZE_MAX;
+		char first_msg[SINK_ERR_MAX] = "";
+
+		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
+			return -1;
+		for (size_t j = 0; j < n_todo; j++) {
+			if (append_user(sink, m, &users[sink->retry[j]], now_ms, errstr, errstr_size) < 0) {
+				sink_disconnect(sink);  /* the pipeline holds a partial batch */
+				return -1;
+			}
+		}
+		n_retry = 0;
+		for (size_t j = 0; j < n_todo; j++) {
+			struct sink_user *su = &users[sink->retry[j]];
+			redisReply *r = read_reply(sink, "flush", errstr, errstr_size);
+
+			if (r == NULL)
+				return -1;
+			if (r->type == REDIS_REPLY_INTEGER && r->integer >= SINK_WRITTEN &&
+			    r->integer <= SINK_REFUSED_FENCED) {
+				su->result = (enum sink_result)r->integer;
+			} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+				sink->retry[n_retry++] = sink->retry[j];
+			} else if (first_err == SIZE_MAX) {
+				first_err = j;
+				snprintf(first_msg, sizeof(first_msg), "%s",
+				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+				snprintf(errstr, errstr_size, "redis flush: user %.*s: %s",
+				    (int)su->user_id_len, su->user_id, first_msg);
+			}
+			freeReplyObject(r);
+		}
+		if (first_err != SIZE_MAX)
+			return -1;
+	}
+	if (n_retry > 0) {
+		snprintf(errstr, errstr_size, "redis flush: NOSCRIPT after reloading the script");
+		return -1;
+	}
+	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
+		return -1;
+	return 0;
+}
+
+int
+sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
+    size_t n, sink_state_cb *cb, void *opaque, char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+	int ret = 0;
+
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		arg_begin(&as);
+		arg_printf(&as, "GET");
+		arg_user_key(&as, ids[i], id_lens[i], "state");
+		if (arg_finish(&as) < 0) {
+			snprintf(errstr, errstr_size, "redis sink: out of memory");
+			sink_disconnect(sink);
+			return -1;
+		}
+		if (redisAppendCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen) != REDIS_OK) {
+			snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
+			sink_disconnect(sink);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		redisReply *r = read_reply(sink, "GET state", errstr, errstr_size);
+
+		if (r == NULL)
+			return -1;
+		if (ret == 0) {
+			if (r->type == REDIS_REPLY_STRING)
+				cb(opaque, i, (const uint8_t *)r->str, r->len);
+			else if (r->type == REDIS_REPLY_NIL)
+				cb(opaque, i, NULL, 0);
+			else {
+				snprintf(errstr, errstr_size, "redis GET state of %.*s: %s", (int)id_lens[i],
+				    ids[i], r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
+				ret = -1;   /* keep reading: the pipeline must be drained */
+			}
+		}
+		freeReplyObject(r);
+	}
+	return ret;
+}
+
+int
+sink_redis_claim_partition(struct sink_redis *sink, int32_t partition, uint64_t *epoch,
+    char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+	redisReply *r;
+	int ret = -1;
+
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	arg_begin(&as);
+	arg_printf(&as, "INCR");
+	arg_printf(&as, "%sepoch:%s:%" PRId32, sink->prefix, sink->topic, partition);
+	if (arg_finish(&as) < 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		return -1;
+	}
+	r = redisCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen);
+	if (r == NULL) {
+		snprintf(errstr, errstr_size, "redis INCR epoch: %s", sink->ctx->errstr);
+		sink_disconnect(sink);
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+		*epoch = (uint64_t)r->integer;
+		ret = 0;
+	} else {
+		snprintf(errstr, errstr_size, "redis INCR epoch: %s",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	}
+	freeReplyObject(r);
+	return ret;
+}
+
+/* Reads the replies of a MULTI ... EXEC of n_cmds queued commands. */
+static int
+read_exec(struct sink_redis *sink, size_t n_cmds, const char *what, char *errstr,
+    size_t errstr_size)
+{
+	int ret = 0;
+
+	for (size_t i = 0; i < n_cmds + 2; i++) {
+		redisReply *r = read_reply(sink, what, errstr, errstr_size);
+
+		if (r == NULL)
+			return -1;
+		if (ret == 0 && (r->type == REDIS_REPLY_ERROR ||
+		    (i == n_cmds + 1 && r->type != REDIS_REPLY_ARRAY))) {
+			snprintf(errstr, errstr_size, "redis %s: %s", what,
+			    r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
+			ret = -1;
+		}
+		freeReplyObject(r);
+	}
+	return ret;
+}
+
+int
+sink_redis_write_tier_names(struct sink_redis *sink, const struct model *m, char *errstr,
+    size_t errstr_size)
+{
+	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
+	const size_t multi_len[] = { 5 }, exec_len[] = { 4 };
+	struct argset as = { sink, 0, 0 };
+	uint32_t n_nodes = model_n_nodes(m);
+	char label[SINK_NUM_MAX];
+
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	if (redisAppendCommandArgv(sink->ctx, 1, multi, multi_len) != REDIS_OK)
+		goto conn;
+	arg_begin(&as);
+	arg_printf(&as, "DEL");
+	arg_printf(&as, "%stiers", sink->prefix);
+	if (arg_finish(&as) < 0)
+		goto nomem;
+	if (redisAppendCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen) != REDIS_OK)
+		goto conn;
+	arg_begin(&as);
+	arg_printf(&as, "HSET");
+	arg_printf(&as, "%stiers", sink->prefix);
+	for (uint32_t node = 0; node < n_nodes && !as.oom; node++) {
+		size_t len;
+		const char *name = model_node_name(m, node, &len);
+
+		arg_bytes(&as, label, model_node_label(m, node, label, sizeof(label)));
+		arg_bytes(&as, name, len);
+	}
+	if (arg_finish(&as) < 0)
+		goto nomem;
+	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) != REDIS_OK)
+		goto conn;
+	if (redisAppendCommandArgv(sink->ctx, 1, exec, exec_len) != REDIS_OK)
+		goto conn;
+	return read_exec(sink, 2, "write tier names", errstr, errstr_size);
+nomem:
+	snprintf(errstr, errstr_size, "redis sink: out of memory");
+	sink_disconnect(sink);
+	return -1;
+conn:
+	snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
+	sink_disconnect(sink);
+	return -1;
+}
