@@ -24,14 +24,18 @@ struct update_event {
 
 struct updater;
 
-/* Scratch for batches of up to max_batch events; NULL on ENOMEM. */
+/*
+ * Scratch for batches of up to max_batch events; NULL on ENOMEM or when m
+ * has no weights (a catalog).
+ */
 struct updater *updater_new(const struct model *m, size_t max_batch);
 void updater_free(struct updater *up);
 
 /*
  * Applies ev[0..n) in order (n <= max_batch); one user's events keep their
  * order. Does not check markers: the caller skips events already applied.
- * Returns 0, or -1 if n exceeds max_batch.
+ * Returns 0, or -1 (nothing applied) if n exceeds max_batch or an event has
+ * no state, an item or type out of range, or a state of another hidden size.
  */
 int updater_apply(struct updater *up, const struct update_event *ev, size_t n);
 
