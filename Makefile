@@ -71,7 +71,9 @@ deps:
 
 # The README's test command: unit tests, then the integration and end-to-end
 # tests against a real Kafka broker and redis-server (started by the tests).
-test: deps all
+# deps first, then a fresh make: pkg-config flags are read after the install.
+test: deps
+	$(MAKE) all
 	tests/run-unit $(BUILD)
 	tests/run-integration $(BUILD)
 
@@ -82,19 +84,23 @@ test-unit: all
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" SAN="$(SAN_FLAGS)" all
-test-asan: deps asan
+test-asan: deps
+	$(MAKE) asan
 	tests/run-unit build-asan
 	tests/run-integration build-asan
 
 # ML evaluation: conversion, LLM catalog, training and evaluation in one go.
 DATA ?= ../shared/data/ml-100k
-eval: deps all
+eval: deps
+	$(MAKE) all
 	scripts/eval-pipeline "$(DATA)" $(BUILD)
 
-demo: deps all
+demo: deps
+	$(MAKE) all
 	scripts/demo $(BUILD)
 
-bench: deps all
+bench: deps
+	$(MAKE) all
 	scripts/bench $(BUILD)
 
 fuzz:
