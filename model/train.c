@@ -748,9 +748,12 @@ trainer_candidates(struct trainer *tr)
 	return nc;
 }
 
-/* One window: forward, loss, backward, Adam. Returns the summed loss; *count positions. */
+/*
+ * One window: forward, loss, backward into tr->grad, then (if update) Adam.
+ * Returns the summed cross-entropy; *count = positions trained.
+ */
 static double
-trainer_window(struct trainer *tr, size_t *count)
+trainer_window(struct trainer *tr, size_t *count, int update)
 {
 	uint32_t B = tr->B, H = tr->H, dim = tr->dim, nn = tr->nn, L = tr->L, nc;
 	size_t N = tr->N, n_act = 0;
@@ -915,6 +918,8 @@ trainer_window(struct trainer *tr, size_t *count)
 	double norm = 0;
 	for (size_t k = 0; k < (size_t)tr->n_items * dim; k++)
 		gR[k] += tr->cfg.l2 * tr->w.R[k];
+	if (!update)
+		return loss;
 	for (size_t k = 0; k < tr->n_par; k++)
 		norm += (double)tr->grad[k] * tr->grad[k];
 	norm = sqrt(norm);
@@ -956,7 +961,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			tr->lane_seq[b] = TRAIN_NONE;
 		for (;;) {
 			size_t cnt;
-			loss += trainer_window(tr, &cnt);
+			loss += trainer_window(tr, &cnt, 1);
 			positions += cnt;
 			if (cnt == 0)
 				break;
@@ -1002,4 +1007,47 @@ int
 trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size)
 {
 	return model_write(path, tr->cat, model_hparams(tr->mt), &tr->w, errstr, errstr_size);
+}
+
+/* Starts an epoch over the users in stored order (no shuffle). */
+static void
+trainer_rewind(struct trainer *tr)
+{
+	for (uint32_t s = 0; s < tr->n_seq; s++)
+		tr->order[s] = s;
+	tr->next_seq = 0;
+	for (uint32_t b = 0; b < tr->B; b++)
+		tr->lane_seq[b] = TRAIN_NONE;
+}
+
+double
+trainer_window_loss(struct trainer *tr)
+{
+	size_t cnt;
+	double ce, l2 = 0;
+
+	trainer_rewind(tr);
+	ce = trainer_window(tr, &cnt, 0);
+	for (size_t k = 0; k < (size_t)tr->n_items * tr->dim; k++)
+		l2 += (double)tr->w.R[k] * tr->w.R[k];
+	return (cnt ? ce / (double)cnt : 0.0) + 0.5 * tr->cfg.l2 * l2;
+}
+
+float *
+trainer_params(struct trainer *tr, size_t *n_par)
+{
+	*n_par = tr->n_par;
+	return tr->theta;
+}
+
+const float *
+trainer_grad(const struct trainer *tr)
+{
+	return tr->grad;
+}
+
+const struct model_weights *
+trainer_weights(const struct trainer *tr)
+{
+	return &tr->w;
 }

@@ -89,4 +89,19 @@ double trainer_best_val(const struct trainer *tr);
 /* Writes the model file (catalog of cat + HPAR + WGHT). Returns 0 or -1 with errstr. */
 int trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size);
 
+/*
+ * For gradient checks: the flat parameter array (WGHT layout, n_par floats,
+ * mutable: the caller may perturb it), the gradient of the last
+ * trainer_window_loss(), and the weight blocks (pointers into the array).
+ */
+float *trainer_params(struct trainer *tr, size_t *n_par);
+const float *trainer_grad(const struct trainer *tr);
+const struct model_weights *trainer_weights(const struct trainer *tr);
+/*
+ * Mean cross-entropy of the first training window (users in stored order)
+ * plus 0.5 * l2 * |R|^2, its gradient left in trainer_grad(); no update.
+ * Deterministic when dropout is 0 and the softmax is full.
+ */
+double trainer_window_loss(struct trainer *tr);
+
 #endif
