@@ -1,0 +1,327 @@
+/*
+ * model/scorer.c: interest vector and scores against naive loops, top-N
+ * against a brute-force full sort, consumed items never returned, and the
+ * calibration's largest-remainder allocation across tier-1 nodes.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "modelfile.h"
+#include "scorer.h"
+#include "state.h"
+#include "updater.h"
+
+#define T0_MS 1700000000000LL
+
+struct pair {
+	float s;
+	uint32_t i;
+};
+
+static int
+pair_cmp(const void *pa, const void *pb)
+{
+	const struct pair *a = pa, *b = pb;
+
+	if (a->s != b->s)
+		return a->s > b->s ? -1 : 1;
+	return a->i < b->i ? -1 : a->i > b->i;
+}
+
+/* Unconsumed items sorted best first (full sort); returns their count. */
+static size_t
+brute_force(const struct model *m, const struct user_state *us, const float *s, struct pair *out)
+{
+	size_t k = 0;
+
+	for (uint32_t i = 0; i < model_n_items(m); i++)
+		if (!state_seen_has(us, model_item_hash(m, i)))
+			out[k++] = (struct pair){ s[i], i };
+	qsort(out, k, sizeof(*out), pair_cmp);
+	return k;
+}
+
+/* A user with some history, through the real updater. */
+static void
+warm_user(const struct model *m, struct user_state *us, uint64_t seed, int n_events)
+{
+	struct updater *up = updater_new(m, 1);
+
+	for (int k = 0; k < n_events; k++) {
+		struct update_event ev = { .us = us,
+			.item = (uint32_t)(fixture_rand(&seed) % model_n_items(m)),
+			.type = (uint8_t)(1 + fixture_rand(&seed) % 6),
+			.ts_ms = T0_MS + k * 600000LL,
+			.partition = 0,
+			.offset = k };
+		updater_apply(up, &ev, 1);
+	}
+	updater_free(up);
+}
+
+static int
+test_scores(const struct model *m, struct scorer *sc, const struct user_state *us)
+{
+	const struct model_weights *w = model_weights(m);
+	uint32_t dim = model_dim(m), n = model_n_items(m), H = us->hidden;
+	float *u = malloc(dim * sizeof(float)), *s = malloc(n * sizeof(float));
+	double err_u = 0, err_s = 0, ls[3] = { 0 }, ll[3] = { 0 };
+	int fails = 0;
+
+	scorer_interest(m, us, u);
+	for (uint32_t d = 0; d < dim; d++) {
+		double v = w->pb[d];
+		for (uint32_t k = 0; k < H; k++)
+			v += (double)w->P[d * H + k] * us->h[k];
+		err_u = fmax(err_u, fabs(v - u[d]));
+	}
+	CHECK(err_u < 1e-5, "u = P h + pb (max err %.2g)", err_u);
+	CHECK(scorer_score_all(sc, us, u, s) == s, "score_all returns out");
+	for (uint32_t j = 0; j < model_n_nodes(m); j++) {
+		ls[model_node_level(m, j)] += state_tier_short(us, m, j, us->t_ref_ms);
+		ll[model_node_level(m, j)] += state_tier_long(us, m, j, us->t_ref_ms);
+	}
+	CHECK(ls[1] > 0 && ll[2] > 0, "user has tier weights at both levels");
+	for (uint32_t i = 0; i < n; i++) {
+		const float *e = model_item_embeddings(m) + (size_t)i * dim;
+		double v = w->ib[i];
+		uint32_t node[3] = { 0, model_item_tier1(m, i), model_item_tier2(m, i) };
+
+		for (uint32_t d = 0; d < dim; d++)
+			v += (double)u[d] * e[d];
+		for (int l = 1; l <= 2; l++) {
+			if (ls[l] > 0)
+				v += w->alpha[2 * (l - 1)] * state_tier_short(us, m, node[l], us->t_ref_ms) / ls[l];
+			if (ll[l] > 0)
+				v += w->alpha[2 * (l - 1) + 1] * state_tier_long(us, m, node[l], us->t_ref_ms) / ll[l];
+		}
+		err_s = fmax(err_s, fabs(v - s[i]));
+	}
+	CHECK(err_s < 1e-4, "score_all = u.e_i + ib + normalised tier terms (max err %.2g)", err_s);
+	/* A second call gives the same scores (scratch reset between calls). */
+	float *s2 = malloc(n * sizeof(float));
+	scorer_score_all(sc, us, u, s2);
+	CHECK(memcmp(s, s2, n * sizeof(float)) == 0, "score_all repeatable");
+	free(s2);
+	free(u);
+	free(s);
+	return fails;
+}
+
+static int
+test_topn(const struct model *m, struct scorer *sc, struct user_state *us)
+{
+	uint32_t n = model_n_items(m), dim = model_dim(m);
+	float *u = malloc(dim * sizeof(float)), *s = malloc(n * sizeof(float));
+	float *sco = malloc(n * sizeof(float));
+	uint32_t *it = malloc(n * sizeof(uint32_t));
+	struct pair *bf = malloc(n * sizeof(struct pair));
+	int fails = 0;
+	uint64_t seed = 5;
+
+	/* Consume about half the catalog. */
+	for (int k = 0; k < 150; k++)
+		state_seen_add(us, model_item_hash(m, (uint32_t)(fixture_rand(&seed) % n)));
+	scorer_interest(m, us, u);
+	scorer_score_all(sc, us, u, s);
+	size_t avail = brute_force(m, us, s, bf);
+	CHECK(avail > 20 && avail < n - 50, "%zu of %u items unconsumed", avail, n);
+
+	size_t sizes[] = { 1, 5, 50, avail, avail + 10, n };
+	for (size_t t = 0; t < sizeof(sizes) / sizeof(sizes[0]); t++) {
+		size_t want = sizes[t] < avail ? sizes[t] : avail;
+		size_t got = scorer_topn(sc, us, u, sizes[t], 0, it, sco);
+		int same = got == want, consumed = 0;
+
+		for (size_t k = 0; k < got && same; k++)
+			if (it[k] != bf[k].i || sco[k] != bf[k].s)
+				same = 0;
+		for (size_t k = 0; k < got; k++)
+			consumed += state_seen_has(us, model_item_hash(m, it[k]));
+		CHECK(same, "top-%zu equals the brute-force full sort (%zu items)", sizes[t], got);
+		CHECK(consumed == 0, "top-%zu has no consumed item", sizes[t]);
+		got = scorer_topn(sc, us, u, sizes[t], 1, it, sco);
+		consumed = 0;
+		int ordered = 1;
+		for (size_t k = 0; k < got; k++) {
+			consumed += state_seen_has(us, model_item_hash(m, it[k]));
+			if (k > 0 && sco[k] > sco[k - 1])
+				ordered = 0;
+		}
+		CHECK(got == want && consumed == 0 && ordered,
+		    "calibrated top-%zu: %zu items, none consumed, best first", sizes[t], got);
+	}
+	CHECK(scorer_topn(sc, us, u, 0, 1, it, sco) == 0, "top-0 is empty");
+	free(u);
+	free(s);
+	free(sco);
+	free(it);
+	free(bf);
+	return fails;
+}
+
+/* Sets a user's tier table directly: long-term weights per tier-1 node. */
+static void
+set_tier1_long(struct user_state *us, const double *wl, uint32_t n_tier1)
+{
+	us->n_tiers = 0;
+	for (uint32_t j = 0; j < n_tier1; j++)
+		if (wl[j] > 0)
+			us->tiers[us->n_tiers++] = (struct tier_weight){ j, 0.0f, (float)wl[j] };
+	us->t_ref_ms = T0_MS;
+}
+
+static int
+test_calibration(const struct model *m, struct scorer *sc)
+{
+	struct user_state *us = state_new(model_hparams(m));
+	uint32_t n = model_n_items(m), dim = model_dim(m), n1 = model_n_tier1(m);
+	float *u = malloc(dim * sizeof(float)), *s = malloc(n * sizeof(float)), sco[64];
+	uint32_t it[64], count[8];
+	struct pair *bf = malloc(n * sizeof(struct pair));
+	int fails = 0;
+
+	/* Weights 3 : 1 : 0 : 0 over 8 slots -> 6 and 2. */
+	double w1[4] = { 3, 1, 0, 0 };
+	set_tier1_long(us, w1, n1);
+	scorer_interest(m, us, u);
+	size_t got = scorer_topn(sc, us, u, 8, 1, it, sco);
+	memset(count, 0, sizeof(count));
+	for (size_t k = 0; k < got; k++)
+		count[model_item_tier1(m, it[k])]++;
+	CHECK(got == 8 && count[0] == 6 && count[1] == 2 && count[2] == 0 && count[3] == 0,
+	    "3:1 over 8 slots -> %u %u %u %u", count[0], count[1], count[2], count[3]);
+	/* Each tier's slots hold that tier's best items. */
+	scorer_score_all(sc, us, u, s);
+	size_t avail = brute_force(m, us, s, bf);
+	uint32_t seen0 = 0, seen1 = 0;
+	int best_ok = 1;
+	for (size_t k = 0; k < avail; k++) {
+		uint32_t t1 = model_item_tier1(m, bf[k].i);
+		int in = 0;
+		for (size_t q = 0; q < got; q++)
+			in |= it[q] == bf[k].i;
+		if (t1 == 0 && seen0++ < 6 && !in)
+			best_ok = 0;
+		if (t1 == 1 && seen1++ < 2 && !in)
+			best_ok = 0;
+	}
+	CHECK(best_ok, "tier slots filled with each tier's best items");
+	int ordered = 1;
+	for (size_t k = 1; k < got; k++)
+		if (sco[k] > sco[k - 1])
+			ordered = 0;
+	CHECK(ordered, "calibrated output best first");
+
+	/* Largest remainder: 1 : 1 : 1 over 10 slots -> 4 3 3 (tie to the lower node). */
+	double w2[4] = { 1, 1, 1, 0 };
+	set_tier1_long(us, w2, n1);
+	got = scorer_topn(sc, us, u, 10, 1, it, sco);
+	memset(count, 0, sizeof(count));
+	for (size_t k = 0; k < got; k++)
+		count[model_item_tier1(m, it[k])]++;
+	CHECK(got == 10 && count[0] == 4 && count[1] == 3 && count[2] == 3 && count[3] == 0,
+	    "1:1:1 over 10 slots -> %u %u %u %u", count[0], count[1], count[2], count[3]);
+	/* 5 : 3 : 2 : 0 over 7 slots: shares 3.5 2.1 1.4 -> floors 3 2 1, remainders .5 .1 .4 -> 4 2 1. */
+	double w3[4] = { 5, 3, 2, 0 };
+	set_tier1_long(us, w3, n1);
+	got = scorer_topn(sc, us, u, 7, 1, it, sco);
+	memset(count, 0, sizeof(count));
+	for (size_t k = 0; k < got; k++)
+		count[model_item_tier1(m, it[k])]++;
+	CHECK(got == 7 && count[0] == 4 && count[1] == 2 && count[2] == 1,
+	    "5:3:2 over 7 slots -> %u %u %u %u", count[0], count[1], count[2], count[3]);
+
+	/* A tier short of unconsumed items: its leftover slots go to the global best. */
+	double w4[4] = { 1, 0, 0, 0 };
+	set_tier1_long(us, w4, n1);
+	uint32_t left = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (model_item_tier1(m, i) == 0 && left++ >= 3)
+			state_seen_add(us, model_item_hash(m, i));
+	uint32_t unconsumed0 = 0;
+	for (uint32_t i = 0; i < n; i++)
+		if (model_item_tier1(m, i) == 0 && !state_seen_has(us, model_item_hash(m, i)))
+			unconsumed0++;
+	scorer_score_all(sc, us, u, s);
+	avail = brute_force(m, us, s, bf);
+	got = scorer_topn(sc, us, u, 12, 1, it, sco);
+	memset(count, 0, sizeof(count));
+	int consumed = 0;
+	for (size_t k = 0; k < got; k++) {
+		count[model_item_tier1(m, it[k])]++;
+		consumed += state_seen_has(us, model_item_hash(m, it[k]));
+	}
+	/* Expected: every unconsumed tier-0 item, then the best others. */
+	uint32_t fill_ok = 1, others = 0;
+	for (size_t k = 0; k < avail && others < 12 - unconsumed0; k++) {
+		if (model_item_tier1(m, bf[k].i) == 0)
+			continue;
+		int in = 0;
+		for (size_t q = 0; q < got; q++)
+			in |= it[q] == bf[k].i;
+		if (!in)
+			fill_ok = 0;
+		others++;
+	}
+	CHECK(got == 12 && count[0] == unconsumed0 && consumed == 0 && fill_ok,
+	    "short tier (%u unconsumed): leftovers filled by the global best", unconsumed0);
+
+	/* No long-term tier-1 weight: calibration falls back to plain top-N. */
+	us->n_tiers = 0;
+	uint32_t it2[64];
+	float sco2[64];
+	size_t g1 = scorer_topn(sc, us, u, 20, 1, it, sco);
+	size_t g2 = scorer_topn(sc, us, u, 20, 0, it2, sco2);
+	CHECK(g1 == g2 && memcmp(it, it2, g1 * sizeof(uint32_t)) == 0,
+	    "no tier weights: calibrated == plain");
+	free(u);
+	free(s);
+	free(bf);
+	state_free(us);
+	return fails;
+}
+
+int
+main(void)
+{
+	struct fixture_cat fc = { .n_items = 300, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 8 };
+	char dir[64], cpath[128], mpath[128], err[512];
+	struct model *m, *cat;
+	struct scorer *sc;
+	struct user_state *us;
+	int fails = 0;
+
+	if (fixture_tmpdir(dir, sizeof(dir)) != 0) {
+		perror("mkdtemp");
+		return 1;
+	}
+	snprintf(cpath, sizeof(cpath), "%s/s.icat", dir);
+	snprintf(mpath, sizeof(mpath), "%s/s.imdl", dir);
+	m = fixture_model(cpath, mpath, &fc, 16, err, sizeof(err));
+	CHECK(m != NULL, "model built (%s)", m == NULL ? err : "ok");
+	if (m == NULL)
+		return 1;
+	cat = model_load(cpath, err, sizeof(err));
+	CHECK(cat != NULL && scorer_new(cat) == NULL, "no scorer for a catalog");
+	sc = scorer_new(m);
+	us = state_new(model_hparams(m));
+	CHECK(sc != NULL && us != NULL, "scorer and state");
+	warm_user(m, us, 77, 40);
+	fails += test_scores(m, sc, us);
+	fails += test_topn(m, sc, us);
+	fails += test_calibration(m, sc);
+	state_free(us);
+	scorer_free(sc);
+	model_free(cat);
+	model_free(m);
+	unlink(cpath);
+	unlink(mpath);
+	rmdir(dir);
+	printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+	return fails ? 1 : 0;
+}
