@@ -288,6 +288,8 @@ struct trainer {
 	float *lane_h, *lane_c;
 	struct user_state **lane_us;
 	uint32_t next_seq;
+	uint32_t epochs_done;         /* passes over the shuffled users completed */
+	int shuffle;                  /* reshuffle at each pass (off for gradient checks) */
 
 	/* Window buffers, [L][B][...] = [N][...]. */
 	float *xh, *cprev, *cnew, *acts, *hs, *hd, *hmask, *xmask, *feat;
@@ -659,6 +661,20 @@ trainer_validate(struct trainer *tr, double *hr)
 	return ndcg / tr->val.n;
 }
 
+/* A new pass over the users: seeded shuffle (or stored order), from the start. */
+static void
+trainer_shuffle(struct trainer *tr)
+{
+	for (uint32_t s = 0; s < tr->n_seq; s++)
+		tr->order[s] = s;
+	for (uint32_t s = tr->n_seq; tr->shuffle && s > 1; s--) {
+		uint32_t j = (uint32_t)(train_rand(&tr->rng) % s), tmp = tr->order[s - 1];
+		tr->order[s - 1] = tr->order[j];
+		tr->order[j] = tmp;
+	}
+	tr->next_seq = 0;
+}
+
 /* Fills step t of the window for every lane; returns the number of active lanes. */
 static uint32_t
 trainer_fill_step(struct trainer *tr, uint32_t t)
@@ -674,7 +690,16 @@ trainer_fill_step(struct trainer *tr, uint32_t t)
 		/* Next user when the lane's user has no more (input, target) pairs. */
 		if (tr->lane_seq[b] == TRAIN_NONE ||
 		    tr->seq_off[tr->lane_seq[b]] + tr->lane_pos[b] + 1 >= tr->seq_off[tr->lane_seq[b] + 1]) {
-			tr->lane_seq[b] = tr->next_seq < tr->n_seq ? tr->order[tr->next_seq++] : TRAIN_NONE;
+			/*
+			 * Lanes never idle: when every user has been handed out, the
+			 * next pass starts at once (and the epoch counter advances), so
+			 * no window trains on a few long users' tails alone.
+			 */
+			if (tr->next_seq == tr->n_seq) {
+				trainer_shuffle(tr);
+				tr->epochs_done++;
+			}
+			tr->lane_seq[b] = tr->order[tr->next_seq++];
 			tr->lane_pos[b] = 0;
 			memset(hl, 0, tr->H * sizeof(float));
 			memset(cl, 0, tr->H * sizeof(float));
@@ -943,28 +968,23 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 {
 	uint32_t since_best = 0;
 
+	tr->shuffle = 1;
+	trainer_shuffle(tr);
+	tr->epochs_done = 0;
+	for (uint32_t b = 0; b < tr->B; b++)
+		tr->lane_seq[b] = TRAIN_NONE;
+
 	for (uint32_t ep = 1; ep <= tr->cfg.epochs; ep++) {
 		struct timespec t0, t1;
 		double loss = 0, val = 0, hr = 0;
 		size_t positions = 0;
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (uint32_t s = 0; s < tr->n_seq; s++)
-			tr->order[s] = s;
-		for (uint32_t s = tr->n_seq; s > 1; s--) {
-			uint32_t j = (uint32_t)(train_rand(&tr->rng) % s), tmp = tr->order[s - 1];
-			tr->order[s - 1] = tr->order[j];
-			tr->order[j] = tmp;
-		}
-		tr->next_seq = 0;
-		for (uint32_t b = 0; b < tr->B; b++)
-			tr->lane_seq[b] = TRAIN_NONE;
-		for (;;) {
+		/* Windows until the lanes have taken every user once more. */
+		while (tr->epochs_done < ep) {
 			size_t cnt;
 			loss += trainer_window(tr, &cnt, 1);
 			positions += cnt;
-			if (cnt == 0)
-				break;
 		}
 		if (!isfinite(loss)) {
 			snprintf(errstr, errstr_size, "trainer: loss diverged in epoch %u", ep);
@@ -1013,9 +1033,8 @@ trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t e
 static void
 trainer_rewind(struct trainer *tr)
 {
-	for (uint32_t s = 0; s < tr->n_seq; s++)
-		tr->order[s] = s;
-	tr->next_seq = 0;
+	tr->shuffle = 0;
+	trainer_shuffle(tr);
 	for (uint32_t b = 0; b < tr->B; b++)
 		tr->lane_seq[b] = TRAIN_NONE;
 }
