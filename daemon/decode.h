@@ -12,6 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Limits on what a message may claim; over them: DECODE_TOO_LARGE. */
+#define DECODE_MAX_MESSAGE_BYTES (64 * 1024)   /* whole message, framing included */
+#define DECODE_MAX_STRING_BYTES 4096           /* one string or bytes value */
+#define DECODE_MAX_MAP_ENTRIES 64              /* map entries in one message */
+#define DECODE_MAX_ARRAY_ITEMS 1024            /* array items in one message */
+
 /* Why a message could not be decoded; also the dead-letter reason header. */
 enum decode_err {
 	DECODE_OK = 0,
@@ -19,17 +25,19 @@ enum decode_err {
 	DECODE_BAD_MAGIC,             /* framing byte not recognised / empty message */
 	DECODE_UNKNOWN_FINGERPRINT,   /* single-object fingerprint not registered */
 	DECODE_UNKNOWN_SCHEMA_ID,     /* Confluent schema id not mapped */
-	DECODE_MALFORMED,             /* Avro body invalid (bad enum index, union branch, length...) */
+	DECODE_MALFORMED,             /* Avro body invalid (bad enum index, union branch, length,
+	                                 trailing bytes, empty event_id...) */
 	DECODE_TOO_LARGE,             /* a string/map/array over the configured limits */
-	DECODE_MISSING_USER,          /* user_id or item_id empty */
+	DECODE_MISSING_USER,          /* user_id or item_id empty; the detail names which */
 };
 
 /* Stable lower-case reason name ("truncated", "unknown_fingerprint", ...). */
 const char *decode_err_name(enum decode_err err);
 
 /*
- * A decoded event. Strings point into the decoder's buffers and stay valid
- * until the next decoder_decode() call on the same decoder.
+ * A decoded event. Strings are not NUL-terminated: they point into the
+ * message buffer passed to decoder_decode() (valid while that buffer is), or
+ * into the decoder for reader defaults (valid until decoder_free()).
  */
 struct event {
 	const char *event_id;
@@ -40,9 +48,9 @@ struct event {
 	size_t item_id_len;
 	uint8_t type;                 /* enum model_event_type; unknown writer symbols map to the default */
 	int64_t ts_ms;
-	int32_t dwell_ms;             /* -1 when null */
+	int32_t dwell_ms;             /* -1 when null (or negative on the wire) */
 	int has_value;
-	float value;
+	float value;                  /* as sent: may be NaN or infinite */
 };
 
 struct decoder;
@@ -50,16 +58,19 @@ struct decoder;
 /*
  * A decoder reading into the reader schema at reader_path (JSON .avsc). Plain
  * (unframed) messages are read with the reader schema as the writer schema
- * unless decoder_set_plain_writer() says otherwise. NULL on error (errstr).
+ * unless decoder_set_plain_writer() says otherwise; the reader schema's own
+ * fingerprint is accepted in single-object framing. NULL on error (errstr).
  */
 struct decoder *decoder_new(const char *reader_path, char *errstr, size_t errstr_size);
 void decoder_free(struct decoder *dec);
 
 /*
- * Registers a writer schema (JSON text): its CRC-64-AVRO fingerprint of the
- * Parsing Canonical Form is accepted in single-object framing, and when
- * confluent_id >= 0 that id is accepted in Confluent framing. Returns 0 or -1
- * (errstr: unparsable schema, or not resolvable to the reader schema).
+ * Registers a writer schema (NUL-terminated JSON text): its CRC-64-AVRO
+ * fingerprint of the Parsing Canonical Form is accepted in single-object
+ * framing, and when confluent_id >= 0 that id is accepted in Confluent
+ * framing. Registering the same schema again only adds the id. Returns 0 or
+ * -1 (errstr: unparsable schema, not resolvable to the reader schema, or the
+ * id already taken by another schema).
  */
 int decoder_add_writer(struct decoder *dec, const char *schema_json,
     int32_t confluent_id, char *errstr, size_t errstr_size);

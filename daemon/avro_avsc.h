@@ -1,0 +1,102 @@
+/*
+ * Avro schema (.avsc JSON) parsing for the decoder: a small JSON reader, the
+ * schema tree including what libavro-c 1.11 drops (field defaults, enum
+ * defaults), the Parsing Canonical Form and its CRC-64-AVRO fingerprint
+ * (Avro specification, "Schema Resolution" and "Schema Fingerprints").
+ */
+#ifndef DAEMON_AVRO_AVSC_H
+#define DAEMON_AVRO_AVSC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* CRC-64-AVRO of nothing: the initial value of every fingerprint. */
+#define AVSC_CRC64_EMPTY UINT64_C(0xc15d213aa4d7a795)
+
+enum avsc_type {
+	AVSC_NULL = 0,
+	AVSC_BOOLEAN,
+	AVSC_INT,
+	AVSC_LONG,
+	AVSC_FLOAT,
+	AVSC_DOUBLE,
+	AVSC_BYTES,
+	AVSC_STRING,
+	AVSC_RECORD,
+	AVSC_ENUM,
+	AVSC_ARRAY,
+	AVSC_MAP,
+	AVSC_UNION,
+	AVSC_FIXED
+};
+
+enum avsc_json_kind {
+	AVSC_JSON_NULL = 0,
+	AVSC_JSON_BOOL,
+	AVSC_JSON_NUMBER,
+	AVSC_JSON_STRING,
+	AVSC_JSON_ARRAY,
+	AVSC_JSON_OBJECT
+};
+
+/* A parsed JSON value (field defaults are kept in this form). */
+struct avsc_json {
+	enum avsc_json_kind kind;
+	int boolean;
+	double number;
+	int is_integer;               /* number had no fraction/exponent and fits int64 */
+	int64_t integer;
+	char *str;                    /* NUL-terminated; may hold NULs, see str_len */
+	size_t str_len;
+	size_t n;                     /* array items / object members */
+	struct avsc_json **items;
+	char **keys;                  /* object member names, [n] */
+};
+
+struct avsc_field {
+	const char *name;
+	struct avsc_node *type;
+	const struct avsc_json *def;  /* the "default", NULL when none */
+};
+
+/*
+ * One schema node. Named types (record, enum, fixed) are shared: a later
+ * reference by name points at the same node, so a recursive record's tree
+ * has cycles.
+ */
+struct avsc_node {
+	enum avsc_type type;
+	const char *fullname;         /* record/enum/fixed, else NULL */
+	const char *name;             /* unqualified part of fullname */
+	size_t n;                     /* fields, symbols or union branches */
+	struct avsc_field *fields;    /* record */
+	const char **symbols;         /* enum */
+	int enum_default;             /* enum: index of "default", -1 when none */
+	struct avsc_node **branches;  /* union */
+	struct avsc_node *items;      /* array items / map values */
+	int64_t size;                 /* fixed */
+};
+
+struct avsc;
+
+/*
+ * Parses schema JSON text of len bytes. Returns a schema the caller frees with
+ * avsc_free(), or NULL with the reason in errstr (bad JSON, unknown type or
+ * name, duplicate name or field, invalid union, bad enum default...).
+ */
+struct avsc *avsc_parse(const char *json, size_t len, char *errstr, size_t errstr_size);
+void avsc_free(struct avsc *sc);
+
+/* The top-level node; owned by sc. */
+const struct avsc_node *avsc_root(const struct avsc *sc);
+
+/* Parsing Canonical Form, NUL-terminated; owned by sc. */
+const char *avsc_canonical(const struct avsc *sc);
+
+/* CRC-64-AVRO (Rabin) fingerprint of the Parsing Canonical Form. */
+uint64_t avsc_fingerprint(const struct avsc *sc);
+
+/* CRC-64-AVRO of len bytes. */
+uint64_t avsc_crc64(const void *buf, size_t len);
+
+#endif
