@@ -757,6 +757,12 @@ model_node_label(const struct model *m, uint32_t node, char *buf, size_t size)
 {
 	int n;
 
+	if (node >= m->n_nodes || size == 0) {
+		/* A node from an older model's state: no label. */
+		if (size > 0)
+			buf[0] = '\0';
+		return 0;
+	}
 	if (model_node_level(m, node) == 1)
 		n = snprintf(buf, size, "%u", model_node_index(m, node));
 	else

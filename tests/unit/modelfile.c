@@ -69,6 +69,8 @@ test_catalog(const char *cat_path, const struct fixture_cat *fc)
 	CHECK(model_node_level(m, node) == 2 && model_node_parent(m, node) == 2 &&
 	        model_node_index(m, node) == 1 && model_node_parent(m, 0) == MODEL_NODE_NONE,
 	    "node level/parent/index");
+	CHECK(model_node_label(m, model_n_nodes(m), label, sizeof(label)) == 0 && label[0] == '\0',
+	    "label of a node this model lacks is empty");
 	size_t nl;
 	const char *name = model_node_name(m, node, &nl);
 	CHECK(nl > 5 && memcmp(name, "node ", 5) == 0, "node name");
