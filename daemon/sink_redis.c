@@ -428,6 +428,43 @@ buf_json_escape(struct sink_buf *b, const char *s, size_t len)
 	return 0;
 }
 
+/* The top-N as JSON, [["id",score],...], scores "%.6g" (null if not finite). */
+static int
+buf_top_json(struct sink_buf *b, const struct model *m, const uint32_t *items,
+    const float *scores, size_t n)
+{
+	int rc = buf_put(b, "[", 1);
+
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		size_t idlen;
+		const char *id = model_item_id(m, items[i], &idlen);
+		double sc = (double)scores[i];
+
+		rc = buf_put(b, i ? ",[\"" : "[\"", i ? 3 : 2);
+		if (rc == 0)
+			rc = buf_json_escape(b, id, idlen);
+		if (rc == 0)
+			rc = isfinite(sc) ? buf_printf(b, "\",%.6g]", sc) : buf_printf(b, "\",null]");
+	}
+	if (rc == 0)
+		rc = buf_put(b, "]", 1);
+	return rc;
+}
+
+char *
+sink_redis_top_json(const struct model *m, const uint32_t *items, const float *scores, size_t n,
+    size_t *len)
+{
+	struct sink_buf b = { NULL, 0, 0 };
+
+	if (buf_top_json(&b, m, items, scores, n) < 0 || buf_put(&b, "", 1) < 0) {
+		free(b.p);
+		return NULL;
+	}
+	*len = b.len - 1;
+	return b.p;
+}
+
 /* Arguments are recorded as offsets first (buf may move), pointers fixed at the end. */
 struct argset {
 	struct sink_redis *sink;
@@ -628,24 +665,9 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 
 	/* top JSON: [["id",score],...] (empty for zset) */
 	arg_start(&as);
-	if (!as.oom && sink->top_format == CONFIG_TOP_JSON) {
-		int rc = buf_put(b, "[", 1);
-		for (size_t i = 0; rc == 0 && i < su->n_top; i++) {
-			size_t idlen;
-			const char *id = model_item_id(m, su->top_items[i], &idlen);
-			double sc = (double)su->top_scores[i];
-
-			rc = buf_put(b, i ? ",[\"" : "[\"", i ? 3 : 2);
-			if (rc == 0)
-				rc = buf_json_escape(b, id, idlen);
-			if (rc == 0)
-				rc = isfinite(sc) ? buf_printf(b, "\",%.6g]", sc) : buf_printf(b, "\",null]");
-		}
-		if (rc == 0)
-			rc = buf_put(b, "]", 1);
-		if (rc < 0)
-			as.oom = 1;
-	}
+	if (!as.oom && sink->top_format == CONFIG_TOP_JSON &&
+	    buf_top_json(b, m, su->top_items, su->top_scores, su->n_top) < 0)
+		as.oom = 1;
 	if (!as.oom)
 		arg_end(&as);
 

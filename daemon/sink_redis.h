@@ -125,4 +125,12 @@ struct redisContext *sink_redis_connect(const struct config *cfg, char *errstr, 
  */
 size_t sink_redis_tier_value(float w_short, float w_long, char *buf, size_t size);
 
+/*
+ * The ui:{u}:top JSON text of a top-N list (exactly what sink_redis_flush
+ * writes with redis.top_format = json): a NUL-terminated malloc'd string,
+ * length in *len; caller frees. NULL on ENOMEM.
+ */
+char *sink_redis_top_json(const struct model *m, const uint32_t *items, const float *scores,
+    size_t n, size_t *len);
+
 #endif
