@@ -1,0 +1,1396 @@
+/*
+ * The consumer loop: batches from Kafka through decode, dead letters, state
+ * loads, the marker check and one updater call per chunk into the user
+ * cache; flushes to Redis and commits offsets only behind acknowledged
+ * writes and delivered dead letters. Rebalances, Redis outages, snapshots,
+ * SIGHUP reloads and shutdown live here too, because each of them has to
+ * respect the same ordering of flush before commit.
+ */
+#include "consumer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+#include "decode.h"
+#include "dlq.h"
+#include "log.h"
+#include "modelfile.h"
+#include "notify.h"
+#include "scorer.h"
+#include "sink_redis.h"
+#include "snapshot.h"
+#include "state.h"
+#include "updater.h"
+#include "users.h"
+#include "userview.h"
+
+#define CONSUMER_ERR_MAX 512
+#define CONSUMER_DETAIL_MAX 160       /* dead-letter detail header */
+#define CONSUMER_STATS_EVERY_MS 10000
+#define CONSUMER_BACKOFF_MIN_MS 100   /* Redis retry backoff: 100 ms .. 5 s */
+#define CONSUMER_BACKOFF_MAX_MS 5000
+#define CONSUMER_DLQ_BLOCK_MS 5000    /* producer queue full: wait this long per letter */
+#define CONSUMER_DLQ_WAIT_MS 5000     /* before a commit: wait for dead letters this long */
+#define CONSUMER_SEEK_TIMEOUT_MS 5000
+#define CONSUMER_SNAPSHOT_SCAN_MS 1000
+#define CONSUMER_LIST_MAX 512         /* partition list in a log line */
+#define CONSUMER_REWARM_MAX 64        /* ring_len's upper bound (schemas/modelfile.md) */
+
+/* One partition of topic.events as this instance sees it. */
+struct part {
+	int assigned;
+	int claimed;                  /* epoch claimed in Redis for this assignment */
+	uint64_t epoch;
+	int64_t next_offset;          /* after the last processed message; -1 none */
+	int64_t committed;            /* last committed offset; -1 none */
+};
+
+/* One polled message of the batch and what phase 1 decided about it. */
+struct slot {
+	rd_kafka_message_t *rkm;
+	struct user_entry *e;         /* NULL: not an applicable event */
+	const char *reason;           /* dead-letter reason, NULL if none */
+	int skip;                     /* not ours to process (error, revoked partition) */
+	uint32_t item;
+	uint8_t type;
+	int64_t ts_ms;
+	enum decode_err derr;
+	char detail[CONSUMER_DETAIL_MAX];
+};
+
+struct consumer {
+	struct config *cfg;
+	consumer_config_loader *loader;
+	void *loader_opaque;
+
+	struct model *m;
+	uint64_t model_version;
+	struct updater *up;
+	struct userview *uv;
+	struct user_state *scratch;   /* re-warm replays run on this */
+	struct decoder *dec;
+	struct sink_redis *sink;
+	struct users *users;
+	struct dlq *dlq;
+	struct snapshot *snap;
+	struct notify *notify;
+	rd_kafka_t *rk;               /* consumer */
+	rd_kafka_t *rkp;              /* producer: dead letters and snapshots */
+
+	struct part *parts;
+	size_t n_parts;
+	size_t n_assigned;
+
+	/* The batch: preallocated to batch.max_events. */
+	struct slot *slots;
+	size_t n_slots, cap_slots;
+	struct update_event *uev;
+	size_t n_uev;
+	struct update_event rw_ev[CONSUMER_REWARM_MAX];
+	const char **load_ids;
+	size_t *load_lens;
+	struct user_entry **load_entries;
+	size_t n_load;
+
+	/* Flush buffers: flush.max_users slots. */
+	struct sink_user *su;
+	size_t cap_flush;
+	struct user_entry **refused;
+	size_t n_refused, cap_refused;
+	float *vec;                   /* [dim] for snapshots */
+
+	uint32_t snap_limit;          /* snapshot after this many events; UINT32_MAX: never by count */
+	int tier_names_pending;
+
+	/* Redis outage */
+	int redis_down;
+	int paused;
+	int64_t backoff_ms;
+	int64_t next_retry_ms;
+	int64_t down_since_ms;
+
+	int64_t next_flush_ms;
+	int64_t next_stats_ms;
+	int64_t next_snapscan_ms;
+	int ready;
+	int fatal;
+	int in_batch;                 /* process_batch running (re-entrancy guard) */
+	struct consumer_counters n;
+};
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- partitions ---------------------------------------------------------- */
+
+/* The partition record, growing the table; NULL on ENOMEM or a bad number. */
+static struct part *
+consumer_part(struct consumer *c, int32_t p)
+{
+	if (p < 0)
+		return NULL;
+	if ((size_t)p >= c->n_parts) {
+		size_t n = (size_t)p + 1;
+		struct part *np = realloc(c->parts, n * sizeof(*np));
+
+		if (np == NULL)
+			return NULL;
+		for (size_t i = c->n_parts; i < n; i++)
+			np[i] = (struct part){ 0, 0, 0, -1, -1 };
+		c->parts = np;
+		c->n_parts = n;
+	}
+	return &c->parts[p];
+}
+
+static int
+consumer_owns(const struct consumer *c, int32_t p)
+{
+	return p >= 0 && (size_t)p < c->n_parts && c->parts[p].assigned;
+}
+
+/* The assigned partitions of topic.events as a list (caller destroys). */
+static rd_kafka_topic_partition_list_t *
+consumer_assigned_list(const struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->n_assigned + 1);
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].assigned)
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i);
+	return l;
+}
+
+static void
+consumer_pause_all(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+
+	if (c->n_assigned == 0) {
+		c->paused = 1;
+		return;
+	}
+	l = consumer_assigned_list(c);
+	err = rd_kafka_pause_partitions(c->rk, l);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("event=pause_failed error=\"%s\"", rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(l);
+	c->paused = 1;
+}
+
+static void
+consumer_resume_all(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *l = consumer_assigned_list(c);
+	rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk, l);
+
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("event=resume_failed error=\"%s\"", rd_kafka_err2str(err));
+	rd_kafka_topic_partition_list_destroy(l);
+	c->paused = 0;
+}
+
+/* ---- Redis outage -------------------------------------------------------- */
+
+/* Redis failed: pause everything, keep polling, retry with backoff. */
+static void
+consumer_redis_down(struct consumer *c, const char *what, const char *err)
+{
+	int64_t now = mono_ms();
+
+	if (!c->redis_down) {
+		log_warn("event=redis_unavailable during=%s error=\"%s\" action=pause", what, err);
+		c->redis_down = 1;
+		c->down_since_ms = now;
+		c->backoff_ms = CONSUMER_BACKOFF_MIN_MS;
+		notify_status(c->notify, "redis unavailable, partitions paused");
+	} else {
+		c->backoff_ms *= 2;
+		if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
+			c->backoff_ms = CONSUMER_BACKOFF_MAX_MS;
+		log_debug("event=redis_retry_failed during=%s backoff_ms=%" PRId64 " error=\"%s\"", what,
+		    c->backoff_ms, err);
+	}
+	c->next_retry_ms = now + c->backoff_ms;
+	if (!c->paused)
+		consumer_pause_all(c);
+}
+
+/* Claims the epoch of every assigned partition that has none yet. */
+static int
+consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	for (size_t i = 0; i < c->n_parts; i++) {
+		struct part *pt = &c->parts[i];
+
+		if (!pt->assigned || pt->claimed)
+			continue;
+		if (sink_redis_claim_partition(c->sink, (int32_t)i, &pt->epoch, errstr,
+		        errstr_size) != 0)
+			return -1;
+		pt->claimed = 1;
+		log_info("event=partition_claimed topic=%s partition=%zu epoch=%" PRIu64,
+		    c->cfg->topic_events, i, pt->epoch);
+	}
+	return 0;
+}
+
+/* ---- flush and commit ---------------------------------------------------- */
+
+static int
+consumer_add_refused(struct consumer *c, struct user_entry *e)
+{
+	if (c->n_refused == c->cap_refused) {
+		size_t ncap = c->cap_refused ? c->cap_refused * 2 : 64;
+		struct user_entry **nr = realloc(c->refused, ncap * sizeof(*nr));
+
+		if (nr == NULL)
+			return -1;
+		c->refused = nr;
+		c->cap_refused = ncap;
+	}
+	c->refused[c->n_refused++] = e;
+	return 0;
+}
+
+/*
+ * Writes every dirty user (vector + top-N computed once, userview_fill) in
+ * chunks of flush.max_users. Returns 0 when every chunk was acknowledged
+ * (dirty flags cleared, refused users dropped from the cache), -1 on a Redis
+ * error (errstr; every user stays dirty).
+ */
+static int
+consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	size_t n_dirty, stale = 0, fenced = 0, written = 0;
+	struct user_entry *const *dirty = users_dirty(c->users, &n_dirty);
+
+	if (n_dirty == 0)
+		return 0;
+	c->n_refused = 0;
+	for (size_t off = 0; off < n_dirty; off += c->cap_flush) {
+		size_t k = n_dirty - off < c->cap_flush ? n_dirty - off : c->cap_flush;
+
+		for (size_t i = 0; i < k; i++) {
+			struct user_entry *e = dirty[off + i];
+			int32_t p = e->us->last_partition;
+
+			userview_fill(c->uv, i, e->id, e->id_len, e->us, &c->su[i]);
+			c->su[i].epoch = consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
+		}
+		if (sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
+			c->n.flush_failures++;
+			return -1;
+		}
+		for (size_t i = 0; i < k; i++) {
+			switch (c->su[i].result) {
+			case SINK_WRITTEN:
+				written++;
+				break;
+			case SINK_REFUSED_STALE:
+				stale++;
+				consumer_add_refused(c, dirty[off + i]);
+				break;
+			case SINK_REFUSED_FENCED:
+				fenced++;
+				consumer_add_refused(c, dirty[off + i]);
+				break;
+			}
+		}
+	}
+	users_clean_all(c->users);
+	/*
+	 * A refused user's newer state is in Redis (another owner wrote it):
+	 * forget ours; the next event loads theirs.
+	 */
+	for (size_t i = 0; i < c->n_refused; i++)
+		users_drop(c->users, c->refused[i]);
+	if (stale + fenced > 0)
+		log_warn("event=flush_refused stale=%zu fenced=%zu action=dropped_cached_states", stale,
+		    fenced);
+	c->n.refused_stale += stale;
+	c->n.refused_fenced += fenced;
+	c->n.flushes++;
+	c->n.users_flushed += written;
+	return 0;
+}
+
+/* Serves producer reports until no dead letter is in flight or timeout_ms passed. */
+static int
+consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	rd_kafka_poll(c->rkp, 0);
+	while (dlq_in_flight(c->dlq) > 0 && mono_ms() < deadline)
+		rd_kafka_poll(c->rkp, 10);
+	if (dlq_failed(c->dlq) > 0 && !c->fatal) {
+		/* Committing past a lost dead letter would lose it: stop instead. */
+		log_error("event=dead_letters_undeliverable count=%" PRIu64
+		    " action=shutdown_without_commit", dlq_failed(c->dlq));
+		c->fatal = 1;
+	}
+	return dlq_in_flight(c->dlq) == 0 && dlq_failed(c->dlq) == 0 ? 0 : -1;
+}
+
+/*
+ * Commits the next offset of every processed partition (all of them, or
+ * only partition `only` when >= 0). The caller has flushed; dead letters of
+ * the range are waited for here. Returns 0 or -1.
+ */
+static int
+consumer_commit(struct consumer *c, int32_t only)
+{
+	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_resp_err_t err;
+	int n = 0;
+
+	if (c->fatal)
+		return -1;
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
+		    (only < 0 || (int32_t)i == only))
+			n++;
+	if (n == 0)
+		return 0;
+	if (consumer_wait_dead_letters(c, CONSUMER_DLQ_WAIT_MS) != 0) {
+		log_warn("event=commit_deferred reason=dead_letters_in_flight in_flight=%" PRIu64,
+		    dlq_in_flight(c->dlq));
+		return -1;
+	}
+	l = rd_kafka_topic_partition_list_new(n);
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
+		    (only < 0 || (int32_t)i == only))
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)->offset =
+			    c->parts[i].next_offset;
+	err = rd_kafka_commit(c->rk, l, 0);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		for (int i = 0; i < l->cnt; i++) {
+			const rd_kafka_topic_partition_t *tp = &l->elems[i];
+
+			if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && consumer_owns(c, tp->partition))
+				c->parts[tp->partition].committed = tp->offset;
+		}
+		c->n.commits++;
+	} else {
+		c->n.commit_failures++;
+		log_warn("event=commit_failed error=\"%s\" retriable=%d", rd_kafka_err2str(err),
+		    err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : 1);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+/* Flush then commit; on a Redis error enters the outage mode. */
+static int
+consumer_flush_commit(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	if (c->redis_down)
+		return -1;
+	if (consumer_flush(c, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "flush", err);
+		return -1;
+	}
+	return consumer_commit(c, -1);
+}
+
+/* Retries Redis after the backoff: reconnect, claim, flush, resume, commit. */
+static void
+consumer_redis_retry(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	if (sink_redis_reconnect(c->sink, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "reconnect", err);
+		return;
+	}
+	if (consumer_claim_pending(c, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "claim", err);
+		return;
+	}
+	if (consumer_flush(c, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "flush", err);
+		return;
+	}
+	if (c->tier_names_pending &&
+	    sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
+		c->tier_names_pending = 0;
+	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume", mono_ms() - c->down_since_ms);
+	c->redis_down = 0;
+	consumer_resume_all(c);
+	notify_status(c->notify, "consuming");
+	consumer_commit(c, -1);
+}
+
+/* ---- snapshots ----------------------------------------------------------- */
+
+static void
+consumer_snapshot(struct consumer *c, struct user_entry *e)
+{
+	const uint8_t *buf;
+	size_t len;
+	rd_kafka_resp_err_t err;
+
+	if (e->since_snapshot == 0)
+		return;
+	scorer_interest(c->m, e->us, c->vec);
+	if (snapshot_encode(c->snap, c->m, e->id, e->id_len, e->us, e->since_snapshot, c->vec,
+	        &buf, &len) != 0) {
+		c->n.snapshot_errors++;
+		return;
+	}
+	for (int tries = 0;; tries++) {
+		err = rd_kafka_producev(c->rkp, RD_KAFKA_V_TOPIC(c->cfg->topic_snapshots),
+		    RD_KAFKA_V_KEY(e->id, e->id_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)buf, len),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 20)
+			break;
+		rd_kafka_poll(c->rkp, 50);
+	}
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		c->n.snapshot_errors++;
+	else
+		c->n.snapshots++;
+	e->since_snapshot = 0;
+	e->snapshot_mono_ms = mono_ms();
+}
+
+struct snapscan {
+	struct consumer *c;
+	int64_t now;
+};
+
+static void
+consumer_snapscan_one(void *opaque, struct user_entry *e)
+{
+	struct snapscan *s = opaque;
+
+	if (e->since_snapshot > 0 &&
+	    s->now - e->snapshot_mono_ms >= (int64_t)s->c->cfg->snapshot_max_interval_s * 1000)
+		consumer_snapshot(s->c, e);
+}
+
+static void
+consumer_set_snap_limit(struct consumer *c)
+{
+	uint32_t k = model_hparams(c->m)->ring_len;
+
+	if (c->cfg->snapshot_every_events == 0 && c->cfg->snapshot_max_interval_s == 0)
+		c->snap_limit = UINT32_MAX;
+	else if (c->cfg->snapshot_every_events > 0 && (uint32_t)c->cfg->snapshot_every_events < k)
+		c->snap_limit = (uint32_t)c->cfg->snapshot_every_events;
+	else
+		c->snap_limit = k;  /* the ring holds only K events */
+}
+
+/* ---- batch processing ---------------------------------------------------- */
+
+static void
+consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len)
+{
+	struct consumer *c = opaque;
+	struct user_entry *e = c->load_entries[i];
+	char err[CONSUMER_ERR_MAX];
+
+	if (blob != NULL) {
+		if (state_decode(e->us, blob, len, err, sizeof(err)) == 0) {
+			c->n.users_loaded++;
+		} else {
+			/* Unreadable (older format, other sizes): start fresh, count it. */
+			if (c->n.state_decode_errors++ == 0)
+				log_warn("event=state_unreadable user=%s error=\"%s\" action=fresh_state",
+				    e->id, err);
+			state_reset(e->us);
+		}
+	} else {
+		state_reset(e->us);
+	}
+	e->loaded = 1;
+	e->since_snapshot = 0;
+	e->snapshot_mono_ms = mono_ms();
+}
+
+/*
+ * Re-warms a user whose h/c came from another model: replays the ring's
+ * events (items found by hash) through the current model on a scratch
+ * state and takes its h and c. Tier weights, ring and marker stay.
+ */
+static void
+consumer_rewarm(struct consumer *c, struct user_state *us)
+{
+	size_t n = 0;
+	const struct model_hparams *hp = model_hparams(c->m);
+
+	memset(us->h, 0, us->hidden * sizeof(float));
+	memset(us->c, 0, us->hidden * sizeof(float));
+	if (us->events_applied > 0 && us->ring_count > 0) {
+		state_reset(c->scratch);
+		for (uint16_t i = 0; i < us->ring_count && n < CONSUMER_REWARM_MAX &&
+		     n < c->cap_slots; i++) {
+			const struct ring_event *re = state_ring_get(us, i);
+			int32_t item = model_item_lookup_hash(c->m, re->item_hash);
+
+			if (item < 0)
+				continue;
+			c->rw_ev[n++] = (struct update_event){ c->scratch, (uint32_t)item, re->type,
+				re->ts_ms, -1, -1 };
+		}
+		if (n > 0 && updater_apply(c->up, c->rw_ev, n) == 0 && us->hidden == hp->hidden) {
+			memcpy(us->h, c->scratch->h, us->hidden * sizeof(float));
+			memcpy(us->c, c->scratch->c, us->hidden * sizeof(float));
+		}
+		c->n.rewarmed++;
+	}
+	us->model_version = c->model_version;
+}
+
+/* Applies the pending chunk of good events. */
+static void
+consumer_apply_chunk(struct consumer *c)
+{
+	if (c->n_uev == 0)
+		return;
+	updater_apply(c->up, c->uev, c->n_uev);
+	c->n.applied += c->n_uev;
+	c->n_uev = 0;
+}
+
+/* Seeks every partition of the batch back to its first message (nothing was applied). */
+static void
+consumer_rewind(struct consumer *c)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+	rd_kafka_error_t *error;
+
+	for (size_t i = 0; i < c->n_slots; i++) {
+		const rd_kafka_message_t *rkm = c->slots[i].rkm;
+
+		if (c->slots[i].skip)
+			continue;
+		if (rd_kafka_topic_partition_list_find(l, c->cfg->topic_events, rkm->partition) == NULL)
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, rkm->partition)->offset =
+			    rkm->offset;
+	}
+	if (l->cnt > 0) {
+		error = rd_kafka_seek_partitions(c->rk, l, CONSUMER_SEEK_TIMEOUT_MS);
+		if (error != NULL) {
+			log_warn("event=rewind_failed error=\"%s\"", rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	c->n.rewinds++;
+}
+
+static void
+consumer_destroy_batch(struct consumer *c)
+{
+	for (size_t i = 0; i < c->n_slots; i++)
+		rd_kafka_message_destroy(c->slots[i].rkm);
+	c->n_slots = 0;
+}
+
+/* Phase 1: decode and classify one message; queues unseen users for loading. */
+static void
+consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
+{
+	const rd_kafka_message_t *rkm = s->rkm;
+	const struct config *cfg = c->cfg;
+	struct event ev;
+	int32_t item;
+	int created;
+
+	s->e = NULL;
+	s->reason = NULL;
+	s->skip = 0;
+	s->detail[0] = '\0';
+	if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		s->skip = 1;
+		if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			c->n.consumer_errors++;
+			log_warn("event=consumer_error error=\"%s\"", rd_kafka_message_errstr(rkm));
+		}
+		return;
+	}
+	if (!consumer_owns(c, rkm->partition) ||
+	    strcmp(rd_kafka_topic_name(rkm->rkt), cfg->topic_events) != 0) {
+		s->skip = 1;
+		return;
+	}
+	c->n.consumed++;
+	s->derr = decoder_decode(c->dec, rkm->payload, rkm->len, &ev, s->detail, sizeof(s->detail));
+	if (s->derr != DECODE_OK) {
+		s->reason = decode_err_name(s->derr);
+		return;
+	}
+	if (ev.user_id_len == 0) {
+		s->reason = DLQ_REASON_MISSING_USER;
+		snprintf(s->detail, sizeof(s->detail), "empty user_id");
+		return;
+	}
+	if ((cfg->events_max_age_s > 0 && ev.ts_ms < now_wall - cfg->events_max_age_s * 1000) ||
+	    (cfg->events_max_future_s > 0 && ev.ts_ms > now_wall + cfg->events_max_future_s * 1000)) {
+		s->reason = DLQ_REASON_BAD_TIMESTAMP;
+		snprintf(s->detail, sizeof(s->detail), "ts %" PRId64 " outside the window", ev.ts_ms);
+		return;
+	}
+	item = model_item_lookup(c->m, ev.item_id, ev.item_id_len);
+	if (item < 0) {
+		s->reason = DLQ_REASON_UNKNOWN_ITEM;
+		snprintf(s->detail, sizeof(s->detail), "item %.*s not in the catalog",
+		    (int)(ev.item_id_len < 100 ? ev.item_id_len : 100), ev.item_id);
+		return;
+	}
+	s->e = users_upsert(c->users, ev.user_id, ev.user_id_len, rkm->partition, &created);
+	if (s->e == NULL) {
+		/* Out of memory: give the batch back rather than lose the event. */
+		s->skip = 2;
+		return;
+	}
+	s->item = (uint32_t)item;
+	s->type = ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW;
+	s->ts_ms = ev.ts_ms;
+	if (s->e->loaded == 0) {
+		s->e->loaded = 2;  /* queued */
+		c->load_entries[c->n_load] = s->e;
+		c->load_ids[c->n_load] = s->e->id;
+		c->load_lens[c->n_load] = s->e->id_len;
+		c->n_load++;
+	}
+}
+
+/*
+ * Processes the polled batch: classify, load unseen users (on a Redis error
+ * rewind the batch and pause), then in order dead-letter, skip duplicates or
+ * queue events, applying in chunks (a chunk closes when a user is due for a
+ * snapshot, so the ring still holds its events). Destroys the messages.
+ */
+static void
+consumer_process_batch(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+	int64_t now_wall = wall_ms();
+	int oom = 0;
+
+	if (c->n_slots == 0 || c->in_batch)
+		return;
+	c->in_batch = 1;
+	c->n_load = 0;
+	for (size_t i = 0; i < c->n_slots; i++) {
+		consumer_classify(c, &c->slots[i], now_wall);
+		oom |= c->slots[i].skip == 2;
+	}
+	if (c->n_load > 0 && !oom) {
+		if (c->redis_down) {
+			snprintf(err, sizeof(err), "redis marked unavailable");
+			oom = 1;
+		} else if (sink_redis_load_states(c->sink, c->load_ids, c->load_lens, c->n_load,
+		               consumer_load_cb, c, err, sizeof(err)) != 0) {
+			consumer_redis_down(c, "load", err);
+			oom = 1;
+		}
+	}
+	if (oom) {
+		/* Nothing has had an effect yet: give the whole batch back. */
+		for (size_t i = 0; i < c->n_load; i++)
+			if (c->load_entries[i]->loaded == 2)
+				c->load_entries[i]->loaded = 0;
+		if (!c->paused)
+			consumer_pause_all(c);
+		if (!c->redis_down) {
+			log_error("event=batch_rewound reason=out_of_memory");
+			consumer_redis_down(c, "memory", "out of memory");
+		}
+		consumer_rewind(c);
+		consumer_destroy_batch(c);
+		c->in_batch = 0;
+		return;
+	}
+	for (size_t i = 0; i < c->n_slots; i++) {
+		struct slot *s = &c->slots[i];
+		const rd_kafka_message_t *rkm = s->rkm;
+		struct user_entry *e = s->e;
+		rd_kafka_resp_err_t kerr;
+
+		if (s->skip)
+			continue;
+		if (s->reason != NULL) {
+			kerr = dlq_send(c->dlq, rkm, s->reason, s->detail, CONSUMER_DLQ_BLOCK_MS);
+			if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+				/* Not enqueued: do not advance past it; stop in order. */
+				log_error("event=dlq_enqueue_failed error=\"%s\" action=shutdown",
+				    rd_kafka_err2str(kerr));
+				c->fatal = 1;
+				break;
+			}
+			c->n.dlq_total++;
+			if (strcmp(s->reason, DLQ_REASON_UNKNOWN_ITEM) == 0)
+				c->n.dlq_unknown_item++;
+			else if (strcmp(s->reason, DLQ_REASON_BAD_TIMESTAMP) == 0)
+				c->n.dlq_bad_timestamp++;
+			else if ((unsigned)s->derr < 16)
+				c->n.dlq_by_decode[s->derr]++;
+		} else if (e->us->last_partition == rkm->partition && rkm->offset <= e->us->last_offset) {
+			c->n.duplicates++;
+		} else {
+			if (e->us->model_version != c->model_version) {
+				consumer_apply_chunk(c);  /* the ring must hold this user's events */
+				consumer_rewarm(c, e->us);
+			}
+			c->uev[c->n_uev++] = (struct update_event){ e->us, s->item, s->type, s->ts_ms,
+				rkm->partition, rkm->offset };
+			users_mark_dirty(c->users, e);
+			if (e->since_snapshot++ == 0)
+				e->snapshot_mono_ms = mono_ms();
+			if (e->since_snapshot >= c->snap_limit) {
+				consumer_apply_chunk(c);
+				consumer_snapshot(c, e);
+			}
+		}
+		c->parts[rkm->partition].next_offset = rkm->offset + 1;
+	}
+	consumer_apply_chunk(c);
+	if (c->fatal) {
+		/* Messages after the failed dead letter were not processed. */
+		consumer_rewind(c);
+	}
+	consumer_destroy_batch(c);
+	rd_kafka_poll(c->rkp, 0);
+	c->in_batch = 0;
+}
+
+/* ---- rebalance ----------------------------------------------------------- */
+
+static void
+consumer_format_parts(const rd_kafka_topic_partition_list_t *l, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < l->cnt && o + 12 < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
+}
+
+static void
+consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int cooperative)
+{
+	char err[CONSUMER_ERR_MAX], names[CONSUMER_LIST_MAX];
+	rd_kafka_error_t *error = NULL;
+	rd_kafka_resp_err_t kerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+	int claim_failed = 0;
+
+	for (int i = 0; i < l->cnt; i++) {
+		struct part *pt;
+
+		if (strcmp(l->elems[i].topic, c->cfg->topic_events) != 0)
+			continue;
+		pt = consumer_part(c, l->elems[i].partition);
+		if (pt == NULL)
+			continue;
+		if (!pt->assigned)
+			c->n_assigned++;
+		*pt = (struct part){ 1, 0, 0, -1, -1 };
+		if (!claim_failed && !c->redis_down) {
+			if (sink_redis_claim_partition(c->sink, l->elems[i].partition, &pt->epoch, err,
+			        sizeof(err)) == 0)
+				pt->claimed = 1;
+			else
+				claim_failed = 1;
+		}
+	}
+	if (cooperative)
+		error = rd_kafka_incremental_assign(c->rk, l);
+	else
+		kerr = rd_kafka_assign(c->rk, l);
+	consumer_format_parts(l, names, sizeof(names));
+	if (error != NULL || kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_error("event=assign_failed partitions=%s error=\"%s\"", names,
+		    error ? rd_kafka_error_string(error) : rd_kafka_err2str(kerr));
+		if (error != NULL)
+			rd_kafka_error_destroy(error);
+		return;
+	}
+	log_info("event=assigned topic=%s partitions=%s protocol=%s owned=%zu", c->cfg->topic_events,
+	    names, cooperative ? "cooperative" : "eager", c->n_assigned);
+	if (claim_failed)
+		consumer_redis_down(c, "claim", err);
+	else if (c->redis_down || c->paused)
+		consumer_pause_all(c);  /* new partitions too: nothing flows until Redis is back */
+}
+
+static void
+consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int cooperative, int lost)
+{
+	char err[CONSUMER_ERR_MAX], names[CONSUMER_LIST_MAX];
+	size_t dropped = 0;
+	int flushed = 0;
+	rd_kafka_error_t *error = NULL;
+
+	consumer_format_parts(l, names, sizeof(names));
+	if (!lost) {
+		/* Finish what was polled, write it, commit it, then let go. */
+		consumer_process_batch(c);
+		if (!c->redis_down && consumer_flush(c, err, sizeof(err)) == 0) {
+			flushed = 1;
+			consumer_commit(c, -1);
+		} else if (!c->redis_down) {
+			consumer_redis_down(c, "revoke", err);
+		}
+	}
+	for (int i = 0; i < l->cnt; i++) {
+		int32_t p = l->elems[i].partition;
+
+		if (strcmp(l->elems[i].topic, c->cfg->topic_events) != 0 || !consumer_owns(c, p))
+			continue;
+		c->parts[p].assigned = 0;
+		c->n_assigned--;
+		dropped += users_drop_partition(c->users, p);
+	}
+	if (cooperative)
+		error = rd_kafka_incremental_unassign(c->rk, l);
+	else
+		rd_kafka_assign(c->rk, NULL);
+	if (error != NULL) {
+		log_warn("event=unassign_failed error=\"%s\"", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+	}
+	log_info("event=%s topic=%s partitions=%s flushed=%d users_dropped=%zu owned=%zu",
+	    lost ? "partitions_lost" : "revoked", c->cfg->topic_events, names, flushed, dropped,
+	    c->n_assigned);
+}
+
+static void
+consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *l, void *opaque)
+{
+	struct consumer *c = opaque;
+	int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+
+	switch (err) {
+	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+		consumer_assign(c, l, cooperative);
+		break;
+	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+		consumer_revoke(c, l, cooperative, rd_kafka_assignment_lost(rk));
+		break;
+	default:
+		log_error("event=rebalance_error error=\"%s\"", rd_kafka_err2str(err));
+		rd_kafka_assign(rk, NULL);
+		break;
+	}
+}
+
+/* ---- client callbacks ------------------------------------------------------ */
+
+static void
+consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct consumer *c = opaque;
+	char fatal[CONSUMER_ERR_MAX];
+
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_resp_err_t ferr = rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+
+		log_error("event=kafka_fatal client=%s error=\"%s: %s\" action=shutdown",
+		    rd_kafka_name(rk), rd_kafka_err2name(ferr), fatal);
+		c->fatal = 1;
+		return;
+	}
+	log_warn("event=kafka_error client=%s error=\"%s: %s\"", rd_kafka_name(rk),
+	    rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void
+consumer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+	struct consumer *c = opaque;
+
+	(void)rk;
+	if (rkm->_private != NULL && rkm->_private == (void *)c->dlq) {
+		dlq_on_delivery(c->dlq, rkm);
+	} else if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		c->n.snapshot_errors++;
+		if (c->n.snapshot_errors == 1)
+			log_warn("event=snapshot_delivery_failed error=\"%s\"", rd_kafka_err2str(rkm->err));
+	}
+}
+
+/* ---- construction ---------------------------------------------------------- */
+
+static int
+consumer_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
+    size_t errstr_size)
+{
+	char e[CONSUMER_ERR_MAX];
+
+	if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		snprintf(errstr, errstr_size, "kafka %s=%s: %s", k, v, e);
+		return -1;
+	}
+	return 0;
+}
+
+/* A librdkafka conf: our defaults, then the kafka.* pass-through for scope. */
+static rd_kafka_conf_t *
+consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errstr_size)
+{
+	static const char *const cons_defaults[][2] = {
+		{ "enable.auto.commit", "false" },
+		{ "enable.auto.offset.store", "false" },
+		{ "partition.assignment.strategy", "cooperative-sticky" },
+		{ "auto.offset.reset", "earliest" },
+		{ "client.id", "interestd" },
+	};
+	static const char *const prod_defaults[][2] = {
+		{ "enable.idempotence", "true" },
+		{ "linger.ms", "5" },
+		{ "client.id", "interestd-producer" },
+	};
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	size_t n = producer ? sizeof(prod_defaults) / sizeof(prod_defaults[0]) :
+			      sizeof(cons_defaults) / sizeof(cons_defaults[0]);
+
+	for (size_t i = 0; i < n; i++) {
+		const char *k = producer ? prod_defaults[i][0] : cons_defaults[i][0];
+		const char *v = producer ? prod_defaults[i][1] : cons_defaults[i][1];
+
+		if (consumer_conf_set(conf, k, v, errstr, errstr_size) != 0)
+			goto fail;
+	}
+	if (!producer && consumer_conf_set(conf, "group.id", c->cfg->group_id, errstr, errstr_size) != 0)
+		goto fail;
+	for (size_t i = 0; i < c->cfg->n_kafka; i++) {
+		const struct config_kafka *kv = &c->cfg->kafka[i];
+
+		if (kv->scope == (producer ? CONFIG_KAFKA_CONSUMER : CONFIG_KAFKA_PRODUCER))
+			continue;
+		if (consumer_conf_set(conf, kv->name, kv->value, errstr, errstr_size) != 0)
+			goto fail;
+	}
+	/* These make the delivery guarantees; a pass-through must not undo them. */
+	if (!producer && (consumer_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+	    consumer_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0))
+		goto fail;
+	rd_kafka_conf_set_opaque(conf, c);
+	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+	if (producer)
+		rd_kafka_conf_set_dr_msg_cb(conf, consumer_dr_cb);
+	else
+		rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}
+
+/* (Re)builds everything sized by the model: updater, userview, scratch, vector. */
+static int
+consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
+    struct userview **uv, struct user_state **scratch, float **vec)
+{
+	*up = updater_new(m, c->cap_slots > CONSUMER_REWARM_MAX ? c->cap_slots : CONSUMER_REWARM_MAX);
+	*uv = userview_new(m, c->cap_flush, (size_t)c->cfg->redis_top_n, c->cfg->tiers_calibrate);
+	*scratch = state_new(model_hparams(m));
+	*vec = malloc(model_dim(m) * sizeof(float));
+	if (*up == NULL || *uv == NULL || *scratch == NULL || *vec == NULL) {
+		updater_free(*up);
+		userview_free(*uv);
+		state_free(*scratch);
+		free(*vec);
+		return -1;
+	}
+	return 0;
+}
+
+struct consumer *
+consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
+    consumer_config_loader *loader, void *loader_opaque, char *errstr, size_t errstr_size)
+{
+	struct consumer *c = calloc(1, sizeof(*c));
+	rd_kafka_conf_t *conf = NULL;
+	char kerr[CONSUMER_ERR_MAX];
+
+	if (c == NULL) {
+		config_free(cfg);
+		model_free(m);
+		decoder_free(dec);
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	c->cfg = cfg;
+	c->m = m;
+	c->dec = dec;
+	c->loader = loader;
+	c->loader_opaque = loader_opaque;
+	c->model_version = model_hparams(m)->model_version;
+	c->cap_slots = (size_t)cfg->batch_max_events;
+	c->cap_flush = (size_t)cfg->flush_max_users;
+	c->slots = calloc(c->cap_slots, sizeof(*c->slots));
+	c->uev = calloc(c->cap_slots, sizeof(*c->uev));
+	c->load_ids = calloc(c->cap_slots, sizeof(*c->load_ids));
+	c->load_lens = calloc(c->cap_slots, sizeof(*c->load_lens));
+	c->load_entries = calloc(c->cap_slots, sizeof(*c->load_entries));
+	c->su = calloc(c->cap_flush, sizeof(*c->su));
+	c->users = users_new(model_hparams(m));
+	c->snap = snapshot_new();
+	c->notify = notify_new();
+	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
+	    c->load_entries == NULL || c->su == NULL || c->users == NULL || c->snap == NULL ||
+	    c->notify == NULL || consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	consumer_set_snap_limit(c);
+
+	c->sink = sink_redis_new(cfg, errstr, errstr_size);
+	if (c->sink == NULL)
+		goto fail;
+	if (sink_redis_write_tier_names(c->sink, m, errstr, errstr_size) != 0)
+		goto fail;
+
+	if ((conf = consumer_kafka_conf(c, 1, errstr, errstr_size)) == NULL)
+		goto fail;
+	c->rkp = rd_kafka_new(RD_KAFKA_PRODUCER, conf, kerr, sizeof(kerr));
+	if (c->rkp == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(errstr, errstr_size, "kafka producer: %s", kerr);
+		goto fail;
+	}
+	c->dlq = dlq_new(c->rkp, cfg->topic_dlq);
+	if (c->dlq == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
+	if ((conf = consumer_kafka_conf(c, 0, errstr, errstr_size)) == NULL)
+		goto fail;
+	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
+	if (c->rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		snprintf(errstr, errstr_size, "kafka consumer: %s", kerr);
+		goto fail;
+	}
+	rd_kafka_poll_set_consumer(c->rk);
+	return c;
+fail:
+	consumer_free(c);
+	return NULL;
+}
+
+void
+consumer_free(struct consumer *c)
+{
+	if (c == NULL)
+		return;
+	if (c->rk != NULL)
+		rd_kafka_destroy(c->rk);
+	if (c->rkp != NULL)
+		rd_kafka_destroy(c->rkp);
+	dlq_free(c->dlq);
+	sink_redis_free(c->sink);
+	users_free(c->users);
+	updater_free(c->up);
+	userview_free(c->uv);
+	state_free(c->scratch);
+	free(c->vec);
+	snapshot_free(c->snap);
+	notify_free(c->notify);
+	decoder_free(c->dec);
+	model_free(c->m);
+	config_free(c->cfg);
+	free(c->slots);
+	free(c->uev);
+	free(c->load_ids);
+	free(c->load_lens);
+	free(c->load_entries);
+	free(c->su);
+	free(c->refused);
+	free(c->parts);
+	free(c);
+}
+
+const struct consumer_counters *
+consumer_counters(const struct consumer *c)
+{
+	return &c->n;
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+/* Takes the reloadable values of nc into the running config (the rest needs a restart). */
+static void
+consumer_take_reloadable(struct consumer *c, struct config *nc)
+{
+	struct config *cfg = c->cfg;
+	char *tmp;
+
+	cfg->poll_timeout_ms = nc->poll_timeout_ms;
+	cfg->redis_top_n = nc->redis_top_n;
+	cfg->flush_interval_ms = nc->flush_interval_ms;
+	cfg->tiers_calibrate = nc->tiers_calibrate;
+	cfg->events_max_age_s = nc->events_max_age_s;
+	cfg->events_max_future_s = nc->events_max_future_s;
+	cfg->snapshot_every_events = nc->snapshot_every_events;
+	cfg->snapshot_max_interval_s = nc->snapshot_max_interval_s;
+	cfg->log_level = nc->log_level;
+	cfg->shutdown_timeout_ms = nc->shutdown_timeout_ms;
+	tmp = cfg->model_path;
+	cfg->model_path = nc->model_path;
+	nc->model_path = tmp;
+	log_set_level((enum log_level)cfg->log_level);
+}
+
+/*
+ * SIGHUP: re-reads the config (reloadable keys), loads the model aside,
+ * flushes every user with the old model, swaps. Users re-warm on their next
+ * event. On any failure the old model keeps serving.
+ */
+static void
+consumer_reload(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX], names[CONSUMER_ERR_MAX];
+	struct model *m2;
+	struct updater *up2;
+	struct userview *uv2;
+	struct user_state *scratch2;
+	float *vec2;
+	uint64_t old_version = c->model_version;
+
+	notify_reloading(c->notify);
+	c->n.reloads++;
+	if (c->loader != NULL) {
+		struct config *nc = c->loader(c->loader_opaque, err, sizeof(err));
+
+		if (nc == NULL) {
+			log_error("config reload FAILED: %s", err);
+			c->n.reload_failures++;
+			notify_ready(c->notify, "config reload failed; old configuration kept");
+			return;
+		}
+		if (config_restart_keys(c->cfg, nc, names, sizeof(names)) > 0)
+			log_warn("event=reload restart_needed=\"%s\" action=kept_running_values", names);
+		consumer_take_reloadable(c, nc);
+		config_free(nc);
+	}
+	m2 = model_load(c->cfg->model_path, err, sizeof(err));
+	if (m2 != NULL && !model_has_weights(m2)) {
+		snprintf(err, sizeof(err), "%s is a catalog, not a model (no HPAR/WGHT sections)",
+		    c->cfg->model_path);
+		model_free(m2);
+		m2 = NULL;
+	}
+	if (m2 == NULL) {
+		log_error("model reload FAILED: %s: %s", c->cfg->model_path, err);
+		c->n.reload_failures++;
+		notify_ready(c->notify, "model reload failed; old model kept");
+		return;
+	}
+	/* Everything dirty goes out with the model that computed it. */
+	if (consumer_flush(c, err, sizeof(err)) != 0) {
+		log_error("model reload FAILED: redis unavailable for the pre-swap flush: %s", err);
+		consumer_redis_down(c, "reload", err);
+		c->n.reload_failures++;
+		model_free(m2);
+		notify_ready(c->notify, "model reload failed; old model kept");
+		return;
+	}
+	consumer_commit(c, -1);
+	if (consumer_model_objects(c, m2, &up2, &uv2, &scratch2, &vec2) != 0) {
+		log_error("model reload FAILED: out of memory");
+		c->n.reload_failures++;
+		model_free(m2);
+		notify_ready(c->notify, "model reload failed; old model kept");
+		return;
+	}
+	if (users_set_hparams(c->users, model_hparams(m2)) != 0)
+		users_drop_all(c->users);  /* all clean after the flush: they reload from Redis */
+	updater_free(c->up);
+	userview_free(c->uv);
+	state_free(c->scratch);
+	free(c->vec);
+	model_free(c->m);
+	c->up = up2;
+	c->uv = uv2;
+	c->scratch = scratch2;
+	c->vec = vec2;
+	c->m = m2;
+	c->model_version = model_hparams(m2)->model_version;
+	consumer_set_snap_limit(c);
+	c->tier_names_pending = 1;
+	if (!c->redis_down && sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
+		c->tier_names_pending = 0;
+	else if (!c->redis_down)
+		log_warn("event=tier_names_write_failed error=\"%s\" action=retry_later", err);
+	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
+	    " items=%" PRIu32 " users_cached=%zu", c->cfg->model_path, old_version, c->model_version,
+	    model_n_items(c->m), users_count(c->users));
+	notify_ready(c->notify, "consuming");
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static void
+consumer_log_stats(struct consumer *c)
+{
+	const struct consumer_counters *n = &c->n;
+
+	log_info("event=stats consumed=%" PRIu64 " applied=%" PRIu64 " duplicates=%" PRIu64
+	    " dlq=%" PRIu64 " dlq_truncated=%" PRIu64 " dlq_bad_magic=%" PRIu64
+	    " dlq_unknown_fingerprint=%" PRIu64 " dlq_unknown_schema_id=%" PRIu64
+	    " dlq_malformed=%" PRIu64 " dlq_too_large=%" PRIu64 " dlq_missing_user=%" PRIu64
+	    " dlq_unknown_item=%" PRIu64 " dlq_bad_timestamp=%" PRIu64 " flushes=%" PRIu64
+	    " users_flushed=%" PRIu64 " flush_failures=%" PRIu64 " refused_stale=%" PRIu64
+	    " refused_fenced=%" PRIu64 " commits=%" PRIu64 " snapshots=%" PRIu64 " rewarmed=%" PRIu64
+	    " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
+	    n->consumed, n->applied, n->duplicates, n->dlq_total, n->dlq_by_decode[DECODE_TRUNCATED],
+	    n->dlq_by_decode[DECODE_BAD_MAGIC], n->dlq_by_decode[DECODE_UNKNOWN_FINGERPRINT],
+	    n->dlq_by_decode[DECODE_UNKNOWN_SCHEMA_ID], n->dlq_by_decode[DECODE_MALFORMED],
+	    n->dlq_by_decode[DECODE_TOO_LARGE], n->dlq_by_decode[DECODE_MISSING_USER],
+	    n->dlq_unknown_item, n->dlq_bad_timestamp, n->flushes, n->users_flushed,
+	    n->flush_failures, n->refused_stale, n->refused_fenced, n->commits, n->snapshots,
+	    n->rewarmed, users_count(c->users), users_dirty_count(c->users), c->n_assigned,
+	    c->redis_down);
+}
+
+/* Polls up to batch.max_events messages: waits timeout_ms for the first only. */
+static void
+consumer_fill_batch(struct consumer *c, int timeout_ms)
+{
+	rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+
+	while (rkm != NULL) {
+		/* A rebalance inside the poll may have processed the batch: n_slots is current. */
+		c->slots[c->n_slots++].rkm = rkm;
+		if (c->n_slots == c->cap_slots)
+			break;
+		rkm = rd_kafka_consumer_poll(c->rk, 0);
+	}
+}
+
+/* The orderly stop: flush, commit, leave the group, flush the producer. */
+static void
+consumer_shutdown(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+	rd_kafka_resp_err_t kerr;
+	int left;
+
+	notify_stopping(c->notify);
+	log_info("event=stopping fatal=%d dirty=%zu", c->fatal, users_dirty_count(c->users));
+	consumer_process_batch(c);
+	if (c->redis_down)
+		consumer_redis_retry(c);  /* one last attempt */
+	if (!c->redis_down) {
+		if (consumer_flush(c, err, sizeof(err)) == 0)
+			consumer_commit(c, -1);
+		else
+			log_error("event=shutdown_flush_failed error=\"%s\" unflushed_users=%zu "
+			    "note=\"their events are re-applied from Kafka by the next owner\"",
+			    err, users_dirty_count(c->users));
+	} else {
+		log_error("event=shutdown_flush_skipped reason=redis_unavailable unflushed_users=%zu "
+		    "note=\"their events are re-applied from Kafka by the next owner\"",
+		    users_dirty_count(c->users));
+	}
+	/* Revokes (our callback flushes and commits, here a no-op), leaves the group. */
+	kerr = rd_kafka_consumer_close(c->rk);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("event=consumer_close_failed error=\"%s\"", rd_kafka_err2str(kerr));
+	rd_kafka_flush(c->rkp, c->cfg->shutdown_timeout_ms);
+	left = rd_kafka_outq_len(c->rkp);
+	if (left > 0)
+		log_warn("event=producer_undelivered messages=%d timeout_ms=%d", left,
+		    c->cfg->shutdown_timeout_ms);
+	consumer_log_stats(c);
+	log_info("event=stopped exit=%d", c->fatal ? 1 : 0);
+}
+
+int
+consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
+{
+	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_resp_err_t kerr;
+	int64_t now = mono_ms();
+
+	rd_kafka_topic_partition_list_add(sub, c->cfg->topic_events, RD_KAFKA_PARTITION_UA);
+	kerr = rd_kafka_subscribe(c->rk, sub);
+	rd_kafka_topic_partition_list_destroy(sub);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_error("event=subscribe_failed topic=%s error=\"%s\"", c->cfg->topic_events,
+		    rd_kafka_err2str(kerr));
+		return 1;
+	}
+	log_info("event=started topic=%s group=%s model_version=%" PRIu64 " items=%" PRIu32
+	    " batch_max_events=%zu flush_max_users=%zu", c->cfg->topic_events, c->cfg->group_id,
+	    c->model_version, model_n_items(c->m), c->cap_slots, c->cap_flush);
+	notify_status(c->notify, "waiting for a partition assignment");
+	c->next_flush_ms = now + c->cfg->flush_interval_ms;
+	c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
+	c->next_snapscan_ms = now + CONSUMER_SNAPSHOT_SCAN_MS;
+
+	while (!*stop && !c->fatal) {
+		int timeout = c->cfg->poll_timeout_ms;
+
+		if (*reload) {
+			*reload = 0;
+			consumer_reload(c);
+		}
+		now = mono_ms();
+		if (c->redis_down && c->next_retry_ms - now < timeout)
+			timeout = c->next_retry_ms > now ? (int)(c->next_retry_ms - now) : 0;
+		consumer_fill_batch(c, timeout);
+		consumer_process_batch(c);
+		rd_kafka_poll(c->rkp, 0);
+
+		now = mono_ms();
+		if (!c->ready && c->n_assigned > 0) {
+			c->ready = 1;
+			notify_ready(c->notify, "consuming");
+		}
+		if (c->redis_down) {
+			if (now >= c->next_retry_ms)
+				consumer_redis_retry(c);
+		} else if (now >= c->next_flush_ms ||
+		    users_dirty_count(c->users) >= c->cap_flush) {
+			consumer_flush_commit(c);
+			c->next_flush_ms = now + c->cfg->flush_interval_ms;
+		}
+		if (c->cfg->snapshot_max_interval_s > 0 && now >= c->next_snapscan_ms) {
+			struct snapscan s = { c, now };
+
+			users_foreach(c->users, consumer_snapscan_one, &s);
+			c->next_snapscan_ms = now + CONSUMER_SNAPSHOT_SCAN_MS;
+		}
+		if (now >= c->next_stats_ms) {
+			consumer_log_stats(c);
+			c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
+		}
+		notify_watchdog(c->notify, now);
+	}
+	consumer_shutdown(c);
+	return c->fatal ? 1 : 0;
+}

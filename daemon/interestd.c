@@ -1,0 +1,327 @@
+/*
+ * interestd: flags, configuration, model and decoder, then the consumer
+ * loop (daemon/consumer.c); signals only set flags here and the loop acts.
+ *
+ *   interestd [-c FILE] [-o key=value]... [-v]      run
+ *   interestd -n|--check-config [-c FILE] [-o ...]  validate config + model, exit 0 or 78
+ *   interestd --dump-config [-c FILE] [-o ...]      print the effective config
+ *   interestd --help-config                         the key table (Markdown)
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "consumer.h"
+#include "decode.h"
+#include "log.h"
+#include "modelfile.h"
+
+#define INTERESTD_VERSION "0.1.0"
+#define INTERESTD_ERR_MAX 8192
+#define INTERESTD_SCHEMA_MAX (1 << 20)   /* largest .avsc we read */
+
+/* The only globals: what the signal handlers set (STYLE.md "Signals and shutdown"). */
+static volatile sig_atomic_t interestd_stop;
+static volatile sig_atomic_t interestd_reload;
+
+static void
+interestd_on_stop(int sig)
+{
+	(void)sig;
+	if (interestd_stop)
+		_exit(1);  /* a second signal: leave at once */
+	interestd_stop = 1;
+}
+
+static void
+interestd_on_hup(int sig)
+{
+	(void)sig;
+	interestd_reload = 1;
+}
+
+/* What a reload needs to rebuild the config exactly as at start-up. */
+struct interestd_args {
+	const char *config_path;      /* NULL: defaults only */
+	char **overrides;             /* -o key=value, in order */
+	int n_overrides;
+};
+
+/* Defaults, then the file, then the overrides, then the cross-key checks. */
+static struct config *
+interestd_config(const struct interestd_args *a, char *errstr, size_t errstr_size)
+{
+	struct config *cfg = config_new();
+	size_t o;
+	int bad = 0;
+
+	if (cfg == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return NULL;
+	}
+	errstr[0] = '\0';
+	if (a->config_path != NULL &&
+	    config_load_file(cfg, a->config_path, errstr, errstr_size) != 0)
+		bad = 1;
+	for (int i = 0; i < a->n_overrides; i++) {
+		o = strlen(errstr);
+		if (config_set_kv(cfg, a->overrides[i], errstr + o + (o ? 1 : 0),
+		        errstr_size - o - (o ? 1 : 0)) != 0) {
+			if (o)
+				errstr[o] = '\n';
+			bad = 1;
+		}
+	}
+	if (!bad) {
+		if (config_check(cfg, errstr, errstr_size) != 0)
+			bad = 1;
+	}
+	if (bad) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
+
+static struct config *
+interestd_reload_config(void *opaque, char *errstr, size_t errstr_size)
+{
+	return interestd_config(opaque, errstr, errstr_size);
+}
+
+/* Reads a whole small text file into a NUL-terminated buffer (caller frees). */
+static char *
+interestd_read_text(const char *path, char *errstr, size_t errstr_size)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = NULL;
+	size_t len;
+
+	if (f == NULL) {
+		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = malloc(INTERESTD_SCHEMA_MAX + 1);
+	if (buf == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", path);
+		goto fail;
+	}
+	len = fread(buf, 1, INTERESTD_SCHEMA_MAX + 1, f);
+	if (ferror(f) || len > INTERESTD_SCHEMA_MAX) {
+		snprintf(errstr, errstr_size, "%s: %s", path,
+		    ferror(f) ? "read error" : "larger than 1 MiB");
+		goto fail;
+	}
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+/* The decoder for schema.reader with every schema.writers entry and schema.plain_writer. */
+static struct decoder *
+interestd_decoder(const struct config *cfg, char *errstr, size_t errstr_size)
+{
+	char err[INTERESTD_ERR_MAX / 2];
+	struct decoder *dec = decoder_new(cfg->schema_reader, err, sizeof(err));
+	char *json = NULL;
+
+	if (dec == NULL) {
+		snprintf(errstr, errstr_size, "schema.reader %s: %s", cfg->schema_reader, err);
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->n_writers; i++) {
+		json = interestd_read_text(cfg->writers[i].path, err, sizeof(err));
+		if (json == NULL ||
+		    decoder_add_writer(dec, json, cfg->writers[i].confluent_id, err, sizeof(err)) != 0) {
+			snprintf(errstr, errstr_size, "schema.writers %s: %s", cfg->writers[i].path, err);
+			goto fail;
+		}
+		free(json);
+		json = NULL;
+	}
+	if (cfg->schema_plain_writer != NULL) {
+		json = interestd_read_text(cfg->schema_plain_writer, err, sizeof(err));
+		if (json == NULL || decoder_set_plain_writer(dec, json, err, sizeof(err)) != 0) {
+			snprintf(errstr, errstr_size, "schema.plain_writer %s: %s",
+			    cfg->schema_plain_writer, err);
+			goto fail;
+		}
+		free(json);
+	}
+	return dec;
+fail:
+	free(json);
+	decoder_free(dec);
+	return NULL;
+}
+
+/* The model file, which must carry weights (a catalog alone cannot serve). */
+static struct model *
+interestd_model(const struct config *cfg, char *errstr, size_t errstr_size)
+{
+	char err[INTERESTD_ERR_MAX / 2];
+	struct model *m = model_load(cfg->model_path, err, sizeof(err));
+
+	if (m == NULL) {
+		snprintf(errstr, errstr_size, "model.path %s: %s", cfg->model_path, err);
+		return NULL;
+	}
+	if (!model_has_weights(m)) {
+		snprintf(errstr, errstr_size, "model.path %s: a catalog, not a model (no HPAR/WGHT)",
+		    cfg->model_path);
+		model_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void
+interestd_usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: interestd [-c FILE] [-o key=value]... [-v] [-n|--check-config] [--dump-config]\n"
+	    "       interestd --help-config | --version\n"
+	    "  -c FILE          configuration file (key = value lines)\n"
+	    "  -o key=value     override one key (repeatable, applied after the file)\n"
+	    "  -n, --check-config  validate the configuration and the model file, print\n"
+	    "                   \"configuration OK\", open no socket; exit 0 or 78\n"
+	    "  --dump-config    print the effective configuration and exit\n"
+	    "  --help-config    print the table of configuration keys (Markdown)\n"
+	    "  -v               debug logging (overrides log.level)\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	enum { OPT_DUMP = 256, OPT_HELP_CONFIG, OPT_VERSION };
+	static const struct option longopts[] = {
+		{ "check-config", no_argument, NULL, 'n' },
+		{ "dump-config", no_argument, NULL, OPT_DUMP },
+		{ "help-config", no_argument, NULL, OPT_HELP_CONFIG },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct interestd_args args = { NULL, NULL, 0 };
+	char errstr[INTERESTD_ERR_MAX];
+	struct config *cfg = NULL;
+	struct model *m = NULL;
+	struct decoder *dec = NULL;
+	struct consumer *c = NULL;
+	struct sigaction sa;
+	int opt, check = 0, dump = 0, verbose = 0, ret = 1;
+
+	args.overrides = calloc((size_t)argc, sizeof(char *));
+	if (args.overrides == NULL)
+		return 1;
+	while ((opt = getopt_long(argc, argv, "c:o:nvh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			args.config_path = optarg;
+			break;
+		case 'o':
+			args.overrides[args.n_overrides++] = optarg;
+			break;
+		case 'n':
+			check = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case OPT_DUMP:
+			dump = 1;
+			break;
+		case OPT_HELP_CONFIG:
+			config_help_table(stdout);
+			ret = 0;
+			goto done;
+		case OPT_VERSION:
+			printf("interestd %s\n", INTERESTD_VERSION);
+			ret = 0;
+			goto done;
+		case 'h':
+			interestd_usage(stdout);
+			ret = 0;
+			goto done;
+		default:
+			interestd_usage(stderr);
+			ret = 64;  /* EX_USAGE */
+			goto done;
+		}
+	}
+	if (optind != argc) {
+		interestd_usage(stderr);
+		ret = 64;
+		goto done;
+	}
+
+	cfg = interestd_config(&args, errstr, sizeof(errstr));
+	if (cfg == NULL) {
+		fprintf(stderr, "%s\n", errstr);
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
+	if (dump) {
+		config_dump(cfg, stdout);
+		ret = 0;
+		goto done;
+	}
+	log_init(verbose ? LOG_LEVEL_DEBUG : (enum log_level)cfg->log_level);
+
+	/* Model and schemas are part of the configuration: bad ones exit 78 too. */
+	m = interestd_model(cfg, errstr, sizeof(errstr));
+	if (m != NULL)
+		dec = interestd_decoder(cfg, errstr, sizeof(errstr));
+	if (m == NULL || dec == NULL) {
+		if (check)
+			fprintf(stderr, "%s\n", errstr);
+		else
+			log_error("event=startup_failed error=\"%s\"", errstr);
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		ret = 0;
+		goto done;
+	}
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = interestd_on_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = interestd_on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	/* The consumer owns cfg, m and dec from here on, also on failure. */
+	c = consumer_new(cfg, m, dec, args.config_path != NULL || args.n_overrides > 0 ?
+	    interestd_reload_config : NULL, &args, errstr, sizeof(errstr));
+	cfg = NULL;
+	m = NULL;
+	dec = NULL;
+	if (c == NULL) {
+		log_error("event=startup_failed error=\"%s\"", errstr);
+		ret = 1;
+		goto done;
+	}
+	ret = consumer_run(c, &interestd_stop, &interestd_reload);
+done:
+	consumer_free(c);
+	decoder_free(dec);
+	model_free(m);
+	config_free(cfg);
+	free(args.overrides);
+	return ret;
+}
