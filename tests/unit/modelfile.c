@@ -190,6 +190,88 @@ expect_patch_error(const char *dir, const struct fixture_cat *fc, int model, con
 	return fails;
 }
 
+/*
+ * Random content faults with valid CRCs (the checksums cannot save the
+ * parser here): every load either succeeds or fails naming a section; under
+ * ASan this also proves no read outside the mapping.
+ */
+static int
+test_random_faults(const char *dir, const struct fixture_cat *fc)
+{
+	char err[512], cpath[256], mpath[256], bad[256];
+	struct model *m;
+	uint8_t *orig = NULL, *buf = NULL;
+	size_t len = 0;
+	uint64_t s = 2024;
+	int fails = 0, named = 1, loaded = 0, rejected = 0;
+	FILE *f;
+
+	snprintf(cpath, sizeof(cpath), "%s/f.icat", dir);
+	snprintf(mpath, sizeof(mpath), "%s/f.imdl", dir);
+	snprintf(bad, sizeof(bad), "%s/f-bad.imdl", dir);
+	m = fixture_model(cpath, mpath, fc, 6, err, sizeof(err));
+	model_free(m);
+	f = fopen(mpath, "rb");
+	if (f != NULL && fseek(f, 0, SEEK_END) == 0) {
+		len = (size_t)ftell(f);
+		orig = malloc(len);
+		buf = malloc(len);
+		if (fseek(f, 0, SEEK_SET) != 0 || orig == NULL || buf == NULL ||
+		    fread(orig, 1, len, f) != len)
+			len = 0;
+	}
+	if (f != NULL)
+		fclose(f);
+	CHECK(len > 0, "model bytes read");
+	for (int it = 0; len > 0 && it < 400; it++) {
+		static const uint32_t vals[] = { 0, 1, 2, 7, 0xFFFFFFFFu, 0x7FC00000u, 0x80000000u, 51 };
+		uint32_t n_sec, sec, crc, v;
+		uint64_t off, slen;
+
+		memcpy(buf, orig, len);
+		memcpy(&n_sec, buf + 16, 4);
+		sec = (uint32_t)(fixture_rand(&s) % n_sec);
+		memcpy(&off, buf + 64 + 32 * sec + 8, 8);
+		memcpy(&slen, buf + 64 + 32 * sec + 16, 8);
+		if (slen < 4)
+			continue;
+		/* Mostly the first bytes (counts, offsets), sometimes anywhere. */
+		uint64_t at = fixture_rand(&s) % 2 ? (fixture_rand(&s) % (slen < 64 ? slen - 3 : 61)) & ~3ull
+		                                   : (fixture_rand(&s) % (slen - 3)) & ~3ull;
+		v = fixture_rand(&s) % 2 ? vals[fixture_rand(&s) % 8] : (uint32_t)fixture_rand(&s);
+		memcpy(buf + off + at, &v, 4);
+		crc = container_crc32(0, buf + off, slen);
+		memcpy(buf + 64 + 32 * sec + 24, &crc, 4);
+		crc = container_crc32(0, buf + 64, 32 * n_sec);
+		memcpy(buf + 32, &crc, 4);
+		f = fopen(bad, "wb");
+		if (f == NULL || fwrite(buf, 1, len, f) != len) {
+			fails++;
+			if (f != NULL)
+				fclose(f);
+			break;
+		}
+		fclose(f);
+		m = model_load(bad, err, sizeof(err));
+		if (m != NULL) {
+			loaded++;
+		} else {
+			rejected++;
+			if (strstr(err, "section ") == NULL)
+				named = 0;
+		}
+		model_free(m);
+	}
+	CHECK(named && rejected > 100, "random faults: %d rejected (all naming a section), %d loaded",
+	    rejected, loaded);
+	free(orig);
+	free(buf);
+	unlink(cpath);
+	unlink(mpath);
+	unlink(bad);
+	return fails;
+}
+
 int
 main(void)
 {
@@ -207,6 +289,7 @@ main(void)
 	CHECK(fixture_write_catalog(cat_path, &fc, err, sizeof(err)) == 0, "catalog written (%s)", err);
 	fails += test_catalog(cat_path, &fc);
 	fails += test_round_trip(dir, &fc, cat_path);
+	fails += test_random_faults(dir, &fc);
 
 	fails += expect_patch_error(dir, &fc, 1, "HPAR", 0, &zero, 4,
 	    "section HPAR: hidden 0 out of range 1..1024");
