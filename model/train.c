@@ -37,11 +37,11 @@ train_config_default(struct train_config *cfg)
 	cfg->hidden = 128;
 	cfg->type_dim = 8;
 	cfg->seed = 1;
-	cfg->epochs = 40;
-	cfg->patience = 4;
+	cfg->epochs = 30;
+	cfg->patience = 3;
 	cfg->batch = 32;
 	cfg->bptt = 20;
-	cfg->lr = 2e-3f;
+	cfg->lr = 1e-3f;
 	cfg->l2 = 1e-5f;
 	cfg->dropout = 0.3f;
 	cfg->clip = 5.0f;
