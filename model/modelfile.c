@@ -16,11 +16,9 @@
 #error "model files are little-endian and mapped in place: big-endian hosts unsupported"
 #endif
 
-#define CATM_SIZE 120             /* schemas/modelfile.md */
-#define CATM_SIZE_PADDED 128      /* the field list sums to 128: accepted too */
+#define CATM_SIZE 128             /* schemas/modelfile.md */
 #define CATM_EMBEDDER_LEN 64
 #define HPAR_SIZE 128
-#define HPAR_SIZE_MIN 120         /* the field list sums to 120: accepted too */
 #define TNOD_FIELDS 4             /* parent, level, index, n_items */
 #define ITIR_FIELDS 2
 #define ITEM_ID_MAX 255
@@ -250,7 +248,7 @@ static int
 parse_hpar(const uint8_t *p, size_t len, struct model_hparams *hp, char *errstr,
     size_t errstr_size)
 {
-	if (len != HPAR_SIZE && len != HPAR_SIZE_MIN) {
+	if (len != HPAR_SIZE) {
 		snprintf(errstr, errstr_size, "section HPAR: length %zu != %d", len, HPAR_SIZE);
 		return -1;
 	}
@@ -327,7 +325,7 @@ parse_wght(struct model *m, const uint8_t *p, size_t len, char *errstr, size_t e
 static int
 parse_catm(struct model *m, const uint8_t *p, size_t len, char *errstr, size_t errstr_size)
 {
-	if (len != CATM_SIZE && len != CATM_SIZE_PADDED) {
+	if (len != CATM_SIZE) {
 		snprintf(errstr, errstr_size, "section CATM: length %zu != %d", len, CATM_SIZE);
 		return -1;
 	}

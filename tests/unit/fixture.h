@@ -116,7 +116,7 @@ fixture_catalog_begin(const char *path, const struct fixture_cat *fc, uint32_t k
 	struct container_writer *cw = container_writer_new(path, kind, 8 + extra, err, errsz);
 	float *embd = malloc((size_t)n * dim * 4), *cen = calloc((size_t)n_nodes * dim, 4);
 	uint32_t *tnod = calloc((size_t)n_nodes * 4, 4), *itir = malloc((size_t)n * 8);
-	uint8_t catm[120];
+	uint8_t catm[128];
 	uint64_t s = fc->seed;
 	int ok = 0;
 
