@@ -1,0 +1,697 @@
+/*
+ * interestctl: inspect a user's keys in Redis, summarise a model or catalog
+ * file, and run the offline replay the equivalence tests compare the daemon
+ * against. Each mode is one function; main() parses the common options and
+ * dispatches.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "container.h"
+#include "dataset.h"
+#include "modelfile.h"
+#include "scorer.h"
+#include "sink_redis.h"
+#include "state.h"
+#include "updater.h"
+#include "userview.h"
+
+#define CTL_EXIT_OK 0
+#define CTL_EXIT_FAIL 1
+#define CTL_EXIT_USAGE 2
+#define CTL_ERR_MAX 1024
+#define CTL_REPLAY_BATCH 1000           /* events per updater_apply, as a daemon batch */
+#define CTL_DEFAULT_TOP_N 50
+
+static const char ctl_usage[] =
+    "usage: interestctl [-c CONF] [-H HOST] [-p PORT] [-P PREFIX] [-o KEY=VALUE]... MODE ...\n"
+    "  user ID [--model FILE]     print a user's tiers, top-N, vector norm and meta from Redis\n"
+    "  model FILE                 summarise a model or catalog file\n"
+    "  replay --model FILE --events CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
+    "                             apply an interactions CSV offline (libinterest), one JSON line\n"
+    "                             per user as the daemon would publish it\n"
+    "  -c CONF   interestd config file (Redis address, prefix, model.path)\n"
+    "  -H/-p/-P  redis.host, redis.port, redis.prefix;  -o any config key\n";
+
+/* --- user ------------------------------------------------------------ */
+
+struct ctl_tier {
+	char label[32];
+	float w_short, w_long;
+};
+
+static int
+tier_cmp(const void *a, const void *b)
+{
+	const struct ctl_tier *x = a, *y = b;
+
+	if (x->w_long != y->w_long)
+		return x->w_long > y->w_long ? -1 : 1;
+	return strcmp(x->label, y->label);
+}
+
+/* A reply to one command with a key built from the prefix; NULL on connection error. */
+static redisReply *
+ctl_get(redisContext *rc, const char *verb, const char *prefix, const char *id, const char *sfx)
+{
+	char key[1024];
+	const char *argv[2] = { verb, key };
+	size_t argvlen[2];
+
+	if (id != NULL)
+		snprintf(key, sizeof(key), "%s{%s}:%s", prefix, id, sfx);
+	else
+		snprintf(key, sizeof(key), "%s%s", prefix, sfx);
+	argvlen[0] = strlen(verb);
+	argvlen[1] = strlen(key);
+	return redisCommandArgv(rc, 2, argv, argvlen);
+}
+
+/* Value of field in an HGETALL reply, or NULL. */
+static const char *
+hash_field(const redisReply *r, const char *field)
+{
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < r->elements; i += 2)
+		if (strcmp(r->element[i]->str, field) == 0)
+			return r->element[i + 1]->str;
+	return NULL;
+}
+
+/* As hash_field, "?" when absent. */
+static const char *
+hash_field_or(const redisReply *r, const char *field)
+{
+	const char *v = hash_field(r, field);
+
+	return v != NULL ? v : "?";
+}
+
+/* Formats ms since the epoch as "YYYY-MM-DD HH:MM:SS.mmm UTC". */
+static void
+fmt_utc(int64_t ms, char *buf, size_t size)
+{
+	time_t s = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (gmtime_r(&s, &tm) == NULL) {
+		snprintf(buf, size, "?");
+		return;
+	}
+	snprintf(buf, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d UTC", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/*
+ * Parses the next [id,score] pair of a top JSON text (schemas/redis.md) at *p:
+ * unescapes the id into id (NUL-terminated). Returns 1 for a pair, 0 at the
+ * end of the array, -1 on malformed text.
+ */
+static int
+top_json_next(const char **p, char *id, size_t id_size, double *score)
+{
+	const char *s = *p;
+	size_t n = 0;
+	char *end;
+
+	while (*s == '[' || *s == ',' || *s == ' ')
+		s++;
+	if (*s == ']' || *s == '\0')
+		return 0;
+	if (*s++ != '"')
+		return -1;
+	while (*s != '"') {
+		char ch = *s++;
+		if (ch == '\0')
+			return -1;
+		if (ch == '\\') {
+			ch = *s++;
+			if (ch == 'u') {
+				unsigned v;
+				if (sscanf(s, "%4x", &v) != 1)
+					return -1;
+				ch = (char)v;
+				s += 4;
+			} else if (ch == '\0') {
+				return -1;
+			}
+		}
+		if (n + 1 < id_size)
+			id[n++] = ch;
+	}
+	id[n] = '\0';
+	s++;
+	if (*s++ != ',')
+		return -1;
+	if (strncmp(s, "null", 4) == 0) {
+		*score = NAN;
+		s += 4;
+	} else {
+		*score = strtod(s, &end);
+		if (end == s)
+			return -1;
+		s = end;
+	}
+	if (*s++ != ']')
+		return -1;
+	*p = s;
+	return 1;
+}
+
+/* One top-N row: rank, id, score, the item's tier and title (from the model). */
+static void
+print_top_row(const struct model *m, const redisReply *names, size_t rank, const char *id,
+    double score)
+{
+	int32_t item = m ? model_item_lookup(m, id, strlen(id)) : -1;
+	char label[32] = "-";
+	const char *title = "", *tname = NULL;
+	size_t tlen = 0;
+
+	if (item >= 0) {
+		uint32_t node = model_item_tier2(m, (uint32_t)item);
+		if (node == MODEL_NODE_NONE)
+			node = model_item_tier1(m, (uint32_t)item);
+		model_node_label(m, node, label, sizeof(label));
+		title = model_item_title(m, (uint32_t)item, &tlen);
+		tname = hash_field(names, label);
+	}
+	printf("  %3zu  %-20s %10.4f  %-6s %-28.28s %.*s\n", rank, id, score, label,
+	    tname ? tname : "", (int)tlen, title);
+}
+
+static int
+ctl_user(const struct config *cfg, int argc, char **argv)
+{
+	const char *id = NULL, *model_path = cfg->model_path;
+	redisReply *vec = NULL, *top = NULL, *tiers = NULL, *meta = NULL, *names = NULL,
+		   *type = NULL;
+	struct ctl_tier *tv = NULL;
+	struct model *m = NULL;
+	redisContext *rc = NULL;
+	char err[CTL_ERR_MAX], when[64];
+	int ret = CTL_EXIT_FAIL, model_given = 0;
+	size_t n_tv = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
+			model_path = argv[++i];
+			model_given = 1;
+		} else if (id == NULL && argv[i][0] != '-') {
+			id = argv[i];
+		} else {
+			fputs(ctl_usage, stderr);
+			return CTL_EXIT_USAGE;
+		}
+	}
+	if (id == NULL) {
+		fputs(ctl_usage, stderr);
+		return CTL_EXIT_USAGE;
+	}
+	m = model_load(model_path, err, sizeof(err));
+	if (m == NULL) {
+		fprintf(stderr, "interestctl: model %s: %s%s\n", model_path, err,
+		    model_given ? "" : " (titles and item tiers not shown; use --model FILE)");
+		if (model_given)
+			return CTL_EXIT_FAIL;
+	}
+	rc = sink_redis_connect(cfg, err, sizeof(err));
+	if (rc == NULL) {
+		fprintf(stderr, "interestctl: %s\n", err);
+		goto done;
+	}
+	vec = ctl_get(rc, "GET", cfg->redis_prefix, id, "vec");
+	type = ctl_get(rc, "TYPE", cfg->redis_prefix, id, "top");
+	tiers = ctl_get(rc, "HGETALL", cfg->redis_prefix, id, "tiers");
+	meta = ctl_get(rc, "HGETALL", cfg->redis_prefix, id, "meta");
+	names = ctl_get(rc, "HGETALL", cfg->redis_prefix, NULL, "tiers");
+	if (vec == NULL || type == NULL || tiers == NULL || meta == NULL || names == NULL) {
+		fprintf(stderr, "interestctl: redis: %s\n", rc->errstr);
+		goto done;
+	}
+	if (meta->type != REDIS_REPLY_ARRAY || meta->elements == 0) {
+		fprintf(stderr, "interestctl: user %s: no keys under prefix '%s' (never seen, or expired)\n",
+		    id, cfg->redis_prefix);
+		goto done;
+	}
+	if (type->type == REDIS_REPLY_STATUS && strcmp(type->str, "zset") == 0) {
+		char key[1024];
+		const char *zargv[5] = { "ZREVRANGE", key, "0", "-1", "WITHSCORES" };
+		size_t zlen[5] = { 9, 0, 1, 2, 10 };
+
+		snprintf(key, sizeof(key), "%s{%s}:top", cfg->redis_prefix, id);
+		zlen[1] = strlen(key);
+		top = redisCommandArgv(rc, 5, zargv, zlen);
+	} else
+		top = ctl_get(rc, "GET", cfg->redis_prefix, id, "top");
+
+	printf("user %s (prefix %s)\n", id, cfg->redis_prefix);
+	{
+		const char *ua = hash_field(meta, "updated_at"), *wa = hash_field(meta, "weights_at");
+		int64_t ums = ua ? strtoll(ua, NULL, 10) : 0;
+
+		fmt_utc(ums, when, sizeof(when));
+		printf("updated_at      %s (%s)\n", ua ? ua : "?", when);
+		if (wa != NULL) {
+			fmt_utc(strtoll(wa, NULL, 10), when, sizeof(when));
+			printf("weights_at      %s (%s)\n", wa, when);
+		}
+		const char *mv = hash_field_or(meta, "model_version");
+
+		printf("model_version   %s%s\n", mv,
+		    m && model_has_weights(m) && strtoull(mv, NULL, 10) != model_hparams(m)->model_version
+			? "  (differs from the model file's)" : "");
+		printf("events_applied  %s\n", hash_field_or(meta, "events_applied"));
+		printf("marker          partition %s offset %s (owner epoch %s)\n",
+		    hash_field_or(meta, "partition"), hash_field_or(meta, "offset"),
+		    hash_field_or(meta, "epoch"));
+	}
+	if (vec->type == REDIS_REPLY_STRING && vec->len % 4 == 0) {
+		double sum = 0;
+		for (size_t i = 0; i < vec->len / 4; i++) {
+			const unsigned char *p = (const unsigned char *)vec->str + 4 * i;
+			uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			    (uint32_t)p[3] << 24;
+			float f;
+			memcpy(&f, &bits, 4);
+			sum += (double)f * (double)f;
+		}
+		printf("vector          dim %zu, norm %.6g\n", vec->len / 4, sqrt(sum));
+	} else {
+		printf("vector          missing or malformed\n");
+	}
+
+	if (tiers->type == REDIS_REPLY_ARRAY && tiers->elements > 0) {
+		tv = calloc(tiers->elements / 2, sizeof(*tv));
+		if (tv == NULL)
+			goto done;
+		for (size_t i = 0; i + 1 < tiers->elements; i += 2) {
+			struct ctl_tier *t = &tv[n_tv];
+			snprintf(t->label, sizeof(t->label), "%s", tiers->element[i]->str);
+			if (sscanf(tiers->element[i + 1]->str, "%f %f", &t->w_short, &t->w_long) == 2)
+				n_tv++;
+		}
+		qsort(tv, n_tv, sizeof(*tv), tier_cmp);
+	}
+	printf("\ntiers (%zu, by long-term weight)\n  %-8s %10s %10s  name\n", n_tv, "node", "short",
+	    "long");
+	for (size_t i = 0; i < n_tv; i++) {
+		const char *name = hash_field(names, tv[i].label);
+		printf("  %-8s %10.4f %10.4f  %s\n", tv[i].label, (double)tv[i].w_short,
+		    (double)tv[i].w_long, name ? name : "");
+	}
+
+	printf("\ntop-N\n  %3s  %-20s %10s  %-6s %-28s %s\n", "#", "item", "score", "tier", "tier name",
+	    "title");
+	if (top != NULL && top->type == REDIS_REPLY_STRING) {
+		const char *p = top->str;
+		char iid[512];
+		double score;
+		size_t rank = 0;
+		int rcn;
+
+		while ((rcn = top_json_next(&p, iid, sizeof(iid), &score)) == 1)
+			print_top_row(m, names, ++rank, iid, score);
+		if (rcn < 0)
+			printf("  (malformed top JSON after %zu items)\n", rank);
+	} else if (top != NULL && top->type == REDIS_REPLY_ARRAY) {
+		for (size_t i = 0; i + 1 < top->elements; i += 2)
+			print_top_row(m, names, i / 2 + 1, top->element[i]->str,
+			    strtod(top->element[i + 1]->str, NULL));
+	} else {
+		printf("  (none)\n");
+	}
+	ret = CTL_EXIT_OK;
+done:
+	freeReplyObject(vec);
+	freeReplyObject(top);
+	freeReplyObject(type);
+	freeReplyObject(tiers);
+	freeReplyObject(meta);
+	freeReplyObject(names);
+	free(tv);
+	if (rc != NULL)
+		redisFree(rc);
+	model_free(m);
+	return ret;
+}
+
+/* --- model ----------------------------------------------------------- */
+
+static const char *const ctl_sections[] = {
+	"CATM", "IIDS", "ITTL", "EMBD", "TNOD", "TCEN", "TNAM", "ITIR", "HPAR", "WGHT",
+};
+static const char *const ctl_type_names[MODEL_N_TYPES] = {
+	"IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE", "SHARE", "DISLIKE",
+};
+
+static int
+ctl_model(int argc, char **argv)
+{
+	struct container *ct = NULL;
+	struct model *m = NULL;
+	uint32_t *count = NULL;
+	char err[CTL_ERR_MAX], label[32];
+	int ret = CTL_EXIT_FAIL;
+
+	if (argc != 1) {
+		fputs(ctl_usage, stderr);
+		return CTL_EXIT_USAGE;
+	}
+	m = model_load(argv[0], err, sizeof(err));
+	if (m == NULL) {
+		fprintf(stderr, "interestctl: %s: %s\n", argv[0], err);
+		return CTL_EXIT_FAIL;
+	}
+	ct = container_open(argv[0], err, sizeof(err));
+	if (ct == NULL) {
+		fprintf(stderr, "interestctl: %s: %s\n", argv[0], err);
+		goto done;
+	}
+	printf("file        %s\n", argv[0]);
+	printf("kind        %s\n", model_has_weights(m) ? "model" : "catalog");
+	printf("items       %" PRIu32 "\n", model_n_items(m));
+	printf("dim         %" PRIu32 "\n", model_dim(m));
+	printf("embedder    %s\n", model_embedder(m));
+	printf("sections    (header, table and every section checksum OK)\n");
+	for (size_t i = 0; i < sizeof(ctl_sections) / sizeof(ctl_sections[0]); i++) {
+		size_t len;
+		const uint8_t *p = container_section(ct, ctl_sections[i], &len);
+		if (p != NULL)
+			printf("  %s  %12zu bytes  crc32 %08" PRIx32 "\n", ctl_sections[i], len,
+			    container_crc32(0, p, len));
+	}
+	if (model_has_weights(m)) {
+		const struct model_hparams *hp = model_hparams(m);
+		uint64_t h = hp->hidden, dim = model_dim(m), n = model_n_items(m);
+		uint64_t n_w = 4 * h * (model_din(m) + h) + 4 * h + dim * h + dim +
+		    (uint64_t)hp->n_types * hp->type_dim + n * dim + n + 4;
+
+		printf("model_version %" PRIu64 "\n", hp->model_version);
+		printf("hparams     hidden %" PRIu32 ", type_dim %" PRIu32 ", ring_len %" PRIu32
+		       ", max_tiers %" PRIu32 ", train_seed %" PRIu64 "\n",
+		    hp->hidden, hp->type_dim, hp->ring_len, hp->max_tiers, hp->train_seed);
+		printf("half-lives  short %.6g s, long %.6g s\n", (double)hp->half_life_short_s,
+		    (double)hp->half_life_long_s);
+		printf("type weights");
+		for (int t = 0; t < MODEL_N_TYPES; t++)
+			printf(" %s=%.3g", ctl_type_names[t], (double)hp->type_weight[t]);
+		printf("\nweights     %" PRIu64 " floats (%.1f MiB)\n", n_w,
+		    (double)n_w * 4 / (1024.0 * 1024.0));
+	}
+	count = calloc(model_n_nodes(m), sizeof(*count));
+	if (count == NULL)
+		goto done;
+	for (uint32_t i = 0; i < model_n_items(m); i++) {
+		uint32_t t1 = model_item_tier1(m, i), t2 = model_item_tier2(m, i);
+		if (t1 < model_n_nodes(m))
+			count[t1]++;
+		if (t2 < model_n_nodes(m))
+			count[t2]++;
+	}
+	printf("tiers       %" PRIu32 " level-1, %" PRIu32 " nodes\n", model_n_tier1(m),
+	    model_n_nodes(m));
+	for (uint32_t t1 = 0; t1 < model_n_tier1(m); t1++) {
+		size_t len;
+		const char *name = model_node_name(m, t1, &len);
+		model_node_label(m, t1, label, sizeof(label));
+		printf("  %-7s %6" PRIu32 " items  %.*s\n", label, count[t1], (int)len, name);
+		for (uint32_t node = model_n_tier1(m); node < model_n_nodes(m); node++) {
+			if (model_node_parent(m, node) != t1)
+				continue;
+			name = model_node_name(m, node, &len);
+			model_node_label(m, node, label, sizeof(label));
+			printf("    %-7s %6" PRIu32 " items  %.*s\n", label, count[node], (int)len, name);
+		}
+	}
+	ret = CTL_EXIT_OK;
+done:
+	free(count);
+	container_close(ct);
+	model_free(m);
+	return ret;
+}
+
+/* --- replay ---------------------------------------------------------- */
+
+/* Writes one user's line: {"user":..,"vec":[..],"top":[..],"tiers":{..},"events_applied":N}. */
+static int
+replay_write_user(FILE *out, const struct model *m, const struct sink_user *su)
+{
+	char label[32], val[64];
+	size_t top_len;
+	char *top;
+
+	fputs("{\"user\":\"", out);
+	for (size_t i = 0; i < su->user_id_len; i++) {
+		unsigned char ch = (unsigned char)su->user_id[i];
+		if (ch == '"' || ch == '\\')
+			fprintf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(out, "\\u%04x", ch);
+		else
+			fputc(ch, out);
+	}
+	fputs("\",\"vec\":[", out);
+	for (uint32_t i = 0; i < model_dim(m); i++)
+		fprintf(out, "%s%.9g", i ? "," : "", (double)su->vec[i]);
+	top = sink_redis_top_json(m, su->top_items, su->top_scores, su->n_top, &top_len);
+	if (top == NULL)
+		return -1;
+	fprintf(out, "],\"top\":%s,\"tiers\":{", top);
+	free(top);
+	for (uint16_t i = 0; i < su->us->n_tiers; i++) {
+		const struct tier_weight *tw = &su->us->tiers[i];
+		model_node_label(m, tw->node, label, sizeof(label));
+		sink_redis_tier_value(tw->w_short, tw->w_long, val, sizeof(val));
+		fprintf(out, "%s\"%s\":\"%s\"", i ? "," : "", label, val);
+	}
+	fprintf(out, "},\"events_applied\":%" PRIu64 "}\n", su->us->events_applied);
+	return ferror(out) ? -1 : 0;
+}
+
+static int
+ctl_replay(const struct config *cfg, int argc, char **argv)
+{
+	const char *model_path = NULL, *events_path = NULL, *out_path = NULL;
+	long top_n = cfg->redis_top_n, calibrate = cfg->tiers_calibrate;
+	struct model *m = NULL;
+	struct dataset *ds = NULL;
+	struct updater *up = NULL;
+	struct userview *uv = NULL;
+	struct user_state **states = NULL;
+	struct update_event *batch = NULL;
+	FILE *out = NULL;
+	char err[CTL_ERR_MAX];
+	int ret = CTL_EXIT_FAIL;
+	size_t nb = 0;
+	int64_t seq = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end = NULL;
+
+		if (v == NULL)
+			goto usage;
+		if (strcmp(a, "--model") == 0)
+			model_path = v;
+		else if (strcmp(a, "--events") == 0)
+			events_path = v;
+		else if (strcmp(a, "--out") == 0)
+			out_path = v;
+		else if (strcmp(a, "--top-n") == 0)
+			top_n = strtol(v, &end, 10);
+		else if (strcmp(a, "--calibrate") == 0)
+			calibrate = strtol(v, &end, 10);
+		else
+			goto usage;
+		if (end != NULL && (*end != '\0' || end == v))
+			goto usage;
+		i++;
+	}
+	if (model_path == NULL || events_path == NULL || out_path == NULL || top_n < 1 ||
+	    top_n > 100000 || (calibrate != 0 && calibrate != 1))
+		goto usage;
+
+	m = model_load(model_path, err, sizeof(err));
+	if (m == NULL) {
+		fprintf(stderr, "interestctl: %s: %s\n", model_path, err);
+		goto done;
+	}
+	if (!model_has_weights(m)) {
+		fprintf(stderr, "interestctl: %s: a catalog, not a model (no weights)\n", model_path);
+		goto done;
+	}
+	ds = dataset_load(events_path, m, err, sizeof(err));
+	if (ds == NULL) {
+		fprintf(stderr, "interestctl: %s\n", err);
+		goto done;
+	}
+	up = updater_new(m, CTL_REPLAY_BATCH);
+	uv = userview_new(m, 1, (size_t)top_n, (int)calibrate);
+	states = calloc(ds->n_users ? ds->n_users : 1, sizeof(*states));
+	batch = calloc(CTL_REPLAY_BATCH, sizeof(*batch));
+	if (up == NULL || uv == NULL || states == NULL || batch == NULL)
+		goto nomem;
+	for (uint32_t u = 0; u < ds->n_users; u++)
+		if ((states[u] = state_new(model_hparams(m))) == NULL)
+			goto nomem;
+
+	/*
+	 * Each user's events in the dataset's order (its time order, ties in file
+	 * order), cut into batches like the daemon's; offsets number the events
+	 * (partition -1: offline).
+	 */
+	for (uint32_t u = 0; u < ds->n_users; u++) {
+		size_t n;
+		const struct dataset_event *ev = dataset_user(ds, u, &n);
+
+		for (size_t k = 0; k < n; k++) {
+			batch[nb].us = states[u];
+			batch[nb].item = ev[k].item;
+			batch[nb].type = ev[k].type;
+			batch[nb].ts_ms = ev[k].ts_ms;
+			batch[nb].partition = -1;
+			batch[nb].offset = seq++;
+			if (++nb == CTL_REPLAY_BATCH) {
+				updater_apply(up, batch, nb);
+				nb = 0;
+			}
+		}
+	}
+	if (nb > 0)
+		updater_apply(up, batch, nb);
+
+	out = fopen(out_path, "w");
+	if (out == NULL) {
+		fprintf(stderr, "interestctl: %s: %s\n", out_path, strerror(errno));
+		goto done;
+	}
+	for (uint32_t u = 0; u < ds->n_users; u++) {
+		struct sink_user su;
+
+		if (states[u]->events_applied == 0)
+			continue;
+		userview_fill(uv, 0, ds->user_ids[u], strlen(ds->user_ids[u]), states[u], &su);
+		if (replay_write_user(out, m, &su) < 0)
+			break;
+	}
+	if (fclose(out) != 0 || ferror(stdout)) {
+		out = NULL;
+		fprintf(stderr, "interestctl: %s: write failed: %s\n", out_path, strerror(errno));
+		goto done;
+	}
+	out = NULL;
+	fprintf(stderr, "interestctl: replay: %zu events, %" PRIu32 " users, %zu rows with unknown items "
+	    "skipped -> %s\n", ds->n_events, ds->n_users, ds->n_unknown_items, out_path);
+	ret = CTL_EXIT_OK;
+	goto done;
+nomem:
+	fprintf(stderr, "interestctl: replay: out of memory\n");
+	goto done;
+usage:
+	fputs(ctl_usage, stderr);
+	ret = CTL_EXIT_USAGE;
+done:
+	if (out != NULL)
+		fclose(out);
+	if (states != NULL && ds != NULL)
+		for (uint32_t u = 0; u < ds->n_users; u++)
+			state_free(states[u]);
+	free(states);
+	free(batch);
+	userview_free(uv);
+	updater_free(up);
+	dataset_free(ds);
+	model_free(m);
+	return ret;
+}
+
+/* --- main ------------------------------------------------------------ */
+
+int
+main(int argc, char **argv)
+{
+	struct config *cfg = config_new();
+	char err[CTL_ERR_MAX];
+	const char *mode;
+	int opt, ret;
+
+	if (cfg == NULL) {
+		fprintf(stderr, "interestctl: out of memory\n");
+		return CTL_EXIT_FAIL;
+	}
+	/* -c first, so -H/-p/-P/-o override the file whatever their order. */
+	for (int i = 1; i + 1 < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-c") == 0 &&
+		    config_load_file(cfg, argv[i + 1], err, sizeof(err)) < 0) {
+			fprintf(stderr, "%s\n", err);
+			config_free(cfg);
+			return CONFIG_EXIT_BAD;
+		}
+	}
+	while ((opt = getopt(argc, argv, "+c:H:p:P:o:h")) != -1) {
+		int rc = 0;
+
+		switch (opt) {
+		case 'c':
+			break;
+		case 'H':
+			rc = config_set(cfg, "redis.host", optarg, err, sizeof(err));
+			break;
+		case 'p':
+			rc = config_set(cfg, "redis.port", optarg, err, sizeof(err));
+			break;
+		case 'P':
+			rc = config_set(cfg, "redis.prefix", optarg, err, sizeof(err));
+			break;
+		case 'o':
+			rc = config_set_kv(cfg, optarg, err, sizeof(err));
+			break;
+		case 'h':
+			fputs(ctl_usage, stdout);
+			config_free(cfg);
+			return CTL_EXIT_OK;
+		default:
+			fputs(ctl_usage, stderr);
+			config_free(cfg);
+			return CTL_EXIT_USAGE;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			config_free(cfg);
+			return CONFIG_EXIT_BAD;
+		}
+	}
+	if (optind >= argc) {
+		fputs(ctl_usage, stderr);
+		config_free(cfg);
+		return CTL_EXIT_USAGE;
+	}
+	mode = argv[optind];
+	argc -= optind + 1;
+	argv += optind + 1;
+	if (strcmp(mode, "user") == 0)
+		ret = ctl_user(cfg, argc, argv);
+	else if (strcmp(mode, "model") == 0)
+		ret = ctl_model(argc, argv);
+	else if (strcmp(mode, "replay") == 0)
+		ret = ctl_replay(cfg, argc, argv);
+	else {
+		fprintf(stderr, "interestctl: unknown mode '%s'\n", mode);
+		fputs(ctl_usage, stderr);
+		ret = CTL_EXIT_USAGE;
+	}
+	config_free(cfg);
+	return ret;
+}
