@@ -1,0 +1,426 @@
+"""Helpers for the daemon's end-to-end tests (tests/integration/3x-*.py).
+
+A test model built from the project's own sample and cached by its inputs,
+interactions CSVs, a running interestd with its log, what it wrote to Redis,
+the offline replay to compare with (`interestctl replay`), and the topics.
+
+    import harness, interestd_e2e as e2e
+    env = harness.start()
+    model = e2e.test_model()
+    conf = e2e.write_config(env, model, "main")
+    d = e2e.Daemon(env, conf, "d1"); d.start(); ...; d.stop(); d.assert_clean()
+"""
+
+import csv
+import hashlib
+import json
+import os
+import random
+import re
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import harness
+
+ROOT = harness.ROOT
+TYPES = ["IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE", "SHARE", "DISLIKE"]
+
+
+def log(msg):
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def ok(msg):
+    print(f"ok: {msg}", flush=True)
+
+
+def build_dir():
+    return os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+
+
+def tool(name):
+    p = os.path.join(build_dir(), name)
+    if not os.access(p, os.X_OK):
+        print(f"SKIP: {p} not built", flush=True)
+        sys.exit(77)
+    return p
+
+
+# ---- the test model -------------------------------------------------------
+
+def _digest(paths, extra):
+    h = hashlib.sha256(extra.encode())
+    for p in paths:
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def _run(cmd, **kw):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    if r.returncode != 0:
+        fail(f"{' '.join(cmd)} exited {r.returncode}:\n{r.stdout[-3000:]}")
+    return r.stdout
+
+
+def test_model(seed=1, epochs=2, hidden=32, model_version=None):
+    """A model file built from the project's sample: scripts/make-sample, scripts/catalog
+    build, interest-train with few epochs. Cached under BUILD/test-model/<key>/ keyed by
+    the inputs (scripts, trainer binary, parameters). Returns (model_path, sample_dir)."""
+    if os.environ.get("E2E_MODEL"):
+        # A prebuilt model (E2E_MODEL) and the directory of its items.csv (E2E_SAMPLE).
+        return os.environ["E2E_MODEL"], os.environ["E2E_SAMPLE"]
+    py = os.path.join(ROOT, ".cache", "venv", "bin", "python")
+    make_sample = os.path.join(ROOT, "scripts", "make-sample")
+    catalog = os.path.join(ROOT, "scripts", "catalog")
+    train = tool("interest-train")
+    for p in (make_sample, catalog):
+        if not os.path.exists(p):
+            print(f"SKIP: {p} does not exist yet", flush=True)
+            sys.exit(77)
+    params = f"seed={seed} epochs={epochs} hidden={hidden} version={model_version}"
+    key = _digest([make_sample, catalog, train], params)
+    out = os.path.join(build_dir(), "test-model", key)
+    model = os.path.join(out, "model.imdl")
+    if os.path.exists(model):
+        return model, out
+    tmp = out + f".tmp{os.getpid()}"
+    os.makedirs(tmp, exist_ok=True)
+    _run([py, make_sample, "--out", tmp])
+    items = os.path.join(tmp, "items.csv")
+    inter = os.path.join(tmp, "interactions.csv")
+    for p in (items, inter):
+        if not os.path.exists(p):
+            fail(f"scripts/make-sample did not write {p}")
+    _run([py, catalog, "build", "--items", items, "--out", os.path.join(tmp, "catalog.icat"),
+          "--seed", "1"])
+    cmd = ["nice", train, "--catalog", os.path.join(tmp, "catalog.icat"), "--interactions", inter,
+           "--out", os.path.join(tmp, "model.imdl"), "--seed", str(seed), "--epochs", str(epochs),
+           "--hidden", str(hidden), "--threads", "1"]
+    if model_version is not None:
+        cmd += ["--model-version", str(model_version)]
+    _run(cmd)
+    try:
+        os.rename(tmp, out)
+    except OSError:
+        pass  # another test built it meanwhile: use theirs
+    return model, out
+
+
+def catalog_item_ids(sample_dir):
+    """Item ids of the sample's items.csv (the first column)."""
+    with open(os.path.join(sample_dir, "items.csv"), newline="") as f:
+        r = csv.reader(f)
+        header = next(r)
+        col = header.index("item_id") if "item_id" in header else 0
+        return [row[col] for row in r if row]
+
+
+# ---- events ---------------------------------------------------------------
+
+def make_events(path, item_ids, n_users, n_events, seed=7, t0_ms=1_700_000_000_000,
+                user_prefix="u"):
+    """Writes an interactions CSV sorted by time (so the offline replay's per-user time
+    order equals the Kafka order). Returns the rows as dicts."""
+    rng = random.Random(seed)
+    rows = []
+    t = t0_ms
+    for _ in range(n_events):
+        t += rng.randrange(1, 90_000)
+        rows.append({"user_id": f"{user_prefix}{rng.randrange(n_users)}",
+                     "item_id": rng.choice(item_ids),
+                     "type": rng.choice(["VIEW", "CLICK", "LIKE", "PURCHASE", "IMPRESSION"]),
+                     "ts": t})
+    write_events(path, rows)
+    return rows
+
+
+def write_events(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["user_id", "item_id", "type", "ts"])
+        for r in rows:
+            w.writerow([r["user_id"], r["item_id"], r["type"], r["ts"]])
+
+
+def replay_to_kafka(env, csv_path, framing="single-object", schema=None, schema_id=None,
+                    rate=0, skip=0, limit=None, topic=None):
+    cmd = [os.path.join(ROOT, "scripts", "replay"), "--bootstrap", env["KAFKA_BOOTSTRAP"],
+           "--topic", topic or env["EVENTS_TOPIC"], "--framing", framing, csv_path]
+    if schema:
+        cmd += ["--schema", schema]
+    if schema_id is not None:
+        cmd += ["--schema-id", str(schema_id)]
+    if rate:
+        cmd += ["--rate", str(rate)]
+    if skip:
+        cmd += ["--skip", str(skip)]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    _run(cmd)
+
+
+def producer(env):
+    from confluent_kafka import Producer
+    return Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "acks": "all"})
+
+
+def produce_raw(env, msgs, topic=None):
+    """msgs: [(key bytes, value bytes)] produced in order to partitions by key."""
+    p = producer(env)
+    errs = []
+    for k, v in msgs:
+        p.produce(topic or env["EVENTS_TOPIC"], key=k, value=v,
+                  on_delivery=lambda err, _m: errs.append(err) if err else None)
+    if p.flush(30) != 0 or errs:
+        fail(f"produce failed: {errs}")
+
+
+# ---- configuration and the daemon ------------------------------------------
+
+def write_config(env, model_path, name, group=None, **keys):
+    """A config for this test's topics and key prefix; keys override (dots as '__')."""
+    conf = {
+        "group.id": group or env["HARNESS_PREFIX"] + "g",
+        "topic.events": env["EVENTS_TOPIC"],
+        "topic.snapshots": env["SNAPSHOTS_TOPIC"],
+        "topic.dlq": env["DLQ_TOPIC"],
+        "kafka.bootstrap.servers": env["KAFKA_BOOTSTRAP"],
+        "schema.reader": os.path.join(ROOT, "schemas", "behaviour_event.avsc"),
+        "model.path": model_path,
+        "redis.host": env.get("REDIS_HOST", "127.0.0.1"),
+        "redis.port": env["REDIS_PORT"],
+        "redis.prefix": env["REDIS_KEY_PREFIX"],
+        "flush.interval_ms": "100",
+        "kafka.consumer.session.timeout.ms": "6000",
+        "kafka.consumer.heartbeat.interval.ms": "500",
+        "kafka.topic.metadata.refresh.interval.ms": "1000",
+    }
+    for k, v in keys.items():
+        conf[k.replace("__", ".")] = str(v)
+    path = os.path.join(env["HARNESS_TMP"], f"{name}.conf")
+    with open(path, "w") as f:
+        for k, v in conf.items():
+            f.write(f"{k} = {v}\n")
+    return path
+
+
+class Daemon:
+    """One interestd process with its stderr in HARNESS_TMP/<name>.log."""
+
+    def __init__(self, env, conf, name, extra_args=()):
+        self.env = env
+        self.conf = conf
+        self.name = name
+        self.args = list(extra_args)
+        self.log_path = os.path.join(env["HARNESS_TMP"], f"{name}.log")
+        self.logs = []
+        self.proc = None
+        self.runs = 0
+        harness.on_exit(self._cleanup)
+
+    def start(self):
+        self.runs += 1
+        path = f"{self.log_path}.{self.runs}"
+        self.logs.append(path)
+        self.fp = open(path, "w")
+        self.proc = subprocess.Popen([tool("interestd"), "-c", self.conf] + self.args,
+                                     stdout=self.fp, stderr=subprocess.STDOUT)
+        log(f"{self.name}: started pid {self.proc.pid}, log {path}")
+        return self
+
+    def log_text(self):
+        out = ""
+        for p in self.logs:
+            with open(p, errors="replace") as f:
+                out += f.read()
+        return out
+
+    def current_log(self):
+        with open(self.logs[-1], errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout_s=60, current=True):
+        rx = re.compile(pattern)
+
+        def found():
+            if self.proc is not None and self.proc.poll() is not None:
+                return rx.search(self.current_log() if current else self.log_text()) or "exited"
+            return rx.search(self.current_log() if current else self.log_text())
+        m = harness.wait_for(found, timeout_s, 0.2)
+        if m is None or m == "exited":
+            self.dump()
+            fail(f"{self.name}: no log line matching /{pattern}/ within {timeout_s} s"
+                 + (" (daemon exited)" if m == "exited" else ""))
+        return m
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout_s=60):
+        """Sends sig and waits; returns the exit status."""
+        if not self.alive():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            self.dump()
+            fail(f"{self.name}: did not stop within {timeout_s} s of {sig!r}")
+        self.fp.close()
+        log(f"{self.name}: exited {rc}")
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.fp.close()
+        log(f"{self.name}: killed with SIGKILL")
+
+    def dump(self, lines=60):
+        text = self.log_text().splitlines()
+        print(f"--- {self.name} log (last {lines} lines) ---", file=sys.stderr)
+        for line in text[-lines:]:
+            print(f"    {line[:400]}", file=sys.stderr)
+
+    def assert_clean(self):
+        hits = harness.check_sanitizer(*self.logs)
+        if hits:
+            self.dump(120)
+            fail(f"{self.name}: sanitizer report:\n" + "\n".join(hits[:20]))
+
+    def _cleanup(self):
+        if self.alive():
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---- Redis ------------------------------------------------------------------
+
+def redis_client(env):
+    import redis
+    return redis.Redis(host=env.get("REDIS_HOST", "127.0.0.1"), port=int(env["REDIS_PORT"]))
+
+
+def read_user(r, prefix, user):
+    """What the daemon published for user: dict(vec, top, tiers, meta) or None."""
+    k = f"{prefix}{{{user}}}"
+    p = r.pipeline(transaction=False)
+    p.get(k + ":vec")
+    p.get(k + ":top")
+    p.hgetall(k + ":tiers")
+    p.hgetall(k + ":meta")
+    vec, top, tiers, meta = p.execute()
+    if vec is None or not meta:
+        return None
+    return {
+        "vec": list(struct.unpack(f"<{len(vec) // 4}f", vec)),
+        "top": json.loads(top) if top else [],
+        "tiers": {a.decode(): b.decode() for a, b in tiers.items()},
+        "meta": {a.decode(): b.decode() for a, b in meta.items()},
+    }
+
+
+def events_applied(r, prefix, users):
+    """{user: events_applied} for users present in Redis."""
+    p = r.pipeline(transaction=False)
+    for u in users:
+        p.hget(f"{prefix}{{{u}}}:meta", "events_applied")
+    return {u: int(v) for u, v in zip(users, p.execute()) if v is not None}
+
+
+def wait_applied(r, prefix, want, timeout_s=120):
+    """Waits until every user's events_applied equals want[user]; returns the last counts."""
+    last = {}
+
+    def done():
+        nonlocal last
+        last = events_applied(r, prefix, list(want))
+        return all(last.get(u) == n for u, n in want.items())
+    if harness.wait_for(done, timeout_s, 0.5) is None:
+        short = {u: (last.get(u), n) for u, n in want.items() if last.get(u) != n}
+        return False, last, short
+    return True, last, {}
+
+
+# ---- offline replay and comparison -----------------------------------------
+
+def offline_replay(model_path, csv_path, out_path, top_n=50):
+    _run([tool("interestctl"), "replay", "--model", model_path, "--events", csv_path,
+          "--out", out_path, "--top-n", str(top_n)])
+    with open(out_path) as f:
+        return {d["user"]: d for d in map(json.loads, f)}
+
+
+def compare(r, prefix, expected, vec_tol=1e-5, check_applied=True):
+    """Compares Redis with the offline replay; returns a list of differences."""
+    diffs = []
+    for u, want in expected.items():
+        got = read_user(r, prefix, u)
+        if got is None:
+            diffs.append(f"{u}: no keys in Redis")
+            continue
+        if len(got["vec"]) != len(want["vec"]):
+            diffs.append(f"{u}: vec dim {len(got['vec'])} != {len(want['vec'])}")
+        else:
+            d = max(abs(a - b) for a, b in zip(got["vec"], want["vec"]))
+            if d > vec_tol:
+                diffs.append(f"{u}: vec differs by {d:.3g}")
+        gi = [t[0] for t in got["top"]]
+        wi = [t[0] for t in want["top"]]
+        if gi != wi:
+            diffs.append(f"{u}: top ids differ: {gi[:5]}... vs {wi[:5]}...")
+        if set(got["tiers"]) != set(want["tiers"]):
+            diffs.append(f"{u}: tier nodes differ: {sorted(got['tiers'])} vs {sorted(want['tiers'])}")
+        else:
+            for node, v in want["tiers"].items():
+                a = [float(x) for x in got["tiers"][node].split()]
+                b = [float(x) for x in v.split()]
+                if any(abs(x - y) > 1e-5 * max(1.0, abs(y)) for x, y in zip(a, b)):
+                    diffs.append(f"{u}: tier {node}: {got['tiers'][node]} vs {v}")
+        if check_applied and int(got["meta"].get("events_applied", -1)) != want["events_applied"]:
+            diffs.append(f"{u}: events_applied {got['meta'].get('events_applied')} != "
+                         f"{want['events_applied']}")
+    return diffs
+
+
+# ---- topics -------------------------------------------------------------------
+
+def consume_all(env, topic, want, timeout_s=60, group=None):
+    """Reads want messages (or what arrives within timeout_s) from the start of topic."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"],
+                  "group.id": group or env["HARNESS_PREFIX"] + "reader-" + topic,
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < want and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        out.append(m)
+    c.close()
+    return out
+
+
+def committed_offsets(env, group, topic, partitions=4):
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": group,
+                  "enable.auto.commit": False})
+    res = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    c.close()
+    return {tp.partition: tp.offset for tp in res}
