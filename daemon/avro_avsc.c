@@ -309,7 +309,8 @@ avsc_json_number(struct avsc_parser *ps, struct avsc_json *v)
 	char *endp;
 	int integral = 1;
 
-	while (ps->p < ps->end && strchr("+-0123456789.eE", *ps->p) != NULL) {
+	while (ps->p < ps->end && *ps->p != '\0' &&
+	    strchr("+-0123456789.eE", *ps->p) != NULL) {
 		if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E')
 			integral = 0;
 		ps->p++;

@@ -189,21 +189,65 @@ decode_promotes(enum avsc_type w, enum avsc_type r)
 	}
 }
 
-/* 1 when writer w (not a union) can be read as reader r (not a union). */
+/* Record pairs already compared (or being compared) during one check: keeps
+ * recursive and widely shared record types linear instead of exponential. */
+#define DECODE_COMPAT_MEMO 64
+struct decode_compat {
+	const struct avsc_node *w[DECODE_COMPAT_MEMO];
+	const struct avsc_node *r[DECODE_COMPAT_MEMO];
+	int ok[DECODE_COMPAT_MEMO];   /* 1 also while in progress (co-inductive) */
+	size_t n;
+};
+
+static int decode_compatible_in(struct decode_compat *memo,
+    const struct avsc_node *w, const struct avsc_node *r, int depth);
+
 static int
-decode_compatible(const struct avsc_node *w, const struct avsc_node *r, int depth)
+decode_compatible_record(struct decode_compat *memo, const struct avsc_node *w,
+    const struct avsc_node *r, int depth)
+{
+	size_t slot = memo->n;
+	int ok = 1;
+
+	for (size_t i = 0; i < memo->n; i++)
+		if (memo->w[i] == w && memo->r[i] == r)
+			return memo->ok[i];
+	if (slot < DECODE_COMPAT_MEMO) {
+		memo->w[slot] = w;
+		memo->r[slot] = r;
+		memo->ok[slot] = 1;
+		memo->n++;
+	}
+	for (size_t i = 0; i < r->n && ok; i++) {
+		const struct avsc_field *rf = &r->fields[i];
+		size_t k;
+		for (k = 0; k < w->n; k++)
+			if (strcmp(w->fields[k].name, rf->name) == 0)
+				break;
+		ok = k == w->n ? rf->def != NULL :
+		    decode_compatible_in(memo, w->fields[k].type, rf->type, depth + 1);
+	}
+	if (slot < DECODE_COMPAT_MEMO)
+		memo->ok[slot] = ok;
+	return ok;
+}
+
+/* 1 when a value of writer type w can be read as reader type r. */
+static int
+decode_compatible_in(struct decode_compat *memo, const struct avsc_node *w,
+    const struct avsc_node *r, int depth)
 {
 	if (depth > DECODE_MAX_DEPTH)
-		return 1;             /* recursive types: already checked above */
+		return 1;             /* recursive types: checked further up */
 	if (w->type == AVSC_UNION) {
 		for (size_t i = 0; i < w->n; i++)
-			if (decode_compatible(w->branches[i], r, depth + 1))
+			if (decode_compatible_in(memo, w->branches[i], r, depth + 1))
 				return 1;
 		return 0;
 	}
 	if (r->type == AVSC_UNION) {
 		for (size_t i = 0; i < r->n; i++)
-			if (decode_compatible(w, r->branches[i], depth + 1))
+			if (decode_compatible_in(memo, w, r->branches[i], depth + 1))
 				return 1;
 		return 0;
 	}
@@ -212,24 +256,23 @@ decode_compatible(const struct avsc_node *w, const struct avsc_node *r, int dept
 			return 0;
 		if (r->type == AVSC_FIXED)
 			return w->size == r->size;
-		if (r->type == AVSC_RECORD) {
-			for (size_t i = 0; i < r->n; i++) {
-				const struct avsc_field *rf = &r->fields[i];
-				size_t k;
-				for (k = 0; k < w->n; k++)
-					if (strcmp(w->fields[k].name, rf->name) == 0)
-						break;
-				if (k == w->n ? rf->def == NULL :
-				    !decode_compatible(w->fields[k].type, rf->type, depth + 1))
-					return 0;
-			}
-		}
+		if (r->type == AVSC_RECORD)
+			return decode_compatible_record(memo, w, r, depth);
 		return 1;             /* enums: symbols are resolved when read */
 	}
 	if (r->type == AVSC_ARRAY || r->type == AVSC_MAP)
 		return w->type == r->type &&
-		    decode_compatible(w->items, r->items, depth + 1);
+		    decode_compatible_in(memo, w->items, r->items, depth + 1);
 	return decode_promotes(w->type, r->type);
+}
+
+static int
+decode_compatible(const struct avsc_node *w, const struct avsc_node *r)
+{
+	struct decode_compat memo;
+
+	memo.n = 0;
+	return decode_compatible_in(&memo, w, r, 0);
 }
 
 /* Resolves a non-union writer type against the non-union reader type of slot. */
@@ -292,7 +335,7 @@ decode_resolve_one(struct decoder *dec, const struct avsc_node *w,
 			if (r->branches[i]->type == w->type)
 				pick = r->branches[i];
 		for (size_t i = 0; i < r->n && pick == NULL; i++)
-			if (decode_compatible(w, r->branches[i], 0))
+			if (decode_compatible(w, r->branches[i]))
 				pick = r->branches[i];
 		if (pick == NULL) {
 			snprintf(errstr, errstr_size,
@@ -463,7 +506,7 @@ decode_plan_new(struct decoder *dec, const char *json, size_t len,
 				rf = &r->fields[k];
 		slot = rf != NULL ? decode_slot_of(rf->name) : SLOT_NONE;
 		if (rf != NULL && slot == SLOT_NONE &&
-		    !decode_compatible(wf->type, rf->type, 0)) {
+		    !decode_compatible(wf->type, rf->type)) {
 			snprintf(errstr, errstr_size,
 			    "writer field %s: type not readable as the reader's", wf->name);
 			goto fail;

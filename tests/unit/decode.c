@@ -523,6 +523,83 @@ check_errors(struct decoder *dec, const char *reader, const char *v2)
 	return fails;
 }
 
+/* A hand-written writer exercising the resolution rules libavro-c can't
+ * write for us here: bytes->string, a writer union for a plain reader string,
+ * int->long, a plain int into the reader's [null,int], long->float, an enum
+ * with an unknown symbol, and a skipped record of boolean/fixed/double/map of
+ * arrays (negative block count with a byte size). */
+static int
+check_resolution(struct decoder *dec)
+{
+	static const char w1[] = "{\"type\":\"record\",\"name\":\"x.BehaviourEvent\",\"fields\":["
+	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"bytes\"},"
+	    "{\"name\":\"item_id\",\"type\":[\"null\",\"string\"]},"
+	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\","
+	    "\"symbols\":[\"CLICK\",\"NEW_THING\"]}},{\"name\":\"ts\",\"type\":\"int\"},"
+	    "{\"name\":\"dwell_ms\",\"type\":\"int\"},{\"name\":\"value\",\"type\":\"long\"},"
+	    "{\"name\":\"extra\",\"type\":{\"type\":\"record\",\"name\":\"X\",\"fields\":["
+	    "{\"name\":\"b\",\"type\":\"boolean\"},{\"name\":\"f\",\"type\":{\"type\":\"fixed\","
+	    "\"name\":\"F\",\"size\":3}},{\"name\":\"d\",\"type\":\"double\"},{\"name\":\"m\","
+	    "\"type\":{\"type\":\"map\",\"values\":{\"type\":\"array\",\"items\":\"long\"}}}]}}]}";
+	static const char w_double[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
+	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"
+	    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"ts\",\"type\":\"long\"},"
+	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":[\"VIEW\"]}},"
+	    "{\"name\":\"value\",\"type\":\"double\"}]}";
+	uint8_t msg[] = { 0, 0, 0, 0, 10,
+		4, 'e', '1', 4, 'u', '1', 2, 4, 'i', '1', 0 /* CLICK */, 0xc8, 0x01, 0x0e, 0x06,
+		1, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 'k', 3, 4, 2, 4, 0, 0 };
+	struct event ev;
+	char errs[256] = "", detail[256] = "";
+	enum decode_err err;
+	int fails = 0;
+
+	CHECK(decoder_add_writer(dec, w1, 10, errs, sizeof(errs)) == 0,
+	    "hand-written writer registers as id 10 (%s)", errs);
+	CHECK(decoder_add_writer(dec, w_double, 11, errs, sizeof(errs)) != 0,
+	    "writer with value double refused (no double->float): %s", errs);
+	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
+	CHECK(err == DECODE_OK && str_is(ev.user_id, ev.user_id_len, "u1") &&
+	    str_is(ev.item_id, ev.item_id_len, "i1") && ev.type == 2 && ev.ts_ms == 100 &&
+	    ev.dwell_ms == 7 && ev.has_value && ev.value == 3.0f,
+	    "bytes->string, union->string, int->long, int->[null,int], long->float, skip (%s %s)",
+	    decode_err_name(err), detail);
+	msg[15] = 2;  /* NEW_THING */
+	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
+	CHECK(err == DECODE_OK && ev.type == 1, "unknown writer symbol -> reader default VIEW");
+	msg[20] = 2;  /* boolean 2 */
+	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
+	CHECK(err == DECODE_MALFORMED, "boolean byte 2 in a skipped field: %s (%s)",
+	    decode_err_name(err), detail);
+	msg[20] = 1;
+	msg[11] = 0;  /* item_id null: a branch the reader's string can't hold */
+	err = decoder_decode(dec, msg, sizeof(msg) - 3, &ev, detail, sizeof(detail));
+	CHECK(err == DECODE_MALFORMED, "writer null for reader string: %s (%s)",
+	    decode_err_name(err), detail);
+	{
+		/* A recursive writer-only field: skipped, nesting bounded. */
+		static const char w_tree[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
+		    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"
+		    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"type\",\"type\":{\"type\":"
+		    "\"enum\",\"name\":\"EventType\",\"symbols\":[\"LIKE\"]}},{\"name\":\"ts\",\"type\":\"long\"},"
+		    "{\"name\":\"tree\",\"type\":{\"type\":\"record\",\"name\":\"Node\",\"fields\":["
+		    "{\"name\":\"left\",\"type\":[\"null\",\"Node\"]},{\"name\":\"right\",\"type\":[\"null\",\"Node\"]}]}}]}";
+		uint8_t tree[128] = { 0, 0, 0, 0, 12, 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 0, 2,
+			2, 0, 0, 0 };
+		errs[0] = detail[0] = '\0';
+		CHECK(decoder_add_writer(dec, w_tree, 12, errs, sizeof(errs)) == 0,
+		    "recursive writer registers (%s)", errs);
+		err = decoder_decode(dec, tree, 20, &ev, detail, sizeof(detail));
+		CHECK(err == DECODE_OK && ev.type == 3 && ev.dwell_ms == -1 && !ev.has_value,
+		    "recursive writer field skipped: %s (%s)", decode_err_name(err), detail);
+		memset(tree + 16, 2, 100);
+		err = decoder_decode(dec, tree, sizeof(tree), &ev, detail, sizeof(detail));
+		CHECK(err == DECODE_TOO_LARGE, "100-deep recursion: %s (%s)",
+		    decode_err_name(err), detail);
+	}
+	return fails;
+}
+
 static int
 check_registration(const char *reader, const char *v0)
 {
@@ -628,6 +705,7 @@ main(void)
 
 	fails += check_fastavro(dec);
 	fails += check_errors(dec, reader, v2);
+	fails += check_resolution(dec);
 	fails += check_registration(reader, v0);
 done:
 	decoder_free(dec);
