@@ -473,7 +473,7 @@ read_secret_file(const char *path, char *err, size_t err_size)
 	size_t len = 0;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* a FIFO must not block us */
 	if (fd < 0) {
 		snprintf(err, err_size, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
@@ -925,7 +925,7 @@ config_load_file(struct config *cfg, const char *path, char *errstr, size_t errs
 	size_t len = 0;
 	int fd, ret = -1;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* a FIFO must not block us */
 	if (fd < 0) {
 		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
