@@ -22,12 +22,13 @@
 enum decode_err {
 	DECODE_OK = 0,
 	DECODE_TRUNCATED,             /* ran out of bytes */
-	DECODE_BAD_MAGIC,             /* framing byte not recognised / empty message */
+	DECODE_BAD_MAGIC,             /* empty message, or C3 not followed by 01 */
 	DECODE_UNKNOWN_FINGERPRINT,   /* single-object fingerprint not registered */
 	DECODE_UNKNOWN_SCHEMA_ID,     /* Confluent schema id not mapped */
 	DECODE_MALFORMED,             /* Avro body invalid (bad enum index, union branch, length,
 	                                 trailing bytes, empty event_id...) */
-	DECODE_TOO_LARGE,             /* a string/map/array over the configured limits */
+	DECODE_TOO_LARGE,             /* message/string/map/array over the limits above,
+	                                 or skipped values nested over 32 deep */
 	DECODE_MISSING_USER,          /* user_id or item_id empty; the detail names which */
 };
 
