@@ -1204,7 +1204,7 @@ consumer_reload(struct consumer *c)
 		m2 = NULL;
 	}
 	if (m2 == NULL) {
-		log_error("model reload FAILED: %s: %s", c->cfg->model_path, err);
+		log_error("model reload FAILED: %s", err);  /* err names the file and section */
 		c->n.reload_failures++;
 		notify_ready(c->notify, "model reload failed; old model kept");
 		return;

@@ -172,7 +172,7 @@ interestd_model(const struct config *cfg, char *errstr, size_t errstr_size)
 	struct model *m = model_load(cfg->model_path, err, sizeof(err));
 
 	if (m == NULL) {
-		snprintf(errstr, errstr_size, "model.path %s: %s", cfg->model_path, err);
+		snprintf(errstr, errstr_size, "model.path: %s", err);  /* err names the file */
 		return NULL;
 	}
 	if (!model_has_weights(m)) {

@@ -76,8 +76,10 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
     build, interest-train with few epochs. Cached under BUILD/test-model/<key>/ keyed by
     the inputs (scripts, trainer binary, parameters). Returns (model_path, sample_dir)."""
     if os.environ.get("E2E_MODEL"):
-        # A prebuilt model (E2E_MODEL) and the directory of its items.csv (E2E_SAMPLE).
-        return os.environ["E2E_MODEL"], os.environ["E2E_SAMPLE"]
+        # Prebuilt models (E2E_MODEL; E2E_MODEL2 when a model_version is asked for)
+        # and the directory of their items.csv (E2E_SAMPLE): for working on the tests.
+        key = "E2E_MODEL2" if model_version is not None else "E2E_MODEL"
+        return os.environ[key], os.environ["E2E_SAMPLE"]
     py = os.path.join(ROOT, ".cache", "venv", "bin", "python")
     make_sample = os.path.join(ROOT, "scripts", "make-sample")
     catalog = os.path.join(ROOT, "scripts", "catalog")
@@ -424,3 +426,39 @@ def committed_offsets(env, group, topic, partitions=4):
     res = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
     c.close()
     return {tp.partition: tp.offset for tp in res}
+
+
+def model_version(path):
+    """HPAR.model_version of a model file (schemas/modelfile.md)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack_from("<I", data, 16)[0]
+    for i in range(n):
+        tag, _flags, off, _length = struct.unpack_from("<4sIQQ", data, 64 + 32 * i)
+        if tag == b"HPAR":
+            return struct.unpack_from("<Q", data, off + 16)[0]
+    raise ValueError(f"{path}: no HPAR section")
+
+
+def corrupt_copy(src, dst, tag=b"WGHT"):
+    """Copies a model file with one byte inside section tag flipped (its CRC then fails)."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    n = struct.unpack_from("<I", data, 16)[0]
+    for i in range(n):
+        t, _flags, off, length = struct.unpack_from("<4sIQQ", data, 64 + 32 * i)
+        if t == tag:
+            data[off + length // 2] ^= 0x5A
+            break
+    else:
+        raise ValueError(f"{src}: no section {tag}")
+    with open(dst, "wb") as f:
+        f.write(data)
+
+
+def install(src, dst):
+    """Replaces dst with a copy of src atomically (write aside, rename)."""
+    tmp = dst + ".new"
+    with open(src, "rb") as f, open(tmp, "wb") as g:
+        g.write(f.read())
+    os.rename(tmp, dst)
