@@ -119,6 +119,7 @@ struct consumer {
 	int64_t next_stats_ms;
 	int64_t next_snapscan_ms;
 	int ready;
+	int assigned_once;            /* the first rebalance has been served */
 	int fatal;
 	int in_batch;                 /* process_batch running (re-entrancy guard) */
 	struct consumer_counters n;
@@ -286,6 +287,7 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 {
 	size_t n_dirty, stale = 0, fenced = 0, written = 0;
 	struct user_entry *const *dirty = users_dirty(c->users, &n_dirty);
+	int refuse_oom = 0;
 
 	if (n_dirty == 0)
 		return 0;
@@ -311,11 +313,11 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 				break;
 			case SINK_REFUSED_STALE:
 				stale++;
-				consumer_add_refused(c, dirty[off + i]);
+				refuse_oom |= consumer_add_refused(c, dirty[off + i]);
 				break;
 			case SINK_REFUSED_FENCED:
 				fenced++;
-				consumer_add_refused(c, dirty[off + i]);
+				refuse_oom |= consumer_add_refused(c, dirty[off + i]);
 				break;
 			}
 		}
@@ -327,6 +329,11 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 	 */
 	for (size_t i = 0; i < c->n_refused; i++)
 		users_drop(c->users, c->refused[i]);
+	if (refuse_oom) {
+		/* Could not list them all: drop every cached state, Redis has the truth. */
+		users_drop_all(c->users);
+		log_warn("event=cache_dropped reason=out_of_memory");
+	}
 	if (stale + fenced > 0)
 		log_warn("event=flush_refused stale=%zu fenced=%zu action=dropped_cached_states", stale,
 		    fenced);
@@ -387,6 +394,8 @@ consumer_commit(struct consumer *c, int32_t only)
 			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)->offset =
 			    c->parts[i].next_offset;
 	err = rd_kafka_commit(c->rk, l, 0);
+	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		err = RD_KAFKA_RESP_ERR_NO_ERROR;  /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		for (int i = 0; i < l->cnt; i++) {
 			const rd_kafka_topic_partition_t *tp = &l->elems[i];
@@ -397,8 +406,8 @@ consumer_commit(struct consumer *c, int32_t only)
 		c->n.commits++;
 	} else {
 		c->n.commit_failures++;
-		log_warn("event=commit_failed error=\"%s\" retriable=%d", rd_kafka_err2str(err),
-		    err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : 1);
+		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
+		log_warn("event=commit_failed error=\"%s\" action=retry_next_flush", rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(l);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
@@ -774,11 +783,11 @@ consumer_process_batch(struct consumer *c)
 		}
 		c->parts[rkm->partition].next_offset = rkm->offset + 1;
 	}
+	/*
+	 * After a failed dead letter (fatal) the rest of the batch is left
+	 * unprocessed: nothing is committed from here on, a restart re-reads it.
+	 */
 	consumer_apply_chunk(c);
-	if (c->fatal) {
-		/* Messages after the failed dead letter were not processed. */
-		consumer_rewind(c);
-	}
 	consumer_destroy_batch(c);
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
@@ -837,6 +846,7 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 	}
 	log_info("event=assigned topic=%s partitions=%s protocol=%s owned=%zu", c->cfg->topic_events,
 	    names, cooperative ? "cooperative" : "eager", c->n_assigned);
+	c->assigned_once = 1;
 	if (claim_failed)
 		consumer_redis_down(c, "claim", err);
 	else if (c->redis_down || c->paused)
@@ -1367,7 +1377,8 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		rd_kafka_poll(c->rkp, 0);
 
 		now = mono_ms();
-		if (!c->ready && c->n_assigned > 0) {
+		if (!c->ready && c->assigned_once) {
+			/* Also with an empty assignment: an idle spare instance is healthy. */
 			c->ready = 1;
 			notify_ready(c->notify, "consuming");
 		}

@@ -218,8 +218,9 @@ def write_config(env, model_path, name, group=None, **keys):
 class Daemon:
     """One interestd process with its stderr in HARNESS_TMP/<name>.log."""
 
-    def __init__(self, env, conf, name, extra_args=()):
+    def __init__(self, env, conf, name, extra_args=(), extra_env=None):
         self.env = env
+        self.extra_env = extra_env or {}
         self.conf = conf
         self.name = name
         self.args = list(extra_args)
@@ -235,7 +236,8 @@ class Daemon:
         self.logs.append(path)
         self.fp = open(path, "w")
         self.proc = subprocess.Popen([tool("interestd"), "-c", self.conf] + self.args,
-                                     stdout=self.fp, stderr=subprocess.STDOUT)
+                                     stdout=self.fp, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **self.extra_env))
         log(f"{self.name}: started pid {self.proc.pid}, log {path}")
         return self
 
