@@ -252,13 +252,21 @@ class Daemon:
         with open(self.logs[-1], errors="replace") as f:
             return f.read()
 
-    def wait_log(self, pattern, timeout_s=60, current=True):
+    def mark(self):
+        """Position in the current log; pass as since= to wait for lines after it."""
+        return len(self.current_log())
+
+    def wait_log(self, pattern, timeout_s=60, current=True, since=0):
+        """Waits for a line matching pattern in the current run's log (from since)."""
         rx = re.compile(pattern)
+
+        def text():
+            return self.current_log()[since:] if current else self.log_text()
 
         def found():
             if self.proc is not None and self.proc.poll() is not None:
-                return rx.search(self.current_log() if current else self.log_text()) or "exited"
-            return rx.search(self.current_log() if current else self.log_text())
+                return rx.search(text()) or "exited"
+            return rx.search(text())
         m = harness.wait_for(found, timeout_s, 0.2)
         if m is None or m == "exited":
             self.dump()
