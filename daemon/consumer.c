@@ -30,33 +30,33 @@
 #include "users.h"
 #include "userview.h"
 
-#define CONSUMER_ERR_MAX 512
-#define CONSUMER_DETAIL_MAX 160       /* dead-letter detail header */
-#define CONSUMER_STATS_EVERY_MS 10000
-#define CONSUMER_BACKOFF_MIN_MS 100   /* Redis retry backoff: 100 ms .. 5 s */
-#define CONSUMER_BACKOFF_MAX_MS 5000
-#define CONSUMER_DLQ_BLOCK_MS 5000    /* producer queue full: wait this long per letter */
-#define CONSUMER_DLQ_WAIT_MS 5000     /* before a commit: wait for dead letters this long */
-#define CONSUMER_SEEK_TIMEOUT_MS 5000
+#define CONSUMER_ERR_MAX          512
+#define CONSUMER_DETAIL_MAX       160 /* dead-letter detail header */
+#define CONSUMER_STATS_EVERY_MS   10000
+#define CONSUMER_BACKOFF_MIN_MS   100 /* Redis retry backoff: 100 ms .. 5 s */
+#define CONSUMER_BACKOFF_MAX_MS   5000
+#define CONSUMER_DLQ_BLOCK_MS     5000 /* producer queue full: wait this long per letter */
+#define CONSUMER_DLQ_WAIT_MS      5000 /* before a commit: wait for dead letters this long */
+#define CONSUMER_SEEK_TIMEOUT_MS  5000
 #define CONSUMER_SNAPSHOT_SCAN_MS 1000
-#define CONSUMER_LIST_MAX 512         /* partition list in a log line */
-#define CONSUMER_REWARM_MAX 64        /* ring_len's upper bound (schemas/modelfile.md) */
+#define CONSUMER_LIST_MAX         512 /* partition list in a log line */
+#define CONSUMER_REWARM_MAX       64  /* ring_len's upper bound (schemas/modelfile.md) */
 
 /* One partition of topic.events as this instance sees it. */
 struct part {
 	int assigned;
-	int claimed;                  /* epoch claimed in Redis for this assignment */
+	int claimed; /* epoch claimed in Redis for this assignment */
 	uint64_t epoch;
-	int64_t next_offset;          /* after the last processed message; -1 none */
-	int64_t committed;            /* last committed offset; -1 none */
+	int64_t next_offset; /* after the last processed message; -1 none */
+	int64_t committed;   /* last committed offset; -1 none */
 };
 
 /* One polled message of the batch and what phase 1 decided about it. */
 struct slot {
 	rd_kafka_message_t *rkm;
-	struct user_entry *e;         /* NULL: not an applicable event */
-	const char *reason;           /* dead-letter reason, NULL if none */
-	int skip;                     /* not ours to process (error, revoked partition) */
+	struct user_entry *e; /* NULL: not an applicable event */
+	const char *reason;   /* dead-letter reason, NULL if none */
+	int skip;             /* not ours to process (error, revoked partition) */
 	uint32_t item;
 	uint8_t type;
 	int64_t ts_ms;
@@ -73,15 +73,15 @@ struct consumer {
 	uint64_t model_version;
 	struct updater *up;
 	struct userview *uv;
-	struct user_state *scratch;   /* re-warm replays run on this */
+	struct user_state *scratch; /* re-warm replays run on this */
 	struct decoder *dec;
 	struct sink_redis *sink;
 	struct users *users;
 	struct dlq *dlq;
 	struct snapshot *snap;
 	struct notify *notify;
-	rd_kafka_t *rk;               /* consumer */
-	rd_kafka_t *rkp;              /* producer: dead letters and snapshots */
+	rd_kafka_t *rk;  /* consumer */
+	rd_kafka_t *rkp; /* producer: dead letters and snapshots */
 
 	struct part *parts;
 	size_t n_parts;
@@ -103,9 +103,9 @@ struct consumer {
 	size_t cap_flush;
 	struct user_entry **refused;
 	size_t n_refused, cap_refused;
-	float *vec;                   /* [dim] for snapshots */
+	float *vec; /* [dim] for snapshots */
 
-	uint32_t snap_limit;          /* snapshot after this many events; UINT32_MAX: never by count */
+	uint32_t snap_limit; /* snapshot after this many events; UINT32_MAX: never by count */
 	int tier_names_pending;
 
 	/* Redis outage */
@@ -119,9 +119,9 @@ struct consumer {
 	int64_t next_stats_ms;
 	int64_t next_snapscan_ms;
 	int ready;
-	int assigned_once;            /* the first rebalance has been served */
+	int assigned_once; /* the first rebalance has been served */
 	int fatal;
-	int in_batch;                 /* process_batch running (re-entrancy guard) */
+	int in_batch; /* process_batch running (re-entrancy guard) */
 	struct consumer_counters n;
 };
 
@@ -175,7 +175,8 @@ consumer_owns(const struct consumer *c, int32_t p)
 static rd_kafka_topic_partition_list_t *
 consumer_assigned_list(const struct consumer *c)
 {
-	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)c->n_assigned + 1);
+	rd_kafka_topic_partition_list_t *l =
+	    rd_kafka_topic_partition_list_new((int)c->n_assigned + 1);
 
 	for (size_t i = 0; i < c->n_parts; i++)
 		if (c->parts[i].assigned)
@@ -231,8 +232,8 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
 		c->backoff_ms *= 2;
 		if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
 			c->backoff_ms = CONSUMER_BACKOFF_MAX_MS;
-		log_debug("event=redis_retry_failed during=%s backoff_ms=%" PRId64 " error=\"%s\"", what,
-		    c->backoff_ms, err);
+		log_debug("event=redis_retry_failed during=%s backoff_ms=%" PRId64 " error=\"%s\"",
+		    what, c->backoff_ms, err);
 	}
 	c->next_retry_ms = now + c->backoff_ms;
 	if (!c->paused)
@@ -248,8 +249,8 @@ consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
 
 		if (!pt->assigned || pt->claimed)
 			continue;
-		if (sink_redis_claim_partition(c->sink, (int32_t)i, &pt->epoch, errstr,
-		        errstr_size) != 0)
+		if (sink_redis_claim_partition(
+			c->sink, (int32_t)i, &pt->epoch, errstr, errstr_size) != 0)
 			return -1;
 		pt->claimed = 1;
 		log_info("event=partition_claimed topic=%s partition=%zu epoch=%" PRIu64,
@@ -300,7 +301,8 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			int32_t p = e->us->last_partition;
 
 			userview_fill(c->uv, i, e->id, e->id_len, e->us, &c->su[i]);
-			c->su[i].epoch = consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
+			c->su[i].epoch =
+			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
 		}
 		if (sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
 			c->n.flush_failures++;
@@ -335,8 +337,8 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 		log_warn("event=cache_dropped reason=out_of_memory");
 	}
 	if (stale + fenced > 0)
-		log_warn("event=flush_refused stale=%zu fenced=%zu action=dropped_cached_states", stale,
-		    fenced);
+		log_warn("event=flush_refused stale=%zu fenced=%zu action=dropped_cached_states",
+		    stale, fenced);
 	c->n.refused_stale += stale;
 	c->n.refused_fenced += fenced;
 	c->n.flushes++;
@@ -356,7 +358,8 @@ consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 	if (dlq_failed(c->dlq) > 0 && !c->fatal) {
 		/* Committing past a lost dead letter would lose it: stop instead. */
 		log_error("event=dead_letters_undeliverable count=%" PRIu64
-		    " action=shutdown_without_commit", dlq_failed(c->dlq));
+			  " action=shutdown_without_commit",
+		    dlq_failed(c->dlq));
 		c->fatal = 1;
 	}
 	return dlq_in_flight(c->dlq) == 0 && dlq_failed(c->dlq) == 0 ? 0 : -1;
@@ -391,23 +394,25 @@ consumer_commit(struct consumer *c, int32_t only)
 	for (size_t i = 0; i < c->n_parts; i++)
 		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
 		    (only < 0 || (int32_t)i == only))
-			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)->offset =
-			    c->parts[i].next_offset;
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)
+			    ->offset = c->parts[i].next_offset;
 	err = rd_kafka_commit(c->rk, l, 0);
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
-		err = RD_KAFKA_RESP_ERR_NO_ERROR;  /* nothing new to commit */
+		err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		for (int i = 0; i < l->cnt; i++) {
 			const rd_kafka_topic_partition_t *tp = &l->elems[i];
 
-			if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && consumer_owns(c, tp->partition))
+			if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+			    consumer_owns(c, tp->partition))
 				c->parts[tp->partition].committed = tp->offset;
 		}
 		c->n.commits++;
 	} else {
 		c->n.commit_failures++;
 		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
-		log_warn("event=commit_failed error=\"%s\" action=retry_next_flush", rd_kafka_err2str(err));
+		log_warn("event=commit_failed error=\"%s\" action=retry_next_flush",
+		    rd_kafka_err2str(err));
 	}
 	rd_kafka_topic_partition_list_destroy(l);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
@@ -449,7 +454,8 @@ consumer_redis_retry(struct consumer *c)
 	if (c->tier_names_pending &&
 	    sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
 		c->tier_names_pending = 0;
-	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume", mono_ms() - c->down_since_ms);
+	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume",
+	    mono_ms() - c->down_since_ms);
 	c->redis_down = 0;
 	consumer_resume_all(c);
 	notify_status(c->notify, "consuming");
@@ -468,15 +474,16 @@ consumer_snapshot(struct consumer *c, struct user_entry *e)
 	if (e->since_snapshot == 0)
 		return;
 	scorer_interest(c->m, e->us, c->vec);
-	if (snapshot_encode(c->snap, c->m, e->id, e->id_len, e->us, e->since_snapshot, c->vec,
-	        &buf, &len) != 0) {
+	if (snapshot_encode(c->snap, c->m, e->id, e->id_len, e->us, e->since_snapshot, c->vec, &buf,
+		&len) != 0) {
 		c->n.snapshot_errors++;
 		return;
 	}
 	for (int tries = 0;; tries++) {
 		err = rd_kafka_producev(c->rkp, RD_KAFKA_V_TOPIC(c->cfg->topic_snapshots),
 		    RD_KAFKA_V_KEY(e->id, e->id_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)buf, len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(NULL),
+		    RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 20)
 			break;
 		rd_kafka_poll(c->rkp, 50);
@@ -514,7 +521,7 @@ consumer_set_snap_limit(struct consumer *c)
 	else if (c->cfg->snapshot_every_events > 0 && (uint32_t)c->cfg->snapshot_every_events < k)
 		c->snap_limit = (uint32_t)c->cfg->snapshot_every_events;
 	else
-		c->snap_limit = k;  /* the ring holds only K events */
+		c->snap_limit = k; /* the ring holds only K events */
 }
 
 /* ---- batch processing ---------------------------------------------------- */
@@ -532,7 +539,8 @@ consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len)
 		} else {
 			/* Unreadable (older format, other sizes): start fresh, count it. */
 			if (c->n.state_decode_errors++ == 0)
-				log_warn("event=state_unreadable user=%s error=\"%s\" action=fresh_state",
+				log_warn("event=state_unreadable user=%s error=\"%s\" "
+					 "action=fresh_state",
 				    e->id, err);
 			state_reset(e->us);
 		}
@@ -559,8 +567,8 @@ consumer_rewarm(struct consumer *c, struct user_state *us)
 	memset(us->c, 0, us->hidden * sizeof(float));
 	if (us->events_applied > 0 && us->ring_count > 0) {
 		state_reset(c->scratch);
-		for (uint16_t i = 0; i < us->ring_count && n < CONSUMER_REWARM_MAX &&
-		     n < c->cap_slots; i++) {
+		for (uint16_t i = 0;
+		     i < us->ring_count && n < CONSUMER_REWARM_MAX && n < c->cap_slots; i++) {
 			const struct ring_event *re = state_ring_get(us, i);
 			int32_t item = model_item_lookup_hash(c->m, re->item_hash);
 
@@ -601,9 +609,10 @@ consumer_rewind(struct consumer *c)
 
 		if (c->slots[i].skip)
 			continue;
-		if (rd_kafka_topic_partition_list_find(l, c->cfg->topic_events, rkm->partition) == NULL)
-			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, rkm->partition)->offset =
-			    rkm->offset;
+		if (rd_kafka_topic_partition_list_find(l, c->cfg->topic_events, rkm->partition) ==
+		    NULL)
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, rkm->partition)
+			    ->offset = rkm->offset;
 	}
 	if (l->cnt > 0) {
 		error = rd_kafka_seek_partitions(c->rk, l, CONSUMER_SEEK_TIMEOUT_MS);
@@ -663,9 +672,11 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		return;
 	}
 	if ((cfg->events_max_age_s > 0 && ev.ts_ms < now_wall - cfg->events_max_age_s * 1000) ||
-	    (cfg->events_max_future_s > 0 && ev.ts_ms > now_wall + cfg->events_max_future_s * 1000)) {
+	    (cfg->events_max_future_s > 0 &&
+		ev.ts_ms > now_wall + cfg->events_max_future_s * 1000)) {
 		s->reason = DLQ_REASON_BAD_TIMESTAMP;
-		snprintf(s->detail, sizeof(s->detail), "ts %" PRId64 " outside the window", ev.ts_ms);
+		snprintf(
+		    s->detail, sizeof(s->detail), "ts %" PRId64 " outside the window", ev.ts_ms);
 		return;
 	}
 	item = model_item_lookup(c->m, ev.item_id, ev.item_id_len);
@@ -685,7 +696,7 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	s->type = ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW;
 	s->ts_ms = ev.ts_ms;
 	if (s->e->loaded == 0) {
-		s->e->loaded = 2;  /* queued */
+		s->e->loaded = 2; /* queued */
 		c->load_entries[c->n_load] = s->e;
 		c->load_ids[c->n_load] = s->e->id;
 		c->load_lens[c->n_load] = s->e->id_len;
@@ -719,7 +730,7 @@ consumer_process_batch(struct consumer *c)
 			snprintf(err, sizeof(err), "redis marked unavailable");
 			oom = 1;
 		} else if (sink_redis_load_states(c->sink, c->load_ids, c->load_lens, c->n_load,
-		               consumer_load_cb, c, err, sizeof(err)) != 0) {
+			       consumer_load_cb, c, err, sizeof(err)) != 0) {
 			consumer_redis_down(c, "load", err);
 			oom = 1;
 		}
@@ -764,15 +775,16 @@ consumer_process_batch(struct consumer *c)
 				c->n.dlq_bad_timestamp++;
 			else if ((unsigned)s->derr < 16)
 				c->n.dlq_by_decode[s->derr]++;
-		} else if (e->us->last_partition == rkm->partition && rkm->offset <= e->us->last_offset) {
+		} else if (e->us->last_partition == rkm->partition &&
+		    rkm->offset <= e->us->last_offset) {
 			c->n.duplicates++;
 		} else {
 			if (e->us->model_version != c->model_version) {
-				consumer_apply_chunk(c);  /* the ring must hold this user's events */
+				consumer_apply_chunk(c); /* the ring must hold this user's events */
 				consumer_rewarm(c, e->us);
 			}
-			c->uev[c->n_uev++] = (struct update_event){ e->us, s->item, s->type, s->ts_ms,
-				rkm->partition, rkm->offset };
+			c->uev[c->n_uev++] = (struct update_event){ e->us, s->item, s->type,
+				s->ts_ms, rkm->partition, rkm->offset };
 			users_mark_dirty(c->users, e);
 			if (e->since_snapshot++ == 0)
 				e->snapshot_mono_ms = mono_ms();
@@ -802,7 +814,8 @@ consumer_format_parts(const rd_kafka_topic_partition_list_t *l, char *buf, size_
 
 	buf[0] = '\0';
 	for (int i = 0; i < l->cnt && o + 12 < size; i++)
-		o += (size_t)snprintf(buf + o, size - o, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
+		o += (size_t)snprintf(
+		    buf + o, size - o, "%s%" PRId32, i ? "," : "", l->elems[i].partition);
 }
 
 static void
@@ -825,8 +838,8 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 			c->n_assigned++;
 		*pt = (struct part){ 1, 0, 0, -1, -1 };
 		if (!claim_failed && !c->redis_down) {
-			if (sink_redis_claim_partition(c->sink, l->elems[i].partition, &pt->epoch, err,
-			        sizeof(err)) == 0)
+			if (sink_redis_claim_partition(
+				c->sink, l->elems[i].partition, &pt->epoch, err, sizeof(err)) == 0)
 				pt->claimed = 1;
 			else
 				claim_failed = 1;
@@ -844,13 +857,13 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 			rd_kafka_error_destroy(error);
 		return;
 	}
-	log_info("event=assigned topic=%s partitions=%s protocol=%s owned=%zu", c->cfg->topic_events,
-	    names, cooperative ? "cooperative" : "eager", c->n_assigned);
+	log_info("event=assigned topic=%s partitions=%s protocol=%s owned=%zu",
+	    c->cfg->topic_events, names, cooperative ? "cooperative" : "eager", c->n_assigned);
 	c->assigned_once = 1;
 	if (claim_failed)
 		consumer_redis_down(c, "claim", err);
 	else if (c->redis_down || c->paused)
-		consumer_pause_all(c);  /* new partitions too: nothing flows until Redis is back */
+		consumer_pause_all(c); /* new partitions too: nothing flows until Redis is back */
 }
 
 static void
@@ -895,8 +908,8 @@ consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 }
 
 static void
-consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-    rd_kafka_topic_partition_list_t *l, void *opaque)
+consumer_rebalance_cb(
+    rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque)
 {
 	struct consumer *c = opaque;
 	int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
@@ -946,15 +959,16 @@ consumer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	} else if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		c->n.snapshot_errors++;
 		if (c->n.snapshot_errors == 1)
-			log_warn("event=snapshot_delivery_failed error=\"%s\"", rd_kafka_err2str(rkm->err));
+			log_warn("event=snapshot_delivery_failed error=\"%s\"",
+			    rd_kafka_err2str(rkm->err));
 	}
 }
 
 /* ---- construction ---------------------------------------------------------- */
 
 static int
-consumer_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr,
-    size_t errstr_size)
+consumer_conf_set(
+    rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errstr_size)
 {
 	char e[CONSUMER_ERR_MAX];
 
@@ -982,8 +996,8 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 		{ "client.id", "interestd-producer" },
 	};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	size_t n = producer ? sizeof(prod_defaults) / sizeof(prod_defaults[0]) :
-			      sizeof(cons_defaults) / sizeof(cons_defaults[0]);
+	size_t n = producer ? sizeof(prod_defaults) / sizeof(prod_defaults[0])
+			    : sizeof(cons_defaults) / sizeof(cons_defaults[0]);
 
 	for (size_t i = 0; i < n; i++) {
 		const char *k = producer ? prod_defaults[i][0] : cons_defaults[i][0];
@@ -992,7 +1006,8 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 		if (consumer_conf_set(conf, k, v, errstr, errstr_size) != 0)
 			goto fail;
 	}
-	if (!producer && consumer_conf_set(conf, "group.id", c->cfg->group_id, errstr, errstr_size) != 0)
+	if (!producer &&
+	    consumer_conf_set(conf, "group.id", c->cfg->group_id, errstr, errstr_size) != 0)
 		goto fail;
 	for (size_t i = 0; i < c->cfg->n_kafka; i++) {
 		const struct config_kafka *kv = &c->cfg->kafka[i];
@@ -1003,8 +1018,10 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 			goto fail;
 	}
 	/* These make the delivery guarantees; a pass-through must not undo them. */
-	if (!producer && (consumer_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
-	    consumer_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) != 0))
+	if (!producer &&
+	    (consumer_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
+		consumer_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) !=
+		    0))
 		goto fail;
 	rd_kafka_conf_set_opaque(conf, c);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
@@ -1023,7 +1040,8 @@ static int
 consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
     struct userview **uv, struct user_state **scratch, float **vec)
 {
-	*up = updater_new(m, c->cap_slots > CONSUMER_REWARM_MAX ? c->cap_slots : CONSUMER_REWARM_MAX);
+	*up =
+	    updater_new(m, c->cap_slots > CONSUMER_REWARM_MAX ? c->cap_slots : CONSUMER_REWARM_MAX);
 	*uv = userview_new(m, c->cap_flush, (size_t)c->cfg->redis_top_n, c->cfg->tiers_calibrate);
 	*scratch = state_new(model_hparams(m));
 	*vec = malloc(model_dim(m) * sizeof(float));
@@ -1071,7 +1089,8 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->notify = notify_new();
 	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
 	    c->load_entries == NULL || c->su == NULL || c->users == NULL || c->snap == NULL ||
-	    c->notify == NULL || consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
+	    c->notify == NULL ||
+	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
@@ -1202,7 +1221,8 @@ consumer_reload(struct consumer *c)
 			return;
 		}
 		if (config_restart_keys(c->cfg, nc, names, sizeof(names)) > 0)
-			log_warn("event=reload restart_needed=\"%s\" action=kept_running_values", names);
+			log_warn(
+			    "event=reload restart_needed=\"%s\" action=kept_running_values", names);
 		consumer_take_reloadable(c, nc);
 		config_free(nc);
 	}
@@ -1214,7 +1234,7 @@ consumer_reload(struct consumer *c)
 		m2 = NULL;
 	}
 	if (m2 == NULL) {
-		log_error("model reload FAILED: %s", err);  /* err names the file and section */
+		log_error("model reload FAILED: %s", err); /* err names the file and section */
 		c->n.reload_failures++;
 		notify_ready(c->notify, "model reload failed; old model kept");
 		return;
@@ -1237,7 +1257,7 @@ consumer_reload(struct consumer *c)
 		return;
 	}
 	if (users_set_hparams(c->users, model_hparams(m2)) != 0)
-		users_drop_all(c->users);  /* all clean after the flush: they reload from Redis */
+		users_drop_all(c->users); /* all clean after the flush: they reload from Redis */
 	updater_free(c->up);
 	userview_free(c->uv);
 	state_free(c->scratch);
@@ -1256,8 +1276,9 @@ consumer_reload(struct consumer *c)
 	else if (!c->redis_down)
 		log_warn("event=tier_names_write_failed error=\"%s\" action=retry_later", err);
 	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
-	    " items=%" PRIu32 " users_cached=%zu", c->cfg->model_path, old_version, c->model_version,
-	    model_n_items(c->m), users_count(c->users));
+		 " items=%" PRIu32 " users_cached=%zu",
+	    c->cfg->model_path, old_version, c->model_version, model_n_items(c->m),
+	    users_count(c->users));
 	notify_ready(c->notify, "consuming");
 }
 
@@ -1269,15 +1290,16 @@ consumer_log_stats(struct consumer *c)
 	const struct consumer_counters *n = &c->n;
 
 	log_info("event=stats consumed=%" PRIu64 " applied=%" PRIu64 " duplicates=%" PRIu64
-	    " dlq=%" PRIu64 " dlq_truncated=%" PRIu64 " dlq_bad_magic=%" PRIu64
-	    " dlq_unknown_fingerprint=%" PRIu64 " dlq_unknown_schema_id=%" PRIu64
-	    " dlq_malformed=%" PRIu64 " dlq_too_large=%" PRIu64 " dlq_missing_user=%" PRIu64
-	    " dlq_unknown_item=%" PRIu64 " dlq_bad_timestamp=%" PRIu64 " flushes=%" PRIu64
-	    " users_flushed=%" PRIu64 " flush_failures=%" PRIu64 " refused_stale=%" PRIu64
-	    " refused_fenced=%" PRIu64 " commits=%" PRIu64 " snapshots=%" PRIu64 " rewarmed=%" PRIu64
-	    " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
-	    n->consumed, n->applied, n->duplicates, n->dlq_total, n->dlq_by_decode[DECODE_TRUNCATED],
-	    n->dlq_by_decode[DECODE_BAD_MAGIC], n->dlq_by_decode[DECODE_UNKNOWN_FINGERPRINT],
+		 " dlq=%" PRIu64 " dlq_truncated=%" PRIu64 " dlq_bad_magic=%" PRIu64
+		 " dlq_unknown_fingerprint=%" PRIu64 " dlq_unknown_schema_id=%" PRIu64
+		 " dlq_malformed=%" PRIu64 " dlq_too_large=%" PRIu64 " dlq_missing_user=%" PRIu64
+		 " dlq_unknown_item=%" PRIu64 " dlq_bad_timestamp=%" PRIu64 " flushes=%" PRIu64
+		 " users_flushed=%" PRIu64 " flush_failures=%" PRIu64 " refused_stale=%" PRIu64
+		 " refused_fenced=%" PRIu64 " commits=%" PRIu64 " snapshots=%" PRIu64
+		 " rewarmed=%" PRIu64 " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
+	    n->consumed, n->applied, n->duplicates, n->dlq_total,
+	    n->dlq_by_decode[DECODE_TRUNCATED], n->dlq_by_decode[DECODE_BAD_MAGIC],
+	    n->dlq_by_decode[DECODE_UNKNOWN_FINGERPRINT],
 	    n->dlq_by_decode[DECODE_UNKNOWN_SCHEMA_ID], n->dlq_by_decode[DECODE_MALFORMED],
 	    n->dlq_by_decode[DECODE_TOO_LARGE], n->dlq_by_decode[DECODE_MISSING_USER],
 	    n->dlq_unknown_item, n->dlq_bad_timestamp, n->flushes, n->users_flushed,
@@ -1313,16 +1335,18 @@ consumer_shutdown(struct consumer *c)
 	log_info("event=stopping fatal=%d dirty=%zu", c->fatal, users_dirty_count(c->users));
 	consumer_process_batch(c);
 	if (c->redis_down)
-		consumer_redis_retry(c);  /* one last attempt */
+		consumer_redis_retry(c); /* one last attempt */
 	if (!c->redis_down) {
 		if (consumer_flush(c, err, sizeof(err)) == 0)
 			consumer_commit(c, -1);
 		else
-			log_error("event=shutdown_flush_failed error=\"%s\" unflushed_users=%zu "
+			log_error(
+			    "event=shutdown_flush_failed error=\"%s\" unflushed_users=%zu "
 			    "note=\"their events are re-applied from Kafka by the next owner\"",
 			    err, users_dirty_count(c->users));
 	} else {
-		log_error("event=shutdown_flush_skipped reason=redis_unavailable unflushed_users=%zu "
+		log_error(
+		    "event=shutdown_flush_skipped reason=redis_unavailable unflushed_users=%zu "
 		    "note=\"their events are re-applied from Kafka by the next owner\"",
 		    users_dirty_count(c->users));
 	}
@@ -1355,8 +1379,9 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		return 1;
 	}
 	log_info("event=started topic=%s group=%s model_version=%" PRIu64 " items=%" PRIu32
-	    " batch_max_events=%zu flush_max_users=%zu", c->cfg->topic_events, c->cfg->group_id,
-	    c->model_version, model_n_items(c->m), c->cap_slots, c->cap_flush);
+		 " batch_max_events=%zu flush_max_users=%zu",
+	    c->cfg->topic_events, c->cfg->group_id, c->model_version, model_n_items(c->m),
+	    c->cap_slots, c->cap_flush);
 	notify_status(c->notify, "waiting for a partition assignment");
 	c->next_flush_ms = now + c->cfg->flush_interval_ms;
 	c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
@@ -1385,8 +1410,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		if (c->redis_down) {
 			if (now >= c->next_retry_ms)
 				consumer_redis_retry(c);
-		} else if (now >= c->next_flush_ms ||
-		    users_dirty_count(c->users) >= c->cap_flush) {
+		} else if (now >= c->next_flush_ms || users_dirty_count(c->users) >= c->cap_flush) {
 			consumer_flush_commit(c);
 			c->next_flush_ms = now + c->cfg->flush_interval_ms;
 		}

@@ -20,14 +20,14 @@ struct model;
 
 /* Everything the loop counts; rendered every ~10 s in one log line. */
 struct consumer_counters {
-	uint64_t consumed;            /* messages polled (errors excluded) */
-	uint64_t applied;             /* events applied to a user state */
-	uint64_t duplicates;          /* skipped: at or below the user's marker */
+	uint64_t consumed;   /* messages polled (errors excluded) */
+	uint64_t applied;    /* events applied to a user state */
+	uint64_t duplicates; /* skipped: at or below the user's marker */
 	uint64_t dlq_total;
-	uint64_t dlq_by_decode[16];   /* by enum decode_err */
+	uint64_t dlq_by_decode[16]; /* by enum decode_err */
 	uint64_t dlq_unknown_item;
 	uint64_t dlq_bad_timestamp;
-	uint64_t flushes;             /* successful flushes with at least one user */
+	uint64_t flushes; /* successful flushes with at least one user */
 	uint64_t users_flushed;
 	uint64_t flush_failures;
 	uint64_t refused_stale;
@@ -39,7 +39,7 @@ struct consumer_counters {
 	uint64_t rewarmed;            /* users re-warmed after a model swap */
 	uint64_t snapshots;
 	uint64_t snapshot_errors;
-	uint64_t rewinds;             /* batches given back (Redis down while loading) */
+	uint64_t rewinds; /* batches given back (Redis down while loading) */
 	uint64_t consumer_errors;
 	uint64_t reloads;
 	uint64_t reload_failures;
@@ -69,8 +69,7 @@ struct consumer *consumer_new(struct config *cfg, struct model *m, struct decode
  * within shutdown.timeout_ms. Returns the process exit status: 0 after an
  * orderly stop, 1 after a fatal error.
  */
-int consumer_run(struct consumer *c, volatile sig_atomic_t *stop,
-    volatile sig_atomic_t *reload);
+int consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
 /* The counters (valid until consumer_free). */
 const struct consumer_counters *consumer_counters(const struct consumer *c);

@@ -11,7 +11,7 @@
 
 #include "log.h"
 
-#define DLQ_POLL_STEP_MS 50           /* queue full: serve reports this long, retry */
+#define DLQ_POLL_STEP_MS 50 /* queue full: serve reports this long, retry */
 
 struct dlq {
 	rd_kafka_t *rkp;
@@ -45,8 +45,8 @@ dlq_free(struct dlq *d)
 }
 
 rd_kafka_resp_err_t
-dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
-    const char *detail, int block_ms)
+dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason, const char *detail,
+    int block_ms)
 {
 	char part[16], off[24];
 	const char *src = rkm->rkt != NULL ? rd_kafka_topic_name(rkm->rkt) : "";
@@ -57,8 +57,7 @@ dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
 	if (detail == NULL)
 		detail = "";
 	for (;;) {
-		err = rd_kafka_producev(d->rkp,
-		    RD_KAFKA_V_TOPIC(d->topic),
+		err = rd_kafka_producev(d->rkp, RD_KAFKA_V_TOPIC(d->topic),
 		    RD_KAFKA_V_KEY(rkm->key, rkm->key_len),
 		    RD_KAFKA_V_VALUE(rkm->payload, rkm->len),
 		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -66,8 +65,7 @@ dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
 		    RD_KAFKA_V_HEADER("interestd.detail", detail, -1),
 		    RD_KAFKA_V_HEADER("interestd.topic", src, -1),
 		    RD_KAFKA_V_HEADER("interestd.partition", part, -1),
-		    RD_KAFKA_V_HEADER("interestd.offset", off, -1),
-		    RD_KAFKA_V_OPAQUE(d),
+		    RD_KAFKA_V_HEADER("interestd.offset", off, -1), RD_KAFKA_V_OPAQUE(d),
 		    RD_KAFKA_V_END);
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || block_ms <= 0)
 			break;

@@ -14,9 +14,9 @@
 #include <librdkafka/rdkafka.h>
 
 /* Reasons beyond decode_err_name()'s. */
-#define DLQ_REASON_UNKNOWN_ITEM "unknown_item"
+#define DLQ_REASON_UNKNOWN_ITEM  "unknown_item"
 #define DLQ_REASON_BAD_TIMESTAMP "bad_timestamp"
-#define DLQ_REASON_MISSING_USER "missing_user"
+#define DLQ_REASON_MISSING_USER  "missing_user"
 
 struct dlq;
 
@@ -35,8 +35,8 @@ void dlq_free(struct dlq *d);
  * block_ms and retries. Returns 0, or the librdkafka error code (the letter
  * was not enqueued: the caller must not commit past rkm).
  */
-rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *rkm,
-    const char *reason, const char *detail, int block_ms);
+rd_kafka_resp_err_t dlq_send(struct dlq *d, const rd_kafka_message_t *rkm, const char *reason,
+    const char *detail, int block_ms);
 
 /*
  * The delivery report of a dead letter (rkm->_private == d): counts it

@@ -21,9 +21,9 @@
 #include "log.h"
 #include "modelfile.h"
 
-#define INTERESTD_VERSION "0.1.0"
-#define INTERESTD_ERR_MAX 8192
-#define INTERESTD_SCHEMA_MAX (1 << 20)   /* largest .avsc we read */
+#define INTERESTD_VERSION    "0.1.0"
+#define INTERESTD_ERR_MAX    8192
+#define INTERESTD_SCHEMA_MAX (1 << 20) /* largest .avsc we read */
 
 /* The only globals: what the signal handlers set (STYLE.md "Signals and shutdown"). */
 static volatile sig_atomic_t interestd_stop;
@@ -34,7 +34,7 @@ interestd_on_stop(int sig)
 {
 	(void)sig;
 	if (interestd_stop)
-		_exit(1);  /* a second signal: leave at once */
+		_exit(1); /* a second signal: leave at once */
 	interestd_stop = 1;
 }
 
@@ -47,8 +47,8 @@ interestd_on_hup(int sig)
 
 /* What a reload needs to rebuild the config exactly as at start-up. */
 struct interestd_args {
-	const char *config_path;      /* NULL: defaults only */
-	char **overrides;             /* -o key=value, in order */
+	const char *config_path; /* NULL: defaults only */
+	char **overrides;        /* -o key=value, in order */
 	int n_overrides;
 };
 
@@ -71,7 +71,7 @@ interestd_config(const struct interestd_args *a, char *errstr, size_t errstr_siz
 	for (int i = 0; i < a->n_overrides; i++) {
 		o = strlen(errstr);
 		if (config_set_kv(cfg, a->overrides[i], errstr + o + (o ? 1 : 0),
-		        errstr_size - o - (o ? 1 : 0)) != 0) {
+			errstr_size - o - (o ? 1 : 0)) != 0) {
 			if (o)
 				errstr[o] = '\n';
 			bad = 1;
@@ -141,8 +141,10 @@ interestd_decoder(const struct config *cfg, char *errstr, size_t errstr_size)
 	for (size_t i = 0; i < cfg->n_writers; i++) {
 		json = interestd_read_text(cfg->writers[i].path, err, sizeof(err));
 		if (json == NULL ||
-		    decoder_add_writer(dec, json, cfg->writers[i].confluent_id, err, sizeof(err)) != 0) {
-			snprintf(errstr, errstr_size, "schema.writers %s: %s", cfg->writers[i].path, err);
+		    decoder_add_writer(dec, json, cfg->writers[i].confluent_id, err, sizeof(err)) !=
+			0) {
+			snprintf(errstr, errstr_size, "schema.writers %s: %s", cfg->writers[i].path,
+			    err);
 			goto fail;
 		}
 		free(json);
@@ -172,12 +174,12 @@ interestd_model(const struct config *cfg, char *errstr, size_t errstr_size)
 	struct model *m = model_load(cfg->model_path, err, sizeof(err));
 
 	if (m == NULL) {
-		snprintf(errstr, errstr_size, "model.path: %s", err);  /* err names the file */
+		snprintf(errstr, errstr_size, "model.path: %s", err); /* err names the file */
 		return NULL;
 	}
 	if (!model_has_weights(m)) {
-		snprintf(errstr, errstr_size, "model.path %s: a catalog, not a model (no HPAR/WGHT)",
-		    cfg->model_path);
+		snprintf(errstr, errstr_size,
+		    "model.path %s: a catalog, not a model (no HPAR/WGHT)", cfg->model_path);
 		model_free(m);
 		return NULL;
 	}
@@ -188,7 +190,8 @@ static void
 interestd_usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: interestd [-c FILE] [-o key=value]... [-v] [-n|--check-config] [--dump-config]\n"
+	    "usage: interestd [-c FILE] [-o key=value]... [-v] [-n|--check-config] "
+	    "[--dump-config]\n"
 	    "       interestd --help-config | --version\n"
 	    "  -c FILE          configuration file (key = value lines)\n"
 	    "  -o key=value     override one key (repeatable, applied after the file)\n"
@@ -254,7 +257,7 @@ main(int argc, char **argv)
 			goto done;
 		default:
 			interestd_usage(stderr);
-			ret = 64;  /* EX_USAGE */
+			ret = 64; /* EX_USAGE */
 			goto done;
 		}
 	}
@@ -306,8 +309,9 @@ main(int argc, char **argv)
 	sigaction(SIGPIPE, &sa, NULL);
 
 	/* The consumer owns cfg, m and dec from here on, also on failure. */
-	c = consumer_new(cfg, m, dec, args.config_path != NULL || args.n_overrides > 0 ?
-	    interestd_reload_config : NULL, &args, errstr, sizeof(errstr));
+	c = consumer_new(cfg, m, dec,
+	    args.config_path != NULL || args.n_overrides > 0 ? interestd_reload_config : NULL,
+	    &args, errstr, sizeof(errstr));
 	cfg = NULL;
 	m = NULL;
 	dec = NULL;

@@ -13,8 +13,8 @@
 #define NOTIFY_MAX 256
 
 struct notify {
-	int enabled;                  /* NOTIFY_SOCKET set */
-	int64_t watchdog_ms;          /* 0: no watchdog */
+	int enabled;         /* NOTIFY_SOCKET set */
+	int64_t watchdog_ms; /* 0: no watchdog */
 	int64_t last_ping_ms;
 };
 

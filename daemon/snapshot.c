@@ -11,10 +11,10 @@
 #include "modelfile.h"
 #include "state.h"
 
-#define SNAPSHOT_AVRO_EMPTY 0xc15d213aa4d7a795ULL  /* CRC-64-AVRO initial value */
+#define SNAPSHOT_AVRO_EMPTY  0xc15d213aa4d7a795ULL /* CRC-64-AVRO initial value */
 #define SNAPSHOT_INITIAL_CAP 4096
-#define SNAPSHOT_VARINT_MAX 10        /* bytes of a zig-zag varint long */
-#define SNAPSHOT_LABEL_MAX 32         /* model_node_label needs >= 16 */
+#define SNAPSHOT_VARINT_MAX  10 /* bytes of a zig-zag varint long */
+#define SNAPSHOT_LABEL_MAX   32 /* model_node_label needs >= 16 */
 
 /* Parsing Canonical Form of schemas/interest_snapshot.avsc (fastavro agrees). */
 static const char snapshot_pcf[] =
@@ -22,12 +22,16 @@ static const char snapshot_pcf[] =
     "{\"name\":\"user_id\",\"type\":\"string\"},"
     "{\"name\":\"model_version\",\"type\":\"long\"},"
     "{\"name\":\"ts\",\"type\":\"long\"},"
-    "{\"name\":\"events\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd.SnapshotEvent\","
+    "{\"name\":\"events\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd."
+    "SnapshotEvent\","
     "\"type\":\"record\",\"fields\":[{\"name\":\"item_id\",\"type\":\"string\"},"
-    "{\"name\":\"type\",\"type\":{\"name\":\"io.interestd.EventType\",\"type\":\"enum\",\"symbols\":"
-    "[\"IMPRESSION\",\"VIEW\",\"CLICK\",\"LIKE\",\"ADD_TO_CART\",\"PURCHASE\",\"SHARE\",\"DISLIKE\"]}},"
+    "{\"name\":\"type\",\"type\":{\"name\":\"io.interestd.EventType\",\"type\":\"enum\","
+    "\"symbols\":"
+    "[\"IMPRESSION\",\"VIEW\",\"CLICK\",\"LIKE\",\"ADD_TO_CART\",\"PURCHASE\",\"SHARE\","
+    "\"DISLIKE\"]}},"
     "{\"name\":\"ts\",\"type\":\"long\"}]}}},"
-    "{\"name\":\"tiers\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd.TierWeight\","
+    "{\"name\":\"tiers\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd."
+    "TierWeight\","
     "\"type\":\"record\",\"fields\":[{\"name\":\"node\",\"type\":\"string\"},"
     "{\"name\":\"short\",\"type\":\"float\"},{\"name\":\"long\",\"type\":\"float\"}]}}},"
     "{\"name\":\"vector\",\"type\":{\"type\":\"array\",\"items\":\"float\"}}]}";
@@ -35,7 +39,7 @@ static const char snapshot_pcf[] =
 struct snapshot {
 	uint8_t *buf;
 	size_t len, cap;
-	int oom;                      /* a write did not fit and growing failed */
+	int oom; /* a write did not fit and growing failed */
 };
 
 struct snapshot *
@@ -151,9 +155,9 @@ snapshot_put_float(struct snapshot *sn, float f)
 }
 
 int
-snapshot_encode(struct snapshot *sn, const struct model *m, const char *user_id,
-    size_t user_id_len, const struct user_state *us, uint32_t n_events,
-    const float *vec, const uint8_t **out, size_t *out_len)
+snapshot_encode(struct snapshot *sn, const struct model *m, const char *user_id, size_t user_id_len,
+    const struct user_state *us, uint32_t n_events, const float *vec, const uint8_t **out,
+    size_t *out_len)
 {
 	uint64_t fp = snapshot_fingerprint();
 	uint8_t head[SNAPSHOT_HEADER_SIZE] = { 0xc3, 0x01 };

@@ -15,7 +15,7 @@
 struct model;
 struct user_state;
 
-#define SNAPSHOT_HEADER_SIZE 10       /* C3 01 + 8-byte fingerprint */
+#define SNAPSHOT_HEADER_SIZE 10 /* C3 01 + 8-byte fingerprint */
 
 struct snapshot;
 
@@ -37,7 +37,7 @@ const char *snapshot_canonical_schema(void);
  * ENOMEM. The buffer grows to the largest snapshot and is then reused.
  */
 int snapshot_encode(struct snapshot *sn, const struct model *m, const char *user_id,
-    size_t user_id_len, const struct user_state *us, uint32_t n_events,
-    const float *vec, const uint8_t **out, size_t *out_len);
+    size_t user_id_len, const struct user_state *us, uint32_t n_events, const float *vec,
+    const uint8_t **out, size_t *out_len);
 
 #endif

@@ -12,15 +12,15 @@
 #include "modelfile.h"
 #include "state.h"
 
-#define USERS_MIN_CAP 1024            /* initial slots */
-#define USERS_LOAD_NUM 7              /* grow when count > cap * 7 / 10 */
+#define USERS_MIN_CAP  1024 /* initial slots */
+#define USERS_LOAD_NUM 7    /* grow when count > cap * 7 / 10 */
 #define USERS_LOAD_DEN 10
 
 struct users {
-	struct user_entry **slots;        /* [cap], NULL = empty */
-	size_t cap;                       /* power of two */
+	struct user_entry **slots; /* [cap], NULL = empty */
+	size_t cap;                /* power of two */
 	size_t count;
-	struct user_entry **dirty;        /* [dirty_cap] */
+	struct user_entry **dirty; /* [dirty_cap] */
 	size_t n_dirty, dirty_cap;
 	struct model_hparams hp;
 };
@@ -120,7 +120,8 @@ users_grow(struct users *u)
 		struct user_entry *e = old[i];
 
 		if (e != NULL)
-			u->slots[users_find_slot(u, e->id, e->id_len, users_hash(e->id, e->id_len))] = e;
+			u->slots[users_find_slot(
+			    u, e->id, e->id_len, users_hash(e->id, e->id_len))] = e;
 	}
 	free(old);
 	return 0;
@@ -176,7 +177,7 @@ users_mark_dirty(struct users *u, struct user_entry *e)
 			/* Keep the entry findable: users_dirty() must list it. Grow by one. */
 			nd = realloc(u->dirty, (u->dirty_cap + 1) * sizeof(*nd));
 			if (nd == NULL)
-				abort();  /* cannot lose a dirty user silently */
+				abort(); /* cannot lose a dirty user silently */
 			ncap = u->dirty_cap + 1;
 		}
 		u->dirty = nd;
@@ -334,8 +335,8 @@ users_state_convert(struct user_state *dst, const struct user_state *src)
 	dst->last_partition = src->last_partition;
 	dst->events_applied = src->events_applied;
 	dst->model_version = src->model_version;
-	memcpy(dst->tiers, src->tiers, (n_tiers < dst->max_tiers ? n_tiers : dst->max_tiers) *
-	    sizeof(*dst->tiers));
+	memcpy(dst->tiers, src->tiers,
+	    (n_tiers < dst->max_tiers ? n_tiers : dst->max_tiers) * sizeof(*dst->tiers));
 	if (n_tiers > dst->max_tiers) {
 		/* Keep the strongest: sort a copy in place of dst's table is too small; sort src order. */
 		struct tier_weight *tmp = malloc(n_tiers * sizeof(*tmp));

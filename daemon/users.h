@@ -17,15 +17,15 @@ struct user_state;
 
 /* One cached user. Owned by the cache; valid until it is dropped. */
 struct user_entry {
-	char *id;                     /* NUL-terminated copy of the user id */
+	char *id; /* NUL-terminated copy of the user id */
 	size_t id_len;
-	struct user_state *us;        /* sized for the cache's current hparams */
-	int32_t partition;            /* partition of the user's newest event */
-	int loaded;                   /* state read from Redis (or known absent) */
-	int dirty;                    /* applied events not yet flushed */
-	uint32_t since_snapshot;      /* events applied since the last snapshot */
-	int64_t snapshot_mono_ms;     /* monotonic time of the last snapshot (or first event) */
-	size_t dirty_pos;             /* index in the dirty list while dirty (users.c) */
+	struct user_state *us;    /* sized for the cache's current hparams */
+	int32_t partition;        /* partition of the user's newest event */
+	int loaded;               /* state read from Redis (or known absent) */
+	int dirty;                /* applied events not yet flushed */
+	uint32_t since_snapshot;  /* events applied since the last snapshot */
+	int64_t snapshot_mono_ms; /* monotonic time of the last snapshot (or first event) */
+	size_t dirty_pos;         /* index in the dirty list while dirty (users.c) */
 };
 
 struct users;
@@ -45,8 +45,8 @@ struct user_entry *users_get(struct users *u, const char *id, size_t id_len);
  * *created says which. The entry's partition is set to partition either way.
  * NULL on ENOMEM (the cache is unchanged).
  */
-struct user_entry *users_upsert(struct users *u, const char *id, size_t id_len,
-    int32_t partition, int *created);
+struct user_entry *users_upsert(
+    struct users *u, const char *id, size_t id_len, int32_t partition, int *created);
 
 /* Puts e on the dirty list (idempotent). */
 void users_mark_dirty(struct users *u, struct user_entry *e);
@@ -76,8 +76,7 @@ size_t users_count(const struct users *u);
 /*
  * Calls fn for every entry (any order). fn must not add or drop entries.
  */
-void users_foreach(struct users *u, void (*fn)(void *opaque, struct user_entry *e),
-    void *opaque);
+void users_foreach(struct users *u, void (*fn)(void *opaque, struct user_entry *e), void *opaque);
 
 /*
  * Re-sizes every cached state for new hyper-parameters (after a model swap

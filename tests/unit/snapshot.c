@@ -59,8 +59,8 @@ check_decoded(avro_schema_t schema, const uint8_t *buf, size_t len, const struct
 	float fl;
 
 	avro_generic_value_new(iface, &rec);
-	rd = avro_reader_memory((const char *)buf + SNAPSHOT_HEADER_SIZE,
-	    (int64_t)(len - SNAPSHOT_HEADER_SIZE));
+	rd = avro_reader_memory(
+	    (const char *)buf + SNAPSHOT_HEADER_SIZE, (int64_t)(len - SNAPSHOT_HEADER_SIZE));
 	CHECK(avro_value_read(rd, &rec) == 0, "libavro-c reads the record (%s)", avro_strerror());
 	{
 		/* libavro-c re-encodes the value it read: same bytes, nothing left over. */
@@ -68,9 +68,10 @@ check_decoded(avro_schema_t schema, const uint8_t *buf, size_t len, const struct
 		char *again = malloc(body + 16);
 		avro_writer_t wr = avro_writer_memory(again, (int64_t)body + 16);
 
-		CHECK(avro_value_sizeof(&rec, &sz) == 0 && sz == body, "libavro-c size %zu == %zu", sz, body);
+		CHECK(avro_value_sizeof(&rec, &sz) == 0 && sz == body, "libavro-c size %zu == %zu",
+		    sz, body);
 		CHECK(avro_value_write(wr, &rec) == 0 && (size_t)avro_writer_tell(wr) == body &&
-		    memcmp(again, buf + SNAPSHOT_HEADER_SIZE, body) == 0,
+			memcmp(again, buf + SNAPSHOT_HEADER_SIZE, body) == 0,
 		    "libavro-c re-encoding is byte-identical");
 		avro_writer_free(wr);
 		free(again);
@@ -91,9 +92,11 @@ check_decoded(avro_schema_t schema, const uint8_t *buf, size_t len, const struct
 	CHECK(n == n_events, "events: %zu (want %u)", n, n_events);
 	ok = 1;
 	for (size_t i = 0; i < n; i++) {
-		const struct ring_event *re = state_ring_get(us, (uint16_t)(us->ring_count - n + i));
+		const struct ring_event *re =
+		    state_ring_get(us, (uint16_t)(us->ring_count - n + i));
 		size_t idl;
-		const char *id = model_item_id(m, (uint32_t)model_item_lookup_hash(m, re->item_hash), &idl);
+		const char *id =
+		    model_item_id(m, (uint32_t)model_item_lookup_hash(m, re->item_hash), &idl);
 
 		avro_value_get_by_index(&f, i, &el, NULL);
 		get_field(&el, "item_id", &x);
@@ -175,14 +178,16 @@ main(void)
 	CHECK(json != NULL, "read %s", SCHEMA_PATH);
 	if (m == NULL || json == NULL)
 		return 1;
-	CHECK(avro_schema_from_json_length(json, strlen(json), &schema) == 0, "libavro-c parses schema");
+	CHECK(avro_schema_from_json_length(json, strlen(json), &schema) == 0,
+	    "libavro-c parses schema");
 
 	fp = snapshot_fingerprint();
 	{
 		uint8_t b[8];
 		for (int i = 0; i < 8; i++)
 			b[i] = (uint8_t)(fp >> (8 * i));
-		CHECK(memcmp(b, want_fp, 8) == 0, "fingerprint %016llx matches fastavro's", (unsigned long long)fp);
+		CHECK(memcmp(b, want_fp, 8) == 0, "fingerprint %016llx matches fastavro's",
+		    (unsigned long long)fp);
 	}
 
 	sn = snapshot_new();
@@ -194,9 +199,11 @@ main(void)
 		vec[i] = 0.25f * (float)i - 1.0f;
 	us->model_version = 77;
 	us->t_ref_ms = 0;
-	CHECK(snapshot_encode(sn, m, "u-empty", 7, us, 5, vec, &buf, &len) == 0, "encode empty state");
+	CHECK(snapshot_encode(sn, m, "u-empty", 7, us, 5, vec, &buf, &len) == 0,
+	    "encode empty state");
 	CHECK(len > SNAPSHOT_HEADER_SIZE && buf[0] == 0xc3 && buf[1] == 0x01 &&
-	    memcmp(buf + 2, want_fp, 8) == 0, "single-object header");
+		memcmp(buf + 2, want_fp, 8) == 0,
+	    "single-object header");
 	fails += check_decoded(schema, buf, len, m, "u-empty", us, 0, vec);
 
 	/* A state with 12 events (ring of 8 keeps the newest 8), tiers applied. */

@@ -85,7 +85,8 @@ main(void)
 	e = users_get(u, "user-10", 7);
 	users_drop(u, e);
 	CHECK(users_get(u, "user-10", 7) == NULL && users_dirty_count(u) == 99 &&
-	    users_count(u) == N_USERS - 1, "drop of a dirty user unlists and removes it");
+		users_count(u) == N_USERS - 1,
+	    "drop of a dirty user unlists and removes it");
 	dl = users_dirty(u, &n);
 	ok = 1;
 	for (size_t i = 0; i < n; i++)
@@ -138,10 +139,12 @@ main(void)
 	    "state re-sized in place (hidden %u ring %u tiers %u)", e2->us->hidden,
 	    e2->us->ring_len, e2->us->max_tiers);
 	CHECK(e2->us->last_partition == 1 && e2->us->last_offset == 42 &&
-	    e2->us->events_applied == 9 && e2->us->t_ref_ms == 123456 && e2->us->model_version == 5,
+		e2->us->events_applied == 9 && e2->us->t_ref_ms == 123456 &&
+		e2->us->model_version == 5,
 	    "marker, events_applied, t_ref, model_version kept");
 	CHECK(e2->us->ring_count == 4 && state_ring_get(e2->us, 0)->item_hash == 1004 &&
-	    state_ring_get(e2->us, 3)->item_hash == 1007, "newest 4 ring events kept, in order");
+		state_ring_get(e2->us, 3)->item_hash == 1007,
+	    "newest 4 ring events kept, in order");
 	CHECK(e2->us->n_tiers == 2 && e2->us->tiers[0].node == 0 && e2->us->tiers[1].node == 1,
 	    "strongest long-term tiers kept");
 	CHECK(e2->us->h[0] == 0.0f, "h restarts at zero");
@@ -150,7 +153,8 @@ main(void)
 
 	n = users_drop_all(u);
 	CHECK(n > 0 && users_count(u) == 0 && users_dirty_count(u) == 0 &&
-	    users_get(u, "user-1", 6) == NULL, "drop_all empties everything");
+		users_get(u, "user-1", 6) == NULL,
+	    "drop_all empties everything");
 	users_free(u);
 	users_free(NULL);
 	printf("%s\n", fails ? "FAILED" : "all passed");
