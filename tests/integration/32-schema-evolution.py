@@ -41,7 +41,9 @@ e2e.write_events(all_csv, rows)  # what the reader should see
 expected = e2e.offline_replay(model, all_csv, os.path.join(tmp, "replay.jsonl"))
 want = {u: v["events_applied"] for u, v in expected.items()}
 
-conf = e2e.write_config(env, model, "d1", schema__writers=f"11:{V2},10:{V0}")
+# snapshot.every_events above the ring size K: snapshots come every K events instead.
+conf = e2e.write_config(env, model, "d1", schema__writers=f"11:{V2},10:{V0}",
+                        snapshot__every_events=1000)
 d = e2e.Daemon(env, conf, "d1").start()
 d.wait_log(r"event=assigned .*owned=4", 60)
 for k, (name, schema, framing, sid) in enumerate(segments):
@@ -62,6 +64,13 @@ if d.stop() != 0:
 if " dlq=0 " not in [line for line in d.log_text().splitlines() if "event=stats" in line][-1]:
     e2e.fail("something was dead-lettered")
 e2e.ok("nothing dead-lettered")
+K = e2e.ring_len(model)
+want_snaps = sum(n // K for n in want.values())
+snaps = e2e.read_snapshots(env, want_snaps + 1, 20)
+if len(snaps) != want_snaps or any(len(s["events"]) != K for s in snaps):
+    e2e.fail(f"{len(snaps)} snapshots with {sorted({len(s['events']) for s in snaps})} events, "
+             f"want {want_snaps} of K={K}")
+e2e.ok(f"every_events 1000 > K={K}: {len(snaps)} snapshots of exactly K events (the ring's size)")
 d.assert_clean()
 harness.stop()
 print("PASS")

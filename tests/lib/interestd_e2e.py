@@ -438,16 +438,47 @@ def committed_offsets(env, group, topic, partitions=4):
     return {tp.partition: tp.offset for tp in res}
 
 
-def model_version(path):
-    """HPAR.model_version of a model file (schemas/modelfile.md)."""
+def _hpar(path):
     with open(path, "rb") as f:
         data = f.read()
     n = struct.unpack_from("<I", data, 16)[0]
     for i in range(n):
         tag, _flags, off, _length = struct.unpack_from("<4sIQQ", data, 64 + 32 * i)
         if tag == b"HPAR":
-            return struct.unpack_from("<Q", data, off + 16)[0]
+            return data[off:off + 128]
     raise ValueError(f"{path}: no HPAR section")
+
+
+def model_version(path):
+    """HPAR.model_version of a model file (schemas/modelfile.md)."""
+    return struct.unpack_from("<Q", _hpar(path), 16)[0]
+
+
+def ring_len(path):
+    """HPAR.ring_len (K, events kept per user) of a model file."""
+    return struct.unpack_from("<I", _hpar(path), 12)[0]
+
+
+def read_snapshots(env, n, timeout_s=60):
+    """The first n InterestSnapshot records of the snapshot topic, decoded (fastavro)."""
+    import io
+    import fastavro
+    def plain(x):  # without logicalType: timestamps stay integer milliseconds
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items() if k != "logicalType"}
+        return [plain(v) for v in x] if isinstance(x, list) else x
+    with open(os.path.join(ROOT, "schemas", "interest_snapshot.avsc")) as f:
+        schema = fastavro.parse_schema(plain(json.load(f)))
+    out = []
+    for m in consume_all(env, env["SNAPSHOTS_TOPIC"], n, timeout_s):
+        v = m.value()
+        if v[:2] != b"\xc3\x01":
+            fail("a snapshot is not in single-object encoding")
+        rec = fastavro.schemaless_reader(io.BytesIO(v[10:]), schema)
+        if rec["user_id"] != m.key().decode():
+            fail(f"snapshot keyed {m.key()!r} holds user {rec['user_id']!r}")
+        out.append(rec)
+    return out
 
 
 def corrupt_copy(src, dst, tag=b"WGHT"):
