@@ -4,7 +4,9 @@
 partitions and keeps running; when Redis answers again it resumes and the final
 state equals the offline replay. Then Redis freezes again with events pending and the
 daemon gets SIGTERM: it exits 0 without committing what it could not write, and a
-restarted daemon applies those events: still equal to the replay, nothing lost."""
+restarted daemon applies those events: still equal to the replay, nothing lost. A
+second SIGTERM while the shutdown waits on Redis exits 1 at once, and still nothing
+is lost."""
 import os
 import signal
 import sys
@@ -103,6 +105,33 @@ diffs = e2e.compare(r, prefix, expected)
 if diffs:
     e2e.fail(f"{len(diffs)} differences from the offline replay:\n  " + "\n  ".join(diffs[:20]))
 e2e.ok("after the restart Redis equals the offline replay of all events: nothing lost")
+
+# A second SIGTERM while the first one's shutdown waits on Redis: exit 1 at once.
+late_csv = os.path.join(env["HARNESS_TMP"], "late.csv")
+e2e.make_events(late_csv, items, 1, 10, seed=99, t0_ms=1_700_100_000_000, user_prefix="late-")
+freeze()
+e2e.replay_to_kafka(env, late_csv)
+d.wait_log(r"event=redis_unavailable", 30)
+d.send(signal.SIGTERM)
+time.sleep(0.2)
+t0 = time.monotonic()
+d.send(signal.SIGTERM)
+try:
+    rc = d.proc.wait(5)
+except Exception:  # noqa: BLE001
+    rc = None
+thaw()
+if rc != 1:
+    d.dump()
+    e2e.fail(f"second SIGTERM: exit {rc}, want 1 at once")
+e2e.ok(f"second SIGTERM during shutdown: exit 1 after {time.monotonic() - t0:.2f} s")
+d.fp.close()
+d.start()
+done, got, short = e2e.wait_applied(r, prefix, {"late-0": 10}, 60)
+if not done:
+    d.dump()
+    e2e.fail(f"events pending at the abrupt exit were lost: {got}")
+e2e.ok("events pending at the abrupt exit applied by the next run")
 if d.stop() != 0:
     e2e.fail("exit status after SIGTERM")
 d.assert_clean()
