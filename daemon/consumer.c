@@ -20,6 +20,7 @@
 #include "decode.h"
 #include "dlq.h"
 #include "log.h"
+#include "metrics.h"
 #include "modelfile.h"
 #include "notify.h"
 #include "scorer.h"
@@ -80,8 +81,9 @@ struct consumer {
 	struct dlq *dlq;
 	struct snapshot *snap;
 	struct notify *notify;
-	rd_kafka_t *rk;  /* consumer */
-	rd_kafka_t *rkp; /* producer: dead letters and snapshots */
+	struct metrics *mx; /* NULL: metrics.listen unset */
+	rd_kafka_t *rk;     /* consumer */
+	rd_kafka_t *rkp;    /* producer: dead letters and snapshots */
 
 	struct part *parts;
 	size_t n_parts;
@@ -964,6 +966,102 @@ consumer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
 	}
 }
 
+/* ---- metrics ---------------------------------------------------------------- */
+
+/*
+ * Appends one sample to buf at *o, never past size; head != 0 writes the
+ * metric's HELP and TYPE lines first (once per metric name).
+ */
+static void
+consumer_metric(char *buf, size_t size, size_t *o, const char *name, const char *type,
+    const char *help, const char *labels, uint64_t v, int head)
+{
+	int n;
+
+	if (*o >= size)
+		return;
+	if (head)
+		n = snprintf(buf + *o, size - *o, "# HELP %s %s\n# TYPE %s %s\n%s%s %" PRIu64 "\n",
+		    name, help, name, type, name, labels != NULL ? labels : "", v);
+	else
+		n = snprintf(buf + *o, size - *o, "%s%s %" PRIu64 "\n", name,
+		    labels != NULL ? labels : "", v);
+	if (n > 0 && (size_t)n < size - *o)
+		*o += (size_t)n;
+	else
+		*o = size; /* truncated: stop at the last whole line */
+}
+
+static size_t
+consumer_render(void *opaque, char *buf, size_t size)
+{
+	static const char *const decode_reasons[] = { "truncated", "bad_magic",
+		"unknown_fingerprint", "unknown_schema_id", "malformed", "too_large",
+		"missing_user" };
+	struct consumer *c = opaque;
+	const struct consumer_counters *n = &c->n;
+	char lab[64];
+	size_t o = 0, last;
+
+#define COUNTER(name, help, v)                                                                     \
+	consumer_metric(buf, size, &o, "interestd_" name, "counter", help, NULL, v, 1)
+#define GAUGE(name, help, v)                                                                       \
+	consumer_metric(buf, size, &o, "interestd_" name, "gauge", help, NULL, v, 1)
+	COUNTER("events_consumed_total", "Messages polled from topic.events.", n->consumed);
+	COUNTER("events_applied_total", "Events applied to a user state.", n->applied);
+	COUNTER("events_duplicate_total", "Events skipped at or below the user's marker.",
+	    n->duplicates);
+	for (int i = 0; i < 7; i++) {
+		snprintf(lab, sizeof(lab), "{reason=\"%s\"}", decode_reasons[i]);
+		consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter",
+		    "Messages sent to topic.dlq, by reason.", lab, n->dlq_by_decode[i + 1], i == 0);
+	}
+	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
+	    "{reason=\"unknown_item\"}", n->dlq_unknown_item, 0);
+	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
+	    "{reason=\"bad_timestamp\"}", n->dlq_bad_timestamp, 0);
+	COUNTER("flushes_total", "Redis flushes that wrote at least one user.", n->flushes);
+	COUNTER("users_flushed_total", "User writes acknowledged by Redis.", n->users_flushed);
+	COUNTER("flush_failures_total", "Redis flushes that failed (retried).", n->flush_failures);
+	COUNTER("writes_refused_stale_total", "User writes refused: Redis had a newer marker.",
+	    n->refused_stale);
+	COUNTER("writes_refused_fenced_total", "User writes refused: partition owned elsewhere.",
+	    n->refused_fenced);
+	COUNTER("commits_total", "Offset commits.", n->commits);
+	COUNTER(
+	    "commit_failures_total", "Offset commits that failed (retried).", n->commit_failures);
+	COUNTER("users_loaded_total", "User states read from Redis.", n->users_loaded);
+	COUNTER("state_decode_errors_total", "Stored states that could not be read.",
+	    n->state_decode_errors);
+	COUNTER("users_rewarmed_total", "Users re-warmed after a model swap.", n->rewarmed);
+	COUNTER("snapshots_total", "Snapshots produced.", n->snapshots);
+	COUNTER(
+	    "snapshot_errors_total", "Snapshots that could not be produced.", n->snapshot_errors);
+	COUNTER("batches_rewound_total", "Batches given back to Kafka (Redis down while loading).",
+	    n->rewinds);
+	COUNTER("model_reloads_total", "SIGHUP reloads attempted.", n->reloads);
+	COUNTER("model_reload_failures_total", "SIGHUP reloads refused.", n->reload_failures);
+	GAUGE("users_cached", "User states in memory.", users_count(c->users));
+	GAUGE("users_dirty", "Users with applied events not yet in Redis.",
+	    users_dirty_count(c->users));
+	GAUGE("partitions_owned", "Partitions of topic.events assigned to this instance.",
+	    c->n_assigned);
+	GAUGE("redis_up", "1 while Redis accepts writes, 0 while partitions are paused for it.",
+	    !c->redis_down);
+	GAUGE("model_version", "HPAR model_version of the model serving.", c->model_version);
+	GAUGE("dead_letters_in_flight", "Dead letters not yet acknowledged by Kafka.",
+	    dlq_in_flight(c->dlq));
+#undef COUNTER
+#undef GAUGE
+	if (o >= size) {
+		/* Cut back to the last complete line. */
+		for (last = size; last > 0 && buf[last - 1] != '\n'; last--)
+			;
+		o = last;
+	}
+	return o;
+}
+
 /* ---- construction ---------------------------------------------------------- */
 
 static int
@@ -1124,6 +1222,10 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		goto fail;
 	}
 	rd_kafka_poll_set_consumer(c->rk);
+	if (cfg->metrics_listen != NULL &&
+	    (c->mx = metrics_new(cfg->metrics_listen, consumer_render, c, errstr, errstr_size)) ==
+		NULL)
+		goto fail;
 	return c;
 fail:
 	consumer_free(c);
@@ -1135,6 +1237,7 @@ consumer_free(struct consumer *c)
 {
 	if (c == NULL)
 		return;
+	metrics_free(c->mx);
 	if (c->rk != NULL)
 		rd_kafka_destroy(c->rk);
 	if (c->rkp != NULL)
@@ -1382,6 +1485,8 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		 " batch_max_events=%zu flush_max_users=%zu",
 	    c->cfg->topic_events, c->cfg->group_id, c->model_version, model_n_items(c->m),
 	    c->cap_slots, c->cap_flush);
+	if (c->mx != NULL)
+		log_info("event=metrics_listening addr=%s", metrics_address(c->mx));
 	notify_status(c->notify, "waiting for a partition assignment");
 	c->next_flush_ms = now + c->cfg->flush_interval_ms;
 	c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
@@ -1425,6 +1530,8 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
 		}
 		notify_watchdog(c->notify, now);
+		if (c->mx != NULL)
+			metrics_serve(c->mx);
 	}
 	consumer_shutdown(c);
 	return c->fatal ? 1 : 0;

@@ -45,7 +45,28 @@ expected = e2e.offline_replay(model, csv_path, os.path.join(env["HARNESS_TMP"], 
 want = {u: v["events_applied"] for u, v in expected.items()}
 r = e2e.redis_client(env)
 prefix = env["REDIS_KEY_PREFIX"]
-conf = e2e.write_config(env, model, "d1", redis__timeout_ms=500)
+conf = e2e.write_config(env, model, "d1", redis__timeout_ms=500, metrics__listen="127.0.0.1:0")
+
+
+def scrape(path="/metrics"):
+    """The daemon's metrics as {name{labels}: value}; (status, dict)."""
+    import urllib.error
+    import urllib.request
+    addr = d.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
+    try:
+        with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as resp:
+            text = resp.read().decode()
+            status = resp.status
+    except urllib.error.HTTPError as ex:
+        return ex.code, {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            out[k] = float(v)
+    return status, out
+
+
 d = e2e.Daemon(env, conf, "d1").start()
 d.wait_log(r"event=assigned .*owned=4", 60)
 
@@ -63,10 +84,22 @@ if not d.alive():
     d.dump()
     e2e.fail("the daemon exited while Redis was unreachable")
 e2e.ok("Redis frozen mid-stream: the daemon paused its partitions and keeps running")
+st, mx = scrape()
+if st != 200 or mx.get("interestd_redis_up") != 0 or mx.get("interestd_events_applied_total", 0) <= 0:
+    e2e.fail(f"metrics while Redis is down: status {st}, redis_up {mx.get('interestd_redis_up')}")
+e2e.ok(f"/metrics answers while Redis is down: redis_up 0, "
+       f"{int(mx['interestd_events_applied_total'])} events applied, "
+       f"{int(mx['interestd_flush_failures_total'])} flush failures")
 thaw()
 d.wait_log(r"event=redis_recovered .*action=resume", 30)
 producer.join()
 e2e.ok("Redis back: the daemon resumed")
+st, mx = scrape()
+if mx.get("interestd_redis_up") != 1 or mx.get("interestd_partitions_owned") != 4:
+    e2e.fail(f"metrics after recovery: {mx}")
+if scrape("/other")[0] != 404:
+    e2e.fail("a path other than /metrics is not 404")
+e2e.ok("/metrics after recovery: redis_up 1, 4 partitions owned; other paths 404")
 
 # Everything of the first part applied, then Redis freezes with new events pending.
 part1 = {}
