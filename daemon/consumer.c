@@ -609,8 +609,8 @@ consumer_rewind(struct consumer *c)
 	for (size_t i = 0; i < c->n_slots; i++) {
 		const rd_kafka_message_t *rkm = c->slots[i].rkm;
 
-		if (c->slots[i].skip)
-			continue;
+		if (c->slots[i].skip == 1)
+			continue; /* not ours; skip == 2 (out of memory) is given back too */
 		if (rd_kafka_topic_partition_list_find(l, c->cfg->topic_events, rkm->partition) ==
 		    NULL)
 			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, rkm->partition)
@@ -652,8 +652,11 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		s->skip = 1;
 		if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+			/* Logged at counts 1, 2, 4, 8...: a persistent error must not flood. */
 			c->n.consumer_errors++;
-			log_warn("event=consumer_error error=\"%s\"", rd_kafka_message_errstr(rkm));
+			if ((c->n.consumer_errors & (c->n.consumer_errors - 1)) == 0)
+				log_warn("event=consumer_error count=%" PRIu64 " error=\"%s\"",
+				    c->n.consumer_errors, rd_kafka_message_errstr(rkm));
 		}
 		return;
 	}
@@ -669,6 +672,7 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		return;
 	}
 	if (ev.user_id_len == 0) {
+		s->derr = DECODE_MISSING_USER; /* counted with the decoder's own */
 		s->reason = DLQ_REASON_MISSING_USER;
 		snprintf(s->detail, sizeof(s->detail), "empty user_id");
 		return;
@@ -716,7 +720,7 @@ static void
 consumer_process_batch(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
-	int64_t now_wall = wall_ms();
+	int64_t now_wall = wall_ms(), now_mono = mono_ms();
 	int oom = 0;
 
 	if (c->n_slots == 0 || c->in_batch)
@@ -789,7 +793,7 @@ consumer_process_batch(struct consumer *c)
 				s->ts_ms, rkm->partition, rkm->offset };
 			users_mark_dirty(c->users, e);
 			if (e->since_snapshot++ == 0)
-				e->snapshot_mono_ms = mono_ms();
+				e->snapshot_mono_ms = now_mono;
 			if (e->since_snapshot >= c->snap_limit) {
 				consumer_apply_chunk(c);
 				consumer_snapshot(c, e);
