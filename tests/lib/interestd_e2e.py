@@ -411,8 +411,10 @@ def compare(r, prefix, expected, vec_tol=1e-5, check_applied=True):
 
 # ---- topics -------------------------------------------------------------------
 
-def consume_all(env, topic, want, timeout_s=60, group=None):
-    """Reads want messages (or what arrives within timeout_s) from the start of topic."""
+def consume_all(env, topic, want, timeout_s=60, group=None, settle_s=None):
+    """Reads want messages (or what arrives within timeout_s) from the start of topic.
+    With settle_s, stops settle_s after want - 1 messages arrived (to see whether one
+    more than expected turns up without waiting the whole timeout)."""
     from confluent_kafka import Consumer
     c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"],
                   "group.id": group or env["HARNESS_PREFIX"] + "reader-" + topic,
@@ -421,6 +423,9 @@ def consume_all(env, topic, want, timeout_s=60, group=None):
     out = []
     deadline = time.monotonic() + timeout_s
     while len(out) < want and time.monotonic() < deadline:
+        if settle_s is not None and len(out) >= want - 1:
+            deadline = min(deadline, time.monotonic() + settle_s)
+            settle_s = None
         m = c.poll(0.5)
         if m is None or m.error():
             continue
@@ -460,7 +465,8 @@ def ring_len(path):
 
 
 def read_snapshots(env, n, timeout_s=60):
-    """The first n InterestSnapshot records of the snapshot topic, decoded (fastavro)."""
+    """Up to n InterestSnapshot records of the snapshot topic, decoded (fastavro); ask
+    for one more than expected: the read stops 2 s after n - 1 arrived."""
     import io
     import fastavro
     def plain(x):  # without logicalType: timestamps stay integer milliseconds
@@ -470,7 +476,7 @@ def read_snapshots(env, n, timeout_s=60):
     with open(os.path.join(ROOT, "schemas", "interest_snapshot.avsc")) as f:
         schema = fastavro.parse_schema(plain(json.load(f)))
     out = []
-    for m in consume_all(env, env["SNAPSHOTS_TOPIC"], n, timeout_s):
+    for m in consume_all(env, env["SNAPSHOTS_TOPIC"], n, timeout_s, settle_s=2):
         v = m.value()
         if v[:2] != b"\xc3\x01":
             fail("a snapshot is not in single-object encoding")
