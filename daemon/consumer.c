@@ -42,6 +42,12 @@
 #define CONSUMER_SNAPSHOT_SCAN_MS 1000
 #define CONSUMER_LIST_MAX         512 /* partition list in a log line */
 #define CONSUMER_REWARM_MAX       64  /* ring_len's upper bound (schemas/modelfile.md) */
+/*
+ * Cached user states beyond this are evicted after a flush, least recently
+ * seen first (they reload from Redis on their next event). A constant until
+ * the config table has a key for it.
+ */
+#define CONSUMER_CACHE_MAX_USERS 1000000
 
 /* One partition of topic.events as this instance sees it. */
 struct part {
@@ -117,6 +123,7 @@ struct consumer {
 	int64_t next_retry_ms;
 	int64_t down_since_ms;
 
+	uint64_t batch_seq; /* batches processed: the cache's recency clock */
 	int64_t next_flush_ms;
 	int64_t next_stats_ms;
 	int64_t next_snapscan_ms;
@@ -420,17 +427,31 @@ consumer_commit(struct consumer *c, int32_t only)
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
-/* Flush then commit; on a Redis error enters the outage mode. */
+static void consumer_snapshot(struct consumer *c, struct user_entry *e);
+
+/* An evicted user's pending snapshot events go out first (they are in its ring). */
+static void
+consumer_evict_one(void *opaque, struct user_entry *e)
+{
+	consumer_snapshot(opaque, e);
+}
+
+/* Flush then commit; on a Redis error enters the outage mode. Then bounds the cache. */
 static int
 consumer_flush_commit(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
+	size_t n;
 
 	if (c->redis_down)
 		return -1;
 	if (consumer_flush(c, err, sizeof(err)) != 0) {
 		consumer_redis_down(c, "flush", err);
 		return -1;
+	}
+	if (users_count(c->users) > CONSUMER_CACHE_MAX_USERS) {
+		n = users_evict(c->users, CONSUMER_CACHE_MAX_USERS * 9 / 10, consumer_evict_one, c);
+		log_info("event=cache_evicted users=%zu cached=%zu", n, users_count(c->users));
 	}
 	return consumer_commit(c, -1);
 }
@@ -698,6 +719,7 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		s->skip = 2;
 		return;
 	}
+	s->e->touched = c->batch_seq;
 	s->item = (uint32_t)item;
 	s->type = ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW;
 	s->ts_ms = ev.ts_ms;
@@ -727,6 +749,7 @@ consumer_process_batch(struct consumer *c)
 		return;
 	c->in_batch = 1;
 	c->n_load = 0;
+	c->batch_seq++;
 	for (size_t i = 0; i < c->n_slots; i++) {
 		consumer_classify(c, &c->slots[i], now_wall);
 		oom |= c->slots[i].skip == 2;

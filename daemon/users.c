@@ -302,6 +302,47 @@ users_drop_all(struct users *u)
 }
 
 size_t
+users_evict(struct users *u, size_t max_users,
+    void (*before_drop)(void *opaque, struct user_entry *e), void *opaque)
+{
+	size_t dropped = 0;
+
+	while (u->count > max_users) {
+		long double sum = 0;
+		size_t n_clean = 0, round = 0;
+		uint64_t mean;
+
+		for (size_t i = 0; i < u->cap; i++)
+			if (u->slots[i] != NULL && !u->slots[i]->dirty) {
+				sum += (long double)u->slots[i]->touched;
+				n_clean++;
+			}
+		if (n_clean == 0)
+			break;
+		mean = (uint64_t)(sum / (long double)n_clean);
+		/* As in users_drop_partition: re-check a slot after a removal, two passes. */
+		for (int pass = 0; pass < 2 && u->count > max_users; pass++) {
+			for (size_t i = 0; i < u->cap && u->count > max_users; i++) {
+				struct user_entry *e;
+
+				while ((e = u->slots[i]) != NULL && !e->dirty &&
+				    e->touched <= mean && u->count > max_users) {
+					if (before_drop != NULL)
+						before_drop(opaque, e);
+					users_remove_slot(u, i);
+					users_entry_free(e);
+					round++;
+				}
+			}
+		}
+		dropped += round;
+		if (round == 0)
+			break;
+	}
+	return dropped;
+}
+
+size_t
 users_count(const struct users *u)
 {
 	return u->count;

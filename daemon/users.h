@@ -26,6 +26,7 @@ struct user_entry {
 	uint32_t since_snapshot;  /* events applied since the last snapshot */
 	int64_t snapshot_mono_ms; /* monotonic time of the last snapshot (or first event) */
 	size_t dirty_pos;         /* index in the dirty list while dirty (users.c) */
+	uint64_t touched;         /* caller's clock of the last event (users_evict) */
 };
 
 struct users;
@@ -69,6 +70,17 @@ void users_drop(struct users *u, struct user_entry *e);
 size_t users_drop_partition(struct users *u, int32_t partition);
 /* Drops every entry; returns how many. */
 size_t users_drop_all(struct users *u);
+
+/*
+ * Bounds the cache: while more than max_users are cached, drops the clean
+ * entries least recently touched (in rounds: every clean entry touched at or
+ * before the mean of the clean entries' touched values). before_drop (may be
+ * NULL) sees each entry just before it goes. Dirty entries are never
+ * dropped, so the count can stay above max_users. Returns how many were
+ * dropped.
+ */
+size_t users_evict(struct users *u, size_t max_users,
+    void (*before_drop)(void *opaque, struct user_entry *e), void *opaque);
 
 /* Number of cached users. */
 size_t users_count(const struct users *u);

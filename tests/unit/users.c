@@ -33,6 +33,31 @@ all_findable(struct users *u, int n, int dropped_part)
 	return 1;
 }
 
+static void
+count_evicted(void *opaque, struct user_entry *e)
+{
+	size_t *n = opaque;
+
+	*n += e->dirty == 0;
+}
+
+/* Every entry still in the table is found by its own id. */
+static int
+all_ok_after_evict(struct users *u)
+{
+	char id[32];
+	int ok = 1;
+
+	for (int i = 0; i < 1000; i++) {
+		int len = snprintf(id, sizeof(id), "ev-%d", i);
+		struct user_entry *e = users_get(u, id, (size_t)len);
+
+		if (e != NULL && strcmp(e->id, id) != 0)
+			ok = 0;
+	}
+	return ok;
+}
+
 int
 main(void)
 {
@@ -151,6 +176,43 @@ main(void)
 	e = users_upsert(u, "new-user", 8, 0, &created);
 	CHECK(e != NULL && created && e->us->hidden == 16, "new users get the new sizes");
 
+	/* Eviction: the least recently touched clean users go first, dirty ones never. */
+	users_drop_all(u);
+	for (int i = 0; i < 1000; i++) {
+		int len = snprintf(id, sizeof(id), "ev-%d", i);
+
+		e = users_upsert(u, id, (size_t)len, 0, &created);
+		e->touched = (uint64_t)i;
+		if (i < 10)
+			users_mark_dirty(u, e); /* the oldest ten are dirty */
+	}
+	{
+		size_t evicted = 0, gone_old = 0, kept_dirty = 0;
+
+		n = users_evict(u, 300, count_evicted, &evicted);
+		for (int i = 0; i < 1000; i++) {
+			int len = snprintf(id, sizeof(id), "ev-%d", i);
+
+			e = users_get(u, id, (size_t)len);
+			if (i < 10)
+				kept_dirty += e != NULL;
+			else if (i < 690)
+				gone_old += e == NULL;
+		}
+		CHECK(n == 700 && evicted == 700 && users_count(u) == 300,
+		    "evict to 300: dropped %zu (callback saw %zu), %zu left", n, evicted,
+		    users_count(u));
+		CHECK(kept_dirty == 10, "dirty users never evicted (%zu of 10 kept)", kept_dirty);
+		CHECK(gone_old >= 600,
+		    "mostly the least recently touched went (%zu of the oldest 680)", gone_old);
+		CHECK(all_ok_after_evict(u), "every survivor still found by id");
+		users_clean_all(u);
+		n = users_evict(u, 0, NULL, NULL);
+		CHECK(n == 300 && users_count(u) == 0, "evict to 0 when all clean");
+	}
+
+	users_upsert(u, "user-1", 6, 0, &created);
+	users_mark_dirty(u, users_get(u, "user-1", 6));
 	n = users_drop_all(u);
 	CHECK(n > 0 && users_count(u) == 0 && users_dirty_count(u) == 0 &&
 		users_get(u, "user-1", 6) == NULL,
