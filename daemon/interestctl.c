@@ -532,7 +532,7 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "interestctl: %s: a catalog, not a model (no weights)\n", model_path);
 		goto done;
 	}
-	ds = dataset_load(events_path, m, err, sizeof(err));
+	ds = dataset_load_order(events_path, m, DATASET_FILE_ORDER, err, sizeof(err));
 	if (ds == NULL) {
 		fprintf(stderr, "interestctl: %s\n", err);
 		goto done;

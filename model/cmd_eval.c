@@ -3,6 +3,8 @@
  * more trained models (one per seed) against Popularity, Markov and ItemKNN
  * on the same split, plus the cold-start check; prints a table and writes
  * the JSON summary. Also picks the seeded cold-item list for the cold run.
+ * Models are replayed and scored through the daemon's own code
+ * (model/updater.h, model/scorer.h), many users per SGEMM.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -14,13 +16,16 @@
 #include "dataset.h"
 #include "evaluate.h"
 #include "modelfile.h"
-#include "train.h"
+#include "scorer.h"
+#include "state.h"
+#include "updater.h"
 
 #define EX_USAGE 64
 #define EX_DATAERR 65
 #define EX_SOFTWARE 70
 #define MAX_MODELS 16
-#define REPLAY_BATCH 64
+#define REPLAY_USERS 4096             /* users replayed (states held) per chunk */
+#define REPLAY_BATCH 65536            /* events per updater_apply */
 
 struct eval_args {
 	const char *catalog, *interactions, *json, *dataset_name, *cold_model, *cold_items;
@@ -193,35 +198,94 @@ test_target(const struct dataset *ds, const struct eval_split *sp, uint32_t k)
 	return ev[sp->n_hist[k]].item;
 }
 
+/* What one model's pass over the split measures. */
+struct eval_pass {
+	struct eval_acc *ea;          /* every user's test target, or NULL */
+	float *p1;                    /* [n][n_tier1] filled with the users' tier-1 distributions, or NULL */
+	const float *p1_in;           /* [n][n_tier1] passed to eval_acc_add */
+	const uint8_t *cold;          /* count cold test targets only (HR@10 vs random), or NULL */
+	double cold_hits, cold_rand;
+	size_t cold_targets;
+};
+
 /*
- * Replays every split user through model file path; fills u [n][dim], feat
- * [n][2*n_nodes]. Returns the loaded model (caller frees) or NULL.
+ * Loads model file path, replays every split user's history with
+ * updater_apply (chunks of REPLAY_USERS users) and scores every item with
+ * scorer_interest + scorer_score_all, as the daemon would serve the user
+ * right before the test event; accumulates into ps. stamp [n_items] must be
+ * zero and is left zero. Returns 0, or -1 (printed).
  */
-static struct model *
-replay_model(const char *path, const struct model *cat, const struct dataset *ds,
-    const struct eval_split *sp, float *u, float *feat)
+static int
+eval_model(const char *path, const struct model *cat, const struct dataset *ds,
+    const struct eval_split *sp, uint32_t *stamp, float *scores, struct eval_pass *ps)
 {
 	char err[512];
 	struct model *m = model_load(path, err, sizeof(err));
-	struct train_view v;
+	struct updater *up = NULL;
+	struct scorer *sc = NULL;
+	struct user_state **us = NULL;
+	float *u = NULL;
+	uint32_t n_items = model_n_items(cat), n_tier1 = model_n_tier1(cat), chunk;
+	int ret = -1;
 
 	if (m == NULL) {
 		fprintf(stderr, "interest-eval: %s: %s\n", path, err);
-		return NULL;
+		return -1;
 	}
-	if (!model_has_weights(m) || model_n_items(m) != model_n_items(cat) ||
+	if (!model_has_weights(m) || model_n_items(m) != n_items ||
 	    model_dim(m) != model_dim(cat) || model_n_nodes(m) != model_n_nodes(cat)) {
 		fprintf(stderr, "interest-eval: %s: not a model of this catalog\n", path);
-		model_free(m);
-		return NULL;
+		goto done;
 	}
-	train_view_of_model(&v, m);
-	if (train_replay(&v, ds, sp->users, sp->n_hist, sp->n, REPLAY_BATCH, u, feat) < 0) {
-		fprintf(stderr, "interest-eval: out of memory\n");
-		model_free(m);
-		return NULL;
+	chunk = sp->n < REPLAY_USERS ? sp->n : REPLAY_USERS;
+	up = updater_new(m, REPLAY_BATCH);
+	sc = scorer_new(m);
+	us = calloc((size_t)chunk + 1, sizeof(*us));
+	u = malloc(model_dim(m) * sizeof(float));
+	if (up == NULL || sc == NULL || us == NULL || u == NULL)
+		goto nomem;
+	for (uint32_t j = 0; j < chunk; j++)
+		if ((us[j] = state_new(model_hparams(m))) == NULL)
+			goto nomem;
+	for (uint32_t k0 = 0; k0 < sp->n; k0 += chunk) {
+		uint32_t nk = sp->n - k0 < chunk ? sp->n - k0 : chunk;
+		if (eval_replay(up, ds, sp->users + k0, sp->n_hist + k0, nk, REPLAY_BATCH, us) < 0)
+			goto nomem;
+		for (uint32_t j = 0; j < nk; j++) {
+			uint32_t k = k0 + j, tg = test_target(ds, sp, k), mark = k + 1;
+			if (ps->cold != NULL && !ps->cold[tg])
+				continue;
+			stamp_history(ds, sp, k, stamp, mark);
+			scorer_interest(m, us[j], u);
+			scorer_score_all(sc, us[j], u, scores);
+			if (ps->p1 != NULL)
+				eval_tier1_dist(m, us[j], ps->p1 + (size_t)k * n_tier1);
+			if (ps->ea != NULL)
+				eval_acc_add(ps->ea, scores, tg, stamp, mark, ps->p1_in + (size_t)k * n_tier1);
+			if (ps->cold != NULL) {
+				uint32_t excl = 0;
+				for (uint32_t i = 0; i < n_items; i++)
+					excl += (stamp[i] == mark && i != tg);
+				ps->cold_hits += eval_rank(scores, n_items, tg, stamp, mark) < EVAL_TOPK;
+				ps->cold_rand += fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
+				ps->cold_targets++;
+			}
+		}
 	}
-	return m;
+	ret = 0;
+	goto done;
+nomem:
+	fprintf(stderr, "interest-eval: %s: out of memory\n", path);
+done:
+	memset(stamp, 0, n_items * sizeof(uint32_t));
+	for (uint32_t j = 0; us != NULL && j < chunk; j++)
+		state_free(us[j]);
+	free(us);
+	free(u);
+	scorer_free(sc);
+	updater_free(up);
+	model_free(m);
+	return ret;
 }
 
 static int
@@ -278,13 +342,13 @@ int
 main(int argc, char **argv)
 {
 	struct eval_args a = { 0 };
-	struct model *cat = NULL, *m = NULL;
+	struct model *cat = NULL;
 	struct dataset *ds = NULL;
 	struct eval_split sp = { 0 };
 	struct eval_baselines *bl = NULL;
 	struct eval_acc *ea = NULL;
-	float *u = NULL, *feat = NULL, *scores = NULL, *p1 = NULL;
-	uint32_t *stamp = NULL, n_tier1, nn, dim, n_items;
+	float *scores = NULL, *p1 = NULL;
+	uint32_t *stamp = NULL, n_tier1, n_items;
 	uint8_t *cold = NULL;
 	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
 	double base[EVAL_N_BASELINES][EVAL_N_METRICS];
@@ -317,44 +381,29 @@ main(int argc, char **argv)
 		goto nomem;
 	n_items = model_n_items(cat);
 	n_tier1 = model_n_tier1(cat);
-	nn = model_n_nodes(cat);
-	dim = model_dim(cat);
-	u = malloc(((size_t)sp.n + 1) * dim * sizeof(float));
-	feat = malloc(((size_t)sp.n + 1) * 2 * nn * sizeof(float));
 	p1 = calloc(((size_t)sp.n + 1) * n_tier1, sizeof(float));
 	scores = malloc((size_t)n_items * sizeof(float));
 	stamp = calloc(n_items, sizeof(uint32_t));
-	if (!u || !feat || !p1 || !scores || !stamp)
+	if (!p1 || !scores || !stamp)
 		goto nomem;
 	fprintf(stderr, "interest-eval: %s: %u users evaluated (of %u), %u items, %zu events\n",
 	    a.dataset_name, sp.n, ds->n_users, n_items, ds->n_events);
 
-	/* The LSTM, one model per seed. */
+	/* The LSTM, one model per seed; the first also gives the users' tier-1 distributions. */
 	for (uint32_t s = 0; s < a.n_models; s++) {
-		m = replay_model(a.models[s], cat, ds, &sp, u, feat);
-		if (m == NULL) {
-			rc = EX_DATAERR;
-			goto done;
-		}
-		struct train_view v;
-		train_view_of_model(&v, m);
+		struct eval_pass ps = { 0 };
 		if ((ea = eval_acc_new(cat)) == NULL)
 			goto nomem;
-		for (uint32_t k = 0; k < sp.n; k++) {
-			const float *fk = feat + (size_t)k * 2 * nn;
-			if (s == 0) /* the user's long-term tier-1 distribution, for calibration */
-				memcpy(p1 + (size_t)k * n_tier1, fk + nn, n_tier1 * sizeof(float));
-			stamp_history(ds, &sp, k, stamp, k + 1);
-			train_score(&v, u + (size_t)k * dim, fk, scores);
-			eval_acc_add(ea, scores, test_target(ds, &sp, k), stamp, k + 1,
-			    p1 + (size_t)k * n_tier1);
+		ps.ea = ea;
+		ps.p1 = s == 0 ? p1 : NULL;
+		ps.p1_in = p1;
+		if (eval_model(a.models[s], cat, ds, &sp, stamp, scores, &ps) < 0) {
+			rc = EX_DATAERR;
+			goto done;
 		}
 		eval_acc_result(ea, per_seed[s]);
 		eval_acc_free(ea);
 		ea = NULL;
-		model_free(m);
-		m = NULL;
-		memset(stamp, 0, n_items * sizeof(uint32_t));
 	}
 	for (int k = 0; k < EVAL_N_METRICS; k++) {
 		double col[MAX_MODELS];
@@ -405,29 +454,16 @@ main(int argc, char **argv)
 		fclose(fp);
 		if (cold == NULL)
 			goto nomem;
-		m = replay_model(a.cold_model, cat, ds, &sp, u, feat);
-		if (m == NULL) {
+		struct eval_pass ps = { 0 };
+		ps.cold = cold;
+		if (eval_model(a.cold_model, cat, ds, &sp, stamp, scores, &ps) < 0) {
 			rc = EX_DATAERR;
 			goto done;
 		}
-		struct train_view v;
-		train_view_of_model(&v, m);
-		for (uint32_t k = 0; k < sp.n; k++) {
-			uint32_t tg = test_target(ds, &sp, k), excl = 0, rank;
-			if (!cold[tg])
-				continue;
-			stamp_history(ds, &sp, k, stamp, k + 1);
-			for (uint32_t i = 0; i < n_items; i++)
-				excl += (stamp[i] == k + 1 && i != tg);
-			train_score(&v, u + (size_t)k * dim, feat + (size_t)k * 2 * nn, scores);
-			rank = eval_rank(scores, n_items, tg, stamp, k + 1);
-			cold_hits += rank < EVAL_TOPK;
-			cold_rand += fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
-			cold_targets++;
-		}
+		cold_hits = ps.cold_hits;
+		cold_rand = ps.cold_rand;
+		cold_targets = ps.cold_targets;
 		have_cold = 1;
-		model_free(m);
-		m = NULL;
 	}
 
 	/* Table. */
@@ -506,13 +542,10 @@ nomem:
 done:
 	eval_acc_free(ea);
 	eval_baselines_free(bl);
-	model_free(m);
 	free(cold);
 	free(stamp);
 	free(scores);
 	free(p1);
-	free(feat);
-	free(u);
 	eval_split_fini(&sp);
 	dataset_free(ds);
 	model_free(cat);

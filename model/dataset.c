@@ -1,6 +1,7 @@
 /*
  * Reader of the generic interactions CSV (schemas/items.md) into per-user
- * time-ordered sequences. Plain CSV with optional double-quoted fields.
+ * sequences, time-ordered or in file order. Plain CSV with optional
+ * double-quoted fields.
  */
 #include "dataset.h"
 
@@ -154,8 +155,9 @@ dataset_users_get(struct dataset_users *um, const char *id, size_t len)
 	return um->n++;
 }
 
+/* DATASET_TIME_ORDER: by user, then time, then file line. */
 static int
-dataset_row_cmp(const void *a, const void *b)
+dataset_row_cmp_time(const void *a, const void *b)
 {
 	const struct dataset_row *x = a, *y = b;
 
@@ -163,6 +165,17 @@ dataset_row_cmp(const void *a, const void *b)
 		return x->user < y->user ? -1 : 1;
 	if (x->e.ts_ms != y->e.ts_ms)
 		return x->e.ts_ms < y->e.ts_ms ? -1 : 1;
+	return x->line < y->line ? -1 : (x->line > y->line);
+}
+
+/* DATASET_FILE_ORDER: by user, then file line. */
+static int
+dataset_row_cmp_file(const void *a, const void *b)
+{
+	const struct dataset_row *x = a, *y = b;
+
+	if (x->user != y->user)
+		return x->user < y->user ? -1 : 1;
 	return x->line < y->line ? -1 : (x->line > y->line);
 }
 
@@ -208,6 +221,13 @@ dataset_parse_float(const char *s, size_t len, float *out)
 
 struct dataset *
 dataset_load(const char *path, const struct model *cat, char *errstr, size_t errstr_size)
+{
+	return dataset_load_order(path, cat, DATASET_TIME_ORDER, errstr, errstr_size);
+}
+
+struct dataset *
+dataset_load_order(const char *path, const struct model *cat, enum dataset_order order,
+    char *errstr, size_t errstr_size)
 {
 	FILE *fp = NULL;
 	char *line = NULL;
@@ -304,7 +324,8 @@ dataset_load(const char *path, const struct model *cat, char *errstr, size_t err
 		snprintf(errstr, errstr_size, "%s: empty file", path);
 		goto fail;
 	}
-	qsort(rows, n_rows, sizeof(*rows), dataset_row_cmp);
+	qsort(rows, n_rows, sizeof(*rows),
+	    order == DATASET_FILE_ORDER ? dataset_row_cmp_file : dataset_row_cmp_time);
 
 	ds = calloc(1, sizeof(*ds));
 	if (ds == NULL)

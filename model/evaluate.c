@@ -10,6 +10,8 @@
 
 #include "dataset.h"
 #include "modelfile.h"
+#include "state.h"
+#include "updater.h"
 
 #define EVAL_KNN_LAST 5                /* ItemKNN scores from the user's last 5 items */
 #define EVAL_TIE_SCALE 1e-4f           /* popularity tie-break, below any real score step */
@@ -23,6 +25,68 @@ const char *
 eval_metric_name(enum eval_metric k)
 {
 	return (unsigned)k < EVAL_N_METRICS ? eval_metric_names[k] : "?";
+}
+
+int
+eval_replay(struct updater *up, const struct dataset *ds, const uint32_t *users,
+    const uint32_t *n_hist, size_t n, size_t max_batch, struct user_state **states)
+{
+	struct update_event *batch;
+	size_t nb = 0;
+	int ret = -1;
+
+	if (max_batch == 0)
+		return -1;
+	batch = malloc(max_batch * sizeof(*batch));
+	if (batch == NULL)
+		return -1;
+	/*
+	 * Users' histories back to back: the updater groups a batch into waves
+	 * (the k-th event of every user in it), so many users share each SGEMM;
+	 * a history cut by a full batch continues in the next one.
+	 */
+	for (size_t k = 0; k < n; k++) {
+		size_t cnt;
+		const struct dataset_event *ev = dataset_user(ds, users[k], &cnt);
+
+		state_reset(states[k]);
+		for (uint32_t j = 0; j < n_hist[k] && j < cnt; j++) {
+			batch[nb].us = states[k];
+			batch[nb].item = ev[j].item;
+			batch[nb].type = ev[j].type;
+			batch[nb].ts_ms = ev[j].ts_ms;
+			batch[nb].partition = -1;
+			batch[nb].offset = (int64_t)j;
+			if (++nb == max_batch) {
+				if (updater_apply(up, batch, nb) < 0)
+					goto done;
+				nb = 0;
+			}
+		}
+	}
+	if (nb > 0 && updater_apply(up, batch, nb) < 0)
+		goto done;
+	ret = 0;
+done:
+	free(batch);
+	return ret;
+}
+
+void
+eval_tier1_dist(const struct model *m, const struct user_state *us, float *p1)
+{
+	uint32_t n1 = model_n_tier1(m);
+	double sum = 0;
+
+	memset(p1, 0, n1 * sizeof(float));
+	for (uint16_t t = 0; t < us->n_tiers; t++)
+		if (us->tiers[t].node < n1 && us->tiers[t].w_long > 0)
+			sum += us->tiers[t].w_long;
+	if (!(sum > 0))
+		return;
+	for (uint16_t t = 0; t < us->n_tiers; t++)
+		if (us->tiers[t].node < n1 && us->tiers[t].w_long > 0)
+			p1[us->tiers[t].node] = (float)(us->tiers[t].w_long / sum);
 }
 
 /* a ranks before b: higher score, ties to the lower index. */

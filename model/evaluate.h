@@ -12,6 +12,8 @@
 
 struct dataset;
 struct model;
+struct updater;
+struct user_state;
 
 #define EVAL_MIN_EVENTS 5              /* users with fewer interactions are dropped */
 #define EVAL_TOPK 10
@@ -43,6 +45,24 @@ struct eval_split {
 };
 int eval_split_make(const struct dataset *ds, struct eval_split *sp);
 void eval_split_fini(struct eval_split *sp);
+
+/*
+ * The serving path offline: resets states[k] and applies the first n_hist[k]
+ * events of dataset user users[k] (k < n) through updater_apply, exactly as
+ * the daemon would (partition -1, offsets numbering the events), packed into
+ * batches of up to max_batch events (up must have been made for at least
+ * that many) so each wave is one SGEMM across users. Score with
+ * scorer_interest() and scorer_score_all() afterwards. Returns 0, or -1 if
+ * max_batch is 0, on ENOMEM or if the updater refuses a batch.
+ */
+int eval_replay(struct updater *up, const struct dataset *ds, const uint32_t *users,
+    const uint32_t *n_hist, size_t n, size_t max_batch, struct user_state **states);
+
+/*
+ * The user's long-term tier-1 weight distribution into p1[n_tier1] (sums to
+ * 1, or all zero without tier-1 weight), for calibration metrics.
+ */
+void eval_tier1_dist(const struct model *m, const struct user_state *us, float *p1);
 
 /* Accumulates metrics over users (one instance per method). */
 struct eval_acc;

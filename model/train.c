@@ -1,8 +1,9 @@
 /*
  * The trainer (see train.h): parameters in one flat array laid out like the
  * WGHT section, session-parallel lanes of users stepped through lstm_forward,
- * softmax over candidate items, BPTT through lstm_backward, Adam. Also the
- * forward-only replay and scoring used for validation and interest-eval.
+ * softmax over candidate items, BPTT through lstm_backward, Adam; validation
+ * through the serving path (a written model file, updater, scorer); the
+ * content placement of items without training events.
  */
 #include "train.h"
 
@@ -16,13 +17,19 @@
 #include "dataset.h"
 #include "evaluate.h"
 #include "lstm.h"
+#include "scorer.h"
 #include "state.h"
+#include "updater.h"
 
 #define TRAIN_NONE UINT32_MAX
 #define TRAIN_ADAM_B1 0.9f
 #define TRAIN_ADAM_B2 0.999f
 #define TRAIN_ADAM_EPS 1e-8f
-#define TRAIN_RARE_MAX 5              /* items seen at most this often set the cold-item bias prior */
+#define TRAIN_MS_PER_S 1000.0
+#define TRAIN_VAL_USERS 4096          /* validation users replayed per chunk */
+#define TRAIN_VAL_BATCH 65536         /* events per updater_apply in validation */
+#define TRAIN_PLACE_FOLDS 5           /* cross-validation folds of the placement ridge */
+#define TRAIN_PLACE_MAX_FIT 50000     /* trained items used to fit the placement, at most */
 #define TRAIN_SAMPLED_AUTO 50000      /* above this many items, sampled softmax by default */
 #define TRAIN_SAMPLED_DEFAULT 2048
 
@@ -110,144 +117,27 @@ train_tier_features(const struct model *m, const struct user_state *us, float *f
 	}
 }
 
-/* Input row of one event: model embedding (EMBD + R) of item, T[type], gap. */
+/*
+ * Input row of one event: model embedding (EMBD + R) of item, T[type], gap.
+ * The gap is measured as the updater measures it: from the newest event time
+ * applied to the user so far (us->t_ref_ms, before this event's tier update),
+ * 0 for the first event and for an event older than that.
+ */
 static void
 train_input_row(const struct model *m, const struct model_weights *w, uint32_t E,
-    const struct dataset_event *ev, const struct dataset_event *prev, float *x)
+    const struct dataset_event *ev, const struct user_state *us, float *x)
 {
 	uint32_t dim = model_dim(m);
 	const float *emb = model_llm_embeddings(m) + (size_t)ev->item * dim;
 	const float *r = w->R + (size_t)ev->item * dim;
-	double dt_s = prev ? (double)(ev->ts_ms - prev->ts_ms) / 1000.0 : 0.0;
+	double dt_s = 0.0;
 
+	if (us->t_ref_ms != STATE_NO_TIME && ev->ts_ms > us->t_ref_ms)
+		dt_s = ((double)ev->ts_ms - (double)us->t_ref_ms) / TRAIN_MS_PER_S;
 	for (uint32_t k = 0; k < dim; k++)
 		x[k] = emb[k] + r[k];
 	memcpy(x + dim, w->T + (size_t)ev->type * E, E * sizeof(float));
 	x[dim + E] = lstm_gap_feature(dt_s);
-}
-
-void
-train_view_of_model(struct train_view *v, const struct model *m)
-{
-	v->m = m;
-	v->w = model_weights(m);
-	v->E = model_item_embeddings(m);
-}
-
-void
-train_score(const struct train_view *v, const float *u, const float *feat, float *scores)
-{
-	const struct model *m = v->m;
-	uint32_t n = model_n_items(m), dim = model_dim(m), nn = model_n_nodes(m);
-	const float *al = v->w->alpha;
-
-	cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)dim, 1.0f, v->E, (int)dim,
-	    u, 1, 0.0f, scores, 1);
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t t1 = model_item_tier1(m, i), t2 = model_item_tier2(m, i);
-		float s = scores[i] + v->w->ib[i];
-		if (t1 < nn)
-			s += al[0] * feat[t1] + al[1] * feat[nn + t1];
-		if (t2 < nn)
-			s += al[2] * feat[t2] + al[3] * feat[nn + t2];
-		scores[i] = s;
-	}
-}
-
-int
-train_replay(const struct train_view *v, const struct dataset *ds,
-    const uint32_t *users, const uint32_t *n_hist, size_t n, uint32_t batch,
-    float *u_out, float *feat_out)
-{
-	const struct model *m = v->m;
-	const struct model_hparams *hp = model_hparams(m);
-	uint32_t H = hp->hidden, E = hp->type_dim, dim = model_dim(m), din = model_din(m);
-	uint32_t nn = model_n_nodes(m);
-	size_t K = (size_t)din + H;
-	float *xh = NULL, *c = NULL, *h = NULL, *acts = NULL;
-	size_t *lane_k = NULL, *lane_pos = NULL, next = 0;
-	struct user_state **us = NULL;
-	int ret = -1;
-
-	if (batch == 0)
-		batch = 1;
-	xh = calloc((size_t)batch * K, sizeof(float));
-	c = calloc((size_t)batch * H, sizeof(float));
-	h = calloc((size_t)batch * H, sizeof(float));
-	acts = calloc((size_t)batch * 4 * H, sizeof(float));
-	lane_k = malloc(batch * sizeof(*lane_k));
-	lane_pos = calloc(batch, sizeof(*lane_pos));
-	us = calloc(batch, sizeof(*us));
-	if (!xh || !c || !h || !acts || !lane_k || !lane_pos || !us)
-		goto done;
-	for (uint32_t b = 0; b < batch; b++) {
-		us[b] = state_new(hp);
-		if (us[b] == NULL)
-			goto done;
-		lane_k[b] = SIZE_MAX;
-	}
-
-	for (;;) {
-		int active = 0;
-		/* Give idle lanes a user; users with no history finish at once. */
-		for (uint32_t b = 0; b < batch; b++) {
-			while (lane_k[b] == SIZE_MAX && next < n) {
-				size_t k = next++;
-				if (n_hist[k] == 0) {
-					memcpy(u_out + k * dim, v->w->pb, dim * sizeof(float));
-					memset(feat_out + k * 2 * nn, 0, 2 * (size_t)nn * sizeof(float));
-					continue;
-				}
-				lane_k[b] = k;
-				lane_pos[b] = 0;
-				memset(h + (size_t)b * H, 0, H * sizeof(float));
-				memset(c + (size_t)b * H, 0, H * sizeof(float));
-				state_reset(us[b]);
-			}
-		}
-		for (uint32_t b = 0; b < batch; b++) {
-			float *row = xh + (size_t)b * K;
-			if (lane_k[b] == SIZE_MAX) {
-				memset(row, 0, K * sizeof(float));
-				continue;
-			}
-			size_t cnt;
-			const struct dataset_event *ev = dataset_user(ds, users[lane_k[b]], &cnt);
-			size_t p = lane_pos[b];
-			train_input_row(m, v->w, E, &ev[p], p ? &ev[p - 1] : NULL, row);
-			memcpy(row + din, h + (size_t)b * H, H * sizeof(float));
-			state_tiers_apply(us[b], m, ev[p].item, ev[p].type, ev[p].ts_ms);
-			active = 1;
-		}
-		if (!active)
-			break;
-		lstm_forward(v->w->W, v->w->b, din, H, batch, xh, c, h, acts);
-		for (uint32_t b = 0; b < batch; b++) {
-			size_t k = lane_k[b];
-			if (k == SIZE_MAX)
-				continue;
-			if (++lane_pos[b] < n_hist[k])
-				continue;
-			/* u = P h + pb, then the tier features as of the last event. */
-			memcpy(u_out + k * dim, v->w->pb, dim * sizeof(float));
-			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)dim, (int)H, 1.0f, v->w->P,
-			    (int)H, h + (size_t)b * H, 1, 1.0f, u_out + k * dim, 1);
-			train_tier_features(m, us[b], feat_out + k * 2 * nn);
-			lane_k[b] = SIZE_MAX;
-		}
-	}
-	ret = 0;
-done:
-	for (uint32_t b = 0; us != NULL && b < batch; b++)
-		state_free(us[b]);
-	free(us);
-	free(lane_pos);
-	free(lane_k);
-	free(acts);
-	free(h);
-	free(c);
-	free(xh);
-	return ret;
 }
 
 /* ---- the trainer ---- */
@@ -265,7 +155,11 @@ struct trainer {
 	float *theta, *grad, *am, *av, *best;
 	struct model_weights w, gw;   /* pointers into theta / grad */
 	uint64_t adam_t;
-	float *Efull;                 /* EMBD + R, refreshed before validation */
+	float *served;                /* [n_par] weights as written: theta + content placement */
+	struct model_weights sw;      /* pointers into served */
+	char *tmp_path;               /* model file written and reloaded for validation */
+	uint8_t *trained;             /* [n_items] item has training events */
+	double lambda_R, lambda_ib;   /* placement ridge strengths last chosen */
 
 	/* Training sequences: events of cold items removed, holdout cut. */
 	uint32_t n_seq;
@@ -302,8 +196,14 @@ struct trainer {
 	/* Validation. */
 	struct eval_split val;
 	uint32_t *val_hist;
-	float *val_u, *val_feat, *val_scores;
+	float *val_scores, *val_u;
 	uint32_t *stamp;
+	struct user_state **val_us;   /* [TRAIN_VAL_USERS] */
+	size_t n_val_us;
+
+	/* The last window's positions, for serving-equivalence tests. */
+	uint32_t *pos_seq, *pos_applied;
+	double *pos_ce;
 	double best_val;
 	uint64_t rng;
 };
@@ -356,39 +256,223 @@ trainer_init_params(struct trainer *tr)
 	return 0;
 }
 
-/* Items never seen in training get the mean bias of rare items (a prior, not a push-down). */
-static void
-trainer_cold_bias(struct trainer *tr)
-{
-	float *ib = trainer_block(tr->theta, tr->theta, tr->w.ib);
-	double s = 0, s_all = 0;
-	size_t n = 0, n_all = 0;
-	float prior;
+/* ---- content placement of untrained items ---- */
 
-	for (uint32_t i = 0; i < tr->n_items; i++) {
-		if (tr->item_count[i] == 0)
-			continue;
-		s_all += ib[i];
-		n_all++;
-		if (tr->item_count[i] <= TRAIN_RARE_MAX) {
-			s += ib[i];
-			n++;
+/* In-place Cholesky A = L L^T of A [n][n] (lower triangle); -1 if not positive definite. */
+static int
+place_cholesky(double *A, size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		double d = A[j * n + j];
+		for (size_t k = 0; k < j; k++)
+			d -= A[j * n + k] * A[j * n + k];
+		if (!(d > 0))
+			return -1;
+		d = sqrt(d);
+		A[j * n + j] = d;
+		for (size_t i = j + 1; i < n; i++) {
+			double v = A[i * n + j];
+			for (size_t k = 0; k < j; k++)
+				v -= A[i * n + k] * A[j * n + k];
+			A[i * n + j] = v / d;
 		}
 	}
-	prior = n ? (float)(s / (double)n) : n_all ? (float)(s_all / (double)n_all) : 0.0f;
-	for (uint32_t i = 0; i < tr->n_items; i++)
-		if (tr->item_count[i] == 0)
-			ib[i] = prior;
+	return 0;
 }
 
+/* Solves L L^T X = B for B [n][m] in place (L from place_cholesky). */
 static void
-trainer_refresh_E(struct trainer *tr)
+place_solve(const double *L, size_t n, double *B, size_t m)
 {
-	const float *emb = model_llm_embeddings(tr->cat);
-	size_t n = (size_t)tr->n_items * tr->dim;
+	cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit,
+	    (int)n, (int)m, 1.0, L, (int)n, B, (int)m);
+	cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit,
+	    (int)n, (int)m, 1.0, L, (int)n, B, (int)m);
+}
 
-	for (size_t k = 0; k < n; k++)
-		tr->Efull[k] = emb[k] + tr->w.R[k];
+/* W [p][q] = (G + lambda * diag(1,..,1,0))^-1 C; the last feature (intercept) is not shrunk. */
+static int
+place_ridge(const double *G, const double *C, size_t p, size_t q, double lambda,
+    double *A, double *W)
+{
+	memcpy(A, G, p * p * sizeof(double));
+	for (size_t k = 0; k + 1 < p; k++)
+		A[k * p + k] += lambda;
+	if (place_cholesky(A, p) < 0)
+		return -1;
+	memcpy(W, C, p * q * sizeof(double));
+	place_solve(A, p, W, q);
+	return 0;
+}
+
+int
+train_place_untrained(const struct model *cat, const uint8_t *trained, float *R, float *ib,
+    double *lambda_R, double *lambda_ib)
+{
+	static const double grid[] = { 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4 };
+	enum { N_GRID = sizeof(grid) / sizeof(grid[0]) };
+	uint32_t n_items = model_n_items(cat), dim = model_dim(cat);
+	const float *emb = model_llm_embeddings(cat);
+	size_t p = (size_t)dim + 1, q = p, n_tr = 0, n_fit = 0, stride, fold_off[TRAIN_PLACE_FOLDS + 1];
+	double *X = NULL, *Y = NULL, *G = NULL, *C = NULL, *Gf = NULL, *Cf = NULL, *A = NULL;
+	double *W = NULL, *P = NULL, err_R[N_GRID] = { 0 }, err_ib[N_GRID] = { 0 }, ib_shift = 0;
+	uint32_t *fit = NULL, *pick = NULL;
+	size_t n_seen = 0, n_pick = 0;
+	int ret = -1, best_R = N_GRID - 1, best_ib = N_GRID - 1;
+
+	for (uint32_t i = 0; i < n_items; i++)
+		n_tr += trained[i] != 0;
+	if (n_tr == n_items)
+		return 0;
+	if (n_tr == 0) {
+		/* Nothing to learn from: untrained items sit at their LLM embedding. */
+		memset(R, 0, (size_t)n_items * dim * sizeof(float));
+		memset(ib, 0, n_items * sizeof(float));
+		return 0;
+	}
+	/* Every stride-th trained item (all of them up to TRAIN_PLACE_MAX_FIT), fold-contiguous. */
+	stride = (n_tr + TRAIN_PLACE_MAX_FIT - 1) / TRAIN_PLACE_MAX_FIT;
+	fit = malloc(n_tr * sizeof(uint32_t));
+	pick = malloc(n_tr * sizeof(uint32_t));
+	if (fit == NULL || pick == NULL)
+		goto done;
+	for (uint32_t i = 0; i < n_items; i++)
+		if (trained[i] && n_seen++ % stride == 0)
+			pick[n_pick++] = i;
+	/* Fold f holds picks f, f + FOLDS, ...: items of every region of the catalog. */
+	for (size_t f = 0; f < TRAIN_PLACE_FOLDS; f++) {
+		fold_off[f] = n_fit;
+		for (size_t r = f; r < n_pick; r += TRAIN_PLACE_FOLDS)
+			fit[n_fit++] = pick[r];
+	}
+	fold_off[TRAIN_PLACE_FOLDS] = n_fit;
+	X = malloc(n_fit * p * sizeof(double));
+	Y = malloc(n_fit * q * sizeof(double));
+	G = malloc(p * p * sizeof(double));
+	C = malloc(p * q * sizeof(double));
+	Gf = malloc(p * p * sizeof(double));
+	Cf = malloc(p * q * sizeof(double));
+	A = malloc(p * p * sizeof(double));
+	W = malloc(p * q * sizeof(double));
+	P = malloc(n_fit * q * sizeof(double));
+	if (!X || !Y || !G || !C || !Gf || !Cf || !A || !W || !P)
+		goto done;
+	for (size_t r = 0; r < n_fit; r++) {
+		size_t i = fit[r];
+		for (uint32_t k = 0; k < dim; k++) {
+			X[r * p + k] = emb[i * dim + k];
+			Y[r * q + k] = R[i * dim + k];
+		}
+		X[r * p + dim] = 1.0;
+		Y[r * q + dim] = ib[i];
+	}
+	cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p, (int)n_fit, 1.0,
+	    X, (int)p, X, (int)p, 0.0, G, (int)p);
+	cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q, (int)n_fit, 1.0,
+	    X, (int)p, Y, (int)q, 0.0, C, (int)q);
+
+	/* Held-out squared error of each strength, R and ib apart, fold by fold. */
+	if (n_fit >= 2 * TRAIN_PLACE_FOLDS) {
+		for (size_t f = 0; f < TRAIN_PLACE_FOLDS; f++) {
+			size_t lo = fold_off[f], nf = fold_off[f + 1] - lo;
+			if (nf == 0)
+				continue;
+			/* Gram and cross products of the other folds: totals minus this fold's. */
+			memcpy(Gf, G, p * p * sizeof(double));
+			memcpy(Cf, C, p * q * sizeof(double));
+			cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p, (int)nf,
+			    -1.0, X + lo * p, (int)p, X + lo * p, (int)p, 1.0, Gf, (int)p);
+			cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q, (int)nf,
+			    -1.0, X + lo * p, (int)p, Y + lo * q, (int)q, 1.0, Cf, (int)q);
+			for (int g = 0; g < N_GRID; g++) {
+				if (place_ridge(Gf, Cf, p, q, grid[g], A, W) < 0) {
+					err_R[g] = err_ib[g] = INFINITY;
+					continue;
+				}
+				cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nf, (int)q,
+				    (int)p, 1.0, X + lo * p, (int)p, W, (int)q, 0.0, P, (int)q);
+				for (size_t r = 0; r < nf; r++) {
+					const double *y = Y + (lo + r) * q, *yh = P + r * q;
+					for (uint32_t k = 0; k < dim; k++)
+						err_R[g] += (y[k] - yh[k]) * (y[k] - yh[k]);
+					err_ib[g] += (y[dim] - yh[dim]) * (y[dim] - yh[dim]);
+				}
+			}
+		}
+		for (int g = 0; g < N_GRID; g++) {
+			if (err_R[g] < err_R[best_R])
+				best_R = g;
+			if (err_ib[g] < err_ib[best_ib])
+				best_ib = g;
+		}
+	}
+
+	/*
+	 * Scores are logits: what ranks an item is exp(ib), and the mean of
+	 * exp(ib) under a prediction error of variance s2 is exp(mean + s2 / 2).
+	 * s2 is the held-out variance of the chosen fit, so a new item is ranked
+	 * by its expected weight rather than by its (lower) median one.
+	 */
+	if (n_fit >= 2 * TRAIN_PLACE_FOLDS && isfinite(err_ib[best_ib]))
+		ib_shift = 0.5 * err_ib[best_ib] / (double)n_fit;
+
+	/* Refit on every fit item: R with its strength, ib with its own. */
+	for (int pass = 0; pass < 2; pass++) {
+		double lambda = grid[pass == 0 ? best_R : best_ib];
+		if (place_ridge(G, C, p, q, lambda, A, W) < 0)
+			goto done;
+		for (uint32_t i = 0; i < n_items; i++) {
+			if (trained[i])
+				continue;
+			const float *e = emb + (size_t)i * dim;
+			if (pass == 0) {
+				for (uint32_t k = 0; k < dim; k++) {
+					double v = W[(size_t)dim * q + k];
+					for (uint32_t j = 0; j < dim; j++)
+						v += e[j] * W[(size_t)j * q + k];
+					R[(size_t)i * dim + k] = (float)v;
+				}
+			} else {
+				double v = W[(size_t)dim * q + dim] + ib_shift;
+				for (uint32_t j = 0; j < dim; j++)
+					v += e[j] * W[(size_t)j * q + dim];
+				ib[i] = (float)v;
+			}
+		}
+	}
+	if (lambda_R != NULL)
+		*lambda_R = grid[best_R];
+	if (lambda_ib != NULL)
+		*lambda_ib = grid[best_ib];
+	ret = 0;
+done:
+	free(pick);
+	free(fit);
+	free(X);
+	free(Y);
+	free(G);
+	free(C);
+	free(Gf);
+	free(Cf);
+	free(A);
+	free(W);
+	free(P);
+	return ret;
+}
+
+/*
+ * The weights as they are written and served: theta, with the untrained
+ * items placed from their content (train_place_untrained). Training never
+ * touches those items (not inputs, not candidates), so theta keeps them at 0.
+ */
+static int
+trainer_serve(struct trainer *tr, const float *theta)
+{
+	float *R = trainer_block(tr->served, tr->theta, tr->w.R);
+	float *ib = trainer_block(tr->served, tr->theta, tr->w.ib);
+
+	memcpy(tr->served, theta, tr->n_par * sizeof(float));
+	return train_place_untrained(tr->cat, tr->trained, R, ib, &tr->lambda_R, &tr->lambda_ib);
 }
 
 void
@@ -399,15 +483,19 @@ trainer_free(struct trainer *tr)
 	for (uint32_t b = 0; tr->lane_us != NULL && b < tr->B; b++)
 		state_free(tr->lane_us[b]);
 	free(tr->lane_us);
+	for (size_t k = 0; tr->val_us != NULL && k < tr->n_val_us; k++)
+		state_free(tr->val_us[k]);
+	free(tr->val_us);
 	void *bufs[] = {
-		tr->theta, tr->grad, tr->am, tr->av, tr->best, tr->Efull, tr->seq_user,
+		tr->theta, tr->grad, tr->am, tr->av, tr->best, tr->served, tr->tmp_path,
+		tr->trained, tr->pos_seq, tr->pos_applied, tr->pos_ce, tr->seq_user,
 		tr->seq_off, tr->sev, tr->order, tr->item_count, tr->cand_all, tr->cand,
 		tr->cand_pos, tr->tier1, tr->tier2, tr->lane_seq, tr->lane_pos, tr->lane_h,
 		tr->lane_c, tr->xh, tr->cprev, tr->cnew, tr->acts, tr->hs, tr->hd, tr->hmask,
 		tr->xmask, tr->feat, tr->tgt, tr->in_item, tr->in_type, tr->reset, tr->active,
 		tr->U, tr->S, tr->dU, tr->dhd, tr->Ec, tr->dEc, tr->dh_next, tr->dc_next,
 		tr->dxh, tr->dh_tot, tr->scratch, tr->g1, tr->g2, tr->a1, tr->a2, tr->val_hist,
-		tr->val_u, tr->val_feat, tr->val_scores, tr->stamp,
+		tr->val_u, tr->val_scores, tr->stamp,
 	};
 	for (size_t k = 0; k < sizeof(bufs) / sizeof(bufs[0]); k++)
 		free(bufs[k]);
@@ -501,14 +589,24 @@ trainer_new(const struct model *cat, const struct dataset *ds,
 	tr->am = calloc(tr->n_par, sizeof(float));
 	tr->av = calloc(tr->n_par, sizeof(float));
 	tr->best = calloc(tr->n_par, sizeof(float));
-	tr->Efull = malloc((size_t)tr->n_items * tr->dim * sizeof(float));
-	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->Efull)
+	tr->served = calloc(tr->n_par, sizeof(float));
+	tr->tmp_path = strdup(tmp_path);
+	tr->trained = calloc(tr->n_items, 1);
+	tr->pos_seq = calloc(tr->N, sizeof(uint32_t));
+	tr->pos_applied = calloc(tr->N, sizeof(uint32_t));
+	tr->pos_ce = calloc(tr->N, sizeof(double));
+	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->served ||
+	    !tr->tmp_path || !tr->trained || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce)
 		goto nomem;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		tr->trained[i] = tr->item_count[i] > 0;
 	trainer_bind(&tr->w, tr->theta, tr);
 	trainer_bind(&tr->gw, tr->grad, tr);
+	trainer_bind(&tr->sw, tr->served, tr);
 	trainer_init_params(tr);
-	trainer_cold_bias(tr);
 	memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
+	if (trainer_serve(tr, tr->theta) < 0)
+		goto nomem;
 
 	/* A model file with our HPAR, reloaded: dims and tier weights as served. */
 	hp = cfg->hp;
@@ -516,7 +614,7 @@ trainer_new(const struct model *cat, const struct dataset *ds,
 	hp.type_dim = tr->E;
 	hp.n_types = MODEL_N_TYPES;
 	hp.train_seed = cfg->seed;
-	if (model_write(tmp_path, cat, &hp, &tr->w, errstr, errstr_size) < 0)
+	if (model_write(tmp_path, cat, &hp, &tr->sw, errstr, errstr_size) < 0)
 		goto fail;
 	tr->mt = model_load(tmp_path, errstr, errstr_size);
 	unlink(tmp_path);
@@ -599,12 +697,16 @@ trainer_new(const struct model *cat, const struct dataset *ds,
 		if (eval_split_make(ds, &tr->val) < 0)
 			goto nomem;
 		tr->val_hist = malloc((tr->val.n + 1) * sizeof(uint32_t));
-		tr->val_u = malloc(((size_t)tr->val.n + 1) * tr->dim * sizeof(float));
-		tr->val_feat = malloc(((size_t)tr->val.n + 1) * 2 * tr->nn * sizeof(float));
+		tr->val_u = malloc(tr->dim * sizeof(float));
 		tr->val_scores = malloc(tr->n_items * sizeof(float));
 		tr->stamp = calloc(tr->n_items, sizeof(uint32_t));
-		if (!tr->val_hist || !tr->val_u || !tr->val_feat || !tr->val_scores || !tr->stamp)
+		tr->n_val_us = tr->val.n < TRAIN_VAL_USERS ? tr->val.n : TRAIN_VAL_USERS;
+		tr->val_us = calloc(tr->n_val_us + 1, sizeof(*tr->val_us));
+		if (!tr->val_hist || !tr->val_u || !tr->val_scores || !tr->stamp || !tr->val_us)
 			goto nomem;
+		for (size_t j = 0; j < tr->n_val_us; j++)
+			if ((tr->val_us[j] = state_new(model_hparams(tr->mt))) == NULL)
+				goto nomem;
 		for (uint32_t j = 0; j < tr->val.n; j++) {
 			size_t n;
 			dataset_user(ds, tr->val.users[j], &n);
@@ -626,39 +728,72 @@ fail:
 	return NULL;
 }
 
-/* Mean NDCG@10 (and HR@10 into *hr) on the validation items with the live weights. */
+/*
+ * Mean NDCG@10 (and HR@10 into *hr) on the validation items, through the
+ * serving path: the live weights as trainer_write() would write them go to
+ * a model file, which is loaded and replayed with updater_apply, then every
+ * item is scored by scorer_score_all, exactly what the daemon would serve.
+ * Returns -1 with errstr on failure.
+ */
 static double
-trainer_validate(struct trainer *tr, double *hr)
+trainer_validate(struct trainer *tr, double *hr, char *errstr, size_t errstr_size)
 {
-	struct train_view v = { tr->mt, &tr->w, tr->Efull };
-	double ndcg = 0, hits = 0;
+	struct model *m = NULL;
+	struct updater *up = NULL;
+	struct scorer *sc = NULL;
+	double ndcg = 0, hits = 0, ret = -1;
 
 	*hr = 0;
 	if (tr->val.n == 0)
 		return 0;
-	trainer_cold_bias(tr);
-	trainer_refresh_E(tr);
-	if (train_replay(&v, tr->ds, tr->val.users, tr->val_hist, tr->val.n, tr->B * 2,
-	    tr->val_u, tr->val_feat) < 0)
+	if (trainer_serve(tr, tr->theta) < 0) {
+		snprintf(errstr, errstr_size, "trainer: validation: placement failed (out of memory)");
 		return -1;
-	for (uint32_t k = 0; k < tr->val.n; k++) {
-		size_t n;
-		const struct dataset_event *ev = dataset_user(tr->ds, tr->val.users[k], &n);
-		uint32_t mark = k + 1, rank;
-		for (uint32_t j = 0; j < tr->val_hist[k]; j++)
-			tr->stamp[ev[j].item] = mark;
-		train_score(&v, tr->val_u + (size_t)k * tr->dim,
-		    tr->val_feat + (size_t)k * 2 * tr->nn, tr->val_scores);
-		rank = eval_rank(tr->val_scores, tr->n_items, ev[tr->val_hist[k]].item,
-		    tr->stamp, mark);
-		if (rank < EVAL_TOPK) {
-			hits += 1;
-			ndcg += 1.0 / log2(rank + 2.0);
+	}
+	if (model_write(tr->tmp_path, tr->cat, model_hparams(tr->mt), &tr->sw, errstr,
+	    errstr_size) < 0)
+		return -1;
+	m = model_load(tr->tmp_path, errstr, errstr_size);
+	unlink(tr->tmp_path);
+	if (m == NULL)
+		return -1;
+	up = updater_new(m, TRAIN_VAL_BATCH);
+	sc = scorer_new(m);
+	if (up == NULL || sc == NULL) {
+		snprintf(errstr, errstr_size, "trainer: validation: out of memory");
+		goto done;
+	}
+	for (uint32_t k0 = 0; k0 < tr->val.n; k0 += (uint32_t)tr->n_val_us) {
+		uint32_t nk = tr->val.n - k0 < tr->n_val_us ? tr->val.n - k0 : (uint32_t)tr->n_val_us;
+		if (eval_replay(up, tr->ds, tr->val.users + k0, tr->val_hist + k0, nk,
+		    TRAIN_VAL_BATCH, tr->val_us) < 0) {
+			snprintf(errstr, errstr_size, "trainer: validation: replay failed (out of memory)");
+			goto done;
+		}
+		for (uint32_t j = 0; j < nk; j++) {
+			uint32_t k = k0 + j, mark = k + 1, rank;
+			size_t n;
+			const struct dataset_event *ev = dataset_user(tr->ds, tr->val.users[k], &n);
+			for (uint32_t e = 0; e < tr->val_hist[k]; e++)
+				tr->stamp[ev[e].item] = mark;
+			scorer_interest(m, tr->val_us[j], tr->val_u);
+			scorer_score_all(sc, tr->val_us[j], tr->val_u, tr->val_scores);
+			rank = eval_rank(tr->val_scores, tr->n_items, ev[tr->val_hist[k]].item,
+			    tr->stamp, mark);
+			if (rank < EVAL_TOPK) {
+				hits += 1;
+				ndcg += 1.0 / log2(rank + 2.0);
+			}
 		}
 	}
 	memset(tr->stamp, 0, tr->n_items * sizeof(uint32_t));
 	*hr = hits / tr->val.n;
-	return ndcg / tr->val.n;
+	ret = ndcg / tr->val.n;
+done:
+	scorer_free(sc);
+	updater_free(up);
+	model_free(m);
+	return ret;
 }
 
 /* A new pass over the users: seeded shuffle (or stored order), from the start. */
@@ -715,7 +850,7 @@ trainer_fill_step(struct trainer *tr, uint32_t t)
 			continue;
 		}
 		const struct dataset_event *ev = tr->sev + tr->seq_off[tr->lane_seq[b]] + tr->lane_pos[b];
-		train_input_row(tr->mt, &tr->w, tr->E, ev, tr->lane_pos[b] ? ev - 1 : NULL, row);
+		train_input_row(tr->mt, &tr->w, tr->E, ev, tr->lane_us[b], row);
 		if (tr->cfg.dropout > 0) {
 			float *xm = tr->xmask + n * dim;
 			for (uint32_t k = 0; k < dim; k++) {
@@ -729,6 +864,8 @@ trainer_fill_step(struct trainer *tr, uint32_t t)
 		train_tier_features(tr->mt, tr->lane_us[b], tr->feat + n * 2 * tr->nn);
 		tr->in_item[n] = ev->item;
 		tr->in_type[n] = ev->type;
+		tr->pos_seq[n] = tr->lane_seq[b];
+		tr->pos_applied[n] = (uint32_t)tr->lane_pos[b] + 1;
 		tr->tgt[n] = (int32_t)ev[1].item;  /* mapped to a candidate position later */
 		tr->active[n] = 1;
 		tr->lane_pos[b]++;
@@ -856,7 +993,8 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 		for (uint32_t c = 0; c < nc; c++)
 			z += exp(s[c] - mx);
 		tg = tr->cand_pos[tr->tgt[n]];
-		loss += -(s[tg] - mx - log(z));
+		tr->pos_ce[n] = -(s[tg] - mx - log(z));
+		loss += tr->pos_ce[n];
 		/* dS = (softmax - onehot) / n_act, then ib and tier-term gradients. */
 		memset(tr->g1, 0, nn * sizeof(float));
 		memset(tr->g2, 0, nn * sizeof(float));
@@ -991,11 +1129,9 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			return -1;
 		}
 		if (tr->val.n > 0) {
-			val = trainer_validate(tr, &hr);
-			if (val < 0) {
-				snprintf(errstr, errstr_size, "trainer: out of memory in validation");
+			val = trainer_validate(tr, &hr, errstr, errstr_size);
+			if (val < 0)
 				return -1;
-			}
 		}
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (log != NULL)
@@ -1013,7 +1149,17 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		}
 	}
 	memcpy(tr->theta, tr->best, tr->n_par * sizeof(float));
-	trainer_cold_bias(tr);
+	if (trainer_serve(tr, tr->theta) < 0) {
+		snprintf(errstr, errstr_size, "trainer: placement of untrained items: out of memory");
+		return -1;
+	}
+	if (log != NULL) {
+		uint32_t n_cold = 0;
+		for (uint32_t i = 0; i < tr->n_items; i++)
+			n_cold += !tr->trained[i];
+		fprintf(log, "placed %u untrained items from content (ridge lambda R %g, ib %g)\n",
+		    n_cold, tr->lambda_R, tr->lambda_ib);
+	}
 	return 0;
 }
 
@@ -1026,7 +1172,8 @@ trainer_best_val(const struct trainer *tr)
 int
 trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size)
 {
-	return model_write(path, tr->cat, model_hparams(tr->mt), &tr->w, errstr, errstr_size);
+	/* served: placed by trainer_new (initial weights), then by trainer_run (best epoch). */
+	return model_write(path, tr->cat, model_hparams(tr->mt), &tr->sw, errstr, errstr_size);
 }
 
 /* Starts an epoch over the users in stored order (no shuffle). */
@@ -1050,6 +1197,25 @@ trainer_window_loss(struct trainer *tr)
 	for (size_t k = 0; k < (size_t)tr->n_items * tr->dim; k++)
 		l2 += (double)tr->w.R[k] * tr->w.R[k];
 	return (cnt ? ce / (double)cnt : 0.0) + 0.5 * tr->cfg.l2 * l2;
+}
+
+size_t
+trainer_window_positions(const struct trainer *tr, size_t cap, uint32_t *user,
+    uint32_t *n_applied, double *ce)
+{
+	size_t got = 0;
+
+	for (size_t n = 0; n < tr->N; n++) {
+		if (!tr->active[n])
+			continue;
+		if (got < cap) {
+			user[got] = tr->seq_user[tr->pos_seq[n]];
+			n_applied[got] = tr->pos_applied[n];
+			ce[got] = tr->pos_ce[n];
+		}
+		got++;
+	}
+	return got;
 }
 
 float *

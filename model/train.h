@@ -3,8 +3,10 @@
  * (full softmax over the items seen in training), truncated BPTT with many
  * users in parallel lanes so each LSTM step is one SGEMM (lstm_forward, the
  * daemon's code), Adam, clipping, L2 on the residual R, dropout, early
- * stopping on validation NDCG@10. Also the replay+scoring used to evaluate a
- * model, shared by the trainer's validation and interest-eval.
+ * stopping on validation NDCG@10, measured through the serving path (the
+ * model file as written, model/updater.h and model/scorer.h). Items without
+ * training events are placed from their LLM embedding when weights are
+ * written (train_place_untrained).
  */
 #ifndef MODEL_TRAIN_H
 #define MODEL_TRAIN_H
@@ -39,29 +41,21 @@ struct train_config {
 /* Fills cfg with the defaults (documented in cmd_train.c's usage). */
 void train_config_default(struct train_config *cfg);
 
-/* Weights to run: a loaded model, or a trainer's live buffers. */
-struct train_view {
-	const struct model *m;        /* catalog + HPAR: dims, tiers, half-lives (state_tiers_apply) */
-	const struct model_weights *w;
-	const float *E;               /* model item embeddings EMBD + R, [n_items][dim] */
-};
-
-/* The view of a loaded model file (weights and embeddings borrowed from m). */
-void train_view_of_model(struct train_view *v, const struct model *m);
-
 /*
- * Replays for each of n users (users[k]) its first n_hist[k] events through
- * the LSTM (batches of `batch` lanes) and the tier weights, then writes the
- * interest vector u into u_out[k][dim] and the user's normalised tier
- * features into feat_out[k][2*n_nodes] (short then long, each normalised
- * per level), ready for train_score(). Returns 0, or -1 on ENOMEM.
+ * Content placement of items without training events (trained[i] == 0), the
+ * design's "the LLM places a brand-new item": a ridge regression from the
+ * item's LLM embedding (plus an unshrunk intercept) to its learned residual
+ * R_i and bias ib_i, fitted on the trained items (at most 50000 of them),
+ * the strength chosen by 5-fold cross-validation on those items, separately
+ * for R and for ib (the strongest setting is close to the trained items'
+ * mean). Writes the predictions into R [n_items][dim] and ib [n_items] of
+ * the untrained items only; the chosen strengths into *lambda_R and *lambda_ib
+ * (either may be NULL). With no trained item at all, untrained items get
+ * R = 0 and ib = 0. Cost O(folds * 7 * dim^3). Returns 0, or -1 on ENOMEM
+ * (R and ib of untrained items then unspecified).
  */
-int train_replay(const struct train_view *v, const struct dataset *ds,
-    const uint32_t *users, const uint32_t *n_hist, size_t n, uint32_t batch,
-    float *u_out, float *feat_out);
-
-/* scores[n_items] = u.e_i + ib_i + tier terms of feat (schemas/modelfile.md). */
-void train_score(const struct train_view *v, const float *u, const float *feat, float *scores);
+int train_place_untrained(const struct model *cat, const uint8_t *trained, float *R,
+    float *ib, double *lambda_R, double *lambda_ib);
 
 struct trainer;
 
@@ -79,14 +73,20 @@ void trainer_free(struct trainer *tr);
 /*
  * Trains up to cfg->epochs epochs, logging one line per epoch to log
  * (loss, validation NDCG@10/HR@10, seconds), keeping the weights of the best
- * validation epoch. Returns 0, or -1 with errstr.
+ * validation epoch, then places the untrained items (one log line naming
+ * their count and the ridge strengths). Validation writes and reloads the
+ * model file at trainer_new's tmp_path. Returns 0, or -1 with errstr.
  */
 int trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size);
 
 /* Best validation NDCG@10 seen by trainer_run (on each user's next-to-last event). */
 double trainer_best_val(const struct trainer *tr);
 
-/* Writes the model file (catalog of cat + HPAR + WGHT). Returns 0 or -1 with errstr. */
+/*
+ * Writes the model file (catalog of cat + HPAR + WGHT): the weights of the
+ * best epoch as trainer_run left them (the initial weights before it), with
+ * the untrained items placed from content. Returns 0 or -1 with errstr.
+ */
 int trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size);
 
 /*
@@ -103,5 +103,16 @@ const struct model_weights *trainer_weights(const struct trainer *tr);
  * Deterministic when dropout is 0 and the softmax is full.
  */
 double trainer_window_loss(struct trainer *tr);
+/*
+ * The positions of the last trainer_window_loss() window, for serving
+ * equivalence tests: up to cap entries of the dataset user, the number of
+ * that user's training-sequence events fed so far (the input is the last of
+ * them, the target the next one; with no cold items the sequence is the
+ * user's dataset events) and the cross-entropy of the target over the
+ * candidates (every item with training events, full softmax). Returns the
+ * number of active positions (may exceed cap; only cap are written).
+ */
+size_t trainer_window_positions(const struct trainer *tr, size_t cap, uint32_t *user,
+    uint32_t *n_applied, double *ce);
 
 #endif

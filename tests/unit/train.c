@@ -195,7 +195,29 @@ main(void)
 	if (m != NULL) {
 		const struct model_weights *w = model_weights(m);
 		const struct model_hparams *hp = model_hparams(m);
-		CHECK(memcmp(w->W, p1, n1 * sizeof(float)) == 0, "file weights = trained weights");
+		const struct model_weights *tw = trainer_weights(t1);
+		size_t n_lstm = (size_t)(tw->R - tw->W), dim = model_dim(cat);
+		size_t placed = 0, changed_trained = 0, untrained = 0;
+		uint8_t *seen = calloc(model_n_items(cat), 1);
+		CHECK(memcmp(w->W, p1, n_lstm * sizeof(float)) == 0 &&
+		    memcmp(w->alpha, tw->alpha, 4 * sizeof(float)) == 0,
+		    "file weights = trained weights (LSTM, projection, types, tier terms)");
+		for (size_t e = 0; seen != NULL && e < ds->n_events; e++)
+			seen[ds->ev[e].item] = 1;
+		for (uint32_t i = 0; seen != NULL && i < model_n_items(cat); i++) {
+			int same = memcmp(w->R + i * dim, tw->R + i * dim, dim * sizeof(float)) == 0 &&
+			    w->ib[i] == tw->ib[i];
+			if (seen[i]) {
+				changed_trained += !same;
+			} else {
+				untrained++;
+				placed += !same;
+			}
+		}
+		CHECK(changed_trained == 0, "trained items' R and ib written as trained");
+		CHECK(untrained > 0 && placed == untrained,
+		    "all %zu items without training events placed from content", untrained);
+		free(seen);
 		CHECK(hp->hidden == 16 && hp->type_dim == 4 && hp->ring_len == 16 &&
 		    hp->max_tiers == 32 && hp->train_seed == 1,
 		    "HPAR carries H, E, ring, max_tiers, seed");
