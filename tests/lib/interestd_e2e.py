@@ -96,7 +96,7 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
         return model, out
     tmp = out + f".tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
-    _run([py, make_sample, "--out", tmp])
+    _run([py, make_sample, "--out", tmp, "--users", "300", "--events", "20000", "--seed", "7"])
     items = os.path.join(tmp, "items.csv")
     inter = os.path.join(tmp, "interactions.csv")
     for p in (items, inter):
