@@ -80,7 +80,6 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
         # and the directory of their items.csv (E2E_SAMPLE): for working on the tests.
         key = "E2E_MODEL2" if model_version is not None else "E2E_MODEL"
         return os.environ[key], os.environ["E2E_SAMPLE"]
-    py = os.path.join(ROOT, ".cache", "venv", "bin", "python")
     make_sample = os.path.join(ROOT, "scripts", "make-sample")
     catalog = os.path.join(ROOT, "scripts", "catalog")
     train = tool("interest-train")
@@ -96,14 +95,14 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
         return model, out
     tmp = out + f".tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
-    _run([py, make_sample, "--out", tmp, "--users", "300", "--events", "20000", "--seed", "7"])
+    _run([make_sample, "--out", tmp, "--users", "300", "--events", "20000", "--seed", "7"])
     items = os.path.join(tmp, "items.csv")
     inter = os.path.join(tmp, "interactions.csv")
     for p in (items, inter):
         if not os.path.exists(p):
             fail(f"scripts/make-sample did not write {p}")
-    _run([py, catalog, "build", "--items", items, "--out", os.path.join(tmp, "catalog.icat"),
-          "--seed", "1"])
+    _run([catalog, "build", "--items", items, "--out", os.path.join(tmp, "catalog.icat"),
+          "--seed", "7"])
     cmd = ["nice", train, "--catalog", os.path.join(tmp, "catalog.icat"), "--interactions", inter,
            "--out", os.path.join(tmp, "model.imdl"), "--seed", str(seed), "--epochs", str(epochs),
            "--hidden", str(hidden), "--threads", "1"]
