@@ -204,7 +204,8 @@ struct eval_pass {
 	float *p1;                    /* [n][n_tier1] filled with the users' tier-1 distributions, or NULL */
 	const float *p1_in;           /* [n][n_tier1] passed to eval_acc_add */
 	const uint8_t *cold;          /* count cold test targets only (HR@10 vs random), or NULL */
-	double cold_hits, cold_rand;
+	double cold_hits, cold_rand;  /* HR@10 hits, and their random-ranking expectation */
+	double cold_auc;              /* sum of the share of candidates ranked below the target */
 	size_t cold_targets;
 };
 
@@ -266,8 +267,13 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 				uint32_t excl = 0;
 				for (uint32_t i = 0; i < n_items; i++)
 					excl += (stamp[i] == mark && i != tg);
-				ps->cold_hits += eval_rank(scores, n_items, tg, stamp, mark) < EVAL_TOPK;
+				uint32_t rank = eval_rank(scores, n_items, tg, stamp, mark);
+				ps->cold_hits += rank < EVAL_TOPK;
 				ps->cold_rand += fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
+				if (n_items - excl > 1)
+					ps->cold_auc += 1.0 - (double)rank / (double)(n_items - excl - 1);
+				else
+					ps->cold_auc += 0.5;
 				ps->cold_targets++;
 			}
 		}
@@ -352,7 +358,7 @@ main(int argc, char **argv)
 	uint8_t *cold = NULL;
 	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
 	double base[EVAL_N_BASELINES][EVAL_N_METRICS];
-	double cold_hits = 0, cold_rand = 0;
+	double cold_hits = 0, cold_rand = 0, cold_auc = 0;
 	size_t cold_targets = 0;
 	char err[512];
 	int rc = EX_SOFTWARE, have_cold = 0;
@@ -462,6 +468,7 @@ main(int argc, char **argv)
 		}
 		cold_hits = ps.cold_hits;
 		cold_rand = ps.cold_rand;
+		cold_auc = ps.cold_auc;
 		cold_targets = ps.cold_targets;
 		have_cold = 1;
 	}
@@ -493,9 +500,10 @@ main(int argc, char **argv)
 		        lstm[EVAL_COVERAGE10] / base[EVAL_POP][EVAL_COVERAGE10] : 0.0);
 	}
 	if (have_cold)
-		printf("cold items: hr@10 %.4f vs random %.4f over %zu test targets\n",
-		    cold_targets ? cold_hits / (double)cold_targets : 0.0,
-		    cold_targets ? cold_rand / (double)cold_targets : 0.0, cold_targets);
+		printf("cold items: hr@10 %.4f vs random %.4f, auc %.4f vs random 0.5, over %zu test"
+		    " targets\n", cold_targets ? cold_hits / (double)cold_targets : 0.0,
+		    cold_targets ? cold_rand / (double)cold_targets : 0.0,
+		    cold_targets ? cold_auc / (double)cold_targets : 0.0, cold_targets);
 	printf("calibration_kl@10: KL(user long-term tier-1 weights || tier-1 share of the top-10),"
 	    " both smoothed by eps=%g\n", EVAL_CALIB_EPS);
 
@@ -515,9 +523,10 @@ main(int argc, char **argv)
 		}
 		fprintf(fp, "}, \"cold\": ");
 		if (have_cold)
-			fprintf(fp, "{\"hr@10\": %.6f, \"random_hr@10\": %.6f, \"targets\": %zu}",
-			    cold_targets ? cold_hits / (double)cold_targets : 0.0,
-			    cold_targets ? cold_rand / (double)cold_targets : 0.0, cold_targets);
+			fprintf(fp, "{\"hr@10\": %.6f, \"random_hr@10\": %.6f, \"auc\": %.6f, "
+			    "\"targets\": %zu}", cold_targets ? cold_hits / (double)cold_targets : 0.0,
+			    cold_targets ? cold_rand / (double)cold_targets : 0.0,
+			    cold_targets ? cold_auc / (double)cold_targets : 0.0, cold_targets);
 		else
 			fprintf(fp, "null");
 		fprintf(fp, ", \"seeds\": [");

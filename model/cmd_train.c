@@ -47,12 +47,16 @@ usage(FILE *fp)
 	    "  --holdout-last N   drop each user's last N events from training; with N >= 1 the\n"
 	    "                     N-th last event is the validation item for early stopping (default 0)\n"
 	    "  --cold-items FILE  item ids (one per line) whose events are dropped from training\n"
+	    "  --cold-sim F       share of candidate items per step scored by their content\n"
+	    "                     placement only, as items without training events are served,\n"
+	    "                     so the interest vector learns to rank new items (default %g)\n"
 	    "  --threads N        OpenBLAS threads (default %u)\n"
 	    "  --half-life-short S, --half-life-long S   tier-weight half-lives in seconds\n"
 	    "                     (default %g, %g)\n"
 	    "  --model-version N  HPAR model_version (default: unix time now)\n",
 	    (unsigned long long)d.seed, d.epochs, d.patience, d.hidden, d.type_dim, (double)d.lr,
-	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip, d.threads,
+	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip,
+	    (double)d.cold_sim, d.threads,
 	    (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
 }
 
@@ -137,6 +141,8 @@ parse_args(int argc, char **argv, struct train_args *a)
 			bad = parse_f(v, &a->cfg.l2) || a->cfg.l2 < 0;
 		else if (strcmp(k, "--dropout") == 0)
 			bad = parse_f(v, &a->cfg.dropout) || a->cfg.dropout < 0 || a->cfg.dropout >= 1;
+		else if (strcmp(k, "--cold-sim") == 0)
+			bad = parse_f(v, &a->cfg.cold_sim) || a->cfg.cold_sim < 0 || a->cfg.cold_sim >= 1;
 		else if (strcmp(k, "--clip") == 0)
 			bad = parse_f(v, &a->cfg.clip) || a->cfg.clip < 0;
 		else if (strcmp(k, "--half-life-short") == 0)
@@ -232,10 +238,11 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "interest-train: %u items, %u users, %zu events (%zu with unknown items skipped), "
-	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g seed=%llu\n",
+	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g cold-sim=%g seed=%llu\n",
 	    model_n_items(cat), ds->n_users, ds->n_events, ds->n_unknown_items, n_cold,
 	    a.cfg.hidden, a.cfg.type_dim, a.cfg.batch, a.cfg.bptt, (double)a.cfg.lr,
-	    (double)a.cfg.dropout, (double)a.cfg.l2, (unsigned long long)a.cfg.seed);
+	    (double)a.cfg.dropout, (double)a.cfg.l2, (double)a.cfg.cold_sim,
+	    (unsigned long long)a.cfg.seed);
 	snprintf(tmp, sizeof(tmp), "%s.init", a.out);
 	tr = trainer_new(cat, ds, &a.cfg, cold, tmp, err, sizeof(err));
 	if (tr == NULL) {

@@ -56,6 +56,7 @@ train_config_default(struct train_config *cfg)
 	cfg->threads = 1;
 	cfg->sampled = 0;
 	cfg->min_user_events = EVAL_MIN_EVENTS;
+	cfg->cold_sim = 0.1f;
 	cfg->hp.n_types = MODEL_N_TYPES;
 	cfg->hp.ring_len = 16;
 	cfg->hp.half_life_short_s = 86400.0f;          /* 1 day */
@@ -159,6 +160,8 @@ struct trainer {
 	struct model_weights sw;      /* pointers into served */
 	char *tmp_path;               /* model file written and reloaded for validation */
 	uint8_t *trained;             /* [n_items] item has training events */
+	float *Rp, *ibp;              /* [n_items][dim], [n_items]: content placement of every item */
+	uint8_t *sim_cold;            /* [n_items] this window scores the item as if unseen */
 	double lambda_R, lambda_ib;   /* placement ridge strengths last chosen */
 
 	/* Training sequences: events of cold items removed, holdout cut. */
@@ -305,9 +308,14 @@ place_ridge(const double *G, const double *C, size_t p, size_t q, double lambda,
 	return 0;
 }
 
-int
-train_place_untrained(const struct model *cat, const uint8_t *trained, float *R, float *ib,
-    double *lambda_R, double *lambda_ib)
+/*
+ * The placement fit (train_place_untrained): fitted on the trained items' R
+ * and ib, predicted into R_out and ib_out for the untrained items, or for
+ * every item when all != 0 (the trainer's simulated cold items).
+ */
+static int
+place_run(const struct model *cat, const uint8_t *trained, const float *R, const float *ib,
+    int all, float *R_out, float *ib_out, double *lambda_R, double *lambda_ib)
 {
 	static const double grid[] = { 1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4 };
 	enum { N_GRID = sizeof(grid) / sizeof(grid[0]) };
@@ -322,12 +330,14 @@ train_place_untrained(const struct model *cat, const uint8_t *trained, float *R,
 
 	for (uint32_t i = 0; i < n_items; i++)
 		n_tr += trained[i] != 0;
-	if (n_tr == n_items)
+	if (n_tr == n_items && !all)
 		return 0;
 	if (n_tr == 0) {
 		/* Nothing to learn from: untrained items sit at their LLM embedding. */
-		memset(R, 0, (size_t)n_items * dim * sizeof(float));
-		memset(ib, 0, n_items * sizeof(float));
+		for (uint32_t i = 0; i < n_items; i++) {
+			memset(R_out + (size_t)i * dim, 0, dim * sizeof(float));
+			ib_out[i] = 0.0f;
+		}
 		return 0;
 	}
 	/* Every stride-th trained item (all of them up to TRAIN_PLACE_MAX_FIT), fold-contiguous. */
@@ -422,7 +432,7 @@ train_place_untrained(const struct model *cat, const uint8_t *trained, float *R,
 		if (place_ridge(G, C, p, q, lambda, A, W) < 0)
 			goto done;
 		for (uint32_t i = 0; i < n_items; i++) {
-			if (trained[i])
+			if (trained[i] && !all)
 				continue;
 			const float *e = emb + (size_t)i * dim;
 			if (pass == 0) {
@@ -430,13 +440,13 @@ train_place_untrained(const struct model *cat, const uint8_t *trained, float *R,
 					double v = W[(size_t)dim * q + k];
 					for (uint32_t j = 0; j < dim; j++)
 						v += e[j] * W[(size_t)j * q + k];
-					R[(size_t)i * dim + k] = (float)v;
+					R_out[(size_t)i * dim + k] = (float)v;
 				}
 			} else {
 				double v = W[(size_t)dim * q + dim] + ib_shift;
 				for (uint32_t j = 0; j < dim; j++)
 					v += e[j] * W[(size_t)j * q + dim];
-				ib[i] = (float)v;
+				ib_out[i] = (float)v;
 			}
 		}
 	}
@@ -458,6 +468,13 @@ done:
 	free(W);
 	free(P);
 	return ret;
+}
+
+int
+train_place_untrained(const struct model *cat, const uint8_t *trained, float *R, float *ib,
+    double *lambda_R, double *lambda_ib)
+{
+	return place_run(cat, trained, R, ib, 0, R, ib, lambda_R, lambda_ib);
 }
 
 /*
@@ -488,7 +505,7 @@ trainer_free(struct trainer *tr)
 	free(tr->val_us);
 	void *bufs[] = {
 		tr->theta, tr->grad, tr->am, tr->av, tr->best, tr->served, tr->tmp_path,
-		tr->trained, tr->pos_seq, tr->pos_applied, tr->pos_ce, tr->seq_user,
+		tr->trained, tr->Rp, tr->ibp, tr->sim_cold, tr->pos_seq, tr->pos_applied, tr->pos_ce, tr->seq_user,
 		tr->seq_off, tr->sev, tr->order, tr->item_count, tr->cand_all, tr->cand,
 		tr->cand_pos, tr->tier1, tr->tier2, tr->lane_seq, tr->lane_pos, tr->lane_h,
 		tr->lane_c, tr->xh, tr->cprev, tr->cnew, tr->acts, tr->hs, tr->hd, tr->hmask,
@@ -595,8 +612,12 @@ trainer_new(const struct model *cat, const struct dataset *ds,
 	tr->pos_seq = calloc(tr->N, sizeof(uint32_t));
 	tr->pos_applied = calloc(tr->N, sizeof(uint32_t));
 	tr->pos_ce = calloc(tr->N, sizeof(double));
+	tr->Rp = calloc((size_t)tr->n_items * tr->dim, sizeof(float));
+	tr->ibp = calloc(tr->n_items, sizeof(float));
+	tr->sim_cold = calloc(tr->n_items, 1);
 	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->served ||
-	    !tr->tmp_path || !tr->trained || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce)
+	    !tr->tmp_path || !tr->trained || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce ||
+	    !tr->Rp || !tr->ibp || !tr->sim_cold)
 		goto nomem;
 	for (uint32_t i = 0; i < tr->n_items; i++)
 		tr->trained[i] = tr->item_count[i] > 0;
@@ -955,10 +976,22 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 
 	/* Candidates, their embeddings, S = U Ec^T + ib + tier terms. */
 	nc = trainer_candidates(tr);
+	/*
+	 * Simulated cold items (training steps only): a random cold_sim share of
+	 * the candidates is scored with its content placement (Rp, ibp), exactly
+	 * as an item without training events is served, and no gradient reaches
+	 * its R or ib; when such an item is the target, only the interest vector
+	 * can rank it, so u learns to agree with the items' content.
+	 */
 	for (uint32_t c = 0; c < nc; c++) {
 		size_t i = tr->cand[c];
+		const float *r = tr->w.R + i * dim;
+		tr->sim_cold[i] = update && tr->cfg.cold_sim > 0 &&
+		    train_uniform(&tr->rng) < tr->cfg.cold_sim;
+		if (tr->sim_cold[i])
+			r = tr->Rp + i * dim;
 		for (uint32_t k = 0; k < dim; k++)
-			tr->Ec[(size_t)c * dim + k] = emb[i * dim + k] + tr->w.R[i * dim + k];
+			tr->Ec[(size_t)c * dim + k] = emb[i * dim + k] + r[k];
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nc, (int)dim, 1.0f,
 	    tr->U, (int)dim, tr->Ec, (int)dim, 0.0f, tr->S, (int)nc);
@@ -981,7 +1014,7 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 		}
 		for (uint32_t c = 0; c < nc; c++) {
 			uint32_t i = tr->cand[c];
-			float v = s[c] + tr->w.ib[i];
+			float v = s[c] + (tr->sim_cold[i] ? tr->ibp[i] : tr->w.ib[i]);
 			if (tr->tier1[i] < nn)
 				v += tr->a1[tr->tier1[i]];
 			if (tr->tier2[i] < nn)
@@ -1004,7 +1037,8 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 			if ((int32_t)c == tg)
 				d -= inv;
 			s[c] = d;
-			gib[i] += d;
+			if (!tr->sim_cold[i])
+				gib[i] += d;
 			if (tr->tier1[i] < nn)
 				tr->g1[tr->tier1[i]] += d;
 			if (tr->tier2[i] < nn)
@@ -1030,6 +1064,8 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 	    tr->S, (int)nc, tr->U, (int)dim, 0.0f, tr->dEc, (int)dim);
 	for (uint32_t c = 0; c < nc; c++) {
 		size_t i = tr->cand[c];
+		if (tr->sim_cold[i])
+			continue;
 		for (uint32_t k = 0; k < dim; k++)
 			gR[i * dim + k] += tr->dEc[(size_t)c * dim + k];
 	}
@@ -1118,6 +1154,12 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		size_t positions = 0;
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
+		/* The content placement the simulated cold items use, from this epoch's start. */
+		if (tr->cfg.cold_sim > 0 && place_run(tr->cat, tr->trained, tr->w.R, tr->w.ib, 1,
+		    tr->Rp, tr->ibp, NULL, NULL) < 0) {
+			snprintf(errstr, errstr_size, "trainer: content placement: out of memory");
+			return -1;
+		}
 		/* Windows until the lanes have taken every user once more. */
 		while (tr->epochs_done < ep) {
 			size_t cnt;

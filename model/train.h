@@ -35,6 +35,7 @@ struct train_config {
 	uint32_t threads;             /* OpenBLAS threads */
 	uint32_t sampled;             /* negatives per step for sampled softmax; 0 = full */
 	uint32_t min_user_events;     /* users with fewer events are ignored (protocol: 5) */
+	float cold_sim;               /* fraction of candidate items per window scored as if unseen */
 	struct model_hparams hp;      /* ring, half-lives, type weights, max_tiers (hidden/type_dim copied) */
 };
 
