@@ -1,0 +1,107 @@
+"""Shared fixtures of the Python tests: the scripts/ package on sys.path, the
+repository paths, ML-100K's location, and a fake OpenAI-compatible server."""
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCRIPTS = os.path.join(ROOT, "scripts")
+sys.path.insert(0, SCRIPTS)
+
+FAKE_DIM = 32
+
+
+def ml100k_dir():
+    """ML-100K: $ML100K, else shared/data/ml-100k beside the repository (as in
+    CI), else /work/shared/data/ml-100k; None when absent."""
+    for d in (os.environ.get("ML100K"), os.path.join(ROOT, "..", "shared", "data", "ml-100k"),
+              "/work/shared/data/ml-100k"):
+        if d and os.path.isfile(os.path.join(d, "u.data")):
+            return d
+    return None
+
+
+def fake_embedding(text):
+    """Deterministic bag-of-words vector: each word adds a hash-chosen +-1 to
+    one of FAKE_DIM coordinates (texts sharing words are close)."""
+    v = np.zeros(FAKE_DIM)
+    for w in text.lower().replace(",", " ").replace(".", " ").split():
+        h = hashlib.sha256(w.encode()).digest()
+        v[h[0] % FAKE_DIM] += 1.0 if h[1] & 1 else -1.0
+    if not v.any():
+        v[0] = 1.0
+    return v
+
+
+class FakeOpenAI:
+    """A real HTTP server on 127.0.0.1 answering /v1/embeddings and
+    /v1/chat/completions; records every request body."""
+
+    def __init__(self):
+        self.requests = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body))
+                if self.path == "/v1/embeddings":
+                    data = [{"object": "embedding", "index": i,
+                             "embedding": fake_embedding(t).tolist()}
+                            for i, t in enumerate(body["input"])]
+                    data.reverse()  # index order must be honoured, not list order
+                    reply = {"object": "list", "data": data, "model": body["model"]}
+                elif self.path == "/v1/chat/completions":
+                    prompt = body["messages"][-1]["content"]
+                    kw = prompt.split("Keywords: ", 1)[1].split("\n", 1)[0]
+                    label = "Fans of " + kw.split(", ")[0].title()
+                    reply = {"choices": [{"index": 0, "message": {
+                        "role": "assistant", "content": '"%s"\n' % label}}]}
+                else:
+                    self.send_error(404)
+                    return
+                out = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/v1" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def fake_openai():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+def free_port():
+    """A loopback port nobody listens on (bound then released)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
