@@ -88,7 +88,10 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
             print(f"SKIP: {p} does not exist yet", flush=True)
             sys.exit(77)
     params = f"seed={seed} epochs={epochs} hidden={hidden} version={model_version}"
-    key = _digest([make_sample, catalog, train], params)
+    pylib = os.path.join(ROOT, "scripts", "interestd_py")
+    libs = sorted(os.path.join(pylib, f) for f in os.listdir(pylib) if f.endswith(".py")) \
+        if os.path.isdir(pylib) else []
+    key = _digest([make_sample, catalog, train] + libs, params)
     out = os.path.join(build_dir(), "test-model", key)
     model = os.path.join(out, "model.imdl")
     if os.path.exists(model):
