@@ -21,17 +21,17 @@ def _venv_dir(python):
 
 
 def ensure_venv(script):
-    """Re-executes `script` with the venv's python unless already running in
-    one of the candidate venvs. Returns only when no re-exec is needed (or no
-    venv exists: then the imports that follow name what is missing)."""
-    here = os.path.realpath(sys.prefix)
-    for py in CANDIDATES:
-        if os.path.exists(py) and os.path.realpath(_venv_dir(py)) == here:
-            return
+    """Re-executes `script` with the first venv of CANDIDATES that exists,
+    unless already running in it. Returns when no re-exec is needed (or no venv
+    exists: then the imports that follow name what is missing)."""
     if os.environ.pop("INTERESTD_VENV_REEXEC", None):
         return  # already re-executed once: do not loop
+    here = os.path.realpath(sys.prefix)
     for py in CANDIDATES:
-        if os.path.exists(py):
-            os.environ["INTERESTD_VENV_REEXEC"] = "1"
-            os.execv(py, [py, os.path.abspath(script)] + sys.argv[1:])
+        if not os.path.exists(py):
+            continue
+        if os.path.realpath(_venv_dir(py)) == here:
+            return
+        os.environ["INTERESTD_VENV_REEXEC"] = "1"
+        os.execv(py, [py, os.path.abspath(script)] + sys.argv[1:])
     sys.stderr.write("warning: no project venv (run `make deps`); using %s\n" % sys.executable)
