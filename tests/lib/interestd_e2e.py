@@ -11,6 +11,7 @@ the offline replay to compare with (`interestctl replay`), and the topics.
     d = e2e.Daemon(env, conf, "d1"); d.start(); ...; d.stop(); d.assert_clean()
 """
 
+import atexit
 import csv
 import hashlib
 import json
@@ -230,7 +231,9 @@ class Daemon:
         self.logs = []
         self.proc = None
         self.runs = 0
+        # atexit as well as the module harness: a test may use its own Harness object.
         harness.on_exit(self._cleanup)
+        atexit.register(self._cleanup)
 
     def start(self):
         self.runs += 1
