@@ -459,11 +459,6 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		snprintf(errstr, errstr_size, "state: bad checksum");
 		return -1;
 	}
-	if (hidden != us->hidden) {
-		snprintf(errstr, errstr_size, "state: hidden %u differs from the model's %u", hidden,
-		    us->hidden);
-		return -1;
-	}
 	if (n_tiers > us->max_tiers) {
 		snprintf(errstr, errstr_size, "state: %u tier entries exceed the model's max_tiers %u",
 		    n_tiers, us->max_tiers);
@@ -486,6 +481,16 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		us->last_partition = part;
 		us->events_applied = get_u64(buf + 40);
 		us->model_version = get_u64(buf + 48);
+		if (hidden != us->hidden) {
+			/*
+			 * Written under a model of another size: h and c mean nothing
+			 * here. Everything else is kept; model_version 0 makes the
+			 * caller re-warm h and c from the ring (model/state.h).
+			 */
+			memset(us->h, 0, us->hidden * sizeof(float));
+			memset(us->c, 0, us->hidden * sizeof(float));
+			us->model_version = 0;
+		}
 	}
 	p = buf + STATE_HEADER_SIZE;
 	for (uint32_t i = 0; i < 2 * hidden; i++, p += 4) {
@@ -496,7 +501,7 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 			    i % hidden);
 			return -1;
 		}
-		if (apply)
+		if (apply && hidden == us->hidden)
 			(i < hidden ? us->h : us->c)[i % hidden] = f;
 	}
 	for (uint16_t i = 0; i < n_tiers; i++, p += STATE_TIER_SIZE) {

@@ -79,9 +79,12 @@ size_t state_encoded_size(const struct user_state *us);
 /* Encodes into buf; returns bytes written or 0 if size is too small. */
 size_t state_encode(const struct user_state *us, uint8_t *buf, size_t size);
 /*
- * Decodes into us (sized by state_new for the current model). Returns 0, or
- * -1 with a reason in errstr (bad version, truncated, sizes differ from the
- * model's: the caller then re-warms from a fresh state).
+ * Decodes into us (sized by state_new for the current model). A blob written
+ * under a model with another hidden size keeps its tiers, ring, filter and
+ * marker; h and c are zeroed and model_version set to 0, so the caller
+ * re-warms them from the ring. Returns 0, or -1 with a reason in errstr (bad
+ * magic, version or checksum, truncated, more tier entries than max_tiers);
+ * on failure us is untouched.
  */
 int state_decode(struct user_state *us, const uint8_t *buf, size_t len,
     char *errstr, size_t errstr_size);
