@@ -127,6 +127,10 @@ static const struct cfg_key config_keys[] = {
 	    "a flush starts early once this many users are dirty" },
 	{ "batch.max_events", CFG_INT, OFF(batch_max_events), "10000", 1, 1000000, NULL, NULL, 0,
 	    "events applied per batch (one LSTM wave set)" },
+	{ "cache.max_users", CFG_INT, OFF(cache_max_users), "1000000", 1000, 100000000, NULL, NULL,
+	    CFG_RELOAD,
+	    "user states kept in memory; beyond it the least recently seen clean users are dropped "
+	    "(reloaded from Redis on their next event)" },
 	{ "tiers.calibrate", CFG_BOOL, OFF(tiers_calibrate), "false", 0, 0, NULL, NULL, CFG_RELOAD,
 	    "spread the top-N across the user's tier-1 interests by weight" },
 

@@ -92,6 +92,7 @@ struct config {
 	int flush_interval_ms;           /* flush.interval_ms */
 	int flush_max_users;             /* flush.max_users */
 	int batch_max_events;            /* batch.max_events */
+	int cache_max_users;             /* cache.max_users */
 	int tiers_calibrate;             /* tiers.calibrate (bool) */
 
 	/* Event time window (DLQ reason "timestamp") */

@@ -47,7 +47,6 @@
  * seen first (they reload from Redis on their next event). A constant until
  * the config table has a key for it.
  */
-#define CONSUMER_CACHE_MAX_USERS 1000000
 
 /* One partition of topic.events as this instance sees it. */
 struct part {
@@ -441,7 +440,7 @@ static int
 consumer_flush_commit(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
-	size_t n;
+	size_t n, max_users = (size_t)c->cfg->cache_max_users;
 
 	if (c->redis_down)
 		return -1;
@@ -449,8 +448,8 @@ consumer_flush_commit(struct consumer *c)
 		consumer_redis_down(c, "flush", err);
 		return -1;
 	}
-	if (users_count(c->users) > CONSUMER_CACHE_MAX_USERS) {
-		n = users_evict(c->users, CONSUMER_CACHE_MAX_USERS * 9 / 10, consumer_evict_one, c);
+	if (users_count(c->users) > max_users) {
+		n = users_evict(c->users, max_users * 9 / 10, consumer_evict_one, c);
 		log_info("event=cache_evicted users=%zu cached=%zu", n, users_count(c->users));
 	}
 	return consumer_commit(c, -1);
