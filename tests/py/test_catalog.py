@@ -59,6 +59,9 @@ def test_the_c_library_reads_it(sample, tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 0, r.stdout
     assert "checksum OK" in r.stdout and "wordllama:l2_supercat:128" in r.stdout
+    fields = dict(line.split(None, 1) for line in r.stdout.splitlines()[:5] if " " in line)
+    assert fields.get("items", "").strip() == "120", r.stdout
+    assert fields.get("dim", "").strip() == "128", r.stdout
 
 
 def test_toy_tiers_follow_content_and_info(tmp_path):
