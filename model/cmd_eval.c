@@ -20,12 +20,12 @@
 #include "state.h"
 #include "updater.h"
 
-#define EX_USAGE 64
-#define EX_DATAERR 65
-#define EX_SOFTWARE 70
-#define MAX_MODELS 16
-#define REPLAY_USERS 4096             /* users replayed (states held) per chunk */
-#define REPLAY_BATCH 65536            /* events per updater_apply */
+#define EX_USAGE     64
+#define EX_DATAERR   65
+#define EX_SOFTWARE  70
+#define MAX_MODELS   16
+#define REPLAY_USERS 4096  /* users replayed (states held) per chunk */
+#define REPLAY_BATCH 65536 /* events per updater_apply */
 
 struct eval_args {
 	const char *catalog, *interactions, *json, *dataset_name, *cold_model, *cold_items;
@@ -41,7 +41,8 @@ static void
 usage(FILE *fp)
 {
 	fprintf(fp,
-	    "usage: interest-eval --catalog X.icat --interactions F.csv --model M.imdl [--model ...]\n"
+	    "usage: interest-eval --catalog X.icat --interactions F.csv --model M.imdl [--model "
+	    "...]\n"
 	    "           [--seed N ...] [--cold-model M --cold-items FILE] [--dataset NAME]\n"
 	    "           [--json OUT.json]\n"
 	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
@@ -179,8 +180,8 @@ write_cold_items(const struct eval_args *a, const struct model *cat)
 
 /* Marks user k's history (all n_hist events) with mark in stamp. */
 static void
-stamp_history(const struct dataset *ds, const struct eval_split *sp, uint32_t k,
-    uint32_t *stamp, uint32_t mark)
+stamp_history(const struct dataset *ds, const struct eval_split *sp, uint32_t k, uint32_t *stamp,
+    uint32_t mark)
 {
 	size_t n;
 	const struct dataset_event *ev = dataset_user(ds, sp->users[k], &n);
@@ -200,12 +201,12 @@ test_target(const struct dataset *ds, const struct eval_split *sp, uint32_t k)
 
 /* What one model's pass over the split measures. */
 struct eval_pass {
-	struct eval_acc *ea;          /* every user's test target, or NULL */
-	float *p1;                    /* [n][n_tier1] filled with the users' tier-1 distributions, or NULL */
-	const float *p1_in;           /* [n][n_tier1] passed to eval_acc_add */
-	const uint8_t *cold;          /* count cold test targets only (HR@10 vs random), or NULL */
-	double cold_hits, cold_rand;  /* HR@10 hits, and their random-ranking expectation */
-	double cold_auc;              /* sum of the share of candidates ranked below the target */
+	struct eval_acc *ea;         /* every user's test target, or NULL */
+	float *p1;                   /* [n][n_tier1] to fill with tier-1 distributions, or NULL */
+	const float *p1_in;          /* [n][n_tier1] passed to eval_acc_add */
+	const uint8_t *cold;         /* count cold test targets only (HR@10 vs random), or NULL */
+	double cold_hits, cold_rand; /* HR@10 hits, and their random-ranking expectation */
+	double cold_auc;             /* sum of the share of candidates ranked below the target */
 	size_t cold_targets;
 };
 
@@ -262,16 +263,19 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 			if (ps->p1 != NULL)
 				eval_tier1_dist(m, us[j], ps->p1 + (size_t)k * n_tier1);
 			if (ps->ea != NULL)
-				eval_acc_add(ps->ea, scores, tg, stamp, mark, ps->p1_in + (size_t)k * n_tier1);
+				eval_acc_add(ps->ea, scores, tg, stamp, mark,
+				    ps->p1_in + (size_t)k * n_tier1);
 			if (ps->cold != NULL) {
 				uint32_t excl = 0;
 				for (uint32_t i = 0; i < n_items; i++)
 					excl += (stamp[i] == mark && i != tg);
 				uint32_t rank = eval_rank(scores, n_items, tg, stamp, mark);
 				ps->cold_hits += rank < EVAL_TOPK;
-				ps->cold_rand += fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
+				ps->cold_rand +=
+				    fmin(1.0, (double)EVAL_TOPK / (double)(n_items - excl));
 				if (n_items - excl > 1)
-					ps->cold_auc += 1.0 - (double)rank / (double)(n_items - excl - 1);
+					ps->cold_auc +=
+					    1.0 - (double)rank / (double)(n_items - excl - 1);
 				else
 					ps->cold_auc += 0.5;
 				ps->cold_targets++;
@@ -316,7 +320,8 @@ json_metrics(FILE *fp, const double *m)
 {
 	fprintf(fp, "{");
 	for (int k = 0; k < EVAL_N_METRICS; k++)
-		fprintf(fp, "%s\"%s\": %.6f", k ? ", " : "", eval_metric_name((enum eval_metric)k), m[k]);
+		fprintf(fp, "%s\"%s\": %.6f", k ? ", " : "", eval_metric_name((enum eval_metric)k),
+		    m[k]);
 	fprintf(fp, "}");
 }
 
@@ -493,19 +498,24 @@ main(int argc, char **argv)
 			best_ndcg = fmax(best_ndcg, base[b][EVAL_NDCG10]);
 			best_hr = fmax(best_hr, base[b][EVAL_HR10]);
 		}
-		printf("lstm / best baseline: ndcg@10 %.3fx, hr@10 %.3fx; coverage@10 / pop %.2fx\n",
+		printf(
+		    "lstm / best baseline: ndcg@10 %.3fx, hr@10 %.3fx; coverage@10 / pop %.2fx\n",
 		    best_ndcg > 0 ? lstm[EVAL_NDCG10] / best_ndcg : 0.0,
 		    best_hr > 0 ? lstm[EVAL_HR10] / best_hr : 0.0,
-		    base[EVAL_POP][EVAL_COVERAGE10] > 0 ?
-		        lstm[EVAL_COVERAGE10] / base[EVAL_POP][EVAL_COVERAGE10] : 0.0);
+		    base[EVAL_POP][EVAL_COVERAGE10] > 0
+			? lstm[EVAL_COVERAGE10] / base[EVAL_POP][EVAL_COVERAGE10]
+			: 0.0);
 	}
 	if (have_cold)
-		printf("cold items: hr@10 %.4f vs random %.4f, auc %.4f vs random 0.5, over %zu test"
-		    " targets\n", cold_targets ? cold_hits / (double)cold_targets : 0.0,
+		printf(
+		    "cold items: hr@10 %.4f vs random %.4f, auc %.4f vs random 0.5, over %zu test"
+		    " targets\n",
+		    cold_targets ? cold_hits / (double)cold_targets : 0.0,
 		    cold_targets ? cold_rand / (double)cold_targets : 0.0,
 		    cold_targets ? cold_auc / (double)cold_targets : 0.0, cold_targets);
 	printf("calibration_kl@10: KL(user long-term tier-1 weights || tier-1 share of the top-10),"
-	    " both smoothed by eps=%g\n", EVAL_CALIB_EPS);
+	       " both smoothed by eps=%g\n",
+	    EVAL_CALIB_EPS);
 
 	if (a.json != NULL) {
 		FILE *fp = fopen(a.json, "w");
@@ -523,8 +533,10 @@ main(int argc, char **argv)
 		}
 		fprintf(fp, "}, \"cold\": ");
 		if (have_cold)
-			fprintf(fp, "{\"hr@10\": %.6f, \"random_hr@10\": %.6f, \"auc\": %.6f, "
-			    "\"targets\": %zu}", cold_targets ? cold_hits / (double)cold_targets : 0.0,
+			fprintf(fp,
+			    "{\"hr@10\": %.6f, \"random_hr@10\": %.6f, \"auc\": %.6f, "
+			    "\"targets\": %zu}",
+			    cold_targets ? cold_hits / (double)cold_targets : 0.0,
 			    cold_targets ? cold_rand / (double)cold_targets : 0.0,
 			    cold_targets ? cold_auc / (double)cold_targets : 0.0, cold_targets);
 		else

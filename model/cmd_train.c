@@ -14,8 +14,8 @@
 #include "modelfile.h"
 #include "train.h"
 
-#define EX_USAGE 64
-#define EX_DATAERR 65
+#define EX_USAGE    64
+#define EX_DATAERR  65
 #define EX_SOFTWARE 70
 
 struct train_args {
@@ -33,7 +33,8 @@ usage(FILE *fp)
 	    "usage: interest-train --catalog X.icat --interactions F.csv --out M.imdl [options]\n"
 	    "  --seed N           random seed (default %llu); same seed and threads: same weights\n"
 	    "  --epochs N         maximum epochs (default %u)\n"
-	    "  --patience N       stop after N epochs without validation gain (default %u, 0 = off)\n"
+	    "  --patience N       stop after N epochs without validation gain (default %u, 0 = "
+	    "off)\n"
 	    "  --hidden N         LSTM size H (default %u)\n"
 	    "  --type-dim N       event-type embedding size E (default %u)\n"
 	    "  --lr F             Adam learning rate (default %g)\n"
@@ -45,7 +46,8 @@ usage(FILE *fp)
 	    "  --sampled N        sampled softmax with N negatives (default: full softmax,\n"
 	    "                     2048 negatives automatically above 50000 items)\n"
 	    "  --holdout-last N   drop each user's last N events from training; with N >= 1 the\n"
-	    "                     N-th last event is the validation item for early stopping (default 0)\n"
+	    "                     N-th last event is the validation item for early stopping "
+	    "(default 0)\n"
 	    "  --cold-items FILE  item ids (one per line) whose events are dropped from training\n"
 	    "  --cold-sim F       share of candidate items per step scored by their content\n"
 	    "                     placement only, as items without training events are served,\n"
@@ -55,9 +57,8 @@ usage(FILE *fp)
 	    "                     (default %g, %g)\n"
 	    "  --model-version N  HPAR model_version (default: unix time now)\n",
 	    (unsigned long long)d.seed, d.epochs, d.patience, d.hidden, d.type_dim, (double)d.lr,
-	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip,
-	    (double)d.cold_sim, d.threads,
-	    (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
+	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip, (double)d.cold_sim,
+	    d.threads, (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
 }
 
 static int
@@ -122,15 +123,19 @@ parse_args(int argc, char **argv, struct train_args *a)
 		else if (strcmp(k, "--patience") == 0)
 			bad = parse_u32(v, &a->cfg.patience);
 		else if (strcmp(k, "--hidden") == 0)
-			bad = parse_u32(v, &a->cfg.hidden) || a->cfg.hidden == 0 || a->cfg.hidden > 1024;
+			bad = parse_u32(v, &a->cfg.hidden) || a->cfg.hidden == 0 ||
+			    a->cfg.hidden > 1024;
 		else if (strcmp(k, "--type-dim") == 0)
-			bad = parse_u32(v, &a->cfg.type_dim) || a->cfg.type_dim == 0 || a->cfg.type_dim > 64;
+			bad = parse_u32(v, &a->cfg.type_dim) || a->cfg.type_dim == 0 ||
+			    a->cfg.type_dim > 64;
 		else if (strcmp(k, "--batch") == 0)
-			bad = parse_u32(v, &a->cfg.batch) || a->cfg.batch == 0 || a->cfg.batch > 4096;
+			bad =
+			    parse_u32(v, &a->cfg.batch) || a->cfg.batch == 0 || a->cfg.batch > 4096;
 		else if (strcmp(k, "--bptt") == 0)
 			bad = parse_u32(v, &a->cfg.bptt) || a->cfg.bptt == 0 || a->cfg.bptt > 1024;
 		else if (strcmp(k, "--threads") == 0)
-			bad = parse_u32(v, &a->cfg.threads) || a->cfg.threads == 0 || a->cfg.threads > 256;
+			bad = parse_u32(v, &a->cfg.threads) || a->cfg.threads == 0 ||
+			    a->cfg.threads > 256;
 		else if (strcmp(k, "--sampled") == 0)
 			bad = parse_u32(v, &a->cfg.sampled);
 		else if (strcmp(k, "--holdout-last") == 0)
@@ -140,15 +145,19 @@ parse_args(int argc, char **argv, struct train_args *a)
 		else if (strcmp(k, "--l2") == 0)
 			bad = parse_f(v, &a->cfg.l2) || a->cfg.l2 < 0;
 		else if (strcmp(k, "--dropout") == 0)
-			bad = parse_f(v, &a->cfg.dropout) || a->cfg.dropout < 0 || a->cfg.dropout >= 1;
+			bad = parse_f(v, &a->cfg.dropout) || a->cfg.dropout < 0 ||
+			    a->cfg.dropout >= 1;
 		else if (strcmp(k, "--cold-sim") == 0)
-			bad = parse_f(v, &a->cfg.cold_sim) || a->cfg.cold_sim < 0 || a->cfg.cold_sim >= 1;
+			bad = parse_f(v, &a->cfg.cold_sim) || a->cfg.cold_sim < 0 ||
+			    a->cfg.cold_sim >= 1;
 		else if (strcmp(k, "--clip") == 0)
 			bad = parse_f(v, &a->cfg.clip) || a->cfg.clip < 0;
 		else if (strcmp(k, "--half-life-short") == 0)
-			bad = parse_f(v, &a->cfg.hp.half_life_short_s) || !(a->cfg.hp.half_life_short_s > 0);
+			bad = parse_f(v, &a->cfg.hp.half_life_short_s) ||
+			    !(a->cfg.hp.half_life_short_s > 0);
 		else if (strcmp(k, "--half-life-long") == 0)
-			bad = parse_f(v, &a->cfg.hp.half_life_long_s) || !(a->cfg.hp.half_life_long_s > 0);
+			bad = parse_f(v, &a->cfg.hp.half_life_long_s) ||
+			    !(a->cfg.hp.half_life_long_s > 0);
 		else {
 			fprintf(stderr, "interest-train: unknown option %s\n", k);
 			return -1;
@@ -159,7 +168,8 @@ parse_args(int argc, char **argv, struct train_args *a)
 		}
 	}
 	if (a->catalog == NULL || a->interactions == NULL || a->out == NULL) {
-		fprintf(stderr, "interest-train: --catalog, --interactions and --out are required\n");
+		fprintf(
+		    stderr, "interest-train: --catalog, --interactions and --out are required\n");
 		return -1;
 	}
 	return 0;
@@ -238,7 +248,8 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "interest-train: %u items, %u users, %zu events (%zu with unknown items skipped), "
-	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g cold-sim=%g seed=%llu\n",
+	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g cold-sim=%g "
+	    "seed=%llu\n",
 	    model_n_items(cat), ds->n_users, ds->n_events, ds->n_unknown_items, n_cold,
 	    a.cfg.hidden, a.cfg.type_dim, a.cfg.batch, a.cfg.bptt, (double)a.cfg.lr,
 	    (double)a.cfg.dropout, (double)a.cfg.l2, (double)a.cfg.cold_sim,

@@ -14,23 +14,30 @@
 #include "modelfile.h"
 
 #define DATASET_MAX_FIELDS 5
-#define DATASET_MAX_ID 255
+#define DATASET_MAX_ID     255
 
 static const char *const dataset_type_names[MODEL_N_TYPES] = {
-	"IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE", "SHARE", "DISLIKE",
+	"IMPRESSION",
+	"VIEW",
+	"CLICK",
+	"LIKE",
+	"ADD_TO_CART",
+	"PURCHASE",
+	"SHARE",
+	"DISLIKE",
 };
 
 struct dataset_row {
 	uint32_t user;
-	uint32_t line;                /* file order, the tie-breaker */
+	uint32_t line; /* file order, the tie-breaker */
 	struct dataset_event e;
 };
 
 /* Open-addressing map from user id to user index. */
 struct dataset_users {
-	char **ids;                   /* owned, [n] */
+	char **ids; /* owned, [n] */
 	uint32_t n, cap_ids;
-	uint32_t *slots;              /* [mask+1], UINT32_MAX empty */
+	uint32_t *slots; /* [mask+1], UINT32_MAX empty */
 	size_t mask;
 };
 
@@ -38,7 +45,8 @@ int
 dataset_type_parse(const char *s, size_t len)
 {
 	for (int t = 0; t < MODEL_N_TYPES; t++)
-		if (strlen(dataset_type_names[t]) == len && memcmp(dataset_type_names[t], s, len) == 0)
+		if (strlen(dataset_type_names[t]) == len &&
+		    memcmp(dataset_type_names[t], s, len) == 0)
 			return t;
 	return -1;
 }
@@ -272,7 +280,8 @@ dataset_load_order(const char *path, const struct model *cat, enum dataset_order
 			continue;
 		nf = dataset_split(line, f, fl);
 		if (nf < 4) {
-			snprintf(errstr, errstr_size, "%s:%u: expected 4 or 5 fields", path, lineno);
+			snprintf(
+			    errstr, errstr_size, "%s:%u: expected 4 or 5 fields", path, lineno);
 			goto fail;
 		}
 		if (fl[0] == 0 || fl[1] == 0 || fl[0] > DATASET_MAX_ID || fl[1] > DATASET_MAX_ID) {

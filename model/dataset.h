@@ -13,26 +13,26 @@
 struct model;
 
 struct dataset_event {
-	uint32_t item;                /* catalog item index */
-	uint8_t type;                 /* enum model_event_type */
+	uint32_t item; /* catalog item index */
+	uint8_t type;  /* enum model_event_type */
 	int64_t ts_ms;
-	float value;                  /* the optional value column, NaN when absent */
+	float value; /* the optional value column, NaN when absent */
 };
 
 struct dataset {
 	uint32_t n_users;
-	uint32_t n_items;             /* of the catalog the ids were mapped with */
+	uint32_t n_items; /* of the catalog the ids were mapped with */
 	size_t n_events;
-	size_t *user_off;             /* [n_users+1]: user u owns ev[user_off[u] .. user_off[u+1]) */
-	struct dataset_event *ev;     /* grouped by user (first appearance order), in the load order */
-	char **user_ids;              /* [n_users], NUL-terminated */
-	size_t n_unknown_items;       /* rows skipped: item id not in the catalog */
+	size_t *user_off;         /* [n_users+1]: user u owns ev[user_off[u] .. user_off[u+1]) */
+	struct dataset_event *ev; /* grouped by user (first appearance order), in the load order */
+	char **user_ids;          /* [n_users], NUL-terminated */
+	size_t n_unknown_items;   /* rows skipped: item id not in the catalog */
 };
 
 /* Order of each user's events after loading. */
 enum dataset_order {
-	DATASET_TIME_ORDER = 0,       /* by ts, ties in file order (training, evaluation) */
-	DATASET_FILE_ORDER            /* as in the file: arrival order, as the daemon applies them */
+	DATASET_TIME_ORDER = 0, /* by ts, ties in file order (training, evaluation) */
+	DATASET_FILE_ORDER      /* as in the file: arrival order, as the daemon applies them */
 };
 
 /*
@@ -44,8 +44,8 @@ enum dataset_order {
 struct dataset *dataset_load_order(const char *path, const struct model *cat,
     enum dataset_order order, char *errstr, size_t errstr_size);
 /* dataset_load_order() in DATASET_TIME_ORDER. */
-struct dataset *dataset_load(const char *path, const struct model *cat,
-    char *errstr, size_t errstr_size);
+struct dataset *dataset_load(
+    const char *path, const struct model *cat, char *errstr, size_t errstr_size);
 void dataset_free(struct dataset *ds);
 
 /* Events of user u and their count. */

@@ -13,11 +13,17 @@
 #include "state.h"
 #include "updater.h"
 
-#define EVAL_KNN_LAST 5                /* ItemKNN scores from the user's last 5 items */
-#define EVAL_TIE_SCALE 1e-4f           /* popularity tie-break, below any real score step */
+#define EVAL_KNN_LAST  5     /* ItemKNN scores from the user's last 5 items */
+#define EVAL_TIE_SCALE 1e-4f /* popularity tie-break, below any real score step */
 
 static const char *const eval_metric_names[EVAL_N_METRICS] = {
-	"hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr", "coverage@10", "ild@10",
+	"hr@10",
+	"ndcg@10",
+	"hr@20",
+	"ndcg@20",
+	"mrr",
+	"coverage@10",
+	"ild@10",
 	"calibration_kl@10",
 };
 
@@ -97,8 +103,8 @@ eval_before(const float *scores, uint32_t a, uint32_t b)
 }
 
 uint32_t
-eval_rank(const float *scores, uint32_t n_items, uint32_t target,
-    const uint32_t *stamp, uint32_t mark)
+eval_rank(
+    const float *scores, uint32_t n_items, uint32_t target, const uint32_t *stamp, uint32_t mark)
 {
 	uint32_t rank = 0;
 
@@ -148,8 +154,8 @@ struct eval_acc {
 	uint32_t n_items, n_tier1, dim;
 	double sum[EVAL_N_METRICS];
 	size_t n_users, n_calib;
-	uint8_t *covered;             /* [n_items] */
-	double *q;                    /* [n_tier1] */
+	uint8_t *covered; /* [n_items] */
+	double *q;        /* [n_tier1] */
 };
 
 struct eval_acc *
@@ -183,8 +189,8 @@ eval_acc_free(struct eval_acc *ea)
 }
 
 void
-eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target,
-    const uint32_t *stamp, uint32_t mark, const float *p1)
+eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target, const uint32_t *stamp,
+    uint32_t mark, const float *p1)
 {
 	uint32_t top[EVAL_TOPK], nt = 0, rank;
 	const float *emb = model_llm_embeddings(ea->cat);
@@ -287,19 +293,19 @@ eval_baseline_name(enum eval_baseline b)
 
 struct eval_baselines {
 	uint32_t n_items;
-	float *pop;                   /* [n_items] training occurrences */
-	float *tie;                   /* [n_items] popularity tie-break in [0, EVAL_TIE_SCALE) */
+	float *pop; /* [n_items] training occurrences */
+	float *tie; /* [n_items] popularity tie-break in [0, EVAL_TIE_SCALE) */
 	/* Markov: CSR of transition counts a -> b. */
-	size_t *mk_off;               /* [n_items+1] */
+	size_t *mk_off; /* [n_items+1] */
 	uint32_t *mk_to;
 	float *mk_cnt;
 	/* ItemKNN: distinct training items per user (split order), users per item. */
-	size_t *ui_off;               /* [n+1] */
+	size_t *ui_off; /* [n+1] */
 	uint32_t *ui_item;
-	size_t *iu_off;               /* [n_items+1] */
+	size_t *iu_off; /* [n_items+1] */
 	uint32_t *iu_user;
-	float *co;                    /* [n_items] scratch */
-	uint32_t *mark;               /* [n_items] scratch */
+	float *co;      /* [n_items] scratch */
+	uint32_t *mark; /* [n_items] scratch */
 };
 
 static int
@@ -435,8 +441,8 @@ fail:
 }
 
 void
-eval_baseline_score(struct eval_baselines *bl, enum eval_baseline b,
-    const struct dataset *ds, const struct eval_split *sp, uint32_t k, float *scores)
+eval_baseline_score(struct eval_baselines *bl, enum eval_baseline b, const struct dataset *ds,
+    const struct eval_split *sp, uint32_t k, float *scores)
 {
 	size_t cnt, nh = sp->n_hist[k];
 	const struct dataset_event *ev = dataset_user(ds, sp->users[k], &cnt);

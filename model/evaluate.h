@@ -15,13 +15,20 @@ struct model;
 struct updater;
 struct user_state;
 
-#define EVAL_MIN_EVENTS 5              /* users with fewer interactions are dropped */
-#define EVAL_TOPK 10
-#define EVAL_CALIB_EPS 0.01            /* additive smoothing of both tier-1 distributions */
+#define EVAL_MIN_EVENTS 5 /* users with fewer interactions are dropped */
+#define EVAL_TOPK       10
+#define EVAL_CALIB_EPS  0.01 /* additive smoothing of both tier-1 distributions */
 
 enum eval_metric {
-	EVAL_HR10 = 0, EVAL_NDCG10, EVAL_HR20, EVAL_NDCG20, EVAL_MRR,
-	EVAL_COVERAGE10, EVAL_ILD10, EVAL_CALIB_KL10, EVAL_N_METRICS
+	EVAL_HR10 = 0,
+	EVAL_NDCG10,
+	EVAL_HR20,
+	EVAL_NDCG20,
+	EVAL_MRR,
+	EVAL_COVERAGE10,
+	EVAL_ILD10,
+	EVAL_CALIB_KL10,
+	EVAL_N_METRICS
 };
 
 /* JSON key of a metric ("hr@10", ..., "calibration_kl@10"). */
@@ -31,17 +38,17 @@ const char *eval_metric_name(enum eval_metric k);
  * Rank (0 = best) of target among the items i with stamp[i] != mark (the
  * excluded history), target always a candidate; ties go to the lower index.
  */
-uint32_t eval_rank(const float *scores, uint32_t n_items, uint32_t target,
-    const uint32_t *stamp, uint32_t mark);
+uint32_t eval_rank(
+    const float *scores, uint32_t n_items, uint32_t target, const uint32_t *stamp, uint32_t mark);
 
 /*
  * The leave-last-out split: users with >= EVAL_MIN_EVENTS events; the test
  * target is the last event, validation the one before, the rest training.
  */
 struct eval_split {
-	uint32_t n;                   /* evaluated users */
-	uint32_t *users;              /* [n] dataset user index */
-	uint32_t *n_hist;             /* [n] events before the test target (train + validation) */
+	uint32_t n;       /* evaluated users */
+	uint32_t *users;  /* [n] dataset user index */
+	uint32_t *n_hist; /* [n] events before the test target (train + validation) */
 };
 int eval_split_make(const struct dataset *ds, struct eval_split *sp);
 void eval_split_fini(struct eval_split *sp);
@@ -73,8 +80,8 @@ void eval_acc_free(struct eval_acc *ea);
  * (stamp/mark), and the user's tier-1 weight distribution p1[n_tier1]
  * (summing to 1, or all zero) for calibration.
  */
-void eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target,
-    const uint32_t *stamp, uint32_t mark, const float *p1);
+void eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target, const uint32_t *stamp,
+    uint32_t mark, const float *p1);
 /* Final metric values into out[EVAL_N_METRICS]. */
 void eval_acc_result(const struct eval_acc *ea, double *out);
 
@@ -89,7 +96,7 @@ void eval_baselines_free(struct eval_baselines *bl);
 enum eval_baseline { EVAL_POP = 0, EVAL_MARKOV, EVAL_ITEMKNN, EVAL_N_BASELINES };
 const char *eval_baseline_name(enum eval_baseline b);
 /* Scores every item for user k of the split into scores[n_items]. */
-void eval_baseline_score(struct eval_baselines *bl, enum eval_baseline b,
-    const struct dataset *ds, const struct eval_split *sp, uint32_t k, float *scores);
+void eval_baseline_score(struct eval_baselines *bl, enum eval_baseline b, const struct dataset *ds,
+    const struct eval_split *sp, uint32_t k, float *scores);
 
 #endif

@@ -20,23 +20,24 @@
 struct dataset;
 
 struct train_config {
-	uint32_t hidden;              /* H */
-	uint32_t type_dim;            /* E */
+	uint32_t hidden;   /* H */
+	uint32_t type_dim; /* E */
 	uint64_t seed;
-	uint32_t epochs;              /* maximum */
-	uint32_t patience;            /* epochs without validation gain before stopping; 0 = never */
-	uint32_t batch;               /* parallel user lanes */
-	uint32_t bptt;                /* truncated BPTT window, steps */
-	float lr;                     /* Adam */
-	float l2;                     /* on R (and ib lightly) */
-	float dropout;                /* on the input embedding and h, training only */
-	float clip;                   /* global gradient-norm clip */
-	uint32_t holdout_last;        /* each user's last N events excluded from training */
-	uint32_t threads;             /* OpenBLAS threads */
-	uint32_t sampled;             /* negatives per step for sampled softmax; 0 = full */
-	uint32_t min_user_events;     /* users with fewer events are ignored (protocol: 5) */
-	float cold_sim;               /* fraction of candidate items per window scored as if unseen */
-	struct model_hparams hp;      /* ring, half-lives, type weights, max_tiers (hidden/type_dim copied) */
+	uint32_t epochs;          /* maximum */
+	uint32_t patience;        /* epochs without validation gain before stopping; 0 = never */
+	uint32_t batch;           /* parallel user lanes */
+	uint32_t bptt;            /* truncated BPTT window, steps */
+	float lr;                 /* Adam */
+	float l2;                 /* L2 on the residuals R */
+	float dropout;            /* on the input embedding and h, training only */
+	float clip;               /* global gradient-norm clip */
+	uint32_t holdout_last;    /* each user's last N events excluded from training */
+	uint32_t threads;         /* OpenBLAS threads */
+	uint32_t sampled;         /* negatives per step for sampled softmax; 0 = full */
+	uint32_t min_user_events; /* users with fewer events are ignored (protocol: 5) */
+	float cold_sim;           /* fraction of candidate items per window scored as if unseen */
+	struct model_hparams
+	    hp; /* ring, half-lives, type weights, max_tiers (hidden/type_dim copied) */
 };
 
 /* Fills cfg with the defaults (documented in cmd_train.c's usage). */
@@ -55,8 +56,8 @@ void train_config_default(struct train_config *cfg);
  * R = 0 and ib = 0. Cost O(folds * 7 * dim^3). Returns 0, or -1 on ENOMEM
  * (R and ib of untrained items then unspecified).
  */
-int train_place_untrained(const struct model *cat, const uint8_t *trained, float *R,
-    float *ib, double *lambda_R, double *lambda_ib);
+int train_place_untrained(const struct model *cat, const uint8_t *trained, float *R, float *ib,
+    double *lambda_R, double *lambda_ib);
 
 struct trainer;
 
@@ -67,8 +68,8 @@ struct trainer;
  * the tier weights use the serving code with these hyper-parameters.
  */
 struct trainer *trainer_new(const struct model *cat, const struct dataset *ds,
-    const struct train_config *cfg, const uint8_t *cold, const char *tmp_path,
-    char *errstr, size_t errstr_size);
+    const struct train_config *cfg, const uint8_t *cold, const char *tmp_path, char *errstr,
+    size_t errstr_size);
 void trainer_free(struct trainer *tr);
 
 /*
@@ -113,7 +114,7 @@ double trainer_window_loss(struct trainer *tr);
  * candidates (every item with training events, full softmax). Returns the
  * number of active positions (may exceed cap; only cap are written).
  */
-size_t trainer_window_positions(const struct trainer *tr, size_t cap, uint32_t *user,
-    uint32_t *n_applied, double *ce);
+size_t trainer_window_positions(
+    const struct trainer *tr, size_t cap, uint32_t *user, uint32_t *n_applied, double *ce);
 
 #endif

@@ -24,11 +24,11 @@
 #include "train.h"
 #include "updater.h"
 
-#define ML100K_DATA "/work/shared/data/ml-100k/u.data"
+#define ML100K_DATA  "/work/shared/data/ml-100k/u.data"
 #define SAMPLE_USERS 40
-#define SAMPLE_ITEMS 1683          /* ML-100K item ids are 1..1682 */
-#define MAX_POS 4096
-#define CE_TOL 1e-4
+#define SAMPLE_ITEMS 1683 /* ML-100K item ids are 1..1682 */
+#define MAX_POS      4096
+#define CE_TOL       1e-4
 
 /* Event type from a 1..5 rating, so every type embedding row used is exercised. */
 static const char *
@@ -133,7 +133,8 @@ check_placement(const struct model *cat)
 		const float *x = emb + (size_t)i * dim;
 		double v = -5.0;
 		if (trained[i]) {
-			moved += memcmp(R + (size_t)i * dim, R0 + (size_t)i * dim, dim * sizeof(float)) != 0;
+			moved += memcmp(R + (size_t)i * dim, R0 + (size_t)i * dim,
+				     dim * sizeof(float)) != 0;
 			continue;
 		}
 		for (uint32_t k = 0; k < dim; k++) {
@@ -163,7 +164,9 @@ main(void)
 {
 	int fails = 0, rc;
 	char dir[128], cat_path[256], csv_path[256], tmp_path[256], out_path[256], err[512];
-	struct fixture_cat fc = { .n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 5 };
+	struct fixture_cat fc = {
+		.n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 5
+	};
 	struct model *cat = NULL, *m = NULL;
 	struct dataset *ds = NULL, *ds_time = NULL;
 	struct trainer *tr = NULL;
@@ -198,7 +201,8 @@ main(void)
 	ds = dataset_load_order(csv_path, cat, DATASET_FILE_ORDER, err, sizeof(err));
 	ds_time = dataset_load(csv_path, cat, err, sizeof(err));
 	CHECK(ds != NULL && ds_time != NULL && ds->n_users == SAMPLE_USERS &&
-	    ds->n_events == ds_time->n_events, "dataset loads in file and in time order");
+		ds->n_events == ds_time->n_events,
+	    "dataset loads in file and in time order");
 	if (ds == NULL || ds_time == NULL)
 		goto done;
 	{
@@ -214,7 +218,8 @@ main(void)
 			for (size_t j = 0; j < n; j++)
 				differ += ev[j].item != et[j].item;
 		}
-		CHECK(backwards > 100 && differ > 0, "file order kept: %zu backward steps", backwards);
+		CHECK(backwards > 100 && differ > 0, "file order kept: %zu backward steps",
+		    backwards);
 		CHECK(sorted_bad == 0, "time order sorted");
 	}
 
@@ -289,9 +294,11 @@ main(void)
 			}
 			state_reset(us);
 			for (uint32_t j = 0; j < pos_n[p]; j++) {
-				batch[j] = (struct update_event){ us, ev[j].item, ev[j].type, ev[j].ts_ms, -1, j };
+				batch[j] = (struct update_event){ us, ev[j].item, ev[j].type,
+					ev[j].ts_ms, -1, j };
 				/* Would "seconds since the previous event" differ from the updater's gap? */
-				if (j > 0 && ev[j - 1].ts_ms < t_max && ev[j].ts_ms > ev[j - 1].ts_ms)
+				if (j > 0 && ev[j - 1].ts_ms < t_max &&
+				    ev[j].ts_ms > ev[j - 1].ts_ms)
 					gaps_differ++;
 				if (ev[j].ts_ms > t_max)
 					t_max = ev[j].ts_ms;
@@ -310,8 +317,8 @@ main(void)
 		}
 		CHECK(gaps_differ > 0, "the window has events whose gap depends on the rule (%zu)",
 		    gaps_differ);
-		CHECK(worst < CE_TOL, "per-position cross-entropy: trainer = updater+scorer, max |diff| %.2e",
-		    worst);
+		CHECK(worst < CE_TOL,
+		    "per-position cross-entropy: trainer = updater+scorer, max |diff| %.2e", worst);
 		CHECK(fabs(sum / (double)n_pos - window) < CE_TOL,
 		    "window loss %.6f = serving-path mean %.6f", window, sum / (double)n_pos);
 		(void)sum_tr;
@@ -331,13 +338,15 @@ main(void)
 			seq_us[k] = state_new(model_hparams(m));
 		}
 		if (batch_us && seq_us && batch_us[n_users - 1] && seq_us[n_users - 1]) {
-			CHECK(eval_replay(up, ds, sp.users, sp.n_hist, n_users, 4096, batch_us) == 0,
+			CHECK(
+			    eval_replay(up, ds, sp.users, sp.n_hist, n_users, 4096, batch_us) == 0,
 			    "replay in one batch");
 			CHECK(eval_replay(up, ds, sp.users, sp.n_hist, n_users, 7, seq_us) == 0,
 			    "replay in batches of 7 events");
 			for (uint32_t k = 0; k < n_users; k++) {
 				for (uint32_t j = 0; j < model_hparams(m)->hidden; j++)
-					worst = fmax(worst, fabs(batch_us[k]->h[j] - seq_us[k]->h[j]));
+					worst =
+					    fmax(worst, fabs(batch_us[k]->h[j] - seq_us[k]->h[j]));
 				same_meta &= batch_us[k]->events_applied == sp.n_hist[k] &&
 				    seq_us[k]->events_applied == sp.n_hist[k] &&
 				    batch_us[k]->t_ref_ms == seq_us[k]->t_ref_ms &&

@@ -18,9 +18,9 @@
 #include "modelfile.h"
 #include "train.h"
 
-#define ML100K_DATA "/work/shared/data/ml-100k/u.data"
+#define ML100K_DATA  "/work/shared/data/ml-100k/u.data"
 #define SAMPLE_USERS 50
-#define SAMPLE_ITEMS 1683          /* ML-100K item ids are 1..1682 */
+#define SAMPLE_ITEMS 1683 /* ML-100K item ids are 1..1682 */
 
 /* Writes the first SAMPLE_USERS users' ratings (file order) as a VIEW interactions CSV. */
 static int
@@ -73,7 +73,7 @@ train_once(const struct model *cat, const struct dataset *ds, uint64_t seed, con
 	cfg.patience = 0;
 	cfg.lr = 5e-3f;
 	cfg.seed = seed;
-	cfg.holdout_last = 0;         /* no validation: the weights of the last epoch */
+	cfg.holdout_last = 0; /* no validation: the weights of the last epoch */
 	cfg.hp.model_version = 1;
 	tr = trainer_new(cat, ds, &cfg, NULL, tmp, err, sizeof(err));
 	if (tr == NULL) {
@@ -95,7 +95,9 @@ main(void)
 {
 	int fails = 0, rc;
 	char dir[128], cat_path[256], csv_path[256], tmp_path[256], out_path[256], err[512];
-	struct fixture_cat fc = { .n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 9 };
+	struct fixture_cat fc = {
+		.n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 9
+	};
 	struct model *cat = NULL, *m = NULL;
 	struct dataset *ds = NULL;
 	struct trainer *t1 = NULL, *t2 = NULL, *t3 = NULL;
@@ -107,7 +109,8 @@ main(void)
 	{
 		float sc[6] = { 0.5f, 0.9f, 0.5f, 0.1f, 0.7f, 0.5f };
 		uint32_t stamp[6] = { 0, 3, 0, 0, 0, 0 };
-		CHECK(eval_rank(sc, 6, 2, stamp, 3) == 2, "rank skips the excluded item, ties to lower index");
+		CHECK(eval_rank(sc, 6, 2, stamp, 3) == 2,
+		    "rank skips the excluded item, ties to lower index");
 		CHECK(eval_rank(sc, 6, 1, stamp, 3) == 0, "the target is never excluded");
 		stamp[1] = 0;
 		CHECK(eval_rank(sc, 6, 3, stamp, 3) == 5, "lowest score ranks last");
@@ -151,7 +154,8 @@ main(void)
 	{
 		struct eval_split sp;
 		size_t n;
-		CHECK(eval_split_make(ds, &sp) == 0 && sp.n == SAMPLE_USERS, "split keeps all users");
+		CHECK(
+		    eval_split_make(ds, &sp) == 0 && sp.n == SAMPLE_USERS, "split keeps all users");
 		dataset_user(ds, sp.users[0], &n);
 		CHECK(sp.n_hist[0] == n - 1, "history = all but the test event");
 		eval_split_fini(&sp);
@@ -187,11 +191,13 @@ main(void)
 	float *p3 = trainer_params(t3, &n3);
 	CHECK(n1 == n2 && memcmp(p1, p2, n1 * sizeof(float)) == 0,
 	    "same seed: byte-identical weights");
-	CHECK(n1 == n3 && memcmp(p1, p3, n1 * sizeof(float)) != 0, "different seed: different weights");
+	CHECK(n1 == n3 && memcmp(p1, p3, n1 * sizeof(float)) != 0,
+	    "different seed: different weights");
 
 	CHECK(trainer_write(t1, out_path, err, sizeof(err)) == 0, "model written");
 	m = model_load(out_path, err, sizeof(err));
-	CHECK(m != NULL && model_has_weights(m), "model file loads with weights (%s)", m ? "" : err);
+	CHECK(
+	    m != NULL && model_has_weights(m), "model file loads with weights (%s)", m ? "" : err);
 	if (m != NULL) {
 		const struct model_weights *w = model_weights(m);
 		const struct model_hparams *hp = model_hparams(m);
@@ -200,12 +206,13 @@ main(void)
 		size_t placed = 0, changed_trained = 0, untrained = 0;
 		uint8_t *seen = calloc(model_n_items(cat), 1);
 		CHECK(memcmp(w->W, p1, n_lstm * sizeof(float)) == 0 &&
-		    memcmp(w->alpha, tw->alpha, 4 * sizeof(float)) == 0,
+			memcmp(w->alpha, tw->alpha, 4 * sizeof(float)) == 0,
 		    "file weights = trained weights (LSTM, projection, types, tier terms)");
 		for (size_t e = 0; seen != NULL && e < ds->n_events; e++)
 			seen[ds->ev[e].item] = 1;
 		for (uint32_t i = 0; seen != NULL && i < model_n_items(cat); i++) {
-			int same = memcmp(w->R + i * dim, tw->R + i * dim, dim * sizeof(float)) == 0 &&
+			int same =
+			    memcmp(w->R + i * dim, tw->R + i * dim, dim * sizeof(float)) == 0 &&
 			    w->ib[i] == tw->ib[i];
 			if (seen[i]) {
 				changed_trained += !same;
@@ -219,7 +226,7 @@ main(void)
 		    "all %zu items without training events placed from content", untrained);
 		free(seen);
 		CHECK(hp->hidden == 16 && hp->type_dim == 4 && hp->ring_len == 16 &&
-		    hp->max_tiers == 32 && hp->train_seed == 1,
+			hp->max_tiers == 32 && hp->train_seed == 1,
 		    "HPAR carries H, E, ring, max_tiers, seed");
 		CHECK(hp->half_life_short_s == 86400.0f && hp->half_life_long_s == 30 * 86400.0f,
 		    "half-lives 1 day / 30 days");
