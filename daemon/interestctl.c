@@ -548,8 +548,8 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 			goto nomem;
 
 	/*
-	 * Each user's events in the dataset's order (its time order, ties in file
-	 * order), cut into batches like the daemon's; offsets number the events
+	 * Each user's events in file (arrival) order, as the daemon applies them,
+	 * cut into batches like the daemon's; offsets number the events
 	 * (partition -1: offline).
 	 */
 	for (uint32_t u = 0; u < ds->n_users; u++) {
