@@ -1,0 +1,569 @@
+#!/usr/bin/env python3
+"""interestd's benchmark driver (`make bench`, method in docs/BENCH.md).
+
+Starts a private Kafka + Redis stack (scripts/stack, free loopback ports),
+builds a bench model (d, H, I items: make-sample items -> scripts/catalog
+build -> interest-train --epochs 1), produces the events with the C load
+generator, then per repetition: the ceiling (plain librdkafka batch consumer),
+interestd flat out (default OpenBLAS core and OPENBLAS_CORETYPE=SkylakeX), the
+in-process compute floor, the Python peer and interestd on the peer's topic
+(same events: Redis values compared), and the latency run at half of
+interestd's flat-out rate. Medians of the repetitions go to BUILD/bench.json
+and are printed as a table. Every process it starts is stopped at exit.
+Sizes come from flags or BENCH_* environment variables (defaults: the issue's).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+PARTITIONS = 4
+PROBE_EVERY = 100
+CORE_ENV = "OPENBLAS_CORETYPE"
+CORE_FAST = "SkylakeX"
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.build = os.path.realpath(os.path.join(ROOT, a.build))
+        self.work = os.path.join(self.build, "bench")
+        self.procs = []
+        self.stack_dir = os.path.join(self.work, "stack")
+        self.run_id = str(int(time.time()))
+        os.makedirs(self.work, exist_ok=True)
+
+    # ---- processes ---------------------------------------------------------
+    def tool(self, name):
+        return os.path.join(self.build, "tools", name)
+
+    def run_json(self, cmd, env=None):
+        """Runs a tool that prints one JSON line; returns it parsed."""
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT)
+        if r.returncode != 0:
+            raise RuntimeError(f"{os.path.basename(cmd[0])} exited {r.returncode}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir", self.stack_dir,
+                        "--fast"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    # ---- data and stack ----------------------------------------------------
+    def model(self):
+        a = self.a
+        d = os.path.join(self.work, f"model-i{a.items}-h{a.hidden}-d{a.dim}")
+        path = os.path.join(d, "model.imdl")
+        if os.path.exists(path):
+            return path
+        os.makedirs(d, exist_ok=True)
+        log(f"bench model: {a.items} items, d={a.dim}, H={a.hidden} (make-sample, catalog, "
+            "interest-train --epochs 1)")
+        sh = os.path.join(ROOT, "scripts")
+        subprocess.run([os.path.join(sh, "make-sample"), "--out", d, "--users", "2000",
+                        "--items", str(a.items), "--events", "40000", "--seed", "11"], check=True)
+        subprocess.run([os.path.join(sh, "catalog"), "build", "--items",
+                        os.path.join(d, "items.csv"), "--out", os.path.join(d, "catalog.icat"),
+                        "--dim", str(a.dim), "--seed", "11"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([os.path.join(self.build, "interest-train"), "--catalog",
+                        os.path.join(d, "catalog.icat"), "--interactions",
+                        os.path.join(d, "interactions.csv"), "--out", path, "--seed", "11",
+                        "--epochs", "1", "--hidden", str(a.hidden), "--threads", "1"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return path
+
+    def stack_up(self):
+        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir", self.stack_dir,
+                        "--fast"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.stack_dir, ignore_errors=True)
+        r = subprocess.run([os.path.join(ROOT, "scripts", "stack"), "up", "--dir", self.stack_dir,
+                            "--kafka-port", "0", "--controller-port", "0", "--redis-port", "0",
+                            "--no-topics", "--print-env"], stdout=subprocess.PIPE, text=True,
+                           check=True)
+        env = dict(re.findall(r"^export (\w+)=(\S*)$", r.stdout, re.M))
+        self.bootstrap = env["KAFKA_BOOTSTRAP"]
+        self.redis_port = int(env["REDIS_PORT"])
+        self.r = redis.Redis(host="127.0.0.1", port=self.redis_port)
+        log(f"stack: kafka {self.bootstrap}, redis {self.redis_port}")
+
+    def topic(self, name):
+        t = f"bench-{self.run_id}-{name}"
+        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "topics", "--bootstrap",
+                        self.bootstrap, f"{t}:{PARTITIONS}"], check=True,
+                       stdout=subprocess.DEVNULL)
+        return t
+
+    def produce(self, topic, events, rate=0, seconds=0, seed=1, probe_log=None):
+        cmd = [self.tool("bench-gen"), "--brokers", self.bootstrap, "--topic", topic,
+               "--model", self.model_path, "--users", str(self.a.users), "--events",
+               str(events), "--seed", str(seed)]
+        if rate:
+            cmd += ["--rate", str(rate), "--seconds", str(seconds)]
+        if probe_log:
+            cmd += ["--probe-every", str(PROBE_EVERY), "--probe-log", probe_log]
+        return self.run_json(cmd)
+
+    def end_offsets(self, topic):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-probe"})
+        ends = {}
+        for p in range(PARTITIONS):
+            ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        c.close()
+        return ends
+
+    # ---- interestd ---------------------------------------------------------
+    def daemon_conf(self, name, topic, group, prefix="ui:"):
+        path = os.path.join(self.work, f"{name}.conf")
+        self.metrics_port = free_port()
+        with open(path, "w") as f:
+            f.write(f"""# written by scripts/bench
+kafka.bootstrap.servers = {self.bootstrap}
+group.id = {group}
+topic.events = {topic}
+topic.snapshots = bench-{self.run_id}-snapshots
+topic.dlq = bench-{self.run_id}-dlq
+schema.reader = {ROOT}/schemas/behaviour_event.avsc
+model.path = {self.model_path}
+redis.host = 127.0.0.1
+redis.port = {self.redis_port}
+redis.prefix = {prefix}
+metrics.listen = 127.0.0.1:{self.metrics_port}
+""")
+        return path
+
+    def daemon_start(self, conf, name, extra_env=None):
+        """Starts interestd with a NOTIFY_SOCKET; returns (proc, exec time, log reader)."""
+        sock_path = os.path.join(self.work, f"notify-{name}.sock")
+        if os.path.exists(sock_path):
+            os.unlink(sock_path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
+        env.pop(CORE_ENV, None)
+        env.update(extra_env or {})
+        logf = os.path.join(self.work, f"{name}.log")
+        t_exec = time.monotonic()
+        p = subprocess.Popen([os.path.join(self.build, "interestd"), "-c", conf],
+                             stderr=subprocess.PIPE, env=env, text=True)
+        self.procs.append(p)
+        d = Daemon(p, sock, t_exec, logf)
+        return d
+
+    def daemon_stop(self, d):
+        if d.p.poll() is None:
+            d.p.send_signal(signal.SIGTERM)
+            try:
+                d.p.wait(60)
+            except subprocess.TimeoutExpired:
+                d.p.kill()
+                d.p.wait()
+        d.sock.close()
+
+    def wait_committed(self, group, topic, ends, timeout_s):
+        """Polls the group's committed offsets until they reach ends; returns the time."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        tps = [TopicPartition(topic, p) for p in ends]
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                got = c.committed(tps, timeout=10)
+                t = time.monotonic()
+                if all(tp.offset >= ends[tp.partition] for tp in got):
+                    return t
+                time.sleep(0.05)
+        finally:
+            c.close()
+        raise RuntimeError(f"group {group}: offsets not committed within {timeout_s} s")
+
+    def flat_out(self, topic, ends, events, name, core=None):
+        """interestd flat out over the whole topic: eps, ready_s, bytes_per_user."""
+        self.r.flushall()
+        group = f"bench-{self.run_id}-{name}"
+        conf = self.daemon_conf(name, topic, group)
+        d = self.daemon_start(conf, name, {CORE_ENV: core} if core else None)
+        try:
+            ready = d.wait_ready(60)
+            rss0 = d.rss()
+            t0 = d.wait_line("event=assigned", 60)
+            t1 = self.wait_committed(group, topic, ends, 3600)
+            m = metrics(self.metrics_port)
+            rss1 = d.rss()
+            users = m.get("interestd_users_cached", 0)
+        finally:
+            self.daemon_stop(d)
+        res = {"eps": events / (t1 - t0), "ready_s": ready, "users": users,
+               "bytes_per_user": (rss1 - rss0) / users if users else None,
+               "applied": m.get("interestd_events_applied_total")}
+        log(f"  interestd {name}: {res['eps']:.0f} ev/s, READY {ready:.2f} s, "
+            f"{res['bytes_per_user']:.0f} B/user ({users} users)")
+        return res
+
+    # ---- latency -------------------------------------------------------------
+    def latency(self, rep, rate):
+        topic = self.topic(f"lat{rep}")
+        self.r.flushall()
+        self.r.config_set("notify-keyspace-events", "Kh")
+        group = f"bench-{self.run_id}-lat{rep}"
+        conf = self.daemon_conf(f"lat{rep}", topic, group)
+        d = self.daemon_start(conf, f"lat{rep}")
+        probe_log = os.path.join(self.work, f"probe-{rep}.txt")
+        lst = Listener(self.redis_port, "ui:")
+        try:
+            d.wait_ready(60)
+            d.wait_line("event=assigned", 60)
+            lst.start()
+            time.sleep(0.3)
+            g = self.produce(topic, 10 ** 9, rate=rate, seconds=self.a.lat_seconds,
+                             seed=100 + rep, probe_log=probe_log)
+            ends = self.end_offsets(topic)
+            self.wait_committed(group, topic, ends, 300)
+            time.sleep(0.3)
+        finally:
+            lst.stop()
+            self.daemon_stop(d)
+            self.r.config_set("notify-keyspace-events", "")
+        # ack times per probe user: (events_applied, wall ms) in arrival order
+        acks = {}
+        for uid, applied, t_ms in lst.acks:
+            acks.setdefault(uid, []).append((applied, t_ms))
+        lat, missing = [], 0
+        with open(probe_log) as f:
+            for line in f:
+                uid, seq, ts = line.split()
+                seq, ts = int(seq), int(ts)
+                t = next((t for n, t in acks.get(uid, ()) if n >= seq), None)
+                if t is None:
+                    missing += 1
+                else:
+                    lat.append(t - ts)
+        if not lat:
+            raise RuntimeError("latency: no probe event was acknowledged")
+        lat = np.array(lat)
+        res = {"rate": g["eps"], "p50_ms": float(np.percentile(lat, 50)),
+               "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+               "samples": int(lat.size), "missing": missing}
+        log(f"  latency at {g['eps']:.0f} ev/s: p50 {res['p50_ms']:.1f} ms, p99 "
+            f"{res['p99_ms']:.1f} ms, max {res['max_ms']:.1f} ms ({lat.size} probe events, "
+            f"{missing} unmatched)")
+        return res
+
+    # ---- peer ------------------------------------------------------------------
+    def peer(self, rep, topic, ends, events):
+        """interestd and the Python peer on the same topic; compares their Redis values."""
+        self.r.flushall()
+        group = f"bench-{self.run_id}-peerd{rep}"
+        conf = self.daemon_conf(f"peerd{rep}", topic, group, prefix="d:")
+        d = self.daemon_start(conf, f"peerd{rep}")
+        try:
+            d.wait_ready(60)
+            t0 = d.wait_line("event=assigned", 60)
+            t1 = self.wait_committed(group, topic, ends, 3600)
+        finally:
+            self.daemon_stop(d)
+        d_eps = events / (t1 - t0)
+        py = self.run_json([sys.executable, os.path.join(ROOT, "scripts", "bench_peer.py"),
+                            "--bootstrap", self.bootstrap, "--topic", topic, "--group",
+                            f"bench-{self.run_id}-peer{rep}", "--model", self.model_path,
+                            "--redis-port", str(self.redis_port), "--prefix", "p:",
+                            "--events", str(events)])
+        diffs, n = compare(self.r, "d:", "p:")
+        log(f"  peer: {py['eps']:.0f} ev/s, interestd on the same events {d_eps:.0f} ev/s; "
+            f"{n} users compared, {len(diffs)} differ")
+        for x in diffs[:5]:
+            log(f"    {x}")
+        return {"peer_eps": py["eps"], "interestd_eps": d_eps, "users_compared": n,
+                "users_differing": len(diffs)}
+
+    # ---- the run -----------------------------------------------------------------
+    def run(self):
+        a = self.a
+        t_start = time.monotonic()
+        self.model_path = self.model()
+        self.stack_up()
+        main = self.topic("events")
+        g = self.produce(main, a.events, seed=1)
+        log(f"generator: {a.events} events for {a.users} users in {g['seconds']:.1f} s "
+            f"({g['eps']:.0f} ev/s)")
+        ends = self.end_offsets(main)
+        peer_topic = self.topic("peer")
+        self.produce(peer_topic, a.peer_events, seed=2)
+        peer_ends = self.end_offsets(peer_topic)
+        reps = []
+        for rep in range(a.reps):
+            log(f"repetition {rep + 1}/{a.reps}")
+            x = {}
+            c = self.run_json([self.tool("bench-ceiling"), "--brokers", self.bootstrap,
+                               "--topic", main, "--events", str(a.events), "--group",
+                               f"bench-{self.run_id}-ceil{rep}"])
+            x["ceiling_eps"] = c["eps"]
+            log(f"  ceiling: {c['eps']:.0f} ev/s")
+            base = self.flat_out(main, ends, a.events, f"flat{rep}")
+            fast = self.flat_out(main, ends, a.events, f"flatsk{rep}", core=CORE_FAST)
+            x["interestd_eps"] = base["eps"]
+            x["interestd_skylakex_eps"] = fast["eps"]
+            x["ready_s"] = base["ready_s"]
+            x["bytes_per_user"] = base["bytes_per_user"]
+            for name, core in (("inproc_eps", None), ("inproc_skylakex_eps", CORE_FAST)):
+                env = dict(os.environ)
+                env.pop(CORE_ENV, None)
+                if core:
+                    env[CORE_ENV] = core
+                ip = self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
+                                    "--topic", main, "--events", str(a.events), "--model",
+                                    self.model_path, "--reps", "1", "--group",
+                                    f"bench-{self.run_id}-{name}{rep}"], env=env)
+                x[name] = ip["eps"]
+                x["heap_bytes_per_user"] = ip["heap_bytes_per_user"]
+                log(f"  compute floor ({core or 'default core'}): {ip['eps']:.0f} ev/s")
+            x["ratio_inproc"] = x["interestd_eps"] / x["inproc_eps"]
+            x["ratio_inproc_skylakex"] = x["interestd_skylakex_eps"] / x["inproc_skylakex_eps"]
+            pr = self.peer(rep, peer_topic, peer_ends, a.peer_events)
+            x["peer_eps"] = pr["peer_eps"]
+            x["interestd_peer_topic_eps"] = pr["interestd_eps"]
+            x["ratio_peer"] = pr["interestd_eps"] / pr["peer_eps"]
+            x["peer_users_compared"] = pr["users_compared"]
+            x["peer_users_differing"] = pr["users_differing"]
+            lat = self.latency(rep, x["interestd_eps"] / 2)
+            x.update({k: lat[k] for k in ("p50_ms", "p99_ms", "max_ms")})
+            x["latency_rate_eps"] = lat["rate"]
+            x["latency_samples"] = lat["samples"]
+            reps.append(x)
+        out = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+        out["config"] = {"U": a.users, "I": a.items, "events": a.events, "H": a.hidden,
+                         "d": a.dim, "reps": a.reps, "peer_events": a.peer_events,
+                         "latency_seconds": a.lat_seconds, "partitions": PARTITIONS,
+                         "probe_every": PROBE_EVERY}
+        out["runs"] = reps
+        out["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        path = os.path.join(self.build, "bench.json")
+        with open(path, "w") as f:
+            json.dump(out, f, indent=2)
+        table(out)
+        log(f"wrote {path} ({out['elapsed_s']:.0f} s)")
+        return out
+
+
+class Daemon:
+    """A running interestd: stderr copied to a file and watched for lines."""
+
+    def __init__(self, p, sock, t_exec, logf):
+        self.p, self.sock, self.t_exec = p, sock, t_exec
+        self.lines = []
+        self.cv = threading.Condition()
+        self.logf = open(logf, "w")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stderr:
+            t = time.monotonic()
+            self.logf.write(line)
+            with self.cv:
+                self.lines.append((t, line))
+                self.cv.notify_all()
+        self.logf.close()
+
+    def wait_line(self, pattern, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        with self.cv:
+            while True:
+                for t, line in self.lines:
+                    if pattern in line:
+                        return t
+                left = deadline - time.monotonic()
+                if left <= 0 or self.p.poll() is not None:
+                    raise RuntimeError(f"interestd: no '{pattern}' line (exit {self.p.poll()})")
+                self.cv.wait(min(left, 0.5))
+
+    def wait_ready(self, timeout_s):
+        """Seconds from exec to READY=1 on the notify socket."""
+        self.sock.settimeout(timeout_s)
+        while True:
+            msg = self.sock.recv(4096)
+            if b"READY=1" in msg.split(b"\n"):
+                return time.monotonic() - self.t_exec
+
+    def rss(self):
+        with open(f"/proc/{self.p.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+
+class Listener:
+    """Keyspace notifications of the probe users' meta hash; each one answered
+    with HGET events_applied at once: (user, events_applied, wall ms)."""
+
+    def __init__(self, port, prefix):
+        self.r = redis.Redis(host="127.0.0.1", port=port)
+        self.q = redis.Redis(host="127.0.0.1", port=port)
+        self.pat = f"__keyspace@0__:{prefix}{{q*}}:meta"
+        self.cut = len("__keyspace@0__:") + len(prefix) + 1
+        self.acks = []
+        self.stopping = False
+
+    def start(self):
+        self.ps = self.r.pubsub()
+        self.ps.psubscribe(self.pat)
+        self.th = threading.Thread(target=self._run, daemon=True)
+        self.th.start()
+
+    def _run(self):
+        while not self.stopping:
+            m = self.ps.get_message(timeout=0.2)
+            if m is None or m["type"] != "pmessage":
+                continue
+            t_ms = time.time() * 1000.0
+            key = m["channel"].decode()
+            uid = key[self.cut:key.index("}", self.cut)]
+            n = self.q.hget(key[len("__keyspace@0__:"):], "events_applied")
+            if n is not None:
+                self.acks.append((uid, int(n), t_ms))
+
+    def stop(self):
+        self.stopping = True
+        if hasattr(self, "th"):
+            self.th.join(5)
+            self.ps.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def metrics(port):
+    import urllib.request
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            k, v = line.split()
+            out[k] = float(v)
+    return out
+
+
+def compare(r, pa, pb):
+    """Differences between the keys of every user under prefix pa and pb."""
+    diffs, n = [], 0
+    for key in r.scan_iter(match=pa + "{*}:meta", count=1000):
+        key = key.decode()
+        uid = key[len(pa) + 1:key.rindex("}")]
+        ka, kb = f"{pa}{{{uid}}}:", f"{pb}{{{uid}}}:"
+        n += 1
+        ma, mb = r.hgetall(ka + "meta"), r.hgetall(kb + "meta")
+        if ma.get(b"events_applied") != mb.get(b"events_applied"):
+            diffs.append(f"{uid}: events_applied {ma.get(b'events_applied')} vs "
+                         f"{mb.get(b'events_applied')}")
+            continue
+        va = np.frombuffer(r.get(ka + "vec") or b"", "<f4")
+        vb = np.frombuffer(r.get(kb + "vec") or b"", "<f4")
+        if va.shape != vb.shape or not np.allclose(va, vb, rtol=1e-4, atol=1e-5):
+            diffs.append(f"{uid}: vec differs (max {np.abs(va - vb).max() if va.shape == vb.shape else 'shape'})")
+            continue
+        ta, tb = r.hgetall(ka + "tiers"), r.hgetall(kb + "tiers")
+        if set(ta) != set(tb) or any(
+                not np.allclose([float(x) for x in ta[k].split()],
+                                [float(x) for x in tb[k].split()], rtol=1e-4, atol=1e-6)
+                for k in ta):
+            diffs.append(f"{uid}: tiers differ")
+            continue
+        sa, sb = json.loads(r.get(ka + "top") or "[]"), json.loads(r.get(kb + "top") or "[]")
+        if len(sa) != len(sb):
+            diffs.append(f"{uid}: top-N length {len(sa)} vs {len(sb)}")
+            continue
+        for (ia, xa), (ib, xb) in zip(sa, sb):
+            if abs(xa - xb) > 1e-4 * max(1.0, abs(xa)):
+                diffs.append(f"{uid}: top-N score {ia} {xa} vs {ib} {xb}")
+                break
+            if ia != ib:  # allowed only for scores tied within rounding
+                ya = dict((i, s) for i, s in sb).get(ia)
+                if ya is None or abs(ya - xa) > 1e-4 * max(1.0, abs(xa)):
+                    diffs.append(f"{uid}: top-N item {ia} vs {ib}")
+                    break
+    return diffs, n
+
+
+def table(out):
+    rows = [
+        ("interestd flat out (default OpenBLAS core)", "interestd_eps", "ev/s"),
+        ("interestd flat out (OPENBLAS_CORETYPE=SkylakeX)", "interestd_skylakex_eps", "ev/s"),
+        ("ceiling: librdkafka batch consumer", "ceiling_eps", "ev/s"),
+        ("compute floor in-process (default core)", "inproc_eps", "ev/s"),
+        ("compute floor in-process (SkylakeX)", "inproc_skylakex_eps", "ev/s"),
+        ("ratio interestd / compute floor", "ratio_inproc", "x"),
+        ("ratio interestd / floor (SkylakeX both)", "ratio_inproc_skylakex", "x"),
+        ("Python peer (bounded topic)", "peer_eps", "ev/s"),
+        ("interestd on the peer's topic", "interestd_peer_topic_eps", "ev/s"),
+        ("ratio interestd / Python peer", "ratio_peer", "x"),
+        ("latency p50 at half load", "p50_ms", "ms"),
+        ("latency p99 at half load", "p99_ms", "ms"),
+        ("latency max at half load (probe users)", "max_ms", "ms"),
+        ("memory per cached user (RSS delta)", "bytes_per_user", "B"),
+        ("heap per cached user (in-process)", "heap_bytes_per_user", "B"),
+        ("start to READY", "ready_s", "s"),
+    ]
+    c = out["config"]
+    print(f"\ninterestd benchmark: U={c['U']} I={c['I']} events={c['events']} H={c['H']} "
+          f"d={c['d']}, median of {c['reps']} runs")
+    for label, k, unit in rows:
+        v = out.get(k)
+        s = "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+        print(f"  {label:<50} {s:>12} {unit}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--users", type=int, default=env_int("BENCH_USERS", 100000))
+    ap.add_argument("--items", type=int, default=env_int("BENCH_ITEMS", 20000))
+    ap.add_argument("--events", type=int, default=env_int("BENCH_EVENTS", 2000000))
+    ap.add_argument("--hidden", type=int, default=env_int("BENCH_HIDDEN", 64))
+    ap.add_argument("--dim", type=int, default=env_int("BENCH_DIM", 64))
+    ap.add_argument("--reps", type=int, default=env_int("BENCH_REPS", 3))
+    ap.add_argument("--peer-events", type=int, default=env_int("BENCH_PEER_EVENTS", 100000))
+    ap.add_argument("--lat-seconds", type=float, default=env_int("BENCH_LAT_SECONDS", 20))
+    a = ap.parse_args()
+    b = Bench(a)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda s, f: sys.exit(128 + s))
+    try:
+        b.run()
+    finally:
+        b.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
