@@ -34,7 +34,8 @@ import redis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
 PARTITIONS = 4
-PROBE_EVERY = 100
+PROBE_EVERY = 100     # at most one probe user in this many (latency run)
+PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
 CORE_FAST = "SkylakeX"
 
@@ -121,14 +122,15 @@ class Bench:
                        stdout=subprocess.DEVNULL)
         return t
 
-    def produce(self, topic, events, rate=0, seconds=0, seed=1, probe_log=None):
+    def produce(self, topic, events, rate=0, seconds=0, seed=1, probe_log=None,
+                probe_every=PROBE_EVERY):
         cmd = [self.tool("bench-gen"), "--brokers", self.bootstrap, "--topic", topic,
                "--model", self.model_path, "--users", str(self.a.users), "--events",
                str(events), "--seed", str(seed)]
         if rate:
             cmd += ["--rate", str(rate), "--seconds", str(seconds)]
         if probe_log:
-            cmd += ["--probe-every", str(PROBE_EVERY), "--probe-log", probe_log]
+            cmd += ["--probe-every", str(probe_every), "--probe-log", probe_log]
         return self.run_json(cmd)
 
     def end_offsets(self, topic):
@@ -241,8 +243,10 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             d.wait_line("event=assigned", 60)
             lst.start()
             time.sleep(0.3)
+            # about PROBE_SAMPLES probe events, at most one user in PROBE_EVERY
+            every = max(1, min(PROBE_EVERY, int(rate * self.a.lat_seconds / PROBE_SAMPLES)))
             g = self.produce(topic, 10 ** 9, rate=rate, seconds=self.a.lat_seconds,
-                             seed=100 + rep, probe_log=probe_log)
+                             seed=100 + rep, probe_log=probe_log, probe_every=every)
             ends = self.end_offsets(topic)
             self.wait_committed(group, topic, ends, 300)
             time.sleep(0.3)
@@ -360,7 +364,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         out["config"] = {"U": a.users, "I": a.items, "events": a.events, "H": a.hidden,
                          "d": a.dim, "reps": a.reps, "peer_events": a.peer_events,
                          "latency_seconds": a.lat_seconds, "partitions": PARTITIONS,
-                         "probe_every": PROBE_EVERY}
+                         "probe_samples_target": PROBE_SAMPLES}
         out["runs"] = reps
         out["elapsed_s"] = round(time.monotonic() - t_start, 1)
         path = os.path.join(self.build, "bench.json")
