@@ -17,7 +17,8 @@
 #include <librdkafka/rdkafka.h>
 
 #define CONFIG_FILE_MAX_BYTES (1024 * 1024)   /* a config file larger than this is an error */
-#define CONFIG_SECRET_MAX_BYTES 4096          /* redis.password_file */
+#define CONFIG_SECRET_MAX_BYTES 4096          /* redis.password_file, ids.hmac_key_file */
+#define CONFIG_HMAC_KEY_MIN_BYTES 16          /* ids.hmac_key_file: 128 bits at least */
 #define CONFIG_MASK "********"
 #define CONFIG_KAFKA_PREFIX "kafka."
 #define CONFIG_KAFKA_CONSUMER_PREFIX "kafka.consumer."
@@ -119,6 +120,12 @@ static const struct cfg_key config_keys[] = {
 	    "replicas that must acknowledge each flush (WAIT) before offsets are committed; 0: no WAIT" },
 	{ "redis.wait_timeout_ms", CFG_INT, OFF(redis_wait_timeout_ms), "1000", 1, 600000, NULL, NULL, 0,
 	    "WAIT timeout; fewer replicas by then fails the flush" },
+
+	/* User ids */
+	{ "ids.hmac_key_file", CFG_SECRET_FILE, OFF(ids_hmac_key_file), "", 0, 0, NULL, NULL,
+	    CFG_OPTIONAL, "file whose first line (at least 16 bytes) is an HMAC key: user ids become "
+	    "hex(HMAC-SHA256(key, id))[0:32] before Redis, snapshots and logs (schemas/redis.md); "
+	    "must not be group/world readable" },
 
 	/* Batching and flushing */
 	{ "flush.interval_ms", CFG_INT, OFF(flush_interval_ms), "200", 1, 60000, NULL, NULL, CFG_RELOAD,
@@ -607,6 +614,20 @@ key_set(struct config_impl *ci, const struct cfg_key *k, const char *value, char
 				return -1;
 			}
 		}
+		if (p == (void *)&cfg->ids_hmac_key_file) {
+			if (secret != NULL && strlen(secret) < CONFIG_HMAC_KEY_MIN_BYTES) {
+				snprintf(err, err_size, "'%s': key shorter than %d bytes", value,
+				    CONFIG_HMAC_KEY_MIN_BYTES);
+				free_secret(secret);
+				free(path);
+				return -1;
+			}
+			free(*sp);
+			*sp = path;
+			free_secret(cfg->ids_hmac_key);
+			cfg->ids_hmac_key = secret;
+			return 0;
+		}
 		free(*sp);
 		*sp = path;
 		/* The file's secret replaces any earlier one unless set directly (config_check). */
@@ -745,6 +766,7 @@ config_free(struct config *cfg)
 				free(*sp);
 		}
 	}
+	free_secret(cfg->ids_hmac_key);
 	writers_clear(cfg);
 	for (size_t i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
@@ -1152,6 +1174,10 @@ config_restart_keys(const struct config *old_cfg, const struct config *new_cfg, 
 		if (k->off == OFF(redis_password_file) && old_cfg->redis_password != NULL &&
 		    new_cfg->redis_password != NULL &&
 		    strcmp(old_cfg->redis_password, new_cfg->redis_password) != 0)
+			va[0] = '\1';
+		if (k->off == OFF(ids_hmac_key_file) && old_cfg->ids_hmac_key != NULL &&
+		    new_cfg->ids_hmac_key != NULL &&
+		    strcmp(old_cfg->ids_hmac_key, new_cfg->ids_hmac_key) != 0)
 			va[0] = '\1';
 		if (strcmp(va, vb) != 0)
 			names_add(names, names_size, &len, &count, k->name);

@@ -80,6 +80,8 @@ struct config {
 	char *redis_password;            /* redis.password, or the first line of
 	                                    redis.password_file; NULL: no AUTH */
 	char *redis_password_file;       /* redis.password_file */
+	char *ids_hmac_key_file;         /* ids.hmac_key_file, NULL: user ids verbatim */
+	char *ids_hmac_key;              /* its first line (secret), NULL when unset */
 	char *redis_prefix;              /* redis.prefix */
 	int redis_top_n;                 /* redis.top_n */
 	enum config_top_format redis_top_format; /* redis.top_format */

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "decode.h"
 #include "dlq.h"
+#include "hmac.h"
 #include "log.h"
 #include "metrics.h"
 #include "modelfile.h"
@@ -42,6 +43,7 @@
 #define CONSUMER_SNAPSHOT_SCAN_MS 1000
 #define CONSUMER_LIST_MAX         512 /* partition list in a log line */
 #define CONSUMER_REWARM_MAX       64  /* ring_len's upper bound (schemas/modelfile.md) */
+#define CONSUMER_COMMITTED_TIMEOUT_MS 10000 /* committed-offset fetch for the failover check */
 /*
  * Cached user states beyond this are evicted after a flush, least recently
  * seen first (they reload from Redis on their next event). A constant until
@@ -63,6 +65,7 @@ struct slot {
 	struct user_entry *e; /* NULL: not an applicable event */
 	const char *reason;   /* dead-letter reason, NULL if none */
 	int skip;             /* not ours to process (error, revoked partition) */
+	int erase;            /* a tombstone: erase request for the key's user */
 	uint32_t item;
 	uint8_t type;
 	int64_t ts_ms;
@@ -107,6 +110,18 @@ struct consumer {
 
 	/* Flush buffers: flush.max_users slots. */
 	struct sink_user *su;
+	struct user_entry **fe; /* the entry of each su[i] */
+	struct sink_erase *er;  /* pending erasures of a flush, grown on demand */
+	struct user_entry **er_entries;
+	size_t cap_er;
+	int32_t *mark_parts; /* flushed-through markers of a commit, [n_parts] */
+	int64_t *mark_offs;
+	size_t cap_mark;
+
+	/* ids.hmac_key_file: user ids are replaced by pseudonyms before use */
+	int pseudonymise;
+	struct hmac_key hkey;
+	char pseudo[HMAC_PSEUDONYM_LEN + 1];
 	size_t cap_flush;
 	struct user_entry **refused;
 	size_t n_refused, cap_refused;
@@ -248,10 +263,78 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
 		consumer_pause_all(c);
 }
 
+/*
+ * The failover check of newly claimed partitions (DESIGN.md "Delivery
+ * guarantees", schemas/redis.md "Flushed-through markers"): for each
+ * partition of l, the group's committed offset against the flushed-through
+ * marker in Redis. A marker behind the commit means Redis lost writes whose
+ * offsets were committed (a failover to a replica that had not received
+ * them, a restore from an older snapshot): the partition's offset in l is set
+ * to the marker, so the lost events are re-applied from Kafka (the per-user
+ * markers skip what survived). No marker at all in a Redis where this is the
+ * partition's first claim (epoch 1) while the group has committed offsets:
+ * Redis lost everything, re-apply from the beginning. Every other offset in
+ * l is set to RD_KAFKA_OFFSET_INVALID (keep the committed one). Returns the
+ * number of rolled-back partitions, or -1 on a Redis error (errstr).
+ */
+static int
+consumer_failover_check(struct consumer *c, rd_kafka_topic_partition_list_t *l, char *errstr,
+    size_t errstr_size)
+{
+	rd_kafka_resp_err_t kerr;
+	int rolled = 0;
+
+	for (int i = 0; i < l->cnt; i++)
+		l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+	if (l->cnt == 0)
+		return 0;
+	kerr = rd_kafka_committed(c->rk, l, CONSUMER_COMMITTED_TIMEOUT_MS);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		/* Without the committed offsets nothing can be compared; consuming goes on. */
+		log_warn("event=failover_check_skipped reason=\"committed offsets: %s\"",
+		    rd_kafka_err2str(kerr));
+		for (int i = 0; i < l->cnt; i++)
+			l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+		return 0;
+	}
+	for (int i = 0; i < l->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &l->elems[i];
+		int64_t committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR ? tp->offset : -1;
+		int64_t flushed;
+		uint64_t epoch = consumer_owns(c, tp->partition) ? c->parts[tp->partition].epoch : 0;
+
+		tp->offset = RD_KAFKA_OFFSET_INVALID;
+		if (committed < 0)
+			continue; /* nothing committed: auto.offset.reset decides */
+		if (sink_redis_get_flushed(c->sink, tp->partition, &flushed, errstr, errstr_size) != 0)
+			return -1;
+		if (flushed >= committed || (flushed < 0 && epoch != 1))
+			continue; /* in step; or a marker never written (older interestd) */
+		tp->offset = flushed >= 0 ? flushed : RD_KAFKA_OFFSET_BEGINNING;
+		c->n.rollbacks++;
+		c->n.rollback_offsets += (uint64_t)(committed - (flushed >= 0 ? flushed : 0));
+		rolled++;
+		if (flushed >= 0)
+			log_warn("event=redis_rollback_detected topic=%s partition=%" PRId32
+				 " committed=%" PRId64 " flushed=%" PRId64 " offsets=%" PRId64
+				 " action=reapply_from_offset",
+			    c->cfg->topic_events, tp->partition, committed, flushed, committed - flushed);
+		else
+			log_warn("event=redis_rollback_detected topic=%s partition=%" PRId32
+				 " committed=%" PRId64 " flushed=none epoch=1 "
+				 "action=reapply_from_beginning",
+			    c->cfg->topic_events, tp->partition, committed);
+	}
+	return rolled;
+}
+
 /* Claims the epoch of every assigned partition that has none yet. */
 static int
 consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
 {
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+	int ret = -1;
+
 	for (size_t i = 0; i < c->n_parts; i++) {
 		struct part *pt = &c->parts[i];
 
@@ -259,12 +342,39 @@ consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
 			continue;
 		if (sink_redis_claim_partition(
 			c->sink, (int32_t)i, &pt->epoch, errstr, errstr_size) != 0)
-			return -1;
-		pt->claimed = 1;
+			goto done;
 		log_info("event=partition_claimed topic=%s partition=%zu epoch=%" PRIu64,
 		    c->cfg->topic_events, i, pt->epoch);
+		rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i);
 	}
-	return 0;
+	/* Assigned while Redis was down: check now, seek back where Redis lost writes. */
+	if (consumer_failover_check(c, l, errstr, errstr_size) < 0)
+		goto done;
+	for (int i = 0; i < l->cnt; i++)
+		c->parts[l->elems[i].partition].claimed = 1;
+	for (int i = 0; i < l->cnt; i++) {
+		rd_kafka_topic_partition_t *tp = &l->elems[i];
+		rd_kafka_topic_partition_list_t *one;
+		rd_kafka_error_t *error;
+
+		if (tp->offset == RD_KAFKA_OFFSET_INVALID)
+			continue;
+		one = rd_kafka_topic_partition_list_new(1);
+		rd_kafka_topic_partition_list_add(one, tp->topic, tp->partition)->offset = tp->offset;
+		error = rd_kafka_seek_partitions(c->rk, one, CONSUMER_SEEK_TIMEOUT_MS);
+		if (error != NULL) {
+			log_error("event=failover_seek_failed partition=%" PRId32 " error=\"%s\"",
+			    tp->partition, rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+		}
+		rd_kafka_topic_partition_list_destroy(one);
+		c->parts[tp->partition].next_offset = -1;
+		users_drop_partition(c->users, tp->partition);
+	}
+	ret = 0;
+done:
+	rd_kafka_topic_partition_list_destroy(l);
+	return ret;
 }
 
 /* ---- flush and commit ---------------------------------------------------- */
@@ -286,33 +396,103 @@ consumer_add_refused(struct consumer *c, struct user_entry *e)
 }
 
 /*
+ * Erases in Redis every dirty user with a pending erasure (before their
+ * writes: the write script then sees the erasure marker). A fenced user is
+ * added to the refused list and keeps erase_pending (not written). Returns
+ * 0, or -1 on a Redis error (errstr; the erasures stay pending).
+ */
+static int
+consumer_flush_erasures(struct consumer *c, struct user_entry *const *dirty, size_t n_dirty,
+    int *refuse_oom, char *errstr, size_t errstr_size)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < n_dirty; i++) {
+		struct user_entry *e = dirty[i];
+		int32_t p = e->erased_partition;
+
+		if (!e->erase_pending)
+			continue;
+		if (n == c->cap_er) {
+			size_t ncap = c->cap_er ? c->cap_er * 2 : 16;
+			struct sink_erase *ner = realloc(c->er, ncap * sizeof(*ner));
+			struct user_entry **nee;
+
+			if (ner == NULL)
+				goto nomem;
+			c->er = ner;
+			nee = realloc(c->er_entries, ncap * sizeof(*nee));
+			if (nee == NULL)
+				goto nomem;
+			c->er_entries = nee;
+			c->cap_er = ncap;
+		}
+		c->er[n] = (struct sink_erase){ e->id, e->id_len, p, e->erased_offset, e->erased_ts_ms,
+			consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0, 0 };
+		c->er_entries[n++] = e;
+	}
+	if (n == 0)
+		return 0;
+	if (sink_redis_erase(c->sink, c->er, n, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		static const char *const results[] = { "erased", "kept_newer_state", "fenced" };
+		struct user_entry *e = c->er_entries[i];
+
+		log_info("event=user_erased user=%s partition=%" PRId32 " offset=%" PRId64
+			 " ts_ms=%" PRId64 " result=%s",
+		    e->id, e->erased_partition, e->erased_offset, e->erased_ts_ms,
+		    results[c->er[i].result]);
+		/* Fenced: the new owner erases; ours stays pending, is not written and is dropped. */
+		if (c->er[i].result == 2)
+			*refuse_oom |= consumer_add_refused(c, e);
+		else
+			e->erase_pending = 0;
+	}
+	return 0;
+nomem:
+	snprintf(errstr, errstr_size, "out of memory");
+	return -1;
+}
+
+/*
  * Writes every dirty user (vector + top-N computed once, userview_fill) in
- * chunks of flush.max_users. Returns 0 when every chunk was acknowledged
- * (dirty flags cleared, refused users dropped from the cache), -1 on a Redis
- * error (errstr; every user stays dirty).
+ * chunks of flush.max_users, after the pending erasures. Returns 0 when
+ * every chunk was acknowledged (dirty flags cleared, refused users dropped
+ * from the cache), -1 on a Redis error (errstr; every user stays dirty).
  */
 static int
 consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 {
-	size_t n_dirty, stale = 0, fenced = 0, written = 0;
+	size_t n_dirty, stale = 0, fenced = 0, erased = 0, written = 0, next = 0;
 	struct user_entry *const *dirty = users_dirty(c->users, &n_dirty);
 	int refuse_oom = 0;
 
 	if (n_dirty == 0)
 		return 0;
 	c->n_refused = 0;
-	for (size_t off = 0; off < n_dirty; off += c->cap_flush) {
-		size_t k = n_dirty - off < c->cap_flush ? n_dirty - off : c->cap_flush;
+	if (consumer_flush_erasures(c, dirty, n_dirty, &refuse_oom, errstr, errstr_size) != 0) {
+		c->n.flush_failures++;
+		return -1;
+	}
+	while (next < n_dirty) {
+		size_t k = 0;
 
-		for (size_t i = 0; i < k; i++) {
-			struct user_entry *e = dirty[off + i];
+		/* A user erased with nothing applied after it has no keys to write. */
+		for (; next < n_dirty && k < c->cap_flush; next++) {
+			struct user_entry *e = dirty[next];
 			int32_t p = e->us->last_partition;
 
-			userview_fill(c->uv, i, e->id, e->id_len, e->us, &c->su[i]);
-			c->su[i].epoch =
+			if (e->erase_pending ||
+			    (e->erased && e->us->last_partition == e->erased_partition &&
+				e->us->last_offset == e->erased_offset))
+				continue;
+			userview_fill(c->uv, k, e->id, e->id_len, e->us, &c->su[k]);
+			c->su[k].epoch =
 			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
+			c->fe[k++] = e;
 		}
-		if (sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
+		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
 			c->n.flush_failures++;
 			return -1;
 		}
@@ -323,19 +503,23 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 				break;
 			case SINK_REFUSED_STALE:
 				stale++;
-				refuse_oom |= consumer_add_refused(c, dirty[off + i]);
+				refuse_oom |= consumer_add_refused(c, c->fe[i]);
 				break;
 			case SINK_REFUSED_FENCED:
 				fenced++;
-				refuse_oom |= consumer_add_refused(c, dirty[off + i]);
+				refuse_oom |= consumer_add_refused(c, c->fe[i]);
+				break;
+			case SINK_REFUSED_ERASED:
+				erased++;
+				refuse_oom |= consumer_add_refused(c, c->fe[i]);
 				break;
 			}
 		}
 	}
 	users_clean_all(c->users);
 	/*
-	 * A refused user's newer state is in Redis (another owner wrote it):
-	 * forget ours; the next event loads theirs.
+	 * A refused user's newer state is in Redis (another owner wrote it, or
+	 * the user was erased): forget ours; the next event loads theirs.
 	 */
 	for (size_t i = 0; i < c->n_refused; i++)
 		users_drop(c->users, c->refused[i]);
@@ -344,11 +528,13 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 		users_drop_all(c->users);
 		log_warn("event=cache_dropped reason=out_of_memory");
 	}
-	if (stale + fenced > 0)
-		log_warn("event=flush_refused stale=%zu fenced=%zu action=dropped_cached_states",
-		    stale, fenced);
+	if (stale + fenced + erased > 0)
+		log_warn("event=flush_refused stale=%zu fenced=%zu erased=%zu "
+			 "action=dropped_cached_states",
+		    stale, fenced, erased);
 	c->n.refused_stale += stale;
 	c->n.refused_fenced += fenced;
+	c->n.refused_erased += erased;
 	c->n.flushes++;
 	c->n.users_flushed += written;
 	return 0;
@@ -371,6 +557,47 @@ consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 		c->fatal = 1;
 	}
 	return dlq_in_flight(c->dlq) == 0 && dlq_failed(c->dlq) == 0 ? 0 : -1;
+}
+
+/*
+ * Raises the flushed-through marker in Redis of every partition about to be
+ * committed (all, or only `only` when >= 0) to its next offset: the caller
+ * has flushed, so every event below it is in Redis; with redis.wait_replicas
+ * the marker (and so every write before it) reached the replicas. Returns
+ * 0, or -1 after entering the Redis outage mode.
+ */
+static int
+consumer_mark_flushed(struct consumer *c, int32_t only)
+{
+	char err[CONSUMER_ERR_MAX];
+	size_t n = 0;
+
+	if (c->cap_mark < c->n_parts) {
+		int32_t *np = realloc(c->mark_parts, c->n_parts * sizeof(*np));
+		int64_t *no;
+
+		if (np != NULL)
+			c->mark_parts = np;
+		no = np != NULL ? realloc(c->mark_offs, c->n_parts * sizeof(*no)) : NULL;
+		if (no == NULL) {
+			consumer_redis_down(c, "mark_flushed", "out of memory");
+			return -1;
+		}
+		c->mark_offs = no;
+		c->cap_mark = c->n_parts;
+	}
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
+		    (only < 0 || (int32_t)i == only)) {
+			c->mark_parts[n] = (int32_t)i;
+			c->mark_offs[n++] = c->parts[i].next_offset;
+		}
+	if (sink_redis_mark_flushed(c->sink, c->mark_parts, c->mark_offs, n, err, sizeof(err)) != 0) {
+		c->n.flush_failures++;
+		consumer_redis_down(c, "mark_flushed", err);
+		return -1;
+	}
+	return 0;
 }
 
 /*
@@ -398,6 +625,8 @@ consumer_commit(struct consumer *c, int32_t only)
 		    dlq_in_flight(c->dlq));
 		return -1;
 	}
+	if (consumer_mark_flushed(c, only) != 0)
+		return -1;
 	l = rd_kafka_topic_partition_list_new(n);
 	for (size_t i = 0; i < c->n_parts; i++)
 		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
@@ -465,6 +694,12 @@ consumer_redis_retry(struct consumer *c)
 		consumer_redis_down(c, "reconnect", err);
 		return;
 	}
+	/*
+	 * The Redis we reach now may be a promoted replica: claim every partition
+	 * again, which also runs the failover check on each.
+	 */
+	for (size_t i = 0; i < c->n_parts; i++)
+		c->parts[i].claimed = 0;
 	if (consumer_claim_pending(c, err, sizeof(err)) != 0) {
 		consumer_redis_down(c, "claim", err);
 		return;
@@ -549,13 +784,26 @@ consumer_set_snap_limit(struct consumer *c)
 /* ---- batch processing ---------------------------------------------------- */
 
 static void
-consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len)
+consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
+    const struct sink_erased *erased)
 {
 	struct consumer *c = opaque;
 	struct user_entry *e = c->load_entries[i];
 	char err[CONSUMER_ERR_MAX];
 
-	if (blob != NULL) {
+	if (erased != NULL) {
+		e->erased = 1;
+		e->erased_partition = erased->partition;
+		e->erased_offset = erased->offset;
+		e->erased_ts_ms = erased->ts_ms;
+	}
+	if (blob == NULL && len > 0) {
+		/* Longer than any valid state: not read (bounded reply), start fresh. */
+		if (c->n.states_oversized++ == 0)
+			log_warn("event=state_oversized user=%s bytes_at_least=%zu action=fresh_state",
+			    e->id, len);
+		state_reset(e->us);
+	} else if (blob != NULL) {
 		if (state_decode(e->us, blob, len, err, sizeof(err)) == 0) {
 			c->n.users_loaded++;
 		} else {
@@ -608,6 +856,41 @@ consumer_rewarm(struct consumer *c, struct user_state *us)
 	us->model_version = c->model_version;
 }
 
+/*
+ * An erase request for e (the tombstone at partition/offset, Kafka time
+ * ts_ms): the cached state starts over with the tombstone as its marker,
+ * the gate keeps older events out, pending snapshot events are dropped, a
+ * tombstone goes to topic.snapshots (compaction removes the user's
+ * snapshots), and the keys are deleted in Redis at the next flush.
+ */
+static void
+consumer_erase(struct consumer *c, struct user_entry *e, int32_t partition, int64_t offset,
+    int64_t ts_ms)
+{
+	rd_kafka_resp_err_t err;
+
+	state_reset(e->us);
+	e->us->last_partition = partition;
+	e->us->last_offset = offset;
+	e->us->model_version = c->model_version;
+	e->erased = 1;
+	e->erased_partition = partition;
+	e->erased_offset = offset;
+	e->erased_ts_ms = ts_ms;
+	e->erase_pending = 1;
+	e->since_snapshot = 0;
+	users_mark_dirty(c->users, e);
+	c->n.erasures++;
+	err = rd_kafka_producev(c->rkp, RD_KAFKA_V_TOPIC(c->cfg->topic_snapshots),
+	    RD_KAFKA_V_KEY(e->id, e->id_len), RD_KAFKA_V_VALUE(NULL, 0),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(NULL), RD_KAFKA_V_END);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		c->n.snapshot_errors++;
+		log_warn("event=snapshot_tombstone_failed user=%s error=\"%s\"", e->id,
+		    rd_kafka_err2str(err));
+	}
+}
+
 /* Applies the pending chunk of good events. */
 static void
 consumer_apply_chunk(struct consumer *c)
@@ -655,6 +938,78 @@ consumer_destroy_batch(struct consumer *c)
 	c->n_slots = 0;
 }
 
+/*
+ * The user id as it is used from here on (cache, Redis keys, snapshots,
+ * logs): the id itself, or its pseudonym with ids.hmac_key_file (in
+ * c->pseudo, valid until the next call).
+ */
+static const char *
+consumer_user_id(struct consumer *c, const char *id, size_t len, size_t *out_len)
+{
+	if (!c->pseudonymise) {
+		*out_len = len;
+		return id;
+	}
+	*out_len = hmac_pseudonym(&c->hkey, id, len, c->pseudo);
+	return c->pseudo;
+}
+
+/* Finds or creates the slot's user, queues it for loading when unseen. */
+static void
+consumer_queue_user(struct consumer *c, struct slot *s, const void *raw_id, size_t raw_len)
+{
+	size_t id_len;
+	const char *id = consumer_user_id(c, raw_id, raw_len, &id_len);
+	int created;
+
+	s->e = users_upsert(c->users, id, id_len, s->rkm->partition, &created);
+	if (s->e == NULL) {
+		/* Out of memory: give the batch back rather than lose the event. */
+		s->skip = 2;
+		return;
+	}
+	s->e->touched = c->batch_seq;
+	if (s->e->loaded == 0) {
+		s->e->loaded = 2; /* queued */
+		c->load_entries[c->n_load] = s->e;
+		c->load_ids[c->n_load] = s->e->id;
+		c->load_lens[c->n_load] = s->e->id_len;
+		c->n_load++;
+	}
+}
+
+/*
+ * A tombstone: 0 when it is an erase request (s->erase, s->ts_ms = its Kafka
+ * timestamp, or the wall clock when it has none), -1 when it goes to the
+ * dead-letter topic (no key, or a key longer than a user id may be).
+ */
+static int
+consumer_classify_tombstone(struct consumer *c, struct slot *s)
+{
+	const rd_kafka_message_t *rkm = s->rkm;
+	rd_kafka_timestamp_type_t tstype;
+	int64_t ts;
+
+	if (rkm->key == NULL || rkm->key_len == 0) {
+		s->derr = DECODE_MISSING_USER;
+		s->reason = DLQ_REASON_MISSING_USER;
+		snprintf(s->detail, sizeof(s->detail), "tombstone without a key");
+		return -1;
+	}
+	if (rkm->key_len > DECODE_MAX_STRING_BYTES) {
+		s->derr = DECODE_TOO_LARGE;
+		s->reason = decode_err_name(DECODE_TOO_LARGE);
+		snprintf(s->detail, sizeof(s->detail), "tombstone key of %zu bytes (max %d)",
+		    rkm->key_len, DECODE_MAX_STRING_BYTES);
+		return -1;
+	}
+	ts = rd_kafka_message_timestamp(rkm, &tstype);
+	s->erase = 1;
+	s->ts_ms = ts >= 0 ? ts : wall_ms();
+	(void)c;
+	return 0;
+}
+
 /* Phase 1: decode and classify one message; queues unseen users for loading. */
 static void
 consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
@@ -663,11 +1018,11 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	const struct config *cfg = c->cfg;
 	struct event ev;
 	int32_t item;
-	int created;
 
 	s->e = NULL;
 	s->reason = NULL;
 	s->skip = 0;
+	s->erase = 0;
 	s->detail[0] = '\0';
 	if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		s->skip = 1;
@@ -686,6 +1041,12 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		return;
 	}
 	c->n.consumed++;
+	if (rkm->payload == NULL) {
+		/* A tombstone (null value) keyed by a user id: erase the user. */
+		if (consumer_classify_tombstone(c, s) == 0)
+			consumer_queue_user(c, s, rkm->key, rkm->key_len);
+		return;
+	}
 	s->derr = decoder_decode(c->dec, rkm->payload, rkm->len, &ev, s->detail, sizeof(s->detail));
 	if (s->derr != DECODE_OK) {
 		s->reason = decode_err_name(s->derr);
@@ -712,23 +1073,10 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		    (int)(ev.item_id_len < 100 ? ev.item_id_len : 100), ev.item_id);
 		return;
 	}
-	s->e = users_upsert(c->users, ev.user_id, ev.user_id_len, rkm->partition, &created);
-	if (s->e == NULL) {
-		/* Out of memory: give the batch back rather than lose the event. */
-		s->skip = 2;
-		return;
-	}
-	s->e->touched = c->batch_seq;
 	s->item = (uint32_t)item;
 	s->type = ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW;
 	s->ts_ms = ev.ts_ms;
-	if (s->e->loaded == 0) {
-		s->e->loaded = 2; /* queued */
-		c->load_entries[c->n_load] = s->e;
-		c->load_ids[c->n_load] = s->e->id;
-		c->load_lens[c->n_load] = s->e->id_len;
-		c->n_load++;
-	}
+	consumer_queue_user(c, s, ev.user_id, ev.user_id_len);
 }
 
 /*
@@ -757,7 +1105,7 @@ consumer_process_batch(struct consumer *c)
 		if (c->redis_down) {
 			snprintf(err, sizeof(err), "redis marked unavailable");
 			oom = 1;
-		} else if (sink_redis_load_states(c->sink, c->load_ids, c->load_lens, c->n_load,
+		} else if (sink_redis_load_users(c->sink, c->load_ids, c->load_lens, c->n_load,
 			       consumer_load_cb, c, err, sizeof(err)) != 0) {
 			consumer_redis_down(c, "load", err);
 			oom = 1;
@@ -803,9 +1151,18 @@ consumer_process_batch(struct consumer *c)
 				c->n.dlq_bad_timestamp++;
 			else if ((unsigned)s->derr < 16)
 				c->n.dlq_by_decode[s->derr]++;
-		} else if (e->us->last_partition == rkm->partition &&
-		    rkm->offset <= e->us->last_offset) {
+		} else if ((e->us->last_partition == rkm->partition &&
+			       rkm->offset <= e->us->last_offset) ||
+		    (s->erase && e->erased && e->erased_partition == rkm->partition &&
+			rkm->offset <= e->erased_offset)) {
 			c->n.duplicates++;
+		} else if (s->erase) {
+			consumer_apply_chunk(c); /* the user's queued events go first */
+			consumer_erase(c, e, rkm->partition, rkm->offset, s->ts_ms);
+		} else if (e->erased && ((e->erased_partition == rkm->partition &&
+					     rkm->offset <= e->erased_offset) ||
+					    s->ts_ms <= e->erased_ts_ms)) {
+			c->n.erased_skipped++;
 		} else {
 			if (e->us->model_version != c->model_version) {
 				consumer_apply_chunk(c); /* the ring must hold this user's events */
@@ -854,6 +1211,8 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 	rd_kafka_resp_err_t kerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 	int claim_failed = 0;
 
+	rd_kafka_topic_partition_list_t *chk = rd_kafka_topic_partition_list_new(l->cnt + 1);
+
 	for (int i = 0; i < l->cnt; i++) {
 		struct part *pt;
 
@@ -868,11 +1227,31 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 		if (!claim_failed && !c->redis_down) {
 			if (sink_redis_claim_partition(
 				c->sink, l->elems[i].partition, &pt->epoch, err, sizeof(err)) == 0)
-				pt->claimed = 1;
+				rd_kafka_topic_partition_list_add(
+				    chk, c->cfg->topic_events, l->elems[i].partition);
 			else
 				claim_failed = 1;
 		}
 	}
+	/*
+	 * Before fetching starts: where Redis lost committed writes, the
+	 * assignment itself starts at the flushed-through marker. A Redis error
+	 * leaves the partitions unclaimed; consumer_claim_pending checks them.
+	 */
+	if (!claim_failed && consumer_failover_check(c, chk, err, sizeof(err)) < 0)
+		claim_failed = 1;
+	if (!claim_failed) {
+		for (int i = 0; i < chk->cnt; i++) {
+			c->parts[chk->elems[i].partition].claimed = 1;
+			if (chk->elems[i].offset == RD_KAFKA_OFFSET_INVALID)
+				continue;
+			for (int j = 0; j < l->cnt; j++)
+				if (l->elems[j].partition == chk->elems[i].partition &&
+				    strcmp(l->elems[j].topic, c->cfg->topic_events) == 0)
+					l->elems[j].offset = chk->elems[i].offset;
+		}
+	}
+	rd_kafka_topic_partition_list_destroy(chk);
 	if (cooperative)
 		error = rd_kafka_incremental_assign(c->rk, l);
 	else
@@ -1053,6 +1432,19 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    n->refused_stale);
 	COUNTER("writes_refused_fenced_total", "User writes refused: partition owned elsewhere.",
 	    n->refused_fenced);
+	COUNTER("writes_refused_erased_total",
+	    "User writes refused: the user was erased at or after these events.",
+	    n->refused_erased);
+	COUNTER("erasures_total", "Erase requests (tombstones) applied.", n->erasures);
+	COUNTER("events_erased_skipped_total", "Events kept out by the user's erasure.",
+	    n->erased_skipped);
+	COUNTER("redis_rollbacks_total",
+	    "Partitions whose flushed-through marker in Redis was behind the committed offset.",
+	    n->rollbacks);
+	COUNTER("redis_rollback_offsets_total",
+	    "Offsets re-read from Kafka because Redis lost committed writes.", n->rollback_offsets);
+	COUNTER("states_oversized_total", "Stored states too large to read (fresh start).",
+	    n->states_oversized);
 	COUNTER("commits_total", "Offset commits.", n->commits);
 	COUNTER(
 	    "commit_failures_total", "Offset commits that failed (retried).", n->commit_failures);
@@ -1208,17 +1600,22 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->load_lens = calloc(c->cap_slots, sizeof(*c->load_lens));
 	c->load_entries = calloc(c->cap_slots, sizeof(*c->load_entries));
 	c->su = calloc(c->cap_flush, sizeof(*c->su));
+	c->fe = calloc(c->cap_flush, sizeof(*c->fe));
 	c->users = users_new(model_hparams(m));
 	c->snap = snapshot_new();
 	c->notify = notify_new();
 	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
-	    c->load_entries == NULL || c->su == NULL || c->users == NULL || c->snap == NULL ||
+	    c->load_entries == NULL || c->su == NULL || c->fe == NULL || c->users == NULL || c->snap == NULL ||
 	    c->notify == NULL ||
 	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
 	consumer_set_snap_limit(c);
+	if (cfg->ids_hmac_key != NULL) {
+		hmac_key_init(&c->hkey, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
+		c->pseudonymise = 1;
+	}
 
 	c->sink = sink_redis_new(cfg, errstr, errstr_size);
 	if (c->sink == NULL)
@@ -1286,6 +1683,12 @@ consumer_free(struct consumer *c)
 	free(c->load_lens);
 	free(c->load_entries);
 	free(c->su);
+	free(c->fe);
+	free(c->er);
+	free(c->er_entries);
+	free(c->mark_parts);
+	free(c->mark_offs);
+	hmac_key_wipe(&c->hkey);
 	free(c->refused);
 	free(c->parts);
 	free(c);
@@ -1425,7 +1828,9 @@ consumer_log_stats(struct consumer *c)
 		 " dlq_unknown_item=%" PRIu64 " dlq_bad_timestamp=%" PRIu64 " flushes=%" PRIu64
 		 " users_flushed=%" PRIu64 " flush_failures=%" PRIu64 " refused_stale=%" PRIu64
 		 " refused_fenced=%" PRIu64 " commits=%" PRIu64 " snapshots=%" PRIu64
-		 " rewarmed=%" PRIu64 " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
+		 " rewarmed=%" PRIu64 " erasures=%" PRIu64 " erased_skipped=%" PRIu64
+		 " refused_erased=%" PRIu64 " rollbacks=%" PRIu64 " rollback_offsets=%" PRIu64
+		 " states_oversized=%" PRIu64 " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
 	    n->consumed, n->applied, n->duplicates, n->dlq_total,
 	    n->dlq_by_decode[DECODE_TRUNCATED], n->dlq_by_decode[DECODE_BAD_MAGIC],
 	    n->dlq_by_decode[DECODE_UNKNOWN_FINGERPRINT],
@@ -1433,7 +1838,9 @@ consumer_log_stats(struct consumer *c)
 	    n->dlq_by_decode[DECODE_TOO_LARGE], n->dlq_by_decode[DECODE_MISSING_USER],
 	    n->dlq_unknown_item, n->dlq_bad_timestamp, n->flushes, n->users_flushed,
 	    n->flush_failures, n->refused_stale, n->refused_fenced, n->commits, n->snapshots,
-	    n->rewarmed, users_count(c->users), users_dirty_count(c->users), c->n_assigned,
+	    n->rewarmed, n->erasures, n->erased_skipped, n->refused_erased, n->rollbacks,
+	    n->rollback_offsets, n->states_oversized, users_count(c->users),
+	    users_dirty_count(c->users), c->n_assigned,
 	    c->redis_down);
 }
 

@@ -14,10 +14,12 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
 
 #include "config.h"
 #include "container.h"
 #include "dataset.h"
+#include "hmac.h"
 #include "modelfile.h"
 #include "scorer.h"
 #include "sink_redis.h"
@@ -31,10 +33,17 @@
 #define CTL_ERR_MAX 1024
 #define CTL_REPLAY_BATCH 1000           /* events per updater_apply, as a daemon batch */
 #define CTL_DEFAULT_TOP_N 50
+#define CTL_DELIVERY_TIMEOUT_MS 30000   /* erase: wait this long for the tombstone's ack */
+#define CTL_ERASE_WAIT_S 60             /* erase --wait: for the daemon's erasure marker */
 
 static const char ctl_usage[] =
     "usage: interestctl [-c CONF] [-H HOST] [-p PORT] [-P PREFIX] [-o KEY=VALUE]... MODE ...\n"
-    "  user ID [--model FILE]     print a user's tiers, top-N, vector norm and meta from Redis\n"
+    "  user ID [--model FILE] [--hmac-key-file FILE] [--pseudonym]\n"
+    "                             print a user's tiers, top-N, vector norm and meta from Redis;\n"
+    "                             ID is pseudonymised with ids.hmac_key_file when one is set\n"
+    "                             (--pseudonym: ID is already the pseudonym)\n"
+    "  erase ID [--wait]          erase request: a tombstone keyed ID on topic.events (ordered\n"
+    "                             with the user's events); --wait: until interestd erased it\n"
     "  model FILE                 summarise a model or catalog file\n"
     "  replay --model FILE --events CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
     "                             apply an interactions CSV offline (libinterest), one JSON line\n"
@@ -191,7 +200,7 @@ print_top_row(const struct model *m, const redisReply *names, size_t rank, const
 }
 
 static int
-ctl_user(const struct config *cfg, int argc, char **argv)
+ctl_user(struct config *cfg, int argc, char **argv)
 {
 	const char *id = NULL, *model_path = cfg->model_path;
 	redisReply *vec = NULL, *top = NULL, *tiers = NULL, *meta = NULL, *names = NULL,
@@ -200,13 +209,23 @@ ctl_user(const struct config *cfg, int argc, char **argv)
 	struct model *m = NULL;
 	redisContext *rc = NULL;
 	char err[CTL_ERR_MAX], when[64];
-	int ret = CTL_EXIT_FAIL, model_given = 0;
+	int ret = CTL_EXIT_FAIL, model_given = 0, is_pseudonym = 0;
 	size_t n_tv = 0;
+	char pseudo[HMAC_PSEUDONYM_LEN + 1];
 
 	for (int i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--model") == 0 && i + 1 < argc) {
 			model_path = argv[++i];
 			model_given = 1;
+		} else if (strcmp(argv[i], "--hmac-key-file") == 0 && i + 1 < argc) {
+			/* Same checks as the daemon's key (mode, length). */
+			if (config_set(cfg, "ids.hmac_key_file", argv[++i],
+				err, sizeof(err)) < 0) {
+				fprintf(stderr, "interestctl: %s\n", err);
+				return CTL_EXIT_FAIL;
+			}
+		} else if (strcmp(argv[i], "--pseudonym") == 0) {
+			is_pseudonym = 1;
 		} else if (id == NULL && argv[i][0] != '-') {
 			id = argv[i];
 		} else {
@@ -217,6 +236,15 @@ ctl_user(const struct config *cfg, int argc, char **argv)
 	if (id == NULL) {
 		fputs(ctl_usage, stderr);
 		return CTL_EXIT_USAGE;
+	}
+	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
+		struct hmac_key hk;
+
+		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
+		hmac_pseudonym(&hk, id, strlen(id), pseudo);
+		hmac_key_wipe(&hk);
+		printf("pseudonym %s\n", pseudo);
+		id = pseudo;
 	}
 	m = model_load(model_path, err, sizeof(err));
 	if (m == NULL) {
@@ -617,6 +645,132 @@ done:
 	return ret;
 }
 
+/* --- erase ----------------------------------------------------------- */
+
+/* Delivery report of the tombstone: where it landed. */
+static void
+ctl_erase_dr(rd_kafka_t *rk, const rd_kafka_message_t *rkm, void *opaque)
+{
+	rd_kafka_message_t *out = opaque;
+
+	(void)rk;
+	out->err = rkm->err;
+	out->partition = rkm->partition;
+	out->offset = rkm->offset;
+}
+
+/*
+ * erase ID: produces a tombstone (null value) keyed by ID to topic.events,
+ * so the request is ordered with the user's events on their partition;
+ * interestd deletes the user's keys and records the erasure marker
+ * (schemas/redis.md "Erasure"). --wait polls Redis until the marker holds
+ * this tombstone's offset.
+ */
+static int
+ctl_erase(const struct config *cfg, int argc, char **argv)
+{
+	const char *id = NULL;
+	char err[CTL_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_message_t dr = { .err = RD_KAFKA_RESP_ERR__TIMED_OUT, .offset = -1 };
+	rd_kafka_resp_err_t kerr;
+	rd_kafka_t *rk = NULL;
+	redisContext *rc = NULL;
+	int wait = 0, ret = CTL_EXIT_FAIL;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait = 1;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else
+			id = NULL, i = argc;
+	}
+	if (id == NULL || *id == '\0') {
+		rd_kafka_conf_destroy(conf);
+		fputs(ctl_usage, stderr);
+		return CTL_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < cfg->n_kafka; i++) {
+		const struct config_kafka *kv = &cfg->kafka[i];
+
+		if (kv->scope == CONFIG_KAFKA_CONSUMER)
+			continue;
+		if (rd_kafka_conf_set(conf, kv->name, kv->value, err, sizeof(err)) !=
+		    RD_KAFKA_CONF_OK) {
+			fprintf(stderr, "interestctl: kafka %s: %s\n", kv->name, err);
+			rd_kafka_conf_destroy(conf);
+			return CTL_EXIT_FAIL;
+		}
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, ctl_erase_dr);
+	rd_kafka_conf_set_opaque(conf, &dr);
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	if (rk == NULL) {
+		rd_kafka_conf_destroy(conf);
+		fprintf(stderr, "interestctl: kafka producer: %s\n", err);
+		return CTL_EXIT_FAIL;
+	}
+	kerr = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(cfg->topic_events),
+	    RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(NULL, 0),
+	    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+	if (kerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_flush(rk, CTL_DELIVERY_TIMEOUT_MS);
+	else
+		dr.err = kerr;
+	if (dr.err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, "interestctl: erase request for %s not delivered to %s: %s\n", id,
+		    cfg->topic_events, rd_kafka_err2str(dr.err));
+		goto done;
+	}
+	printf("erase request for %s: topic %s partition %" PRId32 " offset %" PRId64 "\n", id,
+	    cfg->topic_events, dr.partition, dr.offset);
+	if (!wait) {
+		ret = CTL_EXIT_OK;
+		goto done;
+	}
+	if (cfg->ids_hmac_key != NULL) {
+		struct hmac_key hk;
+
+		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
+		hmac_pseudonym(&hk, id, strlen(id), pseudo);
+		hmac_key_wipe(&hk);
+		id = pseudo;
+	}
+	if ((rc = sink_redis_connect(cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "interestctl: %s\n", err);
+		goto done;
+	}
+	for (int t = 0; t < CTL_ERASE_WAIT_S * 10; t++) {
+		redisReply *r = redisCommand(rc, "HMGET %s{%s}:erased partition offset",
+		    cfg->redis_prefix, id);
+
+		if (r == NULL) {
+			fprintf(stderr, "interestctl: redis: %s\n", rc->errstr);
+			goto done;
+		}
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+		    r->element[0]->type == REDIS_REPLY_STRING &&
+		    r->element[1]->type == REDIS_REPLY_STRING &&
+		    strtoll(r->element[0]->str, NULL, 10) == dr.partition &&
+		    strtoll(r->element[1]->str, NULL, 10) >= dr.offset) {
+			freeReplyObject(r);
+			printf("erased: %s{%s}:erased holds the request\n", cfg->redis_prefix, id);
+			ret = CTL_EXIT_OK;
+			goto done;
+		}
+		freeReplyObject(r);
+		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
+	}
+	fprintf(stderr, "interestctl: no erasure marker for %s within %d s (is interestd running?)\n",
+	    id, CTL_ERASE_WAIT_S);
+done:
+	if (rc != NULL)
+		redisFree(rc);
+	rd_kafka_destroy(rk);
+	return ret;
+}
+
 /* --- main ------------------------------------------------------------ */
 
 int
@@ -687,6 +841,8 @@ main(int argc, char **argv)
 		ret = ctl_model(argc, argv);
 	else if (strcmp(mode, "replay") == 0)
 		ret = ctl_replay(cfg, argc, argv);
+	else if (strcmp(mode, "erase") == 0)
+		ret = ctl_erase(cfg, argc, argv);
 	else {
 		fprintf(stderr, "interestctl: unknown mode '%s'\n", mode);
 		fputs(ctl_usage, stderr);

@@ -30,8 +30,9 @@
 /*
  * The write script (schemas/redis.md "Write script"). Returns 0 written,
  * 1 refused (stored marker of the same partition at/after ours), 2 refused
- * (partition epoch in Redis newer than ours).
- * KEYS: vec top tiers meta state epoch
+ * (partition epoch in Redis newer than ours), 3 refused (the user was erased
+ * by a tombstone of the same partition at/after ours).
+ * KEYS: vec top tiers meta state epoch erased
  * ARGV: 1 partition, 2 offset, 3 epoch, 4 ttl_s, 5 vec, 6 state, 7 updated_at,
  *       8 model_version, 9 events_applied, 10 weights_at, 11 "json"|"zset",
  *       12 top JSON, 13 n_tiers, then n_tiers (node, "short long") pairs, then
@@ -45,6 +46,8 @@ static const char sink_script[] =
     "end\n"
     "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset')\n"
     "if m[1] and m[2] and tonumber(m[1]) == part and tonumber(m[2]) >= off then return 1 end\n"
+    "local er = redis.call('HMGET', KEYS[7], 'partition', 'offset')\n"
+    "if er[1] and er[2] and tonumber(er[1]) == part and tonumber(er[2]) >= off then return 3 end\n"
     "local ttl = tonumber(ARGV[4])\n"
     "redis.call('SET', KEYS[1], ARGV[5])\n"
     "redis.call('SET', KEYS[5], ARGV[6])\n"
@@ -64,8 +67,50 @@ static const char sink_script[] =
     "end\n"
     "return 0\n";
 
-#define SINK_SCRIPT_KEYS 6
+#define SINK_SCRIPT_KEYS 7
 #define SINK_SCRIPT_FIXED_ARGS 13
+
+/*
+ * The erase script (schemas/redis.md "Erasure"). Returns 0 erased, 1 kept
+ * (the stored marker of the same partition is past the tombstone: the
+ * state holds only events after it; the erasure marker is still recorded),
+ * 2 fenced.
+ * KEYS: vec top tiers meta state epoch erased
+ * ARGV: 1 partition, 2 offset, 3 epoch, 4 erased_ts_ms, 5 requested_at_ms
+ */
+static const char sink_erase_script[] =
+    "local part, off, ep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "if ep > 0 then\n"
+    "  local cur = tonumber(redis.call('GET', KEYS[6]) or '0')\n"
+    "  if cur > ep then return 2 end\n"
+    "end\n"
+    "local er = redis.call('HMGET', KEYS[7], 'partition', 'offset')\n"
+    "if not (er[1] and er[2] and tonumber(er[1]) == part and tonumber(er[2]) >= off) then\n"
+    "  redis.call('HSET', KEYS[7], 'partition', ARGV[1], 'offset', ARGV[2], 'ts', ARGV[4],\n"
+    "    'erased_at', ARGV[5])\n"
+    "  redis.call('PERSIST', KEYS[7])\n"
+    "end\n"
+    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset')\n"
+    "if m[1] and m[2] and tonumber(m[1]) == part and tonumber(m[2]) > off then return 1 end\n"
+    "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])\n"
+    "return 0\n";
+
+/*
+ * The flushed-through marker: raised, never lowered (a lagging instance
+ * must not move it back). KEYS: marker; ARGV: 1 next offset.
+ */
+static const char sink_flushed_script[] =
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')\n"
+    "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "return 0\n";
+
+/*
+ * Largest ui:{u}:state read back (schemas/redis.md): a state of the largest
+ * model the format allows (hidden 1024, 1024 tiers, ring 64) is ~22 KiB. Of
+ * a longer value only this many bytes + 1 are fetched (GETRANGE bounds the
+ * reply); the user then starts fresh, counted.
+ */
+#define SINK_STATE_MAX_BYTES (256 * 1024)
 
 /* Where and how to connect: borrowed strings (from a config or the sink's copies). */
 struct sink_endpoint {
@@ -85,10 +130,12 @@ struct sink_buf {
 
 struct sink_redis {
 	redisContext *ctx;
-	char sha[SINK_SHA_LEN + 1];
+	char sha[SINK_SHA_LEN + 1];        /* write script */
+	char sha_erase[SINK_SHA_LEN + 1];
+	char sha_flushed[SINK_SHA_LEN + 1];
 
 	/* Copies of the config this sink needs (the config may be swapped). */
-	char *host, *unix_socket, *user, *password, *prefix, *topic;
+	char *host, *unix_socket, *user, *password, *prefix, *topic, *group;
 	int port, timeout_ms, wait_replicas, wait_timeout_ms;
 	enum config_top_format top_format;
 	int64_t ttl_s;
@@ -113,6 +160,8 @@ sink_result_name(enum sink_result r)
 		return "stale";
 	case SINK_REFUSED_FENCED:
 		return "fenced";
+	case SINK_REFUSED_ERASED:
+		return "erased";
 	}
 	return "unknown";
 }
@@ -230,10 +279,12 @@ sink_disconnect(struct sink_redis *sink)
 	sink->ctx = NULL;
 }
 
+/* SCRIPT LOAD of one script into sha (SINK_SHA_LEN + 1 bytes). */
 static int
-sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
+sink_load_one(struct sink_redis *sink, const char *script, char *sha, char *errstr,
+    size_t errstr_size)
 {
-	redisReply *r = redisCommand(sink->ctx, "SCRIPT LOAD %s", sink_script);
+	redisReply *r = redisCommand(sink->ctx, "SCRIPT LOAD %s", script);
 	int ret = -1;
 
 	if (r == NULL) {
@@ -246,12 +297,27 @@ sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
 		    r->type == REDIS_REPLY_ERROR ? r->str : "not a SHA1");
 		goto done;
 	}
-	memcpy(sink->sha, r->str, SINK_SHA_LEN);
-	sink->sha[SINK_SHA_LEN] = '\0';
+	memcpy(sha, r->str, SINK_SHA_LEN);
+	sha[SINK_SHA_LEN] = '\0';
 	ret = 0;
 done:
 	freeReplyObject(r);
 	return ret;
+}
+
+/* Loads the write, erase and flushed-marker scripts. */
+static int
+sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	if (sink_load_one(sink, sink_script, sink->sha, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_erase_script, sink->sha_erase, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_flushed_script, sink->sha_flushed, errstr, errstr_size) < 0)
+		return -1;
+	return 0;
 }
 
 int
@@ -309,7 +375,8 @@ sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 	    dup_opt(&sink->user, cfg->redis_user) < 0 ||
 	    dup_opt(&sink->password, cfg->redis_password) < 0 ||
 	    dup_opt(&sink->prefix, cfg->redis_prefix) < 0 ||
-	    dup_opt(&sink->topic, cfg->topic_events) < 0)
+	    dup_opt(&sink->topic, cfg->topic_events) < 0 ||
+	    dup_opt(&sink->group, cfg->group_id) < 0)
 		goto nomem;
 	sink->port = cfg->redis_port;
 	sink->timeout_ms = cfg->redis_timeout_ms;
@@ -344,6 +411,7 @@ sink_redis_free(struct sink_redis *sink)
 	free(sink->password);
 	free(sink->prefix);
 	free(sink->topic);
+	free(sink->group);
 	free(sink->buf.p);
 	free(sink->argv);
 	free(sink->argvlen);
@@ -575,6 +643,18 @@ arg_user_key(struct argset *as, const char *user, size_t user_len, const char *s
 	arg_end(as);
 }
 
+/* Epoch key of a partition: <prefix>epoch:<topic>:<partition>. */
+static void
+arg_epoch_key(struct argset *as, int32_t partition)
+{
+	arg_start(as);
+	if (!as->oom && buf_printf(&as->sink->buf, "%sepoch:%s:%" PRId32, as->sink->prefix,
+	    as->sink->topic, partition) < 0)
+		as->oom = 1;
+	if (!as->oom)
+		arg_end(as);
+}
+
 /* Turns offsets into pointers; returns 0 or -1 when something ran out of memory. */
 static int
 arg_finish(struct argset *as)
@@ -609,13 +689,8 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 	arg_user_key(&as, su->user_id, su->user_id_len, "tiers");
 	arg_user_key(&as, su->user_id, su->user_id_len, "meta");
 	arg_user_key(&as, su->user_id, su->user_id_len, "state");
-	/* Epoch key of the user's partition: <prefix>epoch:<topic>:<partition>. */
-	arg_start(&as);
-	if (!as.oom && buf_printf(b, "%sepoch:%s:%" PRId32, sink->prefix, sink->topic,
-	    us->last_partition) < 0)
-		as.oom = 1;
-	if (!as.oom)
-		arg_end(&as);
+	arg_epoch_key(&as, us->last_partition);
+	arg_user_key(&as, su->user_id, su->user_id_len, "erased");
 
 	arg_printf(&as, "%" PRId32, us->last_partition);
 	arg_printf(&as, "%" PRId64, us->last_offset);
@@ -796,7 +871,7 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 			if (r == NULL)
 				return -1;
 			if (r->type == REDIS_REPLY_INTEGER && r->integer >= SINK_WRITTEN &&
-			    r->integer <= SINK_REFUSED_FENCED) {
+			    r->integer <= SINK_REFUSED_ERASED) {
 				su->result = (enum sink_result)r->integer;
 			} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 				sink->retry[n_retry++] = sink->retry[j];
@@ -821,48 +896,308 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 	return 0;
 }
 
+/* Appends one command of as to the pipeline; drops the connection on failure. */
+static int
+append_args(struct sink_redis *sink, struct argset *as, char *errstr, size_t errstr_size)
+{
+	if (arg_finish(as) < 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		sink_disconnect(sink);
+		return -1;
+	}
+	if (redisAppendCommandArgv(sink->ctx, (int)as->argc, sink->argv, sink->argvlen) !=
+	    REDIS_OK) {
+		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
+		sink_disconnect(sink);
+		return -1;
+	}
+	return 0;
+}
+
+/* A decimal integer reply field (bulk string) into *v; -1 when absent or not a number. */
+static int
+reply_int64(const redisReply *r, int64_t *v)
+{
+	char tmp[SINK_NUM_MAX], *end;
+	long long x;
+
+	if (r == NULL || r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, r->str, r->len);
+	tmp[r->len] = '\0';
+	errno = 0;
+	x = strtoll(tmp, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*v = (int64_t)x;
+	return 0;
+}
+
+/* The erasure marker of an HMGET partition offset ts reply; 0 when present and valid. */
+static int
+reply_erased(const redisReply *r, struct sink_erased *er)
+{
+	int64_t p, o, ts;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || reply_int64(r->element[0], &p) < 0 ||
+	    reply_int64(r->element[1], &o) < 0 || reply_int64(r->element[2], &ts) < 0 ||
+	    p < 0 || p > INT32_MAX)
+		return -1;
+	er->partition = (int32_t)p;
+	er->offset = o;
+	er->ts_ms = ts;
+	return 0;
+}
+
 int
-sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
-    size_t n, sink_state_cb *cb, void *opaque, char *errstr, size_t errstr_size)
+sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
+    size_t n, sink_user_cb *cb, void *opaque, char *errstr, size_t errstr_size)
 {
 	struct argset as = { sink, 0, 0 };
 	int ret = 0;
 
 	if (sink_ensure(sink, errstr, errstr_size) < 0)
 		return -1;
+	/*
+	 * Per user: GETRANGE of the state's first SINK_STATE_MAX_BYTES + 1 bytes
+	 * (a longer reply means a state too large to read: the reply stays
+	 * bounded) and HMGET of the erasure marker.
+	 */
 	for (size_t i = 0; i < n; i++) {
 		arg_begin(&as);
-		arg_printf(&as, "GET");
+		arg_printf(&as, "GETRANGE");
 		arg_user_key(&as, ids[i], id_lens[i], "state");
-		if (arg_finish(&as) < 0) {
-			snprintf(errstr, errstr_size, "redis sink: out of memory");
-			sink_disconnect(sink);
+		arg_printf(&as, "0");
+		arg_printf(&as, "%d", SINK_STATE_MAX_BYTES);
+		if (append_args(sink, &as, errstr, errstr_size) < 0)
 			return -1;
-		}
-		if (redisAppendCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen) != REDIS_OK) {
-			snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
-			sink_disconnect(sink);
+		arg_begin(&as);
+		arg_printf(&as, "HMGET");
+		arg_user_key(&as, ids[i], id_lens[i], "erased");
+		arg_printf(&as, "partition");
+		arg_printf(&as, "offset");
+		arg_printf(&as, "ts");
+		if (append_args(sink, &as, errstr, errstr_size) < 0)
 			return -1;
-		}
 	}
 	for (size_t i = 0; i < n; i++) {
-		redisReply *r = read_reply(sink, "GET state", errstr, errstr_size);
+		redisReply *rg = read_reply(sink, "GETRANGE state", errstr, errstr_size);
+		redisReply *re = rg ? read_reply(sink, "HMGET erased", errstr, errstr_size) : NULL;
+		struct sink_erased er;
+		const struct sink_erased *erp = NULL;
 
-		if (r == NULL)
+		if (re == NULL) {
+			freeReplyObject(rg);
 			return -1;
-		if (ret == 0) {
-			if (r->type == REDIS_REPLY_STRING)
-				cb(opaque, i, (const uint8_t *)r->str, r->len);
-			else if (r->type == REDIS_REPLY_NIL)
-				cb(opaque, i, NULL, 0);
-			else {
-				snprintf(errstr, errstr_size, "redis GET state of %.*s: %s", (int)id_lens[i],
-				    ids[i], r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
-				ret = -1;   /* keep reading: the pipeline must be drained */
-			}
 		}
-		freeReplyObject(r);
+		if (ret == 0 && (rg->type != REDIS_REPLY_STRING || re->type != REDIS_REPLY_ARRAY)) {
+			const redisReply *bad = rg->type == REDIS_REPLY_ERROR ? rg : re;
+
+			snprintf(errstr, errstr_size, "redis load of %.*s: %s", (int)id_lens[i], ids[i],
+			    bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply type");
+			ret = -1; /* keep reading: the pipeline must be drained */
+		}
+		if (ret == 0) {
+			if (reply_erased(re, &er) == 0)
+				erp = &er;
+			if (rg->len == 0) /* GETRANGE of a missing key is "" */
+				cb(opaque, i, NULL, 0, erp);
+			else if (rg->len > SINK_STATE_MAX_BYTES)
+				cb(opaque, i, NULL, rg->len, erp);
+			else
+				cb(opaque, i, (const uint8_t *)rg->str, rg->len, erp);
+		}
+		freeReplyObject(rg);
+		freeReplyObject(re);
 	}
+	return ret;
+}
+
+/* Adapts sink_redis_load_states' callback to sink_redis_load_users'. */
+struct load_adapter {
+	sink_state_cb *cb;
+	void *opaque;
+};
+
+static void
+load_adapter_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
+    const struct sink_erased *erased)
+{
+	struct load_adapter *la = opaque;
+
+	(void)erased;
+	la->cb(la->opaque, i, blob, blob != NULL ? len : 0);
+}
+
+int
+sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
+    size_t n, sink_state_cb *cb, void *opaque, char *errstr, size_t errstr_size)
+{
+	struct load_adapter la = { cb, opaque };
+
+	return sink_redis_load_users(sink, ids, id_lens, n, load_adapter_cb, &la, errstr, errstr_size);
+}
+
+int
+sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr,
+    size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+	int64_t now_ms = wall_ms();
+
+	if (n == 0)
+		return 0;
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	/* Idempotent: after NOSCRIPT (script cache flushed) the whole batch is sent again. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int noscript = 0, failed = 0;
+
+		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
+			return -1;
+		for (size_t i = 0; i < n; i++) {
+			arg_begin(&as);
+			arg_printf(&as, "EVALSHA");
+			arg_printf(&as, "%s", sink->sha_erase);
+			arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "vec");
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "top");
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "tiers");
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "meta");
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "state");
+			arg_epoch_key(&as, er[i].partition);
+			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "erased");
+			arg_printf(&as, "%" PRId32, er[i].partition);
+			arg_printf(&as, "%" PRId64, er[i].offset);
+			arg_printf(&as, "%" PRIu64, er[i].epoch);
+			arg_printf(&as, "%" PRId64, er[i].ts_ms);
+			arg_printf(&as, "%" PRId64, now_ms);
+			if (append_args(sink, &as, errstr, errstr_size) < 0)
+				return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			redisReply *r = read_reply(sink, "erase", errstr, errstr_size);
+
+			if (r == NULL)
+				return -1;
+			if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0 && r->integer <= 2)
+				er[i].result = (int)r->integer;
+			else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+				noscript = 1;
+			else if (!failed) {
+				failed = 1;
+				snprintf(errstr, errstr_size, "redis erase: user %.*s: %s",
+				    (int)er[i].user_id_len, er[i].user_id,
+				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+			}
+			freeReplyObject(r);
+		}
+		if (failed)
+			return -1;
+		if (!noscript)
+			break;
+		if (attempt == 1) {
+			snprintf(errstr, errstr_size, "redis erase: NOSCRIPT after reloading the script");
+			return -1;
+		}
+	}
+	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
+		return -1;
+	return 0;
+}
+
+/* <prefix>flushed:<group>:<topic>:<partition> as one argument. */
+static void
+arg_flushed_key(struct argset *as, int32_t partition)
+{
+	arg_start(as);
+	if (!as->oom && buf_printf(&as->sink->buf, "%sflushed:%s:%s:%" PRId32, as->sink->prefix,
+	    as->sink->group, as->sink->topic, partition) < 0)
+		as->oom = 1;
+	if (!as->oom)
+		arg_end(as);
+}
+
+int
+sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
+    const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+
+	if (n == 0)
+		return 0;
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int noscript = 0, failed = 0;
+
+		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
+			return -1;
+		for (size_t i = 0; i < n; i++) {
+			arg_begin(&as);
+			arg_printf(&as, "EVALSHA");
+			arg_printf(&as, "%s", sink->sha_flushed);
+			arg_printf(&as, "1");
+			arg_flushed_key(&as, partitions[i]);
+			arg_printf(&as, "%" PRId64, next_offsets[i]);
+			if (append_args(sink, &as, errstr, errstr_size) < 0)
+				return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			redisReply *r = read_reply(sink, "flushed marker", errstr, errstr_size);
+
+			if (r == NULL)
+				return -1;
+			if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+				noscript = 1;
+			else if (r->type != REDIS_REPLY_INTEGER && !failed) {
+				failed = 1;
+				snprintf(errstr, errstr_size, "redis flushed marker: %s",
+				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+			}
+			freeReplyObject(r);
+		}
+		if (failed)
+			return -1;
+		if (!noscript)
+			break;
+		if (attempt == 1) {
+			snprintf(errstr, errstr_size, "redis flushed marker: NOSCRIPT after reload");
+			return -1;
+		}
+	}
+	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
+		return -1;
+	return 0;
+}
+
+int
+sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next_offset,
+    char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0 };
+	redisReply *r;
+	int ret = -1;
+
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	arg_begin(&as);
+	arg_printf(&as, "GET");
+	arg_flushed_key(&as, partition);
+	if (append_args(sink, &as, errstr, errstr_size) < 0)
+		return -1;
+	if ((r = read_reply(sink, "GET flushed marker", errstr, errstr_size)) == NULL)
+		return -1;
+	if (r->type == REDIS_REPLY_NIL) {
+		*next_offset = -1;
+		ret = 0;
+	} else if (reply_int64(r, next_offset) == 0 && *next_offset >= 0) {
+		ret = 0;
+	} else {
+		snprintf(errstr, errstr_size, "redis GET flushed marker of partition %" PRId32 ": %s",
+		    partition, r->type == REDIS_REPLY_ERROR ? r->str : "not a non-negative integer");
+	}
+	freeReplyObject(r);
 	return ret;
 }
 

@@ -2,8 +2,9 @@
  * Redis sink: writes each flushed user's keys (layout: schemas/redis.md) in
  * one Lua script per user that checks the applied-offset marker and the
  * partition owner epoch in the same atomic step; pipelined; optional WAIT for
- * replicas. Also loads user states, claims partition epochs and writes the
- * tier names. One connection, not thread-safe.
+ * replicas. Also loads user states, erases users, keeps the flushed-through
+ * markers, claims partition epochs and writes the tier names. One
+ * connection, not thread-safe.
  */
 #ifndef DAEMON_SINK_REDIS_H
 #define DAEMON_SINK_REDIS_H
@@ -20,10 +21,12 @@ struct redisContext;
 enum sink_result {
 	SINK_WRITTEN = 0,             /* all keys written, TTLs set */
 	SINK_REFUSED_STALE,           /* stored marker (same partition) at/after ours: nothing written */
-	SINK_REFUSED_FENCED           /* partition epoch in Redis newer than ours: nothing written */
+	SINK_REFUSED_FENCED,          /* partition epoch in Redis newer than ours: nothing written */
+	SINK_REFUSED_ERASED           /* the user was erased by a tombstone of the same partition
+	                                 at/after our marker: nothing written */
 };
 
-/* Stable lower-case name ("written", "stale", "fenced"). */
+/* Stable lower-case name ("written", "stale", "fenced", "erased"). */
 const char *sink_result_name(enum sink_result r);
 
 /*
@@ -88,12 +91,79 @@ int sink_redis_flush(struct sink_redis *sink, const struct model *m,
 typedef void sink_state_cb(void *opaque, size_t i, const uint8_t *blob, size_t len);
 
 /*
- * Pipelined GET of ui:{id}:state for ids[0..n) (lengths in id_lens), calling
- * cb for each. Returns 0, or -1 on a connection error / error reply
- * (errstr; cb may have been called for a prefix of the users).
+ * sink_redis_load_users without the erasure markers (a state too large to
+ * read is reported as absent). Returns 0, or -1 on a connection error /
+ * error reply (errstr; cb may have been called for a prefix of the users).
  */
 int sink_redis_load_states(struct sink_redis *sink, const char *const *ids,
     const size_t *id_lens, size_t n, sink_state_cb *cb, void *opaque,
+    char *errstr, size_t errstr_size);
+
+/* A user's erasure marker, <prefix>{u}:erased (schemas/redis.md "Erasure"). */
+struct sink_erased {
+	int32_t partition;            /* the tombstone's partition and offset */
+	int64_t offset;
+	int64_t ts_ms;                /* the tombstone's Kafka timestamp (ms) */
+};
+
+/*
+ * Called by sink_redis_load_users once per requested user, in order: blob is
+ * the stored ui:{u}:state (borrowed for the call); NULL with len 0 when the
+ * user has no stored state; NULL with len > 0 when the stored state is longer
+ * than the sink reads (256 KiB: not passed on, len > 256 KiB). erased
+ * is the user's erasure marker, NULL when the user was never erased.
+ */
+typedef void sink_user_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
+    const struct sink_erased *erased);
+
+/*
+ * Pipelined read of the state (GETRANGE, at most 256 KiB + 1 bytes) and the
+ * erasure marker of ids[0..n), calling cb for each. Returns 0, or -1 on a
+ * connection error / error reply (errstr; cb may have been called for a
+ * prefix of the users).
+ */
+int sink_redis_load_users(struct sink_redis *sink, const char *const *ids,
+    const size_t *id_lens, size_t n, sink_user_cb *cb, void *opaque,
+    char *errstr, size_t errstr_size);
+
+/* One erasure to apply (sink_redis_erase). Strings borrowed for the call. */
+struct sink_erase {
+	const char *user_id;
+	size_t user_id_len;
+	int32_t partition;            /* the tombstone's partition and offset */
+	int64_t offset;
+	int64_t ts_ms;                /* its Kafka timestamp: older events stay out */
+	uint64_t epoch;               /* owner epoch of partition; 0 skips fencing */
+	int result;                   /* out: 0 erased, 1 kept (state newer than the
+	                                 tombstone; marker recorded), 2 fenced */
+};
+
+/*
+ * Erases er[0..n): per user one pipelined script deletes vec, top, tiers,
+ * meta and state and records <prefix>{u}:erased = (partition, offset, ts,
+ * erased_at), persistent, which the write script then checks. WAIT as in
+ * sink_redis_flush. Returns 0 (each er[i].result set) or -1 (errstr; the
+ * caller reconnects and repeats: idempotent).
+ */
+int sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n,
+    char *errstr, size_t errstr_size);
+
+/*
+ * Raises the flushed-through marker <prefix>flushed:<group>:<topic>:<p> of
+ * each partitions[i] to next_offsets[i] (never lowers it): every event below
+ * that offset is in Redis. Call after the flush whose writes it covers and
+ * before committing those offsets: the replication stream is ordered, so a
+ * replica holding the marker holds the writes. WAIT as in sink_redis_flush.
+ * Returns 0 or -1 (errstr).
+ */
+int sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
+    const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size);
+
+/*
+ * The flushed-through marker of partition into *next_offset, -1 when absent.
+ * Returns 0 or -1 (errstr; also for a value that is not a non-negative integer).
+ */
+int sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next_offset,
     char *errstr, size_t errstr_size);
 
 /*

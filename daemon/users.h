@@ -27,6 +27,15 @@ struct user_entry {
 	int64_t snapshot_mono_ms; /* monotonic time of the last snapshot (or first event) */
 	size_t dirty_pos;         /* index in the dirty list while dirty (users.c) */
 	uint64_t touched;         /* caller's clock of the last event (users_evict) */
+	/*
+	 * Erasure (schemas/redis.md "Erasure"): the gate keeps events of the
+	 * erased past out; the pending erase is done in Redis at the next flush.
+	 */
+	int erased;               /* the gate below is set */
+	int32_t erased_partition; /* the tombstone's partition and offset */
+	int64_t erased_offset;
+	int64_t erased_ts_ms;     /* events at or before this event time stay out */
+	int erase_pending;        /* tombstone applied, keys not yet deleted in Redis */
 };
 
 struct users;

@@ -1,0 +1,144 @@
+/*
+ * daemon/hmac.c: SHA-256 against FIPS 180-4 example digests (empty, "abc",
+ * the two-block message, one million 'a' fed in odd pieces) and HMAC-SHA256
+ * against the test cases 1-7 of RFC 4231 (case 5 truncated to 128 bits, as
+ * the RFC gives it); the pseudonym is the digest's first 16 bytes in hex.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "hmac.h"
+
+static int failures;
+
+static void
+check(int ok, const char *what)
+{
+	printf("%s: %s\n", ok ? "ok" : "FAIL", what);
+	if (!ok)
+		failures++;
+}
+
+static void
+to_hex(const uint8_t *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* Bytes of a hex string into out; returns the count. */
+static size_t
+from_hex(const char *hex, uint8_t *out)
+{
+	size_t n = strlen(hex) / 2;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		sscanf(hex + 2 * i, "%2x", &v);
+		out[i] = (uint8_t)v;
+	}
+	return n;
+}
+
+static void
+check_sha(const void *msg, size_t len, const char *want, const char *what)
+{
+	uint8_t d[HMAC_SHA256_LEN];
+	char hex[2 * HMAC_SHA256_LEN + 1];
+
+	hmac_sha256_digest(msg, len, d);
+	to_hex(d, sizeof(d), hex);
+	check(strcmp(hex, want) == 0, what);
+}
+
+/* key and data as hex; want as hex, compared over its length (case 5 is truncated). */
+static void
+check_hmac(const char *key_hex, const char *data_hex, const char *want, const char *what)
+{
+	uint8_t key[256], data[256], mac[HMAC_SHA256_LEN];
+	char hex[2 * HMAC_SHA256_LEN + 1];
+	size_t klen = from_hex(key_hex, key), dlen = from_hex(data_hex, data);
+	struct hmac_key k;
+
+	hmac_key_init(&k, key, klen);
+	hmac_compute(&k, data, dlen, mac);
+	to_hex(mac, sizeof(mac), hex);
+	check(strncmp(hex, want, strlen(want)) == 0, what);
+}
+
+/* The hex of an ASCII string (RFC 4231 gives data as text for some cases). */
+static const char *
+ascii_hex(const char *s, char *buf)
+{
+	to_hex((const uint8_t *)s, strlen(s), buf);
+	return buf;
+}
+
+int
+main(void)
+{
+	static char a_million[1000000];
+	static char buf[1024], buf2[1024];
+	struct hmac_sha256 s;
+	uint8_t d[HMAC_SHA256_LEN];
+	char hex[2 * HMAC_SHA256_LEN + 1], ps[HMAC_PSEUDONYM_LEN + 1];
+	char key131[2 * 131 + 1];
+	struct hmac_key k;
+	size_t off = 0, step = 1;
+
+	check_sha("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+	    "SHA-256 of the empty string");
+	check_sha("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+	    "SHA-256 of \"abc\" (FIPS 180-4 example)");
+	check_sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56,
+	    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+	    "SHA-256 of the 448-bit two-block message");
+	memset(a_million, 'a', sizeof(a_million));
+	hmac_sha256_init(&s);
+	while (off < sizeof(a_million)) {
+		size_t n = step < sizeof(a_million) - off ? step : sizeof(a_million) - off;
+
+		hmac_sha256_update(&s, a_million + off, n);
+		off += n;
+		step = step * 3 % 1000 + 1; /* pieces of 1..1000 bytes, across block borders */
+	}
+	hmac_sha256_final(&s, d);
+	to_hex(d, sizeof(d), hex);
+	check(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
+	    "SHA-256 of one million 'a' in uneven pieces");
+
+	/* RFC 4231 section 4. */
+	check_hmac("0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", ascii_hex("Hi There", buf),
+	    "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7", "RFC 4231 case 1");
+	check_hmac(ascii_hex("Jefe", buf2), ascii_hex("what do ya want for nothing?", buf),
+	    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 case 2");
+	check_hmac("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	    "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
+	    "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe", "RFC 4231 case 3");
+	check_hmac("0102030405060708090a0b0c0d0e0f10111213141516171819",
+	    "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+	    "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b", "RFC 4231 case 4");
+	check_hmac("0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c", ascii_hex("Test With Truncation", buf),
+	    "a3b6167473100ee06e0c796c2955552b", "RFC 4231 case 5 (truncated to 128 bits)");
+	memset(key131, 'a', 2 * 131);
+	key131[2 * 131] = '\0';
+	check_hmac(key131,
+	    ascii_hex("Test Using Larger Than Block-Size Key - Hash Key First", buf),
+	    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+	    "RFC 4231 case 6 (131-byte key)");
+	check_hmac(key131,
+	    ascii_hex("This is a test using a larger than block-size key and a larger than "
+		      "block-size data. The key needs to be hashed before being used by the "
+		      "HMAC algorithm.",
+		buf),
+	    "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2",
+	    "RFC 4231 case 7 (131-byte key, long data)");
+
+	/* The pseudonym: the first 32 hex digits of the MAC (RFC 4231 case 2). */
+	hmac_key_init(&k, "Jefe", 4);
+	check(hmac_pseudonym(&k, "what do ya want for nothing?", 28, ps) == HMAC_PSEUDONYM_LEN &&
+		strcmp(ps, "5bdcc146bf60754e6a042426089575c7") == 0,
+	    "pseudonym = first 32 hex digits of HMAC-SHA256");
+	hmac_key_wipe(&k);
+	return failures ? 1 : 0;
+}
