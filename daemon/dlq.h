@@ -2,8 +2,11 @@
  * Dead-letter producer: a message that cannot be applied goes to topic.dlq
  * with its original key and value and headers naming why and where it came
  * from (interestd.reason, interestd.detail, interestd.topic,
- * interestd.partition, interestd.offset). Delivery is tracked so the loop
- * commits a range only after its dead letters are acknowledged.
+ * interestd.partition, interestd.offset). An original longer than the
+ * producer accepts (key over 4096 bytes, value over message.max.bytes less
+ * headroom) is cut to fit and gets interestd.truncated = "key=N value=N"
+ * (the original sizes). Delivery is tracked so the loop commits a range
+ * only after its dead letters are acknowledged.
  */
 #ifndef DAEMON_DLQ_H
 #define DAEMON_DLQ_H
