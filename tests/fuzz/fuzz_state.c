@@ -22,10 +22,10 @@
 #include "state.h"
 
 #define FUZZ_FLAG_FIXUP 0x01u
-#define FUZZ_HIDDEN 16
-#define FUZZ_MAX_TIERS 16
-#define FUZZ_RING_LEN 8
-#define FUZZ_CRC_SIZE 4
+#define FUZZ_HIDDEN     16
+#define FUZZ_MAX_TIERS  16
+#define FUZZ_RING_LEN   8
+#define FUZZ_CRC_SIZE   4
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
