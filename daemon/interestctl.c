@@ -32,6 +32,7 @@
 #define CTL_EXIT_USAGE 2
 #define CTL_ERR_MAX 1024
 #define CTL_REPLAY_BATCH 1000           /* events per updater_apply, as a daemon batch */
+#define CTL_REPLAY_VIEW 256             /* users per userview_fill_batch */
 #define CTL_DEFAULT_TOP_N 50
 #define CTL_DELIVERY_TIMEOUT_MS 30000   /* erase: wait this long for the tombstone's ack */
 #define CTL_ERASE_WAIT_S 60             /* erase --wait: for the daemon's erasure marker */
@@ -519,6 +520,7 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 	struct userview *uv = NULL;
 	struct user_state **states = NULL;
 	struct update_event *batch = NULL;
+	struct sink_user *su = NULL;
 	FILE *out = NULL;
 	char err[CTL_ERR_MAX];
 	int ret = CTL_EXIT_FAIL;
@@ -566,10 +568,11 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	up = updater_new(m, CTL_REPLAY_BATCH);
-	uv = userview_new(m, 1, (size_t)top_n, (int)calibrate);
+	uv = userview_new(m, CTL_REPLAY_VIEW, (size_t)top_n, (int)calibrate);
+	su = calloc(CTL_REPLAY_VIEW, sizeof(*su));
 	states = calloc(ds->n_users ? ds->n_users : 1, sizeof(*states));
 	batch = calloc(CTL_REPLAY_BATCH, sizeof(*batch));
-	if (up == NULL || uv == NULL || states == NULL || batch == NULL)
+	if (up == NULL || uv == NULL || su == NULL || states == NULL || batch == NULL)
 		goto nomem;
 	for (uint32_t u = 0; u < ds->n_users; u++)
 		if ((states[u] = state_new(model_hparams(m))) == NULL)
@@ -605,13 +608,22 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "interestctl: %s: %s\n", out_path, strerror(errno));
 		goto done;
 	}
-	for (uint32_t u = 0; u < ds->n_users; u++) {
-		struct sink_user su;
+	/* The daemon's flush computes its users' views by the same batched call. */
+	for (uint32_t u = 0; u < ds->n_users;) {
+		size_t k = 0, i = 0;
 
-		if (states[u]->events_applied == 0)
-			continue;
-		userview_fill(uv, 0, ds->user_ids[u], strlen(ds->user_ids[u]), states[u], &su);
-		if (replay_write_user(out, m, &su) < 0)
+		for (; u < ds->n_users && k < CTL_REPLAY_VIEW; u++) {
+			if (states[u]->events_applied == 0)
+				continue;
+			su[k].user_id = ds->user_ids[u];
+			su[k].user_id_len = strlen(ds->user_ids[u]);
+			su[k++].us = states[u];
+		}
+		userview_fill_batch(uv, su, k);
+		for (; i < k; i++)
+			if (replay_write_user(out, m, &su[i]) < 0)
+				break;
+		if (i < k)
 			break;
 	}
 	if (fclose(out) != 0 || ferror(stdout)) {
@@ -638,6 +650,7 @@ done:
 			state_free(states[u]);
 	free(states);
 	free(batch);
+	free(su);
 	userview_free(uv);
 	updater_free(up);
 	dataset_free(ds);

@@ -7,6 +7,7 @@
  *   interestd --dump-config [-c FILE] [-o ...]      print the effective config
  *   interestd --help-config                         the key table (Markdown)
  */
+#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -223,6 +224,12 @@ main(int argc, char **argv)
 	struct sigaction sa;
 	int opt, check = 0, dump = 0, verbose = 0, ret = 1;
 
+	/*
+	 * One OpenBLAS thread: the matrices here are small (an LSTM wave, a
+	 * 64-user scoring chunk) and a second thread only spins in sched_yield
+	 * on a core the machine needs for librdkafka and Redis (docs/BENCH.md).
+	 */
+	openblas_set_num_threads(1);
 	args.overrides = calloc((size_t)argc, sizeof(char *));
 	if (args.overrides == NULL)
 		return 1;

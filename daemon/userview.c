@@ -20,6 +20,8 @@ struct userview {
 	float *vec;                   /* [max_users][dim] */
 	uint32_t *items;              /* [max_users][top_n] */
 	float *scores;                /* [max_users][top_n] */
+	size_t *counts;               /* [max_users] */
+	const struct user_state **us; /* [max_users] */
 };
 
 struct userview *
@@ -38,7 +40,10 @@ userview_new(const struct model *m, size_t max_users, size_t top_n, int calibrat
 	uv->vec = calloc(max_users * uv->dim, sizeof(*uv->vec));
 	uv->items = calloc(max_users * (top_n ? top_n : 1), sizeof(*uv->items));
 	uv->scores = calloc(max_users * (top_n ? top_n : 1), sizeof(*uv->scores));
-	if (uv->sc == NULL || uv->vec == NULL || uv->items == NULL || uv->scores == NULL) {
+	uv->counts = calloc(max_users ? max_users : 1, sizeof(*uv->counts));
+	uv->us = calloc(max_users ? max_users : 1, sizeof(*uv->us));
+	if (uv->sc == NULL || uv->vec == NULL || uv->items == NULL || uv->scores == NULL ||
+	    uv->counts == NULL || uv->us == NULL) {
 		userview_free(uv);
 		return NULL;
 	}
@@ -54,6 +59,8 @@ userview_free(struct userview *uv)
 	free(uv->vec);
 	free(uv->items);
 	free(uv->scores);
+	free(uv->counts);
+	free(uv->us);
 	free(uv);
 }
 
@@ -71,6 +78,8 @@ userview_fill(struct userview *uv, size_t slot, const char *user_id, size_t user
 	items = uv->items + slot * uv->top_n;
 	scores = uv->scores + slot * uv->top_n;
 	scorer_interest(uv->m, us, vec);
+	scorer_topn_batch(uv->sc, &us, vec, 1, uv->top_n, uv->calibrate, items, scores,
+	    &uv->counts[slot]);
 	su->user_id = user_id;
 	su->user_id_len = user_id_len;
 	su->us = us;
@@ -78,6 +87,26 @@ userview_fill(struct userview *uv, size_t slot, const char *user_id, size_t user
 	su->vec = vec;
 	su->top_items = items;
 	su->top_scores = scores;
-	su->n_top = scorer_topn(uv->sc, us, vec, uv->top_n, uv->calibrate, items, scores);
+	su->n_top = uv->counts[slot];
+	return 0;
+}
+
+int
+userview_fill_batch(struct userview *uv, struct sink_user *su, size_t n)
+{
+	if (n > uv->max_users)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		uv->us[k] = su[k].us;
+		scorer_interest(uv->m, su[k].us, uv->vec + k * uv->dim);
+	}
+	scorer_topn_batch(uv->sc, uv->us, uv->vec, n, uv->top_n, uv->calibrate, uv->items,
+	    uv->scores, uv->counts);
+	for (size_t k = 0; k < n; k++) {
+		su[k].vec = uv->vec + k * uv->dim;
+		su[k].top_items = uv->items + k * uv->top_n;
+		su[k].top_scores = uv->scores + k * uv->top_n;
+		su[k].n_top = uv->counts[k];
+	}
 	return 0;
 }

@@ -1,8 +1,8 @@
 /*
  * The values a flush publishes for a user, computed from its state: the
- * interest vector (scorer_interest) and the top-N (scorer_topn). The daemon's
- * flush and `interestctl replay` both call userview_fill, so they cannot
- * diverge.
+ * interest vector (scorer_interest) and the top-N (scorer_topn_batch). The
+ * daemon's flush and `interestctl replay` both call userview_fill_batch, so
+ * they cannot diverge.
  */
 #ifndef DAEMON_USERVIEW_H
 #define DAEMON_USERVIEW_H
@@ -34,5 +34,14 @@ void userview_free(struct userview *uv);
  */
 int userview_fill(struct userview *uv, size_t slot, const char *user_id,
     size_t user_id_len, const struct user_state *us, struct sink_user *su);
+
+/*
+ * userview_fill for slots 0..n-1 at once, the item scores of up to 64 users
+ * by one SGEMM (scorer_topn_batch): the caller sets su[k].user_id,
+ * user_id_len and us; this sets vec, top_items, top_scores and n_top (in
+ * slot k, valid as for userview_fill) and leaves the rest untouched. A
+ * user's values equal userview_fill's. Returns 0, or -1 if n > max_users.
+ */
+int userview_fill_batch(struct userview *uv, struct sink_user *su, size_t n);
 
 #endif

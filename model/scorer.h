@@ -14,7 +14,11 @@ struct user_state;
 
 struct scorer;
 
-/* Scratch for one model (scores of every item); NULL on ENOMEM. */
+/*
+ * Scratch for one model (scores of every item, the rows of one batched
+ * chunk: 64 users x n_items floats) and the model's per-node item lists;
+ * NULL on ENOMEM.
+ */
 struct scorer *scorer_new(const struct model *m);
 void scorer_free(struct scorer *sc);
 
@@ -36,5 +40,16 @@ const float *scorer_score_all(struct scorer *sc, const struct user_state *us,
  */
 size_t scorer_topn(struct scorer *sc, const struct user_state *us, const float *u,
     size_t n, int calibrate, uint32_t *items, float *scores);
+
+/*
+ * scorer_topn for n_users users at once: us[k] with interest vector
+ * U[k * dim .. ], results into items[k * n ..], scores[k * n ..] (stride n)
+ * and the count of user k into counts[k]. The item scores of up to 64 users
+ * come from one SGEMM over the item embeddings, so a user's scores may differ
+ * from scorer_score_all's SGEMV in the last bits (not by the batch's other
+ * users); the selection is scorer_topn's. No allocation.
+ */
+void scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
+    size_t n_users, size_t n, int calibrate, uint32_t *items, float *scores, size_t *counts);
 
 #endif

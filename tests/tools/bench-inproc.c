@@ -1,10 +1,11 @@
 /*
  * Benchmark compute floor (make bench, docs/BENCH.md): interestd's own
  * decode (decoder_decode), user cache (users_upsert), batched apply
- * (updater_apply, one SGEMM per wave) and flush serialisation (userview_fill
- * for the vector and top-N, then the sink's EVALSHA argument list: keys,
- * vector bytes, state_encode, top-N JSON, tier values, formatted into the
- * Redis protocol by hiredis as sink_redis_flush does) run in-process over
+ * (updater_apply, one SGEMM per wave) and flush serialisation
+ * (userview_fill_batch for the vectors and top-N, one SGEMM per 64 users,
+ * then the sink's EVALSHA argument list: keys, vector bytes, state_encode,
+ * top-N JSON, tier values, formatted into the Redis protocol by hiredis as
+ * sink_redis_flush does) run in-process over
  * messages held in memory: no Kafka, no Redis in the timed part. The
  * messages are read from the topic first (untimed). Batching and flushing
  * follow the daemon's defaults: batch.max_events 10000, a flush when
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cblas.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
@@ -320,8 +322,13 @@ ip_run(const struct model *m, struct decoder *dec, const char *topic, const char
 			for (size_t i = 0; i < c; i++) {
 				struct user_entry *e = dirty[off + i];
 
-				userview_fill(uv, i, e->id, e->id_len, e->us, &su[i]);
+				su[i].user_id = e->id;
+				su[i].user_id_len = e->id_len;
+				su[i].us = e->us;
 				su[i].epoch = 1;
+			}
+			userview_fill_batch(uv, su, c);
+			for (size_t i = 0; i < c; i++) {
 				if (ip_serialise(&s, m, &su[i], topic, now_ms) != 0) {
 					fprintf(stderr, "bench-inproc: serialisation failed\n");
 					exit(1);
@@ -372,6 +379,7 @@ main(int argc, char **argv)
 	struct decoder *dec;
 	double eps[IP_MAX_REPS];
 
+	openblas_set_num_threads(1);  /* as interestd's main */
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--brokers") == 0)
 			brokers = argv[i + 1];

@@ -1,7 +1,8 @@
 /*
  * model/scorer.c: interest vector and scores against naive loops, top-N
  * against a brute-force full sort, consumed items never returned, and the
- * calibration's largest-remainder allocation across tier-1 nodes.
+ * calibration's largest-remainder allocation across tier-1 nodes, and the
+ * batched top-N (one SGEMM per chunk of users) against the single-user one.
  */
 #include <math.h>
 #include <stdio.h>
@@ -286,6 +287,113 @@ test_calibration(const struct model *m, struct scorer *sc)
 	return fails;
 }
 
+#define B_USERS 150                   /* > 2 chunks of 64 */
+#define B_N 40
+
+/*
+ * scorer_topn_batch against scorer_topn user by user (same items, scores
+ * within 1e-5, plain and calibrated), consumed items never returned, and a
+ * user's results bit-identical whatever batch it is computed in (alone, at
+ * another position, in a chunk of another size): the daemon's flush and the
+ * offline replay batch users differently and must still agree.
+ */
+static int
+test_batch(const struct model *m, struct scorer *sc)
+{
+	uint32_t dim = model_dim(m);
+	struct user_state *us[B_USERS];
+	float *U = malloc((size_t)B_USERS * dim * sizeof(float));
+	uint32_t *it = malloc((size_t)B_USERS * B_N * sizeof(uint32_t));
+	uint32_t *it2 = malloc((size_t)B_USERS * B_N * sizeof(uint32_t));
+	float *sco = malloc((size_t)B_USERS * B_N * sizeof(float));
+	float *sco2 = malloc((size_t)B_USERS * B_N * sizeof(float));
+	size_t cnt[B_USERS], cnt2[B_USERS];
+	uint32_t one_it[B_N];
+	float one_sco[B_N];
+	int fails = 0;
+
+	for (int k = 0; k < B_USERS; k++) {
+		us[k] = state_new(model_hparams(m));
+		/* user 0 has no history (no tiers); user 1 consumed many items */
+		warm_user(m, us[k], 1000 + (uint64_t)k, k == 0 ? 0 : k == 1 ? 200 : 1 + k % 37);
+		scorer_interest(m, us[k], U + (size_t)k * dim);
+	}
+	for (int cal = 0; cal <= 1; cal++) {
+		int same = 1, close = 1, seen = 0, full = 1, exact = 1, exact_sub = 1;
+		double worst = 0;
+
+		scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal,
+		    it, sco, cnt);
+		for (int k = 0; k < B_USERS; k++) {
+			size_t got = scorer_topn(sc, us[k], U + (size_t)k * dim, B_N, cal, one_it,
+			    one_sco);
+			size_t unconsumed = 0;
+
+			for (uint32_t i = 0; i < model_n_items(m); i++)
+				unconsumed += !state_seen_has(us[k], model_item_hash(m, i));
+			if (cnt[k] != (unconsumed < B_N ? unconsumed : B_N))
+				full = 0;
+			if (got != cnt[k])
+				same = 0;
+			for (size_t q = 0; q < got && q < cnt[k]; q++) {
+				double d = fabs((double)one_sco[q] - sco[(size_t)k * B_N + q]);
+
+				if (one_it[q] != it[(size_t)k * B_N + q])
+					same = 0;
+				if (d > worst)
+					worst = d;
+				if (d > 1e-5)
+					close = 0;
+			}
+			for (size_t q = 0; q < cnt[k]; q++)
+				seen |= state_seen_has(us[k],
+				    model_item_hash(m, it[(size_t)k * B_N + q]));
+			/* alone */
+			size_t c1;
+			scorer_topn_batch(sc, (const struct user_state *const *)&us[k],
+			    U + (size_t)k * dim, 1, B_N, cal, one_it, one_sco, &c1);
+			if (c1 != cnt[k] ||
+			    memcmp(one_it, it + (size_t)k * B_N, c1 * sizeof(uint32_t)) != 0 ||
+			    memcmp(one_sco, sco + (size_t)k * B_N, c1 * sizeof(float)) != 0)
+				exact = 0;
+		}
+		/* users 7.. in one call: every user at another position and chunk */
+		scorer_topn_batch(sc, (const struct user_state *const *)(us + 7), U + 7 * dim,
+		    B_USERS - 7, B_N, cal, it2, sco2, cnt2);
+		for (int k = 7; k < B_USERS; k++) {
+			size_t c = cnt2[k - 7];
+
+			if (c != cnt[k] ||
+			    memcmp(it2 + (size_t)(k - 7) * B_N, it + (size_t)k * B_N,
+				c * sizeof(uint32_t)) != 0 ||
+			    memcmp(sco2 + (size_t)(k - 7) * B_N, sco + (size_t)k * B_N,
+				c * sizeof(float)) != 0)
+				exact_sub = 0;
+		}
+		CHECK(same && close, "batch (calibrate=%d, %d users): same items as scorer_topn, "
+		    "scores within 1e-5 (worst %.2g)", cal, B_USERS, worst);
+		CHECK(!seen, "batch (calibrate=%d): no consumed item returned", cal);
+		CHECK(cal || full, "batch (calibrate=%d): min(n, unconsumed) items per user", cal);
+		CHECK(exact, "batch (calibrate=%d): a user alone == in the batch, bit for bit", cal);
+		CHECK(exact_sub, "batch (calibrate=%d): other position and chunk, bit for bit", cal);
+	}
+	for (int k = 0; k < B_USERS; k++)
+		cnt[k] = 99;
+	scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, 0, 1, it, sco, cnt);
+	int zero = 1;
+	for (int k = 0; k < B_USERS; k++)
+		zero &= cnt[k] == 0;
+	CHECK(zero, "batch top-0: every count 0");
+	for (int k = 0; k < B_USERS; k++)
+		state_free(us[k]);
+	free(U);
+	free(it);
+	free(it2);
+	free(sco);
+	free(sco2);
+	return fails;
+}
+
 int
 main(void)
 {
@@ -315,6 +423,7 @@ main(void)
 	fails += test_scores(m, sc, us);
 	fails += test_topn(m, sc, us);
 	fails += test_calibration(m, sc);
+	fails += test_batch(m, sc);
 	state_free(us);
 	scorer_free(sc);
 	model_free(cat);
