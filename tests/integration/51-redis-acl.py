@@ -20,10 +20,11 @@ import interestd_e2e as e2e  # noqa: E402
 N_USERS, N_EVENTS = 40, 600
 # What interestd sends (daemon/sink_redis.c): AUTH at connect, SCRIPT LOAD and EVALSHA
 # of the per-user write script, whose redis.call()s Redis checks against the same ACL
-# (GET HMGET SET DEL HSET ZADD EXPIRE PERSIST), GET of state blobs, INCR of owner
-# epochs, MULTI/DEL/HSET/EXEC of ui:tiers, WAIT with redis.wait_replicas.
-COMMANDS = ["auth", "script|load", "evalsha", "get", "hmget", "set", "del", "hset", "zadd",
-            "expire", "persist", "incr", "multi", "exec", "wait"]
+# (GET HMGET SET DEL HSET ZADD EXPIRE PERSIST), GETRANGE of state blobs and HMGET of
+# markers on load, GET/INCR of owner epochs, MULTI/DEL/HSET/EXEC of ui:tiers, WAIT with
+# redis.wait_replicas. Keep in step with docs/SECURITY.md.
+COMMANDS = ["auth", "script|load", "evalsha", "get", "getrange", "hmget", "set", "del", "hset",
+            "zadd", "expire", "persist", "incr", "multi", "exec", "wait"]
 PASSWORD = "acl-test-Secret-9f3b"
 
 env = harness.start()
@@ -98,6 +99,10 @@ e2e.replay_to_kafka(env, csv_path)
 done, last, short = e2e.wait_applied(admin, prefix, want, 90)
 if not done:
     d.dump()
+    noperm = re.findall(r"NOPERM[^\"]*", d.log_text())
+    if noperm:
+        e2e.fail(f"the daemon needs a command the documented ACL lacks ({noperm[0]}): "
+                 "update docs/SECURITY.md and COMMANDS here")
     e2e.fail(f"as the ACL user, events_applied short for {len(short)} users: "
              f"{dict(list(short.items())[:5])}")
 e2e.ok(f"as the ACL user: {N_EVENTS} events applied to {len(want)} users, each count exact")
