@@ -4,7 +4,9 @@
  * cache; flushes to Redis and commits offsets only behind acknowledged
  * writes and delivered dead letters. Rebalances, Redis outages, snapshots,
  * SIGHUP reloads and shutdown live here too, because each of them has to
- * respect the same ordering of flush before commit.
+ * respect the same ordering of flush before commit; so do erasures
+ * (tombstones) and the failover check of the flushed-through markers
+ * (schemas/redis.md).
  */
 #include "consumer.h"
 
@@ -456,7 +458,7 @@ nomem:
 }
 
 /*
- * Writes every dirty user (vector + top-N computed once, userview_fill) in
+ * Writes every dirty user (vector + top-N computed once, userview_fill_batch) in
  * chunks of flush.max_users, after the pending erasures. Returns 0 when
  * every chunk was acknowledged (dirty flags cleared, refused users dropped
  * from the cache), -1 on a Redis error (errstr; every user stays dirty).
@@ -487,11 +489,15 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			    (e->erased && e->us->last_partition == e->erased_partition &&
 				e->us->last_offset == e->erased_offset))
 				continue;
-			userview_fill(c->uv, k, e->id, e->id_len, e->us, &c->su[k]);
+			c->su[k].user_id = e->id;
+			c->su[k].user_id_len = e->id_len;
+			c->su[k].us = e->us;
 			c->su[k].epoch =
 			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
 			c->fe[k++] = e;
 		}
+		/* Vectors and top-N of the whole chunk: one SGEMM per 64 users. */
+		userview_fill_batch(c->uv, c->su, k);
 		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
 			c->n.flush_failures++;
 			return -1;
@@ -984,7 +990,7 @@ consumer_queue_user(struct consumer *c, struct slot *s, const void *raw_id, size
  * dead-letter topic (no key, or a key longer than a user id may be).
  */
 static int
-consumer_classify_tombstone(struct consumer *c, struct slot *s)
+consumer_classify_tombstone(struct slot *s)
 {
 	const rd_kafka_message_t *rkm = s->rkm;
 	rd_kafka_timestamp_type_t tstype;
@@ -1006,7 +1012,6 @@ consumer_classify_tombstone(struct consumer *c, struct slot *s)
 	ts = rd_kafka_message_timestamp(rkm, &tstype);
 	s->erase = 1;
 	s->ts_ms = ts >= 0 ? ts : wall_ms();
-	(void)c;
 	return 0;
 }
 
@@ -1043,7 +1048,7 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	c->n.consumed++;
 	if (rkm->payload == NULL) {
 		/* A tombstone (null value) keyed by a user id: erase the user. */
-		if (consumer_classify_tombstone(c, s) == 0)
+		if (consumer_classify_tombstone(s) == 0)
 			consumer_queue_user(c, s, rkm->key, rkm->key_len);
 		return;
 	}

@@ -5,7 +5,9 @@
  * Redis, and commit offsets only once every write and dead letter before
  * them is acknowledged. Also rebalances (epoch fencing, flush before give
  * up), Redis outages (pause, back off, resume), snapshots, SIGHUP model
- * reload and orderly shutdown.
+ * reload and orderly shutdown; erase requests (tombstones), pseudonymised ids
+ * (ids.hmac_key_file) and the failover check that re-applies what Redis lost
+ * (flushed-through markers, schemas/redis.md).
  */
 #ifndef DAEMON_CONSUMER_H
 #define DAEMON_CONSUMER_H
