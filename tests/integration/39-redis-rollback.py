@@ -7,7 +7,13 @@ committed; the daemon stops; the saved keys replace the current ones (what a pro
 that replica leaves: the flushed-through markers are behind the committed offsets). On
 restart the daemon logs the rollback, re-reads the lost range and Redis equals the offline
 replay of all events, events_applied exact. Without the check the second half would be
-missing (the committed offsets are at the end)."""
+missing (the committed offsets are at the end).
+
+Then the same while the daemon runs: the keys are saved, a third batch of events is
+applied and committed, the saved keys are restored and the daemon's Redis connections
+killed (CLIENT KILL: a failover as a client sees it); the next event makes the daemon
+reconnect, re-claim its partitions and run the same check: Redis ends equal to the
+offline replay of every event."""
 import collections
 import os
 import re
@@ -18,14 +24,20 @@ import harness  # noqa: E402
 import interestd_e2e as e2e  # noqa: E402
 
 N_USERS, N_EVENTS, SPLIT = 120, 3000, 1500
+N_LIVE = 1200  # third batch, for the failover while running
 
 env = harness.start()
 model, sample = e2e.test_model()
 items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
-rows = e2e.make_events(os.path.join(tmp, "all.csv"), items, N_USERS, N_EVENTS, seed=39)
+every = e2e.make_events(os.path.join(tmp, "every.csv"), items, N_USERS, N_EVENTS + N_LIVE + 1,
+                        seed=39)
+rows = every[:N_EVENTS]
+e2e.write_events(os.path.join(tmp, "all.csv"), rows)
 e2e.write_events(os.path.join(tmp, "a.csv"), rows[:SPLIT])
 e2e.write_events(os.path.join(tmp, "b.csv"), rows[SPLIT:])
+e2e.write_events(os.path.join(tmp, "c.csv"), every[N_EVENTS:N_EVENTS + N_LIVE])
+e2e.write_events(os.path.join(tmp, "t.csv"), every[N_EVENTS + N_LIVE:])
 expected = e2e.offline_replay(model, os.path.join(tmp, "all.csv"), os.path.join(tmp, "replay.jsonl"))
 want = {u: v["events_applied"] for u, v in expected.items()}
 want_a = collections.Counter(r["user_id"] for r in rows[:SPLIT])
@@ -127,6 +139,49 @@ if (consumed, applied, dups, rollbacks, roff) != (lost, N_EVENTS - SPLIT, 0, len
              f"rollbacks={rollbacks} rollback_offsets={roff}; want {lost}/{N_EVENTS - SPLIT}/0/"
              f"{len(rolled)}/{lost}")
 e2e.ok(f"restart: re-read {consumed} offsets, applied {applied}, {rollbacks} partitions rolled back")
+
+# While running: save, apply a third batch, restore, kill the daemon's connections.
+expected_all = e2e.offline_replay(model, os.path.join(tmp, "every.csv"),
+                                  os.path.join(tmp, "replay-every.jsonl"))
+want_all = {u: v["events_applied"] for u, v in expected_all.items()}
+want_c = dict(want)
+for row in every[N_EVENTS:N_EVENTS + N_LIVE]:
+    want_c[row["user_id"]] = want_c.get(row["user_id"], 0) + 1
+d.start()
+d.wait_log(r"event=assigned .*owned=4", 60)
+saved = {k: (r.dump(k), r.pttl(k)) for k in r.scan_iter(match=prefix + "*", count=1000)}
+ends_b = topic_ends()
+e2e.replay_to_kafka(env, os.path.join(tmp, "c.csv"))
+done, _got, short = e2e.wait_applied(r, prefix, want_c, 120)
+if not done:
+    d.dump()
+    e2e.fail(f"third batch: {len(short)} users short")
+ends_c = topic_ends()
+if harness.wait_for(lambda: e2e.committed_offsets(env, group, topic) == ends_c, 60, 0.3) is None:
+    e2e.fail("third batch not committed to the end")
+for k in list(r.scan_iter(match=prefix + "*", count=1000)):
+    r.delete(k)
+for k, (blob, pttl) in saved.items():
+    r.restore(k, pttl if pttl and pttl > 0 else 0, blob, replace=True)
+killed = r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+mark = d.mark()
+e2e.replay_to_kafka(env, os.path.join(tmp, "t.csv"))  # the next event: flush fails, reconnect
+live_rolled = [p for p in range(4) if ends_c[p] > ends_b[p]]
+for p in live_rolled:
+    d.wait_log(rf"event=redis_rollback_detected topic={re.escape(topic)} partition={p} "
+               rf"committed={ends_c[p]} flushed={ends_b[p]} ", 60, since=mark)
+done, _got, short = e2e.wait_applied(r, prefix, want_all, 120)
+if not done:
+    d.dump()
+    e2e.fail(f"after the live failover {len(short)} users differ, e.g. {list(short.items())[:5]}")
+diffs = e2e.compare(r, prefix, expected_all)
+if diffs:
+    e2e.fail(f"after the live failover {len(diffs)} differences:\n  " + "\n  ".join(diffs[:20]))
+e2e.ok(f"live failover ({killed} connections killed, Redis back before the third batch): "
+       f"reconnect, rollback on partitions {live_rolled}, Redis equals the replay of all "
+       f"{len(every)} events")
+if d.stop() != 0:
+    e2e.fail("exit status after the live failover")
 d.assert_clean()
 harness.stop()
 print("PASS")
