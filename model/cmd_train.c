@@ -1,25 +1,46 @@
 /*
  * interest-train: trains the LSTM, projection, type embeddings, item
  * residuals/biases and tier terms on an interactions file against a catalog,
- * and writes one model file (schemas/modelfile.md).
+ * and writes one model file (schemas/modelfile.md). With --current it is the
+ * retraining gate (docs/RETRAINING.md): the new model is written only if it
+ * is not worse than the current one on each user's last event.
  */
 #include <cblas.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "dataset.h"
+#include "evaluate.h"
 #include "modelfile.h"
 #include "train.h"
 
+#define EX_REFUSED  3 /* --current: the new model was worse; --out left untouched */
 #define EX_USAGE    64
 #define EX_DATAERR  65
 #define EX_SOFTWARE 70
 
+#define TRAIN_GATE_HOLDOUT 2 /* --current: last = test, next-to-last = validation */
+
+/* Flags given on the command line (the others come from --current, if any). */
+enum train_flag {
+	TRAIN_SET_HIDDEN = 1 << 0,
+	TRAIN_SET_TYPE_DIM = 1 << 1,
+	TRAIN_SET_HL_SHORT = 1 << 2,
+	TRAIN_SET_HL_LONG = 1 << 3,
+	TRAIN_SET_HOLDOUT = 1 << 4,
+	TRAIN_SET_VERSION = 1 << 5
+};
+
 struct train_args {
-	const char *catalog, *interactions, *out, *cold_items;
+	const char *catalog, *interactions, *out, *cold_items, *current;
+	double max_regression;
+	unsigned set; /* enum train_flag bits */
 	struct train_config cfg;
 };
 
@@ -31,6 +52,19 @@ usage(FILE *fp)
 	train_config_default(&d);
 	fprintf(fp,
 	    "usage: interest-train --catalog X.icat --interactions F.csv --out M.imdl [options]\n"
+	    "       interest-train --current CUR.imdl --interactions DUMP.csv --out M.imdl\n"
+	    "                      [--max-regression F] [options]\n"
+	    "  --current M        the retraining gate: M is the model now serving; its catalog\n"
+	    "                     is the default --catalog (another must have the same items),\n"
+	    "                     its hidden/type-dim/half-lives/ring/type weights the defaults;\n"
+	    "                     --holdout-last defaults to 2 (at least 2). After training,\n"
+	    "                     both models are tested on each user's last event (NDCG@10,\n"
+	    "                     full ranking minus history, serving path); --out is written\n"
+	    "                     only if new >= current * (1 - max-regression), else exit 3\n"
+	    "                     and --out is left untouched. model_version must be greater\n"
+	    "                     than M's (default: max(unix time, M's + 1))\n"
+	    "  --max-regression F fraction of the current NDCG@10 the new model may lose and\n"
+	    "                     still be written, 0..1 (default 0: must not be worse)\n"
 	    "  --seed N           random seed (default %llu); same seed and threads: same weights\n"
 	    "  --epochs N         maximum epochs (default %u)\n"
 	    "  --patience N       stop after N epochs without validation gain (default %u, 0 = "
@@ -55,7 +89,9 @@ usage(FILE *fp)
 	    "  --threads N        OpenBLAS threads (default %u)\n"
 	    "  --half-life-short S, --half-life-long S   tier-weight half-lives in seconds\n"
 	    "                     (default %g, %g)\n"
-	    "  --model-version N  HPAR model_version (default: unix time now)\n",
+	    "  --model-version N  HPAR model_version (default: unix time now)\n"
+	    "exit status: 0 written, 3 refused by the --current gate, 64 usage, 65 bad input,\n"
+	    "70 failure\n",
 	    (unsigned long long)d.seed, d.epochs, d.patience, d.hidden, d.type_dim, (double)d.lr,
 	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip, (double)d.cold_sim,
 	    d.threads, (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
@@ -114,20 +150,29 @@ parse_args(int argc, char **argv, struct train_args *a)
 			a->out = v;
 		else if (strcmp(k, "--cold-items") == 0)
 			a->cold_items = v;
-		else if (strcmp(k, "--seed") == 0)
+		else if (strcmp(k, "--current") == 0)
+			a->current = v;
+		else if (strcmp(k, "--max-regression") == 0) {
+			float f = 0;
+			bad = parse_f(v, &f) || !(f >= 0 && f <= 1);
+			a->max_regression = f;
+		} else if (strcmp(k, "--seed") == 0)
 			bad = parse_u32(v, &u), a->cfg.seed = u;
 		else if (strcmp(k, "--model-version") == 0)
-			bad = parse_u32(v, &u), a->cfg.hp.model_version = u;
+			bad = parse_u32(v, &u), a->cfg.hp.model_version = u,
+			a->set |= TRAIN_SET_VERSION;
 		else if (strcmp(k, "--epochs") == 0)
 			bad = parse_u32(v, &a->cfg.epochs);
 		else if (strcmp(k, "--patience") == 0)
 			bad = parse_u32(v, &a->cfg.patience);
 		else if (strcmp(k, "--hidden") == 0)
 			bad = parse_u32(v, &a->cfg.hidden) || a->cfg.hidden == 0 ||
-			    a->cfg.hidden > 1024;
+			    a->cfg.hidden > 1024,
+			a->set |= TRAIN_SET_HIDDEN;
 		else if (strcmp(k, "--type-dim") == 0)
 			bad = parse_u32(v, &a->cfg.type_dim) || a->cfg.type_dim == 0 ||
-			    a->cfg.type_dim > 64;
+			    a->cfg.type_dim > 64,
+			a->set |= TRAIN_SET_TYPE_DIM;
 		else if (strcmp(k, "--batch") == 0)
 			bad =
 			    parse_u32(v, &a->cfg.batch) || a->cfg.batch == 0 || a->cfg.batch > 4096;
@@ -139,7 +184,7 @@ parse_args(int argc, char **argv, struct train_args *a)
 		else if (strcmp(k, "--sampled") == 0)
 			bad = parse_u32(v, &a->cfg.sampled);
 		else if (strcmp(k, "--holdout-last") == 0)
-			bad = parse_u32(v, &a->cfg.holdout_last);
+			bad = parse_u32(v, &a->cfg.holdout_last), a->set |= TRAIN_SET_HOLDOUT;
 		else if (strcmp(k, "--lr") == 0)
 			bad = parse_f(v, &a->cfg.lr) || !(a->cfg.lr > 0);
 		else if (strcmp(k, "--l2") == 0)
@@ -154,10 +199,12 @@ parse_args(int argc, char **argv, struct train_args *a)
 			bad = parse_f(v, &a->cfg.clip) || a->cfg.clip < 0;
 		else if (strcmp(k, "--half-life-short") == 0)
 			bad = parse_f(v, &a->cfg.hp.half_life_short_s) ||
-			    !(a->cfg.hp.half_life_short_s > 0);
+			    !(a->cfg.hp.half_life_short_s > 0),
+			a->set |= TRAIN_SET_HL_SHORT;
 		else if (strcmp(k, "--half-life-long") == 0)
 			bad = parse_f(v, &a->cfg.hp.half_life_long_s) ||
-			    !(a->cfg.hp.half_life_long_s > 0);
+			    !(a->cfg.hp.half_life_long_s > 0),
+			a->set |= TRAIN_SET_HL_LONG;
 		else {
 			fprintf(stderr, "interest-train: unknown option %s\n", k);
 			return -1;
@@ -167,12 +214,166 @@ parse_args(int argc, char **argv, struct train_args *a)
 			return -1;
 		}
 	}
-	if (a->catalog == NULL || a->interactions == NULL || a->out == NULL) {
-		fprintf(
-		    stderr, "interest-train: --catalog, --interactions and --out are required\n");
+	if ((a->catalog == NULL && a->current == NULL) || a->interactions == NULL ||
+	    a->out == NULL) {
+		fprintf(stderr,
+		    "interest-train: --catalog (or --current), --interactions and --out "
+		    "are required\n");
+		return -1;
+	}
+	if (a->current != NULL && (a->set & TRAIN_SET_HOLDOUT) &&
+	    a->cfg.holdout_last < TRAIN_GATE_HOLDOUT) {
+		fprintf(stderr,
+		    "interest-train: --current needs --holdout-last >= %d (the last event is the "
+		    "test, the one before it the validation item)\n",
+		    TRAIN_GATE_HOLDOUT);
+		return -1;
+	}
+	if (a->current == NULL && a->max_regression > 0) {
+		fprintf(stderr, "interest-train: --max-regression needs --current\n");
 		return -1;
 	}
 	return 0;
+}
+
+/* 1 when a and b have the same items (ids, order), embedding size and tier tree. */
+static int
+same_catalog(const struct model *a, const struct model *b)
+{
+	if (model_n_items(a) != model_n_items(b) || model_dim(a) != model_dim(b) ||
+	    model_n_nodes(a) != model_n_nodes(b))
+		return 0;
+	for (uint32_t i = 0; i < model_n_items(a); i++) {
+		size_t la, lb;
+		const char *ia = model_item_id(a, i, &la), *ib = model_item_id(b, i, &lb);
+		if (la != lb || memcmp(ia, ib, la) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+/*
+ * --current: the serving model's hyper-parameters are the defaults of those
+ * not given on the command line, so the new model serves users the same way
+ * (ring, half-lives, type weights); model_version goes above the current one.
+ * Returns 0, or -1 (printed) when --model-version is not above it.
+ */
+static int
+inherit_current(struct train_args *a, const struct model *cur)
+{
+	const struct model_hparams *hp = model_hparams(cur);
+	struct model_hparams mine = a->cfg.hp;
+
+	if (!(a->set & TRAIN_SET_HIDDEN))
+		a->cfg.hidden = hp->hidden;
+	if (!(a->set & TRAIN_SET_TYPE_DIM))
+		a->cfg.type_dim = hp->type_dim;
+	if (!(a->set & TRAIN_SET_HOLDOUT))
+		a->cfg.holdout_last = TRAIN_GATE_HOLDOUT;
+	a->cfg.hp = *hp;
+	if (a->set & TRAIN_SET_HL_SHORT)
+		a->cfg.hp.half_life_short_s = mine.half_life_short_s;
+	if (a->set & TRAIN_SET_HL_LONG)
+		a->cfg.hp.half_life_long_s = mine.half_life_long_s;
+	if (a->set & TRAIN_SET_VERSION) {
+		a->cfg.hp.model_version = mine.model_version;
+		if (mine.model_version <= hp->model_version) {
+			fprintf(stderr,
+			    "interest-train: --model-version %llu is not above the current "
+			    "model's %llu\n",
+			    (unsigned long long)mine.model_version,
+			    (unsigned long long)hp->model_version);
+			return -1;
+		}
+	} else {
+		a->cfg.hp.model_version = mine.model_version > hp->model_version
+		    ? mine.model_version
+		    : hp->model_version + 1;
+	}
+	return 0;
+}
+
+/* Renames from to to and fsyncs the directory of to. 0, or -1 (printed). */
+static int
+rename_durable(const char *from, const char *to)
+{
+	char dir[4096];
+	int fd, ret = 0;
+
+	if (rename(from, to) != 0) {
+		fprintf(stderr, "interest-train: rename %s -> %s: %s\n", from, to, strerror(errno));
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", to);
+	fd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
+	if (fd < 0 || fsync(fd) != 0) {
+		fprintf(stderr, "interest-train: fsync of the directory of %s: %s\n", to,
+		    strerror(errno));
+		ret = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+/*
+ * The gate: tests the candidate file cand and the current model cur on ds
+ * (train_test), prints both figures and the decision, and renames cand to
+ * a->out when accepted (removes it otherwise). Returns 0 written, EX_REFUSED,
+ * or another exit status (printed).
+ */
+static int
+gate(
+    const struct train_args *a, const char *cand, const struct model *cur, const struct dataset *ds)
+{
+	struct train_test_result rn = { 0 }, rc = { 0 };
+	struct model *m;
+	char err[512];
+	double bar;
+	int ret = EX_SOFTWARE;
+
+	m = model_load(cand, err, sizeof(err));
+	if (m == NULL) {
+		fprintf(stderr, "interest-train: %s: %s\n", cand, err);
+		goto done;
+	}
+	if (train_test(m, ds, &rn, err, sizeof(err)) < 0 ||
+	    train_test(cur, ds, &rc, err, sizeof(err)) < 0) {
+		fprintf(stderr, "interest-train: %s\n", err);
+		goto done;
+	}
+	bar = rc.ndcg10 * (1.0 - a->max_regression);
+	printf("test on each user's last event (%u users): new ndcg@10 %.4f hr@10 %.4f "
+	       "(version %llu), current ndcg@10 %.4f hr@10 %.4f (version %llu)\n",
+	    rn.users, rn.ndcg10, rn.hr10, (unsigned long long)a->cfg.hp.model_version, rc.ndcg10,
+	    rc.hr10, (unsigned long long)model_hparams(cur)->model_version);
+	if (rn.users == 0) {
+		printf("decision: refused: no user with %d or more events to test on; %s left "
+		       "untouched\n",
+		    EVAL_MIN_EVENTS, a->out);
+		ret = EX_REFUSED;
+	} else if (!train_accept(rn.ndcg10, rc.ndcg10, a->max_regression)) {
+		printf("decision: refused: new %.4f < current %.4f * (1 - %g) = %.4f; %s left "
+		       "untouched\n",
+		    rn.ndcg10, rc.ndcg10, a->max_regression, bar, a->out);
+		ret = EX_REFUSED;
+	} else {
+		model_free(m);
+		m = NULL;
+		if (rename_durable(cand, a->out) < 0)
+			goto done;
+		printf("decision: accepted: new %.4f >= current %.4f * (1 - %g) = %.4f; wrote %s "
+		       "model_version %llu\n",
+		    rn.ndcg10, rc.ndcg10, a->max_regression, bar, a->out,
+		    (unsigned long long)a->cfg.hp.model_version);
+		ret = 0;
+	}
+done:
+	fflush(stdout);
+	model_free(m);
+	if (ret != 0)
+		unlink(cand);
+	return ret;
 }
 
 /* Reads item ids, one per line, into a [n_items] flag array. NULL on error (printed). */
@@ -217,11 +418,11 @@ int
 main(int argc, char **argv)
 {
 	struct train_args a = { 0 };
-	struct model *cat = NULL;
+	struct model *cat = NULL, *cur = NULL;
 	struct dataset *ds = NULL;
 	struct trainer *tr = NULL;
 	uint8_t *cold = NULL;
-	char err[512], tmp[4096];
+	char err[512], tmp[4096], cand[4096];
 	size_t n_cold = 0;
 	int rc = EX_SOFTWARE;
 
@@ -230,19 +431,43 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	openblas_set_num_threads((int)a.cfg.threads);
-	cat = model_load(a.catalog, err, sizeof(err));
-	if (cat == NULL) {
-		fprintf(stderr, "interest-train: %s: %s\n", a.catalog, err);
-		rc = EX_DATAERR;
-		goto done;
+	if (a.current != NULL) {
+		cur = model_load(a.current, err, sizeof(err));
+		if (cur == NULL || !model_has_weights(cur)) {
+			fprintf(stderr, "interest-train: --current %s: %s\n", a.current,
+			    cur == NULL ? err : "a catalog, not a model");
+			rc = EX_DATAERR;
+			goto done;
+		}
+		if (inherit_current(&a, cur) < 0) {
+			rc = EX_USAGE;
+			goto done;
+		}
 	}
-	ds = dataset_load(a.interactions, cat, err, sizeof(err));
+	if (a.catalog != NULL) {
+		cat = model_load(a.catalog, err, sizeof(err));
+		if (cat == NULL) {
+			fprintf(stderr, "interest-train: %s: %s\n", a.catalog, err);
+			rc = EX_DATAERR;
+			goto done;
+		}
+		if (cur != NULL && !same_catalog(cat, cur)) {
+			fprintf(stderr,
+			    "interest-train: %s and --current %s have different items: the "
+			    "models could not be compared\n",
+			    a.catalog, a.current);
+			rc = EX_DATAERR;
+			goto done;
+		}
+	}
+	ds = dataset_load(a.interactions, cat != NULL ? cat : cur, err, sizeof(err));
 	if (ds == NULL) {
 		fprintf(stderr, "interest-train: %s\n", err);
 		rc = EX_DATAERR;
 		goto done;
 	}
-	if (a.cold_items != NULL && (cold = load_cold_items(a.cold_items, cat, &n_cold)) == NULL) {
+	if (a.cold_items != NULL &&
+	    (cold = load_cold_items(a.cold_items, cat != NULL ? cat : cur, &n_cold)) == NULL) {
 		rc = EX_DATAERR;
 		goto done;
 	}
@@ -250,12 +475,11 @@ main(int argc, char **argv)
 	    "interest-train: %u items, %u users, %zu events (%zu with unknown items skipped), "
 	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g cold-sim=%g "
 	    "seed=%llu\n",
-	    model_n_items(cat), ds->n_users, ds->n_events, ds->n_unknown_items, n_cold,
-	    a.cfg.hidden, a.cfg.type_dim, a.cfg.batch, a.cfg.bptt, (double)a.cfg.lr,
-	    (double)a.cfg.dropout, (double)a.cfg.l2, (double)a.cfg.cold_sim,
-	    (unsigned long long)a.cfg.seed);
+	    ds->n_items, ds->n_users, ds->n_events, ds->n_unknown_items, n_cold, a.cfg.hidden,
+	    a.cfg.type_dim, a.cfg.batch, a.cfg.bptt, (double)a.cfg.lr, (double)a.cfg.dropout,
+	    (double)a.cfg.l2, (double)a.cfg.cold_sim, (unsigned long long)a.cfg.seed);
 	snprintf(tmp, sizeof(tmp), "%s.init", a.out);
-	tr = trainer_new(cat, ds, &a.cfg, cold, tmp, err, sizeof(err));
+	tr = trainer_new(cat != NULL ? cat : cur, ds, &a.cfg, cold, tmp, err, sizeof(err));
 	if (tr == NULL) {
 		fprintf(stderr, "interest-train: %s\n", err);
 		goto done;
@@ -264,16 +488,28 @@ main(int argc, char **argv)
 		fprintf(stderr, "interest-train: %s\n", err);
 		goto done;
 	}
-	if (trainer_write(tr, a.out, err, sizeof(err)) < 0) {
-		fprintf(stderr, "interest-train: %s: %s\n", a.out, err);
+	if (cur == NULL) {
+		if (trainer_write(tr, a.out, err, sizeof(err)) < 0) {
+			fprintf(stderr, "interest-train: %s: %s\n", a.out, err);
+			goto done;
+		}
+		printf("best val_ndcg@10 %.4f, wrote %s\n", trainer_best_val(tr), a.out);
+		rc = 0;
 		goto done;
 	}
-	printf("best val_ndcg@10 %.4f, wrote %s\n", trainer_best_val(tr), a.out);
-	rc = 0;
+	/* The gate: the candidate is written beside --out and renamed over it if accepted. */
+	snprintf(cand, sizeof(cand), "%s.candidate", a.out);
+	if (trainer_write(tr, cand, err, sizeof(err)) < 0) {
+		fprintf(stderr, "interest-train: %s: %s\n", cand, err);
+		goto done;
+	}
+	printf("best val_ndcg@10 %.4f, candidate %s\n", trainer_best_val(tr), cand);
+	rc = gate(&a, cand, cur, ds);
 done:
 	trainer_free(tr);
 	free(cold);
 	dataset_free(ds);
 	model_free(cat);
+	model_free(cur);
 	return rc;
 }

@@ -820,10 +820,62 @@ fail:
 }
 
 /*
+ * Buffers of a serving-path measurement (train_score_users): up to n_us
+ * states made for the model's hyper-parameters, stamp [n_items] all zero,
+ * u [dim], scores [n_items].
+ */
+struct train_scoring {
+	struct user_state **us;
+	size_t n_us;
+	uint32_t *stamp;
+	float *u, *scores;
+};
+
+/*
+ * Replays the first n_hist[k] events of dataset user users[k] (k < n)
+ * through updater_apply, chunk by chunk (ts->n_us users each), then scores
+ * every item with scorer_interest + scorer_score_all, exactly what the
+ * daemon would serve, and ranks event n_hist[k] against every item but the
+ * replayed history (never the target). Adds NDCG@10 and HR@10 of each user
+ * to *ndcg and *hits; leaves ts->stamp zero. Returns 0, or -1 on ENOMEM.
+ */
+static int
+train_score_users(const struct model *m, struct updater *up, struct scorer *sc,
+    const struct dataset *ds, const uint32_t *users, const uint32_t *n_hist, uint32_t n,
+    struct train_scoring *ts, double *ndcg, double *hits)
+{
+	uint32_t n_items = model_n_items(m);
+	int ret = 0;
+
+	for (uint32_t k0 = 0; k0 < n; k0 += (uint32_t)ts->n_us) {
+		uint32_t nk = n - k0 < ts->n_us ? n - k0 : (uint32_t)ts->n_us;
+		if (eval_replay(up, ds, users + k0, n_hist + k0, nk, TRAIN_VAL_BATCH, ts->us) < 0) {
+			ret = -1;
+			break;
+		}
+		for (uint32_t j = 0; j < nk; j++) {
+			uint32_t k = k0 + j, mark = k + 1, rank;
+			size_t n_ev;
+			const struct dataset_event *ev = dataset_user(ds, users[k], &n_ev);
+			for (uint32_t e = 0; e < n_hist[k]; e++)
+				ts->stamp[ev[e].item] = mark;
+			scorer_interest(m, ts->us[j], ts->u);
+			scorer_score_all(sc, ts->us[j], ts->u, ts->scores);
+			rank = eval_rank(ts->scores, n_items, ev[n_hist[k]].item, ts->stamp, mark);
+			if (rank < EVAL_TOPK) {
+				*hits += 1;
+				*ndcg += 1.0 / log2(rank + 2.0);
+			}
+		}
+	}
+	memset(ts->stamp, 0, n_items * sizeof(uint32_t));
+	return ret;
+}
+
+/*
  * Mean NDCG@10 (and HR@10 into *hr) on the validation items, through the
  * serving path: the live weights as trainer_write() would write them go to
- * a model file, which is loaded and replayed with updater_apply, then every
- * item is scored by scorer_score_all, exactly what the daemon would serve.
+ * a model file, which is loaded and measured by train_score_users.
  * Returns -1 with errstr on failure.
  */
 static double
@@ -832,6 +884,8 @@ trainer_validate(struct trainer *tr, double *hr, char *errstr, size_t errstr_siz
 	struct model *m = NULL;
 	struct updater *up = NULL;
 	struct scorer *sc = NULL;
+	struct train_scoring ts = { tr->val_us, tr->n_val_us, tr->stamp, tr->val_u,
+		tr->val_scores };
 	double ndcg = 0, hits = 0, ret = -1;
 
 	*hr = 0;
@@ -855,32 +909,11 @@ trainer_validate(struct trainer *tr, double *hr, char *errstr, size_t errstr_siz
 		snprintf(errstr, errstr_size, "trainer: validation: out of memory");
 		goto done;
 	}
-	for (uint32_t k0 = 0; k0 < tr->val.n; k0 += (uint32_t)tr->n_val_us) {
-		uint32_t nk =
-		    tr->val.n - k0 < tr->n_val_us ? tr->val.n - k0 : (uint32_t)tr->n_val_us;
-		if (eval_replay(up, tr->ds, tr->val.users + k0, tr->val_hist + k0, nk,
-			TRAIN_VAL_BATCH, tr->val_us) < 0) {
-			snprintf(errstr, errstr_size,
-			    "trainer: validation: replay failed (out of memory)");
-			goto done;
-		}
-		for (uint32_t j = 0; j < nk; j++) {
-			uint32_t k = k0 + j, mark = k + 1, rank;
-			size_t n;
-			const struct dataset_event *ev = dataset_user(tr->ds, tr->val.users[k], &n);
-			for (uint32_t e = 0; e < tr->val_hist[k]; e++)
-				tr->stamp[ev[e].item] = mark;
-			scorer_interest(m, tr->val_us[j], tr->val_u);
-			scorer_score_all(sc, tr->val_us[j], tr->val_u, tr->val_scores);
-			rank = eval_rank(
-			    tr->val_scores, tr->n_items, ev[tr->val_hist[k]].item, tr->stamp, mark);
-			if (rank < EVAL_TOPK) {
-				hits += 1;
-				ndcg += 1.0 / log2(rank + 2.0);
-			}
-		}
+	if (train_score_users(
+		m, up, sc, tr->ds, tr->val.users, tr->val_hist, tr->val.n, &ts, &ndcg, &hits) < 0) {
+		snprintf(errstr, errstr_size, "trainer: validation: replay failed (out of memory)");
+		goto done;
 	}
-	memset(tr->stamp, 0, tr->n_items * sizeof(uint32_t));
 	*hr = hits / tr->val.n;
 	ret = ndcg / tr->val.n;
 done:
@@ -888,6 +921,66 @@ done:
 	updater_free(up);
 	model_free(m);
 	return ret;
+}
+
+int
+train_test(const struct model *m, const struct dataset *ds, struct train_test_result *res,
+    char *errstr, size_t errstr_size)
+{
+	struct eval_split sp = { 0 };
+	struct train_scoring ts = { 0 };
+	struct updater *up = NULL;
+	struct scorer *sc = NULL;
+	double ndcg = 0, hits = 0;
+	int ret = -1;
+
+	if (!model_has_weights(m) || model_n_items(m) != ds->n_items) {
+		snprintf(errstr, errstr_size, "test: not a model of the dataset's catalog");
+		return -1;
+	}
+	if (eval_split_make(ds, &sp) < 0)
+		goto nomem;
+	ts.n_us = sp.n < TRAIN_VAL_USERS ? sp.n : TRAIN_VAL_USERS;
+	ts.us = calloc(ts.n_us + 1, sizeof(*ts.us));
+	ts.stamp = calloc(ds->n_items + 1, sizeof(uint32_t));
+	ts.u = malloc(((size_t)model_dim(m) + 1) * sizeof(float));
+	ts.scores = malloc(((size_t)ds->n_items + 1) * sizeof(float));
+	up = updater_new(m, TRAIN_VAL_BATCH);
+	sc = scorer_new(m);
+	if (!ts.us || !ts.stamp || !ts.u || !ts.scores || !up || !sc)
+		goto nomem;
+	for (size_t j = 0; j < ts.n_us; j++)
+		if ((ts.us[j] = state_new(model_hparams(m))) == NULL)
+			goto nomem;
+	if (train_score_users(m, up, sc, ds, sp.users, sp.n_hist, sp.n, &ts, &ndcg, &hits) < 0)
+		goto nomem;
+	res->users = sp.n;
+	res->ndcg10 = sp.n ? ndcg / sp.n : 0.0;
+	res->hr10 = sp.n ? hits / sp.n : 0.0;
+	ret = 0;
+	goto done;
+nomem:
+	snprintf(errstr, errstr_size, "test: out of memory");
+done:
+	for (size_t j = 0; ts.us != NULL && j < ts.n_us; j++)
+		state_free(ts.us[j]);
+	free(ts.us);
+	free(ts.stamp);
+	free(ts.u);
+	free(ts.scores);
+	scorer_free(sc);
+	updater_free(up);
+	eval_split_fini(&sp);
+	return ret;
+}
+
+int
+train_accept(double new_ndcg, double cur_ndcg, double max_regression)
+{
+	if (!isfinite(new_ndcg) || !isfinite(cur_ndcg) || !(max_regression >= 0) ||
+	    !(max_regression <= 1))
+		return 0;
+	return new_ndcg >= cur_ndcg * (1.0 - max_regression);
 }
 
 /* A new pass over the users: seeded shuffle (or stored order), from the start. */

@@ -91,6 +91,34 @@ double trainer_best_val(const struct trainer *tr);
  */
 int trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size);
 
+/* One model's figures on the leave-last-out test (train_test). */
+struct train_test_result {
+	double ndcg10, hr10;
+	uint32_t users; /* evaluated: users with >= EVAL_MIN_EVENTS events */
+};
+
+/*
+ * The retraining gate's measurement, the protocol of model/evaluate.h: each
+ * user of ds with >= EVAL_MIN_EVENTS events, its last event (time order) the
+ * target, the events before it replayed through the serving path (updater,
+ * scorer, as the daemon serves), full ranking over every item minus the
+ * user's history, never the target. m must be a model (with weights) whose
+ * items are those ds was loaded with, same indices. Fills *res. Returns 0,
+ * or -1 with errstr (not a model of that catalog, ENOMEM).
+ */
+int train_test(const struct model *m, const struct dataset *ds, struct train_test_result *res,
+    char *errstr, size_t errstr_size);
+
+/*
+ * The retraining gate's rule: 1 when a new model measuring new_ndcg may
+ * replace the current one measuring cur_ndcg, i.e. new_ndcg >= cur_ndcg *
+ * (1 - max_regression). max_regression is the fraction of the current
+ * figure the new model may lose (0: must not be worse; 0.02: up to 2 %
+ * worse; 1: always). 0 when a figure is not finite or max_regression is
+ * outside [0, 1].
+ */
+int train_accept(double new_ndcg, double cur_ndcg, double max_regression);
+
 /*
  * For gradient checks: the flat parameter array (WGHT layout, n_par floats,
  * mutable: the caller may perturb it), the gradient of the last
