@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
@@ -46,8 +47,9 @@ def committed_to_end(group):
     return harness.wait_for(lambda: e2e.committed_offsets(env, group, topic) == ends, 60, 0.3)
 
 
-conf = e2e.write_config(env, model, "d1")
+conf = e2e.write_config(env, model, "d1", metrics__listen="127.0.0.1:0")
 d = e2e.Daemon(env, conf, "d1").start()
+maddr = d.wait_log(r"event=metrics_listening addr=(\S+)", 30).group(1)
 d.wait_log(r"event=assigned .*owned=4", 60)
 e2e.replay_to_kafka(env, csv_path)
 done, _got, short = e2e.wait_applied(r, prefix, want, 120)
@@ -79,6 +81,12 @@ e2e.ok(f"{x} (tombstone) and {y} (interestctl erase) erased: only the persistent
        f"marker left, logged; the other {len(others)} users still equal the replay")
 if not committed_to_end(env["HARNESS_PREFIX"] + "g"):
     e2e.fail("the erase requests were not committed")
+with urllib.request.urlopen(f"http://{maddr}/metrics", timeout=5) as resp:
+    metrics = resp.read().decode()
+if not re.search(r"^interestd_erasures_total 2$", metrics, re.M):
+    e2e.fail("/metrics: interestd_erasures_total is not 2:\n" +
+             "\n".join(x for x in metrics.splitlines() if "erase" in x))
+e2e.ok("/metrics: interestd_erasures_total 2")
 rc = d.stop()
 if rc != 0:
     e2e.fail(f"exit {rc}")
