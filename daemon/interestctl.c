@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "container.h"
+#include "ctl_report.h"
 #include "dataset.h"
 #include "hmac.h"
 #include "modelfile.h"
@@ -46,6 +47,7 @@ static const char ctl_usage[] =
     "  erase ID [--wait]          erase request: a tombstone keyed ID on topic.events (ordered\n"
     "                             with the user's events); --wait: until interestd erased it\n"
     "  model FILE                 summarise a model or catalog file\n"
+    CTL_REPORT_USAGE
     "  replay --model FILE --events CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
     "                             apply an interactions CSV offline (libinterest), one JSON line\n"
     "                             per user as the daemon would publish it\n"
@@ -856,6 +858,8 @@ main(int argc, char **argv)
 		ret = ctl_replay(cfg, argc, argv);
 	else if (strcmp(mode, "erase") == 0)
 		ret = ctl_erase(cfg, argc, argv);
+	else if (strcmp(mode, "report") == 0)
+		ret = ctl_report_run(cfg, argc, argv);
 	else {
 		fprintf(stderr, "interestctl: unknown mode '%s'\n", mode);
 		fputs(ctl_usage, stderr);
