@@ -34,17 +34,17 @@
 #include "users.h"
 #include "userview.h"
 
-#define CONSUMER_ERR_MAX          512
-#define CONSUMER_DETAIL_MAX       160 /* dead-letter detail header */
-#define CONSUMER_STATS_EVERY_MS   10000
-#define CONSUMER_BACKOFF_MIN_MS   100 /* Redis retry backoff: 100 ms .. 5 s */
-#define CONSUMER_BACKOFF_MAX_MS   5000
-#define CONSUMER_DLQ_BLOCK_MS     5000 /* producer queue full: wait this long per letter */
-#define CONSUMER_DLQ_WAIT_MS      5000 /* before a commit: wait for dead letters this long */
-#define CONSUMER_SEEK_TIMEOUT_MS  5000
-#define CONSUMER_SNAPSHOT_SCAN_MS 1000
-#define CONSUMER_LIST_MAX         512 /* partition list in a log line */
-#define CONSUMER_REWARM_MAX       64  /* ring_len's upper bound (schemas/modelfile.md) */
+#define CONSUMER_ERR_MAX              512
+#define CONSUMER_DETAIL_MAX           160 /* dead-letter detail header */
+#define CONSUMER_STATS_EVERY_MS       10000
+#define CONSUMER_BACKOFF_MIN_MS       100 /* Redis retry backoff: 100 ms .. 5 s */
+#define CONSUMER_BACKOFF_MAX_MS       5000
+#define CONSUMER_DLQ_BLOCK_MS         5000 /* producer queue full: wait this long per letter */
+#define CONSUMER_DLQ_WAIT_MS          5000 /* before a commit: wait for dead letters this long */
+#define CONSUMER_SEEK_TIMEOUT_MS      5000
+#define CONSUMER_SNAPSHOT_SCAN_MS     1000
+#define CONSUMER_LIST_MAX             512   /* partition list in a log line */
+#define CONSUMER_REWARM_MAX           64    /* ring_len's upper bound (schemas/modelfile.md) */
 #define CONSUMER_COMMITTED_TIMEOUT_MS 10000 /* committed-offset fetch for the failover check */
 /*
  * Cached user states beyond this are evicted after a flush, least recently
@@ -280,8 +280,8 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
  * number of rolled-back partitions, or -1 on a Redis error (errstr).
  */
 static int
-consumer_failover_check(struct consumer *c, rd_kafka_topic_partition_list_t *l, char *errstr,
-    size_t errstr_size)
+consumer_failover_check(
+    struct consumer *c, rd_kafka_topic_partition_list_t *l, char *errstr, size_t errstr_size)
 {
 	rd_kafka_resp_err_t kerr;
 	int rolled = 0;
@@ -303,12 +303,14 @@ consumer_failover_check(struct consumer *c, rd_kafka_topic_partition_list_t *l, 
 		rd_kafka_topic_partition_t *tp = &l->elems[i];
 		int64_t committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR ? tp->offset : -1;
 		int64_t flushed;
-		uint64_t epoch = consumer_owns(c, tp->partition) ? c->parts[tp->partition].epoch : 0;
+		uint64_t epoch =
+		    consumer_owns(c, tp->partition) ? c->parts[tp->partition].epoch : 0;
 
 		tp->offset = RD_KAFKA_OFFSET_INVALID;
 		if (committed < 0)
 			continue; /* nothing committed: auto.offset.reset decides */
-		if (sink_redis_get_flushed(c->sink, tp->partition, &flushed, errstr, errstr_size) != 0)
+		if (sink_redis_get_flushed(c->sink, tp->partition, &flushed, errstr, errstr_size) !=
+		    0)
 			return -1;
 		if (flushed >= committed || (flushed < 0 && epoch != 1))
 			continue; /* in step; or a marker never written (older interestd) */
@@ -320,7 +322,8 @@ consumer_failover_check(struct consumer *c, rd_kafka_topic_partition_list_t *l, 
 			log_warn("event=redis_rollback_detected topic=%s partition=%" PRId32
 				 " committed=%" PRId64 " flushed=%" PRId64 " offsets=%" PRId64
 				 " action=reapply_from_offset",
-			    c->cfg->topic_events, tp->partition, committed, flushed, committed - flushed);
+			    c->cfg->topic_events, tp->partition, committed, flushed,
+			    committed - flushed);
 		else
 			log_warn("event=redis_rollback_detected topic=%s partition=%" PRId32
 				 " committed=%" PRId64 " flushed=none epoch=1 "
@@ -362,7 +365,8 @@ consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
 		if (tp->offset == RD_KAFKA_OFFSET_INVALID)
 			continue;
 		one = rd_kafka_topic_partition_list_new(1);
-		rd_kafka_topic_partition_list_add(one, tp->topic, tp->partition)->offset = tp->offset;
+		rd_kafka_topic_partition_list_add(one, tp->topic, tp->partition)->offset =
+		    tp->offset;
 		error = rd_kafka_seek_partitions(c->rk, one, CONSUMER_SEEK_TIMEOUT_MS);
 		if (error != NULL) {
 			log_error("event=failover_seek_failed partition=%" PRId32 " error=\"%s\"",
@@ -429,8 +433,9 @@ consumer_flush_erasures(struct consumer *c, struct user_entry *const *dirty, siz
 			c->er_entries = nee;
 			c->cap_er = ncap;
 		}
-		c->er[n] = (struct sink_erase){ e->id, e->id_len, p, e->erased_offset, e->erased_ts_ms,
-			consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0, 0 };
+		c->er[n] =
+		    (struct sink_erase){ e->id, e->id_len, p, e->erased_offset, e->erased_ts_ms,
+			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0, 0 };
 		c->er_entries[n++] = e;
 	}
 	if (n == 0)
@@ -598,7 +603,8 @@ consumer_mark_flushed(struct consumer *c, int32_t only)
 			c->mark_parts[n] = (int32_t)i;
 			c->mark_offs[n++] = c->parts[i].next_offset;
 		}
-	if (sink_redis_mark_flushed(c->sink, c->mark_parts, c->mark_offs, n, err, sizeof(err)) != 0) {
+	if (sink_redis_mark_flushed(c->sink, c->mark_parts, c->mark_offs, n, err, sizeof(err)) !=
+	    0) {
 		c->n.flush_failures++;
 		consumer_redis_down(c, "mark_flushed", err);
 		return -1;
@@ -790,8 +796,8 @@ consumer_set_snap_limit(struct consumer *c)
 /* ---- batch processing ---------------------------------------------------- */
 
 static void
-consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
-    const struct sink_erased *erased)
+consumer_load_cb(
+    void *opaque, size_t i, const uint8_t *blob, size_t len, const struct sink_erased *erased)
 {
 	struct consumer *c = opaque;
 	struct user_entry *e = c->load_entries[i];
@@ -806,7 +812,8 @@ consumer_load_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
 	if (blob == NULL && len > 0) {
 		/* Longer than any valid state: not read (bounded reply), start fresh. */
 		if (c->n.states_oversized++ == 0)
-			log_warn("event=state_oversized user=%s bytes_at_least=%zu action=fresh_state",
+			log_warn(
+			    "event=state_oversized user=%s bytes_at_least=%zu action=fresh_state",
 			    e->id, len);
 		state_reset(e->us);
 	} else if (blob != NULL) {
@@ -870,8 +877,8 @@ consumer_rewarm(struct consumer *c, struct user_state *us)
  * snapshots), and the keys are deleted in Redis at the next flush.
  */
 static void
-consumer_erase(struct consumer *c, struct user_entry *e, int32_t partition, int64_t offset,
-    int64_t ts_ms)
+consumer_erase(
+    struct consumer *c, struct user_entry *e, int32_t partition, int64_t offset, int64_t ts_ms)
 {
 	rd_kafka_resp_err_t err;
 
@@ -1164,9 +1171,9 @@ consumer_process_batch(struct consumer *c)
 		} else if (s->erase) {
 			consumer_apply_chunk(c); /* the user's queued events go first */
 			consumer_erase(c, e, rkm->partition, rkm->offset, s->ts_ms);
-		} else if (e->erased && ((e->erased_partition == rkm->partition &&
-					     rkm->offset <= e->erased_offset) ||
-					    s->ts_ms <= e->erased_ts_ms)) {
+		} else if (e->erased &&
+		    ((e->erased_partition == rkm->partition && rkm->offset <= e->erased_offset) ||
+			s->ts_ms <= e->erased_ts_ms)) {
 			c->n.erased_skipped++;
 		} else {
 			if (e->us->model_version != c->model_version) {
@@ -1610,8 +1617,8 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->snap = snapshot_new();
 	c->notify = notify_new();
 	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
-	    c->load_entries == NULL || c->su == NULL || c->fe == NULL || c->users == NULL || c->snap == NULL ||
-	    c->notify == NULL ||
+	    c->load_entries == NULL || c->su == NULL || c->fe == NULL || c->users == NULL ||
+	    c->snap == NULL || c->notify == NULL ||
 	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
@@ -1845,8 +1852,7 @@ consumer_log_stats(struct consumer *c)
 	    n->flush_failures, n->refused_stale, n->refused_fenced, n->commits, n->snapshots,
 	    n->rewarmed, n->erasures, n->erased_skipped, n->refused_erased, n->rollbacks,
 	    n->rollback_offsets, n->states_oversized, users_count(c->users),
-	    users_dirty_count(c->users), c->n_assigned,
-	    c->redis_down);
+	    users_dirty_count(c->users), c->n_assigned, c->redis_down);
 }
 
 /* Polls up to batch.max_events messages: waits timeout_ms for the first only. */

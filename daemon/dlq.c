@@ -11,9 +11,9 @@
 
 #include "log.h"
 
-#define DLQ_POLL_STEP_MS 50 /* queue full: serve reports this long, retry */
-#define DLQ_KEY_MAX_BYTES 4096   /* a longer original key is cut (a user id is at most this) */
-#define DLQ_HEADROOM_BYTES 2048  /* headers and record overhead under message.max.bytes */
+#define DLQ_POLL_STEP_MS      50      /* queue full: serve reports this long, retry */
+#define DLQ_KEY_MAX_BYTES     4096    /* a longer original key is cut (a user id is at most this) */
+#define DLQ_HEADROOM_BYTES    2048    /* headers and record overhead under message.max.bytes */
 #define DLQ_DEFAULT_MAX_BYTES 1000000 /* librdkafka's message.max.bytes default */
 
 struct dlq {

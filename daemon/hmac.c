@@ -7,7 +7,8 @@
 
 #include <string.h>
 
-/* FIPS 180-4 4.2.2: the first 32 bits of the fractional parts of the cube roots of the first 64 primes. */
+/* FIPS 180-4 4.2.2: first 32 bits of the fractional parts of the cube roots of the first 64 primes. */
+/* clang-format off */
 static const uint32_t hmac_k[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
 	0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -23,6 +24,7 @@ static const uint32_t hmac_k[64] = {
 static const uint32_t hmac_h0[8] = {
 	0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 };
+/* clang-format on */
 
 static uint32_t
 rotr(uint32_t x, unsigned n)
@@ -49,7 +51,8 @@ hmac_block(uint32_t h[8], const uint8_t *p)
 	for (int t = 0; t < 64; t++) {
 		uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) +
 		    hmac_k[t] + w[t];
-		uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+		uint32_t t2 =
+		    (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
 
 		hh = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
 	}
@@ -175,8 +178,8 @@ hmac_compute(const struct hmac_key *k, const void *msg, size_t len, uint8_t out[
 }
 
 size_t
-hmac_pseudonym(const struct hmac_key *k, const char *id, size_t id_len,
-    char out[HMAC_PSEUDONYM_LEN + 1])
+hmac_pseudonym(
+    const struct hmac_key *k, const char *id, size_t id_len, char out[HMAC_PSEUDONYM_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t mac[HMAC_SHA256_LEN];

@@ -10,14 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HMAC_SHA256_LEN 32   /* digest bytes */
-#define HMAC_BLOCK_LEN 64    /* SHA-256 block bytes */
+#define HMAC_SHA256_LEN    32 /* digest bytes */
+#define HMAC_BLOCK_LEN     64 /* SHA-256 block bytes */
 #define HMAC_PSEUDONYM_LEN 32 /* hex digits of a pseudonymised id (the first 16 bytes) */
 
 /* A running SHA-256. */
 struct hmac_sha256 {
 	uint32_t h[8];
-	uint64_t total_len;               /* bytes absorbed */
+	uint64_t total_len; /* bytes absorbed */
 	uint8_t buf[HMAC_BLOCK_LEN];
 	size_t buf_len;
 };
@@ -41,15 +41,15 @@ void hmac_key_init(struct hmac_key *k, const void *key, size_t key_len);
 void hmac_key_wipe(struct hmac_key *k);
 
 /* HMAC-SHA256(key, msg) into out. */
-void hmac_compute(const struct hmac_key *k, const void *msg, size_t len,
-    uint8_t out[HMAC_SHA256_LEN]);
+void hmac_compute(
+    const struct hmac_key *k, const void *msg, size_t len, uint8_t out[HMAC_SHA256_LEN]);
 
 /*
  * The pseudonym of a user id: the first HMAC_PSEUDONYM_LEN lower-case hex
  * digits of HMAC-SHA256(key, id), NUL-terminated in out. Returns
  * HMAC_PSEUDONYM_LEN.
  */
-size_t hmac_pseudonym(const struct hmac_key *k, const char *id, size_t id_len,
-    char out[HMAC_PSEUDONYM_LEN + 1]);
+size_t hmac_pseudonym(
+    const struct hmac_key *k, const char *id, size_t id_len, char out[HMAC_PSEUDONYM_LEN + 1]);
 
 #endif

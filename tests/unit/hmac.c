@@ -113,17 +113,19 @@ main(void)
 	check_hmac(ascii_hex("Jefe", buf2), ascii_hex("what do ya want for nothing?", buf),
 	    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", "RFC 4231 case 2");
 	check_hmac("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	    "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
+	    "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+	    "dddddddddddddd",
 	    "773ea91e36800e46854db8ebd09181a72959098b3ef8c122d9635514ced565fe", "RFC 4231 case 3");
 	check_hmac("0102030405060708090a0b0c0d0e0f10111213141516171819",
-	    "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd",
+	    "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"
+	    "cdcdcdcdcdcdcd",
 	    "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b", "RFC 4231 case 4");
-	check_hmac("0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c", ascii_hex("Test With Truncation", buf),
-	    "a3b6167473100ee06e0c796c2955552b", "RFC 4231 case 5 (truncated to 128 bits)");
+	check_hmac("0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c",
+	    ascii_hex("Test With Truncation", buf), "a3b6167473100ee06e0c796c2955552b",
+	    "RFC 4231 case 5 (truncated to 128 bits)");
 	memset(key131, 'a', 2 * 131);
 	key131[2 * 131] = '\0';
-	check_hmac(key131,
-	    ascii_hex("Test Using Larger Than Block-Size Key - Hash Key First", buf),
+	check_hmac(key131, ascii_hex("Test Using Larger Than Block-Size Key - Hash Key First", buf),
 	    "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
 	    "RFC 4231 case 6 (131-byte key)");
 	check_hmac(key131,
