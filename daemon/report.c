@@ -796,7 +796,7 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 	fmt_half_life(hp->half_life_short_s, hl_short, sizeof(hl_short));
 
 	if (in->html) {
-		fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+		fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
 		      "<title>interestd report: ", out);
 		xml_puts(out, in->user_id, 0);
 		fputs("</title></head>\n<body style=\"margin:0;background:#fff\">\n", out);
@@ -811,10 +811,10 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 	fputs("<title>interestd report: user ", out);
 	xml_puts(out, in->user_id, 0);
 	fputs("</title>\n<text id=\"user\" x=\"24\" y=\"38\" font-size=\"22\" "
-	      "font-weight=\"bold\">Interests of user ", out);
+	      "font-weight=\"bold\">Interests of user <tspan class=\"user-id\">", out);
 	xml_puts(out, in->user_id, 60);
 	fprintf(out,
-	    "</text>\n<text x=\"24\" y=\"60\" font-size=\"12.5\" fill=\"#555\">%" PRIu64
+	    "</tspan></text>\n<text x=\"24\" y=\"60\" font-size=\"12.5\" fill=\"#555\">%" PRIu64
 	    " events applied \xC2\xB7 weights as of %s \xC2\xB7 written %s \xC2\xB7 model version "
 	    "%" PRIu64,
 	    us->events_applied, when, written, hp->model_version);
