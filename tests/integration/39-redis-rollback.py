@@ -13,7 +13,9 @@ Then the same while the daemon runs: the keys are saved, a third batch of events
 applied and committed, the saved keys are restored and the daemon's Redis connections
 killed (CLIENT KILL: a failover as a client sees it); the next event makes the daemon
 reconnect, re-claim its partitions and run the same check: Redis ends equal to the
-offline replay of every event."""
+offline replay of every event. Last, Redis loses everything (all keys of the prefix
+gone, epochs included): with no flushed-through marker and a first claim (epoch 1) the
+daemon re-applies every partition from the beginning, and Redis again equals the replay."""
 import collections
 import os
 import re
@@ -182,6 +184,25 @@ e2e.ok(f"live failover ({killed} connections killed, Redis back before the third
        f"{len(every)} events")
 if d.stop() != 0:
     e2e.fail("exit status after the live failover")
+
+# Redis lost everything: no markers, no epochs.
+for k in list(r.scan_iter(match=prefix + "*", count=1000)):
+    r.delete(k)
+ends_t = topic_ends()
+d.start()
+for p in range(4):
+    d.wait_log(rf"event=redis_rollback_detected topic={re.escape(topic)} partition={p} "
+               rf"committed={ends_t[p]} flushed=none epoch=1 action=reapply_from_beginning", 60)
+done, _got, short = e2e.wait_applied(r, prefix, want_all, 120)
+if not done:
+    d.dump()
+    e2e.fail(f"after losing every key {len(short)} users differ, e.g. {list(short.items())[:5]}")
+diffs = e2e.compare(r, prefix, expected_all)
+if diffs:
+    e2e.fail(f"after losing every key {len(diffs)} differences:\n  " + "\n  ".join(diffs[:20]))
+e2e.ok("Redis emptied: every partition re-applied from the beginning, equal to the replay")
+if d.stop() != 0:
+    e2e.fail("exit status after the re-application from the beginning")
 d.assert_clean()
 harness.stop()
 print("PASS")
