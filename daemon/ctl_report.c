@@ -21,17 +21,17 @@
 #include "sink_redis.h"
 #include "state.h"
 
-#define CTL_REPORT_EXIT_OK 0
-#define CTL_REPORT_EXIT_FAIL 1
-#define CTL_REPORT_EXIT_USAGE 2
-#define CTL_REPORT_ERR_MAX 1024
-#define CTL_REPORT_KEY_MAX 1024
+#define CTL_REPORT_EXIT_OK         0
+#define CTL_REPORT_EXIT_FAIL       1
+#define CTL_REPORT_EXIT_USAGE      2
+#define CTL_REPORT_ERR_MAX         1024
+#define CTL_REPORT_KEY_MAX         1024
 #define CTL_REPORT_STATE_MAX_BYTES (256 * 1024) /* as the daemon reads: GETRANGE bound */
 
 /* GETRANGE of the user's state (bounded) and HGET of meta.updated_at, pipelined. */
 static int
-fetch_user(redisContext *rc, const char *prefix, const char *id, redisReply **state,
-    redisReply **updated)
+fetch_user(
+    redisContext *rc, const char *prefix, const char *id, redisReply **state, redisReply **updated)
 {
 	char key[CTL_REPORT_KEY_MAX], end[32];
 	const char *gargv[4] = { "GETRANGE", key, "0", end };
@@ -136,8 +136,10 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (id == NULL || *id == '\0' || out_path == NULL) {
-		fputs("usage: interestctl [-c CONF] ... report ID -o FILE.svg|FILE.html [--model FILE] "
-		      "[--pseudonym]\n", stderr);
+		fputs("usage: interestctl [-c CONF] ... report ID -o FILE.svg|FILE.html [--model "
+		      "FILE] "
+		      "[--pseudonym]\n",
+		    stderr);
 		return CTL_REPORT_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
@@ -189,14 +191,16 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 	}
 	if (us->model_version != 0 && us->model_version != model_hparams(m)->model_version)
 		fprintf(stderr,
-		    "interestctl: note: the state is from model version %" PRIu64 ", the model file "
+		    "interestctl: note: the state is from model version %" PRIu64
+		    ", the model file "
 		    "is %" PRIu64 ": tier nodes are read in the file's tree\n",
 		    us->model_version, model_hparams(m)->model_version);
 	memset(&in, 0, sizeof(in));
 	in.user_id = id;
 	in.us = us;
 	in.m = m;
-	in.updated_at_ms = updated->type == REDIS_REPLY_STRING ? strtoll(updated->str, NULL, 10) : 0;
+	in.updated_at_ms =
+	    updated->type == REDIS_REPLY_STRING ? strtoll(updated->str, NULL, 10) : 0;
 	in.html = is_html(out_path);
 	if (write_report(out_path, &in, err, sizeof(err)) < 0) {
 		fprintf(stderr, "interestctl: %s\n", err);

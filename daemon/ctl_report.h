@@ -7,9 +7,9 @@
 
 struct config;
 
-#define CTL_REPORT_USAGE                                                                    \
-	"  report ID -o FILE.svg|FILE.html [--model FILE] [--pseudonym]\n"                  \
-	"                             draw the user's tiers (sunbursts, long- and short-term)\n" \
+#define CTL_REPORT_USAGE                                                                           \
+	"  report ID -o FILE.svg|FILE.html [--model FILE] [--pseudonym]\n"                         \
+	"                             draw the user's tiers (sunbursts, long- and short-term)\n"   \
 	"                             and how they moved over the recent events\n"
 
 /*

@@ -16,28 +16,28 @@
 #include "state.h"
 
 /* Canvas and layout, in SVG user units (pixels). */
-#define RP_WIDTH 1200
-#define RP_HEIGHT 960
-#define RP_FONT "DejaVu Sans, Helvetica, Arial, sans-serif"
-#define RP_CHAR_EM 0.6            /* average glyph width / font size, for truncation */
-#define RP_SUN_R 165.0            /* sunburst outer radius */
-#define RP_SUN_HOLE 0.30          /* inner hole, fraction of the radius */
-#define RP_SUN_MID 0.66           /* tier-1 / tier-2 boundary, fraction of the radius */
-#define RP_SUN_Y 300.0
-#define RP_SUN_LONG_X 195.0
-#define RP_SUN_SHORT_X 565.0
-#define RP_MAX_SPAN (2.0 * M_PI - 1e-4) /* a full ring is drawn as an almost-full one */
-#define RP_LEGEND_X 765.0
-#define RP_LEGEND_Y 112.0
-#define RP_LEGEND_BOTTOM 478.0
-#define RP_LEGEND_ROW 17.0
-#define RP_LEGEND_CHILDREN 3      /* tier-2 rows under each tier-1 row at most */
-#define RP_PLOT_X0 70.0
-#define RP_PLOT_X1 930.0
-#define RP_PLOT_Y0 550.0
-#define RP_PLOT_Y1 755.0
-#define RP_MARK_Y 782.0
-#define RP_MAX_BACK_DECAY 1e3     /* larger: history cannot be decayed back reliably */
+#define RP_WIDTH           1200
+#define RP_HEIGHT          960
+#define RP_FONT            "DejaVu Sans, Helvetica, Arial, sans-serif"
+#define RP_CHAR_EM         0.6   /* average glyph width / font size, for truncation */
+#define RP_SUN_R           165.0 /* sunburst outer radius */
+#define RP_SUN_HOLE        0.30  /* inner hole, fraction of the radius */
+#define RP_SUN_MID         0.66  /* tier-1 / tier-2 boundary, fraction of the radius */
+#define RP_SUN_Y           300.0
+#define RP_SUN_LONG_X      195.0
+#define RP_SUN_SHORT_X     565.0
+#define RP_MAX_SPAN        (2.0 * M_PI - 1e-4) /* a full ring is drawn as an almost-full one */
+#define RP_LEGEND_X        765.0
+#define RP_LEGEND_Y        112.0
+#define RP_LEGEND_BOTTOM   478.0
+#define RP_LEGEND_ROW      17.0
+#define RP_LEGEND_CHILDREN 3 /* tier-2 rows under each tier-1 row at most */
+#define RP_PLOT_X0         70.0
+#define RP_PLOT_X1         930.0
+#define RP_PLOT_Y0         550.0
+#define RP_PLOT_Y1         755.0
+#define RP_MARK_Y          782.0
+#define RP_MAX_BACK_DECAY  1e3 /* larger: history cannot be decayed back reliably */
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -45,16 +45,44 @@
 
 /* Categorical colours of tier-1 nodes (by index, wrapping); the catalog map uses the same. */
 static const uint32_t rp_palette[16] = {
-	0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x17becf,
-	0xbcbd22, 0x393b79, 0xe7ba52, 0x637939, 0xad494a, 0x7b4173, 0x6b6ecf, 0x525252,
+	0x1f77b4,
+	0xff7f0e,
+	0x2ca02c,
+	0xd62728,
+	0x9467bd,
+	0x8c564b,
+	0xe377c2,
+	0x17becf,
+	0xbcbd22,
+	0x393b79,
+	0xe7ba52,
+	0x637939,
+	0xad494a,
+	0x7b4173,
+	0x6b6ecf,
+	0x525252,
 };
 
 static const char *const rp_type_name[MODEL_N_TYPES] = {
-	"IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE", "SHARE", "DISLIKE",
+	"IMPRESSION",
+	"VIEW",
+	"CLICK",
+	"LIKE",
+	"ADD_TO_CART",
+	"PURCHASE",
+	"SHARE",
+	"DISLIKE",
 };
 static const char rp_type_letter[MODEL_N_TYPES] = { 'I', 'V', 'C', 'L', 'A', 'P', 'S', 'D' };
 static const uint32_t rp_type_color[MODEL_N_TYPES] = {
-	0xa0a0a0, 0x6baed6, 0x2171b5, 0xe6550d, 0xfd8d3c, 0x31a354, 0x756bb1, 0x252525,
+	0xa0a0a0,
+	0x6baed6,
+	0x2171b5,
+	0xe6550d,
+	0xfd8d3c,
+	0x31a354,
+	0x756bb1,
+	0x252525,
 };
 
 /* What the drawing code shares: the inputs and per-node weights. */
@@ -63,12 +91,12 @@ struct rp {
 	const struct model *m;
 	const struct user_state *us;
 	uint32_t n_nodes, n_tier1;
-	float *wl, *ws;               /* [n_nodes] current long/short weights, 0 when absent */
-	uint8_t *has;                 /* [n_nodes] 1 when the node is in the user's table */
-	uint32_t *order;              /* [n_tier1] tier-1 nodes, by long then short weight */
-	uint32_t *kids;               /* [n_nodes] scratch: one node's children */
+	float *wl, *ws;  /* [n_nodes] current long/short weights, 0 when absent */
+	uint8_t *has;    /* [n_nodes] 1 when the node is in the user's table */
+	uint32_t *order; /* [n_tier1] tier-1 nodes, by long then short weight */
+	uint32_t *kids;  /* [n_nodes] scratch: one node's children */
 	uint32_t n_order;
-	double sum_long, sum_short;   /* of the tier-1 weights drawn */
+	double sum_long, sum_short; /* of the tier-1 weights drawn */
 };
 
 /* --- text ---------------------------------------------------------------- */
@@ -145,12 +173,24 @@ xml_put(FILE *out, const char *s, size_t len, size_t max_chars)
 			fwrite(p + i, 1, k, out);
 		} else {
 			switch (p[i]) {
-			case '&': fputs("&amp;", out); break;
-			case '<': fputs("&lt;", out); break;
-			case '>': fputs("&gt;", out); break;
-			case '"': fputs("&quot;", out); break;
-			case '\'': fputs("&#39;", out); break;
-			default: fputc(p[i], out); break;
+			case '&':
+				fputs("&amp;", out);
+				break;
+			case '<':
+				fputs("&lt;", out);
+				break;
+			case '>':
+				fputs("&gt;", out);
+				break;
+			case '"':
+				fputs("&quot;", out);
+				break;
+			case '\'':
+				fputs("&#39;", out);
+				break;
+			default:
+				fputc(p[i], out);
+				break;
 			}
 		}
 		i += k;
@@ -324,8 +364,8 @@ rp_fini(struct rp *rp)
 /* --- timeline ------------------------------------------------------------ */
 
 int
-report_timeline(const struct model *m, const struct user_state *us,
-    struct report_timeline *tl, char *errstr, size_t errstr_size)
+report_timeline(const struct model *m, const struct user_state *us, struct report_timeline *tl,
+    char *errstr, size_t errstr_size)
 {
 	const struct model_hparams *hp = model_has_weights(m) ? model_hparams(m) : NULL;
 	struct user_state *rs = NULL;
@@ -335,7 +375,8 @@ report_timeline(const struct model *m, const struct user_state *us,
 
 	memset(tl, 0, sizeof(*tl));
 	if (hp == NULL) {
-		snprintf(errstr, errstr_size, "report: the model has no hyper-parameters (a catalog?)");
+		snprintf(
+		    errstr, errstr_size, "report: the model has no hyper-parameters (a catalog?)");
 		return -1;
 	}
 	/* The top tier-1 nodes by current long-term weight. */
@@ -387,8 +428,8 @@ report_timeline(const struct model *m, const struct user_state *us,
 	 * ring's replay, decayed back to each event (exact while no entry was
 	 * evicted and events came in time order; clamped at 0 otherwise).
 	 */
-	tl->with_history = tl->n_events > 0 && rs->t_ref_ms == us->t_ref_ms &&
-	    us->t_ref_ms != STATE_NO_TIME;
+	tl->with_history =
+	    tl->n_events > 0 && rs->t_ref_ms == us->t_ref_ms && us->t_ref_ms != STATE_NO_TIME;
 	for (uint32_t l = 0; l < tl->n_lines && tl->with_history; l++) {
 		double now = state_tier_long(us, m, tl->node[l], us->t_ref_ms);
 		double p = now - (double)state_tier_long(rs, m, tl->node[l], rs->t_ref_ms);
@@ -405,7 +446,8 @@ report_timeline(const struct model *m, const struct user_state *us,
 		for (uint32_t j = 0; j < tl->n_events; j++) {
 			double age_s = ((double)us->t_ref_ms - (double)t_at[j]) / 1000.0;
 
-			tl->w[l][j] += (float)(prior[l] * exp2(age_s / (double)hp->half_life_long_s));
+			tl->w[l][j] +=
+			    (float)(prior[l] * exp2(age_s / (double)hp->half_life_long_s));
 		}
 	state_free(rs);
 	return 0;
@@ -420,8 +462,7 @@ put_sector(FILE *out, double cx, double cy, double r0, double r1, double a0, dou
 	double s0 = sin(a0), c0 = -cos(a0), s1 = sin(a1), c1 = -cos(a1);
 	int large = a1 - a0 > M_PI;
 
-	fprintf(out,
-	    "M%.2f %.2fA%.2f %.2f 0 %d 1 %.2f %.2fL%.2f %.2fA%.2f %.2f 0 %d 0 %.2f %.2fZ",
+	fprintf(out, "M%.2f %.2fA%.2f %.2f 0 %d 1 %.2f %.2fL%.2f %.2fA%.2f %.2f 0 %d 0 %.2f %.2fZ",
 	    cx + r1 * s0, cy + r1 * c0, r1, r1, large, cx + r1 * s1, cy + r1 * c1, cx + r0 * s1,
 	    cy + r0 * c1, r0, r0, large, cx + r0 * s0, cy + r0 * c0);
 }
@@ -438,8 +479,9 @@ put_arc(const struct rp *rp, const char *cls, uint32_t node, float w, double sha
 	if (a1 - a0 > RP_MAX_SPAN)
 		a1 = a0 + RP_MAX_SPAN;
 	model_node_label(rp->m, node, label, sizeof(label));
-	fprintf(rp->out, "<path class=\"%s\" data-node=\"%s\" data-weight=\"%.6g\" fill=\"#%06x\" d=\"",
-	    cls, label, (double)w, node_color(rp->m, node));
+	fprintf(rp->out,
+	    "<path class=\"%s\" data-node=\"%s\" data-weight=\"%.6g\" fill=\"#%06x\" d=\"", cls,
+	    label, (double)w, node_color(rp->m, node));
 	put_sector(rp->out, cx, cy, r0, r1, a0, a1);
 	fprintf(rp->out, "\"><title>%s ", label);
 	xml_put(rp->out, name, len, 0);
@@ -464,7 +506,8 @@ put_arc_label(const struct rp *rp, uint32_t node, double share, double cx, doubl
 	if (arc_px < (double)n * RP_CHAR_EM * font_px + 4 || r1 - r0 < font_px + 2)
 		return;
 	fprintf(rp->out,
-	    "<text class=\"arc-label\" x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" text-anchor=\"middle\""
+	    "<text class=\"arc-label\" x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" "
+	    "text-anchor=\"middle\""
 	    " dominant-baseline=\"central\" fill=\"%s\"%s>%s</text>\n",
 	    cx + rm * sin(am), cy - rm * cos(am), font_px, text_on(node_color(rp->m, node)),
 	    bold ? " font-weight=\"bold\"" : "", text);
@@ -502,7 +545,8 @@ put_sunburst(const struct rp *rp, const float *w, double total, const char *kind
 
 	fprintf(out, "<g class=\"sunburst\" id=\"sunburst-%s\">\n", kind);
 	fprintf(out,
-	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"16\" font-weight=\"bold\" text-anchor=\"middle\">"
+	    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"16\" font-weight=\"bold\" "
+	    "text-anchor=\"middle\">"
 	    "%s</text>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" fill=\"#555\" "
 	    "text-anchor=\"middle\">half-life %s, tier-1 total %.3g</text>\n",
 	    cx, cy - r2 - 30, caption, cx, cy - r2 - 12, hl, total);
@@ -530,7 +574,8 @@ put_sunburst(const struct rp *rp, const float *w, double total, const char *kind
 			uint32_t node = rp->kids[k];
 			double cs = span * w[node] / ext;
 
-			put_arc(rp, "arc-2", node, w[node], w[node] / total, cx, cy, r1, r2, b, b + cs);
+			put_arc(
+			    rp, "arc-2", node, w[node], w[node] / total, cx, cy, r1, r2, b, b + cs);
 			put_arc_label(rp, node, 0, cx, cy, r1, r2, b, b + cs, 10, 0);
 			b += cs;
 		}
@@ -569,7 +614,8 @@ put_legend_row(const struct rp *rp, uint32_t node, double y, int indent)
 		const float *w = k == 0 ? rp->wl : rp->ws;
 		double total = k == 0 ? rp->sum_long : rp->sum_short;
 
-		fprintf(out, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.1f\" text-anchor=\"end\"%s>",
+		fprintf(out,
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.1f\" text-anchor=\"end\"%s>",
 		    RP_WIDTH - (k == 0 ? 80.0 : 20.0), y, font, indent ? " fill=\"#444\"" : "");
 		if (rp->has[node] && total > 0 && w[node] > 0)
 			fprintf(out, "%.1f%%", 100.0 * w[node] / total);
@@ -642,7 +688,8 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 	    RP_PLOT_X0 - 46, RP_PLOT_Y0 - 40, hl, tl->n_lines, tl->n_events);
 	if (tl->n_events == 0 || tl->n_lines == 0) {
 		fprintf(out,
-		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#777\">no recent events in "
+		    "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" fill=\"#777\">no recent events "
+		    "in "
 		    "the user's ring</text>\n</g>\n",
 		    RP_PLOT_X0, RP_PLOT_Y0 + 40);
 		return;
@@ -669,7 +716,8 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 	for (double v = 0; v <= top + step / 2; v += step)
 		fprintf(out,
 		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/><text "
-		    "x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" text-anchor=\"end\">%g</text>\n",
+		    "x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#555\" "
+		    "text-anchor=\"end\">%g</text>\n",
 		    RP_PLOT_X0, TL_Y(v), RP_PLOT_X1, TL_Y(v), v == 0 ? "#999" : "#e6e6e6",
 		    RP_PLOT_X0 - 6, TL_Y(v) + 4, v);
 	for (uint32_t j = 0; j < tl->n_events; j++)
@@ -693,8 +741,8 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 			    model_item_tier1(rp->m, (uint32_t)tl->item[j]) == tl->node[l];
 
 			fprintf(out,
-			    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"#%06x\"%s/>\n", TL_X(j),
-			    TL_Y(tl->w[l][j]), hit ? "4.5" : "2", c,
+			    "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"#%06x\"%s/>\n",
+			    TL_X(j), TL_Y(tl->w[l][j]), hit ? "4.5" : "2", c,
 			    hit ? " stroke=\"#fff\" stroke-width=\"1.5\"" : "");
 		}
 	}
@@ -708,8 +756,7 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 		if (tl->item[j] >= 0)
 			title = model_item_title(rp->m, (uint32_t)tl->item[j], &tlen);
 		fmt_time(tl->ts_ms[j], when, sizeof(when));
-		fprintf(out,
-		    "<g class=\"tl-event\" data-type=\"%s\"><title>%s ", rp_type_name[ty],
+		fprintf(out, "<g class=\"tl-event\" data-type=\"%s\"><title>%s ", rp_type_name[ty],
 		    rp_type_name[ty]);
 		if (title != NULL)
 			xml_put(out, title, tlen, 0);
@@ -743,7 +790,8 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 		    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#%06x\" "
 		    "stroke-width=\"3\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" "
 		    "font-weight=\"bold\">%s</text><text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" "
-		    "fill=\"#555\" text-anchor=\"end\">%.3g</text><text class=\"tier-name\" x=\"%.1f\" "
+		    "fill=\"#555\" text-anchor=\"end\">%.3g</text><text class=\"tier-name\" "
+		    "x=\"%.1f\" "
 		    "y=\"%.1f\" font-size=\"11\" fill=\"#444\">",
 		    x, y - 4, x + 18, y - 4, node_color(rp->m, tl->node[l]), x + 24, y, label,
 		    RP_WIDTH - 20.0, y, (double)tl->w[l][tl->n_events - 1], x + 24, y + 15);
@@ -779,7 +827,8 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 
 	memset(&rp, 0, sizeof(rp));
 	if (hp == NULL) {
-		snprintf(errstr, errstr_size, "report: the model has no hyper-parameters (a catalog?)");
+		snprintf(
+		    errstr, errstr_size, "report: the model has no hyper-parameters (a catalog?)");
 		goto done;
 	}
 	tl = malloc(sizeof(*tl));
@@ -790,14 +839,15 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 	if (report_timeline(in->m, us, tl, errstr, errstr_size) < 0)
 		goto done;
 	fmt_time(us->t_ref_ms, when, sizeof(when));
-	fmt_time(in->updated_at_ms > 0 ? in->updated_at_ms : STATE_NO_TIME, written,
-	    sizeof(written));
+	fmt_time(
+	    in->updated_at_ms > 0 ? in->updated_at_ms : STATE_NO_TIME, written, sizeof(written));
 	fmt_half_life(hp->half_life_long_s, hl_long, sizeof(hl_long));
 	fmt_half_life(hp->half_life_short_s, hl_short, sizeof(hl_short));
 
 	if (in->html) {
 		fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"/>"
-		      "<title>interestd report: ", out);
+		      "<title>interestd report: ",
+		    out);
 		xml_puts(out, in->user_id, 0);
 		fputs("</title></head>\n<body style=\"margin:0;background:#fff\">\n", out);
 	} else {
@@ -811,7 +861,8 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 	fputs("<title>interestd report: user ", out);
 	xml_puts(out, in->user_id, 0);
 	fputs("</title>\n<text id=\"user\" x=\"24\" y=\"38\" font-size=\"22\" "
-	      "font-weight=\"bold\">Interests of user <tspan class=\"user-id\">", out);
+	      "font-weight=\"bold\">Interests of user <tspan class=\"user-id\">",
+	    out);
 	xml_puts(out, in->user_id, 60);
 	fprintf(out,
 	    "</tspan></text>\n<text x=\"24\" y=\"60\" font-size=\"12.5\" fill=\"#555\">%" PRIu64
@@ -823,10 +874,10 @@ report_write_svg(FILE *out, const struct report_input *in, char *errstr, size_t 
 	fprintf(out, " \xC2\xB7 %" PRIu16 " tier nodes tracked (at most %" PRIu32 ")</text>\n",
 	    us->n_tiers, hp->max_tiers);
 
-	put_sunburst(&rp, rp.wl, rp.sum_long, "long-term", RP_SUN_LONG_X, RP_SUN_Y, "Long-term",
-	    hl_long);
-	put_sunburst(&rp, rp.ws, rp.sum_short, "short-term", RP_SUN_SHORT_X, RP_SUN_Y,
-	    "Short-term", hl_short);
+	put_sunburst(
+	    &rp, rp.wl, rp.sum_long, "long-term", RP_SUN_LONG_X, RP_SUN_Y, "Long-term", hl_long);
+	put_sunburst(&rp, rp.ws, rp.sum_short, "short-term", RP_SUN_SHORT_X, RP_SUN_Y, "Short-term",
+	    hl_short);
 	put_legend(&rp);
 	put_timeline(&rp, tl);
 	fputs("</svg>\n", out);

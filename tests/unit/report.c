@@ -15,9 +15,9 @@
 #include "report.h"
 #include "state.h"
 
-#define T0_MS 1700000000000LL
-#define HOUR_MS 3600000LL
-#define N_EVENTS 20
+#define T0_MS     1700000000000LL
+#define HOUR_MS   3600000LL
+#define N_EVENTS  20
 #define MAX_DEPTH 64
 
 /*
@@ -49,8 +49,10 @@ balanced(const char *doc, char *why, size_t why_size)
 			p++;
 			continue;
 		}
-		if (strncmp(p, "<?", 2) == 0 || strncmp(p, "<!--", 4) == 0 || strncmp(p, "<!", 2) == 0) {
-			const char *end = strncmp(p, "<!--", 4) == 0 ? strstr(p, "-->") : strchr(p, '>');
+		if (strncmp(p, "<?", 2) == 0 || strncmp(p, "<!--", 4) == 0 ||
+		    strncmp(p, "<!", 2) == 0) {
+			const char *end =
+			    strncmp(p, "<!--", 4) == 0 ? strstr(p, "-->") : strchr(p, '>');
 			if (end == NULL) {
 				snprintf(why, why_size, "unterminated declaration");
 				return 0;
@@ -86,8 +88,9 @@ balanced(const char *doc, char *why, size_t why_size)
 			if (closing) {
 				if (depth == 0 || strlen(stack[depth - 1]) != len ||
 				    strncmp(stack[depth - 1], name, len) != 0) {
-					snprintf(why, why_size, "</%.*s> does not close <%s> at %td", (int)len,
-					    name, depth ? stack[depth - 1] : "(none)", p - doc);
+					snprintf(why, why_size,
+					    "</%.*s> does not close <%s> at %td", (int)len, name,
+					    depth ? stack[depth - 1] : "(none)", p - doc);
 					return 0;
 				}
 				depth--;
@@ -180,8 +183,8 @@ check_arcs(const char *svg, const struct model *m, const struct user_state *us, 
 			want2++;
 		model_node_label(m, us->tiers[i].node, label, sizeof(label));
 		snprintf(needle, sizeof(needle), "data-node=\"%s\" ", label);
-		CHECK(count_in(s, e, needle) == 1, "%s: one arc for node %s (weight %g)", kind, label,
-		    (double)w);
+		CHECK(count_in(s, e, needle) == 1, "%s: one arc for node %s (weight %g)", kind,
+		    label, (double)w);
 	}
 	CHECK(count_in(s, e, "class=\"arc-1\"") == want1, "%s: %d tier-1 arcs (want %d)", kind,
 	    count_in(s, e, "class=\"arc-1\""), want1);
@@ -259,8 +262,8 @@ main(void)
 		us->events_applied++;
 	}
 	/* An event of an item the model does not have: a ring entry, no weight. */
-	state_ring_push(us, model_id_hash("not-in-model", 12), T0_MS + N_EVENTS * HOUR_MS,
-	    MODEL_EV_VIEW);
+	state_ring_push(
+	    us, model_id_hash("not-in-model", 12), T0_MS + N_EVENTS * HOUR_MS, MODEL_EV_VIEW);
 
 	memset(&in, 0, sizeof(in));
 	in.user_id = "fixture-user";
@@ -271,9 +274,11 @@ main(void)
 	CHECK(svg != NULL, "report rendered");
 	if (svg == NULL)
 		return 1;
-	CHECK(strncmp(svg, "<?xml", 5) == 0 && strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"") != NULL,
+	CHECK(strncmp(svg, "<?xml", 5) == 0 &&
+		strstr(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"") != NULL,
 	    "an SVG document");
-	CHECK(balanced(svg, why, sizeof(why)), "well-formed: %s", balanced(svg, why, sizeof(why)) ? "yes" : why);
+	CHECK(balanced(svg, why, sizeof(why)), "well-formed: %s",
+	    balanced(svg, why, sizeof(why)) ? "yes" : why);
 	fails += check_arcs(svg, m, us, 1);
 	fails += check_arcs(svg, m, us, 0);
 	for (uint16_t i = 0; i < us->n_tiers; i++) {
@@ -284,7 +289,8 @@ main(void)
 		if (model_node_level(m, us->tiers[i].node) != 1 || !(us->tiers[i].w_long > 0))
 			continue;
 		snprintf(needle, sizeof(needle), ">%.*s</text>", (int)len, name);
-		CHECK(strstr(svg, needle) != NULL, "tier name '%.*s' in the legend", (int)len, name);
+		CHECK(
+		    strstr(svg, needle) != NULL, "tier name '%.*s' in the legend", (int)len, name);
 	}
 	CHECK(strstr(svg, ">fixture-user</tspan>") != NULL, "user id shown");
 
@@ -297,8 +303,10 @@ main(void)
 		double now = state_tier_long(us, m, tl.node[l], us->t_ref_ms);
 		double last = tl.w[l][tl.n_events - 1];
 
-		CHECK(fabs(last - now) <= 1e-4 * now, "line %u (node %u) ends at the current weight "
-		    "(%.6g vs %.6g)", l, tl.node[l], last, now);
+		CHECK(fabs(last - now) <= 1e-4 * now,
+		    "line %u (node %u) ends at the current weight "
+		    "(%.6g vs %.6g)",
+		    l, tl.node[l], last, now);
 		if (l > 0)
 			CHECK(state_tier_long(us, m, tl.node[l - 1], us->t_ref_ms) >= now,
 			    "lines ordered by long-term weight");
@@ -314,7 +322,7 @@ main(void)
 	in.user_id = "a<b&\"c'\xff";
 	svg = render(&in);
 	CHECK(svg != NULL && strstr(svg, "a&lt;b&amp;&quot;c&#39;\xEF\xBF\xBD") != NULL &&
-	        strstr(svg, "a<b") == NULL,
+		strstr(svg, "a<b") == NULL,
 	    "user id escaped");
 	CHECK(svg != NULL && balanced(svg, why, sizeof(why)), "still well-formed");
 	free(svg);
@@ -323,8 +331,9 @@ main(void)
 	in.user_id = "fixture-user";
 	in.html = 1;
 	svg = render(&in);
-	CHECK(svg != NULL && strncmp(svg, "<!DOCTYPE html>", 15) == 0 && strstr(svg, "<svg ") != NULL &&
-	        strstr(svg, "<?xml") == NULL && balanced(strstr(svg, "<html"), why, sizeof(why)),
+	CHECK(svg != NULL && strncmp(svg, "<!DOCTYPE html>", 15) == 0 &&
+		strstr(svg, "<svg ") != NULL && strstr(svg, "<?xml") == NULL &&
+		balanced(strstr(svg, "<html"), why, sizeof(why)),
 	    "HTML page holding the SVG");
 	free(svg);
 
@@ -333,7 +342,7 @@ main(void)
 	in.us = empty;
 	svg = render(&in);
 	CHECK(svg != NULL && balanced(svg, why, sizeof(why)) && strstr(svg, "no weight") != NULL &&
-	        strstr(svg, "no recent events") != NULL && strstr(svg, "class=\"arc-") == NULL,
+		strstr(svg, "no recent events") != NULL && strstr(svg, "class=\"arc-") == NULL,
 	    "empty state: drawn, no arcs");
 	free(svg);
 
@@ -343,7 +352,7 @@ main(void)
 
 		in.m = cat;
 		CHECK(f != NULL && report_write_svg(f, &in, err, sizeof(err)) == -1 &&
-		        strstr(err, "catalog") != NULL,
+			strstr(err, "catalog") != NULL,
 		    "catalog refused: %s", err);
 		if (f != NULL)
 			fclose(f);
