@@ -780,6 +780,33 @@ consumer_snapscan_one(void *opaque, struct user_entry *e)
 		consumer_snapshot(s->c, e);
 }
 
+struct snappart {
+	struct consumer *c;
+	int32_t partition; /* -1: every partition */
+};
+
+static void
+consumer_snappart_one(void *opaque, struct user_entry *e)
+{
+	struct snappart *s = opaque;
+
+	if (e->since_snapshot > 0 && (s->partition < 0 || e->partition == s->partition))
+		consumer_snapshot(s->c, e);
+}
+
+/*
+ * Before users are given up (revoke, shutdown) after their events were
+ * written and committed: their pending snapshot events go out now, or the
+ * retraining feed would miss them (the next owner starts with none pending).
+ */
+static void
+consumer_snapshot_pending(struct consumer *c, int32_t partition)
+{
+	struct snappart s = { c, partition };
+
+	users_foreach(c->users, consumer_snappart_one, &s);
+}
+
 static void
 consumer_set_snap_limit(struct consumer *c)
 {
@@ -1311,6 +1338,8 @@ consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 			continue;
 		c->parts[p].assigned = 0;
 		c->n_assigned--;
+		if (flushed)
+			consumer_snapshot_pending(c, p);
 		dropped += users_drop_partition(c->users, p);
 	}
 	if (cooperative)
@@ -1884,13 +1913,15 @@ consumer_shutdown(struct consumer *c)
 	if (c->redis_down)
 		consumer_redis_retry(c); /* one last attempt */
 	if (!c->redis_down) {
-		if (consumer_flush(c, err, sizeof(err)) == 0)
+		if (consumer_flush(c, err, sizeof(err)) == 0) {
 			consumer_commit(c, -1);
-		else
+			consumer_snapshot_pending(c, -1);
+		} else {
 			log_error(
 			    "event=shutdown_flush_failed error=\"%s\" unflushed_users=%zu "
 			    "note=\"their events are re-applied from Kafka by the next owner\"",
 			    err, users_dirty_count(c->users));
+		}
 	} else {
 		log_error(
 		    "event=shutdown_flush_skipped reason=redis_unavailable unflushed_users=%zu "

@@ -65,12 +65,19 @@ if " dlq=0 " not in [line for line in d.log_text().splitlines() if "event=stats"
     e2e.fail("something was dead-lettered")
 e2e.ok("nothing dead-lettered")
 K = e2e.ring_len(model)
-want_snaps = sum(n // K for n in want.values())
+# Every K events (the ring's size), and the rest of each user at shutdown.
+want_snaps = sum(-(-n // K) for n in want.values())
 snaps = e2e.read_snapshots(env, want_snaps + 1, 20)
-if len(snaps) != want_snaps or any(len(s["events"]) != K for s in snaps):
-    e2e.fail(f"{len(snaps)} snapshots with {sorted({len(s['events']) for s in snaps})} events, "
-             f"want {want_snaps} of K={K}")
-e2e.ok(f"every_events 1000 > K={K}: {len(snaps)} snapshots of exactly K events (the ring's size)")
+sizes = {}
+for s in snaps:
+    sizes.setdefault(s["user_id"], []).append(len(s["events"]))
+bad = {u: z for u, z in sizes.items()
+       if sum(z) != want[u] or any(n != K for n in z[:-1]) or not 1 <= z[-1] <= K}
+if len(snaps) != want_snaps or bad or set(sizes) != set(want):
+    e2e.fail(f"{len(snaps)} snapshots, want {want_snaps}; users with wrong sizes: "
+             f"{list(bad.items())[:5]}")
+e2e.ok(f"every_events 1000 > K={K}: {len(snaps)} snapshots of K events (the ring's size), "
+       "each user's rest at shutdown")
 d.assert_clean()
 harness.stop()
 print("PASS")
