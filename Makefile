@@ -34,7 +34,7 @@ ifneq ($(wildcard daemon/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
-.PHONY: all deps test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
+.PHONY: faults all deps test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
 all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/model/%.o: model/%.c
@@ -102,6 +102,11 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	scripts/bench $(BUILD)
+
+# The fault suite at full size (a short version runs inside make test).
+faults: deps
+	$(MAKE) all
+	tests/faults/run $(BUILD)
 
 fuzz:
 	scripts/fuzz
