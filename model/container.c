@@ -4,6 +4,9 @@
  * per-section CRCs; a streaming writer with 64-byte aligned sections and an
  * atomic replace (temporary file, fsync, rename, directory fsync).
  */
+/* MAP_ANONYMOUS is not in POSIX 2008. */
+#define _DEFAULT_SOURCE
+
 #include "container.h"
 
 #include <errno.h>
@@ -276,6 +279,32 @@ container_validate(struct container *ct, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* Reads exactly size bytes from the start of fd; the file may shrink meanwhile. */
+static int
+container_read_all(int fd, uint8_t *buf, size_t size, char *errstr, size_t errstr_size)
+{
+	size_t got = 0;
+
+	errstr[0] = '\0';
+	while (got < size) {
+		ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(errstr, errstr_size, "read: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			snprintf(errstr, errstr_size, "file truncated while reading: %zu of %zu bytes",
+			    got, size);
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
 struct container *
 container_open(const char *path, char *errstr, size_t errstr_size)
 {
@@ -302,9 +331,22 @@ container_open(const char *path, char *errstr, size_t errstr_size)
 		    (long long)st.st_size, CONTAINER_HEADER_SIZE);
 		goto fail;
 	}
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	/*
+	 * The file is read into a private anonymous mapping, then made
+	 * read-only, rather than mapped: a model file rewritten or truncated in
+	 * place while it serves (cp over it) must not take the daemon down with
+	 * SIGBUS on the next access past the new end.
+	 */
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	    -1, 0);
 	if (map == MAP_FAILED) {
 		snprintf(errstr, errstr_size, "mmap: %s", strerror(errno));
+		goto fail;
+	}
+	if (container_read_all(fd, map, (size_t)st.st_size, errstr, errstr_size) != 0 ||
+	    mprotect(map, (size_t)st.st_size, PROT_READ) != 0) {
+		if (errstr[0] == '\0')
+			snprintf(errstr, errstr_size, "mprotect: %s", strerror(errno));
 		goto fail;
 	}
 	ct = calloc(1, sizeof(*ct));

@@ -24,9 +24,11 @@ struct container_writer;
 uint32_t container_crc32(uint32_t crc, const void *buf, size_t len);
 
 /*
- * Maps path read-only and validates the header, the section table (its CRC,
- * offsets, alignment, overlaps, bounds) and every section's CRC. Section
- * contents are not interpreted. Returns NULL with the reason in errstr
+ * Reads path into a private read-only mapping (never a mapping of the file
+ * itself, so rewriting the file in place cannot fault the reader) and
+ * validates the header, the section table (its CRC, offsets, alignment,
+ * overlaps, bounds) and every section's CRC. Section contents are not
+ * interpreted. Returns NULL with the reason in errstr
  * ("section EMBD: bad checksum"; the path is left to the caller to add).
  * Caller frees with container_close().
  */

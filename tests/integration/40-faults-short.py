@@ -23,6 +23,7 @@ suite.run("kill9", kills=3, chunk=250, rate=150, users=80)
 suite.run("redis-restart", users=80, events=1500, rate=500, down_s=1.0)
 suite.run("redis-pause", users=80, events=1600, rate=400, pause_ms=2500)
 suite.run("sighup-bad-model", users=80, events=1200, rate=400)
+suite.run("model-truncated-in-place", users=80, events=1200, rate=400)
 ok = suite.report(os.path.join(fl.e2e.build_dir(), "faults-short.json"))
 fl.harness.stop()
 if not ok:
