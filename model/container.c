@@ -8,6 +8,7 @@
 #define _DEFAULT_SOURCE
 
 #include "container.h"
+#include "le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -107,35 +108,6 @@ container_crc32(uint32_t crc, const void *buf, size_t len)
 	return ~crc;
 }
 
-static uint32_t
-rd_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-rd_u64(const uint8_t *p)
-{
-	return (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
-}
-
-static void
-wr_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static void
-wr_u64(uint8_t *p, uint64_t v)
-{
-	wr_u32(p, (uint32_t)v);
-	wr_u32(p + 4, (uint32_t)(v >> 32));
-}
-
 static int
 all_zero(const uint8_t *p, size_t len)
 {
@@ -172,29 +144,29 @@ container_validate(struct container *ct, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "header: bad magic (not a catalog or model file)");
 		return -1;
 	}
-	version = rd_u32(p + 8);
+	version = le_get_u32(p + 8);
 	if (version != CONTAINER_FORMAT_VERSION) {
 		snprintf(errstr, errstr_size, "header: unknown format_version %u (supported: %u)",
 		    version, CONTAINER_FORMAT_VERSION);
 		return -1;
 	}
-	ct->kind = rd_u32(p + 12);
+	ct->kind = le_get_u32(p + 12);
 	if (ct->kind != CONTAINER_KIND_CATALOG && ct->kind != CONTAINER_KIND_MODEL) {
 		snprintf(errstr, errstr_size, "header: unknown kind %u (1 = catalog, 2 = model)",
 		    ct->kind);
 		return -1;
 	}
-	n = rd_u32(p + 16);
+	n = le_get_u32(p + 16);
 	if (n < 1 || n > CONTAINER_MAX_SECTIONS) {
 		snprintf(errstr, errstr_size, "header: section_count %u out of range 1..%d", n,
 		    CONTAINER_MAX_SECTIONS);
 		return -1;
 	}
-	if (rd_u32(p + 20) != 0 || !all_zero(p + 36, 28)) {
+	if (le_get_u32(p + 20) != 0 || !all_zero(p + 36, 28)) {
 		snprintf(errstr, errstr_size, "header: reserved bytes not zero");
 		return -1;
 	}
-	file_size = rd_u64(p + 24);
+	file_size = le_get_u64(p + 24);
 	if (file_size > size) {
 		snprintf(errstr, errstr_size, "file truncated: size %zu, header says %llu", size,
 		    (unsigned long long)file_size);
@@ -211,7 +183,7 @@ container_validate(struct container *ct, char *errstr, size_t errstr_size)
 		return -1;
 	}
 	if (container_crc32(0, p + CONTAINER_HEADER_SIZE, n * CONTAINER_ENTRY_SIZE) !=
-	    rd_u32(p + 32)) {
+	    le_get_u32(p + 32)) {
 		snprintf(errstr, errstr_size, "section table: bad checksum");
 		return -1;
 	}
@@ -226,10 +198,10 @@ container_validate(struct container *ct, char *errstr, size_t errstr_size)
 			snprintf(errstr, errstr_size, "section table entry %u: tag is not ASCII", i);
 			return -1;
 		}
-		s->offset = rd_u64(e + 8);
-		s->length = rd_u64(e + 16);
-		s->crc = rd_u32(e + 24);
-		if (rd_u32(e + 4) != 0 || rd_u32(e + 28) != 0) {
+		s->offset = le_get_u64(e + 8);
+		s->length = le_get_u64(e + 16);
+		s->crc = le_get_u32(e + 24);
+		if (le_get_u32(e + 4) != 0 || le_get_u32(e + 28) != 0) {
 			snprintf(errstr, errstr_size, "section %s: flags or reserved not zero", s->tag);
 			return -1;
 		}
@@ -566,19 +538,19 @@ container_writer_commit(struct container_writer *cw, char *errstr, size_t errstr
 	}
 	memset(head, 0, sizeof(head));
 	memcpy(head, CONTAINER_MAGIC, CONTAINER_MAGIC_LEN);
-	wr_u32(head + 8, CONTAINER_FORMAT_VERSION);
-	wr_u32(head + 12, cw->kind);
-	wr_u32(head + 16, cw->n_sections);
-	wr_u64(head + 24, cw->pos);
+	le_put_u32(head + 8, CONTAINER_FORMAT_VERSION);
+	le_put_u32(head + 12, cw->kind);
+	le_put_u32(head + 16, cw->n_sections);
+	le_put_u64(head + 24, cw->pos);
 	for (uint32_t i = 0; i < cw->n_sections; i++) {
 		uint8_t *e = head + CONTAINER_HEADER_SIZE + (size_t)i * CONTAINER_ENTRY_SIZE;
 
 		memcpy(e, cw->sec[i].tag, 4);
-		wr_u64(e + 8, cw->sec[i].offset);
-		wr_u64(e + 16, cw->sec[i].length);
-		wr_u32(e + 24, cw->sec[i].crc);
+		le_put_u64(e + 8, cw->sec[i].offset);
+		le_put_u64(e + 16, cw->sec[i].length);
+		le_put_u32(e + 24, cw->sec[i].crc);
 	}
-	wr_u32(head + 32, container_crc32(0, head + CONTAINER_HEADER_SIZE, table_len));
+	le_put_u32(head + 32, container_crc32(0, head + CONTAINER_HEADER_SIZE, table_len));
 	do
 		r = pwrite(cw->fd, head, CONTAINER_HEADER_SIZE + table_len, 0);
 	while (r < 0 && errno == EINTR);

@@ -4,6 +4,7 @@
  * model item embeddings, and writes model files for the trainer.
  */
 #include "modelfile.h"
+#include "le.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -64,54 +65,6 @@ struct model {
 	int32_t *hash_slots;          /* open addressing by item hash */
 	uint64_t slot_mask;
 };
-
-static uint32_t
-rd_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-rd_u64(const uint8_t *p)
-{
-	return (uint64_t)rd_u32(p) | (uint64_t)rd_u32(p + 4) << 32;
-}
-
-static float
-rd_f32(const uint8_t *p)
-{
-	uint32_t u = rd_u32(p);
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-static void
-wr_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-}
-
-static void
-wr_u64(uint8_t *p, uint64_t v)
-{
-	wr_u32(p, (uint32_t)v);
-	wr_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static void
-wr_f32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	wr_u32(p, u);
-}
 
 uint64_t
 model_id_hash(const char *id, size_t len)
@@ -252,17 +205,17 @@ parse_hpar(const uint8_t *p, size_t len, struct model_hparams *hp, char *errstr,
 		snprintf(errstr, errstr_size, "section HPAR: length %zu != %d", len, HPAR_SIZE);
 		return -1;
 	}
-	hp->hidden = rd_u32(p);
-	hp->type_dim = rd_u32(p + 4);
-	hp->n_types = rd_u32(p + 8);
-	hp->ring_len = rd_u32(p + 12);
-	hp->model_version = rd_u64(p + 16);
-	hp->train_seed = rd_u64(p + 24);
-	hp->half_life_short_s = rd_f32(p + 32);
-	hp->half_life_long_s = rd_f32(p + 36);
+	hp->hidden = le_get_u32(p);
+	hp->type_dim = le_get_u32(p + 4);
+	hp->n_types = le_get_u32(p + 8);
+	hp->ring_len = le_get_u32(p + 12);
+	hp->model_version = le_get_u64(p + 16);
+	hp->train_seed = le_get_u64(p + 24);
+	hp->half_life_short_s = le_get_f32(p + 32);
+	hp->half_life_long_s = le_get_f32(p + 36);
 	for (int t = 0; t < MODEL_N_TYPES; t++)
-		hp->type_weight[t] = rd_f32(p + 40 + 4 * t);
-	hp->max_tiers = rd_u32(p + 72);
+		hp->type_weight[t] = le_get_f32(p + 40 + 4 * t);
+	hp->max_tiers = le_get_u32(p + 72);
 	return check_hparams(hp, errstr, errstr_size);
 }
 
@@ -329,10 +282,10 @@ parse_catm(struct model *m, const uint8_t *p, size_t len, char *errstr, size_t e
 		snprintf(errstr, errstr_size, "section CATM: length %zu != %d", len, CATM_SIZE);
 		return -1;
 	}
-	m->n_items = rd_u32(p);
-	m->dim = rd_u32(p + 4);
-	m->n_tier1 = rd_u32(p + 8);
-	m->n_nodes = rd_u32(p + 12);
+	m->n_items = le_get_u32(p);
+	m->dim = le_get_u32(p + 4);
+	m->n_tier1 = le_get_u32(p + 8);
+	m->n_nodes = le_get_u32(p + 12);
 	memcpy(m->embedder, p + 32, CATM_EMBEDDER_LEN);
 	m->embedder[CATM_EMBEDDER_LEN] = '\0';
 	if (m->n_items < 1 || m->n_items > MAX_ITEMS) {
@@ -775,17 +728,17 @@ static void
 encode_hpar(const struct model_hparams *hp, uint8_t *p)
 {
 	memset(p, 0, HPAR_SIZE);
-	wr_u32(p, hp->hidden);
-	wr_u32(p + 4, hp->type_dim);
-	wr_u32(p + 8, hp->n_types);
-	wr_u32(p + 12, hp->ring_len);
-	wr_u64(p + 16, hp->model_version);
-	wr_u64(p + 24, hp->train_seed);
-	wr_f32(p + 32, hp->half_life_short_s);
-	wr_f32(p + 36, hp->half_life_long_s);
+	le_put_u32(p, hp->hidden);
+	le_put_u32(p + 4, hp->type_dim);
+	le_put_u32(p + 8, hp->n_types);
+	le_put_u32(p + 12, hp->ring_len);
+	le_put_u64(p + 16, hp->model_version);
+	le_put_u64(p + 24, hp->train_seed);
+	le_put_f32(p + 32, hp->half_life_short_s);
+	le_put_f32(p + 36, hp->half_life_long_s);
 	for (int t = 0; t < MODEL_N_TYPES; t++)
-		wr_f32(p + 40 + 4 * t, hp->type_weight[t]);
-	wr_u32(p + 72, hp->max_tiers);
+		le_put_f32(p + 40 + 4 * t, hp->type_weight[t]);
+	le_put_u32(p + 72, hp->max_tiers);
 }
 
 int

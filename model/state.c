@@ -4,6 +4,7 @@
  * Bloom filter, and the versioned binary codec laid out in schemas/state.md.
  */
 #include "state.h"
+#include "le.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -290,68 +291,7 @@ state_seen_has(const struct user_state *us, uint64_t item_hash)
 	return 1;
 }
 
-/* Codec: little-endian, written byte by byte (schemas/state.md). */
-
-static uint8_t *
-put_u16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	return p + 2;
-}
-
-static uint8_t *
-put_u32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-	p[2] = (uint8_t)(v >> 16);
-	p[3] = (uint8_t)(v >> 24);
-	return p + 4;
-}
-
-static uint8_t *
-put_u64(uint8_t *p, uint64_t v)
-{
-	return put_u32(put_u32(p, (uint32_t)v), (uint32_t)(v >> 32));
-}
-
-static uint8_t *
-put_f32(uint8_t *p, float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return put_u32(p, u);
-}
-
-static uint16_t
-get_u16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t
-get_u32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t
-get_u64(const uint8_t *p)
-{
-	return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static float
-get_f32(const uint8_t *p)
-{
-	uint32_t u = get_u32(p);
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
+/* Codec (schemas/state.md), little-endian by model/le.h. */
 
 static size_t
 encoded_size(uint32_t hidden, uint32_t n_tiers, uint32_t ring_count)
@@ -377,36 +317,36 @@ state_encode(const struct user_state *us, uint8_t *buf, size_t size)
 		return 0;
 	memcpy(p, STATE_MAGIC, STATE_MAGIC_LEN);
 	p[STATE_MAGIC_LEN] = STATE_CODEC_VERSION;
-	p = put_u32(p + 4, us->hidden);
-	p = put_u16(p, us->max_tiers);
-	p = put_u16(p, us->ring_len);
-	p = put_u16(p, us->n_tiers);
-	p = put_u16(p, us->ring_count);
-	p = put_u64(p, (uint64_t)us->t_ref_ms);
-	p = put_u64(p, (uint64_t)us->last_offset);
-	p = put_u32(p, (uint32_t)us->last_partition);
-	p = put_u32(p, 0);
-	p = put_u64(p, us->events_applied);
-	p = put_u64(p, us->model_version);
+	p = le_put_u32(p + 4, us->hidden);
+	p = le_put_u16(p, us->max_tiers);
+	p = le_put_u16(p, us->ring_len);
+	p = le_put_u16(p, us->n_tiers);
+	p = le_put_u16(p, us->ring_count);
+	p = le_put_u64(p, (uint64_t)us->t_ref_ms);
+	p = le_put_u64(p, (uint64_t)us->last_offset);
+	p = le_put_u32(p, (uint32_t)us->last_partition);
+	p = le_put_u32(p, 0);
+	p = le_put_u64(p, us->events_applied);
+	p = le_put_u64(p, us->model_version);
 	for (uint32_t i = 0; i < us->hidden; i++)
-		p = put_f32(p, us->h[i]);
+		p = le_put_f32(p, us->h[i]);
 	for (uint32_t i = 0; i < us->hidden; i++)
-		p = put_f32(p, us->c[i]);
+		p = le_put_f32(p, us->c[i]);
 	for (uint16_t i = 0; i < us->n_tiers; i++) {
-		p = put_u32(p, us->tiers[i].node);
-		p = put_f32(p, us->tiers[i].w_short);
-		p = put_f32(p, us->tiers[i].w_long);
+		p = le_put_u32(p, us->tiers[i].node);
+		p = le_put_f32(p, us->tiers[i].w_short);
+		p = le_put_f32(p, us->tiers[i].w_long);
 	}
 	for (uint16_t i = 0; i < us->ring_count; i++) {
 		const struct ring_event *re = state_ring_get(us, i);
 
-		p = put_u64(p, re->item_hash);
-		p = put_u64(p, (uint64_t)re->ts_ms);
+		p = le_put_u64(p, re->item_hash);
+		p = le_put_u64(p, (uint64_t)re->ts_ms);
 		*p++ = re->type;
 	}
 	memcpy(p, us->seen, STATE_SEEN_BYTES);
 	p += STATE_SEEN_BYTES;
-	p = put_u32(p, container_crc32(0, buf, (size_t)(p - buf)));
+	p = le_put_u32(p, container_crc32(0, buf, (size_t)(p - buf)));
 	return (size_t)(p - buf);
 }
 
@@ -438,11 +378,11 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		    STATE_HEADER_SIZE);
 		return -1;
 	}
-	hidden = get_u32(buf + 4);
-	max_tiers = get_u16(buf + 8);
-	ring_len = get_u16(buf + 10);
-	n_tiers = get_u16(buf + 12);
-	ring_count = get_u16(buf + 14);
+	hidden = le_get_u32(buf + 4);
+	max_tiers = le_get_u16(buf + 8);
+	ring_len = le_get_u16(buf + 10);
+	n_tiers = le_get_u16(buf + 12);
+	ring_count = le_get_u16(buf + 14);
 	if (n_tiers > max_tiers || ring_count > ring_len) {
 		snprintf(errstr, errstr_size,
 		    "state: counts exceed sizes (n_tiers %u > max_tiers %u or ring_count %u > ring_len %u)",
@@ -455,7 +395,7 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		    len < need ? "truncated" : "trailing bytes", len, need);
 		return -1;
 	}
-	if (container_crc32(0, buf, len - STATE_CRC_SIZE) != get_u32(buf + len - STATE_CRC_SIZE)) {
+	if (container_crc32(0, buf, len - STATE_CRC_SIZE) != le_get_u32(buf + len - STATE_CRC_SIZE)) {
 		snprintf(errstr, errstr_size, "state: bad checksum");
 		return -1;
 	}
@@ -464,23 +404,23 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		    n_tiers, us->max_tiers);
 		return -1;
 	}
-	if (get_u32(buf + 36) != 0) {
+	if (le_get_u32(buf + 36) != 0) {
 		snprintf(errstr, errstr_size, "state: reserved field not zero");
 		return -1;
 	}
-	int32_t part = (int32_t)get_u32(buf + 32);
-	int64_t off = (int64_t)get_u64(buf + 24);
+	int32_t part = (int32_t)le_get_u32(buf + 32);
+	int64_t off = (int64_t)le_get_u64(buf + 24);
 	if (part < -1 || off < -1) {
 		snprintf(errstr, errstr_size, "state: bad marker (partition %d, offset %lld)", part,
 		    (long long)off);
 		return -1;
 	}
 	if (apply) {
-		us->t_ref_ms = (int64_t)get_u64(buf + 16);
+		us->t_ref_ms = (int64_t)le_get_u64(buf + 16);
 		us->last_offset = off;
 		us->last_partition = part;
-		us->events_applied = get_u64(buf + 40);
-		us->model_version = get_u64(buf + 48);
+		us->events_applied = le_get_u64(buf + 40);
+		us->model_version = le_get_u64(buf + 48);
 		if (hidden != us->hidden) {
 			/*
 			 * Written under a model of another size: h and c mean nothing
@@ -494,7 +434,7 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 	}
 	p = buf + STATE_HEADER_SIZE;
 	for (uint32_t i = 0; i < 2 * hidden; i++, p += 4) {
-		float f = get_f32(p);
+		float f = le_get_f32(p);
 
 		if (!isfinite(f)) {
 			snprintf(errstr, errstr_size, "state: %s[%u] not finite", i < hidden ? "h" : "c",
@@ -505,8 +445,8 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 			(i < hidden ? us->h : us->c)[i % hidden] = f;
 	}
 	for (uint16_t i = 0; i < n_tiers; i++, p += STATE_TIER_SIZE) {
-		uint32_t node = get_u32(p);
-		float ws = get_f32(p + 4), wl = get_f32(p + 8);
+		uint32_t node = le_get_u32(p);
+		float ws = le_get_f32(p + 4), wl = le_get_f32(p + 8);
 
 		if (!isfinite(ws) || !isfinite(wl) || ws < 0.0f || wl < 0.0f) {
 			snprintf(errstr, errstr_size, "state: tier entry %u: bad weight", i);
@@ -514,7 +454,7 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		}
 		if (!apply) {
 			for (uint16_t j = 0; j < i; j++) {
-				if (get_u32(buf + STATE_HEADER_SIZE + 8 * (size_t)hidden +
+				if (le_get_u32(buf + STATE_HEADER_SIZE + 8 * (size_t)hidden +
 				        (size_t)j * STATE_TIER_SIZE) == node) {
 					snprintf(errstr, errstr_size, "state: tier node %u twice", node);
 					return -1;
@@ -537,8 +477,8 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		if (apply && i >= skip) {
 			struct ring_event *re = &us->ring[i - skip];
 
-			re->item_hash = get_u64(p);
-			re->ts_ms = (int64_t)get_u64(p + 8);
+			re->item_hash = le_get_u64(p);
+			re->ts_ms = (int64_t)le_get_u64(p + 8);
 			re->type = p[16];
 		}
 	}
