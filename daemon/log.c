@@ -57,6 +57,9 @@ log_level_name(enum log_level level)
 }
 
 /* Formats and writes one line; errnum >= 0 appends its strerror. */
+static void log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 {
