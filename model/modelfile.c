@@ -35,6 +35,7 @@
 #define FNV_OFFSET 14695981039346656037ull
 #define FNV_PRIME 1099511628211ull
 #define SLOT_EMPTY (-1)
+#define OWN_MAX 16                /* blocks an extended model owns */
 
 static const char *const catalog_tags[] = {
 	"CATM", "IIDS", "ITTL", "EMBD", "TNOD", "TCEN", "TNAM", "ITIR",
@@ -64,6 +65,8 @@ struct model {
 	int32_t *id_slots;            /* open addressing by id, item index or SLOT_EMPTY */
 	int32_t *hash_slots;          /* open addressing by item hash */
 	uint64_t slot_mask;
+	void *own[OWN_MAX];           /* model_extend's copies of every section (ct NULL) */
+	size_t n_own;
 };
 
 uint64_t
@@ -545,6 +548,8 @@ model_free(struct model *m)
 	if (m == NULL)
 		return;
 	container_close(m->ct);
+	for (size_t i = 0; i < m->n_own; i++)
+		free(m->own[i]);
 	free(m->item_emb_owned);
 	free(m->item_hash);
 	free(m->id_slots);
@@ -752,6 +757,11 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 	char reason[256];
 	int ret = -1;
 
+	if (cat->ct == NULL) {
+		snprintf(errstr, errstr_size, "%s: an extended model (live items) cannot be written",
+		    path);
+		return -1;
+	}
 	if (check_hparams(hp, reason, sizeof(reason)) != 0) {
 		snprintf(errstr, errstr_size, "%s: %s", path, reason);
 		return -1;
@@ -793,4 +803,290 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 done:
 	container_writer_free(cw);
 	return ret;
+}
+
+/* ---- extension by live items (schemas/items.md "Items topic") -------------- */
+
+/* malloc recorded for model_free; NULL on ENOMEM or when the table is full. */
+static void *
+model_own(struct model *m, size_t size)
+{
+	void *p;
+
+	if (m->n_own == OWN_MAX)
+		return NULL;
+	p = malloc(size > 0 ? size : 1);
+	if (p != NULL)
+		m->own[m->n_own++] = p;
+	return p;
+}
+
+static void *
+model_own_copy(struct model *m, const void *src, size_t size)
+{
+	void *p = model_own(m, size);
+
+	if (p != NULL && size > 0)
+		memcpy(p, src, size);
+	return p;
+}
+
+/* base's n_base strings followed by the ids (or titles) of items; -1 on ENOMEM/overflow. */
+static int
+extend_strtab(struct model *m, const struct strtab *base, uint32_t n_base,
+    const struct model_item_add *items, size_t n, int titles, struct strtab *out)
+{
+	uint64_t bytes = base->off[n_base], pos;
+	uint32_t *off;
+	char *b;
+
+	for (size_t i = 0; i < n; i++)
+		bytes += titles ? items[i].title_len : items[i].id_len;
+	if (bytes > UINT32_MAX)
+		return -1;
+	off = model_own(m, ((size_t)n_base + n + 1) * sizeof(*off));
+	b = model_own(m, (size_t)bytes);
+	if (off == NULL || b == NULL)
+		return -1;
+	memcpy(off, base->off, ((size_t)n_base + 1) * sizeof(*off));
+	memcpy(b, base->bytes, base->off[n_base]);
+	pos = base->off[n_base];
+	for (size_t i = 0; i < n; i++) {
+		const char *str = titles ? items[i].title : items[i].id;
+		size_t len = titles ? items[i].title_len : items[i].id_len;
+
+		if (len > 0)
+			memcpy(b + pos, str, len);
+		pos += len;
+		off[(size_t)n_base + i + 1] = (uint32_t)pos;
+	}
+	out->off = off;
+	out->bytes = b;
+	return 0;
+}
+
+/* The checks of one item to add against base. */
+static int
+check_add(const struct model *base, const struct model_item_add *it, size_t i, char *errstr,
+    size_t errstr_size)
+{
+	int idl = it->id_len <= ITEM_ID_MAX ? (int)it->id_len : ITEM_ID_MAX;
+	uint64_t bad;
+
+	if (it->id == NULL || it->id_len < 1 || it->id_len > ITEM_ID_MAX) {
+		snprintf(errstr, errstr_size, "live item %zu: id length %zu out of range 1..%d", i,
+		    it->id_len, ITEM_ID_MAX);
+		return -1;
+	}
+	if (it->title == NULL && it->title_len > 0) {
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): no title", i, idl, it->id);
+		return -1;
+	}
+	if (model_item_lookup(base, it->id, it->id_len) >= 0) {
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): already in the model", i, idl,
+		    it->id);
+		return -1;
+	}
+	if (it->tier1 >= base->n_tier1) {
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): tier1 %u is not a level-1 node",
+		    i, idl, it->id, it->tier1);
+		return -1;
+	}
+	if (it->tier2 < base->n_tier1 || it->tier2 >= base->n_nodes ||
+	    model_node_parent(base, it->tier2) != it->tier1) {
+		snprintf(errstr, errstr_size,
+		    "live item %zu (id %.*s): tier2 %u is not a child of node %u", i, idl, it->id,
+		    it->tier2, it->tier1);
+		return -1;
+	}
+	bad = first_nonfinite(it->embedding, base->dim);
+	if (bad < base->dim) {
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): embedding[%llu] not finite", i,
+		    idl, it->id, (unsigned long long)bad);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * R rows and biases of the new items: the mean over base's items of their
+ * tier-2 node, else tier-1 node, else all items. Only the nodes the new
+ * items name are summed (one pass over base's items).
+ */
+static int
+extend_residuals(const struct model *base, const struct model_item_add *items, size_t n,
+    float *r_new, float *ib_new)
+{
+	size_t dim = base->dim, n_slots = 1; /* slot 0: every item */
+	int32_t *slot_of = malloc((size_t)base->n_nodes * sizeof(*slot_of));
+	size_t max_slots = 2 * n + 1 < (size_t)base->n_nodes + 1 ? 2 * n + 1
+								: (size_t)base->n_nodes + 1;
+	double *sum = NULL, *bsum = NULL;
+	uint64_t *cnt = NULL;
+	int ret = -1;
+
+	sum = calloc(max_slots * dim, sizeof(*sum));
+	bsum = calloc(max_slots, sizeof(*bsum));
+	cnt = calloc(max_slots, sizeof(*cnt));
+	if (slot_of == NULL || sum == NULL || bsum == NULL || cnt == NULL)
+		goto done;
+	for (uint32_t k = 0; k < base->n_nodes; k++)
+		slot_of[k] = SLOT_EMPTY;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t nodes[2] = { items[i].tier1, items[i].tier2 };
+
+		for (int j = 0; j < 2; j++)
+			if (slot_of[nodes[j]] == SLOT_EMPTY)
+				slot_of[nodes[j]] = (int32_t)n_slots++;
+	}
+	for (uint32_t it = 0; it < base->n_items; it++) {
+		int32_t slots[3] = { 0, slot_of[base->itir[2 * (size_t)it]],
+			slot_of[base->itir[2 * (size_t)it + 1]] };
+		const float *r = base->w.R + (size_t)it * dim;
+
+		for (int j = 0; j < 3; j++) {
+			double *acc;
+
+			if (slots[j] == SLOT_EMPTY)
+				continue;
+			acc = sum + (size_t)slots[j] * dim;
+			for (size_t d = 0; d < dim; d++)
+				acc[d] += (double)r[d];
+			bsum[slots[j]] += (double)base->w.ib[it];
+			cnt[slots[j]]++;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		int32_t s = slot_of[items[i].tier2];
+
+		if (cnt[s] == 0)
+			s = slot_of[items[i].tier1];
+		if (cnt[s] == 0)
+			s = 0;
+		for (size_t d = 0; d < dim; d++)
+			r_new[i * dim + d] = (float)(sum[(size_t)s * dim + d] / (double)cnt[s]);
+		ib_new[i] = (float)(bsum[s] / (double)cnt[s]);
+	}
+	ret = 0;
+done:
+	free(slot_of);
+	free(sum);
+	free(bsum);
+	free(cnt);
+	return ret;
+}
+
+/* Copies base's weights, R and ib grown by the new items' rows. */
+static int
+extend_weights(struct model *m, const struct model *base, const struct model_item_add *items,
+    size_t n)
+{
+	struct wght_layout wl;
+	float *r, *ib;
+	const float **dst[8] = { &m->w.W, &m->w.b, &m->w.P, &m->w.pb, &m->w.T, &m->w.R, &m->w.ib,
+		&m->w.alpha };
+	const float *src[8] = { base->w.W, base->w.b, base->w.P, base->w.pb, base->w.T, base->w.R,
+		base->w.ib, base->w.alpha };
+
+	wght_layout(base->dim, base->n_items, &base->hp, &wl);
+	for (int i = 0; i < 8; i++) {
+		if (i == 5 || i == 6)
+			continue;
+		*dst[i] = model_own_copy(m, src[i], (size_t)wl.n[i] * sizeof(float));
+		if (*dst[i] == NULL)
+			return -1;
+	}
+	r = model_own(m, (size_t)m->n_items * m->dim * sizeof(float));
+	ib = model_own(m, (size_t)m->n_items * sizeof(float));
+	if (r == NULL || ib == NULL)
+		return -1;
+	memcpy(r, base->w.R, (size_t)wl.n[5] * sizeof(float));
+	memcpy(ib, base->w.ib, (size_t)wl.n[6] * sizeof(float));
+	if (extend_residuals(base, items, n, r + wl.n[5], ib + base->n_items) != 0)
+		return -1;
+	m->w.R = r;
+	m->w.ib = ib;
+	return 0;
+}
+
+struct model *
+model_extend(const struct model *base, const struct model_item_add *items, size_t n,
+    char *errstr, size_t errstr_size)
+{
+	struct model *m;
+	size_t dim = base->dim, nb = base->n_items;
+	float *embd;
+	uint32_t *itir;
+	char reason[512];
+
+	if ((uint64_t)nb + n > MAX_ITEMS) {
+		snprintf(errstr, errstr_size, "live items: %zu + %zu items exceed %u", nb, n,
+		    MAX_ITEMS);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (check_add(base, &items[i], i, errstr, errstr_size) != 0)
+			return NULL;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		goto oom;
+	m->n_items = (uint32_t)(nb + n);
+	m->dim = base->dim;
+	m->n_tier1 = base->n_tier1;
+	m->n_nodes = base->n_nodes;
+	memcpy(m->embedder, base->embedder, sizeof(m->embedder));
+	if (extend_strtab(m, &base->ids, base->n_items, items, n, 0, &m->ids) != 0 ||
+	    extend_strtab(m, &base->titles, base->n_items, items, n, 1, &m->titles) != 0)
+		goto oom;
+	/* Node names: a table of n_nodes strings, copied whole. */
+	m->names.off = model_own_copy(m, base->names.off,
+	    ((size_t)base->n_nodes + 1) * sizeof(*base->names.off));
+	m->names.bytes = model_own_copy(m, base->names.bytes, base->names.off[base->n_nodes]);
+	m->tnod = model_own_copy(m, base->tnod, (size_t)base->n_nodes * TNOD_FIELDS * 4);
+	m->tcen = model_own_copy(m, base->tcen, (size_t)base->n_nodes * dim * sizeof(float));
+	embd = model_own(m, (nb + n) * dim * sizeof(float));
+	itir = model_own(m, (nb + n) * ITIR_FIELDS * sizeof(uint32_t));
+	if (m->names.off == NULL || m->names.bytes == NULL || m->tnod == NULL || m->tcen == NULL ||
+	    embd == NULL || itir == NULL)
+		goto oom;
+	memcpy(embd, base->embd, nb * dim * sizeof(float));
+	memcpy(itir, base->itir, nb * ITIR_FIELDS * sizeof(uint32_t));
+	for (size_t i = 0; i < n; i++) {
+		memcpy(embd + (nb + i) * dim, items[i].embedding, dim * sizeof(float));
+		itir[(nb + i) * ITIR_FIELDS] = items[i].tier1;
+		itir[(nb + i) * ITIR_FIELDS + 1] = items[i].tier2;
+	}
+	m->embd = embd;
+	m->itir = itir;
+	if (base->has_weights) {
+		m->has_weights = 1;
+		m->hp = base->hp;
+		if (extend_weights(m, base, items, n) != 0)
+			goto oom;
+		m->item_emb_owned = malloc((size_t)m->n_items * dim * sizeof(float));
+		if (m->item_emb_owned == NULL)
+			goto oom;
+		for (size_t i = 0; i < (size_t)m->n_items * dim; i++)
+			m->item_emb_owned[i] = m->embd[i] + m->w.R[i];
+	}
+	if (build_index(m, reason, sizeof(reason)) != 0) {
+		snprintf(errstr, errstr_size, "live items: %s", reason);
+		model_free(m);
+		return NULL;
+	}
+	return m;
+oom:
+	snprintf(errstr, errstr_size, "live items: out of memory");
+	model_free(m);
+	return NULL;
+}
+
+void
+model_tree_sections(const struct model *m, const void **tnod, size_t *tnod_len,
+    const void **tcen, size_t *tcen_len)
+{
+	*tnod = m->tnod;
+	*tnod_len = (size_t)m->n_nodes * TNOD_FIELDS * 4;
+	*tcen = m->tcen;
+	*tcen_len = (size_t)m->n_nodes * m->dim * sizeof(float);
 }

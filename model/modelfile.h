@@ -117,4 +117,39 @@ int model_write(const char *path, const struct model *cat,
     const struct model_hparams *hp, const struct model_weights *w,
     char *errstr, size_t errstr_size);
 
+/* One item to add to a model (model_extend). Everything is borrowed. */
+struct model_item_add {
+	const char *id;               /* 1..255 bytes, not in the base */
+	size_t id_len;
+	const char *title;
+	size_t title_len;
+	const float *embedding;       /* [dim] LLM embedding, L2-normalised, finite */
+	uint32_t tier1;               /* a level-1 node */
+	uint32_t tier2;               /* a level-2 node whose parent is tier1 */
+};
+
+/*
+ * A new, independent model (it shares nothing with base): base's items
+ * followed by items[0..n) in that order, every other section copied (the
+ * tier tree keeps base's TNOD node counts). A new item's residual R is the
+ * mean R of base's items in its tier-2 node and its bias their mean bias;
+ * with no such item, of its tier-1 node; with none there either, of all
+ * items (schemas/items.md "Items topic"). model_version is base's. NULL with
+ * the reason naming the item ("live item 3 (id x): ...") in errstr: a bad
+ * id, a duplicate, a node out of the tree, a non-finite float. A catalog
+ * (no weights) extends to a catalog. Caller frees with model_free(); an
+ * extended model cannot be written with model_write().
+ */
+struct model *model_extend(const struct model *base, const struct model_item_add *items,
+    size_t n, char *errstr, size_t errstr_size);
+
+/*
+ * The tier tree as stored in the file: the TNOD section bytes
+ * ([n_nodes][4] little-endian uint32) and the TCEN bytes ([n_nodes][dim]
+ * float32), borrowed. Their SHA-256 is the tree fingerprint of the items
+ * topic (schemas/items.md "Items topic"); an extended model has its base's.
+ */
+void model_tree_sections(const struct model *m, const void **tnod, size_t *tnod_len,
+    const void **tcen, size_t *tcen_len);
+
 #endif
