@@ -35,7 +35,7 @@
 #define FNV_OFFSET 14695981039346656037ull
 #define FNV_PRIME 1099511628211ull
 #define SLOT_EMPTY (-1)
-#define OWN_MAX 16                /* blocks an extended model owns */
+#define OWN_MAX 32                /* blocks an extended model owns (18 used) */
 
 static const char *const catalog_tags[] = {
 	"CATM", "IIDS", "ITTL", "EMBD", "TNOD", "TCEN", "TNAM", "ITIR",
@@ -883,13 +883,14 @@ check_add(const struct model *base, const struct model_item_add *it, size_t i, c
 		return -1;
 	}
 	if (model_item_lookup(base, it->id, it->id_len) >= 0) {
-		snprintf(errstr, errstr_size, "live item %zu (id %.*s): already in the model", i, idl,
-		    it->id);
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): already in the model", i,
+		    idl, it->id);
 		return -1;
 	}
 	if (it->tier1 >= base->n_tier1) {
-		snprintf(errstr, errstr_size, "live item %zu (id %.*s): tier1 %u is not a level-1 node",
-		    i, idl, it->id, it->tier1);
+		snprintf(errstr, errstr_size,
+		    "live item %zu (id %.*s): tier1 %u is not a level-1 node", i, idl, it->id,
+		    it->tier1);
 		return -1;
 	}
 	if (it->tier2 < base->n_tier1 || it->tier2 >= base->n_nodes ||
@@ -901,8 +902,8 @@ check_add(const struct model *base, const struct model_item_add *it, size_t i, c
 	}
 	bad = first_nonfinite(it->embedding, base->dim);
 	if (bad < base->dim) {
-		snprintf(errstr, errstr_size, "live item %zu (id %.*s): embedding[%llu] not finite", i,
-		    idl, it->id, (unsigned long long)bad);
+		snprintf(errstr, errstr_size, "live item %zu (id %.*s): embedding[%llu] not finite",
+		    i, idl, it->id, (unsigned long long)bad);
 		return -1;
 	}
 	return 0;
@@ -919,8 +920,8 @@ extend_residuals(const struct model *base, const struct model_item_add *items, s
 {
 	size_t dim = base->dim, n_slots = 1; /* slot 0: every item */
 	int32_t *slot_of = malloc((size_t)base->n_nodes * sizeof(*slot_of));
-	size_t max_slots = 2 * n + 1 < (size_t)base->n_nodes + 1 ? 2 * n + 1
-								: (size_t)base->n_nodes + 1;
+	size_t max_slots =
+	    2 * n + 1 < (size_t)base->n_nodes + 1 ? 2 * n + 1 : (size_t)base->n_nodes + 1;
 	double *sum = NULL, *bsum = NULL;
 	uint64_t *cnt = NULL;
 	int ret = -1;
@@ -978,8 +979,8 @@ done:
 
 /* Copies base's weights, R and ib grown by the new items' rows. */
 static int
-extend_weights(struct model *m, const struct model *base, const struct model_item_add *items,
-    size_t n)
+extend_weights(
+    struct model *m, const struct model *base, const struct model_item_add *items, size_t n)
 {
 	struct wght_layout wl;
 	float *r, *ib;
@@ -1010,8 +1011,8 @@ extend_weights(struct model *m, const struct model *base, const struct model_ite
 }
 
 struct model *
-model_extend(const struct model *base, const struct model_item_add *items, size_t n,
-    char *errstr, size_t errstr_size)
+model_extend(const struct model *base, const struct model_item_add *items, size_t n, char *errstr,
+    size_t errstr_size)
 {
 	struct model *m;
 	size_t dim = base->dim, nb = base->n_items;
@@ -1020,8 +1021,8 @@ model_extend(const struct model *base, const struct model_item_add *items, size_
 	char reason[512];
 
 	if ((uint64_t)nb + n > MAX_ITEMS) {
-		snprintf(errstr, errstr_size, "live items: %zu + %zu items exceed %u", nb, n,
-		    MAX_ITEMS);
+		snprintf(
+		    errstr, errstr_size, "live items: %zu + %zu items exceed %u", nb, n, MAX_ITEMS);
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -1039,8 +1040,8 @@ model_extend(const struct model *base, const struct model_item_add *items, size_
 	    extend_strtab(m, &base->titles, base->n_items, items, n, 1, &m->titles) != 0)
 		goto oom;
 	/* Node names: a table of n_nodes strings, copied whole. */
-	m->names.off = model_own_copy(m, base->names.off,
-	    ((size_t)base->n_nodes + 1) * sizeof(*base->names.off));
+	m->names.off = model_own_copy(
+	    m, base->names.off, ((size_t)base->n_nodes + 1) * sizeof(*base->names.off));
 	m->names.bytes = model_own_copy(m, base->names.bytes, base->names.off[base->n_nodes]);
 	m->tnod = model_own_copy(m, base->tnod, (size_t)base->n_nodes * TNOD_FIELDS * 4);
 	m->tcen = model_own_copy(m, base->tcen, (size_t)base->n_nodes * dim * sizeof(float));
@@ -1082,8 +1083,8 @@ oom:
 }
 
 void
-model_tree_sections(const struct model *m, const void **tnod, size_t *tnod_len,
-    const void **tcen, size_t *tcen_len)
+model_tree_sections(
+    const struct model *m, const void **tnod, size_t *tnod_len, const void **tcen, size_t *tcen_len)
 {
 	*tnod = m->tnod;
 	*tnod_len = (size_t)m->n_nodes * TNOD_FIELDS * 4;

@@ -119,13 +119,13 @@ int model_write(const char *path, const struct model *cat,
 
 /* One item to add to a model (model_extend). Everything is borrowed. */
 struct model_item_add {
-	const char *id;               /* 1..255 bytes, not in the base */
+	const char *id; /* 1..255 bytes, not in the base */
 	size_t id_len;
 	const char *title;
 	size_t title_len;
-	const float *embedding;       /* [dim] LLM embedding, L2-normalised, finite */
-	uint32_t tier1;               /* a level-1 node */
-	uint32_t tier2;               /* a level-2 node whose parent is tier1 */
+	const float *embedding; /* [dim] LLM embedding, L2-normalised, finite */
+	uint32_t tier1;         /* a level-1 node */
+	uint32_t tier2;         /* a level-2 node whose parent is tier1 */
 };
 
 /*
@@ -140,8 +140,8 @@ struct model_item_add {
  * (no weights) extends to a catalog. Caller frees with model_free(); an
  * extended model cannot be written with model_write().
  */
-struct model *model_extend(const struct model *base, const struct model_item_add *items,
-    size_t n, char *errstr, size_t errstr_size);
+struct model *model_extend(const struct model *base, const struct model_item_add *items, size_t n,
+    char *errstr, size_t errstr_size);
 
 /*
  * The tier tree as stored in the file: the TNOD section bytes
