@@ -80,6 +80,8 @@ static const struct cfg_key config_keys[] = {
 	    "output topic of InterestSnapshot messages (retraining feed)" },
 	{ "topic.dlq", CFG_STRING, OFF(topic_dlq), "interest-dlq", 0, 0, NULL, NULL, 0,
 	    "dead-letter topic for events that cannot be applied" },
+	{ "topic.items", CFG_STRING, OFF(topic_items), "interest-items", 0, 0, NULL, NULL, CFG_OPTIONAL,
+	    "compacted topic of live catalog items (ItemUpdate, schemas/items.md); empty: no live items" },
 	{ "poll.timeout_ms", CFG_INT, OFF(poll_timeout_ms), "100", 1, 5000, NULL, NULL, CFG_RELOAD,
 	    "longest wait in one consumer poll; bounds signal and flush latency" },
 
@@ -140,6 +142,15 @@ static const struct cfg_key config_keys[] = {
 	    "(reloaded from Redis on their next event)" },
 	{ "tiers.calibrate", CFG_BOOL, OFF(tiers_calibrate), "false", 0, 0, NULL, NULL, CFG_RELOAD,
 	    "spread the top-N across the user's tier-1 interests by weight" },
+
+	/* Live catalog items (topic.items) */
+	{ "items.apply_interval_ms", CFG_INT, OFF(items_apply_interval_ms), "1000", 1, 600000, NULL,
+	    NULL, CFG_RELOAD,
+	    "live items received are swapped into the serving model at most this often" },
+	{ "items.startup_timeout_ms", CFG_INT, OFF(items_startup_timeout_ms), "10000", 0, 600000, NULL,
+	    NULL, 0,
+	    "at start-up, longest wait for topic.items to be read up to its end before events are "
+	    "consumed (then a warning, and the rest arrives live)" },
 
 	/* Event time window */
 	{ "events.max_age_s", CFG_INT64, OFF(events_max_age_s), "1577880000", 0, 1000 * YEAR_S, NULL,
@@ -859,6 +870,13 @@ check_all(const struct config *cfg, const char *where, struct errbuf *eb)
 		    where);
 	if (strcmp(cfg->topic_dlq, cfg->topic_snapshots) == 0)
 		errbuf_add(eb, "%skey 'topic.dlq': must differ from topic.snapshots", where);
+	if (cfg->topic_items != NULL &&
+	    (strcmp(cfg->topic_items, cfg->topic_events) == 0 ||
+		strcmp(cfg->topic_items, cfg->topic_dlq) == 0 ||
+		strcmp(cfg->topic_items, cfg->topic_snapshots) == 0))
+		errbuf_add(eb,
+		    "%skey 'topic.items': must differ from topic.events, topic.dlq and topic.snapshots",
+		    where);
 }
 
 int

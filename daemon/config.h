@@ -61,6 +61,7 @@ struct config {
 	char *topic_events;              /* topic.events */
 	char *topic_snapshots;           /* topic.snapshots */
 	char *topic_dlq;                 /* topic.dlq */
+	char *topic_items;               /* topic.items, NULL: no live items */
 	struct config_kafka *kafka;      /* kafka.* pass-through, [n_kafka] */
 	size_t n_kafka;
 	int poll_timeout_ms;             /* poll.timeout_ms */
@@ -96,6 +97,10 @@ struct config {
 	int batch_max_events;            /* batch.max_events */
 	int cache_max_users;             /* cache.max_users */
 	int tiers_calibrate;             /* tiers.calibrate (bool) */
+
+	/* Live catalog items */
+	int items_apply_interval_ms;     /* items.apply_interval_ms */
+	int items_startup_timeout_ms;    /* items.startup_timeout_ms */
 
 	/* Event time window (DLQ reason "timestamp") */
 	int64_t events_max_age_s;        /* events.max_age_s, 0: no lower bound */
