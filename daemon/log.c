@@ -16,7 +16,7 @@
 /* The process-wide logging setting (see log.h). */
 static struct {
 	enum log_level level;
-	int journal;              /* stderr is the journal: priority prefix, no timestamp */
+	int journal; /* stderr is the journal: priority prefix, no timestamp */
 } log_state = { LOG_LEVEL_INFO, 0 };
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
@@ -68,7 +68,8 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	int n;
 
 	if (log_state.journal) {
-		n = snprintf(line, sizeof(line), "<%d>level=%s ", log_prio[level], log_names[level]);
+		n = snprintf(
+		    line, sizeof(line), "<%d>level=%s ", log_prio[level], log_names[level]);
 	} else {
 		struct timespec ts;
 		struct tm tm;
@@ -76,8 +77,8 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s ",
-		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		    tm.tm_sec, ts.tv_nsec / 1000000, log_names[level]);
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		    ts.tv_nsec / 1000000, log_names[level]);
 	}
 	if (n > 0)
 		len = (size_t)n;
@@ -98,17 +99,17 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	fputs(line, stderr);
 }
 
-#define LOG_DEFINE(fn, lvl, with_errno)                                         \
-	void fn(const char *fmt, ...)                                           \
-	{                                                                       \
-		int saved = errno;                                              \
-		va_list ap;                                                     \
-		if ((lvl) > log_state.level)                                    \
-			return;                                                 \
-		va_start(ap, fmt);                                              \
-		log_vwrite((lvl), (with_errno) ? saved : -1, fmt, ap);          \
-		va_end(ap);                                                     \
-		errno = saved;                                                  \
+#define LOG_DEFINE(fn, lvl, with_errno)                                                            \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		int saved = errno;                                                                 \
+		va_list ap;                                                                        \
+		if ((lvl) > log_state.level)                                                       \
+			return;                                                                    \
+		va_start(ap, fmt);                                                                 \
+		log_vwrite((lvl), (with_errno) ? saved : -1, fmt, ap);                             \
+		va_end(ap);                                                                        \
+		errno = saved;                                                                     \
 	}
 
 LOG_DEFINE(log_error, LOG_LEVEL_ERROR, 0)

@@ -6,12 +6,7 @@
 #ifndef DAEMON_LOG_H
 #define DAEMON_LOG_H
 
-enum log_level {
-	LOG_LEVEL_ERROR = 0,
-	LOG_LEVEL_WARN,
-	LOG_LEVEL_INFO,
-	LOG_LEVEL_DEBUG
-};
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /*
  * Sets the threshold (messages above it are skipped before any formatting)

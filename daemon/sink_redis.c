@@ -22,9 +22,9 @@
 #include "modelfile.h"
 #include "state.h"
 
-#define SINK_ERR_MAX 256
-#define SINK_SHA_LEN 40
-#define SINK_NUM_MAX 32               /* a formatted integer or float */
+#define SINK_ERR_MAX        256
+#define SINK_SHA_LEN        40
+#define SINK_NUM_MAX        32 /* a formatted integer or float */
 #define SINK_TIER_VALUE_MAX 48
 
 /*
@@ -55,7 +55,8 @@ static const char sink_script[] =
     "local nt = tonumber(ARGV[13])\n"
     "if nt > 0 then redis.call('HSET', KEYS[3], unpack(ARGV, 14, 13 + 2 * nt)) end\n"
     "if ARGV[11] == 'zset' then\n"
-    "  if #ARGV > 13 + 2 * nt then redis.call('ZADD', KEYS[2], unpack(ARGV, 14 + 2 * nt, #ARGV)) end\n"
+    "  if #ARGV > 13 + 2 * nt then redis.call('ZADD', KEYS[2], unpack(ARGV, 14 + 2 * nt, #ARGV)) "
+    "end\n"
     "else\n"
     "  redis.call('SET', KEYS[2], ARGV[12])\n"
     "end\n"
@@ -67,7 +68,7 @@ static const char sink_script[] =
     "end\n"
     "return 0\n";
 
-#define SINK_SCRIPT_KEYS 7
+#define SINK_SCRIPT_KEYS       7
 #define SINK_SCRIPT_FIXED_ARGS 13
 
 /*
@@ -130,7 +131,7 @@ struct sink_buf {
 
 struct sink_redis {
 	redisContext *ctx;
-	char sha[SINK_SHA_LEN + 1];        /* write script */
+	char sha[SINK_SHA_LEN + 1]; /* write script */
 	char sha_erase[SINK_SHA_LEN + 1];
 	char sha_flushed[SINK_SHA_LEN + 1];
 
@@ -144,9 +145,9 @@ struct sink_redis {
 	struct sink_buf buf;
 	const char **argv;
 	size_t *argvlen;
-	size_t *argoff;                 /* argument offsets into buf, before pointers are fixed */
+	size_t *argoff; /* argument offsets into buf, before pointers are fixed */
 	size_t argcap;
-	size_t *retry;                  /* user indices to re-send after NOSCRIPT */
+	size_t *retry; /* user indices to re-send after NOSCRIPT */
 	size_t retry_cap;
 };
 
@@ -281,8 +282,8 @@ sink_disconnect(struct sink_redis *sink)
 
 /* SCRIPT LOAD of one script into sha (SINK_SHA_LEN + 1 bytes). */
 static int
-sink_load_one(struct sink_redis *sink, const char *script, char *sha, char *errstr,
-    size_t errstr_size)
+sink_load_one(
+    struct sink_redis *sink, const char *script, char *sha, char *errstr, size_t errstr_size)
 {
 	redisReply *r = redisCommand(sink->ctx, "SCRIPT LOAD %s", script);
 	int ret = -1;
@@ -498,8 +499,8 @@ buf_json_escape(struct sink_buf *b, const char *s, size_t len)
 
 /* The top-N as JSON, [["id",score],...], scores "%.6g" (null if not finite). */
 static int
-buf_top_json(struct sink_buf *b, const struct model *m, const uint32_t *items,
-    const float *scores, size_t n)
+buf_top_json(
+    struct sink_buf *b, const struct model *m, const uint32_t *items, const float *scores, size_t n)
 {
 	int rc = buf_put(b, "[", 1);
 
@@ -512,7 +513,8 @@ buf_top_json(struct sink_buf *b, const struct model *m, const uint32_t *items,
 		if (rc == 0)
 			rc = buf_json_escape(b, id, idlen);
 		if (rc == 0)
-			rc = isfinite(sc) ? buf_printf(b, "\",%.6g]", sc) : buf_printf(b, "\",null]");
+			rc = isfinite(sc) ? buf_printf(b, "\",%.6g]", sc)
+					  : buf_printf(b, "\",null]");
 	}
 	if (rc == 0)
 		rc = buf_put(b, "]", 1);
@@ -520,8 +522,8 @@ buf_top_json(struct sink_buf *b, const struct model *m, const uint32_t *items,
 }
 
 char *
-sink_redis_top_json(const struct model *m, const uint32_t *items, const float *scores, size_t n,
-    size_t *len)
+sink_redis_top_json(
+    const struct model *m, const uint32_t *items, const float *scores, size_t n, size_t *len)
 {
 	struct sink_buf b = { NULL, 0, 0 };
 
@@ -648,8 +650,9 @@ static void
 arg_epoch_key(struct argset *as, int32_t partition)
 {
 	arg_start(as);
-	if (!as->oom && buf_printf(&as->sink->buf, "%sepoch:%s:%" PRId32, as->sink->prefix,
-	    as->sink->topic, partition) < 0)
+	if (!as->oom &&
+	    buf_printf(&as->sink->buf, "%sepoch:%s:%" PRId32, as->sink->prefix, as->sink->topic,
+		partition) < 0)
 		as->oom = 1;
 	if (!as->oom)
 		arg_end(as);
@@ -769,7 +772,8 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 		snprintf(errstr, errstr_size, "redis sink: out of memory");
 		return -1;
 	}
-	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) != REDIS_OK) {
+	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) !=
+	    REDIS_OK) {
 		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
 		return -1;
 	}
@@ -817,8 +821,9 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 		snprintf(errstr, errstr_size, "redis WAIT: %s",
 		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
 	else if (r->integer < sink->wait_replicas)
-		snprintf(errstr, errstr_size, "redis WAIT: %lld of %d replicas acknowledged within %d ms",
-		    r->integer, sink->wait_replicas, sink->wait_timeout_ms);
+		snprintf(errstr, errstr_size,
+		    "redis WAIT: %lld of %d replicas acknowledged within %d ms", r->integer,
+		    sink->wait_replicas, sink->wait_timeout_ms);
 	else
 		ret = 0;
 	freeReplyObject(r);
@@ -826,8 +831,8 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 }
 
 int
-sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users,
-    size_t n, char *errstr, size_t errstr_size)
+sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
+    char *errstr, size_t errstr_size)
 {
 	int64_t now_ms = wall_ms();
 	size_t n_retry = 0;
@@ -858,8 +863,9 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
 			return -1;
 		for (size_t j = 0; j < n_todo; j++) {
-			if (append_user(sink, m, &users[sink->retry[j]], now_ms, errstr, errstr_size) < 0) {
-				sink_disconnect(sink);  /* the pipeline holds a partial batch */
+			if (append_user(
+				sink, m, &users[sink->retry[j]], now_ms, errstr, errstr_size) < 0) {
+				sink_disconnect(sink); /* the pipeline holds a partial batch */
 				return -1;
 			}
 		}
@@ -873,12 +879,14 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 			if (r->type == REDIS_REPLY_INTEGER && r->integer >= SINK_WRITTEN &&
 			    r->integer <= SINK_REFUSED_ERASED) {
 				su->result = (enum sink_result)r->integer;
-			} else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+			} else if (r->type == REDIS_REPLY_ERROR &&
+			    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 				sink->retry[n_retry++] = sink->retry[j];
 			} else if (first_err == SIZE_MAX) {
 				first_err = j;
 				snprintf(first_msg, sizeof(first_msg), "%s",
-				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+				    r->type == REDIS_REPLY_ERROR ? r->str
+								 : "unexpected reply type");
 				snprintf(errstr, errstr_size, "redis flush: user %.*s: %s",
 				    (int)su->user_id_len, su->user_id, first_msg);
 			}
@@ -939,9 +947,9 @@ reply_erased(const redisReply *r, struct sink_erased *er)
 {
 	int64_t p, o, ts;
 
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || reply_int64(r->element[0], &p) < 0 ||
-	    reply_int64(r->element[1], &o) < 0 || reply_int64(r->element[2], &ts) < 0 ||
-	    p < 0 || p > INT32_MAX)
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+	    reply_int64(r->element[0], &p) < 0 || reply_int64(r->element[1], &o) < 0 ||
+	    reply_int64(r->element[2], &ts) < 0 || p < 0 || p > INT32_MAX)
 		return -1;
 	er->partition = (int32_t)p;
 	er->offset = o;
@@ -993,7 +1001,8 @@ sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const siz
 		if (ret == 0 && (rg->type != REDIS_REPLY_STRING || re->type != REDIS_REPLY_ARRAY)) {
 			const redisReply *bad = rg->type == REDIS_REPLY_ERROR ? rg : re;
 
-			snprintf(errstr, errstr_size, "redis load of %.*s: %s", (int)id_lens[i], ids[i],
+			snprintf(errstr, errstr_size, "redis load of %.*s: %s", (int)id_lens[i],
+			    ids[i],
 			    bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply type");
 			ret = -1; /* keep reading: the pipeline must be drained */
 		}
@@ -1020,8 +1029,8 @@ struct load_adapter {
 };
 
 static void
-load_adapter_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
-    const struct sink_erased *erased)
+load_adapter_cb(
+    void *opaque, size_t i, const uint8_t *blob, size_t len, const struct sink_erased *erased)
 {
 	struct load_adapter *la = opaque;
 
@@ -1035,12 +1044,13 @@ sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const si
 {
 	struct load_adapter la = { cb, opaque };
 
-	return sink_redis_load_users(sink, ids, id_lens, n, load_adapter_cb, &la, errstr, errstr_size);
+	return sink_redis_load_users(
+	    sink, ids, id_lens, n, load_adapter_cb, &la, errstr, errstr_size);
 }
 
 int
-sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr,
-    size_t errstr_size)
+sink_redis_erase(
+    struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size)
 {
 	struct argset as = { sink, 0, 0 };
 	int64_t now_ms = wall_ms();
@@ -1082,13 +1092,15 @@ sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n, char 
 				return -1;
 			if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0 && r->integer <= 2)
 				er[i].result = (int)r->integer;
-			else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+			else if (r->type == REDIS_REPLY_ERROR &&
+			    strncmp(r->str, "NOSCRIPT", 8) == 0)
 				noscript = 1;
 			else if (!failed) {
 				failed = 1;
 				snprintf(errstr, errstr_size, "redis erase: user %.*s: %s",
 				    (int)er[i].user_id_len, er[i].user_id,
-				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+				    r->type == REDIS_REPLY_ERROR ? r->str
+								 : "unexpected reply type");
 			}
 			freeReplyObject(r);
 		}
@@ -1097,7 +1109,8 @@ sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n, char 
 		if (!noscript)
 			break;
 		if (attempt == 1) {
-			snprintf(errstr, errstr_size, "redis erase: NOSCRIPT after reloading the script");
+			snprintf(errstr, errstr_size,
+			    "redis erase: NOSCRIPT after reloading the script");
 			return -1;
 		}
 	}
@@ -1111,8 +1124,9 @@ static void
 arg_flushed_key(struct argset *as, int32_t partition)
 {
 	arg_start(as);
-	if (!as->oom && buf_printf(&as->sink->buf, "%sflushed:%s:%s:%" PRId32, as->sink->prefix,
-	    as->sink->group, as->sink->topic, partition) < 0)
+	if (!as->oom &&
+	    buf_printf(&as->sink->buf, "%sflushed:%s:%s:%" PRId32, as->sink->prefix,
+		as->sink->group, as->sink->topic, partition) < 0)
 		as->oom = 1;
 	if (!as->oom)
 		arg_end(as);
@@ -1153,7 +1167,8 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
 			else if (r->type != REDIS_REPLY_INTEGER && !failed) {
 				failed = 1;
 				snprintf(errstr, errstr_size, "redis flushed marker: %s",
-				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+				    r->type == REDIS_REPLY_ERROR ? r->str
+								 : "unexpected reply type");
 			}
 			freeReplyObject(r);
 		}
@@ -1162,7 +1177,8 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
 		if (!noscript)
 			break;
 		if (attempt == 1) {
-			snprintf(errstr, errstr_size, "redis flushed marker: NOSCRIPT after reload");
+			snprintf(
+			    errstr, errstr_size, "redis flushed marker: NOSCRIPT after reload");
 			return -1;
 		}
 	}
@@ -1194,16 +1210,17 @@ sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next
 	} else if (reply_int64(r, next_offset) == 0 && *next_offset >= 0) {
 		ret = 0;
 	} else {
-		snprintf(errstr, errstr_size, "redis GET flushed marker of partition %" PRId32 ": %s",
-		    partition, r->type == REDIS_REPLY_ERROR ? r->str : "not a non-negative integer");
+		snprintf(errstr, errstr_size,
+		    "redis GET flushed marker of partition %" PRId32 ": %s", partition,
+		    r->type == REDIS_REPLY_ERROR ? r->str : "not a non-negative integer");
 	}
 	freeReplyObject(r);
 	return ret;
 }
 
 int
-sink_redis_claim_partition(struct sink_redis *sink, int32_t partition, uint64_t *epoch,
-    char *errstr, size_t errstr_size)
+sink_redis_claim_partition(
+    struct sink_redis *sink, int32_t partition, uint64_t *epoch, char *errstr, size_t errstr_size)
 {
 	struct argset as = { sink, 0, 0 };
 	redisReply *r;
@@ -1237,8 +1254,8 @@ sink_redis_claim_partition(struct sink_redis *sink, int32_t partition, uint64_t 
 
 /* Reads the replies of a MULTI ... EXEC of n_cmds queued commands. */
 static int
-read_exec(struct sink_redis *sink, size_t n_cmds, const char *what, char *errstr,
-    size_t errstr_size)
+read_exec(
+    struct sink_redis *sink, size_t n_cmds, const char *what, char *errstr, size_t errstr_size)
 {
 	int ret = 0;
 
@@ -1247,8 +1264,9 @@ read_exec(struct sink_redis *sink, size_t n_cmds, const char *what, char *errstr
 
 		if (r == NULL)
 			return -1;
-		if (ret == 0 && (r->type == REDIS_REPLY_ERROR ||
-		    (i == n_cmds + 1 && r->type != REDIS_REPLY_ARRAY))) {
+		if (ret == 0 &&
+		    (r->type == REDIS_REPLY_ERROR ||
+			(i == n_cmds + 1 && r->type != REDIS_REPLY_ARRAY))) {
 			snprintf(errstr, errstr_size, "redis %s: %s", what,
 			    r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
 			ret = -1;
@@ -1259,8 +1277,8 @@ read_exec(struct sink_redis *sink, size_t n_cmds, const char *what, char *errstr
 }
 
 int
-sink_redis_write_tier_names(struct sink_redis *sink, const struct model *m, char *errstr,
-    size_t errstr_size)
+sink_redis_write_tier_names(
+    struct sink_redis *sink, const struct model *m, char *errstr, size_t errstr_size)
 {
 	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 	const size_t multi_len[] = { 5 }, exec_len[] = { 4 };

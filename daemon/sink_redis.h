@@ -19,10 +19,10 @@ struct redisContext;
 
 /* Per-user outcome of sink_redis_flush. */
 enum sink_result {
-	SINK_WRITTEN = 0,             /* all keys written, TTLs set */
-	SINK_REFUSED_STALE,           /* stored marker (same partition) at/after ours: nothing written */
-	SINK_REFUSED_FENCED,          /* partition epoch in Redis newer than ours: nothing written */
-	SINK_REFUSED_ERASED           /* the user was erased by a tombstone of the same partition
+	SINK_WRITTEN = 0,    /* all keys written, TTLs set */
+	SINK_REFUSED_STALE,  /* stored marker (same partition) at/after ours: nothing written */
+	SINK_REFUSED_FENCED, /* partition epoch in Redis newer than ours: nothing written */
+	SINK_REFUSED_ERASED  /* the user was erased by a tombstone of the same partition
 	                                 at/after our marker: nothing written */
 };
 
@@ -41,13 +41,13 @@ struct sink_user {
 	const char *user_id;
 	size_t user_id_len;
 	const struct user_state *us;
-	uint64_t epoch;               /* caller's owner epoch for us->last_partition
+	uint64_t epoch;            /* caller's owner epoch for us->last_partition
 	                                 (sink_redis_claim_partition); 0 skips fencing */
-	const float *vec;             /* [model_dim] interest vector */
-	const uint32_t *top_items;    /* [n_top] model item indices, best first */
-	const float *top_scores;      /* [n_top] */
+	const float *vec;          /* [model_dim] interest vector */
+	const uint32_t *top_items; /* [n_top] model item indices, best first */
+	const float *top_scores;   /* [n_top] */
 	size_t n_top;
-	enum sink_result result;      /* out: set for every user when flush returns 0 */
+	enum sink_result result; /* out: set for every user when flush returns 0 */
 };
 
 struct sink_redis;
@@ -80,8 +80,8 @@ int sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_si
  * off and repeats the whole flush, which the markers make idempotent. Reuses
  * internal buffers: no per-user heap allocation once they have grown.
  */
-int sink_redis_flush(struct sink_redis *sink, const struct model *m,
-    struct sink_user *users, size_t n, char *errstr, size_t errstr_size);
+int sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users,
+    size_t n, char *errstr, size_t errstr_size);
 
 /*
  * Called by sink_redis_load_states once per requested user, in order: blob is
@@ -95,15 +95,14 @@ typedef void sink_state_cb(void *opaque, size_t i, const uint8_t *blob, size_t l
  * read is reported as absent). Returns 0, or -1 on a connection error /
  * error reply (errstr; cb may have been called for a prefix of the users).
  */
-int sink_redis_load_states(struct sink_redis *sink, const char *const *ids,
-    const size_t *id_lens, size_t n, sink_state_cb *cb, void *opaque,
-    char *errstr, size_t errstr_size);
+int sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
+    size_t n, sink_state_cb *cb, void *opaque, char *errstr, size_t errstr_size);
 
 /* A user's erasure marker, <prefix>{u}:erased (schemas/redis.md "Erasure"). */
 struct sink_erased {
-	int32_t partition;            /* the tombstone's partition and offset */
+	int32_t partition; /* the tombstone's partition and offset */
 	int64_t offset;
-	int64_t ts_ms;                /* the tombstone's Kafka timestamp (ms) */
+	int64_t ts_ms; /* the tombstone's Kafka timestamp (ms) */
 };
 
 /*
@@ -113,8 +112,8 @@ struct sink_erased {
  * than the sink reads (256 KiB: not passed on, len > 256 KiB). erased
  * is the user's erasure marker, NULL when the user was never erased.
  */
-typedef void sink_user_cb(void *opaque, size_t i, const uint8_t *blob, size_t len,
-    const struct sink_erased *erased);
+typedef void sink_user_cb(
+    void *opaque, size_t i, const uint8_t *blob, size_t len, const struct sink_erased *erased);
 
 /*
  * Pipelined read of the state (GETRANGE, at most 256 KiB + 1 bytes) and the
@@ -122,19 +121,18 @@ typedef void sink_user_cb(void *opaque, size_t i, const uint8_t *blob, size_t le
  * connection error / error reply (errstr; cb may have been called for a
  * prefix of the users).
  */
-int sink_redis_load_users(struct sink_redis *sink, const char *const *ids,
-    const size_t *id_lens, size_t n, sink_user_cb *cb, void *opaque,
-    char *errstr, size_t errstr_size);
+int sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
+    size_t n, sink_user_cb *cb, void *opaque, char *errstr, size_t errstr_size);
 
 /* One erasure to apply (sink_redis_erase). Strings borrowed for the call. */
 struct sink_erase {
 	const char *user_id;
 	size_t user_id_len;
-	int32_t partition;            /* the tombstone's partition and offset */
+	int32_t partition; /* the tombstone's partition and offset */
 	int64_t offset;
-	int64_t ts_ms;                /* its Kafka timestamp: older events stay out */
-	uint64_t epoch;               /* owner epoch of partition; 0 skips fencing */
-	int result;                   /* out: 0 erased, 1 kept (state newer than the
+	int64_t ts_ms;  /* its Kafka timestamp: older events stay out */
+	uint64_t epoch; /* owner epoch of partition; 0 skips fencing */
+	int result;     /* out: 0 erased, 1 kept (state newer than the
 	                                 tombstone; marker recorded), 2 fenced */
 };
 
@@ -145,8 +143,8 @@ struct sink_erase {
  * sink_redis_flush. Returns 0 (each er[i].result set) or -1 (errstr; the
  * caller reconnects and repeats: idempotent).
  */
-int sink_redis_erase(struct sink_redis *sink, struct sink_erase *er, size_t n,
-    char *errstr, size_t errstr_size);
+int sink_redis_erase(
+    struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size);
 
 /*
  * Raises the flushed-through marker <prefix>flushed:<group>:<topic>:<p> of
@@ -172,15 +170,15 @@ int sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *
  * it as sink_user.epoch for that partition's users so an instance that lost
  * the partition (older epoch) is refused. Returns 0 or -1 (errstr).
  */
-int sink_redis_claim_partition(struct sink_redis *sink, int32_t partition,
-    uint64_t *epoch, char *errstr, size_t errstr_size);
+int sink_redis_claim_partition(
+    struct sink_redis *sink, int32_t partition, uint64_t *epoch, char *errstr, size_t errstr_size);
 
 /*
  * Replaces <prefix>tiers (hash node label -> name) with m's tier names, in
  * one MULTI/EXEC; call once per model load. Returns 0 or -1 (errstr).
  */
-int sink_redis_write_tier_names(struct sink_redis *sink, const struct model *m,
-    char *errstr, size_t errstr_size);
+int sink_redis_write_tier_names(
+    struct sink_redis *sink, const struct model *m, char *errstr, size_t errstr_size);
 
 /*
  * A connected, authenticated hiredis context as cfg says (the connection
@@ -200,7 +198,7 @@ size_t sink_redis_tier_value(float w_short, float w_long, char *buf, size_t size
  * writes with redis.top_format = json): a NUL-terminated malloc'd string,
  * length in *len; caller frees. NULL on ENOMEM.
  */
-char *sink_redis_top_json(const struct model *m, const uint32_t *items, const float *scores,
-    size_t n, size_t *len);
+char *sink_redis_top_json(
+    const struct model *m, const uint32_t *items, const float *scores, size_t n, size_t *len);
 
 #endif
