@@ -1,12 +1,17 @@
 /*
  * Minimal HTTP/1.0 responder for Prometheus scrapes: accept, read one
  * request (bounded time and size), write the rendered counters, close.
+ * Plus the histogram type and the exposition-format writers the renderer
+ * uses.
  */
 #include "metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,4 +192,105 @@ metrics_serve(struct metrics *mx)
 		}
 		metrics_answer(mx, fd);
 	}
+}
+
+/* ---- histograms and the exposition format -------------------------------- */
+
+int
+metrics_histogram_init(struct metrics_histogram *h, const double *bounds, size_t n)
+{
+	memset(h, 0, sizeof(*h));
+	if (n > METRICS_BUCKETS_MAX)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1])))
+			return -1;
+	memcpy(h->bounds, bounds, n * sizeof(*bounds));
+	h->n_bounds = n;
+	return 0;
+}
+
+void
+metrics_histogram_init_latency(struct metrics_histogram *h)
+{
+	/* Redis round trips on loopback sit near 1 ms; a slow flush or WAIT, seconds. */
+	static const double latency_s[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+		0.25, 0.5, 1, 2.5, 5, 10 };
+
+	metrics_histogram_init(h, latency_s, sizeof(latency_s) / sizeof(latency_s[0]));
+}
+
+void
+metrics_histogram_observe(struct metrics_histogram *h, double v)
+{
+	size_t i = 0;
+
+	if (isnan(v))
+		return;
+	while (i < h->n_bounds && v > h->bounds[i]) /* le: a value equal to a bound is in it */
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum += v;
+}
+
+void
+metrics_printf(char *buf, size_t size, size_t *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (*o >= size)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(buf + *o, size - *o, fmt, ap);
+	va_end(ap);
+	if (n >= 0 && (size_t)n < size - *o)
+		*o += (size_t)n;
+	else
+		*o = size;
+}
+
+void
+metrics_family(
+    char *buf, size_t size, size_t *o, const char *name, const char *type, const char *help)
+{
+	metrics_printf(buf, size, o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void
+metrics_histogram_render(const struct metrics_histogram *h, const char *name, const char *labels,
+    char *buf, size_t size, size_t *o)
+{
+	const char *sep = labels != NULL && labels[0] != '\0' ? "," : "";
+	uint64_t cum = 0;
+
+	if (labels == NULL)
+		labels = "";
+	for (size_t i = 0; i <= h->n_bounds; i++) {
+		cum += h->buckets[i];
+		if (i < h->n_bounds)
+			metrics_printf(buf, size, o, "%s_bucket{%s%sle=\"%.9g\"} %" PRIu64 "\n",
+			    name, labels, sep, h->bounds[i], cum);
+		else
+			metrics_printf(buf, size, o, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n",
+			    name, labels, sep, cum);
+	}
+	if (labels[0] != '\0') {
+		metrics_printf(buf, size, o, "%s_sum{%s} %.17g\n", name, labels, h->sum);
+		metrics_printf(buf, size, o, "%s_count{%s} %" PRIu64 "\n", name, labels, h->count);
+	} else {
+		metrics_printf(buf, size, o, "%s_sum %.17g\n", name, h->sum);
+		metrics_printf(buf, size, o, "%s_count %" PRIu64 "\n", name, h->count);
+	}
+}
+
+size_t
+metrics_text_end(const char *buf, size_t size, size_t o)
+{
+	if (o < size)
+		return o;
+	while (o > 0 && buf[o - 1] != '\n')
+		o--;
+	return o;
 }
