@@ -22,6 +22,7 @@
 #include "decode.h"
 #include "dlq.h"
 #include "hmac.h"
+#include "items.h"
 #include "log.h"
 #include "metrics.h"
 #include "modelfile.h"
@@ -80,7 +81,8 @@ struct consumer {
 	consumer_config_loader *loader;
 	void *loader_opaque;
 
-	struct model *m;
+	struct model *base; /* the model file */
+	struct model *m;    /* serving: base, or base + live items (model_extend) */
 	uint64_t model_version;
 	struct updater *up;
 	struct userview *uv;
@@ -91,9 +93,11 @@ struct consumer {
 	struct dlq *dlq;
 	struct snapshot *snap;
 	struct notify *notify;
-	struct metrics *mx; /* NULL: metrics.listen unset */
-	rd_kafka_t *rk;     /* consumer */
-	rd_kafka_t *rkp;    /* producer: dead letters and snapshots */
+	struct metrics *mx;    /* NULL: metrics.listen unset */
+	struct items *items;   /* live catalog items (topic.items); NULL: off */
+	int64_t next_items_ms; /* earliest next swap of live items */
+	rd_kafka_t *rk;        /* consumer */
+	rd_kafka_t *rkp;       /* producer: dead letters and snapshots */
 
 	struct part *parts;
 	size_t n_parts;
@@ -1510,6 +1514,28 @@ consumer_render(void *opaque, char *buf, size_t size)
 	GAUGE("model_version", "HPAR model_version of the model serving.", c->model_version);
 	GAUGE("dead_letters_in_flight", "Dead letters not yet acknowledged by Kafka.",
 	    dlq_in_flight(c->dlq));
+	GAUGE("model_items", "Items of the serving model (model file plus live items).",
+	    model_n_items(c->m));
+	if (c->items != NULL) {
+		const struct items_counters *ic = items_counters(c->items);
+
+		COUNTER("live_items_added_total",
+		    "Item updates from topic.items taken into the live catalog.", ic->added);
+		COUNTER("live_items_withdrawn_total", "Live items withdrawn by a tombstone.",
+		    ic->withdrawn);
+		COUNTER("live_items_known_total",
+		    "Item updates and tombstones of model-file items (ignored).", ic->known);
+		for (int i = 0; i < ITEMS_N_REFUSALS; i++) {
+			snprintf(lab, sizeof(lab), "{reason=\"%s\"}",
+			    items_refusal_name((enum items_refusal)i));
+			consumer_metric(buf, size, &o, "interestd_live_items_refused_total",
+			    "counter", "Item updates dead-lettered (bad_item_update:<reason>).",
+			    lab, ic->refused[i], i == 0);
+		}
+		COUNTER("live_items_stale_total",
+		    "Live items left out of a model: placed against another catalog.", ic->stale);
+		GAUGE("live_items", "Live items received from topic.items.", items_live(c->items));
+	}
 #undef COUNTER
 #undef GAUGE
 	if (o >= size) {
@@ -1628,6 +1654,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		return NULL;
 	}
 	c->cfg = cfg;
+	c->base = m;
 	c->m = m;
 	c->dec = dec;
 	c->loader = loader;
@@ -1677,6 +1704,9 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
+	if (cfg->topic_items != NULL &&
+	    (c->items = items_new(cfg, c->base, c->dlq, errstr, errstr_size)) == NULL)
+		goto fail;
 	if ((conf = consumer_kafka_conf(c, 0, errstr, errstr_size)) == NULL)
 		goto fail;
 	c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, kerr, sizeof(kerr));
@@ -1702,6 +1732,7 @@ consumer_free(struct consumer *c)
 	if (c == NULL)
 		return;
 	metrics_free(c->mx);
+	items_free(c->items);
 	if (c->rk != NULL)
 		rd_kafka_destroy(c->rk);
 	if (c->rkp != NULL)
@@ -1716,7 +1747,9 @@ consumer_free(struct consumer *c)
 	snapshot_free(c->snap);
 	notify_free(c->notify);
 	decoder_free(c->dec);
-	model_free(c->m);
+	if (c->m != c->base)
+		model_free(c->m);
+	model_free(c->base);
 	config_free(c->cfg);
 	free(c->slots);
 	free(c->uev);
@@ -1760,6 +1793,7 @@ consumer_take_reloadable(struct consumer *c, struct config *nc)
 	cfg->snapshot_max_interval_s = nc->snapshot_max_interval_s;
 	cfg->log_level = nc->log_level;
 	cfg->shutdown_timeout_ms = nc->shutdown_timeout_ms;
+	cfg->items_apply_interval_ms = nc->items_apply_interval_ms;
 	tmp = cfg->model_path;
 	cfg->model_path = nc->model_path;
 	nc->model_path = tmp;
@@ -1767,20 +1801,129 @@ consumer_take_reloadable(struct consumer *c, struct config *nc)
 }
 
 /*
+ * Swaps in a new serving model m2 over the model file base2 (base2 may be
+ * the current base, m2 may be base2): flushes every dirty user with the old
+ * model, commits, rebuilds the model-sized objects, swaps, frees what the
+ * old pair no longer shares. Takes base2 and m2 (freed on failure; the old
+ * model keeps serving). Returns 0, CONSUMER_SWAP_REDIS (the pre-swap flush
+ * failed: the outage mode is on) or CONSUMER_SWAP_NOMEM, err set.
+ */
+#define CONSUMER_SWAP_REDIS (-1)
+#define CONSUMER_SWAP_NOMEM (-2)
+static int
+consumer_swap_model(struct consumer *c, struct model *base2, struct model *m2, const char *what,
+    char *err, size_t err_size)
+{
+	struct updater *up2;
+	struct userview *uv2;
+	struct user_state *scratch2;
+	float *vec2;
+	int ret;
+
+	/* Everything dirty goes out with the model that computed it. */
+	if (consumer_flush(c, err, err_size) != 0) {
+		consumer_redis_down(c, what, err);
+		ret = CONSUMER_SWAP_REDIS;
+		goto fail;
+	}
+	consumer_commit(c, -1);
+	if (consumer_model_objects(c, m2, &up2, &uv2, &scratch2, &vec2) != 0) {
+		snprintf(err, err_size, "out of memory");
+		ret = CONSUMER_SWAP_NOMEM;
+		goto fail;
+	}
+	if (users_set_hparams(c->users, model_hparams(m2)) != 0)
+		users_drop_all(c->users); /* all clean after the flush: they reload from Redis */
+	updater_free(c->up);
+	userview_free(c->uv);
+	state_free(c->scratch);
+	free(c->vec);
+	if (c->m != c->base)
+		model_free(c->m); /* an extension: never shared */
+	if (c->base != base2)
+		model_free(c->base);
+	c->up = up2;
+	c->uv = uv2;
+	c->scratch = scratch2;
+	c->vec = vec2;
+	c->base = base2;
+	c->m = m2;
+	c->model_version = model_hparams(m2)->model_version;
+	if (c->items != NULL)
+		items_set_base(c->items, c->base);
+	consumer_set_snap_limit(c);
+	c->tier_names_pending = 1;
+	if (!c->redis_down && sink_redis_write_tier_names(c->sink, c->m, err, err_size) == 0)
+		c->tier_names_pending = 0;
+	else if (!c->redis_down)
+		log_warn("event=tier_names_write_failed error=\"%s\" action=retry_later", err);
+	return 0;
+fail:
+	if (m2 != base2)
+		model_free(m2);
+	if (base2 != c->base)
+		model_free(base2);
+	return ret;
+}
+
+/*
+ * The serving model for base: base extended by the live items it lacks, or
+ * base itself (also when the live items cannot be added: logged).
+ */
+static struct model *
+consumer_with_live_items(struct consumer *c, struct model *base)
+{
+	char err[CONSUMER_ERR_MAX];
+	struct model *ext = NULL;
+
+	if (c->items == NULL)
+		return base;
+	if (items_build(c->items, base, &ext, err, sizeof(err)) != 0) {
+		log_error("event=live_items_not_applied error=\"%s\" action=model_file_alone", err);
+		return base;
+	}
+	return ext != NULL ? ext : base;
+}
+
+/*
+ * Live items changed: swaps in the model file plus the current live items
+ * (same model_version: users are not re-warmed). Retried later on failure.
+ */
+static void
+consumer_apply_live_items(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+	struct model *m2;
+	uint32_t before = model_n_items(c->m);
+
+	m2 = consumer_with_live_items(c, c->base);
+	if (m2 == c->base && c->m == c->base) {
+		items_applied(c->items); /* nothing to add, nothing was added */
+		return;
+	}
+	if (consumer_swap_model(c, c->base, m2, "live_items", err, sizeof(err)) != 0) {
+		log_error("event=live_items_swap_failed error=\"%s\" action=retry_later", err);
+		return;
+	}
+	items_applied(c->items);
+	log_info("event=live_items_applied live_items=%zu items=%" PRIu32 " before=%" PRIu32
+		 " base_items=%" PRIu32,
+	    items_live(c->items), model_n_items(c->m), before, model_n_items(c->base));
+}
+
+/*
  * SIGHUP: re-reads the config (reloadable keys), loads the model aside,
- * flushes every user with the old model, swaps. Users re-warm on their next
- * event. On any failure the old model keeps serving.
+ * extends it with the live items, flushes every user with the old model,
+ * swaps. Users re-warm on their next event. On any failure the old model
+ * keeps serving.
  */
 static void
 consumer_reload(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX], names[CONSUMER_ERR_MAX];
 	struct model *m2;
-	struct updater *up2;
-	struct userview *uv2;
-	struct user_state *scratch2;
-	float *vec2;
 	uint64_t old_version = c->model_version;
+	int ret;
 
 	notify_reloading(c->notify);
 	c->n.reloads++;
@@ -1812,42 +1955,21 @@ consumer_reload(struct consumer *c)
 		notify_ready(c->notify, "model reload failed; old model kept");
 		return;
 	}
-	/* Everything dirty goes out with the model that computed it. */
-	if (consumer_flush(c, err, sizeof(err)) != 0) {
-		log_error("model reload FAILED: redis unavailable for the pre-swap flush: %s", err);
-		consumer_redis_down(c, "reload", err);
+	ret =
+	    consumer_swap_model(c, m2, consumer_with_live_items(c, m2), "reload", err, sizeof(err));
+	if (ret != 0) {
+		if (ret == CONSUMER_SWAP_REDIS)
+			log_error(
+			    "model reload FAILED: redis unavailable for the pre-swap flush: %s",
+			    err);
+		else
+			log_error("model reload FAILED: %s", err);
 		c->n.reload_failures++;
-		model_free(m2);
 		notify_ready(c->notify, "model reload failed; old model kept");
 		return;
 	}
-	consumer_commit(c, -1);
-	if (consumer_model_objects(c, m2, &up2, &uv2, &scratch2, &vec2) != 0) {
-		log_error("model reload FAILED: out of memory");
-		c->n.reload_failures++;
-		model_free(m2);
-		notify_ready(c->notify, "model reload failed; old model kept");
-		return;
-	}
-	if (users_set_hparams(c->users, model_hparams(m2)) != 0)
-		users_drop_all(c->users); /* all clean after the flush: they reload from Redis */
-	updater_free(c->up);
-	userview_free(c->uv);
-	state_free(c->scratch);
-	free(c->vec);
-	model_free(c->m);
-	c->up = up2;
-	c->uv = uv2;
-	c->scratch = scratch2;
-	c->vec = vec2;
-	c->m = m2;
-	c->model_version = model_hparams(m2)->model_version;
-	consumer_set_snap_limit(c);
-	c->tier_names_pending = 1;
-	if (!c->redis_down && sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
-		c->tier_names_pending = 0;
-	else if (!c->redis_down)
-		log_warn("event=tier_names_write_failed error=\"%s\" action=retry_later", err);
+	if (c->items != NULL)
+		items_applied(c->items);
 	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
 		 " items=%" PRIu32 " users_cached=%zu",
 	    c->cfg->model_path, old_version, c->model_version, model_n_items(c->m),
@@ -1948,6 +2070,13 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 	rd_kafka_resp_err_t kerr;
 	int64_t now = mono_ms();
 
+	if (c->items != NULL) {
+		/* Events naming live items must find them: read topic.items first. */
+		notify_status(c->notify, "reading topic.items");
+		items_catch_up(c->items, c->cfg->items_startup_timeout_ms);
+		if (items_pending(c->items))
+			consumer_apply_live_items(c);
+	}
 	rd_kafka_topic_partition_list_add(sub, c->cfg->topic_events, RD_KAFKA_PARTITION_UA);
 	kerr = rd_kafka_subscribe(c->rk, sub);
 	rd_kafka_topic_partition_list_destroy(sub);
@@ -1982,6 +2111,13 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		rd_kafka_poll(c->rkp, 0);
 
 		now = mono_ms();
+		if (c->items != NULL) {
+			items_poll(c->items);
+			if (!c->redis_down && items_pending(c->items) && now >= c->next_items_ms) {
+				consumer_apply_live_items(c);
+				c->next_items_ms = now + c->cfg->items_apply_interval_ms;
+			}
+		}
 		if (!c->ready && c->assigned_once) {
 			/* Also with an empty assignment: an idle spare instance is healthy. */
 			c->ready = 1;
