@@ -47,6 +47,7 @@
 #define CONSUMER_LIST_MAX             512   /* partition list in a log line */
 #define CONSUMER_REWARM_MAX           64    /* ring_len's upper bound (schemas/modelfile.md) */
 #define CONSUMER_COMMITTED_TIMEOUT_MS 10000 /* committed-offset fetch for the failover check */
+#define CONSUMER_PROBLEM_LOG_EVERY_MS 60000 /* auth / ACL errors: one line per reason this often */
 /*
  * Cached user states beyond this are evicted after a flush, least recently
  * seen first (they reload from Redis on their next event). A constant until
@@ -152,6 +153,16 @@ struct consumer {
 	int fatal;
 	int in_batch; /* process_batch running (re-entrancy guard) */
 	struct consumer_counters n;
+
+	/* For /metrics and the operator's error lines. */
+	struct metrics_histogram batch_s;  /* consumer_process_batch of a polled batch */
+	struct metrics_histogram commit_s; /* successful rd_kafka_commit calls */
+	double model_load_s;               /* the last timed model load; 0: none yet */
+	int64_t model_loaded_ms;           /* wall clock when the serving model was taken */
+	uint64_t kafka_auth_failures;
+	uint64_t redis_denials;
+	struct log_throttle auth_log;   /* Kafka authentication failures */
+	struct log_throttle denied_log; /* Redis NOPERM */
 };
 
 static int64_t
@@ -170,6 +181,16 @@ wall_ms(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* CLOCK_MONOTONIC in seconds, for the timing histograms. */
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* ---- partitions ---------------------------------------------------------- */
@@ -245,18 +266,49 @@ consumer_resume_all(struct consumer *c)
 
 /* ---- Redis outage -------------------------------------------------------- */
 
+/*
+ * Redis refused a command or key to redis.user (NOPERM): not an outage but
+ * an ACL to fix, so an error line naming it (once per distinct message per
+ * CONSUMER_PROBLEM_LOG_EVERY_MS) and the STATUS. The caller still pauses and
+ * retries: granting the permission heals it without a restart.
+ */
+static void
+consumer_redis_denied(struct consumer *c, const char *what, const char *err)
+{
+	char status[CONSUMER_ERR_MAX];
+	uint64_t suppressed;
+
+	c->redis_denials++;
+	if (!log_throttle_pass(&c->denied_log, err, strlen(err), mono_ms(),
+		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
+		return;
+	log_error("event=redis_permission_denied during=%s user=%s error=\"%s\" "
+		  "suppressed=%" PRIu64 " action=pause_and_retry "
+		  "hint=\"grant the command or key pattern to this ACL user (docs/SECURITY.md); "
+		  "no restart needed\"",
+	    what, c->cfg->redis_user != NULL ? c->cfg->redis_user : "default", err, suppressed);
+	snprintf(status, sizeof(status), "redis permission denied, partitions paused: %s", err);
+	notify_status(c->notify, status);
+}
+
 /* Redis failed: pause everything, keep polling, retry with backoff. */
 static void
 consumer_redis_down(struct consumer *c, const char *what, const char *err)
 {
 	int64_t now = mono_ms();
+	int denied = sink_redis_permission_denied(c->sink);
 
+	if (denied)
+		consumer_redis_denied(c, what, err);
 	if (!c->redis_down) {
-		log_warn("event=redis_unavailable during=%s error=\"%s\" action=pause", what, err);
+		if (!denied) {
+			log_warn("event=redis_unavailable during=%s error=\"%s\" action=pause",
+			    what, err);
+			notify_status(c->notify, "redis unavailable, partitions paused");
+		}
 		c->redis_down = 1;
 		c->down_since_ms = now;
 		c->backoff_ms = CONSUMER_BACKOFF_MIN_MS;
-		notify_status(c->notify, "redis unavailable, partitions paused");
 	} else {
 		c->backoff_ms *= 2;
 		if (c->backoff_ms > CONSUMER_BACKOFF_MAX_MS)
@@ -626,6 +678,7 @@ consumer_commit(struct consumer *c, int32_t only)
 {
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
+	double t0;
 	int n = 0;
 
 	if (c->fatal)
@@ -649,7 +702,9 @@ consumer_commit(struct consumer *c, int32_t only)
 		    (only < 0 || (int32_t)i == only))
 			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)
 			    ->offset = c->parts[i].next_offset;
+	t0 = mono_s();
 	err = rd_kafka_commit(c->rk, l, 0);
+	t0 = mono_s() - t0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -661,6 +716,7 @@ consumer_commit(struct consumer *c, int32_t only)
 				c->parts[tp->partition].committed = tp->offset;
 		}
 		c->n.commits++;
+		metrics_histogram_observe(&c->commit_s, t0);
 	} else {
 		c->n.commit_failures++;
 		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
@@ -1133,6 +1189,7 @@ consumer_process_batch(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
 	int64_t now_wall = wall_ms(), now_mono = mono_ms();
+	double t0 = mono_s();
 	int oom = 0;
 
 	if (c->n_slots == 0 || c->in_batch)
@@ -1231,6 +1288,7 @@ consumer_process_batch(struct consumer *c)
 	consumer_destroy_batch(c);
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
+	metrics_histogram_observe(&c->batch_s, mono_s() - t0);
 }
 
 /* ---- rebalance ----------------------------------------------------------- */
@@ -1382,6 +1440,53 @@ consumer_rebalance_cb(
 
 /* ---- client callbacks ------------------------------------------------------ */
 
+/*
+ * The broker refused our credentials (SASL) or the TLS handshake failed on
+ * authentication: librdkafka retries forever, so this is the one thing the
+ * operator must see. An error line naming protocol, mechanism and the
+ * broker's reason once per distinct reason per CONSUMER_PROBLEM_LOG_EVERY_MS
+ * (librdkafka's " (after N ms in state X...)" tail does not make a reason
+ * distinct), and the STATUS line.
+ */
+static void
+consumer_auth_failed(struct consumer *c, rd_kafka_t *rk, const char *reason)
+{
+	char mech[64] = "", proto[32] = "", status[CONSUMER_ERR_MAX];
+	size_t mech_len = sizeof(mech), proto_len = sizeof(proto);
+	const char *tail = strstr(reason, " (after ");
+	int len = tail != NULL ? (int)(tail - reason) : (int)strlen(reason);
+	uint64_t suppressed;
+
+	c->kafka_auth_failures++;
+	if (!log_throttle_pass(&c->auth_log, reason, (size_t)len, mono_ms(),
+		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
+		return;
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "sasl.mechanisms", mech, &mech_len) !=
+	    RD_KAFKA_CONF_OK)
+		snprintf(mech, sizeof(mech), "unknown");
+	if (rd_kafka_conf_get(rd_kafka_conf(rk), "security.protocol", proto, &proto_len) !=
+	    RD_KAFKA_CONF_OK)
+		snprintf(proto, sizeof(proto), "unknown");
+	log_error("event=kafka_authentication_failed client=%s security_protocol=%s "
+		  "sasl_mechanism=%s error=\"%.*s\" suppressed=%" PRIu64 " action=retry "
+		  "hint=\"check kafka.sasl.username/password and the broker's credentials for "
+		  "this mechanism\"",
+	    rd_kafka_name(rk), proto, mech, len, reason, suppressed);
+	snprintf(status, sizeof(status), "kafka authentication failed (%s, %s), retrying: %.*s",
+	    proto, mech, len, reason);
+	notify_status(c->notify, status);
+}
+
+/*
+ * librdkafka's own log lines (log.queue: served from our polls, in the main
+ * thread), into our log format as event=kafka_log at the mapped level.
+ */
+static void
+consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	log_library(level, "kafka_log", rd_kafka_name(rk), fac, buf);
+}
+
 static void
 consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -1394,6 +1499,10 @@ consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 		log_error("event=kafka_fatal client=%s error=\"%s: %s\" action=shutdown",
 		    rd_kafka_name(rk), rd_kafka_err2name(ferr), fatal);
 		c->fatal = 1;
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__AUTHENTICATION) {
+		consumer_auth_failed(c, rk, reason);
 		return;
 	}
 	log_warn("event=kafka_error client=%s error=\"%s: %s\"", rd_kafka_name(rk),
@@ -1442,6 +1551,90 @@ consumer_metric(char *buf, size_t size, size_t *o, const char *name, const char 
 		*o = size; /* truncated: stop at the last whole line */
 }
 
+/*
+ * Lag and committed offset of every owned partition. Lag = the high
+ * watermark librdkafka has cached (updated by each fetch response, so while
+ * partitions are paused it is the one seen last) minus the next offset this
+ * instance will process (rewound batches count as not processed); a
+ * partition with neither known yet is left out.
+ */
+static void
+consumer_render_lag(struct consumer *c, char *buf, size_t size, size_t *o)
+{
+	const char *topic = c->cfg->topic_events;
+	rd_kafka_topic_partition_list_t *l = consumer_assigned_list(c);
+
+	rd_kafka_position(c->rk, l); /* errors: the offsets stay invalid */
+	metrics_family(buf, size, o, "interestd_consumer_lag", "gauge",
+	    "Messages of an owned partition not processed yet: high watermark minus position.");
+	for (int i = 0; i < l->cnt; i++) {
+		int32_t p = l->elems[i].partition;
+		int64_t lo, hi, pos = c->parts[p].next_offset;
+
+		if (l->elems[i].offset >= 0 && (pos < 0 || l->elems[i].offset < pos))
+			pos = l->elems[i].offset;
+		if (rd_kafka_get_watermark_offsets(c->rk, topic, p, &lo, &hi) !=
+			RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    hi < 0 || pos < 0)
+			continue;
+		metrics_printf(buf, size, o,
+		    "interestd_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"} %" PRId64 "\n",
+		    topic, p, hi > pos ? hi - pos : 0);
+	}
+	metrics_family(buf, size, o, "interestd_consumer_committed_offset", "gauge",
+	    "Offset this instance last committed for an owned partition (the next to read).");
+	for (int i = 0; i < l->cnt; i++) {
+		int32_t p = l->elems[i].partition;
+
+		if (c->parts[p].committed >= 0)
+			metrics_printf(buf, size, o,
+			    "interestd_consumer_committed_offset{topic=\"%s\",partition=\"%" PRId32
+			    "\"} %" PRId64 "\n",
+			    topic, p, c->parts[p].committed);
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Everything after the counters: lag, timings, model, operator problems. */
+static void
+consumer_render_more(struct consumer *c, char *buf, size_t size, size_t *o)
+{
+	char lab[32];
+
+	consumer_render_lag(c, buf, size, o);
+	metrics_family(buf, size, o, "interestd_batch_seconds", "histogram",
+	    "Processing time of one polled batch: decode, dead letters, state loads, apply.");
+	metrics_histogram_render(&c->batch_s, "interestd_batch_seconds", NULL, buf, size, o);
+	metrics_family(buf, size, o, "interestd_redis_pipeline_seconds", "histogram",
+	    "Round trip of one successful Redis script pipeline (WAIT included), by op.");
+	for (int op = 0; op < SINK_OP_COUNT; op++) {
+		snprintf(lab, sizeof(lab), "op=\"%s\"", sink_op_name((enum sink_op)op));
+		metrics_histogram_render(sink_redis_latency(c->sink, (enum sink_op)op),
+		    "interestd_redis_pipeline_seconds", lab, buf, size, o);
+	}
+	metrics_family(buf, size, o, "interestd_commit_seconds", "histogram",
+	    "Round trip of one successful offset commit.");
+	metrics_histogram_render(&c->commit_s, "interestd_commit_seconds", NULL, buf, size, o);
+	if (c->model_load_s > 0) {
+		metrics_family(buf, size, o, "interestd_model_load_seconds", "gauge",
+		    "Time the last successful model load (SIGHUP) took.");
+		metrics_printf(
+		    buf, size, o, "interestd_model_load_seconds %.6f\n", c->model_load_s);
+	}
+	metrics_family(buf, size, o, "interestd_model_loaded_timestamp_seconds", "gauge",
+	    "Unix time the serving model was taken into service.");
+	metrics_printf(buf, size, o, "interestd_model_loaded_timestamp_seconds %.3f\n",
+	    (double)c->model_loaded_ms / 1000.0);
+	metrics_family(buf, size, o, "interestd_kafka_auth_failures_total", "counter",
+	    "Kafka authentication failures reported by librdkafka (retried).");
+	metrics_printf(buf, size, o, "interestd_kafka_auth_failures_total %" PRIu64 "\n",
+	    c->kafka_auth_failures);
+	metrics_family(buf, size, o, "interestd_redis_permission_denied_total", "counter",
+	    "Redis calls refused to redis.user by its ACL (NOPERM; retried).");
+	metrics_printf(buf, size, o, "interestd_redis_permission_denied_total %" PRIu64 "\n",
+	    c->redis_denials);
+}
+
 static size_t
 consumer_render(void *opaque, char *buf, size_t size)
 {
@@ -1451,7 +1644,7 @@ consumer_render(void *opaque, char *buf, size_t size)
 	struct consumer *c = opaque;
 	const struct consumer_counters *n = &c->n;
 	char lab[64];
-	size_t o = 0, last;
+	size_t o = 0;
 
 #define COUNTER(name, help, v)                                                                     \
 	consumer_metric(buf, size, &o, "interestd_" name, "counter", help, NULL, v, 1)
@@ -1538,13 +1731,8 @@ consumer_render(void *opaque, char *buf, size_t size)
 	}
 #undef COUNTER
 #undef GAUGE
-	if (o >= size) {
-		/* Cut back to the last complete line. */
-		for (last = size; last > 0 && buf[last - 1] != '\n'; last--)
-			;
-		o = last;
-	}
-	return o;
+	consumer_render_more(c, buf, size, &o);
+	return metrics_text_end(buf, size, o);
 }
 
 /* ---- construction ---------------------------------------------------------- */
@@ -1606,6 +1794,10 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 		consumer_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) !=
 		    0))
 		goto fail;
+	/* Log lines come through our polls (main thread) in our format. */
+	if (consumer_conf_set(conf, "log.queue", "true", errstr, errstr_size) != 0)
+		goto fail;
+	rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
 	rd_kafka_conf_set_opaque(conf, c);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 	if (producer)
@@ -1638,6 +1830,17 @@ consumer_model_objects(struct consumer *c, const struct model *m, struct updater
 	return 0;
 }
 
+/* Sends rk's log lines to its main queue (the consumer's: its poll queue). */
+static void
+consumer_log_queue(rd_kafka_t *rk)
+{
+	rd_kafka_resp_err_t err = rd_kafka_set_log_queue(rk, NULL);
+
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("event=kafka_log_queue_failed client=%s error=\"%s\"", rd_kafka_name(rk),
+		    rd_kafka_err2str(err));
+}
+
 struct consumer *
 consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
     consumer_config_loader *loader, void *loader_opaque, char *errstr, size_t errstr_size)
@@ -1662,6 +1865,9 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->model_version = model_hparams(m)->model_version;
 	c->cap_slots = (size_t)cfg->batch_max_events;
 	c->cap_flush = (size_t)cfg->flush_max_users;
+	metrics_histogram_init_latency(&c->batch_s);
+	metrics_histogram_init_latency(&c->commit_s);
+	c->model_loaded_ms = wall_ms(); /* loaded by the caller just before */
 	c->slots = calloc(c->cap_slots, sizeof(*c->slots));
 	c->uev = calloc(c->cap_slots, sizeof(*c->uev));
 	c->load_ids = calloc(c->cap_slots, sizeof(*c->load_ids));
@@ -1699,6 +1905,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		snprintf(errstr, errstr_size, "kafka producer: %s", kerr);
 		goto fail;
 	}
+	consumer_log_queue(c->rkp);
 	c->dlq = dlq_new(c->rkp, cfg->topic_dlq);
 	if (c->dlq == NULL) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -1716,6 +1923,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		goto fail;
 	}
 	rd_kafka_poll_set_consumer(c->rk);
+	consumer_log_queue(c->rk);
 	if (cfg->metrics_listen != NULL &&
 	    (c->mx = metrics_new(cfg->metrics_listen, consumer_render, c, errstr, errstr_size)) ==
 		NULL)
@@ -1921,6 +2129,7 @@ static void
 consumer_reload(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX], names[CONSUMER_ERR_MAX];
+	double load_s;
 	struct model *m2;
 	uint64_t old_version = c->model_version;
 	int ret;
@@ -1942,7 +2151,9 @@ consumer_reload(struct consumer *c)
 		consumer_take_reloadable(c, nc);
 		config_free(nc);
 	}
+	load_s = mono_s();
 	m2 = model_load(c->cfg->model_path, err, sizeof(err));
+	load_s = mono_s() - load_s;
 	if (m2 != NULL && !model_has_weights(m2)) {
 		snprintf(err, sizeof(err), "%s is a catalog, not a model (no HPAR/WGHT sections)",
 		    c->cfg->model_path);
@@ -1970,6 +2181,8 @@ consumer_reload(struct consumer *c)
 	}
 	if (c->items != NULL)
 		items_applied(c->items);
+	c->model_load_s = load_s;
+	c->model_loaded_ms = wall_ms();
 	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
 		 " items=%" PRIu32 " users_cached=%zu",
 	    c->cfg->model_path, old_version, c->model_version, model_n_items(c->m),

@@ -73,8 +73,9 @@ int items_catch_up(struct items *it, int timeout_ms);
 
 /*
  * Without blocking on records: looks the topic's partitions up again every
- * few seconds (a metadata request of at most 500 ms), then takes what has
- * arrived (at most a few thousand records per call).
+ * 2 s while it has none, every 30 s once it has (a metadata request of at
+ * most 500 ms; 30 s after a failed one), then takes what has arrived (at
+ * most 4096 records per call).
  */
 void items_poll(struct items *it);
 

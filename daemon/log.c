@@ -99,6 +99,20 @@ log_vwrite(enum log_level level, int errnum, const char *fmt, va_list ap)
 	fputs(line, stderr);
 }
 
+/* log_vwrite at a level chosen at run time (the threshold already checked). */
+static void log_emit(enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+log_emit(enum log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, -1, fmt, ap);
+	va_end(ap);
+}
+
 #define LOG_DEFINE(fn, lvl, with_errno)                                                            \
 	void fn(const char *fmt, ...)                                                              \
 	{                                                                                          \
@@ -118,3 +132,62 @@ LOG_DEFINE(log_info, LOG_LEVEL_INFO, 0)
 LOG_DEFINE(log_debug, LOG_LEVEL_DEBUG, 0)
 LOG_DEFINE(log_error_errno, LOG_LEVEL_ERROR, 1)
 LOG_DEFINE(log_warn_errno, LOG_LEVEL_WARN, 1)
+
+/* syslog priority (0 emerg .. 7 debug) to our level. */
+static enum log_level
+log_from_syslog(int syslog_level)
+{
+	if (syslog_level <= 3)
+		return LOG_LEVEL_ERROR;
+	if (syslog_level == 4)
+		return LOG_LEVEL_WARN;
+	if (syslog_level <= 6)
+		return LOG_LEVEL_INFO;
+	return LOG_LEVEL_DEBUG;
+}
+
+void
+log_library(int syslog_level, const char *event, const char *client, const char *facility,
+    const char *message)
+{
+	enum log_level level = log_from_syslog(syslog_level);
+	char esc[LOG_LINE_MAX / 2];
+	size_t o = 0;
+
+	if (level > log_state.level)
+		return;
+	for (const char *p = message; *p != '\0' && o + 5 < sizeof(esc); p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '"' || ch == '\\') {
+			esc[o++] = '\\';
+			esc[o++] = (char)ch;
+		} else if (ch < 0x20 || ch == 0x7f) {
+			esc[o++] = ' '; /* newlines and tabs would split or skew the line */
+		} else {
+			esc[o++] = (char)ch;
+		}
+	}
+	esc[o] = '\0';
+	log_emit(
+	    level, "event=%s client=%s facility=%s message=\"%s\"", event, client, facility, esc);
+}
+
+int
+log_throttle_pass(struct log_throttle *t, const char *key, size_t key_len, int64_t now_ms,
+    int64_t every_ms, uint64_t *suppressed)
+{
+	if (key_len >= sizeof(t->key))
+		key_len = sizeof(t->key) - 1;
+	if (t->last_ms != 0 && strncmp(t->key, key, key_len) == 0 && t->key[key_len] == '\0' &&
+	    now_ms - t->last_ms < every_ms) {
+		t->suppressed++;
+		return 0;
+	}
+	*suppressed = t->suppressed;
+	t->suppressed = 0;
+	t->last_ms = now_ms != 0 ? now_ms : 1;
+	memcpy(t->key, key, key_len);
+	t->key[key_len] = '\0';
+	return 1;
+}

@@ -6,6 +6,9 @@
 #ifndef DAEMON_LOG_H
 #define DAEMON_LOG_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 /*
@@ -39,5 +42,37 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  */
 void log_error_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * A line from a library's own logger (librdkafka's log_cb), at the level
+ * mapped from its syslog level (0-3 error, 4 warn, 5-6 info, 7 debug):
+ * "event=<event> client=<client> facility=<facility> message=\"<message>\"",
+ * with quotes, backslashes and control characters of message escaped so the
+ * line stays one key=value line. Safe to call from the library's threads.
+ */
+void log_library(int syslog_level, const char *event, const char *client, const char *facility,
+    const char *message);
+
+/* Longest throttle key kept; longer keys are compared on this prefix. */
+#define LOG_THROTTLE_KEY_MAX 256
+
+/*
+ * Rate limit for a repeating error: one line per distinct key per interval.
+ * Zero-initialise; not thread-safe (keep it with the code that logs).
+ */
+struct log_throttle {
+	char key[LOG_THROTTLE_KEY_MAX];
+	int64_t last_ms;     /* when the key was last let through */
+	uint64_t suppressed; /* held back since then */
+};
+
+/*
+ * 1 when the message keyed key (key_len bytes) is to be logged now: its key
+ * differs from the last one let through, or every_ms have passed since
+ * (now_ms: CLOCK_MONOTONIC milliseconds); *suppressed then gets how many
+ * were held back in between. 0 (counted) otherwise.
+ */
+int log_throttle_pass(struct log_throttle *t, const char *key, size_t key_len, int64_t now_ms,
+    int64_t every_ms, uint64_t *suppressed);
 
 #endif

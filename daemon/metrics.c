@@ -24,7 +24,7 @@
 
 #include "log.h"
 
-#define METRICS_BODY_MAX    65536
+#define METRICS_BODY_MAX    (1 << 20) /* lag lines grow with the partitions owned */
 #define METRICS_REQUEST_MAX 2048
 #define METRICS_READ_MS     200 /* a client gets this long to send its request */
 #define METRICS_ACCEPT_MAX  16  /* connections answered per metrics_serve call */

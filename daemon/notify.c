@@ -38,13 +38,34 @@ notify_free(struct notify *n)
 	free(n);
 }
 
+/*
+ * status as one STATUS= value in buf: control characters (a newline would
+ * start another assignment, e.g. READY=1, in the message) become spaces;
+ * cut at NOTIFY_MAX - 1 bytes. Texts from brokers and servers pass here.
+ */
+static const char *
+notify_clean(const char *status, char *buf)
+{
+	size_t i = 0;
+
+	for (; status[i] != '\0' && i < NOTIFY_MAX - 1; i++) {
+		unsigned char ch = (unsigned char)status[i];
+
+		buf[i] = ch < 0x20 || ch == 0x7f ? ' ' : (char)ch;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
 void
 notify_ready(struct notify *n, const char *status)
 {
+	char buf[NOTIFY_MAX];
+
 	if (!n->enabled)
 		return;
 	if (status != NULL)
-		sd_notifyf(0, "READY=1\nSTATUS=%s", status);
+		sd_notifyf(0, "READY=1\nSTATUS=%s", notify_clean(status, buf));
 	else
 		sd_notify(0, "READY=1");
 }
@@ -52,8 +73,10 @@ notify_ready(struct notify *n, const char *status)
 void
 notify_status(struct notify *n, const char *status)
 {
+	char buf[NOTIFY_MAX];
+
 	if (n->enabled)
-		sd_notifyf(0, "STATUS=%s", status);
+		sd_notifyf(0, "STATUS=%s", notify_clean(status, buf));
 }
 
 void

@@ -15,9 +15,13 @@ struct notify;
 struct notify *notify_new(void);
 void notify_free(struct notify *n);
 
-/* READY=1 with a STATUS line (status may be NULL). */
+/*
+ * READY=1 with a STATUS line (status may be NULL). Status texts may quote a
+ * server's error message: control characters become spaces (one line, no
+ * injected assignments) and they are cut at 255 bytes.
+ */
 void notify_ready(struct notify *n, const char *status);
-/* STATUS=<text>. */
+/* STATUS=<text>, cleaned as for notify_ready. */
 void notify_status(struct notify *n, const char *status);
 /* RELOADING=1 and MONOTONIC_USEC=<now>; follow with notify_ready when done. */
 void notify_reloading(struct notify *n);

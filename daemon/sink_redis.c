@@ -19,6 +19,7 @@
 #include <hiredis/hiredis.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "modelfile.h"
 #include "state.h"
 
@@ -147,8 +148,11 @@ struct sink_redis {
 	size_t *argvlen;
 	size_t *argoff; /* argument offsets into buf, before pointers are fixed */
 	size_t argcap;
-	size_t *retry; /* user indices to re-send after NOSCRIPT */
+	size_t *retry; /* item indices to re-send after NOSCRIPT */
 	size_t retry_cap;
+
+	int denied; /* the last failed call met a NOPERM reply (ACL) */
+	struct metrics_histogram lat[SINK_OP_COUNT]; /* successful script pipelines, seconds */
 };
 
 const char *
@@ -280,6 +284,21 @@ sink_disconnect(struct sink_redis *sink)
 	sink->ctx = NULL;
 }
 
+/*
+ * The text of a failed reply for errstr: an error reply's own text, else
+ * unexpected. A NOPERM error (Redis refused a command or key to our ACL
+ * user) is noted for sink_redis_permission_denied.
+ */
+static const char *
+reply_error(struct sink_redis *sink, const redisReply *r, const char *unexpected)
+{
+	if (r->type != REDIS_REPLY_ERROR)
+		return unexpected;
+	if (strncmp(r->str, "NOPERM", 6) == 0)
+		sink->denied = 1;
+	return r->str;
+}
+
 /* SCRIPT LOAD of one script into sha (SINK_SHA_LEN + 1 bytes). */
 static int
 sink_load_one(
@@ -295,7 +314,7 @@ sink_load_one(
 	}
 	if (r->type != REDIS_REPLY_STRING || r->len != SINK_SHA_LEN) {
 		snprintf(errstr, errstr_size, "redis SCRIPT LOAD: unexpected reply: %s",
-		    r->type == REDIS_REPLY_ERROR ? r->str : "not a SHA1");
+		    reply_error(sink, r, "not a SHA1"));
 		goto done;
 	}
 	memcpy(sha, r->str, SINK_SHA_LEN);
@@ -333,6 +352,7 @@ sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size)
 		.timeout_ms = sink->timeout_ms,
 	};
 
+	sink->denied = 0;
 	sink_disconnect(sink);
 	sink->ctx = endpoint_connect(&ep, errstr, errstr_size);
 	if (sink->ctx == NULL)
@@ -348,6 +368,7 @@ sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size)
 static int
 sink_ensure(struct sink_redis *sink, char *errstr, size_t errstr_size)
 {
+	sink->denied = 0;
 	if (sink->ctx != NULL)
 		return 0;
 	return sink_redis_reconnect(sink, errstr, errstr_size);
@@ -385,6 +406,8 @@ sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 	sink->wait_timeout_ms = cfg->redis_wait_timeout_ms;
 	sink->top_format = cfg->redis_top_format;
 	sink->ttl_s = cfg->redis_ttl_s;
+	for (int op = 0; op < SINK_OP_COUNT; op++)
+		metrics_histogram_init_latency(&sink->lat[op]);
 	if (sink_redis_reconnect(sink, errstr, errstr_size) < 0)
 		goto fail;
 	return sink;
@@ -819,7 +842,7 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	}
 	if (r->type != REDIS_REPLY_INTEGER)
 		snprintf(errstr, errstr_size, "redis WAIT: %s",
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		    reply_error(sink, r, "unexpected reply"));
 	else if (r->integer < sink->wait_replicas)
 		snprintf(errstr, errstr_size,
 		    "redis WAIT: %lld of %d replicas acknowledged within %d ms", r->integer,
@@ -830,13 +853,47 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	return ret;
 }
 
-int
-sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
-    char *errstr, size_t errstr_size)
+static double
+mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/*
+ * One batch of script calls (user writes, erasures, flushed-through
+ * markers): append(ctx, i) appends the EVALSHA of item i to the pipeline,
+ * take(ctx, i, r) accepts its reply (0) or not (-1, an error reply or an
+ * unexpected type), subject(ctx, i) names the item and its keys for errstr.
+ */
+struct sink_eval {
+	enum sink_op op;
+	const char *what; /* "flush", "erase", "flushed marker" */
+	int (*append)(struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr,
+	    size_t errstr_size);
+	int (*take)(void *ctx, size_t i, const redisReply *r);
+	void (*subject)(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size);
+	void *ctx;
+};
+
+/*
+ * Runs ev over items 0..n: every call pipelined, then every reply read;
+ * items whose script was missing (NOSCRIPT: SCRIPT FLUSH, a failover) are
+ * sent once more after the scripts are loaded again; then WAIT when
+ * redis.wait_replicas > 0. The scripts are idempotent, so the caller may
+ * repeat the whole batch after a failure. Times the successful ones into
+ * sink->lat[ev->op]. Returns 0, or -1 (errstr names the first item that
+ * failed and its keys).
+ */
+static int
+sink_eval_run(
+    struct sink_redis *sink, const struct sink_eval *ev, size_t n, char *errstr, size_t errstr_size)
 {
 	int64_t now_ms = wall_ms();
-	size_t n_retry = 0;
-	int attempt;
+	double t0 = mono_s();
+	size_t n_retry;
 
 	if (n == 0)
 		return 0;
@@ -854,54 +911,103 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 	for (size_t i = 0; i < n; i++)
 		sink->retry[i] = i;
 	n_retry = n;
-
-	/* A second round only for users whose script was missing (SCRIPT FLUSH, failover). */
-	for (attempt = 0; attempt < 2 && n_retry > 0; attempt++) {
-		size_t n_todo = n_retry, first_err = SIZE_MAX;
-		char first_msg[SINK_ERR_MAX] = "";
+	for (int attempt = 0; attempt < 2 && n_retry > 0; attempt++) {
+		size_t n_todo = n_retry;
+		int failed = 0;
 
 		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
 			return -1;
 		for (size_t j = 0; j < n_todo; j++) {
-			if (append_user(
-				sink, m, &users[sink->retry[j]], now_ms, errstr, errstr_size) < 0) {
+			if (ev->append(sink, ev->ctx, sink->retry[j], now_ms, errstr, errstr_size) <
+			    0) {
 				sink_disconnect(sink); /* the pipeline holds a partial batch */
 				return -1;
 			}
 		}
 		n_retry = 0;
 		for (size_t j = 0; j < n_todo; j++) {
-			struct sink_user *su = &users[sink->retry[j]];
-			redisReply *r = read_reply(sink, "flush", errstr, errstr_size);
+			size_t i = sink->retry[j];
+			redisReply *r = read_reply(sink, ev->what, errstr, errstr_size);
 
 			if (r == NULL)
 				return -1;
-			if (r->type == REDIS_REPLY_INTEGER && r->integer >= SINK_WRITTEN &&
-			    r->integer <= SINK_REFUSED_ERASED) {
-				su->result = (enum sink_result)r->integer;
-			} else if (r->type == REDIS_REPLY_ERROR &&
-			    strncmp(r->str, "NOSCRIPT", 8) == 0) {
-				sink->retry[n_retry++] = sink->retry[j];
-			} else if (first_err == SIZE_MAX) {
-				first_err = j;
-				snprintf(first_msg, sizeof(first_msg), "%s",
-				    r->type == REDIS_REPLY_ERROR ? r->str
-								 : "unexpected reply type");
-				snprintf(errstr, errstr_size, "redis flush: user %.*s: %s",
-				    (int)su->user_id_len, su->user_id, first_msg);
+			if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+				sink->retry[n_retry++] = i;
+			} else if (ev->take(ev->ctx, i, r) != 0 && !failed) {
+				char subject[SINK_ERR_MAX];
+
+				failed = 1;
+				ev->subject(sink, ev->ctx, i, subject, sizeof(subject));
+				snprintf(errstr, errstr_size, "redis %s: %s: %s", ev->what, subject,
+				    reply_error(sink, r, "unexpected reply type"));
 			}
-			freeReplyObject(r);
+			freeReplyObject(r); /* keep reading: the pipeline must be drained */
 		}
-		if (first_err != SIZE_MAX)
+		if (failed)
 			return -1;
 	}
 	if (n_retry > 0) {
-		snprintf(errstr, errstr_size, "redis flush: NOSCRIPT after reloading the script");
+		snprintf(
+		    errstr, errstr_size, "redis %s: NOSCRIPT after reloading the script", ev->what);
 		return -1;
 	}
 	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
 		return -1;
+	metrics_histogram_observe(&sink->lat[ev->op], mono_s() - t0);
 	return 0;
+}
+
+/* "user U (keys P{U}:*)" */
+static void
+user_subject(struct sink_redis *sink, const char *user, size_t user_len, char *buf, size_t size)
+{
+	snprintf(buf, size, "user %.*s (keys %s{%.*s}:*)", (int)user_len, user, sink->prefix,
+	    (int)user_len, user);
+}
+
+struct flush_ctx {
+	const struct model *m;
+	struct sink_user *users;
+};
+
+static int
+flush_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	struct flush_ctx *fc = ctx;
+
+	return append_user(sink, fc->m, &fc->users[i], now_ms, errstr, errstr_size);
+}
+
+static int
+flush_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct flush_ctx *fc = ctx;
+
+	if (r->type != REDIS_REPLY_INTEGER || r->integer < SINK_WRITTEN ||
+	    r->integer > SINK_REFUSED_ERASED)
+		return -1;
+	fc->users[i].result = (enum sink_result)r->integer;
+	return 0;
+}
+
+static void
+flush_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	struct flush_ctx *fc = ctx;
+
+	user_subject(sink, fc->users[i].user_id, fc->users[i].user_id_len, buf, size);
+}
+
+int
+sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
+    char *errstr, size_t errstr_size)
+{
+	struct flush_ctx fc = { m, users };
+	struct sink_eval ev = { SINK_OP_FLUSH, "flush", flush_append, flush_take, flush_subject,
+		&fc };
+
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
 
 /* Appends one command of as to the pipeline; drops the connection on failure. */
@@ -1002,8 +1108,7 @@ sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const siz
 			const redisReply *bad = rg->type == REDIS_REPLY_ERROR ? rg : re;
 
 			snprintf(errstr, errstr_size, "redis load of %.*s: %s", (int)id_lens[i],
-			    ids[i],
-			    bad->type == REDIS_REPLY_ERROR ? bad->str : "unexpected reply type");
+			    ids[i], reply_error(sink, bad, "unexpected reply type"));
 			ret = -1; /* keep reading: the pipeline must be drained */
 		}
 		if (ret == 0) {
@@ -1048,75 +1153,59 @@ sink_redis_load_states(struct sink_redis *sink, const char *const *ids, const si
 	    sink, ids, id_lens, n, load_adapter_cb, &la, errstr, errstr_size);
 }
 
+static int
+erase_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const struct sink_erase *e = &((struct sink_erase *)ctx)[i];
+	struct argset as = { sink, 0, 0 };
+
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", sink->sha_erase);
+	arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
+	arg_user_key(&as, e->user_id, e->user_id_len, "vec");
+	arg_user_key(&as, e->user_id, e->user_id_len, "top");
+	arg_user_key(&as, e->user_id, e->user_id_len, "tiers");
+	arg_user_key(&as, e->user_id, e->user_id_len, "meta");
+	arg_user_key(&as, e->user_id, e->user_id_len, "state");
+	arg_epoch_key(&as, e->partition);
+	arg_user_key(&as, e->user_id, e->user_id_len, "erased");
+	arg_printf(&as, "%" PRId32, e->partition);
+	arg_printf(&as, "%" PRId64, e->offset);
+	arg_printf(&as, "%" PRIu64, e->epoch);
+	arg_printf(&as, "%" PRId64, e->ts_ms);
+	arg_printf(&as, "%" PRId64, now_ms);
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+erase_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct sink_erase *e = &((struct sink_erase *)ctx)[i];
+
+	if (r->type != REDIS_REPLY_INTEGER || r->integer < 0 || r->integer > 2)
+		return -1;
+	e->result = (int)r->integer;
+	return 0;
+}
+
+static void
+erase_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const struct sink_erase *e = &((struct sink_erase *)ctx)[i];
+
+	user_subject(sink, e->user_id, e->user_id_len, buf, size);
+}
+
 int
 sink_redis_erase(
     struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size)
 {
-	struct argset as = { sink, 0, 0 };
-	int64_t now_ms = wall_ms();
+	struct sink_eval ev = { SINK_OP_ERASE, "erase", erase_append, erase_take, erase_subject,
+		er };
 
-	if (n == 0)
-		return 0;
-	if (sink_ensure(sink, errstr, errstr_size) < 0)
-		return -1;
-	/* Idempotent: after NOSCRIPT (script cache flushed) the whole batch is sent again. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int noscript = 0, failed = 0;
-
-		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
-			return -1;
-		for (size_t i = 0; i < n; i++) {
-			arg_begin(&as);
-			arg_printf(&as, "EVALSHA");
-			arg_printf(&as, "%s", sink->sha_erase);
-			arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "vec");
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "top");
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "tiers");
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "meta");
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "state");
-			arg_epoch_key(&as, er[i].partition);
-			arg_user_key(&as, er[i].user_id, er[i].user_id_len, "erased");
-			arg_printf(&as, "%" PRId32, er[i].partition);
-			arg_printf(&as, "%" PRId64, er[i].offset);
-			arg_printf(&as, "%" PRIu64, er[i].epoch);
-			arg_printf(&as, "%" PRId64, er[i].ts_ms);
-			arg_printf(&as, "%" PRId64, now_ms);
-			if (append_args(sink, &as, errstr, errstr_size) < 0)
-				return -1;
-		}
-		for (size_t i = 0; i < n; i++) {
-			redisReply *r = read_reply(sink, "erase", errstr, errstr_size);
-
-			if (r == NULL)
-				return -1;
-			if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0 && r->integer <= 2)
-				er[i].result = (int)r->integer;
-			else if (r->type == REDIS_REPLY_ERROR &&
-			    strncmp(r->str, "NOSCRIPT", 8) == 0)
-				noscript = 1;
-			else if (!failed) {
-				failed = 1;
-				snprintf(errstr, errstr_size, "redis erase: user %.*s: %s",
-				    (int)er[i].user_id_len, er[i].user_id,
-				    r->type == REDIS_REPLY_ERROR ? r->str
-								 : "unexpected reply type");
-			}
-			freeReplyObject(r);
-		}
-		if (failed)
-			return -1;
-		if (!noscript)
-			break;
-		if (attempt == 1) {
-			snprintf(errstr, errstr_size,
-			    "redis erase: NOSCRIPT after reloading the script");
-			return -1;
-		}
-	}
-	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
-		return -1;
-	return 0;
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
 
 /* <prefix>flushed:<group>:<topic>:<partition> as one argument. */
@@ -1132,59 +1221,54 @@ arg_flushed_key(struct argset *as, int32_t partition)
 		arg_end(as);
 }
 
+struct mark_ctx {
+	const int32_t *partitions;
+	const int64_t *next_offsets;
+};
+
+static int
+mark_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const struct mark_ctx *mc = ctx;
+	struct argset as = { sink, 0, 0 };
+
+	(void)now_ms;
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", sink->sha_flushed);
+	arg_printf(&as, "1");
+	arg_flushed_key(&as, mc->partitions[i]);
+	arg_printf(&as, "%" PRId64, mc->next_offsets[i]);
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+mark_take(void *ctx, size_t i, const redisReply *r)
+{
+	(void)ctx;
+	(void)i;
+	return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+}
+
+static void
+mark_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const struct mark_ctx *mc = ctx;
+
+	snprintf(buf, size, "partition %" PRId32 " (key %sflushed:%s:%s:%" PRId32 ")",
+	    mc->partitions[i], sink->prefix, sink->group, sink->topic, mc->partitions[i]);
+}
+
 int
 sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
     const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size)
 {
-	struct argset as = { sink, 0, 0 };
+	struct mark_ctx mc = { partitions, next_offsets };
+	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", mark_append, mark_take,
+		mark_subject, &mc };
 
-	if (n == 0)
-		return 0;
-	if (sink_ensure(sink, errstr, errstr_size) < 0)
-		return -1;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int noscript = 0, failed = 0;
-
-		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
-			return -1;
-		for (size_t i = 0; i < n; i++) {
-			arg_begin(&as);
-			arg_printf(&as, "EVALSHA");
-			arg_printf(&as, "%s", sink->sha_flushed);
-			arg_printf(&as, "1");
-			arg_flushed_key(&as, partitions[i]);
-			arg_printf(&as, "%" PRId64, next_offsets[i]);
-			if (append_args(sink, &as, errstr, errstr_size) < 0)
-				return -1;
-		}
-		for (size_t i = 0; i < n; i++) {
-			redisReply *r = read_reply(sink, "flushed marker", errstr, errstr_size);
-
-			if (r == NULL)
-				return -1;
-			if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
-				noscript = 1;
-			else if (r->type != REDIS_REPLY_INTEGER && !failed) {
-				failed = 1;
-				snprintf(errstr, errstr_size, "redis flushed marker: %s",
-				    r->type == REDIS_REPLY_ERROR ? r->str
-								 : "unexpected reply type");
-			}
-			freeReplyObject(r);
-		}
-		if (failed)
-			return -1;
-		if (!noscript)
-			break;
-		if (attempt == 1) {
-			snprintf(
-			    errstr, errstr_size, "redis flushed marker: NOSCRIPT after reload");
-			return -1;
-		}
-	}
-	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
-		return -1;
-	return 0;
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
 
 int
@@ -1212,7 +1296,7 @@ sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next
 	} else {
 		snprintf(errstr, errstr_size,
 		    "redis GET flushed marker of partition %" PRId32 ": %s", partition,
-		    r->type == REDIS_REPLY_ERROR ? r->str : "not a non-negative integer");
+		    reply_error(sink, r, "not a non-negative integer"));
 	}
 	freeReplyObject(r);
 	return ret;
@@ -1246,7 +1330,7 @@ sink_redis_claim_partition(
 		ret = 0;
 	} else {
 		snprintf(errstr, errstr_size, "redis INCR epoch: %s",
-		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		    reply_error(sink, r, "unexpected reply"));
 	}
 	freeReplyObject(r);
 	return ret;
@@ -1268,7 +1352,7 @@ read_exec(
 		    (r->type == REDIS_REPLY_ERROR ||
 			(i == n_cmds + 1 && r->type != REDIS_REPLY_ARRAY))) {
 			snprintf(errstr, errstr_size, "redis %s: %s", what,
-			    r->type == REDIS_REPLY_ERROR ? r->str : "transaction aborted");
+			    reply_error(sink, r, "transaction aborted"));
 			ret = -1;
 		}
 		freeReplyObject(r);
@@ -1322,4 +1406,24 @@ conn:
 	snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
 	sink_disconnect(sink);
 	return -1;
+}
+
+int
+sink_redis_permission_denied(const struct sink_redis *sink)
+{
+	return sink->denied;
+}
+
+const char *
+sink_op_name(enum sink_op op)
+{
+	static const char *const names[] = { "flush", "erase", "mark_flushed" };
+
+	return (unsigned)op < SINK_OP_COUNT ? names[op] : "unknown";
+}
+
+const struct metrics_histogram *
+sink_redis_latency(const struct sink_redis *sink, enum sink_op op)
+{
+	return &sink->lat[(unsigned)op < SINK_OP_COUNT ? op : SINK_OP_FLUSH];
 }

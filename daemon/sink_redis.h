@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 struct config;
+struct metrics_histogram;
 struct model;
 struct user_state;
 struct redisContext;
@@ -51,6 +52,33 @@ struct sink_user {
 };
 
 struct sink_redis;
+
+/* The script pipelines the sink times (sink_redis_latency). */
+enum sink_op {
+	SINK_OP_FLUSH = 0,    /* sink_redis_flush: user writes, WAIT included */
+	SINK_OP_ERASE,        /* sink_redis_erase */
+	SINK_OP_MARK_FLUSHED, /* sink_redis_mark_flushed */
+	SINK_OP_COUNT
+};
+
+/* Stable lower-case name ("flush", "erase", "mark_flushed"), a metrics label. */
+const char *sink_op_name(enum sink_op op);
+
+/*
+ * Seconds each successful pipeline of op took, from the first command
+ * written to the last reply read (WAIT included when redis.wait_replicas >
+ * 0). Borrowed, valid until sink_redis_free; read it from the thread that
+ * uses the sink.
+ */
+const struct metrics_histogram *sink_redis_latency(const struct sink_redis *sink, enum sink_op op);
+
+/*
+ * 1 when the last call that failed met a NOPERM reply: Redis refused a
+ * command or a key to redis.user (its ACL), a permission problem rather than
+ * an outage; errstr of that call names the command or the keys. 0 otherwise.
+ * Reset by the next call.
+ */
+int sink_redis_permission_denied(const struct sink_redis *sink);
 
 /*
  * Connects to Redis as cfg says (unix socket or host:port, redis.timeout_ms
