@@ -275,11 +275,13 @@ consumer_resume_all(struct consumer *c)
 static void
 consumer_redis_denied(struct consumer *c, const char *what, const char *err)
 {
+	/* The reason is Redis's NOPERM text; which user's write met it first does not count. */
+	const char *reason = strstr(err, "NOPERM") != NULL ? strstr(err, "NOPERM") : err;
 	char status[CONSUMER_ERR_MAX];
 	uint64_t suppressed;
 
 	c->redis_denials++;
-	if (!log_throttle_pass(&c->denied_log, err, strlen(err), mono_ms(),
+	if (!log_throttle_pass(&c->denied_log, reason, strlen(reason), mono_ms(),
 		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
 		return;
 	log_error("event=redis_permission_denied during=%s user=%s error=\"%s\" "

@@ -5,7 +5,9 @@ only the test's key prefix (~<prefix>*, which covers the user keys, <prefix>tier
 script. The daemon applies every event (events_applied exact per user), ui:tiers and
 the owner epochs are written, and Redis logs no ACL denial for the user; the same user
 is refused a key outside the prefix and a command outside the list (the ACL is really
-enforced). With a wrong password the daemon fails clearly: it logs the refused AUTH
+enforced). EVALSHA revoked while running: one error line names a permission problem,
+the user, the command and the keys (not "Redis unavailable"), nothing is applied, and
+granting it back heals the daemon without a restart. With a wrong password the daemon fails clearly: it logs the refused AUTH
 and exits non-zero without applying anything."""
 import os
 import re
@@ -121,6 +123,41 @@ for entry in admin.execute_command("ACL", "LOG"):
 if denied:
     e2e.fail(f"Redis logged ACL denials for {user}: {denied[:3]}")
 e2e.ok(f"{prefix}tiers has {len(names)} names, {len(epochs)} owner epochs; no ACL denial logged")
+
+# EVALSHA taken away while running: an error line calls it a permission problem and
+# names the command and the keys, the partitions pause; granting it back heals the
+# daemon without a restart.
+more_path = os.path.join(tmp, "more.csv")
+more = e2e.make_events(more_path, items, N_USERS, 60, seed=510, t0_ms=rows[-1]["ts"] + 1000)
+for row in more:
+    want[row["user_id"]] = want.get(row["user_id"], 0) + 1
+mark = d.mark()
+admin.execute_command("ACL", "SETUSER", user, "-evalsha")
+e2e.replay_to_kafka(env, more_path)
+m = d.wait_log(r"level=error event=redis_permission_denied during=\S+ user=(\S+) "
+               r"error=\"([^\"]*)\"[^\n]*action=pause_and_retry", 60, since=mark)
+if m.group(1) != user or "NOPERM" not in m.group(2) or "evalsha" not in m.group(2).lower() or \
+        f"{prefix}{{" not in m.group(2):
+    e2e.fail(f"the permission error does not name the user, the command and the keys: "
+             f"{m.group(0)}")
+tail = d.current_log()[mark:]
+if re.search(r"event=redis_unavailable", tail):
+    e2e.fail("a NOPERM refusal was also reported as Redis being unavailable")
+e2e.ok(f"EVALSHA revoked: {m.group(0).strip()[:300]}")
+time.sleep(3)  # a few retries with backoff: still one line for the one reason
+n_lines = len(re.findall(r"event=redis_permission_denied", d.current_log()[mark:]))
+if n_lines != 1:
+    e2e.fail(f"{n_lines} permission-denied lines for one reason within seconds, want 1")
+if e2e.events_applied(admin, prefix, list(want)) == want:
+    e2e.fail("events applied while EVALSHA was refused")
+admin.execute_command("ACL", "SETUSER", user, "+evalsha")
+done, last, short = e2e.wait_applied(admin, prefix, want, 60)
+if not done or not d.alive():
+    d.dump()
+    e2e.fail(f"EVALSHA granted again: not healed without a restart ({len(short)} users short)")
+d.wait_log(r"event=redis_recovered", 30, since=mark)
+e2e.ok(f"one error line for the refusal; EVALSHA granted again: healed without a restart, "
+       f"{N_EVENTS + len(more)} events applied, each count exact")
 
 rc = d.stop()
 if rc != 0:
