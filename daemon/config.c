@@ -132,6 +132,11 @@ static const struct cfg_key config_keys[] = {
 	/* Batching and flushing */
 	{ "flush.interval_ms", CFG_INT, OFF(flush_interval_ms), "200", 1, 60000, NULL, NULL, CFG_RELOAD,
 	    "longest time an applied event waits before its user is written to Redis" },
+	{ "flush.when_caught_up", CFG_BOOL, OFF(flush_when_caught_up), "true", 0, 0, NULL, NULL,
+	    CFG_RELOAD,
+	    "also flush as soon as a poll has drained everything fetched (below full load: "
+	    "latency of one batch, not flush.interval_ms); behind, flushes wait for "
+	    "flush.interval_ms or flush.max_users" },
 	{ "flush.max_users", CFG_INT, OFF(flush_max_users), "4096", 1, 1048576, NULL, NULL, 0,
 	    "a flush starts early once this many users are dirty" },
 	{ "batch.max_events", CFG_INT, OFF(batch_max_events), "10000", 1, 1000000, NULL, NULL, 0,

@@ -93,6 +93,7 @@ struct config {
 
 	/* Batching and flushing */
 	int flush_interval_ms;           /* flush.interval_ms */
+	int flush_when_caught_up;        /* flush.when_caught_up */
 	int flush_max_users;             /* flush.max_users */
 	int batch_max_events;            /* batch.max_events */
 	int cache_max_users;             /* cache.max_users */

@@ -146,6 +146,7 @@ struct consumer {
 
 	uint64_t batch_seq; /* batches processed: the cache's recency clock */
 	int64_t next_flush_ms;
+	int caught_up; /* the last poll drained what librdkafka had fetched */
 	int64_t next_stats_ms;
 	int64_t next_snapscan_ms;
 	int ready;
@@ -1996,6 +1997,7 @@ consumer_take_reloadable(struct consumer *c, struct config *nc)
 	cfg->poll_timeout_ms = nc->poll_timeout_ms;
 	cfg->redis_top_n = nc->redis_top_n;
 	cfg->flush_interval_ms = nc->flush_interval_ms;
+	cfg->flush_when_caught_up = nc->flush_when_caught_up;
 	cfg->tiers_calibrate = nc->tiers_calibrate;
 	cfg->events_max_age_s = nc->events_max_age_s;
 	cfg->events_max_future_s = nc->events_max_future_s;
@@ -2234,6 +2236,8 @@ consumer_fill_batch(struct consumer *c, int timeout_ms)
 			break;
 		rkm = rd_kafka_consumer_poll(c->rk, 0);
 	}
+	/* Everything fetched is in hand: the consumer has caught up (for now). */
+	c->caught_up = rkm == NULL;
 }
 
 /* The orderly stop: flush, commit, leave the group, flush the producer. */
@@ -2341,7 +2345,9 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		if (c->redis_down) {
 			if (now >= c->next_retry_ms)
 				consumer_redis_retry(c);
-		} else if (now >= c->next_flush_ms || users_dirty_count(c->users) >= c->cap_flush) {
+		} else if (now >= c->next_flush_ms || users_dirty_count(c->users) >= c->cap_flush ||
+		    (c->caught_up && c->cfg->flush_when_caught_up &&
+			users_dirty_count(c->users) > 0)) {
 			consumer_flush_commit(c);
 			c->next_flush_ms = now + c->cfg->flush_interval_ms;
 		}
