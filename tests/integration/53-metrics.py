@@ -7,8 +7,8 @@ applied and dead letters by reason equal what was sent. A second instance in a f
 group re-reads the same offsets: every event is counted as a duplicate, none applied.
 With Redis frozen (SIGSTOP) and events of new users arriving, the owned partitions
 are paused and their lag is > 0; after Redis is back, every partition's lag returns
-to 0. The batch, Redis flush and commit histograms have counted, and a SIGHUP reload
-reports its load time."""
+to 0. The batch, Redis flush and commit histograms have counted, a SIGHUP reload
+reports its load time, and the README's metrics table names every family served."""
 import io
 import os
 import re
@@ -255,6 +255,19 @@ if load_s is None or not 0 < load_s < 60:
 if not value(m, "interestd_model_loaded_timestamp_seconds") > loaded0:
     e2e.fail("after SIGHUP: interestd_model_loaded_timestamp_seconds did not move")
 e2e.ok(f"SIGHUP: model load took {load_s * 1000:.2f} ms, loaded timestamp moved on")
+
+# The README's metrics table names exactly the families served (live items only with
+# topic.items).
+with open(os.path.join(harness.ROOT, "README.md")) as f:
+    readme = f.read()
+section = readme.split("\n### Metrics\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+documented = {"interestd_" + n for row in section.splitlines() if row.startswith("| `")
+              for n in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+served = set(m)
+if served - documented or {x for x in documented - served if "live_items" not in x}:
+    e2e.fail(f"README metrics table vs /metrics: not documented {sorted(served - documented)}, "
+             f"documented but not served {sorted(documented - served)}")
+e2e.ok(f"the README's metrics table names all {len(served)} families served")
 rc = d.stop()
 if rc != 0:
     d.dump()
