@@ -1480,16 +1480,6 @@ consumer_auth_failed(struct consumer *c, rd_kafka_t *rk, const char *reason)
 	notify_status(c->notify, status);
 }
 
-/*
- * librdkafka's own log lines (log.queue: served from our polls, in the main
- * thread), into our log format as event=kafka_log at the mapped level.
- */
-static void
-consumer_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-	log_library(level, "kafka_log", rd_kafka_name(rk), fac, buf);
-}
-
 static void
 consumer_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
@@ -1800,7 +1790,7 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 	/* Log lines come through our polls (main thread) in our format. */
 	if (consumer_conf_set(conf, "log.queue", "true", errstr, errstr_size) != 0)
 		goto fail;
-	rd_kafka_conf_set_log_cb(conf, consumer_log_cb);
+	rd_kafka_conf_set_log_cb(conf, log_kafka_cb);
 	rd_kafka_conf_set_opaque(conf, c);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
 	if (producer)

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <librdkafka/rdkafka.h>
+
 #define LOG_LINE_MAX 4096
 
 /* The process-wide logging setting (see log.h). */
@@ -171,6 +173,12 @@ log_library(int syslog_level, const char *event, const char *client, const char 
 	esc[o] = '\0';
 	log_emit(
 	    level, "event=%s client=%s facility=%s message=\"%s\"", event, client, facility, esc);
+}
+
+void
+log_kafka_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	log_library(level, "kafka_log", rd_kafka_name(rk), fac, buf);
 }
 
 int

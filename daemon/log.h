@@ -53,6 +53,17 @@ void log_warn_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_library(int syslog_level, const char *event, const char *client, const char *facility,
     const char *message);
 
+struct rd_kafka_s;
+
+/*
+ * librdkafka's log_cb (rd_kafka_conf_set_log_cb) through log_library as
+ * event=kafka_log client=<rd_kafka_name>. Calls rd_kafka_name, so the
+ * handle's logs must be served from a poll (conf log.queue=true, then
+ * rd_kafka_set_log_queue(rk, NULL) after rd_kafka_new), never from
+ * librdkafka's own threads.
+ */
+void log_kafka_cb(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
+
 /* Longest throttle key kept; longer keys are compared on this prefix. */
 #define LOG_THROTTLE_KEY_MAX 256
 
