@@ -527,6 +527,15 @@ nomem:
  * every chunk was acknowledged (dirty flags cleared, refused users dropped
  * from the cache), -1 on a Redis error (errstr; every user stays dirty).
  */
+/* sink_prepare_fn: vectors and top-N of users[first..first + n), slots first.. of c->uv. */
+static void
+consumer_fill_users(void *opaque, struct sink_user *users, size_t first, size_t n)
+{
+	struct consumer *c = opaque;
+
+	userview_fill_slots(c->uv, users, first, n);
+}
+
 static int
 consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 {
@@ -560,9 +569,9 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
 			c->fe[k++] = e;
 		}
-		/* Vectors and top-N of the whole chunk: one SGEMM per 64 users. */
-		userview_fill_batch(c->uv, c->su, k);
-		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, errstr, errstr_size) != 0) {
+		/* Vectors and top-N: filled 256 users at a time while Redis runs the previous ones. */
+		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, consumer_fill_users, c, errstr,
+				 errstr_size) != 0) {
 			c->n.flush_failures++;
 			return -1;
 		}

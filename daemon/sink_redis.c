@@ -27,6 +27,7 @@
 #define SINK_SHA_LEN        40
 #define SINK_NUM_MAX        32 /* a formatted integer or float */
 #define SINK_TIER_VALUE_MAX 48
+#define SINK_PREPARE_CHUNK  256 /* users computed per step while Redis runs the previous ones */
 
 /*
  * The write script (schemas/redis.md "Write script"). Returns 0 written,
@@ -853,6 +854,27 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	return ret;
 }
 
+/*
+ * Writes the whole pipeline buffer to the socket without reading replies
+ * (Redis queues them for us meanwhile). Returns 0, or -1 with the
+ * connection dropped.
+ */
+static int
+sink_send(struct sink_redis *sink, const char *what, char *errstr, size_t errstr_size)
+{
+	int done = 0;
+
+	while (!done) {
+		if (redisBufferWrite(sink->ctx, &done) != REDIS_OK) {
+			snprintf(errstr, errstr_size, "redis %s: %s", what,
+			    sink->ctx->errstr[0] ? sink->ctx->errstr : "write failed");
+			sink_disconnect(sink);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static double
 mono_s(void)
 {
@@ -867,10 +889,14 @@ mono_s(void)
  * markers): append(ctx, i) appends the EVALSHA of item i to the pipeline,
  * take(ctx, i, r) accepts its reply (0) or not (-1, an error reply or an
  * unexpected type), subject(ctx, i) names the item and its keys for errstr.
+ * prepare (may be NULL) is called once for every SINK_PREPARE_CHUNK items
+ * before they are first appended, and what is appended before it is sent
+ * to the socket first: Redis runs those scripts while prepare computes.
  */
 struct sink_eval {
 	enum sink_op op;
 	const char *what; /* "flush", "erase", "flushed marker" */
+	void (*prepare)(void *ctx, size_t first, size_t n);
 	int (*append)(struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr,
 	    size_t errstr_size);
 	int (*take)(void *ctx, size_t i, const redisReply *r);
@@ -918,6 +944,13 @@ sink_eval_run(
 		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
 			return -1;
 		for (size_t j = 0; j < n_todo; j++) {
+			if (attempt == 0 && ev->prepare != NULL && j % SINK_PREPARE_CHUNK == 0) {
+				/* retry[] is the identity in the first attempt: j is the item. */
+				if (j > 0 && sink_send(sink, ev->what, errstr, errstr_size) < 0)
+					return -1;
+				ev->prepare(ev->ctx, j,
+				    n_todo - j < SINK_PREPARE_CHUNK ? n_todo - j : SINK_PREPARE_CHUNK);
+			}
 			if (ev->append(sink, ev->ctx, sink->retry[j], now_ms, errstr, errstr_size) <
 			    0) {
 				sink_disconnect(sink); /* the pipeline holds a partial batch */
@@ -968,7 +1001,17 @@ user_subject(struct sink_redis *sink, const char *user, size_t user_len, char *b
 struct flush_ctx {
 	const struct model *m;
 	struct sink_user *users;
+	sink_prepare_fn *prepare;
+	void *opaque;
 };
+
+static void
+flush_prepare(void *ctx, size_t first, size_t n)
+{
+	struct flush_ctx *fc = ctx;
+
+	fc->prepare(fc->opaque, fc->users, first, n);
+}
 
 static int
 flush_append(
@@ -1001,11 +1044,11 @@ flush_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t si
 
 int
 sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
-    char *errstr, size_t errstr_size)
+    sink_prepare_fn *prepare, void *opaque, char *errstr, size_t errstr_size)
 {
-	struct flush_ctx fc = { m, users };
-	struct sink_eval ev = { SINK_OP_FLUSH, "flush", flush_append, flush_take, flush_subject,
-		&fc };
+	struct flush_ctx fc = { m, users, prepare, opaque };
+	struct sink_eval ev = { SINK_OP_FLUSH, "flush", prepare != NULL ? flush_prepare : NULL,
+		flush_append, flush_take, flush_subject, &fc };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -1202,7 +1245,7 @@ int
 sink_redis_erase(
     struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size)
 {
-	struct sink_eval ev = { SINK_OP_ERASE, "erase", erase_append, erase_take, erase_subject,
+	struct sink_eval ev = { SINK_OP_ERASE, "erase", NULL, erase_append, erase_take, erase_subject,
 		er };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
@@ -1265,7 +1308,7 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
     const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size)
 {
 	struct mark_ctx mc = { partitions, next_offsets };
-	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", mark_append, mark_take,
+	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append, mark_take,
 		mark_subject, &mc };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);

@@ -98,6 +98,13 @@ void sink_redis_free(struct sink_redis *sink);
 int sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size);
 
 /*
+ * Fills users[first..first + n) (vector, top-N: the fields sink_redis_flush
+ * writes) just before they are appended, into storage that stays valid for
+ * the rest of the flush; see sink_redis_flush.
+ */
+typedef void sink_prepare_fn(void *opaque, struct sink_user *users, size_t first, size_t n);
+
+/*
  * Writes users[0..n) (each user at most once per call: the caller merges)
  * with one pipelined EVALSHA per user, then reads every reply; when
  * redis.wait_replicas > 0, then sends WAIT and requires that many replicas.
@@ -107,9 +114,13 @@ int sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_si
  * may have been partly applied; the caller calls sink_redis_reconnect, backs
  * off and repeats the whole flush, which the markers make idempotent. Reuses
  * internal buffers: no per-user heap allocation once they have grown.
+ * prepare (may be NULL: users already filled) is called for every 256
+ * users before they are appended, after the users before them were sent:
+ * Redis runs their scripts on its own core while prepare computes the next
+ * ones. A repeat after NOSCRIPT does not call it again.
  */
 int sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users,
-    size_t n, char *errstr, size_t errstr_size);
+    size_t n, sink_prepare_fn *prepare, void *opaque, char *errstr, size_t errstr_size);
 
 /*
  * Called by sink_redis_load_states once per requested user, in order: blob is

@@ -94,15 +94,22 @@ userview_fill(struct userview *uv, size_t slot, const char *user_id, size_t user
 int
 userview_fill_batch(struct userview *uv, struct sink_user *su, size_t n)
 {
-	if (n > uv->max_users)
+	return userview_fill_slots(uv, su, 0, n);
+}
+
+int
+userview_fill_slots(struct userview *uv, struct sink_user *su, size_t first, size_t n)
+{
+	if (first > uv->max_users || n > uv->max_users - first)
 		return -1;
-	for (size_t k = 0; k < n; k++) {
+	for (size_t k = first; k < first + n; k++) {
 		uv->us[k] = su[k].us;
 		scorer_interest(uv->m, su[k].us, uv->vec + k * uv->dim);
 	}
-	scorer_topn_batch(uv->sc, uv->us, uv->vec, n, uv->top_n, uv->calibrate, uv->items,
-	    uv->scores, uv->counts);
-	for (size_t k = 0; k < n; k++) {
+	scorer_topn_batch(uv->sc, uv->us + first, uv->vec + first * uv->dim, n, uv->top_n,
+	    uv->calibrate, uv->items + first * uv->top_n, uv->scores + first * uv->top_n,
+	    uv->counts + first);
+	for (size_t k = first; k < first + n; k++) {
 		su[k].vec = uv->vec + k * uv->dim;
 		su[k].top_items = uv->items + k * uv->top_n;
 		su[k].top_scores = uv->scores + k * uv->top_n;

@@ -44,4 +44,11 @@ int userview_fill(struct userview *uv, size_t slot, const char *user_id,
  */
 int userview_fill_batch(struct userview *uv, struct sink_user *su, size_t n);
 
+/*
+ * userview_fill_batch for su[first..first + n) into slots first.. (so the
+ * earlier slots of a flush stay valid). Returns 0, or -1 if first + n >
+ * max_users.
+ */
+int userview_fill_slots(struct userview *uv, struct sink_user *su, size_t first, size_t n);
+
 #endif

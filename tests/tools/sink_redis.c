@@ -119,7 +119,7 @@ flush1(struct sink_redis *sink, struct ctx *c, struct sink_user *su)
 {
 	char err[256];
 
-	if (sink_redis_flush(sink, c->m, su, 1, err, sizeof(err)) < 0) {
+	if (sink_redis_flush(sink, c->m, su, 1, NULL, NULL, err, sizeof(err)) < 0) {
 		printf("flush error: %s\n", err);
 		return -1;
 	}
@@ -405,7 +405,7 @@ main(int argc, char **argv)
 			snprintf(ids[i], sizeof(ids[i]), "u%d", i);
 			fill_user(&many[i], ids[i], st, &views[i], (float)i, 0);
 		}
-		CHECK(sink_redis_flush(sink, c.m, many, N, err, sizeof(err)) == 0, "flush of %d users", N);
+		CHECK(sink_redis_flush(sink, c.m, many, N, NULL, NULL, err, sizeof(err)) == 0, "flush of %d users", N);
 		for (int i = 0; i < N; i++)
 			all &= many[i].result == SINK_WRITTEN;
 		CHECK(all, "all %d users written", N);
@@ -453,7 +453,7 @@ main(int argc, char **argv)
 	sink = sink_redis_new(cfg, err, sizeof(err));
 	us->last_offset = 3;
 	fill_user(&su, "alice", us, &v, 1.0f, 0);
-	CHECK(sink && sink_redis_flush(sink, c.m, &su, 1, err, sizeof(err)) < 0 &&
+	CHECK(sink && sink_redis_flush(sink, c.m, &su, 1, NULL, NULL, err, sizeof(err)) < 0 &&
 	    strstr(err, "WAIT: 0 of 1 replicas") != NULL, "WAIT shortfall fails the flush: %s", err);
 	CHECK(sink && sink_redis_reconnect(sink, err, sizeof(err)) == 0, "reconnect");
 	sink_redis_free(sink);
