@@ -11,8 +11,10 @@ and password and kafka.ssl.ca.location; events produced over TLS+SASL (scripts/r
 with the same settings) are applied in Redis, each user's count exact, and snapshots
 reach their topic. A client that does not trust the CA cannot connect, and with a
 wrong password the daemon logs the SASL authentication failure (what it does then is
-reported by the test's output and asserted: no crash, a clear error line, no events
-applied, and SIGTERM still stops it)."""
+reported by the test's output and asserted: no crash, one error line per distinct reason
+naming protocol and mechanism, the failure in the sd_notify STATUS and counted in
+/metrics, librdkafka's own lines in our log format, no events applied, and SIGTERM
+still stops it)."""
 import ctypes
 import glob
 import os
@@ -254,7 +256,11 @@ for i, row in enumerate(rows):
         want_half[row["user_id"]] = want_half.get(row["user_id"], 0) + 1
 r = e2e.redis_client(env)
 prefix = env["REDIS_KEY_PREFIX"]
-AUTH_RX = r"level=(warn|error) event=kafka_error [^\n]*_AUTHENTICATION[^\n]*"
+# One error line per distinct reason per minute, naming protocol, mechanism and the
+# broker's reason (daemon/consumer.c consumer_auth_failed).
+AUTH_RX = (r"level=error event=kafka_authentication_failed client=\S+ "
+           r"security_protocol=sasl_ssl sasl_mechanism=SCRAM-SHA-512 "
+           r"error=\"[^\"\n]*[Aa]uthentication[^\"\n]*\"[^\n]*action=retry[^\n]*")
 
 
 def replay(skip, limit):
@@ -278,21 +284,70 @@ def run_until_applied(name, keys, extra_env, skip, limit, want_now):
 
 
 # A wrong password: a clear error, no crash, nothing applied, SIGTERM still stops it.
-bad = e2e.Daemon(env, e2e.write_config(env, model, "bad", **dict(
-    scram, kafka__sasl__password="not-the-password")), "bad", extra_env=scram_env).start()
-line = bad.wait_log(AUTH_RX, 60).group(0).strip()
+# The service manager's STATUS says it, /metrics counts it, and librdkafka's own lines
+# come through our logger (event=kafka_log), never in its "%3|...|FAIL|" format.
+import socket  # noqa: E402
+import urllib.request  # noqa: E402
+notify_path = os.path.join(tmp, "notify.sock")
+notify_sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify_sock.bind(notify_path)
+notify_sock.settimeout(0.2)
+bad = e2e.Daemon(env, e2e.write_config(env, model, "bad", metrics__listen="127.0.0.1:0", **dict(
+    scram, kafka__sasl__password="not-the-password")), "bad",
+    extra_env=dict(scram_env, NOTIFY_SOCKET=notify_path)).start()
+if harness.wait_for(lambda: re.search(AUTH_RX, bad.current_log()), 60) is None:
+    print("\n".join(x for x in bad.log_text().splitlines() if "event=kafka_log" not in x
+                    and not x.startswith("%"))[-4000:], file=sys.stderr)
+    e2e.fail(f"wrong SASL password: no line matching /{AUTH_RX}/ within 60 s")
+line = re.search(AUTH_RX, bad.current_log()).group(0).strip()
 time.sleep(5)
+statuses = []
+while True:
+    try:
+        statuses.append(notify_sock.recv(4096).decode())
+    except socket.timeout:
+        break
+notify_sock.close()
+maddr = bad.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
+with urllib.request.urlopen(f"http://{maddr}/metrics", timeout=5) as resp:
+    mtext = resp.read().decode()
 alive = bad.alive()
 rc = bad.stop(timeout_s=30) if alive else bad.proc.returncode
-n_auth = len(re.findall(AUTH_RX, bad.log_text()))
+text = bad.log_text()
+n_auth = len(re.findall(AUTH_RX, text))
 if e2e.events_applied(r, prefix, list(want)):
     e2e.fail("events applied with a wrong SASL password")
 if rc is None or rc < 0 or rc not in (0, 1, 78):
     bad.dump()
     e2e.fail(f"wrong SASL password: daemon exited {rc} (crash?)")
 bad.assert_clean()
+if not 1 <= n_auth <= 3:
+    bad.dump()
+    e2e.fail(f"{n_auth} authentication error lines in ~5 s, want 1..3 (one per distinct reason)")
+if re.search(r"level=warn event=kafka_error [^\n]*_AUTHENTICATION", text):
+    e2e.fail("the authentication failure is still also logged as a kafka_error warning")
+status = [m for m in statuses if "STATUS=kafka authentication failed (sasl_ssl, SCRAM-SHA-512)" in m]
+if not status or "READY=1" in "".join(statuses):
+    e2e.fail(f"STATUS does not name the authentication failure (or READY=1 was sent): {statuses}")
+m = re.search(r"^interestd_kafka_auth_failures_total (\d+)$", mtext, re.M)
+if not m or int(m.group(1)) < n_auth:
+    e2e.fail(f"/metrics: interestd_kafka_auth_failures_total {m and m.group(1)}, want >= {n_auth}")
+# librdkafka's own format is "%LEVEL|time|FACILITY|client| text". The events consumer
+# and the dead-letter/snapshot producer (daemon/consumer.c) must never print it; the
+# live-items consumer (daemon/items.c) is counted apart until it sets log_kafka_cb too.
+raw_all = re.findall(r"^%\d\|[^|]*\|[^|]*\|([^|]*)\|.*$", text, re.M)
+raw = [c for c in raw_all if not c.startswith("interestd-items")]
+kafka_log = re.findall(r"level=\w+ event=kafka_log client=\S+ facility=\S+ message=\"[^\n]*", text)
+if raw or not kafka_log:
+    e2e.fail(f"librdkafka lines not through our logger: {len(raw)} raw from {sorted(set(raw))}, "
+             f"{len(kafka_log)} as event=kafka_log")
+if len(raw_all) > len(raw):
+    e2e.log(f"note: {len(raw_all) - len(raw)} raw librdkafka lines from the live-items consumer")
 e2e.ok(f"wrong SASL password: {'still running after 5 s, SIGTERM: exit ' if alive else 'exited '}"
-       f"{rc}; {n_auth} authentication error lines; first: {line[:300]}")
+       f"{rc}; {n_auth} authentication error line(s) (counter {m.group(1)}); first: {line[:300]}")
+e2e.ok(f"STATUS: {status[0].split('STATUS=', 1)[1][:200]}")
+e2e.ok(f"librdkafka's own lines: {len(kafka_log)} as event=kafka_log, none raw; e.g. "
+       f"{kafka_log[0][:200]}")
 
 # First half: the stock binary and library over TLS with SASL/PLAIN.
 d = run_until_applied("plain", plain, {}, 0, half, want_half)
