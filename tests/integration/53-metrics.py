@@ -8,7 +8,9 @@ group re-reads the same offsets: every event is counted as a duplicate, none app
 With Redis frozen (SIGSTOP) and events of new users arriving, the owned partitions
 are paused and their lag is > 0; after Redis is back, every partition's lag returns
 to 0. The batch, Redis flush and commit histograms have counted, a SIGHUP reload
-reports its load time, and the README's metrics table names every family served."""
+reports its load time, and the README's metrics table names every family served. When
+a second instance joins, the partitions given up leave the first one's lag and
+committed-offset series."""
 import io
 import os
 import re
@@ -336,9 +338,33 @@ if value(m, "interestd_events_applied_total") != N_OUTAGE_EVENTS:
     e2e.fail(f"d2 applied {value(m, 'interestd_events_applied_total')}, want {N_OUTAGE_EVENTS}")
 e2e.ok(f"Redis back: {N_OUTAGE_EVENTS} events applied, lag 0 on every partition, "
        f"{value(m, 'interestd_batches_rewound_total'):.0f} batches rewound during the outage")
-rc = d2.stop()
-if rc != 0:
-    d2.dump()
-    e2e.fail(f"d2: SIGTERM: exit {rc}")
-d2.assert_clean()
-e2e.ok("both instances: SIGTERM exit 0, no sanitizer report")
+# ---- a second instance joins: partitions given up leave d2's lag and offsets -----------
+mark = d2.mark()
+conf3 = e2e.write_config(env, model, "d3", group=env["HARNESS_PREFIX"] + "g2",
+                         redis__timeout_ms=500)
+d3 = e2e.Daemon(env, conf3, "d3").start()
+d2.wait_log(r"event=revoked .*owned=2", 60, since=mark)
+d3.wait_log(r"event=assigned .*owned=2", 60)
+owned = set(re.search(r"event=assigned topic=\S+ partitions=(\S+) ", d3.current_log())
+            .group(1).split(","))
+kept = {str(p) for p in range(PARTITIONS)} - owned
+
+
+def d2_series():
+    x = scrape(d2)
+    return (set(lags(x)),
+            {dict(k)["partition"] for k in series(x, "interestd_consumer_committed_offset")})
+
+
+if harness.wait_for(lambda: d2_series() == (kept, kept), 30) is None:
+    e2e.fail(f"after giving up {sorted(owned)}: d2 still shows lag / committed offsets for "
+             f"{d2_series()} (keeps {sorted(kept)})")
+e2e.ok(f"d3 joined: d2 gave up partitions {sorted(owned)}; its lag and committed offsets "
+       f"name only {sorted(d2_series()[0] | d2_series()[1])}")
+for dd in (d3, d2):
+    rc = dd.stop()
+    if rc != 0:
+        dd.dump()
+        e2e.fail(f"{dd.name}: SIGTERM: exit {rc}")
+    dd.assert_clean()
+e2e.ok("all instances: SIGTERM exit 0, no sanitizer report")
