@@ -27,7 +27,7 @@
 #define SINK_SHA_LEN        40
 #define SINK_NUM_MAX        32 /* a formatted integer or float */
 #define SINK_TIER_VALUE_MAX 48
-#define SINK_PREPARE_CHUNK  256 /* users computed per step while Redis runs the previous ones */
+#define SINK_PREPARE_CHUNK  64 /* users computed per step while Redis runs the previous ones */
 
 /*
  * The write script (schemas/redis.md "Write script"). Returns 0 written,
@@ -949,7 +949,8 @@ sink_eval_run(
 				if (j > 0 && sink_send(sink, ev->what, errstr, errstr_size) < 0)
 					return -1;
 				ev->prepare(ev->ctx, j,
-				    n_todo - j < SINK_PREPARE_CHUNK ? n_todo - j : SINK_PREPARE_CHUNK);
+				    n_todo - j < SINK_PREPARE_CHUNK ? n_todo - j
+								    : SINK_PREPARE_CHUNK);
 			}
 			if (ev->append(sink, ev->ctx, sink->retry[j], now_ms, errstr, errstr_size) <
 			    0) {
@@ -1245,8 +1246,8 @@ int
 sink_redis_erase(
     struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size)
 {
-	struct sink_eval ev = { SINK_OP_ERASE, "erase", NULL, erase_append, erase_take, erase_subject,
-		er };
+	struct sink_eval ev = { SINK_OP_ERASE, "erase", NULL, erase_append, erase_take,
+		erase_subject, er };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -1308,8 +1309,8 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
     const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size)
 {
 	struct mark_ctx mc = { partitions, next_offsets };
-	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append, mark_take,
-		mark_subject, &mc };
+	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append,
+		mark_take, mark_subject, &mc };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }

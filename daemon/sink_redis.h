@@ -114,7 +114,7 @@ typedef void sink_prepare_fn(void *opaque, struct sink_user *users, size_t first
  * may have been partly applied; the caller calls sink_redis_reconnect, backs
  * off and repeats the whole flush, which the markers make idempotent. Reuses
  * internal buffers: no per-user heap allocation once they have grown.
- * prepare (may be NULL: users already filled) is called for every 256
+ * prepare (may be NULL: users already filled) is called for every 64
  * users before they are appended, after the users before them were sent:
  * Redis runs their scripts on its own core while prepare computes the next
  * ones. A repeat after NOSCRIPT does not call it again.
