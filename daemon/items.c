@@ -533,11 +533,10 @@ static rd_kafka_conf_t *
 items_kafka_conf(const struct config *cfg, char *errstr, size_t errstr_size)
 {
 	static const char *const fixed[][2] = {
-		{ "client.id", "interestd-items" },
-		{ "enable.auto.commit", "false" },
-		{ "enable.auto.offset.store", "false" },
-		{ "enable.partition.eof", "true" },
+		{ "client.id", "interestd-items" }, { "enable.auto.commit", "false" },
+		{ "enable.auto.offset.store", "false" }, { "enable.partition.eof", "true" },
 		{ "auto.offset.reset", "earliest" },
+		{ "log.queue", "true" }, /* served by our polls: log_kafka_cb */
 	};
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char group[ITEMS_ERR_MAX];
@@ -557,6 +556,7 @@ items_kafka_conf(const struct config *cfg, char *errstr, size_t errstr_size)
 	if (items_conf_set(conf, "group.id", group, errstr, errstr_size) != 0)
 		goto fail;
 	rd_kafka_conf_set_error_cb(conf, items_error_cb);
+	rd_kafka_conf_set_log_cb(conf, log_kafka_cb);
 	return conf;
 fail:
 	rd_kafka_conf_destroy(conf);
@@ -570,6 +570,7 @@ items_new(const struct config *cfg, const struct model *base, struct dlq *dlq, c
 	struct items *it = calloc(1, sizeof(*it));
 	struct avsc *sc;
 	rd_kafka_conf_t *conf;
+	rd_kafka_resp_err_t kerr;
 	char err[ITEMS_ERR_MAX];
 	uint64_t fp;
 
@@ -598,6 +599,10 @@ items_new(const struct config *cfg, const struct model *base, struct dlq *dlq, c
 		goto fail;
 	}
 	rd_kafka_poll_set_consumer(it->rk);
+	kerr = rd_kafka_set_log_queue(it->rk, NULL);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+		log_warn("event=kafka_log_queue_failed client=%s error=\"%s\"",
+		    rd_kafka_name(it->rk), rd_kafka_err2str(kerr));
 	return it;
 fail:
 	items_free(it);
