@@ -19,6 +19,8 @@ import subprocess
 import sys
 import urllib.request
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import harness  # noqa: E402
 import interestd_e2e as e2e  # noqa: E402
@@ -167,6 +169,39 @@ if not mj < mk or any(k == 1 for k in kitchen_in):
 e2e.ok(f"{NEW_ID} in the top-{top_n} of {len(jazz_in)}/{N_PER_THEME} jazz users "
        f"(mean rank {mj:.1f}), {len(kitchen_in)}/{N_PER_THEME} kitchen users "
        f"(mean rank {mk:.1f}, never first)")
+
+# The new item's score against a catalog item of the same tier-2 node (same tier terms):
+# s_new - s_j = u.(e_new - e_j) + ib_new - ib_j, with e_new = LLM embedding + mean R of
+# the node's items and ib_new their mean bias (schemas/items.md "Items topic").
+rec = catalog_follow.Encoder().decode(e2e.consume_all(env, items_topic, 1, 30)[0].value())
+mf = catalog_follow.container.load(model)
+R, ib = mf.weights["R"].reshape(mf.n_items, mf.dim), mf.weights["ib"]
+nodes = [(int(a), int(b)) for a, b in mf.itir]
+same = [i for i, n in enumerate(nodes) if n == (rec["tier1"], rec["tier2"])]
+if not same:
+    same = [i for i, n in enumerate(nodes) if n[0] == rec["tier1"]]
+e_new = np.frombuffer(rec["embedding"], dtype="<f4") + R[same].mean(axis=0)
+ib_new = float(ib[same].mean())
+index = {x: i for i, x in enumerate(mf.item_ids)}
+checked, worst = 0, 0.0
+for u in users["jazz"]:
+    got = e2e.read_user(r, prefix, u)
+    score = dict((t[0], t[1]) for t in got["top"])
+    vec = np.array(got["vec"], dtype=np.float64)
+    if NEW_ID not in score:
+        continue
+    for j, sj in score.items():
+        k = index.get(j)
+        if k is None or nodes[k] != (rec["tier1"], rec["tier2"]):
+            continue
+        e_j = mf.emb[k].astype(np.float64) + R[k]
+        want_diff = float(vec @ (e_new - e_j)) + ib_new - float(ib[k])
+        worst = max(worst, abs((score[NEW_ID] - sj) - want_diff))
+        checked += 1
+if checked == 0 or worst > 2e-3:
+    e2e.fail(f"new item's score vs its tier-2 neighbours: {checked} pairs, worst error {worst}")
+e2e.ok(f"{NEW_ID}'s score matches the model (LLM + mean residual and bias of its tier-2 "
+       f"node): {checked} pairs with catalog items of the node, worst error {worst:.2g}")
 
 # 3. An event naming the new item is applied, and the item leaves that user's top-N.
 u0 = users["jazz"][0]
