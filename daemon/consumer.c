@@ -98,6 +98,8 @@ struct consumer {
 	struct items *items;   /* live catalog items (topic.items); NULL: off */
 	int64_t next_items_ms; /* earliest next swap of live items */
 	rd_kafka_t *rk;        /* consumer */
+	rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
+	double commit_issued_s;     /* when the last asynchronous commit was sent */
 	rd_kafka_t *rkp;       /* producer: dead letters and snapshots */
 
 	struct part *parts;
@@ -569,7 +571,7 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
 			c->fe[k++] = e;
 		}
-		/* Vectors and top-N: filled 256 users at a time while Redis runs the previous ones. */
+		/* Vectors and top-N: filled 64 users at a time while Redis runs the previous ones. */
 		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, consumer_fill_users, c, errstr,
 				 errstr_size) != 0) {
 			c->n.flush_failures++;
@@ -681,12 +683,60 @@ consumer_mark_flushed(struct consumer *c, int32_t only)
 }
 
 /*
- * Commits the next offset of every processed partition (all of them, or
- * only partition `only` when >= 0). The caller has flushed; dead letters of
- * the range are waited for here. Returns 0 or -1.
+ * Records committed offsets (the owned partitions whose commit succeeded;
+ * offsets only move forward). Returns how many partitions moved.
  */
 static int
-consumer_commit(struct consumer *c, int32_t only)
+consumer_take_committed(struct consumer *c, const rd_kafka_topic_partition_list_t *l)
+{
+	int moved = 0;
+
+	for (int i = 0; i < l->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &l->elems[i];
+
+		if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && consumer_owns(c, tp->partition) &&
+		    tp->offset > c->parts[tp->partition].committed) {
+			c->parts[tp->partition].committed = tp->offset;
+			moved++;
+		}
+	}
+	return moved;
+}
+
+/* Result of an asynchronous commit, served from c->commit_q by the loop. */
+static void
+consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct consumer *c = opaque;
+
+	(void)rk;
+	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
+		err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (offsets != NULL)
+			consumer_take_committed(c, offsets);
+		c->n.commits++;
+		metrics_histogram_observe(&c->commit_s, mono_s() - c->commit_issued_s);
+	} else {
+		c->n.commit_failures++;
+		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
+		log_warn("event=commit_failed async=1 error=\"%s\" action=retry_next_flush",
+		    rd_kafka_err2str(err));
+	}
+}
+
+/*
+ * Commits the next offset of every processed partition (all of them, or
+ * only partition `only` when >= 0). The caller has flushed; dead letters of
+ * the range are waited for here, and the flushed-through markers written.
+ * async != 0 (the periodic flush) sends the commit and returns: the result
+ * comes back through consumer_commit_cb, so the loop goes on reading while
+ * the group coordinator writes it; rebalances, reloads and shutdown commit
+ * synchronously. Returns 0 or -1.
+ */
+static int
+consumer_commit(struct consumer *c, int32_t only, int async)
 {
 	rd_kafka_topic_partition_list_t *l;
 	rd_kafka_resp_err_t err;
@@ -715,18 +765,23 @@ consumer_commit(struct consumer *c, int32_t only)
 			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)
 			    ->offset = c->parts[i].next_offset;
 	t0 = mono_s();
+	if (async) {
+		c->commit_issued_s = t0;
+		err = rd_kafka_commit_queue(c->rk, l, c->commit_q, consumer_commit_cb, c);
+		rd_kafka_topic_partition_list_destroy(l);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			return 0;
+		c->n.commit_failures++;
+		log_warn("event=commit_failed async=1 error=\"%s\" action=retry_next_flush",
+		    rd_kafka_err2str(err));
+		return -1;
+	}
 	err = rd_kafka_commit(c->rk, l, 0);
 	t0 = mono_s() - t0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
-		for (int i = 0; i < l->cnt; i++) {
-			const rd_kafka_topic_partition_t *tp = &l->elems[i];
-
-			if (tp->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-			    consumer_owns(c, tp->partition))
-				c->parts[tp->partition].committed = tp->offset;
-		}
+		consumer_take_committed(c, l);
 		c->n.commits++;
 		metrics_histogram_observe(&c->commit_s, t0);
 	} else {
@@ -765,7 +820,7 @@ consumer_flush_commit(struct consumer *c)
 		n = users_evict(c->users, max_users * 9 / 10, consumer_evict_one, c);
 		log_info("event=cache_evicted users=%zu cached=%zu", n, users_count(c->users));
 	}
-	return consumer_commit(c, -1);
+	return consumer_commit(c, -1, 1);
 }
 
 /* Retries Redis after the backoff: reconnect, claim, flush, resume, commit. */
@@ -800,7 +855,7 @@ consumer_redis_retry(struct consumer *c)
 	c->redis_down = 0;
 	consumer_resume_all(c);
 	notify_status(c->notify, "consuming");
-	consumer_commit(c, -1);
+	consumer_commit(c, -1, 0);
 }
 
 /* ---- snapshots ----------------------------------------------------------- */
@@ -1400,7 +1455,7 @@ consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 		consumer_process_batch(c);
 		if (!c->redis_down && consumer_flush(c, err, sizeof(err)) == 0) {
 			flushed = 1;
-			consumer_commit(c, -1);
+			consumer_commit(c, -1, 0);
 		} else if (!c->redis_down) {
 			consumer_redis_down(c, "revoke", err);
 		}
@@ -1926,6 +1981,10 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	}
 	rd_kafka_poll_set_consumer(c->rk);
 	consumer_log_queue(c->rk);
+	if ((c->commit_q = rd_kafka_queue_new(c->rk)) == NULL) {
+		snprintf(errstr, errstr_size, "kafka consumer: out of memory");
+		goto fail;
+	}
 	if (cfg->metrics_listen != NULL &&
 	    (c->mx = metrics_new(cfg->metrics_listen, consumer_render, c, errstr, errstr_size)) ==
 		NULL)
@@ -1943,6 +2002,8 @@ consumer_free(struct consumer *c)
 		return;
 	metrics_free(c->mx);
 	items_free(c->items);
+	if (c->commit_q != NULL)
+		rd_kafka_queue_destroy(c->commit_q);
 	if (c->rk != NULL)
 		rd_kafka_destroy(c->rk);
 	if (c->rkp != NULL)
@@ -2037,7 +2098,7 @@ consumer_swap_model(struct consumer *c, struct model *base2, struct model *m2, c
 		ret = CONSUMER_SWAP_REDIS;
 		goto fail;
 	}
-	consumer_commit(c, -1);
+	consumer_commit(c, -1, 0);
 	if (consumer_model_objects(c, m2, &up2, &uv2, &scratch2, &vec2) != 0) {
 		snprintf(err, err_size, "out of memory");
 		ret = CONSUMER_SWAP_NOMEM;
@@ -2254,7 +2315,7 @@ consumer_shutdown(struct consumer *c)
 		consumer_redis_retry(c); /* one last attempt */
 	if (!c->redis_down) {
 		if (consumer_flush(c, err, sizeof(err)) == 0) {
-			consumer_commit(c, -1);
+			consumer_commit(c, -1, 0);
 			consumer_snapshot_pending(c, -1);
 		} else {
 			log_error(
@@ -2327,6 +2388,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		consumer_fill_batch(c, timeout);
 		consumer_process_batch(c);
 		rd_kafka_poll(c->rkp, 0);
+		rd_kafka_queue_poll_callback(c->commit_q, 0);
 
 		now = mono_ms();
 		if (c->items != NULL) {

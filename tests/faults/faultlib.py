@@ -23,8 +23,9 @@ SIGKILL from inside the breakpoint, so the daemon dies at exactly that point:
   mid-pipeline  the 2nd..4th redisGetReply inside sink_redis_flush: the pipeline
                 of per-user scripts has been written to Redis, only some replies
                 read (the rest may or may not have run in Redis);
-  ack-commit    entry of rd_kafka_commit: every write acknowledged by Redis,
-                offsets not yet committed to Kafka.
+  ack-commit    entry of rd_kafka_commit_queue (the flush's asynchronous commit)
+                or rd_kafka_commit (rebalance, reload, shutdown): every write
+                acknowledged by Redis, offsets not yet committed to Kafka.
 Which flush (how many to let pass first) is seeded. "random" kills after a seeded
 delay. Without gdb every moment falls back to "random" (said in the notes).
 """
@@ -337,7 +338,7 @@ def on_commit():
     st["commits"] += 1
     if st["done"] or st["commits"] <= SKIP:
         return False
-    return hit("rd_kafka_commit entry, commit #%d" % st["commits"])
+    return hit("commit entry (rd_kafka_commit or _queue), commit #%d" % st["commits"])
 
 class BP(gdb.Breakpoint):
     def __init__(self, spec, fn):
@@ -352,6 +353,7 @@ if PHASE == "mid-pipeline":
     BP("redisGetReply", on_reply)
 if PHASE == "ack-commit":
     BP("rd_kafka_commit", on_commit)
+    BP("rd_kafka_commit_queue", on_commit)
 print("FAULT-ARMED " + PHASE, flush=True)
 try:
     gdb.execute("continue")
