@@ -6,6 +6,7 @@
 #include "state.h"
 #include "le.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,13 +233,31 @@ state_tier_long(const struct user_state *us, const struct model *m, uint32_t nod
 	return hp == NULL ? 0.0f : tier_at(us, node, now_ms, hp->half_life_long_s, 1);
 }
 
+/*
+ * Stores an event time in the ring's 56-bit field, clamped to its range
+ * (the decoder refuses a stored time outside it, so this only bounds a
+ * caller's nonsense).
+ */
+static void
+ring_set_ts(struct ring_event *re, int64_t ts_ms)
+{
+	if (ts_ms > STATE_RING_TS_MAX)
+		ts_ms = STATE_RING_TS_MAX;
+	if (ts_ms < -STATE_RING_TS_MAX)
+		ts_ms = -STATE_RING_TS_MAX;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wconversion" /* in range: checked above */
+	re->ts_ms = ts_ms;
+#pragma GCC diagnostic pop
+}
+
 void
 state_ring_push(struct user_state *us, uint64_t item_hash, int64_t ts_ms, uint8_t type)
 {
 	struct ring_event *re = &us->ring[us->ring_head];
 
 	re->item_hash = item_hash;
-	re->ts_ms = ts_ms;
+	ring_set_ts(re, ts_ms);
 	re->type = type;
 	us->ring_head = (uint16_t)((us->ring_head + 1) % us->ring_len);
 	if (us->ring_count < us->ring_len)
@@ -469,16 +488,23 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 	/* A model with a shorter ring keeps the newest events. */
 	skip = ring_count > us->ring_len ? (uint16_t)(ring_count - us->ring_len) : 0;
 	for (uint16_t i = 0; i < ring_count; i++, p += STATE_RING_SIZE) {
+		int64_t ts_ms = (int64_t)le_get_u64(p + 8);
+
 		if (p[16] >= MODEL_N_TYPES) {
 			snprintf(errstr, errstr_size, "state: ring event %u: type %u out of range", i,
 			    p[16]);
+			return -1;
+		}
+		if (ts_ms > STATE_RING_TS_MAX || ts_ms < -STATE_RING_TS_MAX) {
+			snprintf(errstr, errstr_size, "state: ring event %u: ts %" PRId64
+			    " out of range", i, ts_ms);
 			return -1;
 		}
 		if (apply && i >= skip) {
 			struct ring_event *re = &us->ring[i - skip];
 
 			re->item_hash = le_get_u64(p);
-			re->ts_ms = (int64_t)le_get_u64(p + 8);
+			ring_set_ts(re, ts_ms);
 			re->type = p[16];
 		}
 	}

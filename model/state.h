@@ -15,6 +15,7 @@ struct model_hparams;
 
 #define STATE_SEEN_BYTES 256          /* consumed-items Bloom filter, 2048 bits */
 #define STATE_NO_TIME INT64_MIN       /* t_ref_ms before the first event */
+#define STATE_RING_TS_MAX ((INT64_C(1) << 55) - 1) /* |ring event time| bound, ms */
 
 struct tier_weight {
 	uint32_t node;
@@ -22,10 +23,14 @@ struct tier_weight {
 	float w_long;
 };
 
+/*
+ * 16 bytes, not 24: the event time fits 56 bits (+-1.1 million years of
+ * milliseconds), the type the other 8 (state_ring_push stores them).
+ */
 struct ring_event {
 	uint64_t item_hash;           /* model_id_hash() of the item id */
-	int64_t ts_ms;
-	uint8_t type;
+	int64_t ts_ms : 56;
+	uint64_t type : 8;
 };
 
 struct user_state {

@@ -320,6 +320,28 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	            state_ring_get(us, (uint16_t)(us->ring_count - shortr->ring_len))->item_hash,
 	    "shorter ring keeps the newest events (%s)", err);
 
+	/* The ring's 56-bit event time: real times exact, absurd ones clamped. */
+	{
+		struct user_state *r = state_new(model_hparams(m));
+		int64_t want[4] = { T0_MS, -5, STATE_RING_TS_MAX, -STATE_RING_TS_MAX };
+		int64_t huge[2] = { INT64_MAX / 2, INT64_MIN / 2 };
+		int exact = r != NULL;
+
+		for (int k = 0; exact && k < 4; k++) {
+			state_ring_push(r, 1, want[k], MODEL_EV_SHARE);
+			exact = state_ring_get(r, (uint16_t)k)->ts_ms == want[k] &&
+			    state_ring_get(r, (uint16_t)k)->type == MODEL_EV_SHARE;
+		}
+		CHECK(exact && sizeof(struct ring_event) == 16,
+		    "ring event is 16 bytes and keeps times exactly");
+		state_ring_push(r, 1, huge[0], MODEL_EV_VIEW);
+		state_ring_push(r, 1, huge[1], MODEL_EV_VIEW);
+		CHECK(state_ring_get(r, 4)->ts_ms == STATE_RING_TS_MAX &&
+		        state_ring_get(r, 5)->ts_ms == -STATE_RING_TS_MAX,
+		    "times beyond 56 bits are clamped");
+		state_free(r);
+	}
+
 	/* A fresh state round-trips too (t_ref INT64_MIN, markers -1). */
 	len = state_encode(fresh, buf, sizeof(buf));
 	state_reset(back);
