@@ -1674,7 +1674,7 @@ consumer_render_more(struct consumer *c, char *buf, size_t size, size_t *o)
 	metrics_histogram_render(&c->commit_s, "interestd_commit_seconds", NULL, buf, size, o);
 	if (c->model_load_s > 0) {
 		metrics_family(buf, size, o, "interestd_model_load_seconds", "gauge",
-		    "Time the last successful model load (SIGHUP) took.");
+		    "Time the last successful model load (start-up or SIGHUP) took.");
 		metrics_printf(
 		    buf, size, o, "interestd_model_load_seconds %.6f\n", c->model_load_s);
 	}
@@ -2042,6 +2042,12 @@ consumer_free(struct consumer *c)
 	free(c->refused);
 	free(c->parts);
 	free(c);
+}
+
+void
+consumer_set_model_load_seconds(struct consumer *c, double load_s)
+{
+	c->model_load_s = load_s;
 }
 
 const struct consumer_counters *

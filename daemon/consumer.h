@@ -79,6 +79,13 @@ struct consumer *consumer_new(struct config *cfg, struct model *m, struct decode
  */
 int consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
 
+/*
+ * The time the start-up model load took (interestd.c loads the model before
+ * the consumer exists), reported as interestd_model_load_seconds until a
+ * SIGHUP load replaces it.
+ */
+void consumer_set_model_load_seconds(struct consumer *c, double load_s);
+
 /* The counters (valid until consumer_free). */
 const struct consumer_counters *consumer_counters(const struct consumer *c);
 

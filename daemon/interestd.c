@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -222,6 +223,7 @@ main(int argc, char **argv)
 	struct decoder *dec = NULL;
 	struct consumer *c = NULL;
 	struct sigaction sa;
+	struct timespec t0, t1;
 	int opt, check = 0, dump = 0, verbose = 0, ret = 1;
 
 	/*
@@ -288,7 +290,9 @@ main(int argc, char **argv)
 	log_init(verbose ? LOG_LEVEL_DEBUG : (enum log_level)cfg->log_level);
 
 	/* Model and schemas are part of the configuration: bad ones exit 78 too. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	m = interestd_model(cfg, errstr, sizeof(errstr));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (m != NULL)
 		dec = interestd_decoder(cfg, errstr, sizeof(errstr));
 	if (m == NULL || dec == NULL) {
@@ -327,6 +331,8 @@ main(int argc, char **argv)
 		ret = 1;
 		goto done;
 	}
+	consumer_set_model_load_seconds(c, (double)(t1.tv_sec - t0.tv_sec) +
+	        (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	ret = consumer_run(c, &interestd_stop, &interestd_reload);
 done:
 	consumer_free(c);

@@ -242,6 +242,10 @@ e2e.ok(f"histograms counted: batch {value(m, 'interestd_batch_seconds_count'):.0
        f"redis flush {value(m, 'interestd_redis_pipeline_seconds_count', op='flush'):.0f}, "
        f"commit {value(m, 'interestd_commit_seconds_count'):.0f}; lag 0 on every partition, "
        f"committed offsets sum to {N_SENT}")
+start_load_s = value(m, "interestd_model_load_seconds")
+if start_load_s is None or not 0 < start_load_s < 60:
+    e2e.fail(f"at start-up: interestd_model_load_seconds {start_load_s}")
+e2e.ok(f"start-up model load timed: {start_load_s * 1000:.1f} ms")
 loaded0 = value(m, "interestd_model_loaded_timestamp_seconds")
 if not loaded0 or abs(loaded0 - time.time()) > 600:
     e2e.fail(f"interestd_model_loaded_timestamp_seconds {loaded0}")
