@@ -69,7 +69,6 @@ struct scorer {
 	uint32_t *bnode2;      /* [n_blocks] the block's tier-2 node */
 	uint32_t *item_tier1;  /* [n_items] */
 	/* Scratch. */
-	float *node_term;      /* [n_nodes], all zero between calls */
 	double *remainder;     /* [n_tier1] largest-remainder fractions */
 	uint8_t *picked;       /* [n_items], all zero between calls */
 	float *ubuf;           /* [SCORER_CHUNK][dim] user vectors, zero past the chunk's users */
@@ -94,19 +93,18 @@ scorer_interest(const struct model *m, const struct user_state *us, float *u)
 }
 
 /*
- * The user's tier term of every node it holds into sc->node_term (each
- * level's weights normalised by that level's sum; nodes from an older model
- * that this one lacks are ignored). Returns 1 if any term was set; the
- * caller then clears them with scorer_clear_terms.
+ * The user's tier term of every node into nt[n_nodes]: each level's weights
+ * normalised by that level's sum, 0 for the nodes the user does not hold
+ * (and nodes from an older model that this one lacks are ignored).
  */
-static int
-scorer_node_terms(struct scorer *sc, const struct user_state *us)
+static void
+scorer_node_terms(const struct scorer *sc, const struct user_state *us, float *nt)
 {
 	const struct model *m = sc->m;
 	const struct model_weights *w = model_weights(m);
 	double sum_short[N_LEVELS] = { 0 }, sum_long[N_LEVELS] = { 0 };
-	int any = 0;
 
+	memset(nt, 0, sc->n_nodes * sizeof(float));
 	for (uint16_t t = 0; t < us->n_tiers; t++) {
 		uint32_t node = us->tiers[t].node;
 
@@ -127,18 +125,8 @@ scorer_node_terms(struct scorer *sc, const struct user_state *us)
 			term += (double)w->alpha[2 * lv] * us->tiers[t].w_short / sum_short[lv];
 		if (sum_long[lv] > 0.0)
 			term += (double)w->alpha[2 * lv + 1] * us->tiers[t].w_long / sum_long[lv];
-		sc->node_term[node] = (float)term;
-		any = 1;
+		nt[node] = (float)term;
 	}
-	return any;
-}
-
-static void
-scorer_clear_terms(struct scorer *sc, const struct user_state *us)
-{
-	for (uint16_t t = 0; t < us->n_tiers; t++)
-		if (us->tiers[t].node < sc->n_nodes)
-			sc->node_term[us->tiers[t].node] = 0.0f;
 }
 
 
@@ -301,14 +289,13 @@ scorer_new(const struct model *m)
 	sc->n_nodes = model_n_nodes(m);
 	sc->n_tier1 = model_n_tier1(m);
 	sc->dim = model_dim(m);
-	sc->node_term = calloc((size_t)sc->n_nodes + 1, sizeof(float));
 	sc->remainder = malloc(((size_t)sc->n_tier1 + 1) * sizeof(double));
 	sc->picked = calloc((size_t)sc->n_items + 1, 1);
 	sc->item_tier1 = malloc(((size_t)sc->n_items + 1) * sizeof(uint32_t));
 	sc->ubuf = calloc((size_t)SCORER_CHUNK * sc->dim, sizeof(float));
 	sc->pool_tiers = malloc((size_t)SCORER_CHUNK * 3 * (sc->n_tier1 + 1) * sizeof(uint32_t));
 	sc->pool_nt = calloc((size_t)SCORER_CHUNK * (sc->n_nodes + 1), sizeof(float));
-	if (sc->node_term == NULL || sc->remainder == NULL || sc->picked == NULL ||
+	if (sc->remainder == NULL || sc->picked == NULL ||
 	    sc->item_tier1 == NULL || sc->ubuf == NULL || sc->pool_tiers == NULL ||
 	    sc->pool_nt == NULL || scorer_pack(sc) != 0) {
 		scorer_free(sc);
@@ -337,7 +324,6 @@ scorer_free(struct scorer *sc)
 	free(sc->bnode1);
 	free(sc->bnode2);
 	free(sc->item_tier1);
-	free(sc->node_term);
 	free(sc->remainder);
 	free(sc->picked);
 	free(sc->ubuf);
@@ -469,13 +455,7 @@ scorer_begin(struct scorer *sc, struct scorer_sel *sel, const struct user_state 
 			start += sel->quota[j];
 		}
 	}
-	memset(sel->nt, 0, sc->n_nodes * sizeof(float));
-	if (scorer_node_terms(sc, us)) {
-		for (uint16_t t = 0; t < us->n_tiers; t++)
-			if (us->tiers[t].node < sc->n_nodes)
-				sel->nt[us->tiers[t].node] = sc->node_term[us->tiers[t].node];
-		scorer_clear_terms(sc, us);
-	}
+	scorer_node_terms(sc, us, sel->nt);
 }
 
 /*
@@ -695,13 +675,7 @@ scorer_score_all(struct scorer *sc, const struct user_state *us, const float *u,
 {
 	struct scorer_sel *sel = &sc->sel[0];
 
-	memset(sel->nt, 0, sc->n_nodes * sizeof(float));
-	if (scorer_node_terms(sc, us)) {
-		for (uint16_t t = 0; t < us->n_tiers; t++)
-			if (us->tiers[t].node < sc->n_nodes)
-				sel->nt[us->tiers[t].node] = sc->node_term[us->tiers[t].node];
-		scorer_clear_terms(sc, us);
-	}
+	scorer_node_terms(sc, us, sel->nt);
 	scorer_all_blocks(sc, u, sel->nt, out);
 	return out;
 }
