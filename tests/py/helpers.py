@@ -9,6 +9,20 @@ from conftest import ROOT
 PY = sys.executable
 
 
+# Nine items in three themes (science fiction, romantic comedy, jazz): (id, title, text, categories).
+TOY = [
+    ("m1", "Alien", "A crew in deep space meets a deadly creature.", ["Sci-Fi", "Horror"]),
+    ("m2", "Star Wars", "Rebels fight a galactic empire in space.", ["Sci-Fi", "Adventure"]),
+    ("m3", "Interstellar", "Astronauts travel through a wormhole in space.", ["Sci-Fi", "Drama"]),
+    ("m4", "Notting Hill", "A bookseller falls in love with a film star.", ["Comedy", "Romance"]),
+    ("m5", "Love Actually", "Love stories in London at Christmas.", ["Comedy", "Romance"]),
+    ("m6", "When Harry Met Sally", "Friends who fall in love.", ["Comedy", "Romance"]),
+    ("m7", "Blue Train", "Hard bop jazz record with trumpet and saxophone.", ["Jazz", "Music"]),
+    ("m8", "Kind of Blue", "Modal jazz classic with trumpet.", ["Jazz", "Music"]),
+    ("m9", "Time Out", "Cool jazz with piano and sax.", ["Jazz", "Music"]),
+]
+
+
 def run_script(name, *args, check=True):
     """Runs scripts/<name> with this (the venv's) Python; returns the result."""
     r = subprocess.run([PY, os.path.join(ROOT, "scripts", name)] + [str(a) for a in args],

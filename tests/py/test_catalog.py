@@ -10,21 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, ml100k_dir
-from helpers import run_script, write_items
+from helpers import TOY, run_script, write_items
 from interestd_py import container
-
-TOY = [
-    ("m1", "Alien", "A crew in deep space meets a deadly creature.", ["Sci-Fi", "Horror"]),
-    ("m2", "Star Wars", "Rebels fight a galactic empire in space.", ["Sci-Fi", "Adventure"]),
-    ("m3", "Interstellar", "Astronauts travel through a wormhole in space.", ["Sci-Fi", "Drama"]),
-    ("m4", "Notting Hill", "A bookseller falls in love with a film star.", ["Comedy", "Romance"]),
-    ("m5", "Love Actually", "Love stories in London at Christmas.", ["Comedy", "Romance"]),
-    ("m6", "When Harry Met Sally", "Friends who fall in love.", ["Comedy", "Romance"]),
-    ("m7", "Blue Train", "Hard bop jazz record with trumpet and saxophone.", ["Jazz", "Music"]),
-    ("m8", "Kind of Blue", "Modal jazz classic with trumpet.", ["Jazz", "Music"]),
-    ("m9", "Time Out", "Cool jazz with piano and sax.", ["Jazz", "Music"]),
-]
-
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
