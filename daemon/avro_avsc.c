@@ -13,9 +13,9 @@
 #include <string.h>
 
 /* Nesting limit for JSON values and schema trees (a schema is small). */
-#define AVSC_MAX_DEPTH 64
+#define AVSC_MAX_DEPTH   64
 #define AVSC_ARENA_BLOCK 8192
-#define AVSC_ALIGN 16
+#define AVSC_ALIGN       16
 
 struct avsc_block {
 	struct avsc_block *next;
@@ -86,7 +86,7 @@ avsc_fail(struct avsc_parser *ps, const char *fmt, ...)
 	va_list ap;
 
 	if (ps->failed)
-		return;           /* keep the innermost, first reason */
+		return; /* keep the innermost, first reason */
 	ps->failed = 1;
 	va_start(ap, fmt);
 	vsnprintf(ps->errstr, ps->errstr_size, fmt, ap);
@@ -108,8 +108,8 @@ avsc_palloc(struct avsc_parser *ps, size_t size)
 static void
 avsc_json_ws(struct avsc_parser *ps)
 {
-	while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' ||
-	    *ps->p == '\n' || *ps->p == '\r'))
+	while (ps->p < ps->end &&
+	    (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
 		ps->p++;
 }
 
@@ -167,12 +167,26 @@ avsc_json_string(struct avsc_parser *ps, size_t *len_out)
 			break;
 		c = (unsigned char)*s++;
 		switch (c) {
-		case '"': case '\\': case '/': out[n++] = (char)c; break;
-		case 'b': out[n++] = '\b'; break;
-		case 'f': out[n++] = '\f'; break;
-		case 'n': out[n++] = '\n'; break;
-		case 'r': out[n++] = '\r'; break;
-		case 't': out[n++] = '\t'; break;
+		case '"':
+		case '\\':
+		case '/':
+			out[n++] = (char)c;
+			break;
+		case 'b':
+			out[n++] = '\b';
+			break;
+		case 'f':
+			out[n++] = '\f';
+			break;
+		case 'n':
+			out[n++] = '\n';
+			break;
+		case 'r':
+			out[n++] = '\r';
+			break;
+		case 't':
+			out[n++] = '\t';
+			break;
 		case 'u': {
 			unsigned cp, lo;
 			if (ps->end - s < 4 || avsc_hex4(s, &cp) != 0) {
@@ -180,9 +194,9 @@ avsc_json_string(struct avsc_parser *ps, size_t *len_out)
 				return NULL;
 			}
 			s += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && ps->end - s >= 6 &&
-			    s[0] == '\\' && s[1] == 'u' && avsc_hex4(s + 2, &lo) == 0 &&
-			    lo >= 0xdc00 && lo < 0xe000) {
+			if (cp >= 0xd800 && cp < 0xdc00 && ps->end - s >= 6 && s[0] == '\\' &&
+			    s[1] == 'u' && avsc_hex4(s + 2, &lo) == 0 && lo >= 0xdc00 &&
+			    lo < 0xe000) {
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
 				s += 6;
 			}
@@ -222,8 +236,8 @@ avsc_json_string(struct avsc_parser *ps, size_t *len_out)
 static struct avsc_json *avsc_json_value(struct avsc_parser *ps, int depth);
 
 static int
-avsc_json_push(struct avsc_parser *ps, struct avsc_json *v, size_t *cap,
-    struct avsc_json *item, char *key)
+avsc_json_push(
+    struct avsc_parser *ps, struct avsc_json *v, size_t *cap, struct avsc_json *item, char *key)
 {
 	if (v->n == *cap) {
 		size_t ncap = *cap ? *cap * 2 : 8;
@@ -309,8 +323,7 @@ avsc_json_number(struct avsc_parser *ps, struct avsc_json *v)
 	char *endp;
 	int integral = 1;
 
-	while (ps->p < ps->end && *ps->p != '\0' &&
-	    strchr("+-0123456789.eE", *ps->p) != NULL) {
+	while (ps->p < ps->end && *ps->p != '\0' && strchr("+-0123456789.eE", *ps->p) != NULL) {
 		if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E')
 			integral = 0;
 		ps->p++;
@@ -402,9 +415,14 @@ avsc_json_get(const struct avsc_json *obj, const char *key)
 /* ---- schema ---- */
 
 static const char *const avsc_primitive_names[] = {
-	[AVSC_NULL] = "null", [AVSC_BOOLEAN] = "boolean", [AVSC_INT] = "int",
-	[AVSC_LONG] = "long", [AVSC_FLOAT] = "float", [AVSC_DOUBLE] = "double",
-	[AVSC_BYTES] = "bytes", [AVSC_STRING] = "string",
+	[AVSC_NULL] = "null",
+	[AVSC_BOOLEAN] = "boolean",
+	[AVSC_INT] = "int",
+	[AVSC_LONG] = "long",
+	[AVSC_FLOAT] = "float",
+	[AVSC_DOUBLE] = "double",
+	[AVSC_BYTES] = "bytes",
+	[AVSC_STRING] = "string",
 };
 
 static int
@@ -433,7 +451,7 @@ avsc_valid_name(const char *s, int dotted)
 			continue;
 		}
 		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
-		    (!start && c >= '0' && c <= '9')))
+			(!start && c >= '0' && c <= '9')))
 			return 0;
 		start = 0;
 	}
@@ -441,8 +459,8 @@ avsc_valid_name(const char *s, int dotted)
 }
 
 static const char *
-avsc_json_str_attr(struct avsc_parser *ps, const struct avsc_json *obj,
-    const char *key, int required)
+avsc_json_str_attr(
+    struct avsc_parser *ps, const struct avsc_json *obj, const char *key, int required)
 {
 	const struct avsc_json *v = avsc_json_get(obj, key);
 
@@ -510,8 +528,8 @@ avsc_reference(struct avsc_parser *ps, const char *name, const char *ns)
 
 /* Sets fullname/name of a named type and registers it; returns its namespace. */
 static const char *
-avsc_define(struct avsc_parser *ps, struct avsc_node *node,
-    const struct avsc_json *obj, const char *ns)
+avsc_define(
+    struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj, const char *ns)
 {
 	const char *name = avsc_json_str_attr(ps, obj, "name", 1);
 	const char *own_ns;
@@ -571,20 +589,20 @@ avsc_define(struct avsc_parser *ps, struct avsc_node *node,
 	return ns != NULL ? ns : "";
 }
 
-static struct avsc_node *avsc_schema(struct avsc_parser *ps,
-    const struct avsc_json *j, const char *ns, int depth);
+static struct avsc_node *avsc_schema(
+    struct avsc_parser *ps, const struct avsc_json *j, const char *ns, int depth);
 
 static struct avsc_node *
-avsc_record(struct avsc_parser *ps, struct avsc_node *node,
-    const struct avsc_json *obj, const char *ns, int depth)
+avsc_record(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj,
+    const char *ns, int depth)
 {
 	const struct avsc_json *fields = avsc_json_get(obj, "fields");
 
 	if ((ns = avsc_define(ps, node, obj, ns)) == NULL)
 		return NULL;
 	if (fields == NULL || fields->kind != AVSC_JSON_ARRAY) {
-		avsc_fail(ps, "schema: record %s: \"fields\" missing or not an array",
-		    node->fullname);
+		avsc_fail(
+		    ps, "schema: record %s: \"fields\" missing or not an array", node->fullname);
 		return NULL;
 	}
 	node->n = fields->n;
@@ -597,26 +615,26 @@ avsc_record(struct avsc_parser *ps, struct avsc_node *node,
 		const struct avsc_json *ftype;
 
 		if (f->kind != AVSC_JSON_OBJECT) {
-			avsc_fail(ps, "schema: record %s: field %zu is not an object",
-			    node->fullname, i);
+			avsc_fail(
+			    ps, "schema: record %s: field %zu is not an object", node->fullname, i);
 			return NULL;
 		}
 		if ((fd->name = avsc_json_str_attr(ps, f, "name", 1)) == NULL)
 			return NULL;
 		if (!avsc_valid_name(fd->name, 0)) {
-			avsc_fail(ps, "schema: record %s: bad field name \"%s\"",
-			    node->fullname, fd->name);
+			avsc_fail(ps, "schema: record %s: bad field name \"%s\"", node->fullname,
+			    fd->name);
 			return NULL;
 		}
 		for (size_t k = 0; k < i; k++)
 			if (strcmp(node->fields[k].name, fd->name) == 0) {
-				avsc_fail(ps, "schema: record %s: field %s twice",
-				    node->fullname, fd->name);
+				avsc_fail(ps, "schema: record %s: field %s twice", node->fullname,
+				    fd->name);
 				return NULL;
 			}
 		if ((ftype = avsc_json_get(f, "type")) == NULL) {
-			avsc_fail(ps, "schema: record %s: field %s has no type",
-			    node->fullname, fd->name);
+			avsc_fail(ps, "schema: record %s: field %s has no type", node->fullname,
+			    fd->name);
 			return NULL;
 		}
 		if ((fd->type = avsc_schema(ps, ftype, ns, depth + 1)) == NULL)
@@ -627,8 +645,8 @@ avsc_record(struct avsc_parser *ps, struct avsc_node *node,
 }
 
 static struct avsc_node *
-avsc_enum(struct avsc_parser *ps, struct avsc_node *node,
-    const struct avsc_json *obj, const char *ns)
+avsc_enum(
+    struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj, const char *ns)
 {
 	const struct avsc_json *syms = avsc_json_get(obj, "symbols");
 	const char *def;
@@ -636,8 +654,7 @@ avsc_enum(struct avsc_parser *ps, struct avsc_node *node,
 	if (avsc_define(ps, node, obj, ns) == NULL)
 		return NULL;
 	if (syms == NULL || syms->kind != AVSC_JSON_ARRAY || syms->n == 0) {
-		avsc_fail(ps, "schema: enum %s: \"symbols\" missing or empty",
-		    node->fullname);
+		avsc_fail(ps, "schema: enum %s: \"symbols\" missing or empty", node->fullname);
 		return NULL;
 	}
 	node->n = syms->n;
@@ -651,8 +668,8 @@ avsc_enum(struct avsc_parser *ps, struct avsc_node *node,
 		}
 		for (size_t k = 0; k < i; k++)
 			if (strcmp(node->symbols[k], s->str) == 0) {
-				avsc_fail(ps, "schema: enum %s: symbol %s twice",
-				    node->fullname, s->str);
+				avsc_fail(
+				    ps, "schema: enum %s: symbol %s twice", node->fullname, s->str);
 				return NULL;
 			}
 		node->symbols[i] = s->str;
@@ -666,8 +683,8 @@ avsc_enum(struct avsc_parser *ps, struct avsc_node *node,
 			if (strcmp(node->symbols[i], def) == 0)
 				node->enum_default = (int)i;
 		if (node->enum_default < 0) {
-			avsc_fail(ps, "schema: enum %s: default %s is not a symbol",
-			    node->fullname, def);
+			avsc_fail(
+			    ps, "schema: enum %s: default %s is not a symbol", node->fullname, def);
 			return NULL;
 		}
 	}
@@ -675,8 +692,8 @@ avsc_enum(struct avsc_parser *ps, struct avsc_node *node,
 }
 
 static struct avsc_node *
-avsc_union(struct avsc_parser *ps, struct avsc_node *node,
-    const struct avsc_json *arr, const char *ns, int depth)
+avsc_union(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *arr,
+    const char *ns, int depth)
 {
 	node->type = AVSC_UNION;
 	node->n = arr->n;
@@ -698,10 +715,12 @@ avsc_union(struct avsc_parser *ps, struct avsc_node *node,
 			const struct avsc_node *o = node->branches[k];
 			int named = b->fullname != NULL;
 			if (named ? (o->fullname != NULL && strcmp(o->fullname, b->fullname) == 0)
-			    : (o->type == b->type)) {
+				  : (o->type == b->type)) {
 				avsc_fail(ps, "schema: union has two branches of type %s",
-				    named ? b->fullname : b->type == AVSC_ARRAY ? "array" :
-				    b->type == AVSC_MAP ? "map" : avsc_primitive_names[b->type]);
+				    named                       ? b->fullname
+					: b->type == AVSC_ARRAY ? "array"
+					: b->type == AVSC_MAP   ? "map"
+								: avsc_primitive_names[b->type]);
 				return NULL;
 			}
 		}
@@ -711,8 +730,7 @@ avsc_union(struct avsc_parser *ps, struct avsc_node *node,
 }
 
 static struct avsc_node *
-avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns,
-    int depth)
+avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns, int depth)
 {
 	struct avsc_node *node;
 	const char *type;
@@ -749,12 +767,12 @@ avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns,
 			avsc_fail(ps, "schema: object without \"type\"");
 			return NULL;
 		}
-		if (tj->kind != AVSC_JSON_STRING)      /* {"type": {...}}: a wrapped type */
+		if (tj->kind != AVSC_JSON_STRING) /* {"type": {...}}: a wrapped type */
 			return avsc_schema(ps, tj, ns, depth + 1);
 		type = tj->str;
 	}
 	if ((prim = avsc_primitive(type)) >= 0) {
-		node->type = (enum avsc_type)prim;  /* logicalType etc. are ignored */
+		node->type = (enum avsc_type)prim; /* logicalType etc. are ignored */
 		return node;
 	}
 	if (strcmp(type, "record") == 0 || strcmp(type, "error") == 0) {
@@ -827,8 +845,8 @@ avsc_put_quoted(struct avsc_buf *b, const char *s)
 }
 
 static void
-avsc_pcf(struct avsc_buf *b, const struct avsc_node *node,
-    const struct avsc_node ***seen, size_t *n_seen)
+avsc_pcf(struct avsc_buf *b, const struct avsc_node *node, const struct avsc_node ***seen,
+    size_t *n_seen)
 {
 	char num[32];
 
@@ -839,8 +857,8 @@ avsc_pcf(struct avsc_buf *b, const struct avsc_node *node,
 				return;
 			}
 		{
-			const struct avsc_node **ns = realloc(*seen,
-			    (*n_seen + 1) * sizeof(**seen));
+			const struct avsc_node **ns =
+			    realloc(*seen, (*n_seen + 1) * sizeof(**seen));
 			if (ns == NULL) {
 				b->oom = 1;
 				return;
@@ -880,8 +898,9 @@ avsc_pcf(struct avsc_buf *b, const struct avsc_node *node,
 		break;
 	case AVSC_ARRAY:
 	case AVSC_MAP:
-		avsc_put(b, node->type == AVSC_ARRAY ? "{\"type\":\"array\",\"items\":" :
-		    "{\"type\":\"map\",\"values\":");
+		avsc_put(b,
+		    node->type == AVSC_ARRAY ? "{\"type\":\"array\",\"items\":"
+					     : "{\"type\":\"map\",\"values\":");
 		avsc_pcf(b, node->items, seen, n_seen);
 		avsc_put(b, "}");
 		break;
@@ -927,8 +946,8 @@ avsc_crc64(const void *buf, size_t len)
 struct avsc *
 avsc_parse(const char *json, size_t len, char *errstr, size_t errstr_size)
 {
-	struct avsc_parser ps = {0};
-	struct avsc_buf b = {0};
+	struct avsc_parser ps = { 0 };
+	struct avsc_buf b = { 0 };
 	const struct avsc_node **seen = NULL;
 	size_t n_seen = 0;
 	struct avsc_json *doc;

@@ -44,19 +44,19 @@ struct avsc_json {
 	enum avsc_json_kind kind;
 	int boolean;
 	double number;
-	int is_integer;               /* number had no fraction/exponent and fits int64 */
+	int is_integer; /* number had no fraction/exponent and fits int64 */
 	int64_t integer;
-	char *str;                    /* NUL-terminated; may hold NULs, see str_len */
+	char *str; /* NUL-terminated; may hold NULs, see str_len */
 	size_t str_len;
-	size_t n;                     /* array items / object members */
+	size_t n; /* array items / object members */
 	struct avsc_json **items;
-	char **keys;                  /* object member names, [n] */
+	char **keys; /* object member names, [n] */
 };
 
 struct avsc_field {
 	const char *name;
 	struct avsc_node *type;
-	const struct avsc_json *def;  /* the "default", NULL when none */
+	const struct avsc_json *def; /* the "default", NULL when none */
 };
 
 /*
@@ -66,15 +66,15 @@ struct avsc_field {
  */
 struct avsc_node {
 	enum avsc_type type;
-	const char *fullname;         /* record/enum/fixed, else NULL */
-	const char *name;             /* unqualified part of fullname */
-	size_t n;                     /* fields, symbols or union branches */
-	struct avsc_field *fields;    /* record */
-	const char **symbols;         /* enum */
-	int enum_default;             /* enum: index of "default", -1 when none */
-	struct avsc_node **branches;  /* union */
-	struct avsc_node *items;      /* array items / map values */
-	int64_t size;                 /* fixed */
+	const char *fullname;        /* record/enum/fixed, else NULL */
+	const char *name;            /* unqualified part of fullname */
+	size_t n;                    /* fields, symbols or union branches */
+	struct avsc_field *fields;   /* record */
+	const char **symbols;        /* enum */
+	int enum_default;            /* enum: index of "default", -1 when none */
+	struct avsc_node **branches; /* union */
+	struct avsc_node *items;     /* array items / map values */
+	int64_t size;                /* fixed */
 };
 
 struct avsc;

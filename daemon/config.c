@@ -16,31 +16,31 @@
 
 #include <librdkafka/rdkafka.h>
 
-#define CONFIG_FILE_MAX_BYTES (1024 * 1024)   /* a config file larger than this is an error */
-#define CONFIG_SECRET_MAX_BYTES 4096          /* redis.password_file, ids.hmac_key_file */
-#define CONFIG_HMAC_KEY_MIN_BYTES 16          /* ids.hmac_key_file: 128 bits at least */
-#define CONFIG_MASK "********"
-#define CONFIG_KAFKA_PREFIX "kafka."
+#define CONFIG_FILE_MAX_BYTES        (1024 * 1024) /* a config file larger than this is an error */
+#define CONFIG_SECRET_MAX_BYTES      4096          /* redis.password_file, ids.hmac_key_file */
+#define CONFIG_HMAC_KEY_MIN_BYTES    16            /* ids.hmac_key_file: 128 bits at least */
+#define CONFIG_MASK                  "********"
+#define CONFIG_KAFKA_PREFIX          "kafka."
 #define CONFIG_KAFKA_CONSUMER_PREFIX "kafka.consumer."
 #define CONFIG_KAFKA_PRODUCER_PREFIX "kafka.producer."
-#define CONFIG_ERR_MAX 512                    /* one error message */
-#define CONFIG_VALUE_MAX 4096                 /* a formatted value (dump, compare) */
+#define CONFIG_ERR_MAX               512  /* one error message */
+#define CONFIG_VALUE_MAX             4096 /* a formatted value (dump, compare) */
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 enum cfg_type {
-	CFG_STRING,       /* char *; empty is an error unless CFG_OPTIONAL (then NULL) */
-	CFG_INT,          /* int within [min, max] */
-	CFG_INT64,        /* int64_t within [min, max] */
-	CFG_BOOL,         /* int 0/1: true/false, yes/no, on/off, 1/0 */
-	CFG_ENUM,         /* int: index into names[] */
-	CFG_WRITERS,      /* schema.writers list */
-	CFG_SECRET_FILE   /* path of a file holding a secret; read on set */
+	CFG_STRING,     /* char *; empty is an error unless CFG_OPTIONAL (then NULL) */
+	CFG_INT,        /* int within [min, max] */
+	CFG_INT64,      /* int64_t within [min, max] */
+	CFG_BOOL,       /* int 0/1: true/false, yes/no, on/off, 1/0 */
+	CFG_ENUM,       /* int: index into names[] */
+	CFG_WRITERS,    /* schema.writers list */
+	CFG_SECRET_FILE /* path of a file holding a secret; read on set */
 };
 
-#define CFG_RELOAD   0x1  /* a new value takes effect on SIGHUP */
-#define CFG_SECRET   0x2  /* masked in dumps */
-#define CFG_OPTIONAL 0x4  /* strings: empty means unset (NULL) */
+#define CFG_RELOAD   0x1 /* a new value takes effect on SIGHUP */
+#define CFG_SECRET   0x2 /* masked in dumps */
+#define CFG_OPTIONAL 0x4 /* strings: empty means unset (NULL) */
 
 struct cfg_key;
 /* Extra rule for a string value: 0, or -1 with the rule broken in err. */
@@ -49,11 +49,11 @@ typedef int cfg_check_fn(const char *value, char *err, size_t err_size);
 struct cfg_key {
 	const char *name;
 	enum cfg_type type;
-	size_t off;                     /* offsetof(struct config, field) */
-	const char *def;                /* default, parsed like a file value */
-	int64_t min, max;               /* CFG_INT / CFG_INT64 */
-	const char *const *names;       /* CFG_ENUM, NULL-terminated */
-	cfg_check_fn *check;            /* CFG_STRING extra rule, or NULL */
+	size_t off;               /* offsetof(struct config, field) */
+	const char *def;          /* default, parsed like a file value */
+	int64_t min, max;         /* CFG_INT / CFG_INT64 */
+	const char *const *names; /* CFG_ENUM, NULL-terminated */
+	cfg_check_fn *check;      /* CFG_STRING extra rule, or NULL */
 	unsigned flags;
 	const char *help;
 };
@@ -64,7 +64,7 @@ static const char *const cfg_log_levels[] = { "error", "warn", "info", "debug", 
 static cfg_check_fn check_prefix, check_listen;
 
 #define OFF(f) offsetof(struct config, f)
-#define YEAR_S INT64_C(31557600)  /* 365.25 days */
+#define YEAR_S INT64_C(31557600) /* 365.25 days */
 
 /*
  * Every key interestd knows, in README order. To add one: a field in struct
@@ -76,62 +76,70 @@ static const struct cfg_key config_keys[] = {
 	    "Kafka consumer group of all interestd instances" },
 	{ "topic.events", CFG_STRING, OFF(topic_events), "behaviour-events", 0, 0, NULL, NULL, 0,
 	    "input topic of BehaviourEvent messages" },
-	{ "topic.snapshots", CFG_STRING, OFF(topic_snapshots), "interest-snapshots", 0, 0, NULL, NULL, 0,
-	    "output topic of InterestSnapshot messages (retraining feed)" },
+	{ "topic.snapshots", CFG_STRING, OFF(topic_snapshots), "interest-snapshots", 0, 0, NULL,
+	    NULL, 0, "output topic of InterestSnapshot messages (retraining feed)" },
 	{ "topic.dlq", CFG_STRING, OFF(topic_dlq), "interest-dlq", 0, 0, NULL, NULL, 0,
 	    "dead-letter topic for events that cannot be applied" },
-	{ "topic.items", CFG_STRING, OFF(topic_items), "interest-items", 0, 0, NULL, NULL, CFG_OPTIONAL,
-	    "compacted topic of live catalog items (ItemUpdate, schemas/items.md); empty: no live items" },
+	{ "topic.items", CFG_STRING, OFF(topic_items), "interest-items", 0, 0, NULL, NULL,
+	    CFG_OPTIONAL,
+	    "compacted topic of live catalog items (ItemUpdate, schemas/items.md); empty: no live "
+	    "items" },
 	{ "poll.timeout_ms", CFG_INT, OFF(poll_timeout_ms), "100", 1, 5000, NULL, NULL, CFG_RELOAD,
 	    "longest wait in one consumer poll; bounds signal and flush latency" },
 
 	/* Schemas and model */
-	{ "schema.reader", CFG_STRING, OFF(schema_reader), "/usr/share/interestd/behaviour_event.avsc",
-	    0, 0, NULL, NULL, 0, "reader schema (.avsc) events are decoded into" },
+	{ "schema.reader", CFG_STRING, OFF(schema_reader),
+	    "/usr/share/interestd/behaviour_event.avsc", 0, 0, NULL, NULL, 0,
+	    "reader schema (.avsc) events are decoded into" },
 	{ "schema.writers", CFG_WRITERS, OFF(writers), "", 0, 0, NULL, NULL, CFG_OPTIONAL,
 	    "comma list of writer schemas 'ID:PATH' (Confluent id and fingerprint) or 'PATH' "
-	    "(single-object fingerprint only); the reader schema's fingerprint is always accepted" },
-	{ "schema.plain_writer", CFG_STRING, OFF(schema_plain_writer), "", 0, 0, NULL, NULL, CFG_OPTIONAL,
-	    "writer schema of unframed messages; empty: the reader schema" },
-	{ "model.path", CFG_STRING, OFF(model_path), "/var/lib/interestd/model.imdl", 0, 0, NULL, NULL,
-	    CFG_RELOAD, "model file (schemas/modelfile.md); SIGHUP reloads it" },
+	    "(single-object fingerprint only); the reader schema's fingerprint is always "
+	    "accepted" },
+	{ "schema.plain_writer", CFG_STRING, OFF(schema_plain_writer), "", 0, 0, NULL, NULL,
+	    CFG_OPTIONAL, "writer schema of unframed messages; empty: the reader schema" },
+	{ "model.path", CFG_STRING, OFF(model_path), "/var/lib/interestd/model.imdl", 0, 0, NULL,
+	    NULL, CFG_RELOAD, "model file (schemas/modelfile.md); SIGHUP reloads it" },
 
 	/* Redis */
 	{ "redis.host", CFG_STRING, OFF(redis_host), "127.0.0.1", 0, 0, NULL, NULL, 0,
 	    "Redis host (ignored with redis.unix_socket)" },
-	{ "redis.port", CFG_INT, OFF(redis_port), "6379", 1, 65535, NULL, NULL, 0, "Redis TCP port" },
-	{ "redis.unix_socket", CFG_STRING, OFF(redis_unix_socket), "", 0, 0, NULL, NULL, CFG_OPTIONAL,
-	    "Redis unix socket path; empty: TCP" },
+	{ "redis.port", CFG_INT, OFF(redis_port), "6379", 1, 65535, NULL, NULL, 0,
+	    "Redis TCP port" },
+	{ "redis.unix_socket", CFG_STRING, OFF(redis_unix_socket), "", 0, 0, NULL, NULL,
+	    CFG_OPTIONAL, "Redis unix socket path; empty: TCP" },
 	{ "redis.user", CFG_STRING, OFF(redis_user), "", 0, 0, NULL, NULL, CFG_OPTIONAL,
 	    "Redis 6 ACL user (AUTH user password); empty: AUTH password" },
 	{ "redis.password", CFG_STRING, OFF(redis_password), "", 0, 0, NULL, NULL,
 	    CFG_OPTIONAL | CFG_SECRET, "Redis password; prefer redis.password_file" },
 	{ "redis.password_file", CFG_SECRET_FILE, OFF(redis_password_file), "", 0, 0, NULL, NULL,
-	    CFG_OPTIONAL, "file whose first line is the Redis password; must not be group/world readable" },
+	    CFG_OPTIONAL,
+	    "file whose first line is the Redis password; must not be group/world readable" },
 	{ "redis.prefix", CFG_STRING, OFF(redis_prefix), "ui:", 0, 0, NULL, check_prefix, 0,
 	    "prefix of every key (schemas/redis.md)" },
 	{ "redis.top_n", CFG_INT, OFF(redis_top_n), "50", 1, 1000, NULL, NULL, CFG_RELOAD,
 	    "items in each user's top-N list" },
-	{ "redis.top_format", CFG_ENUM, OFF(redis_top_format), "json", 0, 0, cfg_top_formats, NULL, 0,
-	    "ui:{u}:top as one JSON string or as a sorted set" },
+	{ "redis.top_format", CFG_ENUM, OFF(redis_top_format), "json", 0, 0, cfg_top_formats, NULL,
+	    0, "ui:{u}:top as one JSON string or as a sorted set" },
 	{ "redis.ttl_s", CFG_INT64, OFF(redis_ttl_s), "2592000", 0, 100 * YEAR_S, NULL, NULL, 0,
 	    "expiry of an inactive user's keys in seconds; 0: never" },
 	{ "redis.timeout_ms", CFG_INT, OFF(redis_timeout_ms), "2000", 1, 600000, NULL, NULL, 0,
 	    "Redis connect and command timeout" },
 	{ "redis.wait_replicas", CFG_INT, OFF(redis_wait_replicas), "0", 0, 64, NULL, NULL, 0,
-	    "replicas that must acknowledge each flush (WAIT) before offsets are committed; 0: no WAIT" },
-	{ "redis.wait_timeout_ms", CFG_INT, OFF(redis_wait_timeout_ms), "1000", 1, 600000, NULL, NULL, 0,
-	    "WAIT timeout; fewer replicas by then fails the flush" },
+	    "replicas that must acknowledge each flush (WAIT) before offsets are committed; 0: no "
+	    "WAIT" },
+	{ "redis.wait_timeout_ms", CFG_INT, OFF(redis_wait_timeout_ms), "1000", 1, 600000, NULL,
+	    NULL, 0, "WAIT timeout; fewer replicas by then fails the flush" },
 
 	/* User ids */
 	{ "ids.hmac_key_file", CFG_SECRET_FILE, OFF(ids_hmac_key_file), "", 0, 0, NULL, NULL,
-	    CFG_OPTIONAL, "file whose first line (at least 16 bytes) is an HMAC key: user ids become "
+	    CFG_OPTIONAL,
+	    "file whose first line (at least 16 bytes) is an HMAC key: user ids become "
 	    "hex(HMAC-SHA256(key, id))[0:32] before Redis, snapshots and logs (schemas/redis.md); "
 	    "must not be group/world readable" },
 
 	/* Batching and flushing */
-	{ "flush.interval_ms", CFG_INT, OFF(flush_interval_ms), "200", 1, 60000, NULL, NULL, CFG_RELOAD,
-	    "longest time an applied event waits before its user is written to Redis" },
+	{ "flush.interval_ms", CFG_INT, OFF(flush_interval_ms), "200", 1, 60000, NULL, NULL,
+	    CFG_RELOAD, "longest time an applied event waits before its user is written to Redis" },
 	{ "flush.when_caught_up", CFG_BOOL, OFF(flush_when_caught_up), "true", 0, 0, NULL, NULL,
 	    CFG_RELOAD,
 	    "also flush as soon as a poll has drained everything fetched (below full load: "
@@ -152,22 +160,25 @@ static const struct cfg_key config_keys[] = {
 	{ "items.apply_interval_ms", CFG_INT, OFF(items_apply_interval_ms), "1000", 1, 600000, NULL,
 	    NULL, CFG_RELOAD,
 	    "live items received are swapped into the serving model at most this often" },
-	{ "items.startup_timeout_ms", CFG_INT, OFF(items_startup_timeout_ms), "10000", 0, 600000, NULL,
-	    NULL, 0,
+	{ "items.startup_timeout_ms", CFG_INT, OFF(items_startup_timeout_ms), "10000", 0, 600000,
+	    NULL, NULL, 0,
 	    "at start-up, longest wait for topic.items to be read up to its end before events are "
 	    "consumed (then a warning, and the rest arrives live)" },
 
 	/* Event time window */
-	{ "events.max_age_s", CFG_INT64, OFF(events_max_age_s), "1577880000", 0, 1000 * YEAR_S, NULL,
-	    NULL, CFG_RELOAD,
-	    "events older than this (vs. the wall clock) go to the DLQ; 0: no limit. Default 50 years: "
+	{ "events.max_age_s", CFG_INT64, OFF(events_max_age_s), "1577880000", 0, 1000 * YEAR_S,
+	    NULL, NULL, CFG_RELOAD,
+	    "events older than this (vs. the wall clock) go to the DLQ; 0: no limit. Default 50 "
+	    "years: "
 	    "rejects epoch-0 and seconds-as-milliseconds timestamps, accepts replayed datasets" },
-	{ "events.max_future_s", CFG_INT64, OFF(events_max_future_s), "86400", 0, 1000 * YEAR_S, NULL,
-	    NULL, CFG_RELOAD, "events further ahead of the wall clock go to the DLQ; 0: no limit" },
+	{ "events.max_future_s", CFG_INT64, OFF(events_max_future_s), "86400", 0, 1000 * YEAR_S,
+	    NULL, NULL, CFG_RELOAD,
+	    "events further ahead of the wall clock go to the DLQ; 0: no limit" },
 
 	/* Snapshots */
-	{ "snapshot.every_events", CFG_INT, OFF(snapshot_every_events), "50", 0, 1000000, NULL, NULL,
-	    CFG_RELOAD, "emit a user's snapshot after this many of its events; 0: not by count" },
+	{ "snapshot.every_events", CFG_INT, OFF(snapshot_every_events), "50", 0, 1000000, NULL,
+	    NULL, CFG_RELOAD,
+	    "emit a user's snapshot after this many of its events; 0: not by count" },
 	{ "snapshot.max_interval_s", CFG_INT, OFF(snapshot_max_interval_s), "3600", 0, 30 * 86400,
 	    NULL, NULL, CFG_RELOAD,
 	    "emit a snapshot of a user with pending events at least this often; 0: not by time" },
@@ -175,8 +186,8 @@ static const struct cfg_key config_keys[] = {
 	/* Operations */
 	{ "log.level", CFG_ENUM, OFF(log_level), "info", 0, 0, cfg_log_levels, NULL, CFG_RELOAD,
 	    "error, warn, info or debug" },
-	{ "metrics.listen", CFG_STRING, OFF(metrics_listen), "", 0, 0, NULL, check_listen, CFG_OPTIONAL,
-	    "HOST:PORT of the Prometheus /metrics endpoint; empty: off" },
+	{ "metrics.listen", CFG_STRING, OFF(metrics_listen), "", 0, 0, NULL, check_listen,
+	    CFG_OPTIONAL, "HOST:PORT of the Prometheus /metrics endpoint; empty: off" },
 	{ "shutdown.timeout_ms", CFG_INT, OFF(shutdown_timeout_ms), "10000", 0, 600000, NULL, NULL,
 	    CFG_RELOAD, "deadline for flushing the snapshot/DLQ producer on shutdown" },
 };
@@ -186,9 +197,9 @@ static const struct cfg_key config_keys[] = {
 /* The public struct plus what only this file needs; pub comes first. */
 struct config_impl {
 	struct config pub;
-	int password_direct;                /* redis.password was set (not from the file) */
+	int password_direct; /* redis.password was set (not from the file) */
 	size_t kafka_cap;
-	unsigned set_line[CONFIG_N_KEYS];   /* during a load: line that set the key, or 0 */
+	unsigned set_line[CONFIG_N_KEYS]; /* during a load: line that set the key, or 0 */
 };
 
 /* Collected errors: lines in the caller's buffer, the overflow counted. */
@@ -198,9 +209,10 @@ struct errbuf {
 	unsigned n, dropped;
 };
 
-#define ERRBUF_TRAILER 48   /* room kept for "... and N more errors" */
+#define ERRBUF_TRAILER 48 /* room kept for "... and N more errors" */
 
-static void errbuf_init(struct errbuf *eb, char *buf, size_t size)
+static void
+errbuf_init(struct errbuf *eb, char *buf, size_t size)
 {
 	eb->buf = buf;
 	eb->size = size;
@@ -249,8 +261,8 @@ static int
 errbuf_finish(struct errbuf *eb)
 {
 	if (eb->dropped > 0 && eb->size > eb->len + 1)
-		snprintf(eb->buf + eb->len, eb->size - eb->len, "\n... and %u more errors",
-		    eb->dropped);
+		snprintf(
+		    eb->buf + eb->len, eb->size - eb->len, "\n... and %u more errors", eb->dropped);
 	return eb->n > 0 ? -1 : 0;
 }
 
@@ -293,7 +305,8 @@ static int
 check_prefix(const char *value, char *err, size_t err_size)
 {
 	if (strpbrk(value, "{} \t") != NULL) {
-		snprintf(err, err_size, "must not contain '{', '}' or blanks (keys use {user} hash tags)");
+		snprintf(err, err_size,
+		    "must not contain '{', '}' or blanks (keys use {user} hash tags)");
 		return -1;
 	}
 	return 0;
@@ -373,8 +386,8 @@ parse_enum(const char *value, const char *const *names, int *out, char *err, siz
 			*out = i;
 			return 0;
 		}
-		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s%s", i > 0 ? ", " : "",
-		    names[i]);
+		len += (size_t)snprintf(
+		    list + len, sizeof(list) - len, "%s%s", i > 0 ? ", " : "", names[i]);
 		if (len >= sizeof(list))
 			len = sizeof(list) - 1;
 	}
@@ -428,19 +441,22 @@ parse_writers(struct config *cfg, const char *value, char *err, size_t err_size)
 			goto fail;
 		}
 		colon = strchr(entry, ':');
-		if (colon != NULL && colon > entry && strspn(entry, "0123456789") == (size_t)(colon - entry)) {
+		if (colon != NULL && colon > entry &&
+		    strspn(entry, "0123456789") == (size_t)(colon - entry)) {
 			*colon = '\0';
 			if (parse_int64(entry, 0, INT32_MAX, &id, err, err_size) < 0)
 				goto fail;
 			path = trim(colon + 1);
 			if (*path == '\0') {
-				snprintf(err, err_size, "schema id %lld has no path", (long long)id);
+				snprintf(
+				    err, err_size, "schema id %lld has no path", (long long)id);
 				goto fail;
 			}
 		}
 		for (size_t i = 0; i < n; i++) {
 			if (id >= 0 && w[i].confluent_id == id) {
-				snprintf(err, err_size, "schema id %lld listed twice", (long long)id);
+				snprintf(
+				    err, err_size, "schema id %lld listed twice", (long long)id);
 				goto fail;
 			}
 		}
@@ -500,7 +516,7 @@ read_secret_file(const char *path, char *err, size_t err_size)
 	size_t len = 0;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* a FIFO must not block us */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
 	if (fd < 0) {
 		snprintf(err, err_size, "cannot open '%s': %s", path, strerror(errno));
 		return NULL;
@@ -514,8 +530,8 @@ read_secret_file(const char *path, char *err, size_t err_size)
 		goto done;
 	}
 	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-		snprintf(err, err_size, "'%s' is group/world accessible (mode %04o): chmod 600 it", path,
-		    (unsigned)(st.st_mode & 07777));
+		snprintf(err, err_size, "'%s' is group/world accessible (mode %04o): chmod 600 it",
+		    path, (unsigned)(st.st_mode & 07777));
 		goto done;
 	}
 	while (len < sizeof(buf) - 1) {
@@ -561,8 +577,8 @@ free_secret(char *s)
 
 /* Sets one table key from its text; err gets the rule broken. */
 static int
-key_set(struct config_impl *ci, const struct cfg_key *k, const char *value, char *err,
-    size_t err_size)
+key_set(
+    struct config_impl *ci, const struct cfg_key *k, const char *value, char *err, size_t err_size)
 {
 	struct config *cfg = &ci->pub;
 	void *p = field_ptr(cfg, k);
@@ -676,7 +692,7 @@ kafka_set(struct config_impl *ci, const char *key, const char *value, char *err,
 		scope = CONFIG_KAFKA_CONSUMER;
 		name = key + strlen(CONFIG_KAFKA_CONSUMER_PREFIX);
 	} else if (strncmp(key, CONFIG_KAFKA_PRODUCER_PREFIX,
-	    strlen(CONFIG_KAFKA_PRODUCER_PREFIX)) == 0) {
+		       strlen(CONFIG_KAFKA_PRODUCER_PREFIX)) == 0) {
 		scope = CONFIG_KAFKA_PRODUCER;
 		name = key + strlen(CONFIG_KAFKA_PRODUCER_PREFIX);
 	} else {
@@ -786,7 +802,7 @@ config_free(struct config *cfg)
 	writers_clear(cfg);
 	for (size_t i = 0; i < cfg->n_kafka; i++) {
 		free(cfg->kafka[i].name);
-		free_secret(cfg->kafka[i].value);  /* may hold sasl.password */
+		free_secret(cfg->kafka[i].value); /* may hold sasl.password */
 	}
 	free(cfg->kafka);
 	free(impl_of(cfg));
@@ -809,8 +825,7 @@ set_any(struct config_impl *ci, const char *key, const char *value, char *err, s
 }
 
 int
-config_set(struct config *cfg, const char *key, const char *value, char *errstr,
-    size_t errstr_size)
+config_set(struct config *cfg, const char *key, const char *value, char *errstr, size_t errstr_size)
 {
 	char err[CONFIG_ERR_MAX];
 
@@ -866,13 +881,15 @@ check_all(const struct config *cfg, const char *where, struct errbuf *eb)
 	const struct config_impl *ci = cimpl_of(cfg);
 
 	if (ci->password_direct && cfg->redis_password_file != NULL)
-		errbuf_add(eb, "%skeys 'redis.password' and 'redis.password_file': set only one", where);
+		errbuf_add(
+		    eb, "%skeys 'redis.password' and 'redis.password_file': set only one", where);
 	if (cfg->redis_user != NULL && cfg->redis_password == NULL)
-		errbuf_add(eb, "%skey 'redis.user': needs redis.password or redis.password_file", where);
+		errbuf_add(
+		    eb, "%skey 'redis.user': needs redis.password or redis.password_file", where);
 	if (strcmp(cfg->topic_events, cfg->topic_dlq) == 0 ||
 	    strcmp(cfg->topic_events, cfg->topic_snapshots) == 0)
-		errbuf_add(eb, "%skey 'topic.events': must differ from topic.dlq and topic.snapshots",
-		    where);
+		errbuf_add(eb,
+		    "%skey 'topic.events': must differ from topic.dlq and topic.snapshots", where);
 	if (strcmp(cfg->topic_dlq, cfg->topic_snapshots) == 0)
 		errbuf_add(eb, "%skey 'topic.dlq': must differ from topic.snapshots", where);
 	if (cfg->topic_items != NULL &&
@@ -880,7 +897,8 @@ check_all(const struct config *cfg, const char *where, struct errbuf *eb)
 		strcmp(cfg->topic_items, cfg->topic_dlq) == 0 ||
 		strcmp(cfg->topic_items, cfg->topic_snapshots) == 0))
 		errbuf_add(eb,
-		    "%skey 'topic.items': must differ from topic.events, topic.dlq and topic.snapshots",
+		    "%skey 'topic.items': must differ from topic.events, topic.dlq and "
+		    "topic.snapshots",
 		    where);
 }
 
@@ -895,8 +913,8 @@ config_check(const struct config *cfg, char *errstr, size_t errstr_size)
 }
 
 int
-config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
-    char *errstr, size_t errstr_size)
+config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len, char *errstr,
+    size_t errstr_size)
 {
 	struct config_impl *ci = impl_of(cfg);
 	struct errbuf eb;
@@ -950,8 +968,8 @@ config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t
 		if (k != NULL) {
 			unsigned *seen = &ci->set_line[k - config_keys];
 			if (*seen != 0) {
-				errbuf_add(&eb, "%s:%u: key '%s': already set on line %u", name, lineno, key,
-				    *seen);
+				errbuf_add(&eb, "%s:%u: key '%s': already set on line %u", name,
+				    lineno, key, *seen);
 				continue;
 			}
 			*seen = lineno;
@@ -974,7 +992,7 @@ config_load_file(struct config *cfg, const char *path, char *errstr, size_t errs
 	size_t len = 0;
 	int fd, ret = -1;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);  /* a FIFO must not block us */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
 	if (fd < 0) {
 		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
@@ -1025,9 +1043,10 @@ key_format(const struct config *cfg, const struct cfg_key *k, int mask, char *bu
 	case CFG_SECRET_FILE: {
 		const char *s = *(char *const *)p;
 		if (p == (const void *)&cfg->redis_password && !cimpl_of(cfg)->password_direct)
-			s = NULL;   /* came from redis.password_file */
+			s = NULL; /* came from redis.password_file */
 		if (s != NULL)
-			snprintf(buf, size, "%s", (mask && (k->flags & CFG_SECRET)) ? CONFIG_MASK : s);
+			snprintf(
+			    buf, size, "%s", (mask && (k->flags & CFG_SECRET)) ? CONFIG_MASK : s);
 		break;
 	}
 	case CFG_INT:
@@ -1142,7 +1161,8 @@ config_help_table(FILE *fp)
 		md_cell(fp, k->help);
 		fprintf(fp, " |\n");
 	}
-	fprintf(fp, "| `kafka.*` | string | `kafka.bootstrap.servers = localhost:9092` | restart | "
+	fprintf(fp,
+	    "| `kafka.*` | string | `kafka.bootstrap.servers = localhost:9092` | restart | "
 	    "passed to librdkafka (consumer and producer) without the `kafka.` prefix; "
 	    "`kafka.consumer.*` / `kafka.producer.*` go to one client only |\n");
 }
@@ -1177,8 +1197,8 @@ kafka_equal(const struct config *a, const struct config *b)
 }
 
 int
-config_restart_keys(const struct config *old_cfg, const struct config *new_cfg, char *names,
-    size_t names_size)
+config_restart_keys(
+    const struct config *old_cfg, const struct config *new_cfg, char *names, size_t names_size)
 {
 	char va[CONFIG_VALUE_MAX], vb[CONFIG_VALUE_MAX];
 	size_t len = 0;

@@ -17,9 +17,9 @@
 
 /* Which librdkafka client a kafka.* pass-through key goes to. */
 enum config_kafka_scope {
-	CONFIG_KAFKA_BOTH = 0,        /* kafka.X: consumer and producer */
-	CONFIG_KAFKA_CONSUMER,        /* kafka.consumer.X: consumer only */
-	CONFIG_KAFKA_PRODUCER         /* kafka.producer.X: producer (DLQ, snapshots) only */
+	CONFIG_KAFKA_BOTH = 0, /* kafka.X: consumer and producer */
+	CONFIG_KAFKA_CONSUMER, /* kafka.consumer.X: consumer only */
+	CONFIG_KAFKA_PRODUCER  /* kafka.producer.X: producer (DLQ, snapshots) only */
 };
 
 /*
@@ -40,13 +40,13 @@ struct config_kafka {
 
 /* One registered writer schema: schema.writers entry "ID:PATH" or "PATH". */
 struct config_writer {
-	int32_t confluent_id;         /* -1 when only the fingerprint is registered */
+	int32_t confluent_id; /* -1 when only the fingerprint is registered */
 	char *path;
 };
 
 enum config_top_format {
-	CONFIG_TOP_JSON = 0,          /* ui:{u}:top is one string, a JSON array */
-	CONFIG_TOP_ZSET               /* ui:{u}:top is a sorted set */
+	CONFIG_TOP_JSON = 0, /* ui:{u}:top is one string, a JSON array */
+	CONFIG_TOP_ZSET      /* ui:{u}:top is a sorted set */
 };
 
 /*
@@ -57,64 +57,64 @@ enum config_top_format {
  */
 struct config {
 	/* Kafka */
-	char *group_id;                  /* group.id */
-	char *topic_events;              /* topic.events */
-	char *topic_snapshots;           /* topic.snapshots */
-	char *topic_dlq;                 /* topic.dlq */
-	char *topic_items;               /* topic.items, NULL: no live items */
-	struct config_kafka *kafka;      /* kafka.* pass-through, [n_kafka] */
+	char *group_id;             /* group.id */
+	char *topic_events;         /* topic.events */
+	char *topic_snapshots;      /* topic.snapshots */
+	char *topic_dlq;            /* topic.dlq */
+	char *topic_items;          /* topic.items, NULL: no live items */
+	struct config_kafka *kafka; /* kafka.* pass-through, [n_kafka] */
 	size_t n_kafka;
-	int poll_timeout_ms;             /* poll.timeout_ms */
+	int poll_timeout_ms; /* poll.timeout_ms */
 
 	/* Schemas and model */
-	char *schema_reader;             /* schema.reader */
-	struct config_writer *writers;   /* schema.writers, [n_writers] */
+	char *schema_reader;           /* schema.reader */
+	struct config_writer *writers; /* schema.writers, [n_writers] */
 	size_t n_writers;
-	char *schema_plain_writer;       /* schema.plain_writer, NULL: reader schema */
-	char *model_path;                /* model.path */
+	char *schema_plain_writer; /* schema.plain_writer, NULL: reader schema */
+	char *model_path;          /* model.path */
 
 	/* Redis */
-	char *redis_host;                /* redis.host */
-	int redis_port;                  /* redis.port */
-	char *redis_unix_socket;         /* redis.unix_socket, NULL: use host/port */
-	char *redis_user;                /* redis.user, NULL: legacy AUTH <password> */
-	char *redis_password;            /* redis.password, or the first line of
+	char *redis_host;                        /* redis.host */
+	int redis_port;                          /* redis.port */
+	char *redis_unix_socket;                 /* redis.unix_socket, NULL: use host/port */
+	char *redis_user;                        /* redis.user, NULL: legacy AUTH <password> */
+	char *redis_password;                    /* redis.password, or the first line of
 	                                    redis.password_file; NULL: no AUTH */
-	char *redis_password_file;       /* redis.password_file */
-	char *ids_hmac_key_file;         /* ids.hmac_key_file, NULL: user ids verbatim */
-	char *ids_hmac_key;              /* its first line (secret), NULL when unset */
-	char *redis_prefix;              /* redis.prefix */
-	int redis_top_n;                 /* redis.top_n */
+	char *redis_password_file;               /* redis.password_file */
+	char *ids_hmac_key_file;                 /* ids.hmac_key_file, NULL: user ids verbatim */
+	char *ids_hmac_key;                      /* its first line (secret), NULL when unset */
+	char *redis_prefix;                      /* redis.prefix */
+	int redis_top_n;                         /* redis.top_n */
 	enum config_top_format redis_top_format; /* redis.top_format */
-	int64_t redis_ttl_s;             /* redis.ttl_s, 0: keys never expire */
-	int redis_timeout_ms;            /* redis.timeout_ms: connect and command */
-	int redis_wait_replicas;         /* redis.wait_replicas, 0: no WAIT */
-	int redis_wait_timeout_ms;       /* redis.wait_timeout_ms */
+	int64_t redis_ttl_s;                     /* redis.ttl_s, 0: keys never expire */
+	int redis_timeout_ms;                    /* redis.timeout_ms: connect and command */
+	int redis_wait_replicas;                 /* redis.wait_replicas, 0: no WAIT */
+	int redis_wait_timeout_ms;               /* redis.wait_timeout_ms */
 
 	/* Batching and flushing */
-	int flush_interval_ms;           /* flush.interval_ms */
-	int flush_when_caught_up;        /* flush.when_caught_up */
-	int flush_max_users;             /* flush.max_users */
-	int batch_max_events;            /* batch.max_events */
-	int cache_max_users;             /* cache.max_users */
-	int tiers_calibrate;             /* tiers.calibrate (bool) */
+	int flush_interval_ms;    /* flush.interval_ms */
+	int flush_when_caught_up; /* flush.when_caught_up */
+	int flush_max_users;      /* flush.max_users */
+	int batch_max_events;     /* batch.max_events */
+	int cache_max_users;      /* cache.max_users */
+	int tiers_calibrate;      /* tiers.calibrate (bool) */
 
 	/* Live catalog items */
-	int items_apply_interval_ms;     /* items.apply_interval_ms */
-	int items_startup_timeout_ms;    /* items.startup_timeout_ms */
+	int items_apply_interval_ms;  /* items.apply_interval_ms */
+	int items_startup_timeout_ms; /* items.startup_timeout_ms */
 
 	/* Event time window (DLQ reason "timestamp") */
-	int64_t events_max_age_s;        /* events.max_age_s, 0: no lower bound */
-	int64_t events_max_future_s;     /* events.max_future_s, 0: no upper bound */
+	int64_t events_max_age_s;    /* events.max_age_s, 0: no lower bound */
+	int64_t events_max_future_s; /* events.max_future_s, 0: no upper bound */
 
 	/* Snapshots */
-	int snapshot_every_events;       /* snapshot.every_events, 0: never by count */
-	int snapshot_max_interval_s;     /* snapshot.max_interval_s, 0: never by time */
+	int snapshot_every_events;   /* snapshot.every_events, 0: never by count */
+	int snapshot_max_interval_s; /* snapshot.max_interval_s, 0: never by time */
 
 	/* Operations */
-	int log_level;                   /* log.level: enum log_level (log.h) */
-	char *metrics_listen;            /* metrics.listen "HOST:PORT", NULL: off */
-	int shutdown_timeout_ms;         /* shutdown.timeout_ms: producer flush deadline */
+	int log_level;           /* log.level: enum log_level (log.h) */
+	char *metrics_listen;    /* metrics.listen "HOST:PORT", NULL: off */
+	int shutdown_timeout_ms; /* shutdown.timeout_ms: producer flush deadline */
 };
 
 /* A config holding every default; NULL on ENOMEM. Free with config_free (NULL-safe). */
@@ -128,18 +128,17 @@ void config_free(struct config *cfg);
  * returns -1 (cfg may be partly updated: discard it). Returns 0 when the whole
  * file was valid. Also runs the cross-key checks of config_check.
  */
-int config_load_file(struct config *cfg, const char *path,
-    char *errstr, size_t errstr_size);
+int config_load_file(struct config *cfg, const char *path, char *errstr, size_t errstr_size);
 /* As config_load_file on a memory buffer; name is used in messages. */
-int config_load_buffer(struct config *cfg, const char *name,
-    const char *buf, size_t len, char *errstr, size_t errstr_size);
+int config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t len,
+    char *errstr, size_t errstr_size);
 
 /*
  * Sets one key (command-line override "-o key=value"). Returns 0, or -1 with
  * "key 'x': <rule>" in errstr. Run config_check after the last override.
  */
-int config_set(struct config *cfg, const char *key, const char *value,
-    char *errstr, size_t errstr_size);
+int config_set(
+    struct config *cfg, const char *key, const char *value, char *errstr, size_t errstr_size);
 /* As config_set, for a "key=value" string (spaces around '=' allowed). */
 int config_set_kv(struct config *cfg, const char *kv, char *errstr, size_t errstr_size);
 
@@ -164,7 +163,7 @@ void config_help_table(FILE *fp);
  * returns how many there are; 0 when the new config can be swapped in fully.
  * kafka.* and group.id / topic.* count as needing a restart.
  */
-int config_restart_keys(const struct config *old_cfg, const struct config *new_cfg,
-    char *names, size_t names_size);
+int config_restart_keys(
+    const struct config *old_cfg, const struct config *new_cfg, char *names, size_t names_size);
 
 #endif

@@ -97,13 +97,13 @@ struct consumer {
 	struct dlq *dlq;
 	struct snapshot *snap;
 	struct notify *notify;
-	struct metrics *mx;    /* NULL: metrics.listen unset */
-	struct items *items;   /* live catalog items (topic.items); NULL: off */
-	int64_t next_items_ms; /* earliest next swap of live items */
-	rd_kafka_t *rk;        /* consumer */
+	struct metrics *mx;         /* NULL: metrics.listen unset */
+	struct items *items;        /* live catalog items (topic.items); NULL: off */
+	int64_t next_items_ms;      /* earliest next swap of live items */
+	rd_kafka_t *rk;             /* consumer */
 	rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
 	double commit_issued_s;     /* when the last asynchronous commit was sent */
-	rd_kafka_t *rkp;       /* producer: dead letters and snapshots */
+	rd_kafka_t *rkp;            /* producer: dead letters and snapshots */
 
 	struct part *parts;
 	size_t n_parts;
@@ -575,8 +575,9 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			c->fe[k++] = e;
 		}
 		/* Vectors and top-N: filled 64 users at a time while Redis runs the previous ones. */
-		if (k > 0 && sink_redis_flush(c->sink, c->m, c->su, k, consumer_fill_users, c, errstr,
-				 errstr_size) != 0) {
+		if (k > 0 &&
+		    sink_redis_flush(c->sink, c->m, c->su, k, consumer_fill_users, c, errstr,
+			errstr_size) != 0) {
 			c->n.flush_failures++;
 			return -1;
 		}
@@ -708,8 +709,8 @@ consumer_take_committed(struct consumer *c, const rd_kafka_topic_partition_list_
 
 /* Result of an asynchronous commit, served from c->commit_q by the loop. */
 static void
-consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-    rd_kafka_topic_partition_list_t *offsets, void *opaque)
+consumer_commit_cb(
+    rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
 	struct consumer *c = opaque;
 

@@ -38,15 +38,25 @@ enum decode_slot {
 };
 
 static const char *const decode_slot_names[SLOT_COUNT] = {
-	[SLOT_EVENT_ID] = "event_id", [SLOT_USER_ID] = "user_id",
-	[SLOT_ITEM_ID] = "item_id", [SLOT_TYPE] = "type", [SLOT_TS] = "ts",
-	[SLOT_DWELL] = "dwell_ms", [SLOT_VALUE] = "value",
+	[SLOT_EVENT_ID] = "event_id",
+	[SLOT_USER_ID] = "user_id",
+	[SLOT_ITEM_ID] = "item_id",
+	[SLOT_TYPE] = "type",
+	[SLOT_TS] = "ts",
+	[SLOT_DWELL] = "dwell_ms",
+	[SLOT_VALUE] = "value",
 };
 
 /* The reader enum symbols the model knows, in enum model_event_type order. */
 static const char *const decode_type_names[] = {
-	"IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE",
-	"SHARE", "DISLIKE",
+	"IMPRESSION",
+	"VIEW",
+	"CLICK",
+	"LIKE",
+	"ADD_TO_CART",
+	"PURCHASE",
+	"SHARE",
+	"DISLIKE",
 };
 #define DECODE_N_TYPES (sizeof(decode_type_names) / sizeof(decode_type_names[0]))
 
@@ -57,18 +67,18 @@ enum decode_op_kind {
 	OP_LONG,
 	OP_FLOAT,
 	OP_DOUBLE,
-	OP_STRING,                    /* string or bytes */
+	OP_STRING, /* string or bytes */
 	OP_ENUM,
 	OP_UNION,
-	OP_ERROR                      /* a writer union branch the reader can't read */
+	OP_ERROR /* a writer union branch the reader can't read */
 };
 
 struct decode_op {
-	uint8_t kind;                 /* enum decode_op_kind */
-	uint8_t slot;                 /* enum decode_slot */
-	uint32_t n;                   /* enum symbols / union branches */
-	uint8_t *enum_map;            /* [n]: writer symbol -> model type or DECODE_NO_SYMBOL */
-	struct decode_op *branches;   /* [n] for OP_UNION */
+	uint8_t kind;               /* enum decode_op_kind */
+	uint8_t slot;               /* enum decode_slot */
+	uint32_t n;                 /* enum symbols / union branches */
+	uint8_t *enum_map;          /* [n]: writer symbol -> model type or DECODE_NO_SYMBOL */
+	struct decode_op *branches; /* [n] for OP_UNION */
 };
 
 /* One writer field, in writer order: read into a slot, or skip. */
@@ -84,7 +94,7 @@ struct decode_plan {
 	uint64_t fingerprint;
 	struct decode_step *steps;
 	size_t n_steps;
-	struct event defaults;        /* reader defaults for fields the writer lacks */
+	struct event defaults; /* reader defaults for fields the writer lacks */
 };
 
 struct decode_id {
@@ -94,7 +104,7 @@ struct decode_id {
 
 struct decoder {
 	struct avsc *reader;
-	const struct avsc_node *slot_type[SLOT_COUNT];  /* reader type per slot */
+	const struct avsc_node *slot_type[SLOT_COUNT]; /* reader type per slot */
 	const struct avsc_field *slot_field[SLOT_COUNT];
 	uint8_t reader_enum_map[256]; /* reader symbol index -> model type */
 	int reader_enum_default;      /* model type, or -1 when the enum has none */
@@ -118,14 +128,22 @@ const char *
 decode_err_name(enum decode_err err)
 {
 	switch (err) {
-	case DECODE_OK: return "ok";
-	case DECODE_TRUNCATED: return "truncated";
-	case DECODE_BAD_MAGIC: return "bad_magic";
-	case DECODE_UNKNOWN_FINGERPRINT: return "unknown_fingerprint";
-	case DECODE_UNKNOWN_SCHEMA_ID: return "unknown_schema_id";
-	case DECODE_MALFORMED: return "malformed";
-	case DECODE_TOO_LARGE: return "too_large";
-	case DECODE_MISSING_USER: return "missing_user";
+	case DECODE_OK:
+		return "ok";
+	case DECODE_TRUNCATED:
+		return "truncated";
+	case DECODE_BAD_MAGIC:
+		return "bad_magic";
+	case DECODE_UNKNOWN_FINGERPRINT:
+		return "unknown_fingerprint";
+	case DECODE_UNKNOWN_SCHEMA_ID:
+		return "unknown_schema_id";
+	case DECODE_MALFORMED:
+		return "malformed";
+	case DECODE_TOO_LARGE:
+		return "too_large";
+	case DECODE_MISSING_USER:
+		return "missing_user";
 	}
 	return "unknown";
 }
@@ -161,11 +179,20 @@ static const char *
 decode_type_name(const struct avsc_node *node)
 {
 	static const char *const names[] = {
-		[AVSC_NULL] = "null", [AVSC_BOOLEAN] = "boolean", [AVSC_INT] = "int",
-		[AVSC_LONG] = "long", [AVSC_FLOAT] = "float", [AVSC_DOUBLE] = "double",
-		[AVSC_BYTES] = "bytes", [AVSC_STRING] = "string", [AVSC_RECORD] = "record",
-		[AVSC_ENUM] = "enum", [AVSC_ARRAY] = "array", [AVSC_MAP] = "map",
-		[AVSC_UNION] = "union", [AVSC_FIXED] = "fixed",
+		[AVSC_NULL] = "null",
+		[AVSC_BOOLEAN] = "boolean",
+		[AVSC_INT] = "int",
+		[AVSC_LONG] = "long",
+		[AVSC_FLOAT] = "float",
+		[AVSC_DOUBLE] = "double",
+		[AVSC_BYTES] = "bytes",
+		[AVSC_STRING] = "string",
+		[AVSC_RECORD] = "record",
+		[AVSC_ENUM] = "enum",
+		[AVSC_ARRAY] = "array",
+		[AVSC_MAP] = "map",
+		[AVSC_UNION] = "union",
+		[AVSC_FIXED] = "fixed",
 	};
 
 	if (node->fullname != NULL)
@@ -180,12 +207,18 @@ decode_promotes(enum avsc_type w, enum avsc_type r)
 	if (w == r)
 		return 1;
 	switch (r) {
-	case AVSC_LONG: return w == AVSC_INT;
-	case AVSC_FLOAT: return w == AVSC_INT || w == AVSC_LONG;
-	case AVSC_DOUBLE: return w == AVSC_INT || w == AVSC_LONG || w == AVSC_FLOAT;
-	case AVSC_STRING: return w == AVSC_BYTES;
-	case AVSC_BYTES: return w == AVSC_STRING;
-	default: return 0;
+	case AVSC_LONG:
+		return w == AVSC_INT;
+	case AVSC_FLOAT:
+		return w == AVSC_INT || w == AVSC_LONG;
+	case AVSC_DOUBLE:
+		return w == AVSC_INT || w == AVSC_LONG || w == AVSC_FLOAT;
+	case AVSC_STRING:
+		return w == AVSC_BYTES;
+	case AVSC_BYTES:
+		return w == AVSC_STRING;
+	default:
+		return 0;
 	}
 }
 
@@ -195,16 +228,16 @@ decode_promotes(enum avsc_type w, enum avsc_type r)
 struct decode_compat {
 	const struct avsc_node *w[DECODE_COMPAT_MEMO];
 	const struct avsc_node *r[DECODE_COMPAT_MEMO];
-	int ok[DECODE_COMPAT_MEMO];   /* 1 also while in progress (co-inductive) */
+	int ok[DECODE_COMPAT_MEMO]; /* 1 also while in progress (co-inductive) */
 	size_t n;
 };
 
-static int decode_compatible_in(struct decode_compat *memo,
-    const struct avsc_node *w, const struct avsc_node *r, int depth);
+static int decode_compatible_in(
+    struct decode_compat *memo, const struct avsc_node *w, const struct avsc_node *r, int depth);
 
 static int
-decode_compatible_record(struct decode_compat *memo, const struct avsc_node *w,
-    const struct avsc_node *r, int depth)
+decode_compatible_record(
+    struct decode_compat *memo, const struct avsc_node *w, const struct avsc_node *r, int depth)
 {
 	size_t slot = memo->n;
 	int ok = 1;
@@ -224,8 +257,8 @@ decode_compatible_record(struct decode_compat *memo, const struct avsc_node *w,
 		for (k = 0; k < w->n; k++)
 			if (strcmp(w->fields[k].name, rf->name) == 0)
 				break;
-		ok = k == w->n ? rf->def != NULL :
-		    decode_compatible_in(memo, w->fields[k].type, rf->type, depth + 1);
+		ok = k == w->n ? rf->def != NULL
+			       : decode_compatible_in(memo, w->fields[k].type, rf->type, depth + 1);
 	}
 	if (slot < DECODE_COMPAT_MEMO)
 		memo->ok[slot] = ok;
@@ -234,11 +267,11 @@ decode_compatible_record(struct decode_compat *memo, const struct avsc_node *w,
 
 /* 1 when a value of writer type w can be read as reader type r. */
 static int
-decode_compatible_in(struct decode_compat *memo, const struct avsc_node *w,
-    const struct avsc_node *r, int depth)
+decode_compatible_in(
+    struct decode_compat *memo, const struct avsc_node *w, const struct avsc_node *r, int depth)
 {
 	if (depth > DECODE_MAX_DEPTH)
-		return 1;             /* recursive types: checked further up */
+		return 1; /* recursive types: checked further up */
 	if (w->type == AVSC_UNION) {
 		for (size_t i = 0; i < w->n; i++)
 			if (decode_compatible_in(memo, w->branches[i], r, depth + 1))
@@ -258,7 +291,7 @@ decode_compatible_in(struct decode_compat *memo, const struct avsc_node *w,
 			return w->size == r->size;
 		if (r->type == AVSC_RECORD)
 			return decode_compatible_record(memo, w, r, depth);
-		return 1;             /* enums: symbols are resolved when read */
+		return 1; /* enums: symbols are resolved when read */
 	}
 	if (r->type == AVSC_ARRAY || r->type == AVSC_MAP)
 		return w->type == r->type &&
@@ -277,9 +310,8 @@ decode_compatible(const struct avsc_node *w, const struct avsc_node *r)
 
 /* Resolves a non-union writer type against the non-union reader type of slot. */
 static int
-decode_resolve_prim(struct decoder *dec, const struct avsc_node *w,
-    const struct avsc_node *r, enum decode_slot slot, struct decode_op *op,
-    char *errstr, size_t errstr_size)
+decode_resolve_prim(struct decoder *dec, const struct avsc_node *w, const struct avsc_node *r,
+    enum decode_slot slot, struct decode_op *op, char *errstr, size_t errstr_size)
 {
 	memset(op, 0, sizeof(*op));
 	op->slot = (uint8_t)slot;
@@ -297,22 +329,36 @@ decode_resolve_prim(struct decoder *dec, const struct avsc_node *w,
 			for (size_t k = 0; k < r->n; k++)
 				if (strcmp(w->symbols[i], r->symbols[k]) == 0)
 					ri = (int)k;
-			op->enum_map[i] = ri >= 0 ? dec->reader_enum_map[ri] :
-			    dec->reader_enum_default >= 0 ?
-			    (uint8_t)dec->reader_enum_default : DECODE_NO_SYMBOL;
+			op->enum_map[i] = ri >= 0           ? dec->reader_enum_map[ri]
+			    : dec->reader_enum_default >= 0 ? (uint8_t)dec->reader_enum_default
+							    : DECODE_NO_SYMBOL;
 		}
 		return 0;
 	}
 	if (w->fullname != NULL || !decode_promotes(w->type, r->type))
 		goto incompatible;
 	switch (w->type) {
-	case AVSC_NULL: op->kind = OP_NULL; break;
-	case AVSC_INT: op->kind = OP_INT; break;
-	case AVSC_LONG: op->kind = OP_LONG; break;
-	case AVSC_FLOAT: op->kind = OP_FLOAT; break;
-	case AVSC_DOUBLE: op->kind = OP_DOUBLE; break;
-	case AVSC_STRING: case AVSC_BYTES: op->kind = OP_STRING; break;
-	default: goto incompatible;
+	case AVSC_NULL:
+		op->kind = OP_NULL;
+		break;
+	case AVSC_INT:
+		op->kind = OP_INT;
+		break;
+	case AVSC_LONG:
+		op->kind = OP_LONG;
+		break;
+	case AVSC_FLOAT:
+		op->kind = OP_FLOAT;
+		break;
+	case AVSC_DOUBLE:
+		op->kind = OP_DOUBLE;
+		break;
+	case AVSC_STRING:
+	case AVSC_BYTES:
+		op->kind = OP_STRING;
+		break;
+	default:
+		goto incompatible;
 	}
 	return 0;
 incompatible:
@@ -324,8 +370,8 @@ incompatible:
 /* Non-union writer against the slot's reader type: picks the reader branch
  * (exact type first, then the first promotion), as Avro does. */
 static int
-decode_resolve_one(struct decoder *dec, const struct avsc_node *w,
-    enum decode_slot slot, struct decode_op *op, char *errstr, size_t errstr_size)
+decode_resolve_one(struct decoder *dec, const struct avsc_node *w, enum decode_slot slot,
+    struct decode_op *op, char *errstr, size_t errstr_size)
 {
 	const struct avsc_node *r = dec->slot_type[slot];
 
@@ -349,8 +395,8 @@ decode_resolve_one(struct decoder *dec, const struct avsc_node *w,
 }
 
 static int
-decode_resolve(struct decoder *dec, const struct avsc_node *w,
-    enum decode_slot slot, struct decode_op *op, char *errstr, size_t errstr_size)
+decode_resolve(struct decoder *dec, const struct avsc_node *w, enum decode_slot slot,
+    struct decode_op *op, char *errstr, size_t errstr_size)
 {
 	size_t ok = 0;
 
@@ -367,8 +413,8 @@ decode_resolve(struct decoder *dec, const struct avsc_node *w,
 	/* A branch the reader can't read is an error only when a message picks it. */
 	for (size_t i = 0; i < w->n; i++) {
 		char ignored[8];
-		if (decode_resolve_one(dec, w->branches[i], slot, &op->branches[i],
-		    ignored, sizeof(ignored)) == 0) {
+		if (decode_resolve_one(dec, w->branches[i], slot, &op->branches[i], ignored,
+			sizeof(ignored)) == 0) {
 			ok++;
 		} else {
 			decode_op_fini(&op->branches[i]);
@@ -378,8 +424,7 @@ decode_resolve(struct decoder *dec, const struct avsc_node *w,
 		}
 	}
 	if (ok == 0) {
-		snprintf(errstr, errstr_size,
-		    "field %s: no branch of the writer union can be read",
+		snprintf(errstr, errstr_size, "field %s: no branch of the writer union can be read",
 		    decode_slot_names[slot]);
 		return -1;
 	}
@@ -388,8 +433,8 @@ decode_resolve(struct decoder *dec, const struct avsc_node *w,
 
 /* Applies the reader default of a slot field the writer lacks. */
 static int
-decode_apply_default(struct decoder *dec, enum decode_slot slot,
-    struct event *ev, char *errstr, size_t errstr_size)
+decode_apply_default(
+    struct decoder *dec, enum decode_slot slot, struct event *ev, char *errstr, size_t errstr_size)
 {
 	const struct avsc_json *d = dec->slot_field[slot]->def;
 	const struct avsc_node *r = dec->slot_type[slot];
@@ -398,7 +443,9 @@ decode_apply_default(struct decoder *dec, enum decode_slot slot,
 	if (r->type == AVSC_UNION)
 		r = r->branches[0];
 	switch (slot) {
-	case SLOT_EVENT_ID: case SLOT_USER_ID: case SLOT_ITEM_ID:
+	case SLOT_EVENT_ID:
+	case SLOT_USER_ID:
+	case SLOT_ITEM_ID:
 		if (d->kind != AVSC_JSON_STRING)
 			goto bad;
 		if (slot == SLOT_EVENT_ID) {
@@ -431,8 +478,8 @@ decode_apply_default(struct decoder *dec, enum decode_slot slot,
 			ev->dwell_ms = -1;
 			return 0;
 		}
-		if (r->type != AVSC_INT || d->kind != AVSC_JSON_NUMBER ||
-		    !d->is_integer || d->integer > INT32_MAX || d->integer < INT32_MIN)
+		if (r->type != AVSC_INT || d->kind != AVSC_JSON_NUMBER || !d->is_integer ||
+		    d->integer > INT32_MAX || d->integer < INT32_MIN)
 			goto bad;
 		ev->dwell_ms = d->integer < 0 ? -1 : (int32_t)d->integer;
 		return 0;
@@ -466,8 +513,7 @@ decode_slot_of(const char *name)
 
 /* Compiles the plan for writer schema text; takes nothing on failure. */
 static struct decode_plan *
-decode_plan_new(struct decoder *dec, const char *json, size_t len,
-    char *errstr, size_t errstr_size)
+decode_plan_new(struct decoder *dec, const char *json, size_t len, char *errstr, size_t errstr_size)
 {
 	const struct avsc_node *w, *r = avsc_root(dec->reader);
 	struct decode_plan *plan;
@@ -484,8 +530,8 @@ decode_plan_new(struct decoder *dec, const char *json, size_t len,
 	plan->fingerprint = avsc_fingerprint(plan->writer);
 	w = avsc_root(plan->writer);
 	if (w->type != AVSC_RECORD || strcmp(w->name, r->name) != 0) {
-		snprintf(errstr, errstr_size,
-		    "writer schema: top level is not a record named %s", r->name);
+		snprintf(errstr, errstr_size, "writer schema: top level is not a record named %s",
+		    r->name);
 		goto fail;
 	}
 	if ((plan->steps = calloc(w->n + 1, sizeof(*plan->steps))) == NULL) {
@@ -505,8 +551,7 @@ decode_plan_new(struct decoder *dec, const char *json, size_t len,
 			if (strcmp(r->fields[k].name, wf->name) == 0)
 				rf = &r->fields[k];
 		slot = rf != NULL ? decode_slot_of(rf->name) : SLOT_NONE;
-		if (rf != NULL && slot == SLOT_NONE &&
-		    !decode_compatible(wf->type, rf->type)) {
+		if (rf != NULL && slot == SLOT_NONE && !decode_compatible(wf->type, rf->type)) {
 			snprintf(errstr, errstr_size,
 			    "writer field %s: type not readable as the reader's", wf->name);
 			goto fail;
@@ -538,8 +583,8 @@ decode_plan_new(struct decoder *dec, const char *json, size_t len,
 			goto fail;
 		}
 		slot = decode_slot_of(rf->name);
-		if (slot != SLOT_NONE && decode_apply_default(dec, slot,
-		    &plan->defaults, errstr, errstr_size) != 0)
+		if (slot != SLOT_NONE &&
+		    decode_apply_default(dec, slot, &plan->defaults, errstr, errstr_size) != 0)
 			goto fail;
 	}
 	return plan;
@@ -577,7 +622,9 @@ decode_check_reader(struct decoder *dec, char *errstr, size_t errstr_size)
 				nn = t->branches[0];
 		}
 		switch (slot) {
-		case SLOT_EVENT_ID: case SLOT_USER_ID: case SLOT_ITEM_ID:
+		case SLOT_EVENT_ID:
+		case SLOT_USER_ID:
+		case SLOT_ITEM_ID:
 			ok = t->type == AVSC_STRING;
 			break;
 		case SLOT_TYPE:
@@ -595,8 +642,7 @@ decode_check_reader(struct decoder *dec, char *errstr, size_t errstr_size)
 		}
 		if (!ok) {
 			snprintf(errstr, errstr_size,
-			    "reader schema: field %s has a type the decoder can't store",
-			    rf->name);
+			    "reader schema: field %s has a type the decoder can't store", rf->name);
 			return -1;
 		}
 	}
@@ -621,8 +667,8 @@ decode_check_reader(struct decoder *dec, char *errstr, size_t errstr_size)
 			}
 			dec->reader_enum_map[i] = (uint8_t)m;
 		}
-		dec->reader_enum_default = e->enum_default >= 0 ?
-		    dec->reader_enum_map[e->enum_default] : -1;
+		dec->reader_enum_default =
+		    e->enum_default >= 0 ? dec->reader_enum_map[e->enum_default] : -1;
 	}
 	return 0;
 }
@@ -668,8 +714,8 @@ decoder_new(const char *reader_path, char *errstr, size_t errstr_size)
 	}
 	len = fread(text, 1, DECODE_MAX_SCHEMA_BYTES + 1, fp);
 	if (ferror(fp) || len > DECODE_MAX_SCHEMA_BYTES) {
-		snprintf(errstr, errstr_size, "%s: read error or larger than %d bytes",
-		    reader_path, DECODE_MAX_SCHEMA_BYTES);
+		snprintf(errstr, errstr_size, "%s: read error or larger than %d bytes", reader_path,
+		    DECODE_MAX_SCHEMA_BYTES);
 		fclose(fp);
 		goto fail;
 	}
@@ -719,14 +765,13 @@ decoder_free(struct decoder *dec)
 }
 
 int
-decoder_add_writer(struct decoder *dec, const char *schema_json,
-    int32_t confluent_id, char *errstr, size_t errstr_size)
+decoder_add_writer(struct decoder *dec, const char *schema_json, int32_t confluent_id, char *errstr,
+    size_t errstr_size)
 {
 	struct decode_plan *plan;
 	struct decode_id *ids;
 
-	plan = decode_plan_new(dec, schema_json, strlen(schema_json), errstr,
-	    errstr_size);
+	plan = decode_plan_new(dec, schema_json, strlen(schema_json), errstr, errstr_size);
 	if (plan == NULL)
 		return -1;
 	if ((plan = decode_register(dec, plan)) == NULL) {
@@ -756,13 +801,12 @@ decoder_add_writer(struct decoder *dec, const char *schema_json,
 }
 
 int
-decoder_set_plain_writer(struct decoder *dec, const char *schema_json,
-    char *errstr, size_t errstr_size)
+decoder_set_plain_writer(
+    struct decoder *dec, const char *schema_json, char *errstr, size_t errstr_size)
 {
 	struct decode_plan *plan;
 
-	plan = decode_plan_new(dec, schema_json, strlen(schema_json), errstr,
-	    errstr_size);
+	plan = decode_plan_new(dec, schema_json, strlen(schema_json), errstr, errstr_size);
 	if (plan == NULL)
 		return -1;
 	decode_plan_free(dec->plain);
@@ -854,8 +898,8 @@ decode_need(struct decode_cur *cur, size_t n)
 static float
 decode_le_float(const uint8_t *p)
 {
-	uint32_t u = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
+	uint32_t u =
+	    (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 	float f;
 
 	memcpy(&f, &u, sizeof(f));
@@ -953,10 +997,10 @@ decode_skip(struct decode_cur *cur, const struct avsc_node *node, int depth)
 		/* Blocks of count items, 0 ends; a negative count is followed by
 		 * the block's byte size. Items are counted per message. */
 		for (;;) {
-			uint32_t *used = node->type == AVSC_MAP ? &cur->map_entries :
-			    &cur->array_items;
-			uint32_t limit = node->type == AVSC_MAP ? DECODE_MAX_MAP_ENTRIES :
-			    DECODE_MAX_ARRAY_ITEMS;
+			uint32_t *used =
+			    node->type == AVSC_MAP ? &cur->map_entries : &cur->array_items;
+			uint32_t limit = node->type == AVSC_MAP ? DECODE_MAX_MAP_ENTRIES
+								: DECODE_MAX_ARRAY_ITEMS;
 			if ((err = decode_long(cur, &v)) != DECODE_OK)
 				return err;
 			if (v == 0)
@@ -976,14 +1020,15 @@ decode_skip(struct decode_cur *cur, const struct avsc_node *node, int depth)
 				}
 			}
 			if ((uint64_t)v > limit - *used) {
-				cur->why = node->type == AVSC_MAP ? "too many map entries" :
-				    "too many array items";
+				cur->why = node->type == AVSC_MAP ? "too many map entries"
+								  : "too many array items";
 				return DECODE_TOO_LARGE;
 			}
 			*used += (uint32_t)v;
 			for (int64_t k = 0; k < v; k++) {
 				if (node->type == AVSC_MAP &&
-				    (err = decode_len(cur, DECODE_MAX_STRING_BYTES, &n)) == DECODE_OK)
+				    (err = decode_len(cur, DECODE_MAX_STRING_BYTES, &n)) ==
+					DECODE_OK)
 					cur->p += n;
 				if (err == DECODE_OK)
 					err = decode_skip(cur, node->items, depth + 1);
@@ -998,8 +1043,7 @@ decode_skip(struct decode_cur *cur, const struct avsc_node *node, int depth)
 
 /* Stores a number/null read by op into its slot (types checked at compile). */
 static void
-decode_store_num(struct event *ev, uint8_t slot, int is_null, int64_t i, double d,
-    int is_int)
+decode_store_num(struct event *ev, uint8_t slot, int is_null, int64_t i, double d, int is_int)
 {
 	switch (slot) {
 	case SLOT_TS:
@@ -1096,16 +1140,15 @@ decode_run_op(struct decode_cur *cur, const struct decode_op *op, struct event *
 
 /* Writes the three parts of a failure detail, when the caller wants one. */
 static void
-decode_detail(char *detail, size_t detail_size, const char *a, const char *b,
-    const char *c)
+decode_detail(char *detail, size_t detail_size, const char *a, const char *b, const char *c)
 {
 	if (detail != NULL && detail_size > 0)
 		snprintf(detail, detail_size, "%s%s%s", a, b, c);
 }
 
 enum decode_err
-decoder_decode(struct decoder *dec, const void *buf, size_t len,
-    struct event *ev, char *detail, size_t detail_size)
+decoder_decode(struct decoder *dec, const void *buf, size_t len, struct event *ev, char *detail,
+    size_t detail_size)
 {
 	const uint8_t *b = buf;
 	const struct decode_plan *plan = NULL;
@@ -1130,7 +1173,8 @@ decoder_decode(struct decoder *dec, const void *buf, size_t len,
 			return DECODE_BAD_MAGIC;
 		}
 		if (len < DECODE_SO_HEADER) {
-			decode_detail(detail, detail_size, "single-object header cut short", "", "");
+			decode_detail(
+			    detail, detail_size, "single-object header cut short", "", "");
 			return DECODE_TRUNCATED;
 		}
 		uint64_t fp = decode_le64(b + 2);
@@ -1140,7 +1184,8 @@ decoder_decode(struct decoder *dec, const void *buf, size_t len,
 		if (plan == NULL) {
 			/* Wire byte order, as fastavro and Java print fingerprints. */
 			for (int i = 0; i < 8; i++)
-				snprintf(num + 2 * i, sizeof(num) - 2 * (size_t)i, "%02x", b[2 + i]);
+				snprintf(
+				    num + 2 * i, sizeof(num) - 2 * (size_t)i, "%02x", b[2 + i]);
 			decode_detail(detail, detail_size, "fingerprint ", num, "");
 			return DECODE_UNKNOWN_FINGERPRINT;
 		}
@@ -1171,8 +1216,8 @@ decoder_decode(struct decoder *dec, const void *buf, size_t len,
 	out = plan->defaults;
 	for (size_t i = 0; i < plan->n_steps; i++) {
 		const struct decode_step *st = &plan->steps[i];
-		err = st->skip != NULL ? decode_skip(&cur, st->skip, 0) :
-		    decode_run_op(&cur, &st->op, &out);
+		err = st->skip != NULL ? decode_skip(&cur, st->skip, 0)
+				       : decode_run_op(&cur, &st->op, &out);
 		if (err != DECODE_OK) {
 			decode_detail(detail, detail_size, st->field, ": ", cur.why);
 			return err;
@@ -1183,8 +1228,8 @@ decoder_decode(struct decoder *dec, const void *buf, size_t len,
 		return DECODE_MALFORMED;
 	}
 	if (out.user_id_len == 0 || out.item_id_len == 0) {
-		decode_detail(detail, detail_size,
-		    out.user_id_len == 0 ? "user_id" : "item_id", " empty", "");
+		decode_detail(detail, detail_size, out.user_id_len == 0 ? "user_id" : "item_id",
+		    " empty", "");
 		return DECODE_MISSING_USER;
 	}
 	if (out.event_id_len == 0) {

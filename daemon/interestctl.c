@@ -28,15 +28,15 @@
 #include "updater.h"
 #include "userview.h"
 
-#define CTL_EXIT_OK 0
-#define CTL_EXIT_FAIL 1
-#define CTL_EXIT_USAGE 2
-#define CTL_ERR_MAX 1024
-#define CTL_REPLAY_BATCH 1000           /* events per updater_apply, as a daemon batch */
-#define CTL_REPLAY_VIEW 256             /* users per userview_fill_batch */
-#define CTL_DEFAULT_TOP_N 50
-#define CTL_DELIVERY_TIMEOUT_MS 30000   /* erase: wait this long for the tombstone's ack */
-#define CTL_ERASE_WAIT_S 60             /* erase --wait: for the daemon's erasure marker */
+#define CTL_EXIT_OK             0
+#define CTL_EXIT_FAIL           1
+#define CTL_EXIT_USAGE          2
+#define CTL_ERR_MAX             1024
+#define CTL_REPLAY_BATCH        1000 /* events per updater_apply, as a daemon batch */
+#define CTL_REPLAY_VIEW         256  /* users per userview_fill_batch */
+#define CTL_DEFAULT_TOP_N       50
+#define CTL_DELIVERY_TIMEOUT_MS 30000 /* erase: wait this long for the tombstone's ack */
+#define CTL_ERASE_WAIT_S        60    /* erase --wait: for the daemon's erasure marker */
 
 static const char ctl_usage[] =
     "usage: interestctl [-c CONF] [-H HOST] [-p PORT] [-P PREFIX] [-o KEY=VALUE]... MODE ...\n"
@@ -46,8 +46,7 @@ static const char ctl_usage[] =
     "                             (--pseudonym: ID is already the pseudonym)\n"
     "  erase ID [--wait]          erase request: a tombstone keyed ID on topic.events (ordered\n"
     "                             with the user's events); --wait: until interestd erased it\n"
-    "  model FILE                 summarise a model or catalog file\n"
-    CTL_REPORT_USAGE
+    "  model FILE                 summarise a model or catalog file\n" CTL_REPORT_USAGE
     "  replay --model FILE --events CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
     "                             apply an interactions CSV offline (libinterest), one JSON line\n"
     "                             per user as the daemon would publish it\n"
@@ -182,8 +181,8 @@ top_json_next(const char **p, char *id, size_t id_size, double *score)
 
 /* One top-N row: rank, id, score, the item's tier and title (from the model). */
 static void
-print_top_row(const struct model *m, const redisReply *names, size_t rank, const char *id,
-    double score)
+print_top_row(
+    const struct model *m, const redisReply *names, size_t rank, const char *id, double score)
 {
 	int32_t item = m ? model_item_lookup(m, id, strlen(id)) : -1;
 	char label[32] = "-";
@@ -222,8 +221,7 @@ ctl_user(struct config *cfg, int argc, char **argv)
 			model_given = 1;
 		} else if (strcmp(argv[i], "--hmac-key-file") == 0 && i + 1 < argc) {
 			/* Same checks as the daemon's key (mode, length). */
-			if (config_set(cfg, "ids.hmac_key_file", argv[++i],
-				err, sizeof(err)) < 0) {
+			if (config_set(cfg, "ids.hmac_key_file", argv[++i], err, sizeof(err)) < 0) {
 				fprintf(stderr, "interestctl: %s\n", err);
 				return CTL_EXIT_FAIL;
 			}
@@ -271,7 +269,8 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	if (meta->type != REDIS_REPLY_ARRAY || meta->elements == 0) {
-		fprintf(stderr, "interestctl: user %s: no keys under prefix '%s' (never seen, or expired)\n",
+		fprintf(stderr,
+		    "interestctl: user %s: no keys under prefix '%s' (never seen, or expired)\n",
 		    id, cfg->redis_prefix);
 		goto done;
 	}
@@ -288,7 +287,8 @@ ctl_user(struct config *cfg, int argc, char **argv)
 
 	printf("user %s (prefix %s)\n", id, cfg->redis_prefix);
 	{
-		const char *ua = hash_field(meta, "updated_at"), *wa = hash_field(meta, "weights_at");
+		const char *ua = hash_field(meta, "updated_at"),
+			   *wa = hash_field(meta, "weights_at");
 		int64_t ums = ua ? strtoll(ua, NULL, 10) : 0;
 
 		fmt_utc(ums, when, sizeof(when));
@@ -300,8 +300,10 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		const char *mv = hash_field_or(meta, "model_version");
 
 		printf("model_version   %s%s\n", mv,
-		    m && model_has_weights(m) && strtoull(mv, NULL, 10) != model_hparams(m)->model_version
-			? "  (differs from the model file's)" : "");
+		    m && model_has_weights(m) &&
+			    strtoull(mv, NULL, 10) != model_hparams(m)->model_version
+			? "  (differs from the model file's)"
+			: "");
 		printf("events_applied  %s\n", hash_field_or(meta, "events_applied"));
 		printf("marker          partition %s offset %s (owner epoch %s)\n",
 		    hash_field_or(meta, "partition"), hash_field_or(meta, "offset"),
@@ -311,8 +313,8 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		double sum = 0;
 		for (size_t i = 0; i < vec->len / 4; i++) {
 			const unsigned char *p = (const unsigned char *)vec->str + 4 * i;
-			uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-			    (uint32_t)p[3] << 24;
+			uint32_t bits = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
+			    (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 			float f;
 			memcpy(&f, &bits, 4);
 			sum += (double)f * (double)f;
@@ -329,21 +331,22 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		for (size_t i = 0; i + 1 < tiers->elements; i += 2) {
 			struct ctl_tier *t = &tv[n_tv];
 			snprintf(t->label, sizeof(t->label), "%s", tiers->element[i]->str);
-			if (sscanf(tiers->element[i + 1]->str, "%f %f", &t->w_short, &t->w_long) == 2)
+			if (sscanf(tiers->element[i + 1]->str, "%f %f", &t->w_short, &t->w_long) ==
+			    2)
 				n_tv++;
 		}
 		qsort(tv, n_tv, sizeof(*tv), tier_cmp);
 	}
-	printf("\ntiers (%zu, by long-term weight)\n  %-8s %10s %10s  name\n", n_tv, "node", "short",
-	    "long");
+	printf("\ntiers (%zu, by long-term weight)\n  %-8s %10s %10s  name\n", n_tv, "node",
+	    "short", "long");
 	for (size_t i = 0; i < n_tv; i++) {
 		const char *name = hash_field(names, tv[i].label);
 		printf("  %-8s %10.4f %10.4f  %s\n", tv[i].label, (double)tv[i].w_short,
 		    (double)tv[i].w_long, name ? name : "");
 	}
 
-	printf("\ntop-N\n  %3s  %-20s %10s  %-6s %-28s %s\n", "#", "item", "score", "tier", "tier name",
-	    "title");
+	printf("\ntop-N\n  %3s  %-20s %10s  %-6s %-28s %s\n", "#", "item", "score", "tier",
+	    "tier name", "title");
 	if (top != NULL && top->type == REDIS_REPLY_STRING) {
 		const char *p = top->str;
 		char iid[512];
@@ -380,10 +383,26 @@ done:
 /* --- model ----------------------------------------------------------- */
 
 static const char *const ctl_sections[] = {
-	"CATM", "IIDS", "ITTL", "EMBD", "TNOD", "TCEN", "TNAM", "ITIR", "HPAR", "WGHT",
+	"CATM",
+	"IIDS",
+	"ITTL",
+	"EMBD",
+	"TNOD",
+	"TCEN",
+	"TNAM",
+	"ITIR",
+	"HPAR",
+	"WGHT",
 };
 static const char *const ctl_type_names[MODEL_N_TYPES] = {
-	"IMPRESSION", "VIEW", "CLICK", "LIKE", "ADD_TO_CART", "PURCHASE", "SHARE", "DISLIKE",
+	"IMPRESSION",
+	"VIEW",
+	"CLICK",
+	"LIKE",
+	"ADD_TO_CART",
+	"PURCHASE",
+	"SHARE",
+	"DISLIKE",
 };
 
 static int
@@ -462,7 +481,8 @@ ctl_model(int argc, char **argv)
 				continue;
 			name = model_node_name(m, node, &len);
 			model_node_label(m, node, label, sizeof(label));
-			printf("    %-7s %6" PRIu32 " items  %.*s\n", label, count[node], (int)len, name);
+			printf("    %-7s %6" PRIu32 " items  %.*s\n", label, count[node], (int)len,
+			    name);
 		}
 	}
 	ret = CTL_EXIT_OK;
@@ -561,7 +581,8 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	if (!model_has_weights(m)) {
-		fprintf(stderr, "interestctl: %s: a catalog, not a model (no weights)\n", model_path);
+		fprintf(
+		    stderr, "interestctl: %s: a catalog, not a model (no weights)\n", model_path);
 		goto done;
 	}
 	ds = dataset_load_order(events_path, m, DATASET_FILE_ORDER, err, sizeof(err));
@@ -634,8 +655,10 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	out = NULL;
-	fprintf(stderr, "interestctl: replay: %zu events, %" PRIu32 " users, %zu rows with unknown items "
-	    "skipped -> %s\n", ds->n_events, ds->n_users, ds->n_unknown_items, out_path);
+	fprintf(stderr,
+	    "interestctl: replay: %zu events, %" PRIu32 " users, %zu rows with unknown items "
+	    "skipped -> %s\n",
+	    ds->n_events, ds->n_users, ds->n_unknown_items, out_path);
 	ret = CTL_EXIT_OK;
 	goto done;
 nomem:
@@ -757,8 +780,8 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	for (int t = 0; t < CTL_ERASE_WAIT_S * 10; t++) {
-		redisReply *r = redisCommand(rc, "HMGET %s{%s}:erased partition offset",
-		    cfg->redis_prefix, id);
+		redisReply *r =
+		    redisCommand(rc, "HMGET %s{%s}:erased partition offset", cfg->redis_prefix, id);
 
 		if (r == NULL) {
 			fprintf(stderr, "interestctl: redis: %s\n", rc->errstr);
@@ -777,8 +800,9 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 		freeReplyObject(r);
 		nanosleep(&(struct timespec){ 0, 100000000 }, NULL);
 	}
-	fprintf(stderr, "interestctl: no erasure marker for %s within %d s (is interestd running?)\n",
-	    id, CTL_ERASE_WAIT_S);
+	fprintf(stderr,
+	    "interestctl: no erasure marker for %s within %d s (is interestd running?)\n", id,
+	    CTL_ERASE_WAIT_S);
 done:
 	if (rc != NULL)
 		redisFree(rc);

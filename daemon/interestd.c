@@ -331,8 +331,8 @@ main(int argc, char **argv)
 		ret = 1;
 		goto done;
 	}
-	consumer_set_model_load_seconds(c, (double)(t1.tv_sec - t0.tv_sec) +
-	        (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	consumer_set_model_load_seconds(
+	    c, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	ret = consumer_run(c, &interestd_stop, &interestd_reload);
 done:
 	consumer_free(c);

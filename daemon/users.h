@@ -34,8 +34,8 @@ struct user_entry {
 	int erased;               /* the gate below is set */
 	int32_t erased_partition; /* the tombstone's partition and offset */
 	int64_t erased_offset;
-	int64_t erased_ts_ms;     /* events at or before this event time stay out */
-	int erase_pending;        /* tombstone applied, keys not yet deleted in Redis */
+	int64_t erased_ts_ms; /* events at or before this event time stay out */
+	int erase_pending;    /* tombstone applied, keys not yet deleted in Redis */
 };
 
 struct users;

@@ -78,8 +78,8 @@ userview_fill(struct userview *uv, size_t slot, const char *user_id, size_t user
 	items = uv->items + slot * uv->top_n;
 	scores = uv->scores + slot * uv->top_n;
 	scorer_interest(uv->m, us, vec);
-	scorer_topn_batch(uv->sc, &us, vec, 1, uv->top_n, uv->calibrate, items, scores,
-	    &uv->counts[slot]);
+	scorer_topn_batch(
+	    uv->sc, &us, vec, 1, uv->top_n, uv->calibrate, items, scores, &uv->counts[slot]);
 	su->user_id = user_id;
 	su->user_id_len = user_id_len;
 	su->us = us;

@@ -22,8 +22,7 @@ struct userview;
  * tiers.calibrate. NULL on ENOMEM. m is borrowed for the userview's life:
  * after a model swap make a new one. Free with userview_free (NULL-safe).
  */
-struct userview *userview_new(const struct model *m, size_t max_users,
-    size_t top_n, int calibrate);
+struct userview *userview_new(const struct model *m, size_t max_users, size_t top_n, int calibrate);
 void userview_free(struct userview *uv);
 
 /*
@@ -32,8 +31,8 @@ void userview_free(struct userview *uv);
  * sets epoch). su's arrays live in the slot until the next fill of the same
  * slot or userview_free. Returns 0, or -1 if slot >= max_users.
  */
-int userview_fill(struct userview *uv, size_t slot, const char *user_id,
-    size_t user_id_len, const struct user_state *us, struct sink_user *su);
+int userview_fill(struct userview *uv, size_t slot, const char *user_id, size_t user_id_len,
+    const struct user_state *us, struct sink_user *su);
 
 /*
  * userview_fill for slots 0..n-1 at once, the item scores of up to 64 users

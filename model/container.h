@@ -11,11 +11,11 @@
 #include <stdint.h>
 
 #define CONTAINER_KIND_CATALOG 1
-#define CONTAINER_KIND_MODEL 2
+#define CONTAINER_KIND_MODEL   2
 #define CONTAINER_MAX_SECTIONS 64
-#define CONTAINER_ALIGN 64        /* section offsets are multiples of this */
-#define CONTAINER_HEADER_SIZE 64
-#define CONTAINER_ENTRY_SIZE 32   /* one section-table entry */
+#define CONTAINER_ALIGN        64 /* section offsets are multiples of this */
+#define CONTAINER_HEADER_SIZE  64
+#define CONTAINER_ENTRY_SIZE   32 /* one section-table entry */
 
 struct container;
 struct container_writer;
@@ -48,18 +48,18 @@ const uint8_t *container_section(const struct container *ct, const char *tag, si
  * Starts writing a container of `kind` with exactly n_sections sections to a
  * temporary file next to path. Returns NULL with the reason in errstr.
  */
-struct container_writer *container_writer_new(const char *path, uint32_t kind,
-    uint32_t n_sections, char *errstr, size_t errstr_size);
+struct container_writer *container_writer_new(
+    const char *path, uint32_t kind, uint32_t n_sections, char *errstr, size_t errstr_size);
 /*
  * Opens the next section (tag: four ASCII characters); its data is appended
  * with container_writer_append() until the next begin or the commit.
  * Returns 0, or -1 with the reason in errstr (the writer is then unusable:
  * free it).
  */
-int container_writer_begin(struct container_writer *cw, const char *tag,
-    char *errstr, size_t errstr_size);
-int container_writer_append(struct container_writer *cw, const void *data, size_t len,
-    char *errstr, size_t errstr_size);
+int container_writer_begin(
+    struct container_writer *cw, const char *tag, char *errstr, size_t errstr_size);
+int container_writer_append(
+    struct container_writer *cw, const void *data, size_t len, char *errstr, size_t errstr_size);
 /*
  * Writes the header and the section table, fsyncs, renames the temporary
  * file over path and fsyncs the directory. Exactly n_sections must have been

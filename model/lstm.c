@@ -12,19 +12,19 @@
 
 /* Scale of the log time-gap feature: log1p(dt/60 s) / 8 keeps a month near 1.3. */
 #define LSTM_GAP_UNIT_S 60.0
-#define LSTM_GAP_SCALE 8.0
+#define LSTM_GAP_SCALE  8.0
 
 float
 lstm_gap_feature(double dt_s)
 {
-	if (!(dt_s > 0.0))   /* negative, zero or NaN: no gap */
+	if (!(dt_s > 0.0)) /* negative, zero or NaN: no gap */
 		return 0.0f;
 	return (float)(log1p(dt_s / LSTM_GAP_UNIT_S) / LSTM_GAP_SCALE);
 }
 
 void
-lstm_input(const float *e_item, uint32_t dim, const float *T_type,
-    uint32_t type_dim, float gap, float *x)
+lstm_input(
+    const float *e_item, uint32_t dim, const float *T_type, uint32_t type_dim, float gap, float *x)
 {
 	memcpy(x, e_item, (size_t)dim * sizeof(float));
 	memcpy(x + dim, T_type, (size_t)type_dim * sizeof(float));
@@ -38,8 +38,8 @@ lstm_sigmoid(float z)
 }
 
 void
-lstm_forward(const float *W, const float *b, uint32_t din, uint32_t hidden,
-    uint32_t batch, const float *xh, float *c, float *h_out, float *acts)
+lstm_forward(const float *W, const float *b, uint32_t din, uint32_t hidden, uint32_t batch,
+    const float *xh, float *c, float *h_out, float *acts)
 {
 	size_t H = hidden, G = 4 * (size_t)hidden, K = (size_t)din + hidden;
 
@@ -48,8 +48,8 @@ lstm_forward(const float *W, const float *b, uint32_t din, uint32_t hidden,
 	/* acts = b broadcast, then acts += xh * W^T: one SGEMM for the batch. */
 	for (size_t r = 0; r < batch; r++)
 		memcpy(acts + r * G, b, G * sizeof(float));
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch, (int)G,
-	    (int)K, 1.0f, xh, (int)K, W, (int)K, 1.0f, acts, (int)G);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)batch, (int)G, (int)K, 1.0f, xh,
+	    (int)K, W, (int)K, 1.0f, acts, (int)G);
 
 	for (size_t r = 0; r < batch; r++) {
 		float *a = acts + r * G;
@@ -72,10 +72,9 @@ lstm_forward(const float *W, const float *b, uint32_t din, uint32_t hidden,
 }
 
 void
-lstm_backward(const float *W, uint32_t din, uint32_t hidden, uint32_t batch,
-    const float *xh, const float *c_prev, const float *c_new, const float *acts,
-    const float *dh, const float *dc, float *dW, float *db, float *dxh,
-    float *dc_prev, float *scratch)
+lstm_backward(const float *W, uint32_t din, uint32_t hidden, uint32_t batch, const float *xh,
+    const float *c_prev, const float *c_new, const float *acts, const float *dh, const float *dc,
+    float *dW, float *db, float *dxh, float *dc_prev, float *scratch)
 {
 	size_t H = hidden, G = 4 * (size_t)hidden, K = (size_t)din + hidden;
 
@@ -104,8 +103,8 @@ lstm_backward(const float *W, uint32_t din, uint32_t hidden, uint32_t batch,
 			db[k] += dz[k];
 	}
 	/* dW += dZ^T xh;  dxh = dZ W. */
-	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)K,
-	    (int)batch, 1.0f, scratch, (int)G, xh, (int)K, 1.0f, dW, (int)K);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch, (int)K,
-	    (int)G, 1.0f, scratch, (int)G, W, (int)K, 0.0f, dxh, (int)K);
+	cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)G, (int)K, (int)batch, 1.0f,
+	    scratch, (int)G, xh, (int)K, 1.0f, dW, (int)K);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)batch, (int)K, (int)G, 1.0f,
+	    scratch, (int)G, W, (int)K, 0.0f, dxh, (int)K);
 }

@@ -17,34 +17,41 @@
 #error "model files are little-endian and mapped in place: big-endian hosts unsupported"
 #endif
 
-#define CATM_SIZE 128             /* schemas/modelfile.md */
+#define CATM_SIZE         128 /* schemas/modelfile.md */
 #define CATM_EMBEDDER_LEN 64
-#define HPAR_SIZE 128
-#define TNOD_FIELDS 4             /* parent, level, index, n_items */
-#define ITIR_FIELDS 2
-#define ITEM_ID_MAX 255
-#define MAX_ITEMS (1u << 24)
-#define MAX_DIM 4096
-#define MAX_TIER1 256
-#define MAX_NODES 65535
-#define MAX_HIDDEN 1024
-#define MAX_TYPE_DIM 64
-#define MAX_RING 64
-#define MAX_TIERS 1024
-#define N_ALPHA 4
-#define FNV_OFFSET 14695981039346656037ull
-#define FNV_PRIME 1099511628211ull
-#define SLOT_EMPTY (-1)
-#define OWN_MAX 32                /* blocks an extended model owns (18 used) */
+#define HPAR_SIZE         128
+#define TNOD_FIELDS       4 /* parent, level, index, n_items */
+#define ITIR_FIELDS       2
+#define ITEM_ID_MAX       255
+#define MAX_ITEMS         (1u << 24)
+#define MAX_DIM           4096
+#define MAX_TIER1         256
+#define MAX_NODES         65535
+#define MAX_HIDDEN        1024
+#define MAX_TYPE_DIM      64
+#define MAX_RING          64
+#define MAX_TIERS         1024
+#define N_ALPHA           4
+#define FNV_OFFSET        14695981039346656037ull
+#define FNV_PRIME         1099511628211ull
+#define SLOT_EMPTY        (-1)
+#define OWN_MAX           32 /* blocks an extended model owns (18 used) */
 
 static const char *const catalog_tags[] = {
-	"CATM", "IIDS", "ITTL", "EMBD", "TNOD", "TCEN", "TNAM", "ITIR",
+	"CATM",
+	"IIDS",
+	"ITTL",
+	"EMBD",
+	"TNOD",
+	"TCEN",
+	"TNAM",
+	"ITIR",
 };
 #define N_CATALOG_TAGS (sizeof(catalog_tags) / sizeof(catalog_tags[0]))
 
 /* A string table (IIDS, ITTL, TNAM): offsets then bytes. */
 struct strtab {
-	const uint32_t *off;          /* [count + 1] */
+	const uint32_t *off; /* [count + 1] */
 	const char *bytes;
 };
 
@@ -53,19 +60,19 @@ struct model {
 	uint32_t n_items, dim, n_tier1, n_nodes;
 	char embedder[CATM_EMBEDDER_LEN + 1];
 	struct strtab ids, titles, names;
-	const float *embd;            /* [n_items][dim] */
-	const uint32_t *tnod;         /* [n_nodes][4] */
-	const float *tcen;            /* [n_nodes][dim] */
-	const uint32_t *itir;         /* [n_items][2] */
+	const float *embd;    /* [n_items][dim] */
+	const uint32_t *tnod; /* [n_nodes][4] */
+	const float *tcen;    /* [n_nodes][dim] */
+	const uint32_t *itir; /* [n_items][2] */
 	int has_weights;
 	struct model_hparams hp;
 	struct model_weights w;
-	float *item_emb_owned;        /* EMBD + R for a model, NULL for a catalog */
-	uint64_t *item_hash;          /* [n_items] */
-	int32_t *id_slots;            /* open addressing by id, item index or SLOT_EMPTY */
-	int32_t *hash_slots;          /* open addressing by item hash */
+	float *item_emb_owned; /* EMBD + R for a model, NULL for a catalog */
+	uint64_t *item_hash;   /* [n_items] */
+	int32_t *id_slots;     /* open addressing by id, item index or SLOT_EMPTY */
+	int32_t *hash_slots;   /* open addressing by item hash */
 	uint64_t slot_mask;
-	void *own[OWN_MAX];           /* model_extend's copies of every section (ct NULL) */
+	void *own[OWN_MAX]; /* model_extend's copies of every section (ct NULL) */
 	size_t n_own;
 };
 
@@ -145,8 +152,9 @@ parse_strtab(const char *tag, const uint8_t *p, size_t len, uint32_t count, size
 		}
 		size_t n = off[i + 1] - off[i];
 		if (n < min_len || n > max_len) {
-			snprintf(errstr, errstr_size, "section %s: string %u length %zu out of range %zu..%zu",
-			    tag, i, n, min_len, max_len);
+			snprintf(errstr, errstr_size,
+			    "section %s: string %u length %zu out of range %zu..%zu", tag, i, n,
+			    min_len, max_len);
 			return -1;
 		}
 	}
@@ -180,8 +188,8 @@ check_hparams(const struct model_hparams *hp, char *errstr, size_t errstr_size)
 	else if (hp->max_tiers < 1 || hp->max_tiers > MAX_TIERS)
 		field = "max_tiers", v = hp->max_tiers, hi = MAX_TIERS;
 	if (field != NULL) {
-		snprintf(errstr, errstr_size, "section HPAR: %s %u out of range %u..%u", field, v, lo,
-		    hi);
+		snprintf(errstr, errstr_size, "section HPAR: %s %u out of range %u..%u", field, v,
+		    lo, hi);
 		return -1;
 	}
 	if (!isfinite(hp->half_life_short_s) || hp->half_life_short_s <= 0.0f ||
@@ -193,7 +201,8 @@ check_hparams(const struct model_hparams *hp, char *errstr, size_t errstr_size)
 	}
 	for (int t = 0; t < MODEL_N_TYPES; t++) {
 		if (!isfinite(hp->type_weight[t])) {
-			snprintf(errstr, errstr_size, "section HPAR: type_weight[%d] not finite", t);
+			snprintf(
+			    errstr, errstr_size, "section HPAR: type_weight[%d] not finite", t);
 			return -1;
 		}
 	}
@@ -201,8 +210,7 @@ check_hparams(const struct model_hparams *hp, char *errstr, size_t errstr_size)
 }
 
 static int
-parse_hpar(const uint8_t *p, size_t len, struct model_hparams *hp, char *errstr,
-    size_t errstr_size)
+parse_hpar(const uint8_t *p, size_t len, struct model_hparams *hp, char *errstr, size_t errstr_size)
 {
 	if (len != HPAR_SIZE) {
 		snprintf(errstr, errstr_size, "section HPAR: length %zu != %d", len, HPAR_SIZE);
@@ -229,19 +237,18 @@ struct wght_layout {
 };
 
 static void
-wght_layout(uint32_t dim, uint32_t n_items, const struct model_hparams *hp,
-    struct wght_layout *wl)
+wght_layout(uint32_t dim, uint32_t n_items, const struct model_hparams *hp, struct wght_layout *wl)
 {
 	uint64_t h = hp->hidden, din = (uint64_t)dim + hp->type_dim + 1;
 
-	wl->n[0] = 4 * h * (din + h);               /* W */
-	wl->n[1] = 4 * h;                           /* b */
-	wl->n[2] = (uint64_t)dim * h;               /* P */
-	wl->n[3] = dim;                             /* pb */
+	wl->n[0] = 4 * h * (din + h);                    /* W */
+	wl->n[1] = 4 * h;                                /* b */
+	wl->n[2] = (uint64_t)dim * h;                    /* P */
+	wl->n[3] = dim;                                  /* pb */
 	wl->n[4] = (uint64_t)hp->n_types * hp->type_dim; /* T */
-	wl->n[5] = (uint64_t)n_items * dim;         /* R */
-	wl->n[6] = n_items;                         /* ib */
-	wl->n[7] = N_ALPHA;                         /* alpha */
+	wl->n[5] = (uint64_t)n_items * dim;              /* R */
+	wl->n[6] = n_items;                              /* ib */
+	wl->n[7] = N_ALPHA;                              /* alpha */
 	wl->total = 0;
 	for (int i = 0; i < 8; i++)
 		wl->total += wl->n[i];
@@ -254,8 +261,8 @@ parse_wght(struct model *m, const uint8_t *p, size_t len, char *errstr, size_t e
 {
 	struct wght_layout wl;
 	const float *f = (const float *)(const void *)p;
-	const float **dst[8] = { &m->w.W, &m->w.b, &m->w.P, &m->w.pb, &m->w.T, &m->w.R,
-		&m->w.ib, &m->w.alpha };
+	const float **dst[8] = { &m->w.W, &m->w.b, &m->w.P, &m->w.pb, &m->w.T, &m->w.R, &m->w.ib,
+		&m->w.alpha };
 
 	wght_layout(m->dim, m->n_items, &m->hp, &wl);
 	if ((uint64_t)len != wl.total * sizeof(float)) {
@@ -343,7 +350,8 @@ check_tree(struct model *m, const uint8_t *tnod, size_t tnod_len, const uint8_t 
 		if (i < m->n_tier1) {
 			if (nd[0] != MODEL_NODE_NONE || nd[1] != 1 || nd[2] != i) {
 				snprintf(errstr, errstr_size,
-				    "section TNOD: node %u must be level 1 with no parent and index %u",
+				    "section TNOD: node %u must be level 1 with no parent and "
+				    "index %u",
 				    i, i);
 				return -1;
 			}
@@ -351,14 +359,16 @@ check_tree(struct model *m, const uint8_t *tnod, size_t tnod_len, const uint8_t 
 		}
 		if (nd[1] != 2 || nd[0] >= m->n_tier1) {
 			snprintf(errstr, errstr_size,
-			    "section TNOD: node %u must be level 2 with a level-1 parent (level %u, parent %u)",
+			    "section TNOD: node %u must be level 2 with a level-1 parent (level "
+			    "%u, parent %u)",
 			    i, nd[1], nd[0]);
 			return -1;
 		}
 		if (nd[0] != prev_parent) {
 			if (parent_done[nd[0]]) {
 				snprintf(errstr, errstr_size,
-				    "section TNOD: node %u: children of parent %u not grouped", i, nd[0]);
+				    "section TNOD: node %u: children of parent %u not grouped", i,
+				    nd[0]);
 				return -1;
 			}
 			parent_done[nd[0]] = 1;
@@ -366,8 +376,8 @@ check_tree(struct model *m, const uint8_t *tnod, size_t tnod_len, const uint8_t 
 			next_index = 0;
 		}
 		if (nd[2] != next_index) {
-			snprintf(errstr, errstr_size, "section TNOD: node %u: index %u, expected %u", i,
-			    nd[2], next_index);
+			snprintf(errstr, errstr_size,
+			    "section TNOD: node %u: index %u, expected %u", i, nd[2], next_index);
 			return -1;
 		}
 		next_index++;
@@ -381,13 +391,15 @@ check_tree(struct model *m, const uint8_t *tnod, size_t tnod_len, const uint8_t 
 		uint32_t t1 = m->itir[2 * (size_t)i], t2 = m->itir[2 * (size_t)i + 1];
 
 		if (t1 >= m->n_tier1) {
-			snprintf(errstr, errstr_size, "section ITIR: item %u: level-1 node %u out of range",
-			    i, t1);
+			snprintf(errstr, errstr_size,
+			    "section ITIR: item %u: level-1 node %u out of range", i, t1);
 			goto done;
 		}
-		if (t2 < m->n_tier1 || t2 >= m->n_nodes || m->tnod[(size_t)t2 * TNOD_FIELDS] != t1) {
+		if (t2 < m->n_tier1 || t2 >= m->n_nodes ||
+		    m->tnod[(size_t)t2 * TNOD_FIELDS] != t1) {
 			snprintf(errstr, errstr_size,
-			    "section ITIR: item %u: level-2 node %u is not a child of node %u", i, t2, t1);
+			    "section ITIR: item %u: level-2 node %u is not a child of node %u", i,
+			    t2, t1);
 			goto done;
 		}
 		count[t1]++;
@@ -431,14 +443,15 @@ build_index(struct model *m, char *errstr, size_t errstr_size)
 		uint64_t h = model_id_hash(id, len), s;
 
 		m->item_hash[i] = h;
-		for (s = h & m->slot_mask; m->id_slots[s] != SLOT_EMPTY; s = (s + 1) & m->slot_mask) {
+		for (s = h & m->slot_mask; m->id_slots[s] != SLOT_EMPTY;
+		     s = (s + 1) & m->slot_mask) {
 			uint32_t j = (uint32_t)m->id_slots[s];
 			const char *other = strtab_get(&m->ids, j, &olen);
 
 			if (olen == len && memcmp(other, id, len) == 0) {
 				snprintf(errstr, errstr_size,
-				    "section IIDS: duplicate id \"%.*s\" (items %u and %u)", (int)len, id, j,
-				    i);
+				    "section IIDS: duplicate id \"%.*s\" (items %u and %u)",
+				    (int)len, id, j, i);
 				return -1;
 			}
 		}
@@ -447,8 +460,8 @@ build_index(struct model *m, char *errstr, size_t errstr_size)
 		     s = (s + 1) & m->slot_mask) {
 			if (m->item_hash[m->hash_slots[s]] == h) {
 				snprintf(errstr, errstr_size,
-				    "section IIDS: items %d and %u have the same 64-bit id hash", m->hash_slots[s],
-				    i);
+				    "section IIDS: items %d and %u have the same 64-bit id hash",
+				    m->hash_slots[s], i);
 				return -1;
 			}
 		}
@@ -483,23 +496,23 @@ model_load_inner(const char *path, char *errstr, size_t errstr_size)
 	if (parse_catm(m, sec[0], len[0], errstr, errstr_size) != 0)
 		goto fail;
 	if (parse_strtab("IIDS", sec[1], len[1], m->n_items, 1, ITEM_ID_MAX, &m->ids, errstr,
-	        errstr_size) != 0)
+		errstr_size) != 0)
 		goto fail;
 	if (parse_strtab("ITTL", sec[2], len[2], m->n_items, 0, SIZE_MAX, &m->titles, errstr,
-	        errstr_size) != 0)
+		errstr_size) != 0)
 		goto fail;
 	if (check_floats("EMBD", "n_items*dim", sec[3], len[3], (uint64_t)m->n_items * m->dim,
-	        errstr, errstr_size) != 0)
+		errstr, errstr_size) != 0)
 		goto fail;
 	m->embd = (const float *)(const void *)sec[3];
 	if (check_tree(m, sec[4], len[4], sec[7], len[7], errstr, errstr_size) != 0)
 		goto fail;
 	if (check_floats("TCEN", "n_nodes*dim", sec[5], len[5], (uint64_t)m->n_nodes * m->dim,
-	        errstr, errstr_size) != 0)
+		errstr, errstr_size) != 0)
 		goto fail;
 	m->tcen = (const float *)(const void *)sec[5];
 	if (parse_strtab("TNAM", sec[6], len[6], m->n_nodes, 0, SIZE_MAX, &m->names, errstr,
-	        errstr_size) != 0)
+		errstr_size) != 0)
 		goto fail;
 	if (container_kind(m->ct) == CONTAINER_KIND_MODEL) {
 		size_t hlen, wlen;
@@ -507,7 +520,8 @@ model_load_inner(const char *path, char *errstr, size_t errstr_size)
 		const uint8_t *wght = container_section(m->ct, "WGHT", &wlen);
 
 		if (hpar == NULL || wght == NULL) {
-			snprintf(errstr, errstr_size, "section %s: missing", hpar == NULL ? "HPAR" : "WGHT");
+			snprintf(errstr, errstr_size, "section %s: missing",
+			    hpar == NULL ? "HPAR" : "WGHT");
 			goto fail;
 		}
 		if (parse_hpar(hpar, hlen, &m->hp, errstr, errstr_size) != 0)
@@ -758,8 +772,8 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 	int ret = -1;
 
 	if (cat->ct == NULL) {
-		snprintf(errstr, errstr_size, "%s: an extended model (live items) cannot be written",
-		    path);
+		snprintf(errstr, errstr_size,
+		    "%s: an extended model (live items) cannot be written", path);
 		return -1;
 	}
 	if (check_hparams(hp, reason, sizeof(reason)) != 0) {
@@ -776,8 +790,8 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 			return -1;
 		}
 	}
-	cw = container_writer_new(path, CONTAINER_KIND_MODEL, (uint32_t)N_CATALOG_TAGS + 2, errstr,
-	    errstr_size);
+	cw = container_writer_new(
+	    path, CONTAINER_KIND_MODEL, (uint32_t)N_CATALOG_TAGS + 2, errstr, errstr_size);
 	if (cw == NULL)
 		return -1;
 	for (size_t i = 0; i < N_CATALOG_TAGS; i++) {
@@ -794,8 +808,8 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 	    container_writer_begin(cw, "WGHT", errstr, errstr_size) != 0)
 		goto done;
 	for (int i = 0; i < 8; i++)
-		if (container_writer_append(cw, arrays[i], wl.n[i] * sizeof(float), errstr,
-		        errstr_size) != 0)
+		if (container_writer_append(
+			cw, arrays[i], wl.n[i] * sizeof(float), errstr, errstr_size) != 0)
 			goto done;
 	if (container_writer_commit(cw, errstr, errstr_size) != 0)
 		goto done;

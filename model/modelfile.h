@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MODEL_N_TYPES 8          /* BehaviourEvent.type symbols */
+#define MODEL_N_TYPES   8 /* BehaviourEvent.type symbols */
 #define MODEL_NODE_NONE UINT32_MAX
 
 /* Event types, in the order of the Avro enum (schemas/behaviour_event.avsc). */
@@ -25,10 +25,10 @@ enum model_event_type {
 
 /* Hyper-parameters (section HPAR). */
 struct model_hparams {
-	uint32_t hidden;              /* H */
-	uint32_t type_dim;            /* E */
-	uint32_t n_types;             /* MODEL_N_TYPES */
-	uint32_t ring_len;            /* K */
+	uint32_t hidden;   /* H */
+	uint32_t type_dim; /* E */
+	uint32_t n_types;  /* MODEL_N_TYPES */
+	uint32_t ring_len; /* K */
 	uint64_t model_version;
 	uint64_t train_seed;
 	float half_life_short_s;
@@ -42,14 +42,14 @@ struct model_hparams {
  * trainer's buffers). Shapes in schemas/modelfile.md.
  */
 struct model_weights {
-	const float *W;      /* [4H][din+H] */
-	const float *b;      /* [4H] */
-	const float *P;      /* [dim][H] */
-	const float *pb;     /* [dim] */
-	const float *T;      /* [n_types][E] */
-	const float *R;      /* [n_items][dim] */
-	const float *ib;     /* [n_items] */
-	const float *alpha;  /* [4] */
+	const float *W;     /* [4H][din+H] */
+	const float *b;     /* [4H] */
+	const float *P;     /* [dim][H] */
+	const float *pb;    /* [dim] */
+	const float *T;     /* [n_types][E] */
+	const float *R;     /* [n_items][dim] */
+	const float *ib;    /* [n_items] */
+	const float *alpha; /* [4] */
 };
 
 struct model;
@@ -99,8 +99,8 @@ uint32_t model_item_tier1(const struct model *m, uint32_t item);
 uint32_t model_item_tier2(const struct model *m, uint32_t item);
 
 /* Tier tree (section TNOD/TNAM/TCEN). */
-uint32_t model_node_level(const struct model *m, uint32_t node);   /* 1 or 2 */
-uint32_t model_node_parent(const struct model *m, uint32_t node);  /* MODEL_NODE_NONE for level 1 */
+uint32_t model_node_level(const struct model *m, uint32_t node);  /* 1 or 2 */
+uint32_t model_node_parent(const struct model *m, uint32_t node); /* MODEL_NODE_NONE for level 1 */
 uint32_t model_node_index(const struct model *m, uint32_t node);
 const char *model_node_name(const struct model *m, uint32_t node, size_t *len);
 const float *model_node_centroid(const struct model *m, uint32_t node);
@@ -113,9 +113,8 @@ size_t model_node_label(const struct model *m, uint32_t node, char *buf, size_t 
  * hp). Written to a temporary name, fsynced, renamed, directory fsynced.
  * Returns 0, or -1 with the reason in errstr.
  */
-int model_write(const char *path, const struct model *cat,
-    const struct model_hparams *hp, const struct model_weights *w,
-    char *errstr, size_t errstr_size);
+int model_write(const char *path, const struct model *cat, const struct model_hparams *hp,
+    const struct model_weights *w, char *errstr, size_t errstr_size);
 
 /* One item to add to a model (model_extend). Everything is borrowed. */
 struct model_item_add {

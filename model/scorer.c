@@ -28,12 +28,12 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-#define N_LEVELS 2          /* tier levels with learned terms */
-#define SCORER_LANES 16     /* items per packed block: one 64-byte vector */
-#define SCORER_GROUP 8      /* users per kernel call, accumulators in registers */
-#define SCORER_CHUNK 64     /* users scored together */
-#define SCORER_SPAN 32      /* blocks per cache span: 32 x 16 x d floats (128 KiB at d = 64) */
-#define SCORER_PAD UINT32_MAX /* item index of a padding lane */
+#define N_LEVELS     2          /* tier levels with learned terms */
+#define SCORER_LANES 16         /* items per packed block: one 64-byte vector */
+#define SCORER_GROUP 8          /* users per kernel call, accumulators in registers */
+#define SCORER_CHUNK 64         /* users scored together */
+#define SCORER_SPAN  32         /* blocks per cache span: 32 x 16 x d floats (128 KiB at d = 64) */
+#define SCORER_PAD   UINT32_MAX /* item index of a padding lane */
 
 typedef float scorer_vec __attribute__((vector_size(SCORER_LANES * sizeof(float))));
 typedef int32_t scorer_ivec __attribute__((vector_size(SCORER_LANES * sizeof(int32_t))));
@@ -46,15 +46,15 @@ struct scored {
 /* One user's selection while its chunk is scored (pools in struct scorer). */
 struct scorer_sel {
 	const struct user_state *us;
-	float thr;             /* no score below it can enter a heap */
+	float thr; /* no score below it can enter a heap */
 	uint32_t n_best;
 	int calibrated;
-	struct scored *best;   /* [cap]: global heap, root = worst kept */
+	struct scored *best;      /* [cap]: global heap, root = worst kept */
 	struct scored *tier_best; /* [cap]: one heap per tier-1 node, back to back */
-	uint32_t *quota;       /* [n_tier1] slots of each tier-1 node */
-	uint32_t *tier_start;  /* [n_tier1] its heap's first slot in tier_best */
-	uint32_t *tier_size;   /* [n_tier1] its heap's fill */
-	float *nt;             /* [n_nodes] the user's tier term per node, 0 elsewhere */
+	uint32_t *quota;          /* [n_tier1] slots of each tier-1 node */
+	uint32_t *tier_start;     /* [n_tier1] its heap's first slot in tier_best */
+	uint32_t *tier_size;      /* [n_tier1] its heap's fill */
+	float *nt;                /* [n_nodes] the user's tier term per node, 0 elsewhere */
 };
 
 struct scorer {
@@ -62,24 +62,23 @@ struct scorer {
 	uint32_t n_items, n_nodes, n_tier1, dim;
 	/* The packed catalog, built once per model. */
 	uint32_t n_blocks;
-	float *pe;             /* [n_blocks][dim][LANES], 64-byte aligned */
-	float *pbias;          /* [n_blocks][LANES]: item bias, -inf in padding lanes */
-	uint32_t *pitem;       /* [n_blocks][LANES]: item index, SCORER_PAD in padding */
-	uint32_t *bnode1;      /* [n_blocks] the block's tier-1 node */
-	uint32_t *bnode2;      /* [n_blocks] the block's tier-2 node */
-	uint32_t *item_tier1;  /* [n_items] */
+	float *pe;            /* [n_blocks][dim][LANES], 64-byte aligned */
+	float *pbias;         /* [n_blocks][LANES]: item bias, -inf in padding lanes */
+	uint32_t *pitem;      /* [n_blocks][LANES]: item index, SCORER_PAD in padding */
+	uint32_t *bnode1;     /* [n_blocks] the block's tier-1 node */
+	uint32_t *bnode2;     /* [n_blocks] the block's tier-2 node */
+	uint32_t *item_tier1; /* [n_items] */
 	/* Scratch. */
-	double *remainder;     /* [n_tier1] largest-remainder fractions */
-	uint8_t *picked;       /* [n_items], all zero between calls */
-	float *ubuf;           /* [SCORER_CHUNK][dim] user vectors, zero past the chunk's users */
-	uint32_t cap;          /* top-N size of the current call */
-	uint32_t pool_cap;     /* heap slots per user the pools hold */
+	double *remainder; /* [n_tier1] largest-remainder fractions */
+	uint8_t *picked;   /* [n_items], all zero between calls */
+	float *ubuf;       /* [SCORER_CHUNK][dim] user vectors, zero past the chunk's users */
+	uint32_t cap;      /* top-N size of the current call */
+	uint32_t pool_cap; /* heap slots per user the pools hold */
 	struct scored *pool_best, *pool_tier; /* [SCORER_CHUNK][pool_cap] */
-	uint32_t *pool_tiers;  /* [SCORER_CHUNK][3][n_tier1] */
-	float *pool_nt;        /* [SCORER_CHUNK][n_nodes] */
+	uint32_t *pool_tiers;                 /* [SCORER_CHUNK][3][n_tier1] */
+	float *pool_nt;                       /* [SCORER_CHUNK][n_nodes] */
 	struct scorer_sel sel[SCORER_CHUNK];
 };
-
 
 void
 scorer_interest(const struct model *m, const struct user_state *us, float *u)
@@ -128,7 +127,6 @@ scorer_node_terms(const struct scorer *sc, const struct user_state *us, float *n
 		nt[node] = (float)term;
 	}
 }
-
 
 /* a ranks before b: higher score, then lower item index (deterministic ties). */
 static int
@@ -229,15 +227,16 @@ scorer_pack(struct scorer *sc)
 	scorer_sort_by(b, n, t2, sc->n_nodes, count, a);
 	/* Count the blocks, then fill them. */
 	for (uint32_t k = 0, lane = 0; k < n; k++) {
-		if (k > 0 && (t2[a[k]] != t2[a[k - 1]] ||
-				 sc->item_tier1[a[k]] != sc->item_tier1[a[k - 1]]))
+		if (k > 0 &&
+		    (t2[a[k]] != t2[a[k - 1]] || sc->item_tier1[a[k]] != sc->item_tier1[a[k - 1]]))
 			lane = 0;
 		if (lane == 0)
 			nb++;
 		lane = (lane + 1) % SCORER_LANES;
 	}
 	sc->n_blocks = nb;
-	sc->pe = aligned_alloc(64, ((size_t)nb * dim * SCORER_LANES + SCORER_LANES) * sizeof(float));
+	sc->pe =
+	    aligned_alloc(64, ((size_t)nb * dim * SCORER_LANES + SCORER_LANES) * sizeof(float));
 	sc->pbias = malloc(((size_t)nb + 1) * SCORER_LANES * sizeof(float));
 	sc->pitem = malloc(((size_t)nb + 1) * SCORER_LANES * sizeof(uint32_t));
 	sc->bnode1 = malloc(((size_t)nb + 1) * sizeof(uint32_t));
@@ -253,7 +252,8 @@ scorer_pack(struct scorer *sc)
 	for (uint32_t k = 0, lane = 0, blk = 0; k < n; k++) {
 		uint32_t i = a[k];
 
-		if (k > 0 && (t2[i] != t2[a[k - 1]] || sc->item_tier1[i] != sc->item_tier1[a[k - 1]]))
+		if (k > 0 &&
+		    (t2[i] != t2[a[k - 1]] || sc->item_tier1[i] != sc->item_tier1[a[k - 1]]))
 			lane = 0;
 		if (k > 0 && lane == 0)
 			blk++;
@@ -262,7 +262,8 @@ scorer_pack(struct scorer *sc)
 		sc->pbias[(size_t)blk * SCORER_LANES + lane] = ib[i];
 		sc->pitem[(size_t)blk * SCORER_LANES + lane] = i;
 		for (uint32_t d = 0; d < dim; d++)
-			sc->pe[((size_t)blk * dim + d) * SCORER_LANES + lane] = emb[(size_t)i * dim + d];
+			sc->pe[((size_t)blk * dim + d) * SCORER_LANES + lane] =
+			    emb[(size_t)i * dim + d];
 		lane = (lane + 1) % SCORER_LANES;
 	}
 	rc = 0;
@@ -295,9 +296,9 @@ scorer_new(const struct model *m)
 	sc->ubuf = calloc((size_t)SCORER_CHUNK * sc->dim, sizeof(float));
 	sc->pool_tiers = malloc((size_t)SCORER_CHUNK * 3 * (sc->n_tier1 + 1) * sizeof(uint32_t));
 	sc->pool_nt = calloc((size_t)SCORER_CHUNK * (sc->n_nodes + 1), sizeof(float));
-	if (sc->remainder == NULL || sc->picked == NULL ||
-	    sc->item_tier1 == NULL || sc->ubuf == NULL || sc->pool_tiers == NULL ||
-	    sc->pool_nt == NULL || scorer_pack(sc) != 0) {
+	if (sc->remainder == NULL || sc->picked == NULL || sc->item_tier1 == NULL ||
+	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL ||
+	    scorer_pack(sc) != 0) {
 		scorer_free(sc);
 		return NULL;
 	}
@@ -382,7 +383,8 @@ scorer_quotas(struct scorer *sc, const struct user_state *us, uint32_t n, uint32
 	for (uint16_t t = 0; t < us->n_tiers; t++) {
 		uint32_t node = us->tiers[t].node;
 
-		if (node < sc->n_tier1 && model_node_level(m, node) == 1 && us->tiers[t].w_long > 0.0f) {
+		if (node < sc->n_tier1 && model_node_level(m, node) == 1 &&
+		    us->tiers[t].w_long > 0.0f) {
 			sc->remainder[node] = us->tiers[t].w_long;
 			total += us->tiers[t].w_long;
 		}
@@ -404,7 +406,7 @@ scorer_quotas(struct scorer *sc, const struct user_state *us, uint32_t n, uint32
 			if (sc->remainder[j] > sc->remainder[top])
 				top = j;
 		quota[top]++;
-		sc->remainder[top] = -1.0;  /* one extra slot per node at most */
+		sc->remainder[top] = -1.0; /* one extra slot per node at most */
 		given++;
 	}
 	return 1;
@@ -439,8 +441,7 @@ scorer_threshold(const struct scorer *sc, const struct scorer_sel *sel)
 
 /* Starts user us's selection in sel: empty heaps, quotas, tier terms. */
 static void
-scorer_begin(struct scorer *sc, struct scorer_sel *sel, const struct user_state *us,
-    int calibrate)
+scorer_begin(struct scorer *sc, struct scorer_sel *sel, const struct user_state *us, int calibrate)
 {
 	sel->us = us;
 	sel->n_best = 0;
@@ -484,7 +485,8 @@ scorer_offer(struct scorer *sc, struct scorer_sel *sel, float s, uint32_t i)
 	if (to_best)
 		heap_offer(sel->best, &sel->n_best, sc->cap, x);
 	if (to_tier)
-		heap_offer(sel->tier_best + sel->tier_start[j], &sel->tier_size[j], sel->quota[j], x);
+		heap_offer(
+		    sel->tier_best + sel->tier_start[j], &sel->tier_size[j], sel->quota[j], x);
 	sel->thr = scorer_threshold(sc, sel);
 }
 
@@ -496,7 +498,7 @@ scorer_offer(struct scorer *sc, struct scorer_sel *sel, float s, uint32_t i)
 static size_t
 scorer_finish(struct scorer *sc, struct scorer_sel *sel, uint32_t *items, float *scores)
 {
-	struct scored *res = sel->tier_best;  /* results collect here, front to back */
+	struct scored *res = sel->tier_best; /* results collect here, front to back */
 	uint32_t out = 0;
 
 	if (sel->calibrated) {
@@ -606,7 +608,7 @@ scorer_block_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, cons
 
 	memcpy(w, &hit, sizeof(w));
 	if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) == 0)
-		return;  /* the common case once the heaps are full */
+		return; /* the common case once the heaps are full */
 	memcpy(sv, s, sizeof(sv));
 	for (uint32_t l = 0; l < SCORER_LANES; l++) {
 		uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
@@ -681,8 +683,8 @@ scorer_score_all(struct scorer *sc, const struct user_state *us, const float *u,
 }
 
 size_t
-scorer_topn(struct scorer *sc, const struct user_state *us, const float *u, size_t n,
-    int calibrate, uint32_t *items, float *scores)
+scorer_topn(struct scorer *sc, const struct user_state *us, const float *u, size_t n, int calibrate,
+    uint32_t *items, float *scores)
 {
 	size_t count = 0;
 
@@ -713,7 +715,7 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 			scorer_begin(sc, &sc->sel[k], us[off + k], calibrate);
 		scorer_chunk(sc, nc);
 		for (size_t k = 0; k < nc; k++)
-			counts[off + k] = scorer_finish(sc, &sc->sel[k], items + (off + k) * n,
-			    scores + (off + k) * n);
+			counts[off + k] = scorer_finish(
+			    sc, &sc->sel[k], items + (off + k) * n, scores + (off + k) * n);
 	}
 }

@@ -29,8 +29,8 @@ void scorer_interest(const struct model *m, const struct user_state *us, float *
  * Score of every item into out[n_items] (no exclusion), tier weights taken
  * at the user's t_ref_ms. Returns out.
  */
-const float *scorer_score_all(struct scorer *sc, const struct user_state *us,
-    const float *u, float *out);
+const float *scorer_score_all(
+    struct scorer *sc, const struct user_state *us, const float *u, float *out);
 
 /*
  * Best n items, best first, into items/scores; consumed items (the state's
@@ -38,8 +38,8 @@ const float *scorer_score_all(struct scorer *sc, const struct user_state *us,
  * proportion to the user's long-term tier-1 weights (largest remainder),
  * then fills from the rest. Returns the count written (<= n).
  */
-size_t scorer_topn(struct scorer *sc, const struct user_state *us, const float *u,
-    size_t n, int calibrate, uint32_t *items, float *scores);
+size_t scorer_topn(struct scorer *sc, const struct user_state *us, const float *u, size_t n,
+    int calibrate, uint32_t *items, float *scores);
 
 /*
  * scorer_topn for n_users users at once: us[k] with interest vector

@@ -15,17 +15,17 @@
 #include "container.h"
 #include "modelfile.h"
 
-#define STATE_MAGIC "IUS"         /* then one version byte */
-#define STATE_MAGIC_LEN 3
+#define STATE_MAGIC         "IUS" /* then one version byte */
+#define STATE_MAGIC_LEN     3
 #define STATE_CODEC_VERSION 1
-#define STATE_HEADER_SIZE 56
-#define STATE_TIER_SIZE 12        /* u32 node, f32 short, f32 long */
-#define STATE_RING_SIZE 17        /* u64 item_hash, i64 ts_ms, u8 type */
-#define STATE_CRC_SIZE 4
-#define SEEN_BITS (STATE_SEEN_BYTES * 8)
-#define SEEN_BIT_MASK (SEEN_BITS - 1)
-#define SEEN_SLICE_BITS 11        /* log2(SEEN_BITS): k = 3 slices of the mixed hash */
-#define MS_PER_S 1000.0
+#define STATE_HEADER_SIZE   56
+#define STATE_TIER_SIZE     12 /* u32 node, f32 short, f32 long */
+#define STATE_RING_SIZE     17 /* u64 item_hash, i64 ts_ms, u8 type */
+#define STATE_CRC_SIZE      4
+#define SEEN_BITS           (STATE_SEEN_BYTES * 8)
+#define SEEN_BIT_MASK       (SEEN_BITS - 1)
+#define SEEN_SLICE_BITS     11 /* log2(SEEN_BITS): k = 3 slices of the mixed hash */
+#define MS_PER_S            1000.0
 
 _Static_assert((SEEN_BITS & (SEEN_BITS - 1)) == 0, "Bloom filter size must be a power of 2");
 _Static_assert((1u << SEEN_SLICE_BITS) == SEEN_BITS, "slice width must match the filter");
@@ -45,8 +45,8 @@ static void
 state_layout(uint32_t hidden, uint32_t max_tiers, uint32_t ring_len, struct state_layout *sl)
 {
 	sl->ring = align_up(sizeof(struct user_state), _Alignof(struct ring_event));
-	sl->tiers = align_up(sl->ring + ring_len * sizeof(struct ring_event),
-	    _Alignof(struct tier_weight));
+	sl->tiers =
+	    align_up(sl->ring + ring_len * sizeof(struct ring_event), _Alignof(struct tier_weight));
 	sl->h = align_up(sl->tiers + max_tiers * sizeof(struct tier_weight), _Alignof(float));
 	sl->c = sl->h + hidden * sizeof(float);
 	sl->total = sl->c + hidden * sizeof(float);
@@ -162,8 +162,8 @@ decay_factor(double dt_ms, float half_life_s)
 }
 
 void
-state_tiers_apply(struct user_state *us, const struct model *m, uint32_t item, uint8_t type,
-    int64_t ts_ms)
+state_tiers_apply(
+    struct user_state *us, const struct model *m, uint32_t item, uint8_t type, int64_t ts_ms)
 {
 	const struct model_hparams *hp = model_hparams(m);
 	double f_short = 1.0, f_long = 1.0, a;
@@ -200,8 +200,8 @@ state_tiers_apply(struct user_state *us, const struct model *m, uint32_t item, u
 }
 
 static float
-tier_at(const struct user_state *us, uint32_t node, int64_t now_ms, float half_life_s,
-    int long_term)
+tier_at(
+    const struct user_state *us, uint32_t node, int64_t now_ms, float half_life_s, int long_term)
 {
 	const struct tier_weight *tw = tier_find(us, node);
 	double w, dt_ms;
@@ -216,8 +216,7 @@ tier_at(const struct user_state *us, uint32_t node, int64_t now_ms, float half_l
 }
 
 float
-state_tier_short(const struct user_state *us, const struct model *m, uint32_t node,
-    int64_t now_ms)
+state_tier_short(const struct user_state *us, const struct model *m, uint32_t node, int64_t now_ms)
 {
 	const struct model_hparams *hp = model_hparams(m);
 
@@ -225,8 +224,7 @@ state_tier_short(const struct user_state *us, const struct model *m, uint32_t no
 }
 
 float
-state_tier_long(const struct user_state *us, const struct model *m, uint32_t node,
-    int64_t now_ms)
+state_tier_long(const struct user_state *us, const struct model *m, uint32_t node, int64_t now_ms)
 {
 	const struct model_hparams *hp = model_hparams(m);
 
@@ -267,7 +265,8 @@ state_ring_push(struct user_state *us, uint64_t item_hash, int64_t ts_ms, uint8_
 const struct ring_event *
 state_ring_get(const struct user_state *us, uint16_t i)
 {
-	uint32_t slot = ((uint32_t)us->ring_head + us->ring_len - us->ring_count + i) % us->ring_len;
+	uint32_t slot =
+	    ((uint32_t)us->ring_head + us->ring_len - us->ring_count + i) % us->ring_len;
 
 	return &us->ring[slot];
 }
@@ -404,7 +403,8 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 	ring_count = le_get_u16(buf + 14);
 	if (n_tiers > max_tiers || ring_count > ring_len) {
 		snprintf(errstr, errstr_size,
-		    "state: counts exceed sizes (n_tiers %u > max_tiers %u or ring_count %u > ring_len %u)",
+		    "state: counts exceed sizes (n_tiers %u > max_tiers %u or ring_count %u > "
+		    "ring_len %u)",
 		    n_tiers, max_tiers, ring_count, ring_len);
 		return -1;
 	}
@@ -414,13 +414,15 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		    len < need ? "truncated" : "trailing bytes", len, need);
 		return -1;
 	}
-	if (container_crc32(0, buf, len - STATE_CRC_SIZE) != le_get_u32(buf + len - STATE_CRC_SIZE)) {
+	if (container_crc32(0, buf, len - STATE_CRC_SIZE) !=
+	    le_get_u32(buf + len - STATE_CRC_SIZE)) {
 		snprintf(errstr, errstr_size, "state: bad checksum");
 		return -1;
 	}
 	if (n_tiers > us->max_tiers) {
-		snprintf(errstr, errstr_size, "state: %u tier entries exceed the model's max_tiers %u",
-		    n_tiers, us->max_tiers);
+		snprintf(errstr, errstr_size,
+		    "state: %u tier entries exceed the model's max_tiers %u", n_tiers,
+		    us->max_tiers);
 		return -1;
 	}
 	if (le_get_u32(buf + 36) != 0) {
@@ -456,8 +458,8 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		float f = le_get_f32(p);
 
 		if (!isfinite(f)) {
-			snprintf(errstr, errstr_size, "state: %s[%u] not finite", i < hidden ? "h" : "c",
-			    i % hidden);
+			snprintf(errstr, errstr_size, "state: %s[%u] not finite",
+			    i < hidden ? "h" : "c", i % hidden);
 			return -1;
 		}
 		if (apply && hidden == us->hidden)
@@ -474,8 +476,9 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		if (!apply) {
 			for (uint16_t j = 0; j < i; j++) {
 				if (le_get_u32(buf + STATE_HEADER_SIZE + 8 * (size_t)hidden +
-				        (size_t)j * STATE_TIER_SIZE) == node) {
-					snprintf(errstr, errstr_size, "state: tier node %u twice", node);
+					(size_t)j * STATE_TIER_SIZE) == node) {
+					snprintf(
+					    errstr, errstr_size, "state: tier node %u twice", node);
 					return -1;
 				}
 			}
@@ -491,13 +494,13 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		int64_t ts_ms = (int64_t)le_get_u64(p + 8);
 
 		if (p[16] >= MODEL_N_TYPES) {
-			snprintf(errstr, errstr_size, "state: ring event %u: type %u out of range", i,
-			    p[16]);
+			snprintf(errstr, errstr_size, "state: ring event %u: type %u out of range",
+			    i, p[16]);
 			return -1;
 		}
 		if (ts_ms > STATE_RING_TS_MAX || ts_ms < -STATE_RING_TS_MAX) {
-			snprintf(errstr, errstr_size, "state: ring event %u: ts %" PRId64
-			    " out of range", i, ts_ms);
+			snprintf(errstr, errstr_size,
+			    "state: ring event %u: ts %" PRId64 " out of range", i, ts_ms);
 			return -1;
 		}
 		if (apply && i >= skip) {
@@ -518,8 +521,8 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 }
 
 int
-state_decode(struct user_state *us, const uint8_t *buf, size_t len, char *errstr,
-    size_t errstr_size)
+state_decode(
+    struct user_state *us, const uint8_t *buf, size_t len, char *errstr, size_t errstr_size)
 {
 	if (decode_pass(us, buf, len, 0, errstr, errstr_size) != 0)
 		return -1;

@@ -13,13 +13,13 @@
 struct model;
 struct model_hparams;
 
-#define STATE_SEEN_BYTES 256          /* consumed-items Bloom filter, 2048 bits */
-#define STATE_NO_TIME INT64_MIN       /* t_ref_ms before the first event */
+#define STATE_SEEN_BYTES  256                      /* consumed-items Bloom filter, 2048 bits */
+#define STATE_NO_TIME     INT64_MIN                /* t_ref_ms before the first event */
 #define STATE_RING_TS_MAX ((INT64_C(1) << 55) - 1) /* |ring event time| bound, ms */
 
 struct tier_weight {
 	uint32_t node;
-	float w_short;                /* as of user_state.t_ref_ms */
+	float w_short; /* as of user_state.t_ref_ms */
 	float w_long;
 };
 
@@ -28,23 +28,23 @@ struct tier_weight {
  * milliseconds), the type the other 8 (state_ring_push stores them).
  */
 struct ring_event {
-	uint64_t item_hash;           /* model_id_hash() of the item id */
+	uint64_t item_hash; /* model_id_hash() of the item id */
 	int64_t ts_ms : 56;
 	uint64_t type : 8;
 };
 
 struct user_state {
-	int64_t t_ref_ms;             /* newest event time applied; weights are as of it */
-	int64_t last_offset;          /* last applied Kafka offset, -1 for none */
-	int32_t last_partition;       /* its partition, -1 for none */
-	uint32_t hidden;              /* H: h and c have this many floats */
+	int64_t t_ref_ms;       /* newest event time applied; weights are as of it */
+	int64_t last_offset;    /* last applied Kafka offset, -1 for none */
+	int32_t last_partition; /* its partition, -1 for none */
+	uint32_t hidden;        /* H: h and c have this many floats */
 	uint64_t events_applied;
-	uint64_t model_version;       /* model that produced h and c */
+	uint64_t model_version; /* model that produced h and c */
 	uint16_t max_tiers, n_tiers;
-	uint16_t ring_len, ring_head, ring_count;  /* ring_head: next slot to write */
-	float *h, *c;                 /* [hidden] each, inside this allocation */
-	struct tier_weight *tiers;    /* [max_tiers], the first n_tiers used */
-	struct ring_event *ring;      /* [ring_len] */
+	uint16_t ring_len, ring_head, ring_count; /* ring_head: next slot to write */
+	float *h, *c;                             /* [hidden] each, inside this allocation */
+	struct tier_weight *tiers;                /* [max_tiers], the first n_tiers used */
+	struct ring_event *ring;                  /* [ring_len] */
 	uint8_t seen[STATE_SEEN_BYTES];
 };
 
@@ -63,13 +63,13 @@ size_t state_mem_size(const struct model_hparams *hp);
  * t_ref_ms never rewinds. Adds a(type) to the item's level-1 and level-2
  * nodes; when the table is full the weakest long-term entry is evicted.
  */
-void state_tiers_apply(struct user_state *us, const struct model *m,
-    uint32_t item, uint8_t type, int64_t ts_ms);
+void state_tiers_apply(
+    struct user_state *us, const struct model *m, uint32_t item, uint8_t type, int64_t ts_ms);
 /* Weight of a node decayed to now_ms (>= t_ref_ms); 0 if absent. */
-float state_tier_short(const struct user_state *us, const struct model *m,
-    uint32_t node, int64_t now_ms);
-float state_tier_long(const struct user_state *us, const struct model *m,
-    uint32_t node, int64_t now_ms);
+float state_tier_short(
+    const struct user_state *us, const struct model *m, uint32_t node, int64_t now_ms);
+float state_tier_long(
+    const struct user_state *us, const struct model *m, uint32_t node, int64_t now_ms);
 
 void state_ring_push(struct user_state *us, uint64_t item_hash, int64_t ts_ms, uint8_t type);
 /* The i-th ring event, oldest first (i < ring_count). */
@@ -91,7 +91,7 @@ size_t state_encode(const struct user_state *us, uint8_t *buf, size_t size);
  * magic, version or checksum, truncated, more tier entries than max_tiers);
  * on failure us is untouched.
  */
-int state_decode(struct user_state *us, const uint8_t *buf, size_t len,
-    char *errstr, size_t errstr_size);
+int state_decode(
+    struct user_state *us, const uint8_t *buf, size_t len, char *errstr, size_t errstr_size);
 
 #endif

@@ -13,22 +13,22 @@
 #include "modelfile.h"
 #include "state.h"
 
-#define MS_PER_S 1000.0
+#define MS_PER_S     1000.0
 #define PTR_HASH_MUL 0x9E3779B97F4A7C15ull
 
 struct updater {
 	const struct model *m;
 	size_t max_batch;
 	uint32_t hidden, din, dim, type_dim;
-	float *xh;                    /* [max_batch][din + H] */
-	float *c;                     /* [max_batch][H] */
-	float *h;                     /* [max_batch][H] */
-	float *acts;                  /* [max_batch][4H] */
-	uint32_t *rank;               /* [max_batch]: event's position among its user's */
-	uint32_t *order;              /* [max_batch]: event indices, wave by wave */
-	uint32_t *wave_start;         /* [max_batch + 1] */
+	float *xh;                         /* [max_batch][din + H] */
+	float *c;                          /* [max_batch][H] */
+	float *h;                          /* [max_batch][H] */
+	float *acts;                       /* [max_batch][4H] */
+	uint32_t *rank;                    /* [max_batch]: event's position among its user's */
+	uint32_t *order;                   /* [max_batch]: event indices, wave by wave */
+	uint32_t *wave_start;              /* [max_batch + 1] */
 	const struct user_state **slot_us; /* open addressing by state pointer */
-	uint32_t *slot_count;         /* events of that user seen so far in the batch */
+	uint32_t *slot_count;              /* events of that user seen so far in the batch */
 	size_t slot_mask;
 };
 
@@ -180,7 +180,8 @@ updater_apply(struct updater *up, const struct update_event *ev, size_t n)
 
 		for (uint32_t r = 0; r < batch; r++)
 			updater_row(up, &ev[up->order[first + r]], up->xh + r * K, up->c + r * H);
-		lstm_forward(w->W, w->b, up->din, up->hidden, batch, up->xh, up->c, up->h, up->acts);
+		lstm_forward(
+		    w->W, w->b, up->din, up->hidden, batch, up->xh, up->c, up->h, up->acts);
 		for (uint32_t r = 0; r < batch; r++) {
 			const struct update_event *e = &ev[up->order[first + r]];
 

@@ -14,11 +14,11 @@ struct model;
 struct user_state;
 
 struct update_event {
-	struct user_state *us;        /* borrowed; several events may share one */
-	uint32_t item;                /* model item index */
-	uint8_t type;                 /* enum model_event_type */
+	struct user_state *us; /* borrowed; several events may share one */
+	uint32_t item;         /* model item index */
+	uint8_t type;          /* enum model_event_type */
 	int64_t ts_ms;
-	int32_t partition;            /* recorded as the user's marker; -1 offline */
+	int32_t partition; /* recorded as the user's marker; -1 offline */
 	int64_t offset;
 };
 

@@ -13,16 +13,16 @@
 
 static int failures;
 
-#define CHECK(cond, ...)                                                \
-	do {                                                            \
-		if (cond) {                                             \
-			printf("ok   ");                                \
-		} else {                                                \
-			printf("FAIL ");                                \
-			failures++;                                     \
-		}                                                       \
-		printf(__VA_ARGS__);                                    \
-		printf("  (%s:%d)\n", __FILE__, __LINE__);              \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			printf("ok   ");                                                           \
+		} else {                                                                           \
+			printf("FAIL ");                                                           \
+			failures++;                                                                \
+		}                                                                                  \
+		printf(__VA_ARGS__);                                                               \
+		printf("  (%s:%d)\n", __FILE__, __LINE__);                                         \
 	} while (0)
 
 /* Loads text into a fresh config; returns the config or NULL, errors in err. */
@@ -57,10 +57,12 @@ test_defaults(void)
 	CHECK(cfg->redis_port == 6379 && cfg->redis_top_n == 50, "default redis.port/top_n");
 	CHECK(cfg->redis_ttl_s == 30 * 86400, "default redis.ttl_s = 30 days");
 	CHECK(cfg->redis_top_format == CONFIG_TOP_JSON, "default top_format json");
-	CHECK(cfg->redis_password == NULL && cfg->redis_unix_socket == NULL, "optional strings unset");
+	CHECK(cfg->redis_password == NULL && cfg->redis_unix_socket == NULL,
+	    "optional strings unset");
 	CHECK(cfg->n_writers == 0 && cfg->tiers_calibrate == 0, "no writers, calibrate off");
 	CHECK(cfg->n_kafka == 1 && strcmp(cfg->kafka[0].name, "bootstrap.servers") == 0 &&
-	    cfg->kafka[0].scope == CONFIG_KAFKA_BOTH, "default bootstrap.servers pass-through");
+		cfg->kafka[0].scope == CONFIG_KAFKA_BOTH,
+	    "default bootstrap.servers pass-through");
 	CHECK(cfg->events_max_age_s > 30LL * 365 * 86400, "max_age accepts 1997 datasets");
 	CHECK(config_check(cfg, err, sizeof(err)) == 0, "defaults pass config_check");
 	config_free(cfg);
@@ -70,22 +72,21 @@ static void
 test_valid_file(void)
 {
 	char err[2048];
-	struct config *cfg = load(
-	    "# comment\n"
-	    "\n"
-	    "  group.id = g1  \n"
-	    "redis.port=7000\r\n"
-	    "redis.top_format = zset\n"
-	    "tiers.calibrate = yes\n"
-	    "redis.ttl_s = 0\n"
-	    "redis.prefix = \"x:\"\n"
-	    "schema.writers = 7:/a/b.avsc, /c.avsc ,12:/d:e.avsc\n"
-	    "kafka.bootstrap.servers = h1:9092,h2:9092\n"
-	    "kafka.consumer.fetch.max.bytes = 1048576\n"
-	    "kafka.producer.linger.ms = 5\n"
-	    "kafka.client.id = me\n"
-	    "log.level = debug\n"
-	    "metrics.listen = 127.0.0.1:9100",   /* no final newline */
+	struct config *cfg = load("# comment\n"
+				  "\n"
+				  "  group.id = g1  \n"
+				  "redis.port=7000\r\n"
+				  "redis.top_format = zset\n"
+				  "tiers.calibrate = yes\n"
+				  "redis.ttl_s = 0\n"
+				  "redis.prefix = \"x:\"\n"
+				  "schema.writers = 7:/a/b.avsc, /c.avsc ,12:/d:e.avsc\n"
+				  "kafka.bootstrap.servers = h1:9092,h2:9092\n"
+				  "kafka.consumer.fetch.max.bytes = 1048576\n"
+				  "kafka.producer.linger.ms = 5\n"
+				  "kafka.client.id = me\n"
+				  "log.level = debug\n"
+				  "metrics.listen = 127.0.0.1:9100", /* no final newline */
 	    err, sizeof(err));
 
 	CHECK(cfg != NULL, "valid file loads (%s)", cfg ? "" : err);
@@ -102,23 +103,30 @@ test_valid_file(void)
 	    "last line without newline");
 	CHECK(cfg->n_writers == 3, "3 writers");
 	if (cfg->n_writers == 3) {
-		CHECK(cfg->writers[0].confluent_id == 7 && strcmp(cfg->writers[0].path, "/a/b.avsc") == 0,
+		CHECK(cfg->writers[0].confluent_id == 7 &&
+			strcmp(cfg->writers[0].path, "/a/b.avsc") == 0,
 		    "writer id:path");
-		CHECK(cfg->writers[1].confluent_id == -1 && strcmp(cfg->writers[1].path, "/c.avsc") == 0,
+		CHECK(cfg->writers[1].confluent_id == -1 &&
+			strcmp(cfg->writers[1].path, "/c.avsc") == 0,
 		    "writer path only");
-		CHECK(cfg->writers[2].confluent_id == 12 && strcmp(cfg->writers[2].path, "/d:e.avsc") == 0,
+		CHECK(cfg->writers[2].confluent_id == 12 &&
+			strcmp(cfg->writers[2].path, "/d:e.avsc") == 0,
 		    "writer path with colon");
 	}
 	CHECK(cfg->n_kafka == 4, "4 kafka entries (bootstrap replaced in place)");
 	if (cfg->n_kafka == 4) {
 		CHECK(strcmp(cfg->kafka[0].name, "bootstrap.servers") == 0 &&
-		    strcmp(cfg->kafka[0].value, "h1:9092,h2:9092") == 0, "bootstrap replaced");
+			strcmp(cfg->kafka[0].value, "h1:9092,h2:9092") == 0,
+		    "bootstrap replaced");
 		CHECK(strcmp(cfg->kafka[1].name, "fetch.max.bytes") == 0 &&
-		    cfg->kafka[1].scope == CONFIG_KAFKA_CONSUMER, "consumer-scoped key");
+			cfg->kafka[1].scope == CONFIG_KAFKA_CONSUMER,
+		    "consumer-scoped key");
 		CHECK(strcmp(cfg->kafka[2].name, "linger.ms") == 0 &&
-		    cfg->kafka[2].scope == CONFIG_KAFKA_PRODUCER, "producer-scoped key");
+			cfg->kafka[2].scope == CONFIG_KAFKA_PRODUCER,
+		    "producer-scoped key");
 		CHECK(strcmp(cfg->kafka[3].name, "client.id") == 0 &&
-		    cfg->kafka[3].scope == CONFIG_KAFKA_BOTH, "both-scoped key");
+			cfg->kafka[3].scope == CONFIG_KAFKA_BOTH,
+		    "both-scoped key");
 	}
 	config_free(cfg);
 }
@@ -127,39 +135,44 @@ static void
 test_errors(void)
 {
 	char err[4096];
-	struct config *cfg = load(
-	    "redis.port = 70000\n"           /* 1: out of range */
-	    "redis.port = 0\n"               /* 2: set twice (and out of range, reported once) */
-	    "bogus.key = 1\n"                /* 3: unknown */
-	    "redis.top_n = ten\n"            /* 4: not an integer */
-	    "tiers.calibrate = maybe\n"      /* 5: not a bool */
-	    "redis.top_format = xml\n"       /* 6: enum */
-	    "group.id =\n"                   /* 7: empty */
-	    "just words\n"                   /* 8: no '=' */
-	    "kafka.no.such.property = 1\n"   /* 9: librdkafka rejects */
-	    "kafka.group.id = x\n"           /* 10: use group.id */
-	    "redis.prefix = ui{:\n"          /* 11: braces */
-	    "schema.writers = x:1:/a, ,\n"   /* 12: empty entry */
-	    "= 5\n"                          /* 13: missing key */
-	    "metrics.listen = nope\n",       /* 14: HOST:PORT */
-	    err, sizeof(err));
+	struct config *cfg =
+	    load("redis.port = 70000\n"         /* 1: out of range */
+		 "redis.port = 0\n"             /* 2: set twice (and out of range, reported once) */
+		 "bogus.key = 1\n"              /* 3: unknown */
+		 "redis.top_n = ten\n"          /* 4: not an integer */
+		 "tiers.calibrate = maybe\n"    /* 5: not a bool */
+		 "redis.top_format = xml\n"     /* 6: enum */
+		 "group.id =\n"                 /* 7: empty */
+		 "just words\n"                 /* 8: no '=' */
+		 "kafka.no.such.property = 1\n" /* 9: librdkafka rejects */
+		 "kafka.group.id = x\n"         /* 10: use group.id */
+		 "redis.prefix = ui{:\n"        /* 11: braces */
+		 "schema.writers = x:1:/a, ,\n" /* 12: empty entry */
+		 "= 5\n"                        /* 13: missing key */
+		 "metrics.listen = nope\n",     /* 14: HOST:PORT */
+		err, sizeof(err));
 
 	CHECK(cfg == NULL, "bad file fails");
 	printf("---- collected errors:\n%s\n----\n", err);
 	CHECK(strstr(err, "t.conf:1: key 'redis.port': 70000 is out of range [1, 65535]") != NULL,
 	    "bounds error names file:line:key");
-	CHECK(strstr(err, "t.conf:2: key 'redis.port': already set on line 1") != NULL, "duplicate key");
+	CHECK(strstr(err, "t.conf:2: key 'redis.port': already set on line 1") != NULL,
+	    "duplicate key");
 	CHECK(strstr(err, "t.conf:3: key 'bogus.key': unknown key") != NULL, "unknown key");
-	CHECK(strstr(err, "t.conf:4: key 'redis.top_n': 'ten' is not an integer") != NULL, "not int");
-	CHECK(strstr(err, "t.conf:5: key 'tiers.calibrate': 'maybe' is not a boolean") != NULL, "bool");
-	CHECK(strstr(err, "t.conf:6: key 'redis.top_format': 'xml' is not one of json, zset") != NULL,
+	CHECK(
+	    strstr(err, "t.conf:4: key 'redis.top_n': 'ten' is not an integer") != NULL, "not int");
+	CHECK(strstr(err, "t.conf:5: key 'tiers.calibrate': 'maybe' is not a boolean") != NULL,
+	    "bool");
+	CHECK(
+	    strstr(err, "t.conf:6: key 'redis.top_format': 'xml' is not one of json, zset") != NULL,
 	    "enum");
 	CHECK(strstr(err, "t.conf:7: key 'group.id': must not be empty") != NULL, "empty string");
 	CHECK(strstr(err, "t.conf:8: expected 'key = value'") != NULL, "syntax");
 	CHECK(strstr(err, "t.conf:9: key 'kafka.no.such.property': librdkafka: ") != NULL,
 	    "kafka property rejected by librdkafka");
 	CHECK(strstr(err, "t.conf:10: key 'kafka.group.id'") != NULL, "kafka.group.id refused");
-	CHECK(strstr(err, "t.conf:11: key 'redis.prefix': must not contain") != NULL, "prefix check");
+	CHECK(
+	    strstr(err, "t.conf:11: key 'redis.prefix': must not contain") != NULL, "prefix check");
 	CHECK(strstr(err, "t.conf:12: key 'schema.writers': empty entry") != NULL, "writers");
 	CHECK(strstr(err, "t.conf:13: missing key") != NULL, "missing key");
 	CHECK(strstr(err, "t.conf:14: key 'metrics.listen'") != NULL, "listen check");
@@ -191,9 +204,11 @@ test_cross_checks(void)
 	char err[1024];
 
 	CHECK(load("topic.dlq = behaviour-events\n", err, sizeof(err)) == NULL &&
-	    strstr(err, "t.conf: key 'topic.events': must differ") != NULL, "topic reuse: %s", err);
+		strstr(err, "t.conf: key 'topic.events': must differ") != NULL,
+	    "topic reuse: %s", err);
 	CHECK(load("redis.user = bob\n", err, sizeof(err)) == NULL &&
-	    strstr(err, "key 'redis.user': needs redis.password") != NULL, "user without password");
+		strstr(err, "key 'redis.user': needs redis.password") != NULL,
+	    "user without password");
 }
 
 static void
@@ -215,8 +230,10 @@ test_secret_file(void)
 	snprintf(text, sizeof(text), "redis.password_file = %s\nredis.user = app\n", path);
 
 	chmod(path, 0640);
-	CHECK(load(text, err, sizeof(err)) == NULL && strstr(err, "t.conf:1: key 'redis.password_file':") &&
-	    strstr(err, "group/world accessible (mode 0640)"), "group-readable secret refused: %s", err);
+	CHECK(load(text, err, sizeof(err)) == NULL &&
+		strstr(err, "t.conf:1: key 'redis.password_file':") &&
+		strstr(err, "group/world accessible (mode 0640)"),
+	    "group-readable secret refused: %s", err);
 	chmod(path, 0604);
 	CHECK(load(text, err, sizeof(err)) == NULL, "world-readable secret refused");
 	chmod(path, 0600);
@@ -230,7 +247,8 @@ test_secret_file(void)
 		config_dump(cfg, mem);
 		fclose(mem);
 		CHECK(strstr(buf, "s3cret") == NULL, "dump does not reveal the file's secret");
-		CHECK(strstr(buf, "redis.password_file = /tmp/interestd-secret-") != NULL, "dump shows path");
+		CHECK(strstr(buf, "redis.password_file = /tmp/interestd-secret-") != NULL,
+		    "dump shows path");
 		free(buf);
 		config_free(cfg);
 	}
@@ -238,7 +256,8 @@ test_secret_file(void)
 	CHECK(load(text, err, sizeof(err)) == NULL && strstr(err, "set only one"),
 	    "password and password_file conflict: %s", err);
 	CHECK(load("redis.password_file = /nonexistent/pw\n", err, sizeof(err)) == NULL &&
-	    strstr(err, "cannot open '/nonexistent/pw'"), "missing secret file");
+		strstr(err, "cannot open '/nonexistent/pw'"),
+	    "missing secret file");
 	unlink(path);
 }
 
@@ -251,16 +270,20 @@ test_overrides_and_dump(void)
 	size_t len = 0;
 	FILE *mem;
 
-	CHECK(config_set(cfg, "redis.port", "6380", err, sizeof(err)) == 0 && cfg->redis_port == 6380,
+	CHECK(
+	    config_set(cfg, "redis.port", "6380", err, sizeof(err)) == 0 && cfg->redis_port == 6380,
 	    "config_set int");
-	CHECK(config_set_kv(cfg, "redis.password = hunter2", err, sizeof(err)) == 0, "config_set_kv");
+	CHECK(
+	    config_set_kv(cfg, "redis.password = hunter2", err, sizeof(err)) == 0, "config_set_kv");
 	CHECK(config_set_kv(cfg, "kafka.sasl.password=pw123", err, sizeof(err)) == 0,
 	    "kafka secret override");
 	CHECK(config_set(cfg, "redis.port", "x", err, sizeof(err)) < 0 &&
-	    strcmp(err, "key 'redis.port': 'x' is not an integer") == 0, "override error: %s", err);
+		strcmp(err, "key 'redis.port': 'x' is not an integer") == 0,
+	    "override error: %s", err);
 	CHECK(cfg->redis_port == 6380, "failed override keeps the old value");
 	CHECK(config_set(cfg, "nope", "1", err, sizeof(err)) < 0 &&
-	    strcmp(err, "key 'nope': unknown key") == 0, "unknown override key");
+		strcmp(err, "key 'nope': unknown key") == 0,
+	    "unknown override key");
 	CHECK(config_set_kv(cfg, "novalue", err, sizeof(err)) < 0, "kv without '='");
 
 	mem = open_memstream(&buf, &len);
@@ -276,11 +299,11 @@ test_overrides_and_dump(void)
 
 	/* The dump (secrets masked) is itself a valid config file. */
 	cfg2 = config_new();
-	CHECK(config_load_buffer(cfg2, "dump", buf, len, err, sizeof(err)) == 0,
-	    "dump reloads: %s", err);
+	CHECK(config_load_buffer(cfg2, "dump", buf, len, err, sizeof(err)) == 0, "dump reloads: %s",
+	    err);
 	CHECK(cfg2->redis_port == 6380, "reloaded dump has the override");
 	CHECK(config_restart_keys(cfg, cfg2, names, sizeof(names)) >= 1 &&
-	    strstr(names, "redis.password") && strstr(names, "kafka.*"),
+		strstr(names, "redis.password") && strstr(names, "kafka.*"),
 	    "masked secrets differ from the originals: %s", names);
 	free(buf);
 
@@ -296,7 +319,8 @@ test_overrides_and_dump(void)
 	config_set(cfg2, "redis.host", "10.0.0.1", err, sizeof(err));
 	config_set(cfg2, "kafka.client.id", "x", err, sizeof(err));
 	CHECK(config_restart_keys(cfg, cfg2, names, sizeof(names)) == 2 &&
-	    strcmp(names, "redis.host,kafka.*") == 0, "restart keys named: %s", names);
+		strcmp(names, "redis.host,kafka.*") == 0,
+	    "restart keys named: %s", names);
 	config_free(cfg2);
 	config_free(cfg);
 }
@@ -312,7 +336,8 @@ test_help_table(void)
 	fclose(mem);
 	CHECK(strncmp(buf, "| key | type | default | reload | description |\n", 47) == 0,
 	    "table header");
-	CHECK(strstr(buf, "| `redis.port` | integer 1..65535 | `6379` | restart |") != NULL, "port row");
+	CHECK(strstr(buf, "| `redis.port` | integer 1..65535 | `6379` | restart |") != NULL,
+	    "port row");
 	CHECK(strstr(buf, "`json` \\| `zset`") != NULL, "enum row escapes '|'");
 	free(buf);
 }

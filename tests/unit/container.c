@@ -98,11 +98,11 @@ test_writer(const char *dir)
 	if (cw == NULL)
 		return fails;
 	CHECK(container_writer_begin(cw, "AAAA", err, sizeof(err)) == 0 &&
-	        container_writer_append(cw, "hello", 5, err, sizeof(err)) == 0 &&
-	        container_writer_append(cw, " world", 6, err, sizeof(err)) == 0 &&
-	        container_writer_begin(cw, "EMPT", err, sizeof(err)) == 0 &&
-	        container_writer_begin(cw, "BBBB", err, sizeof(err)) == 0 &&
-	        container_writer_append(cw, "x", 1, err, sizeof(err)) == 0,
+		container_writer_append(cw, "hello", 5, err, sizeof(err)) == 0 &&
+		container_writer_append(cw, " world", 6, err, sizeof(err)) == 0 &&
+		container_writer_begin(cw, "EMPT", err, sizeof(err)) == 0 &&
+		container_writer_begin(cw, "BBBB", err, sizeof(err)) == 0 &&
+		container_writer_append(cw, "x", 1, err, sizeof(err)) == 0,
 	    "three sections written");
 	CHECK(container_writer_begin(cw, "CCCC", err, sizeof(err)) == -1,
 	    "a fourth section is refused: %s", err);
@@ -117,7 +117,8 @@ test_writer(const char *dir)
 	if (ct != NULL) {
 		uintptr_t base;
 		p = container_section(ct, "AAAA", &len);
-		CHECK(p != NULL && len == 11 && memcmp(p, "hello world", 11) == 0, "section AAAA data");
+		CHECK(p != NULL && len == 11 && memcmp(p, "hello world", 11) == 0,
+		    "section AAAA data");
 		base = (uintptr_t)p;
 		CHECK(base % 64 == 0, "section data 64-byte aligned in memory");
 		p = container_section(ct, "EMPT", &len);
@@ -125,7 +126,8 @@ test_writer(const char *dir)
 		p = container_section(ct, "BBBB", &len);
 		CHECK(p != NULL && len == 1 && *p == 'x' && ((uintptr_t)p - base) % 64 == 0,
 		    "section BBBB aligned");
-		CHECK(container_section(ct, "ZZZZ", &len) == NULL && len == 0, "absent section NULL");
+		CHECK(
+		    container_section(ct, "ZZZZ", &len) == NULL && len == 0, "absent section NULL");
 		CHECK(container_kind(ct) == CONTAINER_KIND_CATALOG, "kind");
 		container_close(ct);
 	}
@@ -147,7 +149,7 @@ test_writer(const char *dir)
 	/* A writer freed without commit leaves nothing behind. */
 	cw = container_writer_new(path, CONTAINER_KIND_MODEL, 2, err, sizeof(err));
 	CHECK(cw != NULL && container_writer_begin(cw, "AAAA", err, sizeof(err)) == 0 &&
-	        container_writer_commit(cw, err, sizeof(err)) == -1,
+		container_writer_commit(cw, err, sizeof(err)) == -1,
 	    "commit with a missing section fails: %s", err);
 	container_writer_free(cw);
 	CHECK(count_entries(dir) == 0, "aborted writer removed its temporary file");
@@ -269,7 +271,7 @@ main(void)
 
 		memcpy(buf, orig, len);
 		memcpy(&off, buf + 64 + 32 * 9 + 8, 8);
-		v = len - off + 64;  /* last section's length runs past the end */
+		v = len - off + 64; /* last section's length runs past the end */
 		memcpy(buf + 64 + 32 * 9 + 16, &v, 8);
 		crc = container_crc32(0, buf + 64, 32 * n);
 		memcpy(buf + 32, &crc, 4);
@@ -280,7 +282,7 @@ main(void)
 
 		memcpy(buf, orig, len);
 		memcpy(&off, buf + 64 + 32 * 1 + 8, 8);
-		memcpy(buf + 64 + 32 * 2 + 8, &off, 8);  /* section 2 starts where section 1 does */
+		memcpy(buf + 64 + 32 * 2 + 8, &off, 8); /* section 2 starts where section 1 does */
 		crc = container_crc32(0, buf + 64, 32 * n);
 		memcpy(buf + 32, &crc, 4);
 		write_file(bad, buf, len);
@@ -294,7 +296,7 @@ main(void)
 		fails += expect_error(bad, "section CATM: duplicate");
 
 		memcpy(buf, orig, len);
-		memcpy(buf + 64 + 32 * 3, "XXXX", 4);  /* EMBD renamed: missing */
+		memcpy(buf + 64 + 32 * 3, "XXXX", 4); /* EMBD renamed: missing */
 		crc = container_crc32(0, buf + 64, 32 * n);
 		memcpy(buf + 32, &crc, 4);
 		write_file(bad, buf, len);

@@ -15,44 +15,50 @@
 #include "decode.h"
 
 #define READER_PATH "schemas/behaviour_event.avsc"
-#define V0_PATH "schemas/behaviour_event_v0.avsc"
-#define V2_PATH "schemas/behaviour_event_v2.avsc"
-#define MSG_MAX (128 * 1024)
+#define V0_PATH     "schemas/behaviour_event_v0.avsc"
+#define V2_PATH     "schemas/behaviour_event_v2.avsc"
+#define MSG_MAX     (128 * 1024)
 
 /* CRC-64-AVRO fingerprints from fastavro 1.13.1 (fastavro.schema.fingerprint
  * of to_parsing_canonical_form), printed as its little-endian byte hex. */
-#define FP_READER "dab2782b62b5dbdb"
-#define FP_V0 "6cd5f8c19e244004"
-#define FP_V2 "7a087d3b9481e3e3"
+#define FP_READER   "dab2782b62b5dbdb"
+#define FP_V0       "6cd5f8c19e244004"
+#define FP_V2       "7a087d3b9481e3e3"
 #define FP_SNAPSHOT "d84f1460f243d5e5"
-#define PCF_READER "{\"name\":\"io.interestd.BehaviourEvent\",\"type\":\"record\",\"fields\":[" \
-	"{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"}," \
-	"{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"type\",\"type\":{\"name\":" \
-	"\"io.interestd.EventType\",\"type\":\"enum\",\"symbols\":[\"IMPRESSION\",\"VIEW\"," \
-	"\"CLICK\",\"LIKE\",\"ADD_TO_CART\",\"PURCHASE\",\"SHARE\",\"DISLIKE\"]}},{\"name\":" \
+#define PCF_READER                                                                                 \
+	"{\"name\":\"io.interestd.BehaviourEvent\",\"type\":\"record\",\"fields\":["               \
+	"{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"  \
+	"{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"type\",\"type\":{\"name\":"        \
+	"\"io.interestd.EventType\",\"type\":\"enum\",\"symbols\":[\"IMPRESSION\",\"VIEW\","       \
+	"\"CLICK\",\"LIKE\",\"ADD_TO_CART\",\"PURCHASE\",\"SHARE\",\"DISLIKE\"]}},{\"name\":"      \
 	"\"ts\",\"type\":\"long\"},{\"name\":\"dwell_ms\",\"type\":[\"null\",\"int\"]},{\"name\":" \
-	"\"value\",\"type\":[\"null\",\"float\"]},{\"name\":\"context\",\"type\":[\"null\"," \
+	"\"value\",\"type\":[\"null\",\"float\"]},{\"name\":\"context\",\"type\":[\"null\","       \
 	"{\"type\":\"map\",\"values\":\"string\"}]}]}"
 
 /* Messages written by fastavro 1.13.1 schemaless_writer (+ framing; Confluent
  * ids as registered in main(): reader 1, v0 2, v2 3) when this test was
  * written; the events are spelled out in check_fastavro(). */
-#define FA_PLAIN_READER "0865762d31067534320469370af6a1abfef96202b81702000090400204087061676508686f6d65046162026200"
-#define FA_SO_READER "c301dab2782b62b5dbdb0865762d31067534320469370af6a1abfef96202b81702000090400204087061676508686f6d65046162026200"
+#define FA_PLAIN_READER                                                                            \
+	"0865762d31067534320469370af6a1abfef96202b81702000090400204087061676508686f6d650461620262" \
+	"00"
+#define FA_SO_READER                                                                               \
+	"c301dab2782b62b5dbdb0865762d31067534320469370af6a1abfef96202b817020000904002040870616765" \
+	"08686f6d65046162026200"
 #define FA_CF3_V2 "00000000030675c3a90865762d32020473310e6974656d2d3939091000000004027804797a00"
-#define FA_SO_V2 "c3017a087d3b9481e3e30675c3a90865762d32020473310e6974656d2d3939091000000004027804797a00"
+#define FA_SO_V2                                                                                   \
+	"c3017a087d3b9481e3e30675c3a90865762d32020473310e6974656d2d3939091000000004027804797a00"
 #define FA_CF2_V0 "00000000020865762d3304753104693106a8e8c8e997070206"
 
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (cond) {                                                 \
-			printf("ok   ");                                    \
-		} else {                                                    \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-			fails++;                                            \
-		}                                                           \
-		printf(__VA_ARGS__);                                        \
-		printf("\n");                                               \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			printf("ok   ");                                                           \
+		} else {                                                                           \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
+			fails++;                                                                   \
+		}                                                                                  \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
 	} while (0)
 
 /* One event to write; NULL/negative fields are written as null or left out. */
@@ -60,13 +66,13 @@ struct tev {
 	const char *event_id;
 	const char *user_id;
 	const char *item_id;
-	int type;                     /* writer enum index */
+	int type; /* writer enum index */
 	int64_t ts;
-	int32_t dwell;                /* -1: null */
+	int32_t dwell; /* -1: null */
 	int has_value;
 	float value;
-	const char *session;          /* v2 only; NULL: null */
-	int n_context;                /* map entries "k0".."kN" */
+	const char *session; /* v2 only; NULL: null */
+	int n_context;       /* map entries "k0".."kN" */
 };
 
 enum framing { PLAIN, SINGLE_OBJECT, CONFLUENT };
@@ -80,8 +86,8 @@ read_text(const char *path)
 
 	if (fp == NULL)
 		return NULL;
-	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
-	    fseek(fp, 0, SEEK_SET) == 0 && (s = malloc((size_t)n + 1)) != NULL) {
+	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 && fseek(fp, 0, SEEK_SET) == 0 &&
+	    (s = malloc((size_t)n + 1)) != NULL) {
 		if (fread(s, 1, (size_t)n, fp) != (size_t)n) {
 			free(s);
 			s = NULL;
@@ -144,8 +150,8 @@ set_optional(avro_value_t *rec, const char *name, int present, avro_value_t *out
  * message length or 0 on failure. Fields the schema lacks are left out.
  */
 static size_t
-write_event(const char *schema_json, const struct tev *ev, enum framing fr,
-    int32_t id, uint8_t *msg, size_t cap)
+write_event(const char *schema_json, const struct tev *ev, enum framing fr, int32_t id,
+    uint8_t *msg, size_t cap)
 {
 	avro_schema_t schema = NULL;
 	avro_value_iface_t *iface = NULL;
@@ -191,20 +197,21 @@ write_event(const char *schema_json, const struct tev *ev, enum framing fr,
 		goto done;
 	if (set_field(&rec, "dwell_ms", &f) == 0 &&
 	    (set_optional(&rec, "dwell_ms", ev->dwell >= 0, &b) != 0 ||
-	    (ev->dwell >= 0 && avro_value_set_int(&b, ev->dwell) != 0)))
+		(ev->dwell >= 0 && avro_value_set_int(&b, ev->dwell) != 0)))
 		goto done;
 	if (set_field(&rec, "value", &f) == 0) {
 		avro_schema_t us = avro_value_get_schema(&f);
 		int is_int = avro_typeof(avro_schema_union_branch(us, 1)) == AVRO_INT32;
 		if (set_optional(&rec, "value", ev->has_value, &b) != 0)
 			goto done;
-		if (ev->has_value && (is_int ? avro_value_set_int(&b, (int32_t)ev->value) :
-		    avro_value_set_float(&b, ev->value)) != 0)
+		if (ev->has_value &&
+		    (is_int ? avro_value_set_int(&b, (int32_t)ev->value)
+			    : avro_value_set_float(&b, ev->value)) != 0)
 			goto done;
 	}
 	if (set_field(&rec, "session_id", &f) == 0 &&
 	    (set_optional(&rec, "session_id", ev->session != NULL, &b) != 0 ||
-	    (ev->session != NULL && avro_value_set_string(&b, ev->session) != 0)))
+		(ev->session != NULL && avro_value_set_string(&b, ev->session) != 0)))
 		goto done;
 	if (set_field(&rec, "context", &f) == 0) {
 		if (set_optional(&rec, "context", ev->n_context > 0, &b) != 0)
@@ -249,16 +256,23 @@ str_is(const char *s, size_t len, const char *want)
 }
 
 static const struct tev base_event = {
-	.event_id = "ev-0001", .user_id = "user-42", .item_id = "item-7",
-	.type = 5 /* PURCHASE */, .ts = 1700000000123LL, .dwell = 1500,
-	.has_value = 1, .value = 4.5f, .session = "sess-9", .n_context = 3,
+	.event_id = "ev-0001",
+	.user_id = "user-42",
+	.item_id = "item-7",
+	.type = 5 /* PURCHASE */,
+	.ts = 1700000000123LL,
+	.dwell = 1500,
+	.has_value = 1,
+	.value = 4.5f,
+	.session = "sess-9",
+	.n_context = 3,
 };
 
 /* Writes, decodes and checks every field for one writer/framing. */
 static int
-roundtrip(struct decoder *dec, const char *schema, const char *label,
-    const struct tev *in, enum framing fr, int32_t id, int want_type,
-    int32_t want_dwell, int want_has_value, float want_value)
+roundtrip(struct decoder *dec, const char *schema, const char *label, const struct tev *in,
+    enum framing fr, int32_t id, int want_type, int32_t want_dwell, int want_has_value,
+    float want_value)
 {
 	static const char *fr_names[] = { "plain", "single-object", "confluent" };
 	uint8_t msg[4096];
@@ -273,22 +287,22 @@ roundtrip(struct decoder *dec, const char *schema, const char *label,
 	if (n == 0)
 		return fails;
 	err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
-	CHECK(err == DECODE_OK, "%s %s: decodes (%s %s)", label, fr_names[fr],
-	    decode_err_name(err), detail);
+	CHECK(err == DECODE_OK, "%s %s: decodes (%s %s)", label, fr_names[fr], decode_err_name(err),
+	    detail);
 	if (err != DECODE_OK)
 		return fails;
 	CHECK(str_is(ev.event_id, ev.event_id_len, in->event_id) &&
-	    str_is(ev.user_id, ev.user_id_len, in->user_id) &&
-	    str_is(ev.item_id, ev.item_id_len, in->item_id),
+		str_is(ev.user_id, ev.user_id_len, in->user_id) &&
+		str_is(ev.item_id, ev.item_id_len, in->item_id),
 	    "%s %s: event_id/user_id/item_id", label, fr_names[fr]);
-	CHECK(ev.type == want_type, "%s %s: type %d (want %d)", label, fr_names[fr],
-	    ev.type, want_type);
+	CHECK(ev.type == want_type, "%s %s: type %d (want %d)", label, fr_names[fr], ev.type,
+	    want_type);
 	CHECK(ev.ts_ms == in->ts, "%s %s: ts %lld", label, fr_names[fr], (long long)ev.ts_ms);
-	CHECK(ev.dwell_ms == want_dwell, "%s %s: dwell_ms %d (want %d)", label,
-	    fr_names[fr], ev.dwell_ms, want_dwell);
+	CHECK(ev.dwell_ms == want_dwell, "%s %s: dwell_ms %d (want %d)", label, fr_names[fr],
+	    ev.dwell_ms, want_dwell);
 	CHECK(ev.has_value == want_has_value && (!want_has_value || ev.value == want_value),
-	    "%s %s: value %d/%g (want %d/%g)", label, fr_names[fr], ev.has_value,
-	    (double)ev.value, want_has_value, (double)want_value);
+	    "%s %s: value %d/%g (want %d/%g)", label, fr_names[fr], ev.has_value, (double)ev.value,
+	    want_has_value, (double)want_value);
 	return fails;
 }
 
@@ -307,7 +321,8 @@ check_fingerprints(const char *reader, const char *v0, const char *v2)
 		if (sc == NULL)
 			continue;
 		fp_hex(avsc_fingerprint(sc), hex);
-		CHECK(strcmp(hex, want[i]) == 0, "fingerprint %s matches fastavro's %s", hex, want[i]);
+		CHECK(strcmp(hex, want[i]) == 0, "fingerprint %s matches fastavro's %s", hex,
+		    want[i]);
 		if (i == 0)
 			CHECK(strcmp(avsc_canonical(sc), PCF_READER) == 0,
 			    "reader canonical form matches fastavro's");
@@ -342,9 +357,11 @@ check_fastavro(struct decoder *dec)
 	n = unhex(FA_PLAIN_READER, msg);
 	err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_OK && str_is(ev.event_id, ev.event_id_len, "ev-1") &&
-	    str_is(ev.user_id, ev.user_id_len, "u42") && str_is(ev.item_id, ev.item_id_len, "i7") &&
-	    ev.type == 5 && ev.ts_ms == 1700000000123LL && ev.dwell_ms == 1500 &&
-	    ev.has_value && ev.value == 4.5f, "fastavro plain reader event (%s)", detail);
+		str_is(ev.user_id, ev.user_id_len, "u42") &&
+		str_is(ev.item_id, ev.item_id_len, "i7") && ev.type == 5 &&
+		ev.ts_ms == 1700000000123LL && ev.dwell_ms == 1500 && ev.has_value &&
+		ev.value == 4.5f,
+	    "fastavro plain reader event (%s)", detail);
 	n = unhex(FA_SO_READER, msg);
 	err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_OK && ev.type == 5 && ev.dwell_ms == 1500 && ev.value == 4.5f,
@@ -353,17 +370,16 @@ check_fastavro(struct decoder *dec)
 		n = unhex(k == 0 ? FA_CF3_V2 : FA_SO_V2, msg);
 		err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
 		CHECK(err == DECODE_OK && str_is(ev.event_id, ev.event_id_len, "ev-2") &&
-		    str_is(ev.user_id, ev.user_id_len, "u\xc3\xa9") &&
-		    str_is(ev.item_id, ev.item_id_len, "item-99") && ev.type == 1 /* VIEW */ &&
-		    ev.ts_ms == -5 && ev.dwell_ms == -1 && !ev.has_value,
+			str_is(ev.user_id, ev.user_id_len, "u\xc3\xa9") &&
+			str_is(ev.item_id, ev.item_id_len, "item-99") && ev.type == 1 /* VIEW */ &&
+			ev.ts_ms == -5 && ev.dwell_ms == -1 && !ev.has_value,
 		    "fastavro v2 %s: BOOKMARK -> VIEW, nulls, tags skipped (%s)",
 		    k == 0 ? "confluent" : "single-object", detail);
 	}
 	n = unhex(FA_CF2_V0, msg);
 	err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
-	CHECK(err == DECODE_OK && str_is(ev.event_id, ev.event_id_len, "ev-3") &&
-	    ev.type == 3 && ev.ts_ms == 123456789012LL && ev.dwell_ms == -1 &&
-	    ev.has_value && ev.value == 3.0f,
+	CHECK(err == DECODE_OK && str_is(ev.event_id, ev.event_id_len, "ev-3") && ev.type == 3 &&
+		ev.ts_ms == 123456789012LL && ev.dwell_ms == -1 && ev.has_value && ev.value == 3.0f,
 	    "fastavro v0 confluent: int value promoted, dwell_ms default (%s)", detail);
 	return fails;
 }
@@ -482,29 +498,33 @@ check_errors(struct decoder *dec, const char *reader, const char *v2)
 	t.n_context = DECODE_MAX_MAP_ENTRIES;
 	n = write_event(reader, &t, PLAIN, 0, msg, sizeof(msg));
 	err = decoder_decode(dec, msg, n, &ev, detail, sizeof(detail));
-	CHECK(err == DECODE_OK, "%d context entries decode: %s", t.n_context,
-	    decode_err_name(err));
+	CHECK(err == DECODE_OK, "%d context entries decode: %s", t.n_context, decode_err_name(err));
 
 	/* Hand-made bodies: event_id length byte, then the rest. */
 	{
 		/* "e1","u1","i1", enum 9 (out of range). */
-		static const uint8_t enum_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 18,
-			2, 0, 0, 0 };
+		static const uint8_t enum_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 18, 2, 0,
+			0, 0 };
 		/* ... enum 1, ts 1, dwell union index 2 (bad). */
-		static const uint8_t union_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2,
-			2, 4, 0, 0 };
+		static const uint8_t union_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2, 2, 4,
+			0, 0 };
 		/* ... ts as an 11-byte varint. */
 		static const uint8_t varint_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2,
 			0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0 };
 		/* ... user_id length -1. */
 		static const uint8_t len_bad[] = { 4, 'e', '1', 1, 'u', '1' };
 		/* ... dwell_ms int beyond 32 bits. */
-		static const uint8_t int_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2,
-			2, 2, 0x80, 0x80, 0x80, 0x80, 0x40, 0, 0 };
+		static const uint8_t int_bad[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2, 2, 2,
+			0x80, 0x80, 0x80, 0x80, 0x40, 0, 0 };
 		/* ... a valid one, to prove the others fail only where intended. */
-		static const uint8_t good[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2,
-			2, 2, 6, 0, 0 };
-		struct { const uint8_t *b; size_t n; enum decode_err want; const char *what; } c[] = {
+		static const uint8_t good[] = { 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 2, 2, 2, 6,
+			0, 0 };
+		struct {
+			const uint8_t *b;
+			size_t n;
+			enum decode_err want;
+			const char *what;
+		} c[] = {
 			{ enum_bad, sizeof(enum_bad), DECODE_MALFORMED, "enum index 9" },
 			{ union_bad, sizeof(union_bad), DECODE_MALFORMED, "union index 2" },
 			{ varint_bad, sizeof(varint_bad), DECODE_MALFORMED, "11-byte varint" },
@@ -531,7 +551,8 @@ check_errors(struct decoder *dec, const char *reader, const char *v2)
 static int
 check_resolution(struct decoder *dec)
 {
-	static const char w1[] = "{\"type\":\"record\",\"name\":\"x.BehaviourEvent\",\"fields\":["
+	static const char w1[] =
+	    "{\"type\":\"record\",\"name\":\"x.BehaviourEvent\",\"fields\":["
 	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"bytes\"},"
 	    "{\"name\":\"item_id\",\"type\":[\"null\",\"string\"]},"
 	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\","
@@ -541,14 +562,17 @@ check_resolution(struct decoder *dec)
 	    "{\"name\":\"b\",\"type\":\"boolean\"},{\"name\":\"f\",\"type\":{\"type\":\"fixed\","
 	    "\"name\":\"F\",\"size\":3}},{\"name\":\"d\",\"type\":\"double\"},{\"name\":\"m\","
 	    "\"type\":{\"type\":\"map\",\"values\":{\"type\":\"array\",\"items\":\"long\"}}}]}}]}";
-	static const char w_double[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
-	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"
+	static const char w_double[] =
+	    "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
+	    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"}"
+	    ","
 	    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"ts\",\"type\":\"long\"},"
-	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":[\"VIEW\"]}},"
+	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":["
+	    "\"VIEW\"]}},"
 	    "{\"name\":\"value\",\"type\":\"double\"}]}";
-	uint8_t msg[] = { 0, 0, 0, 0, 10,
-		4, 'e', '1', 4, 'u', '1', 2, 4, 'i', '1', 0 /* CLICK */, 0xc8, 0x01, 0x0e, 0x06,
-		1, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 'k', 3, 4, 2, 4, 0, 0 };
+	uint8_t msg[] = { 0, 0, 0, 0, 10, 4, 'e', '1', 4, 'u', '1', 2, 4, 'i', '1', 0 /* CLICK */,
+		0xc8, 0x01, 0x0e, 0x06, 1, 'a', 'b', 'c', 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 'k', 3, 4,
+		2, 4, 0, 0 };
 	struct event ev;
 	char errs[256] = "", detail[256] = "";
 	enum decode_err err;
@@ -560,30 +584,36 @@ check_resolution(struct decoder *dec)
 	    "writer with value double refused (no double->float): %s", errs);
 	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_OK && str_is(ev.user_id, ev.user_id_len, "u1") &&
-	    str_is(ev.item_id, ev.item_id_len, "i1") && ev.type == 2 && ev.ts_ms == 100 &&
-	    ev.dwell_ms == 7 && ev.has_value && ev.value == 3.0f,
+		str_is(ev.item_id, ev.item_id_len, "i1") && ev.type == 2 && ev.ts_ms == 100 &&
+		ev.dwell_ms == 7 && ev.has_value && ev.value == 3.0f,
 	    "bytes->string, union->string, int->long, int->[null,int], long->float, skip (%s %s)",
 	    decode_err_name(err), detail);
-	msg[15] = 2;  /* NEW_THING */
+	msg[15] = 2; /* NEW_THING */
 	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_OK && ev.type == 1, "unknown writer symbol -> reader default VIEW");
-	msg[20] = 2;  /* boolean 2 */
+	msg[20] = 2; /* boolean 2 */
 	err = decoder_decode(dec, msg, sizeof(msg), &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_MALFORMED, "boolean byte 2 in a skipped field: %s (%s)",
 	    decode_err_name(err), detail);
 	msg[20] = 1;
-	msg[11] = 0;  /* item_id null: a branch the reader's string can't hold */
+	msg[11] = 0; /* item_id null: a branch the reader's string can't hold */
 	err = decoder_decode(dec, msg, sizeof(msg) - 3, &ev, detail, sizeof(detail));
 	CHECK(err == DECODE_MALFORMED, "writer null for reader string: %s (%s)",
 	    decode_err_name(err), detail);
 	{
 		/* A recursive writer-only field: skipped, nesting bounded. */
-		static const char w_tree[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
-		    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":\"string\"},"
-		    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"type\",\"type\":{\"type\":"
-		    "\"enum\",\"name\":\"EventType\",\"symbols\":[\"LIKE\"]}},{\"name\":\"ts\",\"type\":\"long\"},"
-		    "{\"name\":\"tree\",\"type\":{\"type\":\"record\",\"name\":\"Node\",\"fields\":["
-		    "{\"name\":\"left\",\"type\":[\"null\",\"Node\"]},{\"name\":\"right\",\"type\":[\"null\",\"Node\"]}]}}]}";
+		static const char w_tree[] =
+		    "{\"type\":\"record\",\"name\":\"BehaviourEvent\",\"fields\":["
+		    "{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"user_id\",\"type\":"
+		    "\"string\"},"
+		    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"type\",\"type\":{"
+		    "\"type\":"
+		    "\"enum\",\"name\":\"EventType\",\"symbols\":[\"LIKE\"]}},{\"name\":\"ts\","
+		    "\"type\":\"long\"},"
+		    "{\"name\":\"tree\",\"type\":{\"type\":\"record\",\"name\":\"Node\",\"fields\":"
+		    "["
+		    "{\"name\":\"left\",\"type\":[\"null\",\"Node\"]},{\"name\":\"right\",\"type\":"
+		    "[\"null\",\"Node\"]}]}}]}";
 		uint8_t tree[128] = { 0, 0, 0, 0, 12, 4, 'e', '1', 4, 'u', '1', 4, 'i', '1', 0, 2,
 			2, 0, 0, 0 };
 		errs[0] = detail[0] = '\0';
@@ -594,8 +624,8 @@ check_resolution(struct decoder *dec)
 		    "recursive writer field skipped: %s (%s)", decode_err_name(err), detail);
 		memset(tree + 16, 2, 100);
 		err = decoder_decode(dec, tree, sizeof(tree), &ev, detail, sizeof(detail));
-		CHECK(err == DECODE_TOO_LARGE, "100-deep recursion: %s (%s)",
-		    decode_err_name(err), detail);
+		CHECK(err == DECODE_TOO_LARGE, "100-deep recursion: %s (%s)", decode_err_name(err),
+		    detail);
 	}
 	return fails;
 }
@@ -607,21 +637,26 @@ check_registration(const char *reader, const char *v0)
 	struct decoder *dec = decoder_new(READER_PATH, errs, sizeof(errs));
 	int fails = 0;
 	/* Reader field "ts" has no default: a writer without it can't resolve. */
-	static const char no_ts[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\","
+	static const char no_ts[] =
+	    "{\"type\":\"record\",\"name\":\"BehaviourEvent\","
 	    "\"fields\":[{\"name\":\"event_id\",\"type\":\"string\"},"
 	    "{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"item_id\",\"type\":\"string\"},"
-	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":[\"VIEW\"]}}]}";
-	static const char ts_string[] = "{\"type\":\"record\",\"name\":\"BehaviourEvent\","
+	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":["
+	    "\"VIEW\"]}}]}";
+	static const char ts_string[] =
+	    "{\"type\":\"record\",\"name\":\"BehaviourEvent\","
 	    "\"fields\":[{\"name\":\"event_id\",\"type\":\"string\"},"
 	    "{\"name\":\"user_id\",\"type\":\"string\"},{\"name\":\"item_id\",\"type\":\"string\"},"
-	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":[\"VIEW\"]}},"
+	    "{\"name\":\"type\",\"type\":{\"type\":\"enum\",\"name\":\"EventType\",\"symbols\":["
+	    "\"VIEW\"]}},"
 	    "{\"name\":\"ts\",\"type\":\"string\"}]}";
 
 	CHECK(dec != NULL, "decoder_new");
 	if (dec == NULL)
 		return fails;
 	CHECK(decoder_add_writer(dec, no_ts, 5, errs, sizeof(errs)) != 0 &&
-	    strstr(errs, "ts") != NULL, "writer lacking ts (no reader default) refused: %s", errs);
+		strstr(errs, "ts") != NULL,
+	    "writer lacking ts (no reader default) refused: %s", errs);
 	CHECK(decoder_add_writer(dec, ts_string, 5, errs, sizeof(errs)) != 0,
 	    "writer with ts as string refused: %s", errs);
 	CHECK(decoder_add_writer(dec, "{\"type\":", 5, errs, sizeof(errs)) != 0,
@@ -649,12 +684,12 @@ main(void)
 	if (!reader || !v0 || !v2)
 		goto done;
 	CHECK(strcmp(decode_err_name(DECODE_TRUNCATED), "truncated") == 0 &&
-	    strcmp(decode_err_name(DECODE_BAD_MAGIC), "bad_magic") == 0 &&
-	    strcmp(decode_err_name(DECODE_UNKNOWN_FINGERPRINT), "unknown_fingerprint") == 0 &&
-	    strcmp(decode_err_name(DECODE_UNKNOWN_SCHEMA_ID), "unknown_schema_id") == 0 &&
-	    strcmp(decode_err_name(DECODE_MALFORMED), "malformed") == 0 &&
-	    strcmp(decode_err_name(DECODE_TOO_LARGE), "too_large") == 0 &&
-	    strcmp(decode_err_name(DECODE_MISSING_USER), "missing_user") == 0,
+		strcmp(decode_err_name(DECODE_BAD_MAGIC), "bad_magic") == 0 &&
+		strcmp(decode_err_name(DECODE_UNKNOWN_FINGERPRINT), "unknown_fingerprint") == 0 &&
+		strcmp(decode_err_name(DECODE_UNKNOWN_SCHEMA_ID), "unknown_schema_id") == 0 &&
+		strcmp(decode_err_name(DECODE_MALFORMED), "malformed") == 0 &&
+		strcmp(decode_err_name(DECODE_TOO_LARGE), "too_large") == 0 &&
+		strcmp(decode_err_name(DECODE_MISSING_USER), "missing_user") == 0,
 	    "decode_err_name stable names");
 	fails += check_fingerprints(reader, v0, v2);
 
@@ -662,14 +697,18 @@ main(void)
 	CHECK(dec != NULL, "decoder_new(%s) %s", READER_PATH, dec ? "" : errs);
 	if (dec == NULL)
 		goto done;
-	CHECK(decoder_add_writer(dec, reader, 1, errs, sizeof(errs)) == 0, "register reader as id 1");
-	CHECK(decoder_add_writer(dec, v0, 2, errs, sizeof(errs)) == 0, "register v0 as id 2 (%s)", errs);
-	CHECK(decoder_add_writer(dec, v2, 3, errs, sizeof(errs)) == 0, "register v2 as id 3 (%s)", errs);
+	CHECK(
+	    decoder_add_writer(dec, reader, 1, errs, sizeof(errs)) == 0, "register reader as id 1");
+	CHECK(decoder_add_writer(dec, v0, 2, errs, sizeof(errs)) == 0, "register v0 as id 2 (%s)",
+	    errs);
+	CHECK(decoder_add_writer(dec, v2, 3, errs, sizeof(errs)) == 0, "register v2 as id 3 (%s)",
+	    errs);
 
 	/* Reader schema as writer, all framings; every field. */
 	t = base_event;
 	for (int fr = PLAIN; fr <= CONFLUENT; fr++)
-		fails += roundtrip(dec, reader, "reader", &t, (enum framing)fr, 1, 5, 1500, 1, 4.5f);
+		fails +=
+		    roundtrip(dec, reader, "reader", &t, (enum framing)fr, 1, 5, 1500, 1, 4.5f);
 	t.dwell = -1;
 	t.has_value = 0;
 	t.n_context = 0;
@@ -681,10 +720,11 @@ main(void)
 	t = base_event;
 	for (int fr = SINGLE_OBJECT; fr <= CONFLUENT; fr++)
 		fails += roundtrip(dec, v2, "v2", &t, (enum framing)fr, 3, 5, 1500, 1, 4.5f);
-	t.type = 8;  /* BOOKMARK */
+	t.type = 8; /* BOOKMARK */
 	t.session = NULL;
 	for (int fr = SINGLE_OBJECT; fr <= CONFLUENT; fr++)
-		fails += roundtrip(dec, v2, "v2 BOOKMARK", &t, (enum framing)fr, 3, 1, 1500, 1, 4.5f);
+		fails +=
+		    roundtrip(dec, v2, "v2 BOOKMARK", &t, (enum framing)fr, 3, 1, 1500, 1, 4.5f);
 
 	/* v0: no dwell_ms/context (reader defaults), value int -> float. */
 	t = base_event;
@@ -694,8 +734,9 @@ main(void)
 
 	/* v0 as the plain writer. */
 	dec_v0plain = decoder_new(READER_PATH, errs, sizeof(errs));
-	CHECK(dec_v0plain != NULL && decoder_set_plain_writer(dec_v0plain, v0, errs,
-	    sizeof(errs)) == 0, "v0 as the plain writer");
+	CHECK(dec_v0plain != NULL &&
+		decoder_set_plain_writer(dec_v0plain, v0, errs, sizeof(errs)) == 0,
+	    "v0 as the plain writer");
 	if (dec_v0plain != NULL)
 		fails += roundtrip(dec_v0plain, v0, "v0", &t, PLAIN, 0, 5, -1, 1, 3.0f);
 	/* The reader's own fingerprint is registered by decoder_new. */

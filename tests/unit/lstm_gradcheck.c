@@ -16,8 +16,8 @@
 #include "modelfile.h"
 #include "train.h"
 
-#define GC_EPS 2e-2           /* step along a unit direction */
-#define GC_TOL 2e-2           /* relative error bound (float forward pass) */
+#define GC_EPS 2e-2 /* step along a unit direction */
+#define GC_TOL 2e-2 /* relative error bound (float forward pass) */
 
 /* Directional derivative check of theta[off..off+len) along v (normalised here). */
 static double
@@ -64,10 +64,12 @@ gc_write_interactions(const char *path, uint32_t n_items)
 		int64_t ts = 1700000000000LL + u * 1000;
 		int n = 6 + u % 4;
 		for (int k = 0; k < n; k++) {
-			static const char *const types[] = { "VIEW", "CLICK", "LIKE", "PURCHASE", "IMPRESSION" };
+			static const char *const types[] = { "VIEW", "CLICK", "LIKE", "PURCHASE",
+				"IMPRESSION" };
 			ts += (int64_t)(fixture_rand(&s) % 86400000ull);
-			fprintf(fp, "u%d,item-%u,%s,%lld\n", u, (unsigned)(fixture_rand(&s) % n_items),
-			    types[fixture_rand(&s) % 5], (long long)ts);
+			fprintf(fp, "u%d,item-%u,%s,%lld\n", u,
+			    (unsigned)(fixture_rand(&s) % n_items), types[fixture_rand(&s) % 5],
+			    (long long)ts);
 		}
 	}
 	return fclose(fp);
@@ -86,7 +88,8 @@ main(void)
 	uint64_t s = 11;
 
 	/* lstm_gap_feature: 0 for no gap, monotone, the documented formula. */
-	CHECK(lstm_gap_feature(0) == 0.0f && lstm_gap_feature(-5) == 0.0f, "gap feature 0 for dt <= 0");
+	CHECK(lstm_gap_feature(0) == 0.0f && lstm_gap_feature(-5) == 0.0f,
+	    "gap feature 0 for dt <= 0");
 	CHECK(fabsf(lstm_gap_feature(3600) - (float)(log1p(60.0) / 8)) < 1e-6f,
 	    "gap feature of 1 h = log1p(60)/8");
 
@@ -113,7 +116,7 @@ main(void)
 	cfg.hidden = 5;
 	cfg.type_dim = 3;
 	cfg.batch = 3;
-	cfg.bptt = 6;          /* 3 lanes x 6 steps: users change lanes inside the window */
+	cfg.bptt = 6; /* 3 lanes x 6 steps: users change lanes inside the window */
 	cfg.dropout = 0;
 	cfg.l2 = 0.05f;
 	cfg.clip = 0;

@@ -30,7 +30,7 @@ test_catalog(const char *cat_path, const struct fixture_cat *fc)
 	CHECK(!model_has_weights(m), "catalog has no weights");
 	CHECK(model_hparams(m) == NULL && model_weights(m) == NULL, "catalog hparams/weights NULL");
 	CHECK(model_n_items(m) == fc->n_items && model_dim(m) == fc->dim &&
-	        model_n_tier1(m) == fc->n_tier1 && model_n_nodes(m) == fc->n_tier1 * (1 + fc->k2),
+		model_n_tier1(m) == fc->n_tier1 && model_n_nodes(m) == fc->n_tier1 * (1 + fc->k2),
 	    "catalog sizes");
 	CHECK(model_item_embeddings(m) == model_llm_embeddings(m), "catalog e_i = EMBD");
 	CHECK(strncmp(model_embedder(m), "fixture:random:", 15) == 0, "embedder name");
@@ -53,21 +53,21 @@ test_catalog(const char *cat_path, const struct fixture_cat *fc)
 	}
 	CHECK(lookups_ok, "every id, title, hash and tier looked up");
 	CHECK(model_item_lookup(m, "item-", 5) == -1 && model_item_lookup(m, "nope", 4) == -1 &&
-	        model_item_lookup_hash(m, model_id_hash("nope", 4)) == -1,
+		model_item_lookup_hash(m, model_id_hash("nope", 4)) == -1,
 	    "unknown ids not found");
 	/* FNV-1a 64 reference values. */
 	CHECK(model_id_hash("", 0) == 0xcbf29ce484222325ull &&
-	        model_id_hash("a", 1) == 0xaf63dc4c8601ec8cull,
+		model_id_hash("a", 1) == 0xaf63dc4c8601ec8cull,
 	    "FNV-1a 64 test vectors");
 
 	char label[16];
 	size_t ll = model_node_label(m, 1, label, sizeof(label));
 	CHECK(ll == 1 && strcmp(label, "1") == 0, "label of level-1 node 1: %s", label);
-	uint32_t node = fc->n_tier1 + 2 * fc->k2 + 1;  /* parent 2, child 1 */
+	uint32_t node = fc->n_tier1 + 2 * fc->k2 + 1; /* parent 2, child 1 */
 	ll = model_node_label(m, node, label, sizeof(label));
 	CHECK(ll == 3 && strcmp(label, "2/1") == 0, "label of level-2 node: %s", label);
 	CHECK(model_node_level(m, node) == 2 && model_node_parent(m, node) == 2 &&
-	        model_node_index(m, node) == 1 && model_node_parent(m, 0) == MODEL_NODE_NONE,
+		model_node_index(m, node) == 1 && model_node_parent(m, 0) == MODEL_NODE_NONE,
 	    "node level/parent/index");
 	CHECK(model_node_label(m, model_n_nodes(m), label, sizeof(label)) == 0 && label[0] == '\0',
 	    "label of a node this model lacks is empty");
@@ -110,10 +110,10 @@ test_round_trip(const char *dir, const struct fixture_cat *fc, const char *cat_p
 	CHECK(model_has_weights(m) && hq != NULL && wq != NULL, "model has weights");
 	CHECK(model_din(m) == din, "din = dim + E + 1");
 	CHECK(hq->hidden == hp.hidden && hq->type_dim == hp.type_dim && hq->n_types == hp.n_types &&
-	        hq->ring_len == hp.ring_len && hq->model_version == hp.model_version &&
-	        hq->train_seed == hp.train_seed && hq->half_life_short_s == hp.half_life_short_s &&
-	        hq->half_life_long_s == hp.half_life_long_s && hq->max_tiers == hp.max_tiers &&
-	        memcmp(hq->type_weight, hp.type_weight, sizeof(hp.type_weight)) == 0,
+		hq->ring_len == hp.ring_len && hq->model_version == hp.model_version &&
+		hq->train_seed == hp.train_seed && hq->half_life_short_s == hp.half_life_short_s &&
+		hq->half_life_long_s == hp.half_life_long_s && hq->max_tiers == hp.max_tiers &&
+		memcmp(hq->type_weight, hp.type_weight, sizeof(hp.type_weight)) == 0,
 	    "HPAR round trip");
 	CHECK(arrays_equal(wq->W, w.W, (size_t)4 * H * (din + H)), "W equal");
 	CHECK(arrays_equal(wq->b, w.b, (size_t)4 * H), "b equal");
@@ -126,7 +126,7 @@ test_round_trip(const char *dir, const struct fixture_cat *fc, const char *cat_p
 	CHECK(arrays_equal(model_llm_embeddings(m), model_llm_embeddings(cat), (size_t)n * dim),
 	    "EMBD copied verbatim");
 	CHECK(arrays_equal(model_node_centroid(m, 0), model_node_centroid(cat, 0),
-	          (size_t)model_n_nodes(cat) * dim),
+		  (size_t)model_n_nodes(cat) * dim),
 	    "TCEN copied verbatim");
 	int emb_ok = 1;
 	const float *e = model_item_embeddings(m), *llm = model_llm_embeddings(m);
@@ -139,18 +139,18 @@ test_round_trip(const char *dir, const struct fixture_cat *fc, const char *cat_p
 	CHECK(model_write(path2, m, &hp, &w, err, sizeof(err)) == 0, "model_write from a model");
 	m2 = model_load(path2, err, sizeof(err));
 	CHECK(m2 != NULL && model_n_items(m2) == n &&
-	        arrays_equal(model_item_embeddings(m2), e, (size_t)n * dim),
+		arrays_equal(model_item_embeddings(m2), e, (size_t)n * dim),
 	    "model written from a model loads equal");
 
 	/* Writer refuses bad hyper-parameters and non-finite weights. */
 	struct model_hparams bad = hp;
 	bad.hidden = 0;
 	CHECK(model_write(path2, cat, &bad, &w, err, sizeof(err)) == -1 &&
-	        strstr(err, "section HPAR: hidden 0 out of range 1..1024") != NULL,
+		strstr(err, "section HPAR: hidden 0 out of range 1..1024") != NULL,
 	    "write rejects hidden 0: %s", err);
 	buf[3] = NAN;
 	CHECK(model_write(path2, cat, &hp, &w, err, sizeof(err)) == -1 &&
-	        strstr(err, "WGHT: W[3] not finite") != NULL,
+		strstr(err, "WGHT: W[3] not finite") != NULL,
 	    "write rejects NaN weight: %s", err);
 	CHECK(access(path2, F_OK) == 0, "failed write leaves the old file in place");
 done:
@@ -224,7 +224,8 @@ test_random_faults(const char *dir, const struct fixture_cat *fc)
 		fclose(f);
 	CHECK(len > 0, "model bytes read");
 	for (int it = 0; len > 0 && it < 400; it++) {
-		static const uint32_t vals[] = { 0, 1, 2, 7, 0xFFFFFFFFu, 0x7FC00000u, 0x80000000u, 51 };
+		static const uint32_t vals[] = { 0, 1, 2, 7, 0xFFFFFFFFu, 0x7FC00000u, 0x80000000u,
+			51 };
 		uint32_t n_sec, sec, crc, v;
 		uint64_t off, slen;
 
@@ -236,8 +237,9 @@ test_random_faults(const char *dir, const struct fixture_cat *fc)
 		if (slen < 4)
 			continue;
 		/* Mostly the first bytes (counts, offsets), sometimes anywhere. */
-		uint64_t at = fixture_rand(&s) % 2 ? (fixture_rand(&s) % (slen < 64 ? slen - 3 : 61)) & ~3ull
-		                                   : (fixture_rand(&s) % (slen - 3)) & ~3ull;
+		uint64_t at = fixture_rand(&s) % 2
+		    ? (fixture_rand(&s) % (slen < 64 ? slen - 3 : 61)) & ~3ull
+		    : (fixture_rand(&s) % (slen - 3)) & ~3ull;
 		v = fixture_rand(&s) % 2 ? vals[fixture_rand(&s) % 8] : (uint32_t)fixture_rand(&s);
 		memcpy(buf + off + at, &v, 4);
 		crc = container_crc32(0, buf + off, slen);
@@ -262,8 +264,8 @@ test_random_faults(const char *dir, const struct fixture_cat *fc)
 		}
 		model_free(m);
 	}
-	CHECK(named && rejected > 100, "random faults: %d rejected (all naming a section), %d loaded",
-	    rejected, loaded);
+	CHECK(named && rejected > 100,
+	    "random faults: %d rejected (all naming a section), %d loaded", rejected, loaded);
 	free(orig);
 	free(buf);
 	unlink(cpath);
@@ -286,26 +288,29 @@ main(void)
 		return 1;
 	}
 	snprintf(cat_path, sizeof(cat_path), "%s/c.icat", dir);
-	CHECK(fixture_write_catalog(cat_path, &fc, err, sizeof(err)) == 0, "catalog written (%s)", err);
+	CHECK(fixture_write_catalog(cat_path, &fc, err, sizeof(err)) == 0, "catalog written (%s)",
+	    err);
 	fails += test_catalog(cat_path, &fc);
 	fails += test_round_trip(dir, &fc, cat_path);
 	fails += test_random_faults(dir, &fc);
 
-	fails += expect_patch_error(dir, &fc, 1, "HPAR", 0, &zero, 4,
-	    "section HPAR: hidden 0 out of range 1..1024");
+	fails += expect_patch_error(
+	    dir, &fc, 1, "HPAR", 0, &zero, 4, "section HPAR: hidden 0 out of range 1..1024");
 	fails += expect_patch_error(dir, &fc, 1, "HPAR", 4, &big, 4, "section HPAR: type_dim 5000");
 	fails += expect_patch_error(dir, &fc, 1, "HPAR", 8, &nines, 4, "section HPAR: n_types 9");
 	fails += expect_patch_error(dir, &fc, 1, "HPAR", 32, &nan, 4, "section HPAR: half-lives");
-	fails += expect_patch_error(dir, &fc, 1, "WGHT", 8, &nan, 4, "section WGHT: W[2] not finite");
-	fails += expect_patch_error(dir, &fc, 0, "EMBD", 20, &nan, 4,
-	    "section EMBD: float 5 not finite");
-	fails += expect_patch_error(dir, &fc, 0, "TCEN", 0, &nan, 4, "section TCEN: float 0 not finite");
-	fails += expect_patch_error(dir, &fc, 0, "CATM", 0, &zero, 4,
-	    "section CATM: n_items 0 out of range");
-	fails += expect_patch_error(dir, &fc, 0, "CATM", 4, &nines, 4,
-	    "section EMBD: length 1600 != n_items*dim*4 = 1800");
-	fails += expect_patch_error(dir, &fc, 0, "ITIR", 0, &nines, 4,
-	    "section ITIR: item 0: level-1 node 9 out of range");
+	fails +=
+	    expect_patch_error(dir, &fc, 1, "WGHT", 8, &nan, 4, "section WGHT: W[2] not finite");
+	fails += expect_patch_error(
+	    dir, &fc, 0, "EMBD", 20, &nan, 4, "section EMBD: float 5 not finite");
+	fails +=
+	    expect_patch_error(dir, &fc, 0, "TCEN", 0, &nan, 4, "section TCEN: float 0 not finite");
+	fails += expect_patch_error(
+	    dir, &fc, 0, "CATM", 0, &zero, 4, "section CATM: n_items 0 out of range");
+	fails += expect_patch_error(
+	    dir, &fc, 0, "CATM", 4, &nines, 4, "section EMBD: length 1600 != n_items*dim*4 = 1800");
+	fails += expect_patch_error(
+	    dir, &fc, 0, "ITIR", 0, &nines, 4, "section ITIR: item 0: level-1 node 9 out of range");
 	fails += expect_patch_error(dir, &fc, 0, "ITIR", 4, &nines, 4,
 	    "section ITIR: item 0: level-2 node 9 is not a child of node 0");
 	fails += expect_patch_error(dir, &fc, 0, "TNOD", 16 * 5 + 12, &nines, 4,
@@ -328,12 +333,13 @@ main(void)
 		snprintf(path, sizeof(path), "%s/nowght.imdl", dir);
 		cw = fixture_catalog_begin(path, &fc, CONTAINER_KIND_MODEL, 1, err, sizeof(err));
 		CHECK(cw != NULL && container_writer_begin(cw, "HPAR", err, sizeof(err)) == 0 &&
-		          container_writer_append(cw, hpar, sizeof(hpar), err, sizeof(err)) == 0 &&
-		          container_writer_commit(cw, err, sizeof(err)) == 0,
+			container_writer_append(cw, hpar, sizeof(hpar), err, sizeof(err)) == 0 &&
+			container_writer_commit(cw, err, sizeof(err)) == 0,
 		    "model without WGHT written");
 		container_writer_free(cw);
 		m = model_load(path, err, sizeof(err));
-		CHECK(m == NULL && strstr(err, "section WGHT: missing") != NULL, "rejected: %s", err);
+		CHECK(
+		    m == NULL && strstr(err, "section WGHT: missing") != NULL, "rejected: %s", err);
 		model_free(m);
 		unlink(path);
 	}

@@ -96,9 +96,11 @@ test_scores(const struct model *m, struct scorer *sc, const struct user_state *u
 			v += (double)u[d] * e[d];
 		for (int l = 1; l <= 2; l++) {
 			if (ls[l] > 0)
-				v += w->alpha[2 * (l - 1)] * state_tier_short(us, m, node[l], us->t_ref_ms) / ls[l];
+				v += w->alpha[2 * (l - 1)] *
+				    state_tier_short(us, m, node[l], us->t_ref_ms) / ls[l];
 			if (ll[l] > 0)
-				v += w->alpha[2 * (l - 1) + 1] * state_tier_long(us, m, node[l], us->t_ref_ms) / ll[l];
+				v += w->alpha[2 * (l - 1) + 1] *
+				    state_tier_long(us, m, node[l], us->t_ref_ms) / ll[l];
 		}
 		err_s = fmax(err_s, fabs(v - s[i]));
 	}
@@ -287,8 +289,8 @@ test_calibration(const struct model *m, struct scorer *sc)
 	return fails;
 }
 
-#define B_USERS 150                   /* > 2 chunks of 64 */
-#define B_N 40
+#define B_USERS 150 /* > 2 chunks of 64 */
+#define B_N     40
 
 /*
  * scorer_topn_batch against scorer_topn user by user (same items, scores
@@ -322,11 +324,11 @@ test_batch(const struct model *m, struct scorer *sc)
 		int same = 1, close = 1, seen = 0, full = 1, exact = 1, exact_sub = 1;
 		double worst = 0;
 
-		scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal,
-		    it, sco, cnt);
+		scorer_topn_batch(
+		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it, sco, cnt);
 		for (int k = 0; k < B_USERS; k++) {
-			size_t got = scorer_topn(sc, us[k], U + (size_t)k * dim, B_N, cal, one_it,
-			    one_sco);
+			size_t got =
+			    scorer_topn(sc, us[k], U + (size_t)k * dim, B_N, cal, one_it, one_sco);
 			size_t unconsumed = 0;
 
 			for (uint32_t i = 0; i < model_n_items(m); i++)
@@ -346,8 +348,8 @@ test_batch(const struct model *m, struct scorer *sc)
 					close = 0;
 			}
 			for (size_t q = 0; q < cnt[k]; q++)
-				seen |= state_seen_has(us[k],
-				    model_item_hash(m, it[(size_t)k * B_N + q]));
+				seen |= state_seen_has(
+				    us[k], model_item_hash(m, it[(size_t)k * B_N + q]));
 			/* alone */
 			size_t c1;
 			scorer_topn_batch(sc, (const struct user_state *const *)&us[k],
@@ -370,12 +372,16 @@ test_batch(const struct model *m, struct scorer *sc)
 				c * sizeof(float)) != 0)
 				exact_sub = 0;
 		}
-		CHECK(same && close, "batch (calibrate=%d, %d users): same items as scorer_topn, "
-		    "scores within 1e-5 (worst %.2g)", cal, B_USERS, worst);
+		CHECK(same && close,
+		    "batch (calibrate=%d, %d users): same items as scorer_topn, "
+		    "scores within 1e-5 (worst %.2g)",
+		    cal, B_USERS, worst);
 		CHECK(!seen, "batch (calibrate=%d): no consumed item returned", cal);
 		CHECK(cal || full, "batch (calibrate=%d): min(n, unconsumed) items per user", cal);
-		CHECK(exact, "batch (calibrate=%d): a user alone == in the batch, bit for bit", cal);
-		CHECK(exact_sub, "batch (calibrate=%d): other position and chunk, bit for bit", cal);
+		CHECK(
+		    exact, "batch (calibrate=%d): a user alone == in the batch, bit for bit", cal);
+		CHECK(
+		    exact_sub, "batch (calibrate=%d): other position and chunk, bit for bit", cal);
 	}
 	for (int k = 0; k < B_USERS; k++)
 		cnt[k] = 99;

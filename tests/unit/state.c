@@ -13,7 +13,7 @@
 #include "modelfile.h"
 #include "state.h"
 
-#define T0_MS 1700000000000LL
+#define T0_MS   1700000000000LL
 #define HOUR_MS 3600000LL
 
 static int
@@ -24,8 +24,8 @@ rel_close(double got, double want, double tol)
 
 /* A model with max_tiers entries per user over fc's catalog. */
 static struct model *
-small_model(const char *dir, const struct fixture_cat *fc, uint32_t max_tiers,
-    uint32_t ring_len, uint32_t hidden)
+small_model(const char *dir, const struct fixture_cat *fc, uint32_t max_tiers, uint32_t ring_len,
+    uint32_t hidden)
 {
 	char cpath[128], mpath[128], err[512];
 	struct model_hparams hp;
@@ -75,12 +75,12 @@ test_decay(const struct model *m)
 	int fails = 0;
 
 	CHECK(us != NULL && us->t_ref_ms == STATE_NO_TIME && us->n_tiers == 0 &&
-	        us->last_offset == -1 && us->last_partition == -1,
+		us->last_offset == -1 && us->last_partition == -1,
 	    "fresh state");
 	state_tiers_apply(us, m, item, MODEL_EV_CLICK, T0_MS);
 	CHECK(us->t_ref_ms == T0_MS && us->n_tiers == 2, "first event sets t_ref, two nodes");
 	CHECK(state_tier_short(us, m, n1, T0_MS) == (float)a &&
-	        state_tier_long(us, m, n2, T0_MS) == (float)a,
+		state_tier_long(us, m, n2, T0_MS) == (float)a,
 	    "weights = a(CLICK)");
 	double w = state_tier_short(us, m, n1, T0_MS + (int64_t)hl_ms);
 	CHECK(rel_close(w, a / 2, 1e-6), "short weight halves after one half-life: %.9g", w);
@@ -92,7 +92,8 @@ test_decay(const struct model *m)
 	/* Apply an IMPRESSION (a = 0) one half-life later: decays, adds nothing. */
 	state_tiers_apply(us, m, item, MODEL_EV_IMPRESSION, T0_MS + (int64_t)hl_ms);
 	const struct tier_weight *tw = find(us, n1);
-	CHECK(tw != NULL && rel_close(tw->w_short, a / 2, 1e-6) && us->t_ref_ms == T0_MS + (int64_t)hl_ms,
+	CHECK(tw != NULL && rel_close(tw->w_short, a / 2, 1e-6) &&
+		us->t_ref_ms == T0_MS + (int64_t)hl_ms,
 	    "stored weight halved after an event one half-life later: %.9g",
 	    tw ? (double)tw->w_short : -1.0);
 	/* Three more half-lives in many small steps: still exact. */
@@ -113,7 +114,8 @@ test_decay(const struct model *m)
 	double want_l = a * (exp2(-2.0 * HOUR_MS / hll_ms) + 1 + exp2(-1.0 * HOUR_MS / hll_ms));
 	tw = find(us, n2);
 	CHECK(us->t_ref_ms == T0_MS + 2 * HOUR_MS, "older event does not rewind t_ref");
-	CHECK(tw != NULL && rel_close(tw->w_short, want_s, 1e-6) && rel_close(tw->w_long, want_l, 1e-6),
+	CHECK(tw != NULL && rel_close(tw->w_short, want_s, 1e-6) &&
+		rel_close(tw->w_long, want_l, 1e-6),
 	    "older event adds its decayed amount: %.9g want %.9g", tw ? (double)tw->w_short : -1.0,
 	    want_s);
 	/* An event far in the past adds next to nothing and still does not rewind. */
@@ -123,8 +125,8 @@ test_decay(const struct model *m)
 
 	/* DISLIKE (negative a) clamps at 0 and drops an entry that reaches 0. */
 	state_reset(us);
-	state_tiers_apply(us, m, item, MODEL_EV_VIEW, T0_MS);       /* +0.5 */
-	state_tiers_apply(us, m, item, MODEL_EV_DISLIKE, T0_MS);    /* -1 */
+	state_tiers_apply(us, m, item, MODEL_EV_VIEW, T0_MS);    /* +0.5 */
+	state_tiers_apply(us, m, item, MODEL_EV_DISLIKE, T0_MS); /* -1 */
 	CHECK(us->n_tiers == 0, "entries dropped when a dislike takes them to 0");
 	state_tiers_apply(us, m, item, MODEL_EV_DISLIKE, T0_MS);
 	CHECK(us->n_tiers == 0, "a dislike alone creates no entry");
@@ -145,18 +147,18 @@ test_bound(const struct model *m, const struct fixture_cat *fc)
 		t2[i] = model_item_tier2(m, i);
 	}
 	CHECK(us->max_tiers == 4, "max_tiers 4");
-	state_tiers_apply(us, m, 0, MODEL_EV_CLICK, T0_MS);     /* 1 */
-	state_tiers_apply(us, m, 1, MODEL_EV_PURCHASE, T0_MS);  /* 3 */
+	state_tiers_apply(us, m, 0, MODEL_EV_CLICK, T0_MS);    /* 1 */
+	state_tiers_apply(us, m, 1, MODEL_EV_PURCHASE, T0_MS); /* 3 */
 	CHECK(us->n_tiers == 4, "table full");
-	state_tiers_apply(us, m, 2, MODEL_EV_LIKE, T0_MS);      /* 2: evicts item 0's nodes */
+	state_tiers_apply(us, m, 2, MODEL_EV_LIKE, T0_MS); /* 2: evicts item 0's nodes */
 	CHECK(us->n_tiers == 4 && find(us, t1[0]) == NULL && find(us, t2[0]) == NULL &&
-	        find(us, t1[1]) != NULL && find(us, t2[1]) != NULL && find(us, t1[2]) != NULL &&
-	        find(us, t2[2]) != NULL,
+		find(us, t1[1]) != NULL && find(us, t2[1]) != NULL && find(us, t1[2]) != NULL &&
+		find(us, t2[2]) != NULL,
 	    "weakest long-term entries evicted by stronger ones");
-	state_tiers_apply(us, m, 3, MODEL_EV_VIEW, T0_MS);      /* 0.5: too weak to enter */
+	state_tiers_apply(us, m, 3, MODEL_EV_VIEW, T0_MS); /* 0.5: too weak to enter */
 	CHECK(us->n_tiers == 4 && find(us, t1[3]) == NULL && find(us, t2[3]) == NULL,
 	    "a weaker new entry does not replace");
-	state_tiers_apply(us, m, 2, MODEL_EV_VIEW, T0_MS);      /* existing nodes still grow */
+	state_tiers_apply(us, m, 2, MODEL_EV_VIEW, T0_MS); /* existing nodes still grow */
 	CHECK(find(us, t1[2]) != NULL && find(us, t1[2])->w_long == 2.5f, "existing entry updated");
 
 	/* Random stress: the bound holds, entries unique, weights finite and >= 0. */
@@ -266,7 +268,8 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	us->events_applied = 40;
 	us->model_version = 1700000000;
 
-	CHECK(state_encode(us, buf, state_encoded_size(us) - 1) == 0, "encode refuses a short buffer");
+	CHECK(state_encode(us, buf, state_encoded_size(us) - 1) == 0,
+	    "encode refuses a short buffer");
 	len = state_encode(us, buf, sizeof(buf));
 	CHECK(len == state_encoded_size(us) && len > 0, "encoded %zu bytes", len);
 	CHECK(state_decode(back, buf, len, err, sizeof(err)) == 0, "decode (%s)", err);
@@ -277,7 +280,8 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	/* Every truncation is rejected and leaves the target untouched. */
 	int trunc_ok = 1, flip_ok = 1;
 	for (size_t l = 0; l < len; l++) {
-		if (state_decode(fresh, buf, l, err, sizeof(err)) == 0 || fresh->t_ref_ms != STATE_NO_TIME)
+		if (state_decode(fresh, buf, l, err, sizeof(err)) == 0 ||
+		    fresh->t_ref_ms != STATE_NO_TIME)
 			trunc_ok = 0;
 	}
 	CHECK(trunc_ok, "all %zu truncations rejected, target untouched", len);
@@ -292,32 +296,32 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	memcpy(copy, buf, len);
 	copy[len] = 0;
 	CHECK(state_decode(fresh, copy, len + 1, err, sizeof(err)) == -1 &&
-	        strstr(err, "trailing bytes") != NULL,
+		strstr(err, "trailing bytes") != NULL,
 	    "trailing byte: %s", err);
 	memcpy(copy, buf, len);
 	copy[3] = 2;
 	CHECK(state_decode(fresh, copy, len, err, sizeof(err)) == -1 &&
-	        strstr(err, "unknown version 2") != NULL,
+		strstr(err, "unknown version 2") != NULL,
 	    "wrong version: %s", err);
 	CHECK(state_decode(fresh, buf, len - 1, err, sizeof(err)) == -1 && strstr(err, "truncated"),
 	    "truncated: %s", err);
 	/* Another hidden size: everything but h and c kept, re-warm requested. */
 	CHECK(state_decode(other, buf, len, err, sizeof(err)) == 0 && other->model_version == 0 &&
-	        other->last_offset == us->last_offset &&
-	        other->last_partition == us->last_partition &&
-	        other->events_applied == us->events_applied && other->t_ref_ms == us->t_ref_ms &&
-	        other->n_tiers == us->n_tiers && other->ring_count == us->ring_count &&
-	        other->h[0] == 0.0f && other->c[other->hidden - 1] == 0.0f &&
-	        memcmp(other->seen, us->seen, STATE_SEEN_BYTES) == 0,
+		other->last_offset == us->last_offset &&
+		other->last_partition == us->last_partition &&
+		other->events_applied == us->events_applied && other->t_ref_ms == us->t_ref_ms &&
+		other->n_tiers == us->n_tiers && other->ring_count == us->ring_count &&
+		other->h[0] == 0.0f && other->c[other->hidden - 1] == 0.0f &&
+		memcmp(other->seen, us->seen, STATE_SEEN_BYTES) == 0,
 	    "hidden mismatch keeps all but h, c and asks for a re-warm (%s)", err);
 
 	/* A shorter ring keeps the newest events. */
 	CHECK(state_decode(shortr, buf, len, err, sizeof(err)) == 0 &&
-	        shortr->ring_count == shortr->ring_len &&
-	        state_ring_get(shortr, (uint16_t)(shortr->ring_count - 1))->item_hash ==
-	            state_ring_get(us, (uint16_t)(us->ring_count - 1))->item_hash &&
-	        state_ring_get(shortr, 0)->item_hash ==
-	            state_ring_get(us, (uint16_t)(us->ring_count - shortr->ring_len))->item_hash,
+		shortr->ring_count == shortr->ring_len &&
+		state_ring_get(shortr, (uint16_t)(shortr->ring_count - 1))->item_hash ==
+		    state_ring_get(us, (uint16_t)(us->ring_count - 1))->item_hash &&
+		state_ring_get(shortr, 0)->item_hash ==
+		    state_ring_get(us, (uint16_t)(us->ring_count - shortr->ring_len))->item_hash,
 	    "shorter ring keeps the newest events (%s)", err);
 
 	/* The ring's 56-bit event time: real times exact, absurd ones clamped. */
@@ -337,7 +341,7 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 		state_ring_push(r, 1, huge[0], MODEL_EV_VIEW);
 		state_ring_push(r, 1, huge[1], MODEL_EV_VIEW);
 		CHECK(state_ring_get(r, 4)->ts_ms == STATE_RING_TS_MAX &&
-		        state_ring_get(r, 5)->ts_ms == -STATE_RING_TS_MAX,
+			state_ring_get(r, 5)->ts_ms == -STATE_RING_TS_MAX,
 		    "times beyond 56 bits are clamped");
 		state_free(r);
 	}
@@ -375,7 +379,7 @@ main(void)
 	if (m == NULL || m_small == NULL || m_h == NULL || m_ring == NULL)
 		return 1;
 	CHECK(state_mem_size(model_hparams(m)) >= sizeof(struct user_state) + 2 * 12 * 4 +
-	              16 * sizeof(struct tier_weight) + 8 * sizeof(struct ring_event),
+		    16 * sizeof(struct tier_weight) + 8 * sizeof(struct ring_event),
 	    "state_mem_size covers every array");
 	fails += test_decay(m);
 	fails += test_bound(m_small, &fc);

@@ -14,8 +14,8 @@
 #include "state.h"
 #include "updater.h"
 
-#define T0_MS 1700000000000LL
-#define N_USERS 9
+#define T0_MS    1700000000000LL
+#define N_USERS  9
 #define N_EVENTS 120
 
 static double
@@ -66,8 +66,12 @@ test_naive(const struct model *m)
 	float h0[64] = { 0 }, c0[64] = { 0 }, hf[64], cf[64];
 	double err1 = 0, err2 = 0;
 	int fails = 0;
-	struct update_event ev = { .us = us, .item = 7, .type = MODEL_EV_CLICK, .ts_ms = T0_MS,
-		.partition = 3, .offset = 41 };
+	struct update_event ev = { .us = us,
+		.item = 7,
+		.type = MODEL_EV_CLICK,
+		.ts_ms = T0_MS,
+		.partition = 3,
+		.offset = 41 };
 
 	naive_step(m, h0, c0, 7, MODEL_EV_CLICK, 0, h1, c1);
 	CHECK(updater_apply(up, &ev, 1) == 0, "one event applied");
@@ -91,10 +95,10 @@ test_naive(const struct model *m)
 	}
 	CHECK(err2 < 1e-5, "second event (3 h gap) equals the naive cell (max err %.2g)", err2);
 	CHECK(us->events_applied == 2 && us->last_partition == 3 && us->last_offset == 42 &&
-	        us->model_version == model_hparams(m)->model_version && us->ring_count == 2 &&
-	        state_ring_get(us, 1)->item_hash == model_item_hash(m, 11) &&
-	        state_seen_has(us, model_item_hash(m, 7)) && us->t_ref_ms == ev.ts_ms &&
-	        us->n_tiers > 0,
+		us->model_version == model_hparams(m)->model_version && us->ring_count == 2 &&
+		state_ring_get(us, 1)->item_hash == model_item_hash(m, 11) &&
+		state_seen_has(us, model_item_hash(m, 7)) && us->t_ref_ms == ev.ts_ms &&
+		us->n_tiers > 0,
 	    "marker, counters, ring, filter, tiers updated");
 
 	/* Refusals leave the state alone. */
@@ -165,14 +169,17 @@ test_batch_equals_sequential(const struct model *m)
 			if (a[u]->h[k] != 0)
 				moved = 1;
 		}
-		if (a[u]->events_applied != b[u]->events_applied || a[u]->t_ref_ms != b[u]->t_ref_ms ||
-		    a[u]->last_offset != b[u]->last_offset || a[u]->n_tiers != b[u]->n_tiers ||
-		    memcmp(a[u]->tiers, b[u]->tiers, a[u]->n_tiers * sizeof(struct tier_weight)) != 0 ||
+		if (a[u]->events_applied != b[u]->events_applied ||
+		    a[u]->t_ref_ms != b[u]->t_ref_ms || a[u]->last_offset != b[u]->last_offset ||
+		    a[u]->n_tiers != b[u]->n_tiers ||
+		    memcmp(a[u]->tiers, b[u]->tiers, a[u]->n_tiers * sizeof(struct tier_weight)) !=
+			0 ||
 		    memcmp(a[u]->seen, b[u]->seen, sizeof(a[u]->seen)) != 0 ||
 		    a[u]->ring_count != b[u]->ring_count)
 			rest_equal = 0;
 		for (uint16_t i = 0; i < a[u]->ring_count; i++)
-			if (state_ring_get(a[u], i)->item_hash != state_ring_get(b[u], i)->item_hash ||
+			if (state_ring_get(a[u], i)->item_hash !=
+				state_ring_get(b[u], i)->item_hash ||
 			    state_ring_get(a[u], i)->ts_ms != state_ring_get(b[u], i)->ts_ms)
 				rest_equal = 0;
 	}
@@ -182,8 +189,8 @@ test_batch_equals_sequential(const struct model *m)
 	uint64_t total = 0;
 	for (int u = 0; u < N_USERS; u++)
 		total += a[u]->events_applied;
-	CHECK(total == N_EVENTS && a[0]->events_applied > 20, "every event applied once (user 0: %llu)",
-	    (unsigned long long)a[0]->events_applied);
+	CHECK(total == N_EVENTS && a[0]->events_applied > 20,
+	    "every event applied once (user 0: %llu)", (unsigned long long)a[0]->events_applied);
 	for (int u = 0; u < N_USERS; u++) {
 		state_free(a[u]);
 		state_free(b[u]);
