@@ -224,6 +224,18 @@ if got != {"applied": N_EVENTS, "duplicates": 0, "dlq_other": 0}:
 e2e.ok(f"consumed {N_SENT}, applied {N_EVENTS}, duplicates 0, dead letters "
        f"unknown_fingerprint {N_UNKNOWN_FP} + unknown_item {N_UNKNOWN_ITEM}, no other reason; "
        f"{len(m)} families, all with HELP/TYPE")
+
+
+def committed_sum(fams):
+    return sum(series(fams, "interestd_consumer_committed_offset").values())
+
+
+# Periodic commits are asynchronous: the last one's result reaches the gauge a loop
+# turn after the flush.
+if harness.wait_for(lambda: committed_sum(scrape(d)) == N_SENT, 30) is None:
+    e2e.fail(f"committed offsets never added up to the {N_SENT} messages: "
+             f"{committed_sum(scrape(d))}")
+m = scrape(d)
 for name, labels in (("interestd_batch_seconds_count", {}),
                      ("interestd_redis_pipeline_seconds_count", {"op": "flush"}),
                      ("interestd_redis_pipeline_seconds_count", {"op": "mark_flushed"}),
