@@ -33,22 +33,7 @@ PARTITIONS = 4
 
 h = harness.Harness(private=True)
 env = h.start()
-with open(os.path.join(env["STACK_DIR"], "redis.pid")) as f:
-    redis_pid = int(f.read().split()[0])
-frozen = []
-
-
-def freeze():
-    os.kill(redis_pid, signal.SIGSTOP)
-    frozen.append(1)
-
-
-def thaw():
-    os.kill(redis_pid, signal.SIGCONT)
-    frozen.clear()
-
-
-h.on_exit(lambda: thaw() if frozen else None)
+freeze, thaw = e2e.redis_freezer(h, env)
 model, sample = e2e.test_model()
 items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]

@@ -327,6 +327,26 @@ class Daemon:
 
 # ---- Redis ------------------------------------------------------------------
 
+def redis_freezer(h, env):
+    """(freeze, thaw) for the private stack's redis-server: SIGSTOP keeps its data and
+    its sockets open while it answers nothing; SIGCONT resumes it. A stack left frozen
+    is thawed when the harness exits."""
+    with open(os.path.join(env["STACK_DIR"], "redis.pid")) as f:
+        pid = int(f.read().split()[0])
+    frozen = []
+
+    def freeze():
+        os.kill(pid, signal.SIGSTOP)
+        frozen.append(1)
+
+    def thaw():
+        os.kill(pid, signal.SIGCONT)
+        frozen.clear()
+
+    h.on_exit(lambda: thaw() if frozen else None)
+    return freeze, thaw
+
+
 def redis_client(env):
     import redis
     return redis.Redis(host=env.get("REDIS_HOST", "127.0.0.1"), port=int(env["REDIS_PORT"]))
