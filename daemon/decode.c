@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "avro_avsc.h"
+#include "modelfile.h"
 
 /* Largest schema file decoder_new() reads. */
 #define DECODE_MAX_SCHEMA_BYTES (1024 * 1024)
@@ -46,19 +47,6 @@ static const char *const decode_slot_names[SLOT_COUNT] = {
 	[SLOT_DWELL] = "dwell_ms",
 	[SLOT_VALUE] = "value",
 };
-
-/* The reader enum symbols the model knows, in enum model_event_type order. */
-static const char *const decode_type_names[] = {
-	"IMPRESSION",
-	"VIEW",
-	"CLICK",
-	"LIKE",
-	"ADD_TO_CART",
-	"PURCHASE",
-	"SHARE",
-	"DISLIKE",
-};
-#define DECODE_N_TYPES (sizeof(decode_type_names) / sizeof(decode_type_names[0]))
 
 /* How to read one writer value: the writer's encoding, the reader's slot. */
 enum decode_op_kind {
@@ -656,10 +644,10 @@ decode_check_reader(struct decoder *dec, char *errstr, size_t errstr_size)
 		const struct avsc_node *e = dec->slot_type[SLOT_TYPE];
 		for (size_t i = 0; i < e->n; i++) {
 			size_t m;
-			for (m = 0; m < DECODE_N_TYPES; m++)
-				if (strcmp(e->symbols[i], decode_type_names[m]) == 0)
+			for (m = 0; m < MODEL_N_TYPES; m++)
+				if (strcmp(e->symbols[i], model_event_type_name((uint32_t)m)) == 0)
 					break;
-			if (m == DECODE_N_TYPES) {
+			if (m == MODEL_N_TYPES) {
 				snprintf(errstr, errstr_size,
 				    "reader schema: event type %s unknown to the model",
 				    e->symbols[i]);

@@ -394,16 +394,6 @@ static const char *const ctl_sections[] = {
 	"HPAR",
 	"WGHT",
 };
-static const char *const ctl_type_names[MODEL_N_TYPES] = {
-	"IMPRESSION",
-	"VIEW",
-	"CLICK",
-	"LIKE",
-	"ADD_TO_CART",
-	"PURCHASE",
-	"SHARE",
-	"DISLIKE",
-};
 
 static int
 ctl_model(int argc, char **argv)
@@ -455,7 +445,7 @@ ctl_model(int argc, char **argv)
 		    (double)hp->half_life_long_s);
 		printf("type weights");
 		for (int t = 0; t < MODEL_N_TYPES; t++)
-			printf(" %s=%.3g", ctl_type_names[t], (double)hp->type_weight[t]);
+			printf(" %s=%.3g", model_event_type_name(t), (double)hp->type_weight[t]);
 		printf("\nweights     %" PRIu64 " floats (%.1f MiB)\n", n_w,
 		    (double)n_w * 4 / (1024.0 * 1024.0));
 	}

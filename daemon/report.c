@@ -63,16 +63,6 @@ static const uint32_t rp_palette[16] = {
 	0x525252,
 };
 
-static const char *const rp_type_name[MODEL_N_TYPES] = {
-	"IMPRESSION",
-	"VIEW",
-	"CLICK",
-	"LIKE",
-	"ADD_TO_CART",
-	"PURCHASE",
-	"SHARE",
-	"DISLIKE",
-};
 static const char rp_type_letter[MODEL_N_TYPES] = { 'I', 'V', 'C', 'L', 'A', 'P', 'S', 'D' };
 static const uint32_t rp_type_color[MODEL_N_TYPES] = {
 	0xa0a0a0,
@@ -756,8 +746,8 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 		if (tl->item[j] >= 0)
 			title = model_item_title(rp->m, (uint32_t)tl->item[j], &tlen);
 		fmt_time(tl->ts_ms[j], when, sizeof(when));
-		fprintf(out, "<g class=\"tl-event\" data-type=\"%s\"><title>%s ", rp_type_name[ty],
-		    rp_type_name[ty]);
+		fprintf(out, "<g class=\"tl-event\" data-type=\"%s\"><title>%s ",
+		    model_event_type_name(ty), model_event_type_name(ty));
 		if (title != NULL)
 			xml_put(out, title, tlen, 0);
 		else
@@ -810,7 +800,7 @@ put_timeline(const struct rp *rp, const struct report_timeline *tl)
 		    "text-anchor=\"middle\">%c</text><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" "
 		    "fill=\"#444\">%s (%.3g)</text>\n",
 		    x, y, rp_type_color[t], x, y + 3, rp_type_letter[t], x + 11, y + 4,
-		    rp_type_name[t], (double)hp->type_weight[t]);
+		    model_event_type_name(t), (double)hp->type_weight[t]);
 	}
 	fprintf(out, "</g>\n");
 }

@@ -16,17 +16,6 @@
 #define DATASET_MAX_FIELDS 5
 #define DATASET_MAX_ID     255
 
-static const char *const dataset_type_names[MODEL_N_TYPES] = {
-	"IMPRESSION",
-	"VIEW",
-	"CLICK",
-	"LIKE",
-	"ADD_TO_CART",
-	"PURCHASE",
-	"SHARE",
-	"DISLIKE",
-};
-
 struct dataset_row {
 	uint32_t user;
 	uint32_t line; /* file order, the tie-breaker */
@@ -44,10 +33,12 @@ struct dataset_users {
 int
 dataset_type_parse(const char *s, size_t len)
 {
-	for (int t = 0; t < MODEL_N_TYPES; t++)
-		if (strlen(dataset_type_names[t]) == len &&
-		    memcmp(dataset_type_names[t], s, len) == 0)
-			return t;
+	for (uint32_t t = 0; t < MODEL_N_TYPES; t++) {
+		const char *name = model_event_type_name(t);
+
+		if (strlen(name) == len && memcmp(name, s, len) == 0)
+			return (int)t;
+	}
 	return -1;
 }
 

@@ -607,6 +607,23 @@ model_din(const struct model *m)
 	return m->dim + (m->has_weights ? m->hp.type_dim : 0) + 1;
 }
 
+static const char *const model_type_names[MODEL_N_TYPES] = {
+	"IMPRESSION",
+	"VIEW",
+	"CLICK",
+	"LIKE",
+	"ADD_TO_CART",
+	"PURCHASE",
+	"SHARE",
+	"DISLIKE",
+};
+
+const char *
+model_event_type_name(uint32_t type)
+{
+	return type < MODEL_N_TYPES ? model_type_names[type] : NULL;
+}
+
 const struct model_hparams *
 model_hparams(const struct model *m)
 {

@@ -23,6 +23,9 @@ enum model_event_type {
 	MODEL_EV_DISLIKE
 };
 
+/* The Avro symbol of an event type ("VIEW"), or NULL when type >= MODEL_N_TYPES. */
+const char *model_event_type_name(uint32_t type);
+
 /* Hyper-parameters (section HPAR). */
 struct model_hparams {
 	uint32_t hidden;   /* H */
