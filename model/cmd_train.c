@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "modelfile.h"
@@ -426,6 +427,7 @@ main(int argc, char **argv)
 	size_t n_cold = 0;
 	int rc = EX_SOFTWARE;
 
+	blas_choose_kernel("interest-train", argv);
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
 		return EX_USAGE;

@@ -1,0 +1,23 @@
+/*
+ * OpenBLAS kernel choice for the offline tools. Debian's OpenBLAS picks its
+ * kernels by CPU model at load time; on a CPU model it does not know (a
+ * virtual machine's "Intel Xeon Processor", a newer EPYC) it falls back to
+ * its generic SSE3 kernels ("Prescott"), 3-4x slower at SGEMM than the
+ * AVX2/AVX-512 ones the same CPU runs. The choice can only be made through
+ * OPENBLAS_CORETYPE before the library loads, so the tool re-executes itself.
+ */
+#ifndef MODEL_BLAS_H
+#define MODEL_BLAS_H
+
+/*
+ * If OPENBLAS_CORETYPE is unset and OpenBLAS fell back to a generic kernel
+ * while the CPU (detected at run time) has AVX-512 (F, BW, DQ, VL, CD:
+ * "SkylakeX") or AVX2 + FMA ("Haswell"), sets OPENBLAS_CORETYPE to that and
+ * re-executes the program with argv; a line on stderr says so. An operator's
+ * OPENBLAS_CORETYPE is always kept. Returns (no re-execution needed, or
+ * exec failed: then the generic kernel stays). tool names the program in
+ * the message.
+ */
+void blas_choose_kernel(const char *tool, char **argv);
+
+#endif
