@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "dataset.h"
 #include "evaluate.h"
 #include "modelfile.h"
@@ -26,11 +27,16 @@
 #define MAX_MODELS   16
 #define REPLAY_USERS 4096  /* users replayed (states held) per chunk */
 #define REPLAY_BATCH 65536 /* events per updater_apply */
+#define MAX_REFS     4
+#define REF_MAGIC    "IREF0001"
 
 struct eval_args {
 	const char *catalog, *interactions, *json, *dataset_name, *cold_model, *cold_items;
-	const char *write_cold;
+	const char *write_cold, *write_split;
 	const char *models[MAX_MODELS];
+	char ref_name[MAX_REFS][32]; /* --reference NAME=FILE */
+	const char *ref_path[MAX_REFS];
+	uint32_t n_refs;
 	unsigned seeds[MAX_MODELS];
 	uint32_t n_models, n_seeds;
 	double cold_fraction;
@@ -44,11 +50,17 @@ usage(FILE *fp)
 	    "usage: interest-eval --catalog X.icat --interactions F.csv --model M.imdl [--model "
 	    "...]\n"
 	    "           [--seed N ...] [--cold-model M --cold-items FILE] [--dataset NAME]\n"
-	    "           [--json OUT.json]\n"
+	    "           [--reference NAME=REF.bin ...] [--json OUT.json]\n"
 	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
 	    "           [--cold-seed N]\n"
+	    "       interest-eval --catalog X.icat --interactions F.csv --write-split FILE\n"
 	    "Leave-last-out per user (>= 5 events): last = test, full ranking over all items\n"
-	    "minus the user's history. Models must be trained with --holdout-last 2.\n");
+	    "minus the user's history. Models must be trained with --holdout-last 2.\n"
+	    "--write-split writes the split for reference methods trained outside (one line\n"
+	    "per evaluated user: id, TAB, its items' catalog indices in time order; last =\n"
+	    "test, next-to-last = validation); --reference scores each user by the dot\n"
+	    "product of the reference file's user and item vectors (IREF0001: u32 n_users,\n"
+	    "n_items, dim, 0; float32 user[n_users][dim] in split order, item[n_items][dim]).\n");
 }
 
 /* splitmix64, for the seeded cold-item choice. */
@@ -94,7 +106,22 @@ parse_args(int argc, char **argv, struct eval_args *a)
 			a->cold_items = v;
 		else if (strcmp(k, "--write-cold-items") == 0)
 			a->write_cold = v;
-		else if (strcmp(k, "--model") == 0) {
+		else if (strcmp(k, "--write-split") == 0)
+			a->write_split = v;
+		else if (strcmp(k, "--reference") == 0) {
+			const char *eq = strchr(v, '=');
+			if (eq == NULL || eq == v || eq[1] == '\0' || a->n_refs == MAX_REFS ||
+			    (size_t)(eq - v) > 31) {
+				fprintf(stderr,
+				    "interest-eval: bad --reference '%s' (want NAME=FILE, NAME at "
+				    "most 31 bytes, at most %d)\n",
+				    v, MAX_REFS);
+				return -1;
+			}
+			snprintf(a->ref_name[a->n_refs], sizeof(a->ref_name[0]), "%.*s",
+			    (int)(eq - v), v);
+			a->ref_path[a->n_refs++] = eq + 1;
+		} else if (strcmp(k, "--model") == 0) {
 			if (a->n_models == MAX_MODELS) {
 				fprintf(stderr, "interest-eval: at most %d models\n", MAX_MODELS);
 				return -1;
@@ -128,7 +155,12 @@ parse_args(int argc, char **argv, struct eval_args *a)
 		fprintf(stderr, "interest-eval: --catalog is required\n");
 		return -1;
 	}
-	if (a->write_cold == NULL && (a->interactions == NULL || a->n_models == 0)) {
+	if (a->write_split != NULL && a->interactions == NULL) {
+		fprintf(stderr, "interest-eval: --write-split needs --interactions\n");
+		return -1;
+	}
+	if (a->write_cold == NULL && a->write_split == NULL &&
+	    (a->interactions == NULL || a->n_models == 0)) {
 		fprintf(stderr, "interest-eval: --interactions and --model are required\n");
 		return -1;
 	}
@@ -197,6 +229,94 @@ test_target(const struct dataset *ds, const struct eval_split *sp, uint32_t k)
 	const struct dataset_event *ev = dataset_user(ds, sp->users[k], &n);
 
 	return ev[sp->n_hist[k]].item;
+}
+
+/*
+ * --write-split: the split for reference methods trained outside this tool
+ * (scripts/sasrec), so they train, stop early and are tested on exactly the
+ * items this evaluator uses. Returns 0, or -1 (printed).
+ */
+static int
+write_split(const char *path, const struct model *cat, const struct dataset *ds,
+    const struct eval_split *sp)
+{
+	FILE *fp = fopen(path, "w");
+
+	if (fp == NULL) {
+		fprintf(stderr, "interest-eval: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(fp, "# interestd eval split v1 n_items=%u n_users=%u\n", model_n_items(cat), sp->n);
+	for (uint32_t k = 0; k < sp->n; k++) {
+		size_t n;
+		const struct dataset_event *ev = dataset_user(ds, sp->users[k], &n);
+		fprintf(fp, "%s\t", ds->user_ids[sp->users[k]]);
+		for (uint32_t j = 0; j <= sp->n_hist[k]; j++)
+			fprintf(fp, "%s%u", j ? " " : "", ev[j].item);
+		fputc('\n', fp);
+	}
+	if (fclose(fp) != 0) {
+		fprintf(stderr, "interest-eval: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(stderr, "interest-eval: wrote the split of %u users to %s\n", sp->n, path);
+	return 0;
+}
+
+/*
+ * Reads a reference file (usage()) for n_users split users and n_items
+ * items: *user [n_users][*dim] then *item [n_items][*dim], one allocation
+ * (free *user). Returns 0, or -1 with the field that is wrong (printed).
+ */
+static int
+load_reference(
+    const char *path, uint32_t n_users, uint32_t n_items, float **user, float **item, uint32_t *dim)
+{
+	FILE *fp = fopen(path, "rb");
+	char magic[8];
+	uint32_t hdr[4];
+	size_t n;
+	float *buf = NULL;
+	int ret = -1;
+
+	if (fp == NULL) {
+		fprintf(stderr, "interest-eval: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fread(magic, 1, 8, fp) != 8 || memcmp(magic, REF_MAGIC, 8) != 0 ||
+	    fread(hdr, sizeof(uint32_t), 4, fp) != 4) {
+		fprintf(stderr, "interest-eval: %s: not a reference file (magic %s)\n", path,
+		    REF_MAGIC);
+		goto done;
+	}
+	if (hdr[0] != n_users || hdr[1] != n_items || hdr[2] == 0 || hdr[2] > 4096) {
+		fprintf(stderr,
+		    "interest-eval: %s: n_users %u, n_items %u, dim %u; this split has %u users "
+		    "and %u items (dim 1..4096)\n",
+		    path, hdr[0], hdr[1], hdr[2], n_users, n_items);
+		goto done;
+	}
+	n = ((size_t)n_users + n_items) * hdr[2];
+	buf = malloc(n * sizeof(float));
+	if (buf == NULL || fread(buf, sizeof(float), n, fp) != n || fgetc(fp) != EOF) {
+		fprintf(stderr, "interest-eval: %s: %s\n", path,
+		    buf == NULL ? "out of memory" : "length is not that of the header's sizes");
+		goto done;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(buf[i])) {
+			fprintf(stderr, "interest-eval: %s: value %zu is not finite\n", path, i);
+			goto done;
+		}
+	*user = buf;
+	*item = buf + (size_t)n_users * hdr[2];
+	*dim = hdr[2];
+	buf = NULL;
+	ret = 0;
+done:
+	free(buf);
+	fclose(fp);
+	return ret;
 }
 
 /* What one model's pass over the split measures. */
@@ -362,12 +482,13 @@ main(int argc, char **argv)
 	uint32_t *stamp = NULL, n_tier1, n_items;
 	uint8_t *cold = NULL;
 	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
-	double base[EVAL_N_BASELINES][EVAL_N_METRICS];
+	double base[EVAL_N_BASELINES][EVAL_N_METRICS], ref[MAX_REFS][EVAL_N_METRICS];
 	double cold_hits = 0, cold_rand = 0, cold_auc = 0;
 	size_t cold_targets = 0;
 	char err[512];
 	int rc = EX_SOFTWARE, have_cold = 0;
 
+	blas_choose_kernel("interest-eval", argv);
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
 		return EX_USAGE;
@@ -390,6 +511,10 @@ main(int argc, char **argv)
 	}
 	if (eval_split_make(ds, &sp) < 0)
 		goto nomem;
+	if (a.write_split != NULL) {
+		rc = write_split(a.write_split, cat, ds, &sp) == 0 ? 0 : EX_SOFTWARE;
+		goto done;
+	}
 	n_items = model_n_items(cat);
 	n_tier1 = model_n_tier1(cat);
 	p1 = calloc(((size_t)sp.n + 1) * n_tier1, sizeof(float));
@@ -442,6 +567,32 @@ main(int argc, char **argv)
 		memset(stamp, 0, n_items * sizeof(uint32_t));
 	}
 
+	/* Reference methods trained outside on the --write-split split: user . item. */
+	for (uint32_t r = 0; r < a.n_refs; r++) {
+		float *uv = NULL, *iv = NULL;
+		uint32_t dim = 0;
+		if (load_reference(a.ref_path[r], sp.n, n_items, &uv, &iv, &dim) < 0) {
+			rc = EX_DATAERR;
+			goto done;
+		}
+		if ((ea = eval_acc_new(cat)) == NULL) {
+			free(uv);
+			goto nomem;
+		}
+		for (uint32_t k = 0; k < sp.n; k++) {
+			stamp_history(ds, &sp, k, stamp, k + 1);
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)n_items, (blasint)dim,
+			    1.0f, iv, (blasint)dim, uv + (size_t)k * dim, 1, 0.0f, scores, 1);
+			eval_acc_add(ea, scores, test_target(ds, &sp, k), stamp, k + 1,
+			    p1 + (size_t)k * n_tier1);
+		}
+		eval_acc_result(ea, ref[r]);
+		eval_acc_free(ea);
+		ea = NULL;
+		free(uv);
+		memset(stamp, 0, n_items * sizeof(uint32_t));
+	}
+
 	/* Cold start: HR@10 on test targets the cold model never saw in training. */
 	if (a.cold_model != NULL) {
 		FILE *fp = fopen(a.cold_items, "r");
@@ -486,6 +637,8 @@ main(int argc, char **argv)
 	print_row("lstm", lstm);
 	for (int b = 0; b < EVAL_N_BASELINES; b++)
 		print_row(eval_baseline_name((enum eval_baseline)b), base[b]);
+	for (uint32_t r = 0; r < a.n_refs; r++)
+		print_row(a.ref_name[r], ref[r]);
 	if (a.n_models > 1)
 		for (uint32_t s = 0; s < a.n_models; s++) {
 			char name[32];
@@ -530,6 +683,12 @@ main(int argc, char **argv)
 		for (int b = 0; b < EVAL_N_BASELINES; b++) {
 			fprintf(fp, ", \"%s\": ", eval_baseline_name((enum eval_baseline)b));
 			json_metrics(fp, base[b]);
+		}
+		for (uint32_t r = 0; r < a.n_refs; r++) {
+			fprintf(fp, ", ");
+			json_string(fp, a.ref_name[r]);
+			fprintf(fp, ": ");
+			json_metrics(fp, ref[r]);
 		}
 		fprintf(fp, "}, \"cold\": ");
 		if (have_cold)
