@@ -36,6 +36,7 @@ struct train_config {
 	uint32_t sampled;         /* negatives per step for sampled softmax; 0 = full */
 	uint32_t min_user_events; /* users with fewer events are ignored (protocol: 5) */
 	float cold_sim;           /* fraction of candidate items per window scored as if unseen */
+	int content_init;         /* start as a content recommender (trainer_content_init) */
 	struct model_hparams
 	    hp; /* ring, half-lives, type weights, max_tiers (hidden/type_dim copied) */
 };
