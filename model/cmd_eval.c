@@ -37,6 +37,7 @@ struct eval_args {
 	char ref_name[MAX_REFS][32]; /* --reference NAME=FILE */
 	const char *ref_path[MAX_REFS];
 	uint32_t n_refs;
+	int on_validation; /* --on validation: targets are the validation items */
 	unsigned seeds[MAX_MODELS];
 	uint32_t n_models, n_seeds;
 	double cold_fraction;
@@ -50,7 +51,7 @@ usage(FILE *fp)
 	    "usage: interest-eval --catalog X.icat --interactions F.csv --model M.imdl [--model "
 	    "...]\n"
 	    "           [--seed N ...] [--cold-model M --cold-items FILE] [--dataset NAME]\n"
-	    "           [--reference NAME=REF.bin ...] [--json OUT.json]\n"
+	    "           [--reference NAME=REF.bin ...] [--on test|validation] [--json OUT.json]\n"
 	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
 	    "           [--cold-seed N]\n"
 	    "       interest-eval --catalog X.icat --interactions F.csv --write-split FILE\n"
@@ -60,7 +61,9 @@ usage(FILE *fp)
 	    "per evaluated user: id, TAB, its items' catalog indices in time order; last =\n"
 	    "test, next-to-last = validation); --reference scores each user by the dot\n"
 	    "product of the reference file's user and item vectors (IREF0001: u32 n_users,\n"
-	    "n_items, dim, 0; float32 user[n_users][dim] in split order, item[n_items][dim]).\n");
+	    "n_items, dim, 0; float32 user[n_users][dim] in split order, item[n_items][dim]).\n"
+	    "--on validation measures every method on the validation items instead (history\n"
+	    "before them; baselines fitted as for the test), to compare the two targets.\n");
 }
 
 /* splitmix64, for the seeded cold-item choice. */
@@ -108,7 +111,14 @@ parse_args(int argc, char **argv, struct eval_args *a)
 			a->write_cold = v;
 		else if (strcmp(k, "--write-split") == 0)
 			a->write_split = v;
-		else if (strcmp(k, "--reference") == 0) {
+		else if (strcmp(k, "--on") == 0) {
+			if (strcmp(v, "validation") != 0 && strcmp(v, "test") != 0) {
+				fprintf(stderr,
+				    "interest-eval: bad --on '%s' (test or validation)\n", v);
+				return -1;
+			}
+			a->on_validation = strcmp(v, "validation") == 0;
+		} else if (strcmp(k, "--reference") == 0) {
 			const char *eq = strchr(v, '=');
 			if (eq == NULL || eq == v || eq[1] == '\0' || a->n_refs == MAX_REFS ||
 			    (size_t)(eq - v) > 31) {
@@ -162,6 +172,12 @@ parse_args(int argc, char **argv, struct eval_args *a)
 	if (a->write_cold == NULL && a->write_split == NULL &&
 	    (a->interactions == NULL || a->n_models == 0)) {
 		fprintf(stderr, "interest-eval: --interactions and --model are required\n");
+		return -1;
+	}
+	if (a->on_validation && (a->n_refs > 0 || a->cold_model != NULL)) {
+		fprintf(stderr,
+		    "interest-eval: --on validation takes no --reference or "
+		    "--cold-model\n");
 		return -1;
 	}
 	if ((a->cold_model == NULL) != (a->cold_items == NULL)) {
@@ -515,6 +531,13 @@ main(int argc, char **argv)
 		rc = write_split(a.write_split, cat, ds, &sp) == 0 ? 0 : EX_SOFTWARE;
 		goto done;
 	}
+	/* Baselines are fitted on the training part of the test split in either mode. */
+	bl = eval_baselines_new(ds, &sp);
+	if (bl == NULL)
+		goto nomem;
+	if (a.on_validation)
+		for (uint32_t k = 0; k < sp.n; k++)
+			sp.n_hist[k]--; /* >= EVAL_MIN_EVENTS - 2 events of history remain */
 	n_items = model_n_items(cat);
 	n_tier1 = model_n_tier1(cat);
 	p1 = calloc(((size_t)sp.n + 1) * n_tier1, sizeof(float));
@@ -522,8 +545,11 @@ main(int argc, char **argv)
 	stamp = calloc(n_items, sizeof(uint32_t));
 	if (!p1 || !scores || !stamp)
 		goto nomem;
-	fprintf(stderr, "interest-eval: %s: %u users evaluated (of %u), %u items, %zu events\n",
-	    a.dataset_name, sp.n, ds->n_users, n_items, ds->n_events);
+	fprintf(stderr,
+	    "interest-eval: %s: %u users evaluated (of %u), %u items, %zu events; targets: the %s "
+	    "items\n",
+	    a.dataset_name, sp.n, ds->n_users, n_items, ds->n_events,
+	    a.on_validation ? "validation" : "test");
 
 	/* The LSTM, one model per seed; the first also gives the users' tier-1 distributions. */
 	for (uint32_t s = 0; s < a.n_models; s++) {
@@ -549,9 +575,6 @@ main(int argc, char **argv)
 	}
 
 	/* Baselines on the same split. */
-	bl = eval_baselines_new(ds, &sp);
-	if (bl == NULL)
-		goto nomem;
 	for (int b = 0; b < EVAL_N_BASELINES; b++) {
 		if ((ea = eval_acc_new(cat)) == NULL)
 			goto nomem;
@@ -708,7 +731,8 @@ main(int argc, char **argv)
 			fprintf(fp, "%s", s ? ", " : "");
 			json_metrics(fp, per_seed[s]);
 		}
-		fprintf(fp, "], \"users\": %u, \"items\": %u, \"calibration_eps\": %g}\n", sp.n,
+		fprintf(fp, "], \"targets\": \"%s\"", a.on_validation ? "validation" : "test");
+		fprintf(fp, ", \"users\": %u, \"items\": %u, \"calibration_eps\": %g}\n", sp.n,
 		    n_items, EVAL_CALIB_EPS);
 		if (fclose(fp) != 0) {
 			fprintf(stderr, "interest-eval: %s: %s\n", a.json, strerror(errno));
