@@ -34,7 +34,7 @@ ifneq ($(wildcard daemon/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
-.PHONY: faults all deps test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
+.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
 all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
 
 $(BUILD)/model/%.o: model/%.c
@@ -68,6 +68,9 @@ $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libinte
 
 deps:
 	scripts/bootstrap
+# deps + Debian's PyTorch for the SASRec reference of `make eval`.
+deps-eval:
+	scripts/bootstrap --eval
 
 # The README's test command: unit tests, then the integration and end-to-end
 # tests against a real Kafka broker and redis-server (started by the tests).
@@ -91,9 +94,15 @@ test-asan: deps
 
 # ML evaluation: conversion, LLM catalog, training and evaluation in one go.
 DATA ?= ../shared/data/ml-100k
-eval: deps
+eval: deps-eval
 	$(MAKE) all
 	scripts/eval-pipeline "$(DATA)" $(BUILD)
+
+# The model's checks: make eval on every set of DATA_ROOT and a 600-user sample of each.
+DATA_ROOT ?= ../shared/data
+eval-all: deps-eval
+	$(MAKE) all
+	scripts/eval-all $(BUILD) "$(DATA_ROOT)"
 
 demo: deps
 	$(MAKE) all
