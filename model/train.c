@@ -184,6 +184,7 @@ struct trainer {
 	/* Candidates of the softmax. */
 	uint32_t *cand_all; /* seen items */
 	uint32_t n_cand_all;
+	int cand_all_sorted;     /* cand_all is in trainer_sort_cands order */
 	uint32_t *cand;          /* this step's candidates */
 	int32_t *cand_pos;       /* [n_items] position in cand or -1 */
 	uint32_t *tier1, *tier2; /* [n_items] */
@@ -203,7 +204,12 @@ struct trainer {
 	uint32_t *in_item;
 	uint8_t *in_type, *reset, *active;
 	float *U, *S, *dU, *dhd, *Ec, *dEc;
-	float *dh_next, *dc_next, *dxh, *dh_tot, *scratch, *g1, *g2, *a1, *a2;
+	float *dh_next, *dc_next, *dxh, *dh_tot, *scratch, *a1, *a2, *fS, *fL; /* [nn + 1] */
+	/* The window's candidates in runs of one tier-2 node (trainer_runs). */
+	float *cib;  /* [n_items] bias each candidate is scored with */
+	float *gibc; /* [n_items] its bias gradient, summed over the window */
+	uint32_t *run_lo, *run_t1, *run_t2, n_runs; /* [nn + 2] */
+	uint64_t *ckey;                             /* [n_items] sort keys */
 
 	/* Validation. */
 	struct eval_split val;
@@ -606,10 +612,16 @@ trainer_free(struct trainer *tr)
 		tr->dxh,
 		tr->dh_tot,
 		tr->scratch,
-		tr->g1,
-		tr->g2,
 		tr->a1,
 		tr->a2,
+		tr->fS,
+		tr->fL,
+		tr->cib,
+		tr->gibc,
+		tr->run_lo,
+		tr->run_t1,
+		tr->run_t2,
+		tr->ckey,
 		tr->val_hist,
 		tr->val_u,
 		tr->val_scores,
@@ -796,16 +808,23 @@ trainer_new(const struct model *cat, const struct dataset *ds, const struct trai
 	tr->dxh = calloc(B * tr->K, sizeof(float));
 	tr->dh_tot = calloc(B * H, sizeof(float));
 	tr->scratch = calloc(B * tr->G, sizeof(float));
-	tr->g1 = calloc(tr->nn, sizeof(float));
-	tr->g2 = calloc(tr->nn, sizeof(float));
-	tr->a1 = calloc(tr->nn, sizeof(float));
-	tr->a2 = calloc(tr->nn, sizeof(float));
+	tr->a1 = calloc(tr->nn + 1, sizeof(float));
+	tr->a2 = calloc(tr->nn + 1, sizeof(float));
+	tr->fS = calloc(tr->nn + 1, sizeof(float));
+	tr->fL = calloc(tr->nn + 1, sizeof(float));
+	tr->cib = calloc(tr->n_items, sizeof(float));
+	tr->gibc = calloc(tr->n_items, sizeof(float));
+	tr->run_lo = calloc(tr->nn + 2, sizeof(uint32_t));
+	tr->run_t1 = calloc(tr->nn + 2, sizeof(uint32_t));
+	tr->run_t2 = calloc(tr->nn + 2, sizeof(uint32_t));
+	tr->ckey = calloc(tr->n_items, sizeof(uint64_t));
 	if (!tr->order || !tr->lane_seq || !tr->lane_pos || !tr->lane_h || !tr->lane_c ||
 	    !tr->lane_us || !tr->xh || !tr->cprev || !tr->cnew || !tr->acts || !tr->hs || !tr->hd ||
 	    !tr->hmask || !tr->xmask || !tr->feat || !tr->tgt || !tr->in_item || !tr->in_type ||
 	    !tr->reset || !tr->active || !tr->U || !tr->S || !tr->dU || !tr->dhd || !tr->Ec ||
 	    !tr->dEc || !tr->dh_next || !tr->dc_next || !tr->dxh || !tr->dh_tot || !tr->scratch ||
-	    !tr->g1 || !tr->g2 || !tr->a1 || !tr->a2)
+	    !tr->a1 || !tr->a2 || !tr->fS || !tr->fL || !tr->cib || !tr->gibc || !tr->run_lo ||
+	    !tr->run_t1 || !tr->run_t2 || !tr->ckey)
 		goto nomem;
 	for (size_t b = 0; b < B; b++) {
 		tr->lane_us[b] = state_new(model_hparams(tr->mt));
@@ -1095,12 +1114,63 @@ trainer_fill_step(struct trainer *tr, uint32_t t)
 }
 
 /* Chooses this step's candidates; returns their count. */
+static int
+train_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : (x > y);
+}
+
+/* Tier node of an item for the runs: the node, or nn for none. */
+static uint32_t
+trainer_node(const struct trainer *tr, const uint32_t *tier, uint32_t i)
+{
+	return tier[i] < tr->nn ? tier[i] : tr->nn;
+}
+
+/*
+ * Orders cand[0..nc) by (tier-2 node, tier-1 node, item), so the candidates
+ * of one node are contiguous: their tier terms are one constant per run.
+ */
+static void
+trainer_sort_cands(struct trainer *tr, uint32_t *cand, uint32_t nc)
+{
+	for (uint32_t c = 0; c < nc; c++)
+		tr->ckey[c] = (uint64_t)trainer_node(tr, tr->tier2, cand[c]) << 40 |
+		    (uint64_t)trainer_node(tr, tr->tier1, cand[c]) << 24 | cand[c];
+	qsort(tr->ckey, nc, sizeof(uint64_t), train_u64_cmp);
+	for (uint32_t c = 0; c < nc; c++)
+		cand[c] = (uint32_t)(tr->ckey[c] & 0xFFFFFFu);
+}
+
+/* Runs of equal (tier-1, tier-2) node over the sorted cand[0..nc). */
+static void
+trainer_runs(struct trainer *tr, uint32_t nc)
+{
+	tr->n_runs = 0;
+	for (uint32_t c = 0; c < nc; c++) {
+		uint32_t i = tr->cand[c], t1 = trainer_node(tr, tr->tier1, i),
+			 t2 = trainer_node(tr, tr->tier2, i), r = tr->n_runs;
+		if (r == 0 || tr->run_t1[r - 1] != t1 || tr->run_t2[r - 1] != t2) {
+			tr->run_lo[r] = c;
+			tr->run_t1[r] = t1;
+			tr->run_t2[r] = t2;
+			tr->n_runs++;
+		}
+	}
+	tr->run_lo[tr->n_runs] = nc;
+}
+
 static uint32_t
 trainer_candidates(struct trainer *tr)
 {
 	uint32_t nc = 0;
 
 	if (tr->cfg.sampled == 0) {
+		if (!tr->cand_all_sorted) {
+			trainer_sort_cands(tr, tr->cand_all, tr->n_cand_all);
+			tr->cand_all_sorted = 1;
+		}
 		memcpy(tr->cand, tr->cand_all, tr->n_cand_all * sizeof(uint32_t));
 		nc = tr->n_cand_all;
 	} else {
@@ -1124,10 +1194,151 @@ trainer_candidates(struct trainer *tr)
 		}
 		for (uint32_t c = 0; c < nc; c++)
 			tr->cand_pos[tr->cand[c]] = -1;
+		trainer_sort_cands(tr, tr->cand, nc);
 	}
 	for (uint32_t c = 0; c < nc; c++)
 		tr->cand_pos[tr->cand[c]] = (int32_t)c;
+	trainer_runs(tr, nc);
 	return nc;
+}
+
+/* ---- the softmax row: vector kernels ---- */
+
+#define TRAIN_LANES 16
+typedef float train_vec __attribute__((vector_size(TRAIN_LANES * sizeof(float))));
+typedef int32_t train_ivec __attribute__((vector_size(TRAIN_LANES * sizeof(int32_t))));
+
+/*
+ * exp(x) for x <= 0 (a softmax row minus its maximum), lane-wise: x = n ln2 +
+ * r with |r| <= ln2 / 2, e^r by its degree-6 Taylor polynomial (relative
+ * error below 2e-7), times 2^n through the exponent bits; below -87 the
+ * result is 2^-126 (about 1e-38), not 0.
+ */
+static inline __attribute__((always_inline)) void
+train_exp_vec(train_vec *xp)
+{
+	train_vec x = *xp, lo = x - x - 87.0f, t, r, p;
+	train_ivec gt = x > lo, n;
+
+	x = (train_vec)(((train_ivec)x & gt) | ((train_ivec)lo & ~gt));
+	t = x * 1.44269504f - 0.5f;
+	n = __builtin_convertvector(t, train_ivec); /* toward zero: t <= -0.5 rounds down */
+	t = __builtin_convertvector(n, train_vec);
+	r = x - t * 0.693145752f - t * 1.42860677e-06f;
+	p = 1.0f +
+	    r *
+		(1.0f +
+		    r *
+			(0.5f +
+			    r *
+				(1.0f / 6 +
+				    r * (1.0f / 24 + r * (1.0f / 120 + r * (1.0f / 720))))));
+	*xp = (train_vec)((train_ivec)p + (n << 23));
+}
+
+#define TRAIN_LOAD(v, p)  memcpy(&(v), (p), sizeof(train_vec))
+#define TRAIN_STORE(p, v) memcpy((p), &(v), sizeof(train_vec))
+
+/* Scalar exp for the tails, the same arithmetic as train_exp_vec. */
+static inline float
+train_exp1(float x)
+{
+	train_vec v = { 0 };
+	v[0] = x;
+	train_exp_vec(&v);
+	return v[0];
+}
+
+/*
+ * One position's row: s[c] += cib[c] + add(run of c); returns the maximum.
+ * Runs are trainer_runs' over the candidates.
+ */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static float
+train_row_logits(float *s, const float *cib, const uint32_t *run_lo, const uint32_t *run_t1,
+    const uint32_t *run_t2, uint32_t n_runs, const float *a1, const float *a2)
+{
+	train_vec vm = { 0 };
+	float mx = -INFINITY;
+
+	vm = vm - INFINITY;
+	for (uint32_t r = 0; r < n_runs; r++) {
+		uint32_t c = run_lo[r], hi = run_lo[r + 1];
+		float add = a1[run_t1[r]] + a2[run_t2[r]];
+		for (; c + TRAIN_LANES <= hi; c += TRAIN_LANES) {
+			train_vec v, b;
+			TRAIN_LOAD(v, s + c);
+			TRAIN_LOAD(b, cib + c);
+			v += b + add;
+			train_ivec gt = v > vm;
+			TRAIN_STORE(s + c, v);
+			vm = (train_vec)(((train_ivec)v & gt) | ((train_ivec)vm & ~gt));
+		}
+		for (; c < hi; c++) {
+			s[c] += cib[c] + add;
+			mx = s[c] > mx ? s[c] : mx;
+		}
+	}
+	for (int k = 0; k < TRAIN_LANES; k++)
+		mx = vm[k] > mx ? vm[k] : mx;
+	return mx;
+}
+
+/* s[c] = exp(s[c] - mx) over the row; returns the sum. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static double
+train_row_exp(float *s, uint32_t nc, float mx)
+{
+	train_vec acc = { 0 };
+	double z = 0;
+	uint32_t c = 0;
+
+	for (; c + TRAIN_LANES <= nc; c += TRAIN_LANES) {
+		train_vec e;
+		TRAIN_LOAD(e, s + c);
+		e -= mx;
+		train_exp_vec(&e);
+		TRAIN_STORE(s + c, e);
+		acc += e;
+	}
+	for (; c < nc; c++) {
+		s[c] = train_exp1(s[c] - mx);
+		z += s[c];
+	}
+	for (int k = 0; k < TRAIN_LANES; k++)
+		z += acc[k];
+	return z;
+}
+
+/*
+ * s[c] = s[c] * scale (softmax share, divided by the positions), added into
+ * gibc; the sum of each run into run_sum[r] (its tier terms' gradient).
+ */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+train_row_grad(
+    float *s, float *gibc, const uint32_t *run_lo, uint32_t n_runs, float scale, float *run_sum)
+{
+	for (uint32_t r = 0; r < n_runs; r++) {
+		uint32_t c = run_lo[r], hi = run_lo[r + 1];
+		train_vec acc = { 0 };
+		float sum = 0;
+		for (; c + TRAIN_LANES <= hi; c += TRAIN_LANES) {
+			train_vec d, g;
+			TRAIN_LOAD(d, s + c);
+			TRAIN_LOAD(g, gibc + c);
+			d *= scale;
+			g += d;
+			TRAIN_STORE(s + c, d);
+			TRAIN_STORE(gibc + c, g);
+			acc += d;
+		}
+		for (; c < hi; c++) {
+			s[c] *= scale;
+			gibc[c] += s[c];
+			sum += s[c];
+		}
+		for (int k = 0; k < TRAIN_LANES; k++)
+			sum += acc[k];
+		run_sum[r] = sum;
+	}
 }
 
 /*
@@ -1200,64 +1411,54 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 	float *gib = trainer_block(tr->grad, tr->theta, tr->w.ib);
 	float *galpha = trainer_block(tr->grad, tr->theta, tr->w.alpha);
 	float inv = 1.0f / (float)n_act;
+	for (uint32_t c = 0; c < nc; c++) {
+		uint32_t i = tr->cand[c];
+		tr->cib[c] = tr->sim_cold[i] ? tr->ibp[i] : tr->w.ib[i];
+		tr->gibc[c] = 0.0f;
+	}
+	float *run_sum = tr->scratch; /* [n_runs <= nn + 1] <= B * 4H floats */
 	for (size_t n = 0; n < N; n++) {
 		float *s = tr->S + n * nc;
 		const float *f = tr->feat + n * 2 * nn;
-		double mx = -INFINITY, z = 0;
+		double mx, z;
 		int32_t tg;
 		if (!tr->active[n]) {
 			memset(s, 0, nc * sizeof(float));
 			continue;
 		}
+		/* Tier terms per node (index nn: no node, 0), and the features as sentinels too. */
 		for (uint32_t j = 0; j < nn; j++) {
 			tr->a1[j] = al[0] * f[j] + al[1] * f[nn + j];
 			tr->a2[j] = al[2] * f[j] + al[3] * f[nn + j];
+			tr->fS[j] = f[j];
+			tr->fL[j] = f[nn + j];
 		}
-		for (uint32_t c = 0; c < nc; c++) {
-			uint32_t i = tr->cand[c];
-			float v = s[c] + (tr->sim_cold[i] ? tr->ibp[i] : tr->w.ib[i]);
-			if (tr->tier1[i] < nn)
-				v += tr->a1[tr->tier1[i]];
-			if (tr->tier2[i] < nn)
-				v += tr->a2[tr->tier2[i]];
-			s[c] = v;
-			if (v > mx)
-				mx = v;
-		}
+		tr->a1[nn] = tr->a2[nn] = tr->fS[nn] = tr->fL[nn] = 0.0f;
+		mx = train_row_logits(
+		    s, tr->cib, tr->run_lo, tr->run_t1, tr->run_t2, tr->n_runs, tr->a1, tr->a2);
 		tg = tr->cand_pos[tr->tgt[n]];
-		/* s[c] becomes exp(s[c] - max): one expf per candidate (a fifth of an epoch's
-		 * time went to two double exp calls per candidate). */
-		float fmx = (float)mx, s_tg = s[tg];
-		for (uint32_t c = 0; c < nc; c++) {
-			s[c] = expf(s[c] - fmx);
-			z += s[c];
-		}
+		float s_tg = s[tg];
+		z = train_row_exp(s, nc, (float)mx);
 		tr->pos_ce[n] = -(s_tg - mx - log(z));
 		loss += tr->pos_ce[n];
-		/* dS = (softmax - onehot) / n_act, then ib and tier-term gradients. */
-		memset(tr->g1, 0, nn * sizeof(float));
-		memset(tr->g2, 0, nn * sizeof(float));
-		float zinv = (float)(1.0 / z) * inv;
-		for (uint32_t c = 0; c < nc; c++) {
-			uint32_t i = tr->cand[c];
-			float d = s[c] * zinv;
-			if ((int32_t)c == tg)
-				d -= inv;
-			s[c] = d;
-			if (!tr->sim_cold[i])
-				gib[i] += d;
-			if (tr->tier1[i] < nn)
-				tr->g1[tr->tier1[i]] += d;
-			if (tr->tier2[i] < nn)
-				tr->g2[tr->tier2[i]] += d;
-		}
-		for (uint32_t j = 0; j < nn; j++) {
-			galpha[0] += tr->g1[j] * f[j];
-			galpha[1] += tr->g1[j] * f[nn + j];
-			galpha[2] += tr->g2[j] * f[j];
-			galpha[3] += tr->g2[j] * f[nn + j];
+		/* dS = (softmax - onehot) / n_act; ib and tier-term gradients. */
+		train_row_grad(
+		    s, tr->gibc, tr->run_lo, tr->n_runs, (float)(1.0 / z) * inv, run_sum);
+		s[tg] -= inv;
+		tr->gibc[tg] -= inv;
+		for (uint32_t r = 0; r < tr->n_runs; r++) {
+			float g = run_sum[r];
+			if (tg >= (int32_t)tr->run_lo[r] && tg < (int32_t)tr->run_lo[r + 1])
+				g -= inv;
+			galpha[0] += g * tr->fS[tr->run_t1[r]];
+			galpha[1] += g * tr->fL[tr->run_t1[r]];
+			galpha[2] += g * tr->fS[tr->run_t2[r]];
+			galpha[3] += g * tr->fL[tr->run_t2[r]];
 		}
 	}
+	for (uint32_t c = 0; c < nc; c++)
+		if (!tr->sim_cold[tr->cand[c]])
+			gib[tr->cand[c]] += tr->gibc[c];
 	if (tr->cfg.sampled != 0)
 		for (uint32_t c = 0; c < nc; c++)
 			tr->cand_pos[tr->cand[c]] = -1;
