@@ -393,7 +393,32 @@ static const char *const ctl_sections[] = {
 	"ITIR",
 	"HPAR",
 	"WGHT",
+	"TRCH",
 };
+
+/* The trainer's settings search as recorded in the model file (TRCH), indented. */
+static void
+ctl_print_choice(const struct model *m)
+{
+	size_t len;
+	const char *p = model_choice(m, &len);
+
+	if (p == NULL) {
+		printf(
+		    "training    (no record of the settings: trained before the search existed)\n");
+		return;
+	}
+	printf("training    settings search (interest-train):\n");
+	while (len > 0) {
+		const char *nl = memchr(p, '\n', len);
+		size_t n = nl != NULL ? (size_t)(nl - p) : len;
+		printf("  %.*s\n", (int)n, p);
+		if (nl == NULL)
+			break;
+		len -= n + 1;
+		p = nl + 1;
+	}
+}
 
 static int
 ctl_model(int argc, char **argv)
@@ -448,6 +473,7 @@ ctl_model(int argc, char **argv)
 			printf(" %s=%.3g", model_event_type_name(t), (double)hp->type_weight[t]);
 		printf("\nweights     %" PRIu64 " floats (%.1f MiB)\n", n_w,
 		    (double)n_w * 4 / (1024.0 * 1024.0));
+		ctl_print_choice(m);
 	}
 	count = calloc(model_n_nodes(m), sizeof(*count));
 	if (count == NULL)

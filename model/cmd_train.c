@@ -19,6 +19,7 @@
 #include "dataset.h"
 #include "evaluate.h"
 #include "modelfile.h"
+#include "search.h"
 #include "train.h"
 
 #define EX_REFUSED  3 /* --current: the new model was worse; --out left untouched */
@@ -26,7 +27,9 @@
 #define EX_DATAERR  65
 #define EX_SOFTWARE 70
 
-#define TRAIN_GATE_HOLDOUT 2 /* --current: last = test, next-to-last = validation */
+#define TRAIN_GATE_HOLDOUT    2 /* --current: last = test, next-to-last = validation */
+#define TRAIN_SEARCH_BUDGET_S 600.0
+#define TRAIN_SCREEN_EPOCHS   2
 
 /* Flags given on the command line (the others come from --current, if any). */
 enum train_flag {
@@ -35,13 +38,16 @@ enum train_flag {
 	TRAIN_SET_HL_SHORT = 1 << 2,
 	TRAIN_SET_HL_LONG = 1 << 3,
 	TRAIN_SET_HOLDOUT = 1 << 4,
-	TRAIN_SET_VERSION = 1 << 5
+	TRAIN_SET_VERSION = 1 << 5,
+	TRAIN_SET_INIT = 1 << 6
 };
 
 struct train_args {
 	const char *catalog, *interactions, *out, *cold_items, *current;
 	double max_regression;
 	unsigned set; /* enum train_flag bits */
+	int no_search;
+	struct search_opts so; /* .fixed: the searched settings given as flags */
 	struct train_config cfg;
 };
 
@@ -76,8 +82,23 @@ usage(FILE *fp)
 	    "  --batch N          users trained in parallel (default %u)\n"
 	    "  --bptt N           truncated BPTT window in steps (default %u)\n"
 	    "  --l2 F             L2 on the item residuals R (default %g)\n"
+	    "  --l2-bias F        L2 on the item biases ib (default %g)\n"
 	    "  --dropout F        dropout on input embedding and h (default %g)\n"
 	    "  --clip F           global gradient-norm clip (default %g)\n"
+	    "  --content-init 0|1 start as a content recommender: the interest vector echoes\n"
+	    "                     the recent items' LLM embeddings (default 1 with validation\n"
+	    "                     items, where the start competes as epoch 0; 0 without)\n"
+	    "settings search (model/search.h), on whenever there are validation items\n"
+	    "(--holdout-last >= 1) and epochs to train: a coordinate search over --l2 {1e-5,\n"
+	    "1e-4,1e-3}, --dropout {0.3,0.1,0.5}, --content-init {1,0}, --hidden {128,64,256},\n"
+	    "--lr {1e-3,3e-3}, --l2-bias {0,1e-4,1e-3}, --bptt {20,50}, in that order, each try\n"
+	    "trained for --screen-epochs and judged on the validation items only; settings\n"
+	    "given as flags are not searched; the tries and the choice are printed and kept\n"
+	    "in the model file (interestctl model shows them)\n"
+	    "  --budget-s S       wall seconds for the search's tries (default %g); a try that\n"
+	    "                     would not fit is skipped and named\n"
+	    "  --screen-epochs N  epochs per try (default %u)\n"
+	    "  --no-search        train with the given settings and defaults only\n"
 	    "  --sampled N        sampled softmax with N negatives (default: full softmax,\n"
 	    "                     2048 negatives automatically above 50000 items)\n"
 	    "  --holdout-last N   drop each user's last N events from training; with N >= 1 the\n"
@@ -94,8 +115,9 @@ usage(FILE *fp)
 	    "exit status: 0 written, 3 refused by the --current gate, 64 usage, 65 bad input,\n"
 	    "70 failure\n",
 	    (unsigned long long)d.seed, d.epochs, d.patience, d.hidden, d.type_dim, (double)d.lr,
-	    d.batch, d.bptt, (double)d.l2, (double)d.dropout, (double)d.clip, (double)d.cold_sim,
-	    d.threads, (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
+	    d.batch, d.bptt, (double)d.l2, (double)d.l2_bias, (double)d.dropout, (double)d.clip,
+	    TRAIN_SEARCH_BUDGET_S, TRAIN_SCREEN_EPOCHS, (double)d.cold_sim, d.threads,
+	    (double)d.hp.half_life_short_s, (double)d.hp.half_life_long_s);
 }
 
 static int
@@ -129,6 +151,8 @@ parse_args(int argc, char **argv, struct train_args *a)
 {
 	train_config_default(&a->cfg);
 	a->cfg.hp.model_version = (uint64_t)time(NULL);
+	a->so.budget_s = TRAIN_SEARCH_BUDGET_S;
+	a->so.screen_epochs = TRAIN_SCREEN_EPOCHS;
 	for (int i = 1; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		uint32_t u = 0;
@@ -137,6 +161,10 @@ parse_args(int argc, char **argv, struct train_args *a)
 		if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
 			usage(stdout);
 			exit(0);
+		}
+		if (strcmp(k, "--no-search") == 0) {
+			a->no_search = 1;
+			continue;
 		}
 		if (v == NULL) {
 			fprintf(stderr, "interest-train: %s needs a value\n", k);
@@ -169,7 +197,19 @@ parse_args(int argc, char **argv, struct train_args *a)
 		else if (strcmp(k, "--hidden") == 0)
 			bad = parse_u32(v, &a->cfg.hidden) || a->cfg.hidden == 0 ||
 			    a->cfg.hidden > 1024,
-			a->set |= TRAIN_SET_HIDDEN;
+			a->set |= TRAIN_SET_HIDDEN, a->so.fixed |= SEARCH_HIDDEN;
+		else if (strcmp(k, "--budget-s") == 0) {
+			float f = 0;
+			bad = parse_f(v, &f) || !(f >= 0);
+			a->so.budget_s = f;
+		} else if (strcmp(k, "--screen-epochs") == 0)
+			bad = parse_u32(v, &a->so.screen_epochs) || a->so.screen_epochs == 0;
+		else if (strcmp(k, "--content-init") == 0)
+			bad = parse_u32(v, &u) || u > 1, a->cfg.content_init = (int)u,
+			a->set |= TRAIN_SET_INIT, a->so.fixed |= SEARCH_INIT;
+		else if (strcmp(k, "--l2-bias") == 0)
+			bad = parse_f(v, &a->cfg.l2_bias) || !(a->cfg.l2_bias >= 0),
+			a->so.fixed |= SEARCH_L2_BIAS;
 		else if (strcmp(k, "--type-dim") == 0)
 			bad = parse_u32(v, &a->cfg.type_dim) || a->cfg.type_dim == 0 ||
 			    a->cfg.type_dim > 64,
@@ -178,7 +218,8 @@ parse_args(int argc, char **argv, struct train_args *a)
 			bad =
 			    parse_u32(v, &a->cfg.batch) || a->cfg.batch == 0 || a->cfg.batch > 4096;
 		else if (strcmp(k, "--bptt") == 0)
-			bad = parse_u32(v, &a->cfg.bptt) || a->cfg.bptt == 0 || a->cfg.bptt > 1024;
+			bad = parse_u32(v, &a->cfg.bptt) || a->cfg.bptt == 0 || a->cfg.bptt > 1024,
+			a->so.fixed |= SEARCH_BPTT;
 		else if (strcmp(k, "--threads") == 0)
 			bad = parse_u32(v, &a->cfg.threads) || a->cfg.threads == 0 ||
 			    a->cfg.threads > 256;
@@ -187,12 +228,13 @@ parse_args(int argc, char **argv, struct train_args *a)
 		else if (strcmp(k, "--holdout-last") == 0)
 			bad = parse_u32(v, &a->cfg.holdout_last), a->set |= TRAIN_SET_HOLDOUT;
 		else if (strcmp(k, "--lr") == 0)
-			bad = parse_f(v, &a->cfg.lr) || !(a->cfg.lr > 0);
+			bad = parse_f(v, &a->cfg.lr) || !(a->cfg.lr > 0), a->so.fixed |= SEARCH_LR;
 		else if (strcmp(k, "--l2") == 0)
-			bad = parse_f(v, &a->cfg.l2) || a->cfg.l2 < 0;
+			bad = parse_f(v, &a->cfg.l2) || a->cfg.l2 < 0, a->so.fixed |= SEARCH_L2;
 		else if (strcmp(k, "--dropout") == 0)
 			bad = parse_f(v, &a->cfg.dropout) || a->cfg.dropout < 0 ||
-			    a->cfg.dropout >= 1;
+			    a->cfg.dropout >= 1,
+			a->so.fixed |= SEARCH_DROPOUT;
 		else if (strcmp(k, "--cold-sim") == 0)
 			bad = parse_f(v, &a->cfg.cold_sim) || a->cfg.cold_sim < 0 ||
 			    a->cfg.cold_sim >= 1;
@@ -267,6 +309,7 @@ inherit_current(struct train_args *a, const struct model *cur)
 
 	if (!(a->set & TRAIN_SET_HIDDEN))
 		a->cfg.hidden = hp->hidden;
+	a->so.fixed |= SEARCH_HIDDEN; /* the serving model's shape (or the one asked for) */
 	if (!(a->set & TRAIN_SET_TYPE_DIM))
 		a->cfg.type_dim = hp->type_dim;
 	if (!(a->set & TRAIN_SET_HOLDOUT))
@@ -415,6 +458,52 @@ done:
 	return cold;
 }
 
+/*
+ * The settings to train with: the search's choice when there are validation
+ * items and epochs to train (unless --no-search), else the flags and
+ * defaults. *record is the model file's TRCH text (malloc'd). Returns 0, or
+ * -1 (printed).
+ */
+static int
+record_settings(struct train_args *a, const struct dataset *ds, const struct model *cat,
+    const uint8_t *cold, const char *tmp, char **record)
+{
+	char err[512], flags[256];
+	const char *why = NULL;
+	size_t n;
+
+	/* Without validation items the content-echo start cannot be judged against
+	 * the trained epochs: the random start (interest vectors learned from
+	 * scratch) is the default there. */
+	if (!(a->set & TRAIN_SET_INIT) && a->cfg.holdout_last == 0)
+		a->cfg.content_init = 0;
+	if (a->no_search)
+		why = "--no-search";
+	else if (a->cfg.holdout_last == 0)
+		why = "no validation items (--holdout-last 0)";
+	else if (a->cfg.epochs == 0)
+		why = "no epochs to train (--epochs 0)";
+	if (why == NULL) {
+		struct train_config best;
+		if (search_run(cat, ds, cold, &a->cfg, &a->so, tmp, stdout, &best, record, err,
+			sizeof(err)) < 0) {
+			fprintf(stderr, "interest-train: %s\n", err);
+			return -1;
+		}
+		a->cfg = best;
+		return 0;
+	}
+	search_flags(&a->cfg, flags, sizeof(flags));
+	n = strlen(why) + strlen(flags) + 64;
+	if ((*record = malloc(n)) == NULL) {
+		fprintf(stderr, "interest-train: out of memory\n");
+		return -1;
+	}
+	snprintf(*record, n, "search: off: %s\nsettings: %s\n", why, flags);
+	printf("%s", *record);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -423,7 +512,8 @@ main(int argc, char **argv)
 	struct dataset *ds = NULL;
 	struct trainer *tr = NULL;
 	uint8_t *cold = NULL;
-	char err[512], tmp[4096], cand[4096];
+	char err[512], tmp[4096], cand[4096], flags[256];
+	char *record = NULL;
 	size_t n_cold = 0;
 	int rc = EX_SOFTWARE;
 
@@ -475,12 +565,14 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "interest-train: %u items, %u users, %zu events (%zu with unknown items skipped), "
-	    "%zu cold items; H=%u E=%u batch=%u bptt=%u lr=%g dropout=%g l2=%g cold-sim=%g "
-	    "seed=%llu\n",
-	    ds->n_items, ds->n_users, ds->n_events, ds->n_unknown_items, n_cold, a.cfg.hidden,
-	    a.cfg.type_dim, a.cfg.batch, a.cfg.bptt, (double)a.cfg.lr, (double)a.cfg.dropout,
-	    (double)a.cfg.l2, (double)a.cfg.cold_sim, (unsigned long long)a.cfg.seed);
+	    "%zu cold items; E=%u batch=%u cold-sim=%g seed=%llu\n",
+	    ds->n_items, ds->n_users, ds->n_events, ds->n_unknown_items, n_cold, a.cfg.type_dim,
+	    a.cfg.batch, (double)a.cfg.cold_sim, (unsigned long long)a.cfg.seed);
 	snprintf(tmp, sizeof(tmp), "%s.init", a.out);
+	if (record_settings(&a, ds, cat != NULL ? cat : cur, cold, tmp, &record) < 0)
+		goto done;
+	search_flags(&a.cfg, flags, sizeof(flags));
+	fprintf(stderr, "interest-train: training with %s\n", flags);
 	tr = trainer_new(cat != NULL ? cat : cur, ds, &a.cfg, cold, tmp, err, sizeof(err));
 	if (tr == NULL) {
 		fprintf(stderr, "interest-train: %s\n", err);
@@ -491,7 +583,7 @@ main(int argc, char **argv)
 		goto done;
 	}
 	if (cur == NULL) {
-		if (trainer_write(tr, a.out, err, sizeof(err)) < 0) {
+		if (trainer_write(tr, a.out, record, err, sizeof(err)) < 0) {
 			fprintf(stderr, "interest-train: %s: %s\n", a.out, err);
 			goto done;
 		}
@@ -501,7 +593,7 @@ main(int argc, char **argv)
 	}
 	/* The gate: the candidate is written beside --out and renamed over it if accepted. */
 	snprintf(cand, sizeof(cand), "%s.candidate", a.out);
-	if (trainer_write(tr, cand, err, sizeof(err)) < 0) {
+	if (trainer_write(tr, cand, record, err, sizeof(err)) < 0) {
 		fprintf(stderr, "interest-train: %s: %s\n", cand, err);
 		goto done;
 	}
@@ -509,6 +601,7 @@ main(int argc, char **argv)
 	rc = gate(&a, cand, cur, ds);
 done:
 	trainer_free(tr);
+	free(record);
 	free(cold);
 	dataset_free(ds);
 	model_free(cat);

@@ -68,9 +68,11 @@ struct model {
 	struct model_hparams hp;
 	struct model_weights w;
 	float *item_emb_owned; /* EMBD + R for a model, NULL for a catalog */
-	uint64_t *item_hash;   /* [n_items] */
-	int32_t *id_slots;     /* open addressing by id, item index or SLOT_EMPTY */
-	int32_t *hash_slots;   /* open addressing by item hash */
+	const char *trch;      /* TRCH: the trainer's settings search, text; NULL if none */
+	size_t trch_len;
+	uint64_t *item_hash; /* [n_items] */
+	int32_t *id_slots;   /* open addressing by id, item index or SLOT_EMPTY */
+	int32_t *hash_slots; /* open addressing by item hash */
 	uint64_t slot_mask;
 	void *own[OWN_MAX]; /* model_extend's copies of every section (ct NULL) */
 	size_t n_own;
@@ -470,6 +472,37 @@ build_index(struct model *m, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/* TRCH (optional): text lines, tab and newline allowed, no other control byte. */
+static int
+parse_trch(struct model *m, char *errstr, size_t errstr_size)
+{
+	size_t len;
+	const uint8_t *p = container_section(m->ct, "TRCH", &len);
+
+	if (p == NULL)
+		return 0;
+	if (len > MODEL_TRCH_MAX) {
+		snprintf(errstr, errstr_size, "section TRCH: length %zu > %d", len, MODEL_TRCH_MAX);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((p[i] < 0x20 && p[i] != '\n' && p[i] != '\t') || p[i] == 0x7f) {
+			snprintf(errstr, errstr_size,
+			    "section TRCH: byte %zu is 0x%02x, not text (UTF-8 lines)", i, p[i]);
+			return -1;
+		}
+	m->trch = (const char *)p;
+	m->trch_len = len;
+	return 0;
+}
+
+const char *
+model_choice(const struct model *m, size_t *len)
+{
+	*len = m->trch_len;
+	return m->trch;
+}
+
 /* Loads and validates; the message does not name the path (model_load adds it). */
 static struct model *
 model_load_inner(const char *path, char *errstr, size_t errstr_size)
@@ -527,6 +560,8 @@ model_load_inner(const char *path, char *errstr, size_t errstr_size)
 		if (parse_hpar(hpar, hlen, &m->hp, errstr, errstr_size) != 0)
 			goto fail;
 		if (parse_wght(m, wght, wlen, errstr, errstr_size) != 0)
+			goto fail;
+		if (parse_trch(m, errstr, errstr_size) != 0)
 			goto fail;
 		m->has_weights = 1;
 		m->item_emb_owned = malloc((size_t)m->n_items * m->dim * sizeof(float));
@@ -781,6 +816,13 @@ int
 model_write(const char *path, const struct model *cat, const struct model_hparams *hp,
     const struct model_weights *w, char *errstr, size_t errstr_size)
 {
+	return model_write_choice(path, cat, hp, w, NULL, errstr, errstr_size);
+}
+
+int
+model_write_choice(const char *path, const struct model *cat, const struct model_hparams *hp,
+    const struct model_weights *w, const char *choice, char *errstr, size_t errstr_size)
+{
 	struct container_writer *cw = NULL;
 	struct wght_layout wl;
 	uint8_t hpar[HPAR_SIZE];
@@ -807,8 +849,13 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 			return -1;
 		}
 	}
-	cw = container_writer_new(
-	    path, CONTAINER_KIND_MODEL, (uint32_t)N_CATALOG_TAGS + 2, errstr, errstr_size);
+	if (choice != NULL && strlen(choice) > MODEL_TRCH_MAX) {
+		snprintf(errstr, errstr_size, "%s: section TRCH: length %zu > %d", path,
+		    strlen(choice), MODEL_TRCH_MAX);
+		return -1;
+	}
+	cw = container_writer_new(path, CONTAINER_KIND_MODEL,
+	    (uint32_t)N_CATALOG_TAGS + 2 + (choice != NULL), errstr, errstr_size);
 	if (cw == NULL)
 		return -1;
 	for (size_t i = 0; i < N_CATALOG_TAGS; i++) {
@@ -828,6 +875,10 @@ model_write(const char *path, const struct model *cat, const struct model_hparam
 		if (container_writer_append(
 			cw, arrays[i], wl.n[i] * sizeof(float), errstr, errstr_size) != 0)
 			goto done;
+	if (choice != NULL &&
+	    (container_writer_begin(cw, "TRCH", errstr, errstr_size) != 0 ||
+		container_writer_append(cw, choice, strlen(choice), errstr, errstr_size) != 0))
+		goto done;
 	if (container_writer_commit(cw, errstr, errstr_size) != 0)
 		goto done;
 	ret = 0;

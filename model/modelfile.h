@@ -119,6 +119,18 @@ size_t model_node_label(const struct model *m, uint32_t node, char *buf, size_t 
 int model_write(const char *path, const struct model *cat, const struct model_hparams *hp,
     const struct model_weights *w, char *errstr, size_t errstr_size);
 
+/*
+ * model_write plus the optional TRCH section: choice, the trainer's settings
+ * search as text lines (what was tried, what was chosen; at most
+ * MODEL_TRCH_MAX bytes, no control bytes but tab and newline). NULL: none.
+ */
+#define MODEL_TRCH_MAX 65536
+int model_write_choice(const char *path, const struct model *cat, const struct model_hparams *hp,
+    const struct model_weights *w, const char *choice, char *errstr, size_t errstr_size);
+
+/* The TRCH text of a model file (not NUL-terminated, *len bytes), or NULL. */
+const char *model_choice(const struct model *m, size_t *len);
+
 /* One item to add to a model (model_extend). Everything is borrowed. */
 struct model_item_add {
 	const char *id; /* 1..255 bytes, not in the base */

@@ -28,10 +28,10 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-#define N_LEVELS     2          /* tier levels with learned terms */
-#define SCORER_LANES 16         /* items per packed block: one 64-byte vector */
-#define SCORER_GROUP 8          /* users per kernel call, accumulators in registers */
-#define SCORER_CHUNK 64         /* users scored together */
+#define N_LEVELS     2            /* tier levels with learned terms */
+#define SCORER_LANES 16           /* items per packed block: one 64-byte vector */
+#define SCORER_GROUP SCORER_BATCH /* users per kernel call, accumulators in registers */
+#define SCORER_CHUNK 64           /* users scored together */
 #define SCORER_SPAN  32         /* blocks per cache span: 32 x 16 x d floats (128 KiB at d = 64) */
 #define SCORER_PAD   UINT32_MAX /* item index of a padding lane */
 
@@ -669,6 +669,48 @@ scorer_all_blocks(const struct scorer *sc, const float *u, const float *nt, floa
 			if (i != SCORER_PAD)
 				out[i] = sv[l];
 		}
+	}
+}
+
+/* scorer_all_blocks for the first ng (<= SCORER_GROUP) users of ubuf, rows of out. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+scorer_all_blocks_group(const struct scorer *sc, size_t ng, float *out)
+{
+	for (uint32_t blk = 0; blk < sc->n_blocks; blk++) {
+		scorer_vec acc[SCORER_GROUP];
+
+		scorer_dot8(sc->pe + (size_t)blk * sc->dim * SCORER_LANES, sc->ubuf, sc->dim, acc);
+		for (size_t r = 0; r < ng; r++) {
+			scorer_vec s;
+			float sv[SCORER_LANES];
+			float *row = out + r * sc->n_items;
+
+			scorer_block_scores(sc, sc->sel[r].nt, blk, &acc[r], &s);
+			memcpy(sv, &s, sizeof(sv));
+			for (uint32_t l = 0; l < SCORER_LANES; l++) {
+				uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
+
+				if (i != SCORER_PAD)
+					row[i] = sv[l];
+			}
+		}
+	}
+}
+
+void
+scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
+    size_t n_users, float *out)
+{
+	size_t dim = sc->dim;
+
+	for (size_t off = 0; off < n_users; off += SCORER_GROUP) {
+		size_t ng = n_users - off < SCORER_GROUP ? n_users - off : SCORER_GROUP;
+
+		memcpy(sc->ubuf, U + off * dim, ng * dim * sizeof(float));
+		memset(sc->ubuf + ng * dim, 0, (SCORER_GROUP - ng) * dim * sizeof(float));
+		for (size_t k = 0; k < ng; k++)
+			scorer_node_terms(sc, us[off + k], sc->sel[k].nt);
+		scorer_all_blocks_group(sc, ng, out + off * sc->n_items);
 	}
 }
 

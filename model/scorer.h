@@ -33,6 +33,16 @@ const float *scorer_score_all(
     struct scorer *sc, const struct user_state *us, const float *u, float *out);
 
 /*
+ * scorer_score_all for n_users users: us[k] with interest vector U[k * dim ..],
+ * scores into out[k * n_items ..]. Each pass over the item embeddings serves
+ * SCORER_BATCH users (memory traffic / SCORER_BATCH); a user's scores may
+ * differ from scorer_score_all's in the last bits. No allocation.
+ */
+#define SCORER_BATCH 8
+void scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
+    size_t n_users, float *out);
+
+/*
  * Best n items, best first, into items/scores; consumed items (the state's
  * filter) excluded. calibrate != 0 spreads the slots across tier-1 nodes in
  * proportion to the user's long-term tier-1 weights (largest remainder),

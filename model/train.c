@@ -57,6 +57,7 @@ train_config_default(struct train_config *cfg)
 	cfg->bptt = 20;
 	cfg->lr = 1e-3f;
 	cfg->l2 = 1e-5f;
+	cfg->l2_bias = 0.0f;
 	cfg->dropout = 0.3f;
 	cfg->clip = 5.0f;
 	cfg->holdout_last = 0;
@@ -223,6 +224,7 @@ struct trainer {
 	uint32_t *pos_seq, *pos_applied;
 	double *pos_ce;
 	double best_val;
+	struct trainer_stats st; /* of the last trainer_run */
 	uint64_t rng;
 };
 
@@ -838,8 +840,8 @@ trainer_new(const struct model *cat, const struct dataset *ds, const struct trai
 		if (eval_split_make(ds, &tr->val) < 0)
 			goto nomem;
 		tr->val_hist = malloc((tr->val.n + 1) * sizeof(uint32_t));
-		tr->val_u = malloc(tr->dim * sizeof(float));
-		tr->val_scores = malloc(tr->n_items * sizeof(float));
+		tr->val_u = malloc((size_t)SCORER_BATCH * tr->dim * sizeof(float));
+		tr->val_scores = malloc((size_t)SCORER_BATCH * tr->n_items * sizeof(float));
 		tr->stamp = calloc(tr->n_items, sizeof(uint32_t));
 		tr->n_val_us = tr->val.n < TRAIN_VAL_USERS ? tr->val.n : TRAIN_VAL_USERS;
 		tr->val_us = calloc(tr->n_val_us + 1, sizeof(*tr->val_us));
@@ -878,7 +880,7 @@ struct train_scoring {
 	struct user_state **us;
 	size_t n_us;
 	uint32_t *stamp;
-	float *u, *scores;
+	float *u, *scores; /* [SCORER_BATCH][dim], [SCORER_BATCH][n_items] */
 };
 
 /*
@@ -903,18 +905,25 @@ train_score_users(const struct model *m, struct updater *up, struct scorer *sc,
 			ret = -1;
 			break;
 		}
-		for (uint32_t j = 0; j < nk; j++) {
-			uint32_t k = k0 + j, mark = k + 1, rank;
-			size_t n_ev;
-			const struct dataset_event *ev = dataset_user(ds, users[k], &n_ev);
-			for (uint32_t e = 0; e < n_hist[k]; e++)
-				ts->stamp[ev[e].item] = mark;
-			scorer_interest(m, ts->us[j], ts->u);
-			scorer_score_all(sc, ts->us[j], ts->u, ts->scores);
-			rank = eval_rank(ts->scores, n_items, ev[n_hist[k]].item, ts->stamp, mark);
-			if (rank < EVAL_TOPK) {
-				*hits += 1;
-				*ndcg += 1.0 / log2(rank + 2.0);
+		for (uint32_t j0 = 0; j0 < nk; j0 += SCORER_BATCH) {
+			uint32_t ng = nk - j0 < SCORER_BATCH ? nk - j0 : SCORER_BATCH;
+			for (uint32_t r = 0; r < ng; r++)
+				scorer_interest(
+				    m, ts->us[j0 + r], ts->u + (size_t)r * model_dim(m));
+			scorer_score_all_batch(sc, (const struct user_state *const *)ts->us + j0,
+			    ts->u, ng, ts->scores);
+			for (uint32_t r = 0; r < ng; r++) {
+				uint32_t k = k0 + j0 + r, mark = k + 1, rank;
+				size_t n_ev;
+				const struct dataset_event *ev = dataset_user(ds, users[k], &n_ev);
+				for (uint32_t e = 0; e < n_hist[k]; e++)
+					ts->stamp[ev[e].item] = mark;
+				rank = eval_rank(ts->scores + (size_t)r * n_items, n_items,
+				    ev[n_hist[k]].item, ts->stamp, mark);
+				if (rank < EVAL_TOPK) {
+					*hits += 1;
+					*ndcg += 1.0 / log2(rank + 2.0);
+				}
 			}
 		}
 	}
@@ -993,8 +1002,8 @@ train_test(const struct model *m, const struct dataset *ds, struct train_test_re
 	ts.n_us = sp.n < TRAIN_VAL_USERS ? sp.n : TRAIN_VAL_USERS;
 	ts.us = calloc(ts.n_us + 1, sizeof(*ts.us));
 	ts.stamp = calloc(ds->n_items + 1, sizeof(uint32_t));
-	ts.u = malloc(((size_t)model_dim(m) + 1) * sizeof(float));
-	ts.scores = malloc(((size_t)ds->n_items + 1) * sizeof(float));
+	ts.u = malloc((size_t)SCORER_BATCH * ((size_t)model_dim(m) + 1) * sizeof(float));
+	ts.scores = malloc((size_t)SCORER_BATCH * ((size_t)ds->n_items + 1) * sizeof(float));
 	up = updater_new(m, TRAIN_VAL_BATCH);
 	sc = scorer_new(m);
 	if (!ts.us || !ts.stamp || !ts.u || !ts.scores || !up || !sc)
@@ -1526,6 +1535,11 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 	double norm = 0;
 	for (size_t k = 0; k < (size_t)tr->n_items * dim; k++)
 		gR[k] += tr->cfg.l2 * tr->w.R[k];
+	if (tr->cfg.l2_bias > 0) {
+		float *gbias = trainer_block(tr->grad, tr->theta, tr->w.ib);
+		for (uint32_t i = 0; i < tr->n_items; i++)
+			gbias[i] += tr->cfg.l2_bias * tr->w.ib[i];
+	}
 	if (!update)
 		return loss;
 	for (size_t k = 0; k < tr->n_par; k++)
@@ -1553,7 +1567,10 @@ int
 trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 {
 	uint32_t since_best = 0;
+	struct timespec r0, r1;
 
+	clock_gettime(CLOCK_MONOTONIC, &r0);
+	memset(&tr->st, 0, sizeof(tr->st));
 	tr->shuffle = 1;
 	trainer_shuffle(tr);
 	tr->epochs_done = 0;
@@ -1571,7 +1588,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 	}
 
 	for (uint32_t ep = 1; ep <= tr->cfg.epochs; ep++) {
-		struct timespec t0, t1;
+		struct timespec t0, tw, t1;
 		double loss = 0, val = 0, hr = 0;
 		size_t positions = 0;
 
@@ -1589,6 +1606,11 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			loss += trainer_window(tr, &cnt, 1);
 			positions += cnt;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &tw);
+		tr->st.epochs = ep;
+		tr->st.positions += positions;
+		tr->st.train_s +=
+		    (double)(tw.tv_sec - t0.tv_sec) + (double)(tw.tv_nsec - t0.tv_nsec) * 1e-9;
 		if (!isfinite(loss)) {
 			snprintf(errstr, errstr_size, "trainer: loss diverged in epoch %u", ep);
 			return -1;
@@ -1609,6 +1631,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			fflush(log);
 		if (tr->val.n == 0 || val > tr->best_val) {
 			tr->best_val = val;
+			tr->st.best_epoch = ep;
 			memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
 			since_best = 0;
 		} else if (tr->cfg.patience > 0 && ++since_best >= tr->cfg.patience) {
@@ -1628,7 +1651,22 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		fprintf(log, "placed %u untrained items from content (ridge lambda R %g, ib %g)\n",
 		    n_cold, tr->lambda_R, tr->lambda_ib);
 	}
+	clock_gettime(CLOCK_MONOTONIC, &r1);
+	tr->st.total_s = (double)(r1.tv_sec - r0.tv_sec) + (double)(r1.tv_nsec - r0.tv_nsec) * 1e-9;
+	if (log != NULL && tr->st.train_s > 0)
+		fprintf(log,
+		    "trained %u epochs (best %u), %llu positions in %.1f s: %.0f training events/s "
+		    "per thread (%u threads)\n",
+		    tr->st.epochs, tr->st.best_epoch, (unsigned long long)tr->st.positions,
+		    tr->st.train_s, (double)tr->st.positions / tr->st.train_s / tr->cfg.threads,
+		    tr->cfg.threads);
 	return 0;
+}
+
+void
+trainer_stats(const struct trainer *tr, struct trainer_stats *st)
+{
+	*st = tr->st;
 }
 
 double
@@ -1638,10 +1676,12 @@ trainer_best_val(const struct trainer *tr)
 }
 
 int
-trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size)
+trainer_write(const struct trainer *tr, const char *path, const char *choice, char *errstr,
+    size_t errstr_size)
 {
 	/* served: placed by trainer_new (initial weights), then by trainer_run (best epoch). */
-	return model_write(path, tr->cat, model_hparams(tr->mt), &tr->sw, errstr, errstr_size);
+	return model_write_choice(
+	    path, tr->cat, model_hparams(tr->mt), &tr->sw, choice, errstr, errstr_size);
 }
 
 /* Starts an epoch over the users in stored order (no shuffle). */
@@ -1658,13 +1698,15 @@ double
 trainer_window_loss(struct trainer *tr)
 {
 	size_t cnt;
-	double ce, l2 = 0;
+	double ce, l2 = 0, l2b = 0;
 
 	trainer_rewind(tr);
 	ce = trainer_window(tr, &cnt, 0);
 	for (size_t k = 0; k < (size_t)tr->n_items * tr->dim; k++)
 		l2 += (double)tr->w.R[k] * tr->w.R[k];
-	return (cnt ? ce / (double)cnt : 0.0) + 0.5 * tr->cfg.l2 * l2;
+	for (uint32_t i = 0; i < tr->n_items; i++)
+		l2b += (double)tr->w.ib[i] * tr->w.ib[i];
+	return (cnt ? ce / (double)cnt : 0.0) + 0.5 * tr->cfg.l2 * l2 + 0.5 * tr->cfg.l2_bias * l2b;
 }
 
 size_t

@@ -29,6 +29,7 @@ struct train_config {
 	uint32_t bptt;            /* truncated BPTT window, steps */
 	float lr;                 /* Adam */
 	float l2;                 /* L2 on the residuals R */
+	float l2_bias;            /* L2 on the item biases ib */
 	float dropout;            /* on the input embedding and h, training only */
 	float clip;               /* global gradient-norm clip */
 	uint32_t holdout_last;    /* each user's last N events excluded from training */
@@ -85,12 +86,24 @@ int trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 /* Best validation NDCG@10 seen by trainer_run (on each user's next-to-last event). */
 double trainer_best_val(const struct trainer *tr);
 
+/* What trainer_run did: epochs trained, the best one, training positions and seconds. */
+struct trainer_stats {
+	uint32_t epochs;     /* trained (not counting epoch 0, the starting weights) */
+	uint32_t best_epoch; /* 0 = the starting weights won */
+	uint64_t positions;  /* training targets processed */
+	double train_s;      /* wall seconds in training windows (validation excluded) */
+	double total_s;      /* wall seconds of trainer_run */
+};
+void trainer_stats(const struct trainer *tr, struct trainer_stats *st);
+
 /*
  * Writes the model file (catalog of cat + HPAR + WGHT): the weights of the
  * best epoch as trainer_run left them (the initial weights before it), with
- * the untrained items placed from content. Returns 0 or -1 with errstr.
+ * the untrained items placed from content, and choice (the settings search's
+ * record, TRCH; NULL: none). Returns 0 or -1 with errstr.
  */
-int trainer_write(const struct trainer *tr, const char *path, char *errstr, size_t errstr_size);
+int trainer_write(const struct trainer *tr, const char *path, const char *choice, char *errstr,
+    size_t errstr_size);
 
 /* One model's figures on the leave-last-out test (train_test). */
 struct train_test_result {

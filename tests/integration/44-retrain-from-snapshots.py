@@ -160,7 +160,8 @@ res = subprocess.run(
     [os.path.join(ROOT, "scripts", "retrain"), "--bootstrap", env["KAFKA_BOOTSTRAP"],
      "--topic", env["SNAPSHOTS_TOPIC"], "--current", live, "--work", work,
      "--until-idle", "5", "--train", e2e.tool("interest-train"), "--sighup-pid",
-     str(d.proc.pid), "--", "--epochs", "2", "--threads", "1", "--seed", "1"],
+     str(d.proc.pid), "--", "--epochs", "2", "--threads", "1", "--seed", "1",
+     "--budget-s", "10"],
     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 print(res.stdout, file=sys.stderr)
 if res.returncode != 0:
@@ -168,6 +169,15 @@ if res.returncode != 0:
 m = re.search(r"new ndcg@10 ([\d.]+) .*current ndcg@10 ([\d.]+)", res.stdout)
 if m is None or "decision: accepted" not in res.stdout:
     e2e.fail("no accepted decision with both figures in the output")
+# The retraining ran the settings search (validation items only) and the model file keeps it.
+chose = re.search(r"^chose: (.*)$", res.stdout, re.M)
+if chose is None or not re.search(r"^search: try 1: ", res.stdout, re.M):
+    e2e.fail("the retraining printed no settings search (search: try 1 ... chose: ...)")
+shown = subprocess.run([e2e.tool("interestctl"), "model", live], capture_output=True, text=True,
+                       timeout=60)
+if shown.returncode != 0 or ("chose: " + chose.group(1)) not in shown.stdout:
+    e2e.fail(f"interestctl model does not show the search's choice:\n{shown.stdout}{shown.stderr}")
+e2e.ok(f"settings search recorded in the model file: {chose.group(1)}")
 new_version = e2e.model_version(live)
 if new_version <= CURRENT_VERSION:
     e2e.fail(f"new model_version {new_version} not above {CURRENT_VERSION}")

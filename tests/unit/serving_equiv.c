@@ -242,7 +242,7 @@ main(void)
 		if (tr == NULL)
 			goto done;
 		CHECK(trainer_run(tr, NULL, err, sizeof(err)) == 0, "trained 3 epochs");
-		CHECK(trainer_write(tr, out_path, err, sizeof(err)) == 0, "model written");
+		CHECK(trainer_write(tr, out_path, NULL, err, sizeof(err)) == 0, "model written");
 	}
 	m = model_load(out_path, err, sizeof(err));
 	CHECK(m != NULL, "model loads (%s)", m ? "" : err);

@@ -194,7 +194,7 @@ main(void)
 	CHECK(n1 == n3 && memcmp(p1, p3, n1 * sizeof(float)) != 0,
 	    "different seed: different weights");
 
-	CHECK(trainer_write(t1, out_path, err, sizeof(err)) == 0, "model written");
+	CHECK(trainer_write(t1, out_path, NULL, err, sizeof(err)) == 0, "model written");
 	m = model_load(out_path, err, sizeof(err));
 	CHECK(
 	    m != NULL && model_has_weights(m), "model file loads with weights (%s)", m ? "" : err);

@@ -45,7 +45,7 @@ echo_cosine(const struct model *cat, const struct dataset *ds, int content_init,
 	cfg.content_init = content_init;
 	cfg.hp.model_version = 1;
 	tr = trainer_new(cat, ds, &cfg, NULL, tmp, err, sizeof(err));
-	if (tr == NULL || trainer_write(tr, out, err, sizeof(err)) < 0) {
+	if (tr == NULL || trainer_write(tr, out, NULL, err, sizeof(err)) < 0) {
 		printf("FAIL trainer: %s\n", err);
 		goto done;
 	}
