@@ -18,16 +18,16 @@
 #include "modelfile.h"
 
 /* Counts a failure in the enclosing function's `int fails`. */
-#define CHECK(cond, ...)                                                    \
-	do {                                                                \
-		if (cond) {                                                 \
-			printf("ok   ");                                    \
-		} else {                                                    \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);         \
-			fails++;                                            \
-		}                                                           \
-		printf(__VA_ARGS__);                                        \
-		printf("\n");                                               \
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (cond) {                                                                        \
+			printf("ok   ");                                                           \
+		} else {                                                                           \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
+			fails++;                                                                   \
+		}                                                                                  \
+		printf(__VA_ARGS__);                                                               \
+		printf("\n");                                                                      \
 	} while (0)
 
 /* splitmix64: small, seeded, reproducible. */
@@ -51,7 +51,7 @@ fixture_randf(uint64_t *s)
 static inline void
 fixture_put_u32(uint8_t *p, uint32_t v)
 {
-	memcpy(p, &v, 4);  /* the tests run on little-endian hosts, as the model code */
+	memcpy(p, &v, 4); /* the tests run on little-endian hosts, as the model code */
 }
 
 /* A temporary directory; path into dir (>= 64 bytes). Returns 0 or -1. */
@@ -109,8 +109,8 @@ done:
  * and frees. Returns NULL on failure (reason in err).
  */
 static inline struct container_writer *
-fixture_catalog_begin(const char *path, const struct fixture_cat *fc, uint32_t kind,
-    uint32_t extra, char *err, size_t errsz)
+fixture_catalog_begin(const char *path, const struct fixture_cat *fc, uint32_t kind, uint32_t extra,
+    char *err, size_t errsz)
 {
 	uint32_t n = fc->n_items, dim = fc->dim, n_nodes = fc->n_tier1 * (1 + fc->k2);
 	struct container_writer *cw = container_writer_new(path, kind, 8 + extra, err, errsz);
@@ -128,7 +128,8 @@ fixture_catalog_begin(const char *path, const struct fixture_cat *fc, uint32_t k
 		if (j < fc->n_tier1) {
 			nd[0] = MODEL_NODE_NONE, nd[1] = 1, nd[2] = j;
 		} else {
-			nd[0] = (j - fc->n_tier1) / fc->k2, nd[1] = 2, nd[2] = (j - fc->n_tier1) % fc->k2;
+			nd[0] = (j - fc->n_tier1) / fc->k2, nd[1] = 2,
+			nd[2] = (j - fc->n_tier1) % fc->k2;
 		}
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -202,6 +203,36 @@ fixture_write_catalog(const char *path, const struct fixture_cat *fc, char *err,
 }
 
 /*
+ * A training fixture in a new temporary directory dir: the catalog fc at
+ * dir/cat.icat (loaded into *cat) and dir/ev.csv, opened for writing with
+ * its header (the caller writes the events and closes it). Returns the
+ * open file, or NULL (printed).
+ */
+static inline FILE *
+fixture_train_setup(const struct fixture_cat *fc, char *dir, size_t dir_size, char *cat_path,
+    char *csv, size_t path_size, struct model **cat)
+{
+	char err[512];
+	FILE *fp;
+
+	if (fixture_tmpdir(dir, dir_size) < 0)
+		return NULL;
+	snprintf(cat_path, path_size, "%s/cat.icat", dir);
+	snprintf(csv, path_size, "%s/ev.csv", dir);
+	if (fixture_write_catalog(cat_path, fc, err, sizeof(err)) != 0 ||
+	    (*cat = model_load(cat_path, err, sizeof(err))) == NULL) {
+		printf("FAIL catalog: %s\n", err);
+		return NULL;
+	}
+	if ((fp = fopen(csv, "w")) == NULL) {
+		printf("FAIL %s: cannot create\n", csv);
+		return NULL;
+	}
+	fprintf(fp, "user_id,item_id,type,ts\n");
+	return fp;
+}
+
+/*
  * Rewrites len bytes at offset `at` of section tag in the file at path and
  * fixes the section and table CRCs, so only the content checks can object.
  * Returns 0 or -1.
@@ -238,7 +269,7 @@ fixture_patch(const char *path, const char *tag, size_t at, const void *bytes, s
 		if (fseek(f, (long)off, SEEK_SET) != 0 || fwrite(sec, 1, slen, f) != slen ||
 		    fseek(f, 0, SEEK_SET) != 0 ||
 		    fwrite(head, 1, CONTAINER_HEADER_SIZE + n * CONTAINER_ENTRY_SIZE, f) !=
-		        CONTAINER_HEADER_SIZE + n * CONTAINER_ENTRY_SIZE)
+			CONTAINER_HEADER_SIZE + n * CONTAINER_ENTRY_SIZE)
 			goto done;
 		ret = 0;
 		break;
@@ -279,8 +310,8 @@ fixture_weights(const struct model *cat, const struct model_hparams *hp, uint64_
 {
 	uint64_t h = hp->hidden, dim = model_dim(cat), n = model_n_items(cat);
 	uint64_t din = dim + hp->type_dim + 1;
-	uint64_t sz[8] = { 4 * h * (din + h), 4 * h, dim * h, dim, (uint64_t)MODEL_N_TYPES * hp->type_dim,
-		n * dim, n, 4 };
+	uint64_t sz[8] = { 4 * h * (din + h), 4 * h, dim * h, dim,
+		(uint64_t)MODEL_N_TYPES * hp->type_dim, n * dim, n, 4 };
 	uint64_t total = 0;
 	const float **dst[8] = { &w->W, &w->b, &w->P, &w->pb, &w->T, &w->R, &w->ib, &w->alpha };
 	float *f;
@@ -295,7 +326,7 @@ fixture_weights(const struct model *cat, const struct model_hparams *hp, uint64_
 		f[i] = 0.3f * fixture_randf(&seed);
 	for (int i = 0; i < 8; i++) {
 		*dst[i] = f;
-		if (i == 5)  /* R: a small residual */
+		if (i == 5) /* R: a small residual */
 			for (uint64_t k = 0; k < sz[i]; k++)
 				f[k] *= 0.1f;
 		f += sz[i];

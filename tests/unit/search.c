@@ -51,21 +51,12 @@ main(void)
 	uint64_t rng = 11;
 	FILE *fp;
 
-	if (fixture_tmpdir(dir, sizeof(dir)) < 0)
+	fp = fixture_train_setup(&fc, dir, sizeof(dir), cat_path, csv, sizeof(cat_path), &cat);
+	if (fp == NULL)
 		return 1;
-	snprintf(cat_path, sizeof(cat_path), "%s/cat.icat", dir);
-	snprintf(csv, sizeof(csv), "%s/ev.csv", dir);
 	snprintf(tmp, sizeof(tmp), "%s/m.init", dir);
 	snprintf(out, sizeof(out), "%s/m.imdl", dir);
-	if (fixture_write_catalog(cat_path, &fc, err, sizeof(err)) != 0 ||
-	    (cat = model_load(cat_path, err, sizeof(err))) == NULL) {
-		printf("FAIL catalog: %s\n", err);
-		return 1;
-	}
 	/* Users walk the items in steps of one from a random start: learnable. */
-	if ((fp = fopen(csv, "w")) == NULL)
-		return 1;
-	fprintf(fp, "user_id,item_id,type,ts\n");
 	for (uint32_t k = 0; k < N_USERS; k++) {
 		uint32_t at = (uint32_t)(fixture_rand(&rng) % N_ITEMS);
 		for (uint32_t j = 0; j < PER_USER; j++)

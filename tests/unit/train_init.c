@@ -98,21 +98,11 @@ main(void)
 	uint64_t rng = 7;
 	FILE *fp;
 
-	if (fixture_tmpdir(dir, sizeof(dir)) < 0)
-		return 1;
-	snprintf(cat_path, sizeof(cat_path), "%s/cat.icat", dir);
-	snprintf(csv, sizeof(csv), "%s/ev.csv", dir);
-	snprintf(tmp, sizeof(tmp), "%s/m.init", dir);
-	snprintf(out, sizeof(out), "%s/m.imdl", dir);
-	if (fixture_write_catalog(cat_path, &fc, err, sizeof(err)) != 0 ||
-	    (cat = model_load(cat_path, err, sizeof(err))) == NULL) {
-		printf("FAIL catalog: %s\n", err);
-		return 1;
-	}
-	fp = fopen(csv, "w");
+	fp = fixture_train_setup(&fc, dir, sizeof(dir), cat_path, csv, sizeof(cat_path), &cat);
 	if (fp == NULL)
 		return 1;
-	fprintf(fp, "user_id,item_id,type,ts\n");
+	snprintf(tmp, sizeof(tmp), "%s/m.init", dir);
+	snprintf(out, sizeof(out), "%s/m.imdl", dir);
 	for (uint32_t k = 0; k < N_USERS; k++)
 		for (uint32_t j = 0; j < PER_USER; j++)
 			fprintf(fp, "u%u,item-%u,VIEW,%u\n", k,
