@@ -232,6 +232,18 @@ fixture_train_setup(const struct fixture_cat *fc, char *dir, size_t dir_size, ch
 	return fp;
 }
 
+/* Removes what fixture_train_setup made, and the files tmp and out (if any) of dir. */
+static inline void
+fixture_train_teardown(
+    const char *dir, const char *cat_path, const char *csv, const char *tmp, const char *out)
+{
+	unlink(cat_path);
+	unlink(csv);
+	unlink(tmp);
+	unlink(out);
+	rmdir(dir);
+}
+
 /*
  * Rewrites len bytes at offset `at` of section tag in the file at path and
  * fixes the section and table CRCs, so only the content checks can object.

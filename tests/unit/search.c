@@ -143,11 +143,7 @@ main(void)
 	trainer_free(tr);
 	dataset_free(ds);
 	model_free(cat);
-	unlink(cat_path);
-	unlink(csv);
-	unlink(tmp);
-	unlink(out);
-	rmdir(dir);
+	fixture_train_teardown(dir, cat_path, csv, tmp, out);
 	if (fails)
 		return 1;
 	printf("search: all passed\n");

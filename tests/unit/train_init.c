@@ -121,11 +121,7 @@ main(void)
 	CHECK(c_echo > fabs(c_rand) + 0.3, "random start does not (%.3f vs %.3f)", c_rand, c_echo);
 	dataset_free(ds);
 	model_free(cat);
-	unlink(cat_path);
-	unlink(csv);
-	unlink(tmp);
-	unlink(out);
-	rmdir(dir);
+	fixture_train_teardown(dir, cat_path, csv, tmp, out);
 	if (fails)
 		return 1;
 	printf("train_init: all passed\n");
