@@ -19,10 +19,10 @@ FAKE_DIM = 32
 
 
 def ml100k_dir():
-    """ML-100K: $ML100K, else shared/data/ml-100k beside the repository (as in
-    CI), else /work/shared/data/ml-100k; None when absent."""
-    for d in (os.environ.get("ML100K"), os.path.join(ROOT, "..", "shared", "data", "ml-100k"),
-              "/work/shared/data/ml-100k"):
+    """ML-100K: $ML100K, else $DATA_ROOT/ml-100k (DATA_ROOT defaults to
+    ../shared/data beside the repository, as in CI); None when absent."""
+    data_root = os.environ.get("DATA_ROOT") or os.path.join(ROOT, "..", "shared", "data")
+    for d in (os.environ.get("ML100K"), os.path.join(data_root, "ml-100k")):
         if d and os.path.isfile(os.path.join(d, "u.data")):
             return d
     return None

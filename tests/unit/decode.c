@@ -13,6 +13,7 @@
 
 #include "avro_avsc.h"
 #include "decode.h"
+#include "fixture.h"
 
 #define READER_PATH "schemas/behaviour_event.avsc"
 #define V0_PATH     "schemas/behaviour_event_v0.avsc"
@@ -48,18 +49,6 @@
 #define FA_SO_V2                                                                                   \
 	"c3017a087d3b9481e3e30675c3a90865762d32020473310e6974656d2d3939091000000004027804797a00"
 #define FA_CF2_V0 "00000000020865762d3304753104693106a8e8c8e997070206"
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (cond) {                                                                        \
-			printf("ok   ");                                                           \
-		} else {                                                                           \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);                                \
-			fails++;                                                                   \
-		}                                                                                  \
-		printf(__VA_ARGS__);                                                               \
-		printf("\n");                                                                      \
-	} while (0)
 
 /* One event to write; NULL/negative fields are written as null or left out. */
 struct tev {

@@ -203,6 +203,19 @@ fixture_write_catalog(const char *path, const struct fixture_cat *fc, char *err,
 }
 
 /*
+ * ML-100K's u.data under the shared data: $DATA_ROOT (default ../shared/data,
+ * relative to the repository root the tests run in) + /ml-100k/u.data.
+ */
+static inline const char *
+fixture_ml100k(char *buf, size_t size)
+{
+	const char *root = getenv("DATA_ROOT");
+
+	snprintf(buf, size, "%s/ml-100k/u.data", root != NULL && *root ? root : "../shared/data");
+	return buf;
+}
+
+/*
  * A training fixture in a new temporary directory dir: the catalog fc at
  * dir/cat.icat (loaded into *cat) and dir/ev.csv, opened for writing with
  * its header (the caller writes the events and closes it). Returns the

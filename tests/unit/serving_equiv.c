@@ -24,7 +24,6 @@
 #include "train.h"
 #include "updater.h"
 
-#define ML100K_DATA  "/work/shared/data/ml-100k/u.data"
 #define SAMPLE_USERS 40
 #define SAMPLE_ITEMS 1683 /* ML-100K item ids are 1..1682 */
 #define MAX_POS      4096
@@ -163,7 +162,8 @@ int
 main(void)
 {
 	int fails = 0, rc;
-	char dir[128], cat_path[256], csv_path[256], tmp_path[256], out_path[256], err[512];
+	char dir[128], ml100k[512], cat_path[256], csv_path[256], tmp_path[256], out_path[256],
+	    err[512];
 	struct fixture_cat fc = {
 		.n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 5
 	};
@@ -192,9 +192,9 @@ main(void)
 		goto done;
 	fails += check_placement(cat);
 
-	rc = write_sample(ML100K_DATA, csv_path);
+	rc = write_sample(fixture_ml100k(ml100k, sizeof(ml100k)), csv_path);
 	if (rc == 1) {
-		printf("skip: %s not found\n", ML100K_DATA);
+		printf("skip: %s not found\n", ml100k);
 		goto done;
 	}
 	CHECK(rc == 0, "sample of %d users written", SAMPLE_USERS);

@@ -18,7 +18,6 @@
 #include "modelfile.h"
 #include "train.h"
 
-#define ML100K_DATA  "/work/shared/data/ml-100k/u.data"
 #define SAMPLE_USERS 50
 #define SAMPLE_ITEMS 1683 /* ML-100K item ids are 1..1682 */
 
@@ -94,7 +93,8 @@ int
 main(void)
 {
 	int fails = 0, rc;
-	char dir[128], cat_path[256], csv_path[256], tmp_path[256], out_path[256], err[512];
+	char dir[128], ml100k[512], cat_path[256], csv_path[256], tmp_path[256], out_path[256],
+	    err[512];
 	struct fixture_cat fc = {
 		.n_items = SAMPLE_ITEMS, .dim = 16, .n_tier1 = 4, .k2 = 3, .seed = 9
 	};
@@ -122,9 +122,9 @@ main(void)
 	snprintf(csv_path, sizeof(csv_path), "%s/sample.csv", dir);
 	snprintf(tmp_path, sizeof(tmp_path), "%s/init.imdl", dir);
 	snprintf(out_path, sizeof(out_path), "%s/model.imdl", dir);
-	rc = write_sample(ML100K_DATA, csv_path);
+	rc = write_sample(fixture_ml100k(ml100k, sizeof(ml100k)), csv_path);
 	if (rc == 1) {
-		printf("skip: %s not found\n", ML100K_DATA);
+		printf("skip: %s not found\n", ml100k);
 		rmdir(dir);
 		return 0;
 	}
