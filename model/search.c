@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "search.h"
 
@@ -137,15 +136,6 @@ text_add(struct text *t, FILE *log, const char *fmt, ...)
 	t->len += (size_t)n;
 }
 
-static double
-now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* One screen: trains cfg for the screen's epochs; *val its best validation NDCG@10. */
 static int
 screen(const struct model *cat, const struct dataset *ds, const uint8_t *cold,
@@ -173,7 +163,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 {
 	struct text t = { 0 };
 	struct train_config cur = *base, cand;
-	double t0 = now_s(), best_val = -1, last_s = 0;
+	double t0 = train_clock_s(), best_val = -1, last_s = 0;
 	uint32_t last_hidden = base->hidden, tried = 0, skipped = 0;
 	char flags[256];
 	int ret = -1;
@@ -209,12 +199,12 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 			search_flags(&cand, flags, sizeof(flags));
 			/* Cost of a try: the last one's, scaled by the hidden size. */
 			est = last_s * (double)cand.hidden / (double)last_hidden;
-			if (!first && now_s() - t0 + est > o->budget_s) {
+			if (!first && train_clock_s() - t0 + est > o->budget_s) {
 				text_add(&t, log, "search: not tried (budget): %s\n", flags);
 				skipped++;
 				continue;
 			}
-			ts = now_s();
+			ts = train_clock_s();
 			if (screen(cat, ds, cold, &cand, tmp_path, &val, &st, errstr, errstr_size) <
 			    0) {
 				/* A setting that diverges loses; anything else is an error. */
@@ -225,7 +215,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 				tried++;
 				continue;
 			}
-			last_s = now_s() - ts;
+			last_s = train_clock_s() - ts;
 			last_hidden = cand.hidden;
 			tried++;
 			text_add(&t, log,
@@ -254,7 +244,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 	text_add(&t, log,
 	    "chose: %s\nsearch: %u tried, %u not tried (budget), best screen val_ndcg@10 %.4f, "
 	    "%.0f s\n",
-	    flags, tried, skipped, best_val, now_s() - t0);
+	    flags, tried, skipped, best_val, train_clock_s() - t0);
 	ret = 0;
 done:
 	if (ret == 0 && t.s != NULL)

@@ -1567,9 +1567,6 @@ int
 trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 {
 	uint32_t since_best = 0;
-	struct timespec r0, r1;
-
-	clock_gettime(CLOCK_MONOTONIC, &r0);
 	memset(&tr->st, 0, sizeof(tr->st));
 	tr->shuffle = 1;
 	trainer_shuffle(tr);
@@ -1588,11 +1585,11 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 	}
 
 	for (uint32_t ep = 1; ep <= tr->cfg.epochs; ep++) {
-		struct timespec t0, tw, t1;
+		double t0, tw;
 		double loss = 0, val = 0, hr = 0;
 		size_t positions = 0;
 
-		clock_gettime(CLOCK_MONOTONIC, &t0);
+		t0 = train_clock_s();
 		/* The content placement the simulated cold items use, from this epoch's start. */
 		if (tr->cfg.cold_sim > 0 &&
 		    place_run(tr->cat, tr->trained, tr->w.R, tr->w.ib, 1, tr->Rp, tr->ibp, NULL,
@@ -1606,11 +1603,10 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			loss += trainer_window(tr, &cnt, 1);
 			positions += cnt;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &tw);
+		tw = train_clock_s();
 		tr->st.epochs = ep;
 		tr->st.positions += positions;
-		tr->st.train_s +=
-		    (double)(tw.tv_sec - t0.tv_sec) + (double)(tw.tv_nsec - t0.tv_nsec) * 1e-9;
+		tr->st.train_s += tw - t0;
 		if (!isfinite(loss)) {
 			snprintf(errstr, errstr_size, "trainer: loss diverged in epoch %u", ep);
 			return -1;
@@ -1620,13 +1616,11 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			if (val < 0)
 				return -1;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &t1);
 		if (log != NULL)
 			fprintf(log,
 			    "epoch %u loss %.4f val_ndcg@10 %.4f val_hr@10 %.4f time_s %.1f\n", ep,
 			    positions ? loss / (double)positions : 0.0, val, hr,
-			    (double)(t1.tv_sec - t0.tv_sec) +
-				(double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+			    train_clock_s() - t0);
 		if (log != NULL)
 			fflush(log);
 		if (tr->val.n == 0 || val > tr->best_val) {
@@ -1651,8 +1645,6 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		fprintf(log, "placed %u untrained items from content (ridge lambda R %g, ib %g)\n",
 		    n_cold, tr->lambda_R, tr->lambda_ib);
 	}
-	clock_gettime(CLOCK_MONOTONIC, &r1);
-	tr->st.total_s = (double)(r1.tv_sec - r0.tv_sec) + (double)(r1.tv_nsec - r0.tv_nsec) * 1e-9;
 	if (log != NULL && tr->st.train_s > 0)
 		fprintf(log,
 		    "trained %u epochs (best %u), %llu positions in %.1f s: %.0f training events/s "
@@ -1667,6 +1659,15 @@ void
 trainer_stats(const struct trainer *tr, struct trainer_stats *st)
 {
 	*st = tr->st;
+}
+
+double
+train_clock_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 double

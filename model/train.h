@@ -92,9 +92,11 @@ struct trainer_stats {
 	uint32_t best_epoch; /* 0 = the starting weights won */
 	uint64_t positions;  /* training targets processed */
 	double train_s;      /* wall seconds in training windows (validation excluded) */
-	double total_s;      /* wall seconds of trainer_run */
 };
 void trainer_stats(const struct trainer *tr, struct trainer_stats *st);
+
+/* Monotonic clock, seconds. */
+double train_clock_s(void);
 
 /*
  * Writes the model file (catalog of cat + HPAR + WGHT): the weights of the
