@@ -74,6 +74,9 @@ usage(FILE *fp)
 	    "                     still be written, 0..1 (default 0: must not be worse)\n"
 	    "  --seed N           random seed (default %llu); same seed and threads: same weights\n"
 	    "  --epochs N         maximum epochs (default %u)\n"
+	    "  --train-budget-s S wall seconds for the training's epochs (default 0: none); an\n"
+	    "                     epoch that would end past it is not started, the best so far\n"
+	    "                     is written and the log says so\n"
 	    "  --patience N       stop after N epochs without validation gain (default %u, 0 = "
 	    "off)\n"
 	    "  --hidden N         LSTM size H (default %u)\n"
@@ -198,7 +201,11 @@ parse_args(int argc, char **argv, struct train_args *a)
 			bad = parse_u32(v, &a->cfg.hidden) || a->cfg.hidden == 0 ||
 			    a->cfg.hidden > 1024,
 			a->set |= TRAIN_SET_HIDDEN, a->so.fixed |= SEARCH_HIDDEN;
-		else if (strcmp(k, "--budget-s") == 0) {
+		else if (strcmp(k, "--train-budget-s") == 0) {
+			float f = 0;
+			bad = parse_f(v, &f) || !(f >= 0);
+			a->cfg.train_budget_s = f;
+		} else if (strcmp(k, "--budget-s") == 0) {
 			float f = 0;
 			bad = parse_f(v, &f) || !(f >= 0);
 			a->so.budget_s = f;

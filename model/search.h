@@ -5,9 +5,12 @@
  * judged only on each user's validation item (the next-to-last event with
  * --holdout-last 2), within a time budget. Coordinate search from the
  * defaults: one setting at a time, each alternative trained for a few
- * epochs (a screen), kept when its best validation NDCG@10 beats the best
- * so far by more than SEARCH_MARGIN; settings given on the command line are
- * not searched. Test items are never looked at.
+ * epochs (a screen), kept when its merit beats the best so far by more
+ * than SEARCH_MARGIN. The merit is the screen's best validation NDCG@10
+ * times a small power of how often its validation items, each placed from
+ * its content as a new item would be, reach the top 10 (search.c, merit()).
+ * Settings given on the command line are not searched. Test items are
+ * never looked at.
  */
 #ifndef MODEL_SEARCH_H
 #define MODEL_SEARCH_H
@@ -17,7 +20,8 @@
 
 #include "train.h"
 
-#define SEARCH_MARGIN 0.01 /* relative validation gain an alternative must show */
+#define SEARCH_MARGIN      0.01 /* relative merit gain an alternative must show */
+#define SEARCH_COLD_WEIGHT 0.2  /* exponent of the pseudo-cold term of the merit (search.c) */
 
 /* Settings the search may vary (bits); those set in search_opts.fixed are left alone. */
 enum search_dim {

@@ -171,6 +171,8 @@ struct trainer {
 	char *tmp_path;             /* model file written and reloaded for validation */
 	uint8_t *trained;           /* [n_items] item has training events */
 	float *Rp, *ibp;            /* [n_items][dim], [n_items]: content placement of every item */
+	double val_cold_hr;         /* the last validation's pseudo-cold HR@10 (train_rank_cold) */
+	double best_cold_hr;        /* and the best epoch's */
 	uint8_t *sim_cold;          /* [n_items] this window scores the item as if unseen */
 	double lambda_R, lambda_ib; /* placement ridge strengths last chosen */
 
@@ -366,7 +368,8 @@ place_ridge(
 /*
  * The placement fit (train_place_untrained): fitted on the trained items' R
  * and ib, predicted into R_out and ib_out for the untrained items, or for
- * every item when all != 0 (the trainer's simulated cold items).
+ * every item when all != 0 (the trainer's simulated cold items and the
+ * pseudo-cold validation), the fit items then out of fold.
  */
 static int
 place_run(const struct model *cat, const uint8_t *trained, const float *R, const float *ib, int all,
@@ -504,6 +507,36 @@ place_run(const struct model *cat, const uint8_t *trained, const float *R, const
 				for (uint32_t j = 0; j < dim; j++)
 					v += e[j] * W[(size_t)j * q + dim];
 				ib_out[i] = (float)v;
+			}
+		}
+	}
+	/*
+	 * Every item (all != 0): the fit items themselves out of fold, each
+	 * predicted by the fit on the other folds, so that a trained item's
+	 * placement is what it would be had it never been seen.
+	 */
+	for (size_t f = 0; all && n_fit >= 2 * TRAIN_PLACE_FOLDS && f < TRAIN_PLACE_FOLDS; f++) {
+		size_t lo = fold_off[f], nf = fold_off[f + 1] - lo;
+		if (nf == 0)
+			continue;
+		memcpy(Gf, G, p * p * sizeof(double));
+		memcpy(Cf, C, p * q * sizeof(double));
+		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p, (int)nf, -1.0,
+		    X + lo * p, (int)p, X + lo * p, (int)p, 1.0, Gf, (int)p);
+		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q, (int)nf, -1.0,
+		    X + lo * p, (int)p, Y + lo * q, (int)q, 1.0, Cf, (int)q);
+		for (int pass = 0; pass < 2; pass++) {
+			if (place_ridge(Gf, Cf, p, q, grid[pass == 0 ? best_R : best_ib], A, W) < 0)
+				goto done;
+			cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nf, (int)q,
+			    (int)p, 1.0, X + lo * p, (int)p, W, (int)q, 0.0, P, (int)q);
+			for (size_t r = 0; r < nf; r++) {
+				size_t i = fit[lo + r];
+				if (pass == 0)
+					for (uint32_t k = 0; k < dim; k++)
+						R_out[i * dim + k] = (float)P[r * q + k];
+				else
+					ib_out[i] = (float)(P[r * q + dim] + ib_shift);
 			}
 		}
 	}
@@ -881,7 +914,36 @@ struct train_scoring {
 	size_t n_us;
 	uint32_t *stamp;
 	float *u, *scores; /* [SCORER_BATCH][dim], [SCORER_BATCH][n_items] */
+	/*
+	 * Optional (Rp != NULL): the pseudo-cold measurement. Each trained
+	 * target is ranked once more with its own R and ib (the model's) swapped
+	 * for its out-of-fold content placement Rp, ibp: the rank it would have
+	 * as a new item. HR@10 of those ranks into cold_hits over cold_n targets.
+	 */
+	const float *R, *ib, *Rp, *ibp;
+	const uint8_t *trained;
+	double cold_hits, cold_n;
 };
+
+/* The pseudo-cold rank of target t for batch row r (struct train_scoring). */
+static void
+train_rank_cold(
+    const struct model *m, struct train_scoring *ts, uint32_t r, uint32_t t, uint32_t mark)
+{
+	uint32_t dim = model_dim(m), n_items = model_n_items(m), rank;
+	const float *u = ts->u + (size_t)r * dim, *R = ts->R + (size_t)t * dim,
+		    *Rp = ts->Rp + (size_t)t * dim;
+	float *sc = ts->scores + (size_t)r * n_items, keep = sc[t];
+	double d = (double)ts->ibp[t] - ts->ib[t];
+
+	for (uint32_t k = 0; k < dim; k++)
+		d += (double)u[k] * ((double)Rp[k] - R[k]);
+	sc[t] = (float)(keep + d);
+	rank = eval_rank(sc, n_items, t, ts->stamp, mark);
+	sc[t] = keep;
+	ts->cold_hits += rank < EVAL_TOPK;
+	ts->cold_n += 1;
+}
 
 /*
  * Replays the first n_hist[k] events of dataset user users[k] (k < n)
@@ -924,6 +986,8 @@ train_score_users(const struct model *m, struct updater *up, struct scorer *sc,
 					*hits += 1;
 					*ndcg += 1.0 / log2(rank + 2.0);
 				}
+				if (ts->Rp != NULL && ts->trained[ev[n_hist[k]].item])
+					train_rank_cold(m, ts, r, ev[n_hist[k]].item, mark);
 			}
 		}
 	}
@@ -943,14 +1007,23 @@ trainer_validate(struct trainer *tr, double *hr, char *errstr, size_t errstr_siz
 	struct model *m = NULL;
 	struct updater *up = NULL;
 	struct scorer *sc = NULL;
-	struct train_scoring ts = { tr->val_us, tr->n_val_us, tr->stamp, tr->val_u,
-		tr->val_scores };
+	struct train_scoring ts = { .us = tr->val_us,
+		.n_us = tr->n_val_us,
+		.stamp = tr->stamp,
+		.u = tr->val_u,
+		.scores = tr->val_scores };
 	double ndcg = 0, hits = 0, ret = -1;
 
 	*hr = 0;
 	if (tr->val.n == 0)
 		return 0;
-	if (trainer_serve(tr, tr->theta) < 0) {
+	ts.R = trainer_block(tr->served, tr->theta, tr->w.R);
+	ts.ib = trainer_block(tr->served, tr->theta, tr->w.ib);
+	ts.Rp = tr->Rp;
+	ts.ibp = tr->ibp;
+	ts.trained = tr->trained;
+	if (trainer_serve(tr, tr->theta) < 0 ||
+	    place_run(tr->cat, tr->trained, ts.R, ts.ib, 1, tr->Rp, tr->ibp, NULL, NULL) < 0) {
 		snprintf(
 		    errstr, errstr_size, "trainer: validation: placement failed (out of memory)");
 		return -1;
@@ -974,6 +1047,7 @@ trainer_validate(struct trainer *tr, double *hr, char *errstr, size_t errstr_siz
 		goto done;
 	}
 	*hr = hits / tr->val.n;
+	tr->val_cold_hr = ts.cold_n > 0 ? ts.cold_hits / ts.cold_n : 0;
 	ret = ndcg / tr->val.n;
 done:
 	scorer_free(sc);
@@ -1567,6 +1641,7 @@ int
 trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 {
 	uint32_t since_best = 0;
+	double run_t0 = train_clock_s();
 	memset(&tr->st, 0, sizeof(tr->st));
 	tr->shuffle = 1;
 	trainer_shuffle(tr);
@@ -1579,8 +1654,11 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		if (val < 0)
 			return -1;
 		if (log != NULL)
-			fprintf(log, "epoch 0 val_ndcg@10 %.4f val_hr@10 %.4f\n", val, hr);
+			fprintf(log,
+			    "epoch 0 val_ndcg@10 %.4f val_hr@10 %.4f val_cold_hr@10 %.4f\n", val,
+			    hr, tr->val_cold_hr);
 		tr->best_val = val;
+		tr->best_cold_hr = tr->val_cold_hr;
 		memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
 	}
 
@@ -1590,6 +1668,17 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		size_t positions = 0;
 
 		t0 = train_clock_s();
+		/* The budget: an epoch costs about what the last one did. */
+		if (tr->cfg.train_budget_s > 0 && ep > 1 &&
+		    t0 - run_t0 + (t0 - run_t0) / (ep - 1) > tr->cfg.train_budget_s) {
+			if (log != NULL)
+				fprintf(log,
+				    "stopped: --train-budget-s %.0f s reached after %u epochs "
+				    "(%.0f s); "
+				    "the best epoch so far is kept\n",
+				    tr->cfg.train_budget_s, ep - 1, t0 - run_t0);
+			break;
+		}
 		/* The content placement the simulated cold items use, from this epoch's start. */
 		if (tr->cfg.cold_sim > 0 &&
 		    place_run(tr->cat, tr->trained, tr->w.R, tr->w.ib, 1, tr->Rp, tr->ibp, NULL,
@@ -1618,13 +1707,16 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		}
 		if (log != NULL)
 			fprintf(log,
-			    "epoch %u loss %.4f val_ndcg@10 %.4f val_hr@10 %.4f time_s %.1f\n", ep,
-			    positions ? loss / (double)positions : 0.0, val, hr,
-			    train_clock_s() - t0);
+			    "epoch %u loss %.4f val_ndcg@10 %.4f val_hr@10 %.4f val_cold_hr@10 "
+			    "%.4f "
+			    "time_s %.1f\n",
+			    ep, positions ? loss / (double)positions : 0.0, val, hr,
+			    tr->val_cold_hr, train_clock_s() - t0);
 		if (log != NULL)
 			fflush(log);
 		if (tr->val.n == 0 || val > tr->best_val) {
 			tr->best_val = val;
+			tr->best_cold_hr = tr->val_cold_hr;
 			tr->st.best_epoch = ep;
 			memcpy(tr->best, tr->theta, tr->n_par * sizeof(float));
 			since_best = 0;
@@ -1674,6 +1766,12 @@ double
 trainer_best_val(const struct trainer *tr)
 {
 	return tr->best_val;
+}
+
+double
+trainer_best_cold_hr(const struct trainer *tr)
+{
+	return tr->best_cold_hr;
 }
 
 int

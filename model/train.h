@@ -24,6 +24,7 @@ struct train_config {
 	uint32_t type_dim; /* E */
 	uint64_t seed;
 	uint32_t epochs;          /* maximum */
+	double train_budget_s;    /* wall seconds for trainer_run's epochs; 0 = none */
 	uint32_t patience;        /* epochs without validation gain before stopping; 0 = never */
 	uint32_t batch;           /* parallel user lanes */
 	uint32_t bptt;            /* truncated BPTT window, steps */
@@ -85,6 +86,12 @@ int trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 
 /* Best validation NDCG@10 seen by trainer_run (on each user's next-to-last event). */
 double trainer_best_val(const struct trainer *tr);
+/*
+ * At that best epoch, the pseudo-cold HR@10: each validation target ranked
+ * as if it were a new item, its own learned residual and bias replaced by
+ * its out-of-fold content placement (what a cold item gets).
+ */
+double trainer_best_cold_hr(const struct trainer *tr);
 
 /* What trainer_run did: epochs trained, the best one, training positions and seconds. */
 struct trainer_stats {

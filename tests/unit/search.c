@@ -1,10 +1,13 @@
 /*
  * interest-train's settings search (model/search.h): only the settings not
  * given as flags are varied, each alternative of the grid is tried once,
- * the budget stops tries that would not fit (and names them), no
- * validation items is an error naming --holdout-last, and the record goes
- * into the model file's TRCH section, which the loader checks is text.
+ * each try's merit is its validation NDCG@10 weighted by its pseudo-cold
+ * HR@10 as search.h says, the budget stops tries that would not fit (and
+ * names them), no validation items is an error naming --holdout-last, and
+ * the record goes into the model file's TRCH section, which the loader
+ * checks is text.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,33 @@ count_lines(const char *text, const char *prefix)
 		p = strchr(p, '\n');
 		if (p != NULL)
 			p++;
+	}
+	return n;
+}
+
+/*
+ * Every try line's merit is val_ndcg@10 x (1 + val_cold_hr@10 / random)^
+ * SEARCH_COLD_WEIGHT (to the printed digits); returns the tries checked, or
+ * -1 at the first that is not.
+ */
+static int
+check_merits(const char *text, uint32_t n_items)
+{
+	int n = 0;
+
+	for (const char *p = strstr(text, "search: try "); p != NULL;
+	     p = strstr(p + 1, "search: try ")) {
+		const char *q = strstr(p, ": merit ");
+		const char *eol = strchr(p, '\n');
+		double merit, ndcg, cold, want;
+		if (q == NULL || (eol != NULL && q > eol) ||
+		    sscanf(q, ": merit %lf = val_ndcg@10 %lf, val_cold_hr@10 %lf", &merit, &ndcg,
+			&cold) != 3)
+			return -1;
+		want = ndcg * pow(1.0 + cold * n_items / 10.0, SEARCH_COLD_WEIGHT);
+		if (cold < 0 || cold > 1 || fabs(merit - want) > 2e-4)
+			return -1;
+		n++;
 	}
 	return n;
 }
@@ -83,6 +113,9 @@ main(void)
 		printf("%s", rec);
 		CHECK(count_lines(rec, "search: try ") == 5, "5 tries (base, 2 l2, 2 dropout)");
 		CHECK(count_lines(rec, "chose: ") == 1, "one choice line");
+		CHECK(check_merits(rec, N_ITEMS) == 5,
+		    "each try's merit is its val_ndcg@10 x (1 + val_cold_hr@10 / random)^%g",
+		    SEARCH_COLD_WEIGHT);
 		CHECK(strstr(rec, "--hidden 16 ") != NULL && strstr(rec, "--hidden 128") == NULL,
 		    "the fixed hidden size is never varied");
 		CHECK(strstr(rec, "--dropout 0.5") != NULL && strstr(rec, "--l2 0.001") != NULL,
