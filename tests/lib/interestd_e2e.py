@@ -206,6 +206,7 @@ def write_config(env, model_path, name, group=None, **keys):
         "redis.prefix": env["REDIS_KEY_PREFIX"],
         "flush.interval_ms": "100",
         "kafka.consumer.session.timeout.ms": "6000",
+        "redis.lease_ms": "3000",  # below the session timeout, as the config table asks
         "kafka.consumer.heartbeat.interval.ms": "500",
         "kafka.topic.metadata.refresh.interval.ms": "1000",
     }
