@@ -88,6 +88,9 @@ static const struct cfg_key config_keys[] = {
 	    "longest wait in one consumer poll; bounds signal and flush latency" },
 
 	/* Schemas and model */
+	{ "poll.max_crashes", CFG_INT, OFF(poll_max_crashes), "3", 1, 1000, NULL, NULL, 0,
+	    "a message in flight each time the daemon died this many times is dead-lettered as "
+	    "`crashed` instead of applied (schemas/redis.md \"Poison messages\")" },
 	{ "poll.stall_ms", CFG_INT, OFF(poll_stall_ms), "30000", 1000, 3600000, NULL, NULL, 0,
 	    "a served partition with lag that has not been read for this long is logged at error "
 	    "(event=partition_stalled), counted in interestd_partitions_stalled, resumed and "

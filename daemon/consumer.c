@@ -67,11 +67,16 @@ struct part {
 	                is applied or committed until Kafka confirms the ownership again */
 	int waiting; /* a claim found another instance's live lease (logged once) */
 	int reseek;  /* events were skipped or dropped: the next claim seeks to the commit */
-	int fence_pending;    /* a write of this flush was refused as fenced */
-	int stalled;          /* lag but nothing read for poll.stall_ms (consumer_check_stalls) */
-	int paused;           /* our last pause (1) or resume (0) call for it */
-	int pause_unknown;    /* new assignment: the next sync states it either way */
-	int64_t hwm;          /* high watermark asked of the broker while paused for Redis; -1 */
+	int fence_pending;  /* a write of this flush was refused as fenced */
+	int stalled;        /* lag but nothing read for poll.stall_ms (consumer_check_stalls) */
+	int paused;         /* our last pause (1) or resume (0) call for it */
+	int pause_unknown;  /* new assignment: the next sync states it either way */
+	int64_t hwm;        /* high watermark asked of the broker while paused for Redis; -1 */
+	int64_t careful_to; /* an owner died in flight up to here: one message per batch; -1 */
+	int64_t poison;     /* offset dead-lettered as `crashed` when read; -1 none */
+	int64_t poison_crashes;
+	int fresh_claim;      /* the last claim was fresh (Kafka's assignment): look for a death */
+	int inflight_open;    /* its last in-flight record is not marked done yet */
 	int64_t last_read_ms; /* monotonic: last message of it processed, or served since */
 	int first; /* the last claim was the partition's first ever (no epoch stored before) */
 	uint64_t epoch;
@@ -84,7 +89,9 @@ struct part {
 	    .next_offset = -1,                                                                     \
 	    .committed = -1,                                                                       \
 	    .pause_unknown = 1,                                                                    \
-	    .hwm = -1 })
+	    .hwm = -1,                                                                             \
+	    .careful_to = -1,                                                                      \
+	    .poison = -1 })
 
 /* One polled message of the batch and what phase 1 decided about it. */
 struct slot {
@@ -151,12 +158,17 @@ struct consumer {
 	uint64_t *mark_epochs;
 	int *mark_fenced;
 	size_t cap_mark;
+	struct sink_inflight *inflight; /* in-flight records of a batch, [n_parts] */
+	size_t cap_inflight;
 	struct sink_claim *claims; /* claims and lease renewals, [n_parts] */
 	size_t cap_claims;
-	int64_t next_renew_ms;   /* next lease renewal (every third of redis.lease_ms) */
-	int64_t next_stall_ms;   /* next consumer_check_stalls */
-	int64_t batch_mono_ms;   /* when the batch being processed was polled */
-	int64_t next_confirm_ms; /* next ownership check of fenced partitions */
+	int64_t next_renew_ms; /* next lease renewal (every third of redis.lease_ms) */
+	int64_t next_stall_ms; /* next consumer_check_stalls */
+	int dlq_down;          /* a dead letter failed: paused until consumer_dlq_retry */
+	int64_t dlq_retry_ms, dlq_backoff_ms;
+	uint64_t dlq_failed_seen; /* dlq_failed() already handled */
+	int64_t batch_mono_ms;    /* when the batch being processed was polled */
+	int64_t next_confirm_ms;  /* next ownership check of fenced partitions */
 
 	/* ids.hmac_key_file: user ids are replaced by pseudonyms before use */
 	int pseudonymise;
@@ -301,7 +313,7 @@ consumer_sync_pause(struct consumer *c)
 
 	for (size_t i = 0; i < c->n_parts; i++) {
 		struct part *pt = &c->parts[i];
-		int want = c->redis_down || !consumer_serves(c, (int32_t)i);
+		int want = c->redis_down || c->dlq_down || !consumer_serves(c, (int32_t)i);
 
 		if (!pt->assigned || (want == pt->paused && !pt->pause_unknown))
 			continue;
@@ -380,6 +392,118 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
 }
 
 /*
+  * Poison messages (schemas/redis.md "Poison messages"): for each partition
+ * of l (committed offsets filled in) claimed on Kafka's word, the range its
+ * last owner had in flight when it died. A range: the partition is read one message per batch
+ * up to its end, each recorded alone, so a message that kills the daemon is
+ * named. A single offset that has now been in flight at poll.max_crashes
+ * deaths: it is dead-lettered as `crashed` when read, never applied.
+ * Returns 0, or -1 on a Redis error (errstr).
+ */
+static int
+consumer_inflight_check(
+    struct consumer *c, const rd_kafka_topic_partition_list_t *l, char *errstr, size_t errstr_size)
+{
+	struct sink_inflight *in;
+	size_t n = 0;
+	int ret = -1;
+
+	if (l->cnt == 0)
+		return 0;
+	in = calloc((size_t)l->cnt, sizeof(*in));
+	if (in == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < l->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &l->elems[i];
+
+		/* A re-claim (Redis back) is not a death: our own batch may be in flight. */
+		if (!consumer_owns(c, tp->partition) || !c->parts[tp->partition].fresh_claim)
+			continue;
+		in[n++] = (struct sink_inflight){ .partition = tp->partition,
+			.check = 1,
+			.committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && tp->offset >= 0
+			    ? tp->offset
+			    : -1 };
+	}
+	if (sink_redis_inflight(c->sink, in, n, errstr, errstr_size) != 0)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		struct part *pt =
+		    consumer_owns(c, in[i].partition) ? &c->parts[in[i].partition] : NULL;
+
+		if (pt == NULL || in[i].from < 0)
+			continue;
+		if (in[i].from == in[i].to && in[i].crashes >= c->cfg->poll_max_crashes) {
+			pt->poison = in[i].from;
+			pt->poison_crashes = in[i].crashes;
+			log_error("event=poison_message topic=%s partition=%" PRId32
+				  " offset=%" PRId64 " crashes=%" PRId64
+				  " action=dead_letter_as_crashed",
+			    c->cfg->topic_events, in[i].partition, in[i].from, in[i].crashes);
+		} else {
+			pt->careful_to = in[i].to;
+			log_warn("event=died_in_flight topic=%s partition=%" PRId32 " from=%" PRId64
+				 " to=%" PRId64 " crashes=%" PRId64 " action=one_message_per_batch",
+			    c->cfg->topic_events, in[i].partition, in[i].from, in[i].to,
+			    in[i].crashes);
+		}
+	}
+	ret = 0;
+done:
+	free(in);
+	return ret;
+}
+
+/*
+ * Records the range of each served partition the polled batch is about to
+ * apply (consumer_inflight_check reads it after a death). Returns 0, or -1
+ * on a Redis error (errstr).
+ */
+static int
+consumer_inflight_record(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	size_t n = 0;
+
+	if (c->cap_inflight < c->n_parts) {
+		struct sink_inflight *ni = realloc(c->inflight, c->n_parts * sizeof(*ni));
+		if (ni == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		c->inflight = ni;
+		c->cap_inflight = c->n_parts;
+	}
+	for (size_t i = 0; i < c->n_slots; i++) {
+		const rd_kafka_message_t *rkm = c->slots[i].rkm;
+		size_t k;
+
+		if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR || !consumer_serves(c, rkm->partition))
+			continue;
+		for (k = 0; k < n && c->inflight[k].partition != rkm->partition; k++)
+			;
+		if (k == n) {
+			c->inflight[n++] = (struct sink_inflight){
+				.partition = rkm->partition, .from = rkm->offset, .to = rkm->offset
+			};
+			c->parts[rkm->partition].inflight_open = 2; /* this batch */
+		} else if (rkm->offset > c->inflight[k].to)
+			c->inflight[k].to = rkm->offset;
+		else if (rkm->offset < c->inflight[k].from)
+			c->inflight[k].from = rkm->offset;
+	}
+	/* The earlier batches of the other partitions finished: say so. */
+	for (size_t i = 0; i < c->n_parts; i++) {
+		if (c->parts[i].inflight_open == 1)
+			c->inflight[n++] =
+			    (struct sink_inflight){ .partition = (int32_t)i, .done = 1 };
+		c->parts[i].inflight_open = c->parts[i].inflight_open == 2;
+	}
+	return sink_redis_inflight(c->sink, c->inflight, n, errstr, errstr_size);
+}
+
+/*
  * The failover check of newly claimed partitions (DESIGN.md "Delivery
  * guarantees", schemas/redis.md "Flushed-through markers"): for each
  * partition of l, the group's committed offset against the flushed-through
@@ -417,6 +541,8 @@ consumer_failover_check(
 			l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
 		return 0;
 	}
+	if (consumer_inflight_check(c, l, errstr, errstr_size) < 0)
+		return -1;
 	for (int i = 0; i < l->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &l->elems[i];
 		int64_t committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR ? tp->offset : -1;
@@ -541,6 +667,7 @@ consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int r
 			    cl->fresh ? "new_epoch=1" : "kept_epoch=1");
 			pt->epoch = cl->epoch;
 			pt->first = cl->stored == 0;
+			pt->fresh_claim = cl->fresh;
 			pt->fresh = 0;
 			pt->waiting = 0;
 			rd_kafka_topic_partition_list_add(
@@ -807,6 +934,31 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/*
+ * A dead letter could not be delivered (or enqueued): like a Redis outage,
+ * every partition pauses and nothing is committed; after a backoff
+ * (consumer_dlq_retry) every served partition is read again from its
+ * committed offset, so the letter is sent again, with the events after it.
+ */
+static void
+consumer_dlq_down(struct consumer *c, const char *why)
+{
+	int64_t now = mono_ms();
+
+	if (!c->dlq_down) {
+		log_error("event=dead_letters_undeliverable topic=%s reason=\"%s\" failed=%" PRIu64
+			  " action=pause_and_retry",
+		    c->cfg->topic_dlq, why, dlq_failed(c->dlq));
+		notify_status(c->notify, "dead-letter topic unavailable, partitions paused");
+		c->dlq_down = 1;
+		c->dlq_backoff_ms = CONSUMER_BACKOFF_MIN_MS * 10;
+	} else if ((c->dlq_backoff_ms *= 2) > CONSUMER_BACKOFF_MAX_MS * 2) {
+		c->dlq_backoff_ms = CONSUMER_BACKOFF_MAX_MS * 2;
+	}
+	c->dlq_retry_ms = now + c->dlq_backoff_ms;
+	consumer_sync_pause(c);
+}
+
 /* Serves producer reports until no dead letter is in flight or timeout_ms passed. */
 static int
 consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
@@ -816,14 +968,13 @@ consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 	rd_kafka_poll(c->rkp, 0);
 	while (dlq_in_flight(c->dlq) > 0 && mono_ms() < deadline)
 		rd_kafka_poll(c->rkp, 10);
-	if (dlq_failed(c->dlq) > 0 && !c->fatal) {
-		/* Committing past a lost dead letter would lose it: stop instead. */
-		log_error("event=dead_letters_undeliverable count=%" PRIu64
-			  " action=shutdown_without_commit",
-		    dlq_failed(c->dlq));
-		c->fatal = 1;
+	if (dlq_failed(c->dlq) > c->dlq_failed_seen) {
+		/* Committing past a lost dead letter would lose it: pause, read it again later. */
+		c->n.dlq_failures += dlq_failed(c->dlq) - c->dlq_failed_seen;
+		c->dlq_failed_seen = dlq_failed(c->dlq);
+		consumer_dlq_down(c, "delivery failed");
 	}
-	return dlq_in_flight(c->dlq) == 0 && dlq_failed(c->dlq) == 0 ? 0 : -1;
+	return dlq_in_flight(c->dlq) == 0 && !c->dlq_down ? 0 : -1;
 }
 
 /* Partition i has processed offsets to commit (all partitions, or only `only` when >= 0). */
@@ -1158,6 +1309,35 @@ consumer_query_watermarks(struct consumer *c)
 			&hi, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
 			c->parts[i].hwm = hi;
 	}
+}
+
+/*
+ * After a dead-letter failure: every served partition reads again from its
+ * committed offset (the failed letters and everything after them), its
+ * cached users dropped, and resumes.
+ */
+static void
+consumer_dlq_retry(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	rd_kafka_poll(c->rkp, 0);
+	if (dlq_in_flight(c->dlq) > 0) { /* earlier letters still pending: wait for them */
+		c->dlq_retry_ms = mono_ms() + c->dlq_backoff_ms;
+		return;
+	}
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (consumer_serves(c, (int32_t)i)) {
+			c->parts[i].claimed = 0;
+			c->parts[i].reseek = 1;
+		}
+	c->dlq_down = 0;
+	if (consumer_claim_pending(c, 0, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "claim", err);
+		return;
+	}
+	log_info("event=dead_letters_retry action=reread_from_commit");
+	notify_status(c->notify, "consuming");
 }
 
 /* Renews the leases of the served partitions and claims the waiting ones. */
@@ -1531,6 +1711,26 @@ consumer_classify_tombstone(struct slot *s)
 }
 
 /* Phase 1: decode and classify one message; queues unseen users for loading. */
+#ifdef INTERESTD_TEST_HOOKS
+/*
+ * Test-only builds (build/tools/interestd-crashhook): INTERESTD_TEST_CRASH_AT =
+ * "P:O" aborts the daemon when it reads offset O of partition P, a poison
+ * message for the tests.
+ */
+static void
+consumer_test_crash(const rd_kafka_message_t *rkm)
+{
+	const char *at = getenv("INTERESTD_TEST_CRASH_AT");
+	long p, o;
+
+	if (at != NULL && sscanf(at, "%ld:%ld", &p, &o) == 2 && p == rkm->partition &&
+	    o == rkm->offset) {
+		log_error("event=test_crash partition=%ld offset=%ld", p, o);
+		abort();
+	}
+}
+#endif
+
 static void
 consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 {
@@ -1565,6 +1765,19 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	}
 	c->parts[rkm->partition].last_read_ms = c->batch_mono_ms;
 	c->parts[rkm->partition].stalled = 0;
+	if (rkm->offset == c->parts[rkm->partition].poison) {
+		/* Never decoded or applied: it stopped the daemon poll.max_crashes times. */
+		c->n.consumed++;
+		s->reason = DLQ_REASON_CRASHED;
+		snprintf(s->detail, sizeof(s->detail),
+		    "in flight at %" PRId64 " deaths of the daemon; never applied",
+		    c->parts[rkm->partition].poison_crashes);
+		c->parts[rkm->partition].poison = -1;
+		return;
+	}
+#ifdef INTERESTD_TEST_HOOKS
+	consumer_test_crash(rkm);
+#endif
 	c->n.consumed++;
 	if (rkm->payload == NULL) {
 		/* A tombstone (null value) keyed by a user id: erase the user. */
@@ -1624,6 +1837,14 @@ consumer_process_batch(struct consumer *c)
 	c->n_load = 0;
 	c->batch_seq++;
 	c->batch_mono_ms = now_mono;
+	/* Before anything of the batch can kill us: its ranges, for the next owner to see. */
+	if (!c->redis_down && consumer_inflight_record(c, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "inflight", err);
+		consumer_rewind(c);
+		consumer_destroy_batch(c);
+		c->in_batch = 0;
+		return;
+	}
 	for (size_t i = 0; i < c->n_slots; i++) {
 		consumer_classify(c, &c->slots[i], now_wall);
 		oom |= c->slots[i].skip == 2;
@@ -1663,10 +1884,9 @@ consumer_process_batch(struct consumer *c)
 		if (s->reason != NULL) {
 			kerr = dlq_send(c->dlq, rkm, s->reason, s->detail, CONSUMER_DLQ_BLOCK_MS);
 			if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-				/* Not enqueued: do not advance past it; stop in order. */
-				log_error("event=dlq_enqueue_failed error=\"%s\" action=shutdown",
-				    rd_kafka_err2str(kerr));
-				c->fatal = 1;
+				/* Not enqueued: nothing past it counts; read again after a pause. */
+				c->n.dlq_failures++;
+				consumer_dlq_down(c, rd_kafka_err2str(kerr));
 				break;
 			}
 			c->n.dlq_total++;
@@ -1674,6 +1894,8 @@ consumer_process_batch(struct consumer *c)
 				c->n.dlq_unknown_item++;
 			else if (strcmp(s->reason, DLQ_REASON_BAD_TIMESTAMP) == 0)
 				c->n.dlq_bad_timestamp++;
+			else if (strcmp(s->reason, DLQ_REASON_CRASHED) == 0)
+				c->n.dlq_crashed++;
 			else if ((unsigned)s->derr < 16)
 				c->n.dlq_by_decode[s->derr]++;
 		} else if ((e->us->last_partition == rkm->partition &&
@@ -1706,11 +1928,20 @@ consumer_process_batch(struct consumer *c)
 		c->parts[rkm->partition].next_offset = rkm->offset + 1;
 	}
 	/*
-	 * After a failed dead letter (fatal) the rest of the batch is left
-	 * unprocessed: nothing is committed from here on, a restart re-reads it.
+	 * After a dead letter that could not be enqueued the rest of the batch is
+	 * left unprocessed: nothing is committed until consumer_dlq_retry reads
+	 * it again from the commit.
 	 */
 	consumer_apply_chunk(c);
 	consumer_destroy_batch(c);
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].careful_to >= 0 &&
+		    c->parts[i].next_offset > c->parts[i].careful_to) {
+			log_info("event=past_in_flight_range partition=%zu offset=%" PRId64
+				 " action=full_batches",
+			    i, c->parts[i].careful_to);
+			c->parts[i].careful_to = -1;
+		}
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
 	metrics_histogram_observe(&c->batch_s, mono_s() - t0);
@@ -2096,6 +2327,8 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    "{reason=\"unknown_item\"}", n->dlq_unknown_item, 0);
 	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
 	    "{reason=\"bad_timestamp\"}", n->dlq_bad_timestamp, 0);
+	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
+	    "{reason=\"crashed\"}", n->dlq_crashed, 0);
 	COUNTER("flushes_total", "Redis flushes that wrote at least one user.", n->flushes);
 	COUNTER("users_flushed_total", "User writes acknowledged by Redis.", n->users_flushed);
 	COUNTER("flush_failures_total", "Redis flushes that failed (retried).", n->flush_failures);
@@ -2103,6 +2336,10 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    n->refused_stale);
 	COUNTER("writes_refused_fenced_total", "User writes refused: partition owned elsewhere.",
 	    n->refused_fenced);
+	COUNTER("dead_letter_failures_total",
+	    "Dead letters not delivered or not enqueued: the partitions paused and read them "
+	    "again.",
+	    n->dlq_failures);
 	COUNTER("partitions_stalled_total",
 	    "Times a served partition with lag went poll.stall_ms without being read.",
 	    n->partitions_stalled);
@@ -2425,6 +2662,7 @@ consumer_free(struct consumer *c)
 	free(c->mark_epochs);
 	free(c->mark_fenced);
 	free(c->claims);
+	free(c->inflight);
 	hmac_key_wipe(&c->hkey);
 	free(c->refused);
 	free(c->parts);
@@ -2687,10 +2925,14 @@ consumer_fill_batch(struct consumer *c, int timeout_ms)
 {
 	rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
 
+	int careful = 0;
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		careful |= consumer_serves(c, (int32_t)i) && c->parts[i].careful_to >= 0;
 	while (rkm != NULL) {
 		/* A rebalance inside the poll may have processed the batch: n_slots is current. */
 		c->slots[c->n_slots++].rkm = rkm;
-		if (c->n_slots == c->cap_slots)
+		if (c->n_slots == c->cap_slots || careful)
 			break;
 		rkm = rd_kafka_consumer_poll(c->rk, 0);
 	}
@@ -2821,6 +3063,8 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			consumer_confirm_fenced(c);
 			c->next_confirm_ms = now + c->cfg->redis_lease_ms / 3;
 		}
+		if (c->dlq_down && !c->redis_down && now >= c->dlq_retry_ms)
+			consumer_dlq_retry(c);
 		if (c->redis_down) {
 			if (now >= c->next_retry_ms)
 				consumer_redis_retry(c);

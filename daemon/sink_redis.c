@@ -144,6 +144,34 @@ static const char sink_claim_script[] =
     "redis.call('SET', KEYS[2], es .. ' ' .. ARGV[1], 'PX', ARGV[2])\n"
     "return {e, cur}\n";
 
+/*
+ * The in-flight range of a partition (schemas/redis.md "Poison messages"):
+ * recorded before a batch is applied (done = 0), marked done when the next
+ * batch starts. KEYS: inflight; ARGV: 1 "r" (record) or "d" (done), 2 first
+ * offset, 3 last.
+ */
+static const char sink_inflight_script[] =
+    "if ARGV[1] == 'd' then redis.call('HSET', KEYS[1], 'done', 1) return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'from', ARGV[2], 'to', ARGV[3], 'done', 0)\n"
+    "return 0\n";
+
+/*
+ * At a claim: a recorded range not done and not covered by the committed
+ * offset was in flight when its owner died. A single offset becomes (or
+ * stays) the suspect, its death count raised. Returns {from, to, deaths of a
+ * single offset}, or {-1, -1, 0} when nothing was left in flight.
+ * KEYS: inflight; ARGV: 1 committed offset (-1 none).
+ */
+static const char sink_inflight_check_script[] =
+    "local f = redis.call('HMGET', KEYS[1], 'from', 'to', 'done', 'suspect')\n"
+    "if not f[1] or not f[2] or f[3] == '1' then return {-1, -1, 0} end\n"
+    "local from, to = tonumber(f[1]), tonumber(f[2])\n"
+    "if to < tonumber(ARGV[1]) then return {-1, -1, 0} end\n"
+    "if from ~= to then return {from, to, 0} end\n"
+    "if f[4] == f[1] then return {from, to, redis.call('HINCRBY', KEYS[1], 'crashes', 1)} end\n"
+    "redis.call('HSET', KEYS[1], 'suspect', f[1], 'crashes', 1)\n"
+    "return {from, to, 1}\n";
+
 /* Lets go of a lease the caller holds. KEYS: lease; ARGV: 1 owner id. */
 static const char sink_release_script[] =
     "local lease = redis.call('GET', KEYS[1])\n"
@@ -184,6 +212,8 @@ struct sink_redis {
 	char sha_flushed[SINK_SHA_LEN + 1];
 	char sha_claim[SINK_SHA_LEN + 1];
 	char sha_release[SINK_SHA_LEN + 1];
+	char sha_inflight[SINK_SHA_LEN + 1];
+	char sha_inflight_check[SINK_SHA_LEN + 1];
 	char owner[128]; /* this instance's lease owner id: host:pid:random */
 	int lease_ms;
 
@@ -393,6 +423,13 @@ sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
 		return -1;
 	if (sink->ctx == NULL ||
 	    sink_load_one(sink, sink_release_script, sink->sha_release, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_inflight_script, sink->sha_inflight, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_inflight_check_script, sink->sha_inflight_check, errstr,
+		errstr_size) < 0)
 		return -1;
 	return 0;
 }
@@ -1554,6 +1591,79 @@ sink_redis_release(
 {
 	struct sink_eval ev = { SINK_OP_CLAIM, "release", NULL, release_append, release_take,
 		release_subject, (void *)(uintptr_t)partitions };
+
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+}
+
+/* <prefix>inflight:<group>:<topic>:<partition> as one argument. */
+static void
+arg_inflight_key(struct argset *as, int32_t partition)
+{
+	arg_start(as);
+	if (!as->oom &&
+	    buf_printf(&as->sink->buf, "%sinflight:%s:%s:%" PRId32, as->sink->prefix,
+		as->sink->group, as->sink->topic, partition) < 0)
+		as->oom = 1;
+	if (!as->oom)
+		arg_end(as);
+}
+
+static int
+inflight_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
+	struct argset as = { sink, 0, 0 };
+
+	(void)now_ms;
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", in->check ? sink->sha_inflight_check : sink->sha_inflight);
+	arg_printf(&as, "1");
+	arg_inflight_key(&as, in->partition);
+	if (in->check) {
+		arg_printf(&as, "%" PRId64, in->committed);
+	} else {
+		arg_printf(&as, "%s", in->done ? "d" : "r");
+		arg_printf(&as, "%" PRId64, in->from);
+		arg_printf(&as, "%" PRId64, in->to);
+	}
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+inflight_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct sink_inflight *in = (struct sink_inflight *)ctx + i;
+
+	if (!in->check)
+		return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return -1;
+	for (size_t k = 0; k < 3; k++)
+		if (r->element[k]->type != REDIS_REPLY_INTEGER)
+			return -1;
+	in->from = r->element[0]->integer;
+	in->to = r->element[1]->integer;
+	in->crashes = r->element[2]->integer;
+	return 0;
+}
+
+static void
+inflight_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
+
+	snprintf(buf, size, "partition %" PRId32 " (key %sinflight:%s:%s:%" PRId32 ")",
+	    in->partition, sink->prefix, sink->group, sink->topic, in->partition);
+}
+
+int
+sink_redis_inflight(
+    struct sink_redis *sink, struct sink_inflight *in, size_t n, char *errstr, size_t errstr_size)
+{
+	struct sink_eval ev = { SINK_OP_CLAIM, "in-flight record", NULL, inflight_append,
+		inflight_take, inflight_subject, in };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }

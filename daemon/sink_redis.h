@@ -240,6 +240,27 @@ int sink_redis_claim(
 int sink_redis_release(
     struct sink_redis *sink, const int32_t *partitions, size_t n, char *errstr, size_t errstr_size);
 
+/*
+ * The in-flight record of a partition (schemas/redis.md "Poison messages").
+ * check = 0: records [from, to] as the range about to be applied, or with
+ * done = 1 marks the last one finished. check = 1, at a claim: the range
+ * left in flight by an owner that died (not done, to >= committed) into
+ * from/to; a single offset's death count (it becomes the suspect, or stays
+ * it) raised and returned in crashes; from = -1 when nothing was in flight.
+ */
+struct sink_inflight {
+	int32_t partition;
+	int check;
+	int done;          /* record: the last range of this partition finished */
+	int64_t committed; /* check: the group's committed offset, -1 none */
+	int64_t from, to;  /* record: in; check: out */
+	int64_t crashes;   /* check: out */
+};
+
+/* One pipeline of in-flight records or checks. Returns 0 or -1 (errstr). */
+int sink_redis_inflight(
+    struct sink_redis *sink, struct sink_inflight *in, size_t n, char *errstr, size_t errstr_size);
+
 /* This instance's lease owner id (host:pid:random), for logs. */
 const char *sink_redis_owner(const struct sink_redis *sink);
 

@@ -1127,6 +1127,35 @@ def sc_snapshot_topic_missing(suite, name, seed, users=150, events=None, rate=50
     return run
 
 
+def sc_dlq_down(suite, name, seed, users=100, events=None, rate=300, missing_s=12.0):
+    """The dead-letter topic is unavailable (it does not exist, producer auto-create off,
+    message.timeout.ms 3 s) while bad messages arrive: each failed dead letter must pause
+    the partitions and read them again, never exit or commit past the letter; once the
+    topic exists every bad message is dead-lettered and every good event applied."""
+    events = events or suite.n(2000)
+    run = Run(suite, name, users, events, rate, seed)
+    run.dlq_topic = run.dlq_topic + "-late"
+    d = run.daemon("d", run.config(name, kafka__producer__allow__auto__create__topics="false",
+                                   kafka__producer__message__timeout__ms="3000"))
+    d.start()
+    d.wait_assigned(4, 60)
+    run.produce()
+    t0 = time.monotonic()
+    d.wait_log(r"event=dead_letters_undeliverable .*action=pause_and_retry", 60)
+    time.sleep(max(0.0, missing_s - (time.monotonic() - t0)))
+    _check(run, d.alive(), "the daemon exited while the dead-letter topic was missing")
+    _check(run, not topic_exists(suite.env, run.dlq_topic),
+           f"dead-letter topic {run.dlq_topic} exists before we created it")
+    failures = d.counter("interestd_dead_letter_failures_total")
+    suite.h_topics([(run.dlq_topic, 1)])
+    log(f"{name}: dead-letter topic created after {time.monotonic() - t0:.1f} s; "
+        f"{failures} dead-letter failures counted meanwhile")
+    run.notes.append(f"dead-letter topic missing for {missing_s:.0f} s: "
+                     f"{failures} failed letters counted, partitions paused and re-read")
+    _check(run, failures > 0, "no dead-letter failure counted while the topic was missing")
+    return run
+
+
 SCENARIOS = {
     "kill9": sc_kill9,
     "redis-restart": sc_redis_restart,
@@ -1135,6 +1164,7 @@ SCENARIOS = {
     "kafka-restart": sc_kafka_restart,
     "rebalance": sc_rebalance,
     "zombie": sc_zombie,
+    "dlq-down": sc_dlq_down,
     "sighup-bad-model": sc_sighup_bad_model,
     "model-truncated-in-place": sc_model_truncated_in_place,
     "snapshot-topic-missing": sc_snapshot_topic_missing,
