@@ -35,7 +35,11 @@ PROGS += $(BUILD)/interestctl
 endif
 
 .PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
-all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
+# A test-only daemon: INTERESTD_TEST_CRASH_AT=P:O makes it abort at that message (the
+# poison-message tests); never installed.
+HOOK_BIN := $(BUILD)/tools/interestd-crashhook
+
+all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN) $(HOOK_BIN)
 
 $(BUILD)/model/%.o: model/%.c
 	@mkdir -p $(@D)
@@ -58,6 +62,13 @@ $(BUILD)/interest-eval: $(BUILD)/model/cmd_eval.o $(BUILD)/libinterest.a
 $(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/interestctl: $(BUILD)/daemon/interestctl.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+$(BUILD)/hooks/consumer.o: daemon/consumer.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DINTERESTD_TEST_HOOKS -c $< -o $@
+$(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer.o $(BUILD)/libdaemon.a \
+    $(BUILD)/libinterest.a
+	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
 	@mkdir -p $(@D)

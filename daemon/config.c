@@ -88,6 +88,13 @@ static const struct cfg_key config_keys[] = {
 	    "longest wait in one consumer poll; bounds signal and flush latency" },
 
 	/* Schemas and model */
+	{ "poll.max_crashes", CFG_INT, OFF(poll_max_crashes), "3", 1, 1000, NULL, NULL, 0,
+	    "a message in flight each time the daemon died this many times is dead-lettered as "
+	    "`crashed` instead of applied (schemas/redis.md \"Poison messages\")" },
+	{ "poll.stall_ms", CFG_INT, OFF(poll_stall_ms), "30000", 1000, 3600000, NULL, NULL, 0,
+	    "a served partition with lag that has not been read for this long is logged at error "
+	    "(event=partition_stalled), counted in interestd_partitions_stalled, resumed and "
+	    "sought to its position" },
 	{ "schema.reader", CFG_STRING, OFF(schema_reader),
 	    "/usr/share/interestd/behaviour_event.avsc", 0, 0, NULL, NULL, 0,
 	    "reader schema (.avsc) events are decoded into" },
@@ -129,6 +136,10 @@ static const struct cfg_key config_keys[] = {
 	    "WAIT" },
 	{ "redis.wait_timeout_ms", CFG_INT, OFF(redis_wait_timeout_ms), "1000", 1, 600000, NULL,
 	    NULL, 0, "WAIT timeout; fewer replicas by then fails the flush" },
+	{ "redis.lease_ms", CFG_INT, OFF(redis_lease_ms), "10000", 1000, 600000, NULL, NULL, 0,
+	    "partition ownership lease in Redis (schemas/redis.md), renewed every third of it; a "
+	    "frozen owner's partitions pass to the new Kafka owner at most this long after its "
+	    "last renewal; keep it below the consumer's session.timeout.ms" },
 
 	/* User ids */
 	{ "ids.hmac_key_file", CFG_SECRET_FILE, OFF(ids_hmac_key_file), "", 0, 0, NULL, NULL,

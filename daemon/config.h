@@ -90,6 +90,9 @@ struct config {
 	int redis_timeout_ms;                    /* redis.timeout_ms: connect and command */
 	int redis_wait_replicas;                 /* redis.wait_replicas, 0: no WAIT */
 	int redis_wait_timeout_ms;               /* redis.wait_timeout_ms */
+	int redis_lease_ms;                      /* redis.lease_ms */
+	int poll_stall_ms;                       /* poll.stall_ms */
+	int poll_max_crashes;                    /* poll.max_crashes */
 
 	/* Batching and flushing */
 	int flush_interval_ms;    /* flush.interval_ms */

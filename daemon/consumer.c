@@ -60,11 +60,38 @@
 /* One partition of topic.events as this instance sees it. */
 struct part {
 	int assigned;
-	int claimed; /* epoch claimed in Redis for this assignment */
+	int claimed; /* holds the lease (epoch) in Redis: its events are applied */
+	int fresh;   /* Kafka assigned or confirmed it since the last claim: a claim may take a
+	                new epoch (sink_redis_claim) */
+	int fenced;  /* a newer owner's epoch refused our write, marker or renewal: nothing of it
+	                is applied or committed until Kafka confirms the ownership again */
+	int waiting; /* a claim found another instance's live lease (logged once) */
+	int reseek;  /* events were skipped or dropped: the next claim seeks to the commit */
+	int fence_pending;  /* a write of this flush was refused as fenced */
+	int stalled;        /* lag but nothing read for poll.stall_ms (consumer_check_stalls) */
+	int paused;         /* our last pause (1) or resume (0) call for it */
+	int pause_unknown;  /* new assignment: the next sync states it either way */
+	int64_t hwm;        /* high watermark asked of the broker while paused for Redis; -1 */
+	int64_t careful_to; /* an owner died in flight up to here: one message per batch; -1 */
+	int64_t poison;     /* offset dead-lettered as `crashed` when read; -1 none */
+	int64_t poison_crashes;
+	int fresh_claim;      /* the last claim was fresh (Kafka's assignment): look for a death */
+	int inflight_open;    /* its last in-flight record is not marked done yet */
+	int64_t last_read_ms; /* monotonic: last message of it processed, or served since */
+	int first; /* the last claim was the partition's first ever (no epoch stored before) */
 	uint64_t epoch;
 	int64_t next_offset; /* after the last processed message; -1 none */
 	int64_t committed;   /* last committed offset; -1 none */
 };
+
+#define PART_NEW(assigned_)                                                                        \
+	((struct part){ .assigned = (assigned_),                                                   \
+	    .next_offset = -1,                                                                     \
+	    .committed = -1,                                                                       \
+	    .pause_unknown = 1,                                                                    \
+	    .hwm = -1,                                                                             \
+	    .careful_to = -1,                                                                      \
+	    .poison = -1 })
 
 /* One polled message of the batch and what phase 1 decided about it. */
 struct slot {
@@ -128,7 +155,20 @@ struct consumer {
 	size_t cap_er;
 	int32_t *mark_parts; /* flushed-through markers of a commit, [n_parts] */
 	int64_t *mark_offs;
+	uint64_t *mark_epochs;
+	int *mark_fenced;
 	size_t cap_mark;
+	struct sink_inflight *inflight; /* in-flight records of a batch, [n_parts] */
+	size_t cap_inflight;
+	struct sink_claim *claims; /* claims and lease renewals, [n_parts] */
+	size_t cap_claims;
+	int64_t next_renew_ms; /* next lease renewal (every third of redis.lease_ms) */
+	int64_t next_stall_ms; /* next consumer_check_stalls */
+	int dlq_down;          /* a dead letter failed: paused until consumer_dlq_retry */
+	int64_t dlq_retry_ms, dlq_backoff_ms;
+	uint64_t dlq_failed_seen; /* dlq_failed() already handled */
+	int64_t batch_mono_ms;    /* when the batch being processed was polled */
+	int64_t next_confirm_ms;  /* next ownership check of fenced partitions */
 
 	/* ids.hmac_key_file: user ids are replaced by pseudonyms before use */
 	int pseudonymise;
@@ -214,7 +254,7 @@ consumer_part(struct consumer *c, int32_t p)
 		if (np == NULL)
 			return NULL;
 		for (size_t i = c->n_parts; i < n; i++)
-			np[i] = (struct part){ 0, 0, 0, -1, -1 };
+			np[i] = PART_NEW(0);
 		c->parts = np;
 		c->n_parts = n;
 	}
@@ -225,6 +265,20 @@ static int
 consumer_owns(const struct consumer *c, int32_t p)
 {
 	return p >= 0 && (size_t)p < c->n_parts && c->parts[p].assigned;
+}
+
+/* Assigned, claimed and not fenced: its events are applied, written and committed. */
+static int
+consumer_serves(const struct consumer *c, int32_t p)
+{
+	return consumer_owns(c, p) && c->parts[p].claimed && !c->parts[p].fenced;
+}
+
+/* The epoch to tag a write of partition p with (0: not ours, unfenced). */
+static uint64_t
+consumer_epoch(const struct consumer *c, int32_t p)
+{
+	return consumer_serves(c, p) ? c->parts[p].epoch : 0;
 }
 
 /* The assigned partitions of topic.events as a list (caller destroys). */
@@ -240,34 +294,43 @@ consumer_assigned_list(const struct consumer *c)
 	return l;
 }
 
+/*
+ * Sets every assigned partition's pause state from the daemon's own state,
+ * never from what librdkafka remembers (a pause can outlive an assignment):
+ * paused while Redis is down, while the partition is unclaimed (another
+ * owner's lease is live) or fenced; resumed otherwise. A new assignment is
+ * stated either way; after that only changes are sent: librdkafka 2.0's
+ * resume of a partition that is not paused restarts its fetch from a stale
+ * position (the same messages delivered twice; fixed in later releases).
+ * Called after every change of those states and after every assignment.
+ */
 static void
-consumer_pause_all(struct consumer *c)
+consumer_sync_pause(struct consumer *c)
 {
-	rd_kafka_topic_partition_list_t *l;
+	rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(4);
+	rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(4);
 	rd_kafka_resp_err_t err;
 
-	if (c->n_assigned == 0) {
-		c->paused = 1;
-		return;
+	for (size_t i = 0; i < c->n_parts; i++) {
+		struct part *pt = &c->parts[i];
+		int want = c->redis_down || c->dlq_down || !consumer_serves(c, (int32_t)i);
+
+		if (!pt->assigned || (want == pt->paused && !pt->pause_unknown))
+			continue;
+		rd_kafka_topic_partition_list_add(
+		    want ? pause : resume, c->cfg->topic_events, (int32_t)i);
+		pt->paused = want;
+		pt->pause_unknown = 0;
 	}
-	l = consumer_assigned_list(c);
-	err = rd_kafka_pause_partitions(c->rk, l);
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (pause->cnt > 0 &&
+	    (err = rd_kafka_pause_partitions(c->rk, pause)) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_warn("event=pause_failed error=\"%s\"", rd_kafka_err2str(err));
-	rd_kafka_topic_partition_list_destroy(l);
-	c->paused = 1;
-}
-
-static void
-consumer_resume_all(struct consumer *c)
-{
-	rd_kafka_topic_partition_list_t *l = consumer_assigned_list(c);
-	rd_kafka_resp_err_t err = rd_kafka_resume_partitions(c->rk, l);
-
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (resume->cnt > 0 &&
+	    (err = rd_kafka_resume_partitions(c->rk, resume)) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		log_warn("event=resume_failed error=\"%s\"", rd_kafka_err2str(err));
-	rd_kafka_topic_partition_list_destroy(l);
-	c->paused = 0;
+	c->paused = c->redis_down;
+	rd_kafka_topic_partition_list_destroy(pause);
+	rd_kafka_topic_partition_list_destroy(resume);
 }
 
 /* ---- Redis outage -------------------------------------------------------- */
@@ -325,8 +388,119 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
 		    what, c->backoff_ms, err);
 	}
 	c->next_retry_ms = now + c->backoff_ms;
-	if (!c->paused)
-		consumer_pause_all(c);
+	consumer_sync_pause(c);
+}
+
+/*
+  * Poison messages (schemas/redis.md "Poison messages"): for each partition
+ * of l (committed offsets filled in) claimed on Kafka's word, the range its
+ * last owner had in flight when it died. A range: the partition is read one message per batch
+ * up to its end, each recorded alone, so a message that kills the daemon is
+ * named. A single offset that has now been in flight at poll.max_crashes
+ * deaths: it is dead-lettered as `crashed` when read, never applied.
+ * Returns 0, or -1 on a Redis error (errstr).
+ */
+static int
+consumer_inflight_check(
+    struct consumer *c, const rd_kafka_topic_partition_list_t *l, char *errstr, size_t errstr_size)
+{
+	struct sink_inflight *in;
+	size_t n = 0;
+	int ret = -1;
+
+	if (l->cnt == 0)
+		return 0;
+	in = calloc((size_t)l->cnt, sizeof(*in));
+	if (in == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		return -1;
+	}
+	for (int i = 0; i < l->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &l->elems[i];
+
+		/* A re-claim (Redis back) is not a death: our own batch may be in flight. */
+		if (!consumer_owns(c, tp->partition) || !c->parts[tp->partition].fresh_claim)
+			continue;
+		in[n++] = (struct sink_inflight){ .partition = tp->partition,
+			.check = 1,
+			.committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR && tp->offset >= 0
+			    ? tp->offset
+			    : -1 };
+	}
+	if (sink_redis_inflight(c->sink, in, n, errstr, errstr_size) != 0)
+		goto done;
+	for (size_t i = 0; i < n; i++) {
+		struct part *pt =
+		    consumer_owns(c, in[i].partition) ? &c->parts[in[i].partition] : NULL;
+
+		if (pt == NULL || in[i].from < 0)
+			continue;
+		if (in[i].from == in[i].to && in[i].crashes >= c->cfg->poll_max_crashes) {
+			pt->poison = in[i].from;
+			pt->poison_crashes = in[i].crashes;
+			log_error("event=poison_message topic=%s partition=%" PRId32
+				  " offset=%" PRId64 " crashes=%" PRId64
+				  " action=dead_letter_as_crashed",
+			    c->cfg->topic_events, in[i].partition, in[i].from, in[i].crashes);
+		} else {
+			pt->careful_to = in[i].to;
+			log_warn("event=died_in_flight topic=%s partition=%" PRId32 " from=%" PRId64
+				 " to=%" PRId64 " crashes=%" PRId64 " action=one_message_per_batch",
+			    c->cfg->topic_events, in[i].partition, in[i].from, in[i].to,
+			    in[i].crashes);
+		}
+	}
+	ret = 0;
+done:
+	free(in);
+	return ret;
+}
+
+/*
+ * Records the range of each served partition the polled batch is about to
+ * apply (consumer_inflight_check reads it after a death). Returns 0, or -1
+ * on a Redis error (errstr).
+ */
+static int
+consumer_inflight_record(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	size_t n = 0;
+
+	if (c->cap_inflight < c->n_parts) {
+		struct sink_inflight *ni = realloc(c->inflight, c->n_parts * sizeof(*ni));
+		if (ni == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		c->inflight = ni;
+		c->cap_inflight = c->n_parts;
+	}
+	for (size_t i = 0; i < c->n_slots; i++) {
+		const rd_kafka_message_t *rkm = c->slots[i].rkm;
+		size_t k;
+
+		if (rkm->err != RD_KAFKA_RESP_ERR_NO_ERROR || !consumer_serves(c, rkm->partition))
+			continue;
+		for (k = 0; k < n && c->inflight[k].partition != rkm->partition; k++)
+			;
+		if (k == n) {
+			c->inflight[n++] = (struct sink_inflight){
+				.partition = rkm->partition, .from = rkm->offset, .to = rkm->offset
+			};
+			c->parts[rkm->partition].inflight_open = 2; /* this batch */
+		} else if (rkm->offset > c->inflight[k].to)
+			c->inflight[k].to = rkm->offset;
+		else if (rkm->offset < c->inflight[k].from)
+			c->inflight[k].from = rkm->offset;
+	}
+	/* The earlier batches of the other partitions finished: say so. */
+	for (size_t i = 0; i < c->n_parts; i++) {
+		if (c->parts[i].inflight_open == 1)
+			c->inflight[n++] =
+			    (struct sink_inflight){ .partition = (int32_t)i, .done = 1 };
+		c->parts[i].inflight_open = c->parts[i].inflight_open == 2;
+	}
+	return sink_redis_inflight(c->sink, c->inflight, n, errstr, errstr_size);
 }
 
 /*
@@ -338,10 +512,14 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
  * them, a restore from an older snapshot): the partition's offset in l is set
  * to the marker, so the lost events are re-applied from Kafka (the per-user
  * markers skip what survived). No marker at all in a Redis where this is the
- * partition's first claim (epoch 1) while the group has committed offsets:
- * Redis lost everything, re-apply from the beginning. Every other offset in
- * l is set to RD_KAFKA_OFFSET_INVALID (keep the committed one). Returns the
- * number of rolled-back partitions, or -1 on a Redis error (errstr).
+ * partition's first claim (no epoch stored before) while the group has
+ * committed offsets: Redis lost everything, re-apply from the beginning. A
+ * partition whose events were skipped or dropped since the last commit
+ * (reseek: fenced, waiting for a lease, or a Redis reconnect that may have
+ * lost acknowledged writes) starts at the committed offset. Every other
+ * offset in l is set to RD_KAFKA_OFFSET_INVALID (keep the position).
+ * Returns the number of rolled-back partitions, or -1 on a Redis error
+ * (errstr).
  */
 static int
 consumer_failover_check(
@@ -363,20 +541,25 @@ consumer_failover_check(
 			l->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
 		return 0;
 	}
+	if (consumer_inflight_check(c, l, errstr, errstr_size) < 0)
+		return -1;
 	for (int i = 0; i < l->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &l->elems[i];
 		int64_t committed = tp->err == RD_KAFKA_RESP_ERR_NO_ERROR ? tp->offset : -1;
 		int64_t flushed;
-		uint64_t epoch =
-		    consumer_owns(c, tp->partition) ? c->parts[tp->partition].epoch : 0;
+		int first = consumer_owns(c, tp->partition) && c->parts[tp->partition].first;
+		int reseek = consumer_owns(c, tp->partition) && c->parts[tp->partition].reseek;
 
-		tp->offset = RD_KAFKA_OFFSET_INVALID;
+		/* Skipped or dropped events: from the commit again (nothing committed: the start). */
+		tp->offset = !reseek ? RD_KAFKA_OFFSET_INVALID
+		    : committed >= 0 ? committed
+				     : RD_KAFKA_OFFSET_BEGINNING;
 		if (committed < 0)
 			continue; /* nothing committed: auto.offset.reset decides */
 		if (sink_redis_get_flushed(c->sink, tp->partition, &flushed, errstr, errstr_size) !=
 		    0)
 			return -1;
-		if (flushed >= committed || (flushed < 0 && epoch != 1))
+		if (flushed >= committed || (flushed < 0 && !first))
 			continue; /* in step; or a marker never written (older interestd) */
 		tp->offset = flushed >= 0 ? flushed : RD_KAFKA_OFFSET_BEGINNING;
 		c->n.rollbacks++;
@@ -390,37 +573,148 @@ consumer_failover_check(
 			    committed - flushed);
 		else
 			log_warn("event=redis_rollback_detected topic=%s partition=%" PRId32
-				 " committed=%" PRId64 " flushed=none epoch=1 "
+				 " committed=%" PRId64 " flushed=none first_claim=1 "
 				 "action=reapply_from_beginning",
 			    c->cfg->topic_events, tp->partition, committed);
 	}
 	return rolled;
 }
 
-/* Claims the epoch of every assigned partition that has none yet. */
+/*
+ * Stops serving partition p: a newer owner's epoch refused our write, our
+ * flushed-through marker or our lease renewal. Its cached users are dropped
+ * (Redis has the newer owner's states), nothing of it is committed, its
+ * events are not applied; it is paused until Kafka confirms the ownership
+ * again (a new assignment, or consumer_confirm_fenced), and then read again
+ * from the committed offset.
+ */
+static void
+consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer)
+{
+	struct part *pt;
+	size_t dropped;
+
+	if (!consumer_owns(c, p) || c->parts[p].fenced)
+		return;
+	pt = &c->parts[p];
+	pt->fenced = 1;
+	pt->claimed = 0;
+	pt->fresh = 0;
+	pt->reseek = 1;
+	pt->next_offset = -1;
+	dropped = users_drop_partition(c->users, p);
+	c->n.partitions_fenced++;
+	log_error("event=partition_fenced topic=%s partition=%" PRId32 " epoch=%" PRIu64
+		  " newer_epoch=%" PRIu64 " during=%s users_dropped=%zu "
+		  "action=stop_until_kafka_confirms_ownership",
+	    c->cfg->topic_events, p, pt->epoch, newer, during, dropped);
+	c->next_confirm_ms = mono_ms();
+	consumer_sync_pause(c);
+}
+
+/*
+ * Claims every assigned partition not claimed yet (fresh ones may take a new
+ * epoch; after a Redis reconnect the others re-claim their own) and, with
+ * renew, renews the leases of the served ones, in one pipeline. Busy ones
+ * (another instance's lease is live) stay unclaimed and paused until a later
+ * call; a fenced answer fences. The newly claimed go into owned, run through
+ * the failover check (offsets set where they must start again) and are marked
+ * claimed. Returns 0, or -1 on a Redis error (errstr).
+ */
 static int
-consumer_claim_pending(struct consumer *c, char *errstr, size_t errstr_size)
+consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int renew, char *errstr,
+    size_t errstr_size)
+{
+	size_t n = 0;
+	int ret = -1;
+
+	if (c->cap_claims < c->n_parts) {
+		struct sink_claim *nc = realloc(c->claims, c->n_parts * sizeof(*nc));
+		if (nc == NULL) {
+			snprintf(errstr, errstr_size, "out of memory");
+			return -1;
+		}
+		c->claims = nc;
+		c->cap_claims = c->n_parts;
+	}
+	for (size_t i = 0; i < c->n_parts; i++) {
+		struct part *pt = &c->parts[i];
+
+		if (!pt->assigned || (pt->claimed && !renew) || (pt->fenced && !pt->fresh))
+			continue;
+		c->claims[n++] = (struct sink_claim){
+			.partition = (int32_t)i, .fresh = pt->fresh, .epoch = pt->epoch
+		};
+	}
+	if (n == 0)
+		return 0;
+	if (sink_redis_claim(c->sink, c->claims, n, errstr, errstr_size) != 0)
+		return -1;
+	for (size_t k = 0; k < n; k++) {
+		const struct sink_claim *cl = &c->claims[k];
+		struct part *pt = &c->parts[cl->partition];
+
+		if (pt->claimed) { /* a renewal */
+			if (cl->result != SINK_CLAIM_OWNED || cl->epoch != pt->epoch)
+				consumer_fence(c, cl->partition, "lease_renewal", cl->stored);
+			continue;
+		}
+		switch (cl->result) {
+		case SINK_CLAIM_OWNED:
+			log_info("event=partition_claimed topic=%s partition=%" PRId32
+				 " epoch=%" PRIu64 " previous_epoch=%" PRIu64 " %s",
+			    c->cfg->topic_events, cl->partition, cl->epoch, cl->stored,
+			    cl->fresh ? "new_epoch=1" : "kept_epoch=1");
+			pt->epoch = cl->epoch;
+			pt->first = cl->stored == 0;
+			pt->fresh_claim = cl->fresh;
+			pt->fresh = 0;
+			pt->waiting = 0;
+			rd_kafka_topic_partition_list_add(
+			    owned, c->cfg->topic_events, cl->partition);
+			break;
+		case SINK_CLAIM_BUSY:
+			if (!pt->waiting)
+				log_warn("event=partition_claim_waiting topic=%s partition=%" PRId32
+					 " reason=\"another instance's lease is live\" "
+					 "action=pause_and_retry lease_ms=%d",
+				    c->cfg->topic_events, cl->partition, c->cfg->redis_lease_ms);
+			pt->waiting = 1;
+			break;
+		case SINK_CLAIM_FENCED:
+			consumer_fence(c, cl->partition, "reclaim", cl->stored);
+			break;
+		}
+	}
+	if (consumer_failover_check(c, owned, errstr, errstr_size) < 0)
+		goto done;
+	for (int i = 0; i < owned->cnt; i++) {
+		struct part *pt = &c->parts[owned->elems[i].partition];
+
+		pt->claimed = 1;
+		pt->fenced = 0;
+		pt->reseek = 0;
+		pt->last_read_ms = mono_ms();
+	}
+	ret = 0;
+done:
+	consumer_sync_pause(c);
+	return ret;
+}
+
+/*
+ * consumer_claim outside a rebalance (Redis back, a lease free again, a
+ * renewal): partitions that must start again elsewhere are sought there and
+ * their cached users dropped.
+ */
+static int
+consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size)
 {
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
 	int ret = -1;
 
-	for (size_t i = 0; i < c->n_parts; i++) {
-		struct part *pt = &c->parts[i];
-
-		if (!pt->assigned || pt->claimed)
-			continue;
-		if (sink_redis_claim_partition(
-			c->sink, (int32_t)i, &pt->epoch, errstr, errstr_size) != 0)
-			goto done;
-		log_info("event=partition_claimed topic=%s partition=%zu epoch=%" PRIu64,
-		    c->cfg->topic_events, i, pt->epoch);
-		rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i);
-	}
-	/* Assigned while Redis was down: check now, seek back where Redis lost writes. */
-	if (consumer_failover_check(c, l, errstr, errstr_size) < 0)
+	if (consumer_claim(c, l, renew, errstr, errstr_size) != 0)
 		goto done;
-	for (int i = 0; i < l->cnt; i++)
-		c->parts[l->elems[i].partition].claimed = 1;
 	for (int i = 0; i < l->cnt; i++) {
 		rd_kafka_topic_partition_t *tp = &l->elems[i];
 		rd_kafka_topic_partition_list_t *one;
@@ -497,9 +791,8 @@ consumer_flush_erasures(struct consumer *c, struct user_entry *const *dirty, siz
 			c->er_entries = nee;
 			c->cap_er = ncap;
 		}
-		c->er[n] =
-		    (struct sink_erase){ e->id, e->id_len, p, e->erased_offset, e->erased_ts_ms,
-			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0, 0 };
+		c->er[n] = (struct sink_erase){ e->id, e->id_len, p, e->erased_offset,
+			e->erased_ts_ms, consumer_epoch(c, p), 0 };
 		c->er_entries[n++] = e;
 	}
 	if (n == 0)
@@ -515,9 +808,11 @@ consumer_flush_erasures(struct consumer *c, struct user_entry *const *dirty, siz
 		    e->id, e->erased_partition, e->erased_offset, e->erased_ts_ms,
 		    results[c->er[i].result]);
 		/* Fenced: the new owner erases; ours stays pending, is not written and is dropped. */
-		if (c->er[i].result == 2)
+		if (c->er[i].result == 2) {
 			*refuse_oom |= consumer_add_refused(c, e);
-		else
+			if (consumer_owns(c, e->erased_partition))
+				c->parts[e->erased_partition].fence_pending = 1;
+		} else
 			e->erase_pending = 0;
 	}
 	return 0;
@@ -567,11 +862,17 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			    (e->erased && e->us->last_partition == e->erased_partition &&
 				e->us->last_offset == e->erased_offset))
 				continue;
+			if (!consumer_serves(c, p)) {
+				/* Never written unfenced: dropped, its partition reads it again. */
+				if (consumer_owns(c, p))
+					c->parts[p].reseek = 1;
+				refuse_oom |= consumer_add_refused(c, e);
+				continue;
+			}
 			c->su[k].user_id = e->id;
 			c->su[k].user_id_len = e->id_len;
 			c->su[k].us = e->us;
-			c->su[k].epoch =
-			    consumer_owns(c, p) && c->parts[p].claimed ? c->parts[p].epoch : 0;
+			c->su[k].epoch = c->parts[p].epoch;
 			c->fe[k++] = e;
 		}
 		/* Vectors and top-N: filled 64 users at a time while Redis runs the previous ones. */
@@ -593,6 +894,8 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			case SINK_REFUSED_FENCED:
 				fenced++;
 				refuse_oom |= consumer_add_refused(c, c->fe[i]);
+				if (consumer_owns(c, c->su[i].us->last_partition))
+					c->parts[c->su[i].us->last_partition].fence_pending = 1;
 				break;
 			case SINK_REFUSED_ERASED:
 				erased++;
@@ -617,12 +920,43 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 		log_warn("event=flush_refused stale=%zu fenced=%zu erased=%zu "
 			 "action=dropped_cached_states",
 		    stale, fenced, erased);
+	/* A fenced write: the partition is someone else's now, none of it is committed. */
+	for (size_t p = 0; p < c->n_parts; p++)
+		if (c->parts[p].fence_pending) {
+			c->parts[p].fence_pending = 0;
+			consumer_fence(c, (int32_t)p, "flush", 0);
+		}
 	c->n.refused_stale += stale;
 	c->n.refused_fenced += fenced;
 	c->n.refused_erased += erased;
 	c->n.flushes++;
 	c->n.users_flushed += written;
 	return 0;
+}
+
+/*
+ * A dead letter could not be delivered (or enqueued): like a Redis outage,
+ * every partition pauses and nothing is committed; after a backoff
+ * (consumer_dlq_retry) every served partition is read again from its
+ * committed offset, so the letter is sent again, with the events after it.
+ */
+static void
+consumer_dlq_down(struct consumer *c, const char *why)
+{
+	int64_t now = mono_ms();
+
+	if (!c->dlq_down) {
+		log_error("event=dead_letters_undeliverable topic=%s reason=\"%s\" failed=%" PRIu64
+			  " action=pause_and_retry",
+		    c->cfg->topic_dlq, why, dlq_failed(c->dlq));
+		notify_status(c->notify, "dead-letter topic unavailable, partitions paused");
+		c->dlq_down = 1;
+		c->dlq_backoff_ms = CONSUMER_BACKOFF_MIN_MS * 10;
+	} else if ((c->dlq_backoff_ms *= 2) > CONSUMER_BACKOFF_MAX_MS * 2) {
+		c->dlq_backoff_ms = CONSUMER_BACKOFF_MAX_MS * 2;
+	}
+	c->dlq_retry_ms = now + c->dlq_backoff_ms;
+	consumer_sync_pause(c);
 }
 
 /* Serves producer reports until no dead letter is in flight or timeout_ms passed. */
@@ -634,14 +968,21 @@ consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 	rd_kafka_poll(c->rkp, 0);
 	while (dlq_in_flight(c->dlq) > 0 && mono_ms() < deadline)
 		rd_kafka_poll(c->rkp, 10);
-	if (dlq_failed(c->dlq) > 0 && !c->fatal) {
-		/* Committing past a lost dead letter would lose it: stop instead. */
-		log_error("event=dead_letters_undeliverable count=%" PRIu64
-			  " action=shutdown_without_commit",
-		    dlq_failed(c->dlq));
-		c->fatal = 1;
+	if (dlq_failed(c->dlq) > c->dlq_failed_seen) {
+		/* Committing past a lost dead letter would lose it: pause, read it again later. */
+		c->n.dlq_failures += dlq_failed(c->dlq) - c->dlq_failed_seen;
+		c->dlq_failed_seen = dlq_failed(c->dlq);
+		consumer_dlq_down(c, "delivery failed");
 	}
-	return dlq_in_flight(c->dlq) == 0 && dlq_failed(c->dlq) == 0 ? 0 : -1;
+	return dlq_in_flight(c->dlq) == 0 && !c->dlq_down ? 0 : -1;
+}
+
+/* Partition i has processed offsets to commit (all partitions, or only `only` when >= 0). */
+static int
+consumer_committable(const struct consumer *c, size_t i, int32_t only)
+{
+	return consumer_serves(c, (int32_t)i) && c->parts[i].next_offset > c->parts[i].committed &&
+	    (only < 0 || (int32_t)i == only);
 }
 
 /*
@@ -659,30 +1000,39 @@ consumer_mark_flushed(struct consumer *c, int32_t only)
 
 	if (c->cap_mark < c->n_parts) {
 		int32_t *np = realloc(c->mark_parts, c->n_parts * sizeof(*np));
-		int64_t *no;
+		int64_t *no = np != NULL ? realloc(c->mark_offs, c->n_parts * sizeof(*no)) : NULL;
+		uint64_t *ne =
+		    no != NULL ? realloc(c->mark_epochs, c->n_parts * sizeof(*ne)) : NULL;
+		int *nf = ne != NULL ? realloc(c->mark_fenced, c->n_parts * sizeof(*nf)) : NULL;
 
 		if (np != NULL)
 			c->mark_parts = np;
-		no = np != NULL ? realloc(c->mark_offs, c->n_parts * sizeof(*no)) : NULL;
-		if (no == NULL) {
+		if (no != NULL)
+			c->mark_offs = no;
+		if (ne != NULL)
+			c->mark_epochs = ne;
+		if (nf == NULL) {
 			consumer_redis_down(c, "mark_flushed", "out of memory");
 			return -1;
 		}
-		c->mark_offs = no;
+		c->mark_fenced = nf;
 		c->cap_mark = c->n_parts;
 	}
 	for (size_t i = 0; i < c->n_parts; i++)
-		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
-		    (only < 0 || (int32_t)i == only)) {
+		if (consumer_committable(c, i, only)) {
 			c->mark_parts[n] = (int32_t)i;
+			c->mark_epochs[n] = c->parts[i].epoch;
 			c->mark_offs[n++] = c->parts[i].next_offset;
 		}
-	if (sink_redis_mark_flushed(c->sink, c->mark_parts, c->mark_offs, n, err, sizeof(err)) !=
-	    0) {
+	if (sink_redis_mark_flushed(c->sink, c->mark_parts, c->mark_offs, c->mark_epochs,
+		c->mark_fenced, n, err, sizeof(err)) != 0) {
 		c->n.flush_failures++;
 		consumer_redis_down(c, "mark_flushed", err);
 		return -1;
 	}
+	for (size_t k = 0; k < n; k++)
+		if (c->mark_fenced[k])
+			consumer_fence(c, c->mark_parts[k], "mark_flushed", 0);
 	return 0;
 }
 
@@ -750,9 +1100,7 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 	if (c->fatal)
 		return -1;
 	for (size_t i = 0; i < c->n_parts; i++)
-		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
-		    (only < 0 || (int32_t)i == only))
-			n++;
+		n += consumer_committable(c, i, only);
 	if (n == 0)
 		return 0;
 	if (consumer_wait_dead_letters(c, CONSUMER_DLQ_WAIT_MS) != 0) {
@@ -762,12 +1110,16 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 	}
 	if (consumer_mark_flushed(c, only) != 0)
 		return -1;
+	/* Partitions fenced at their marker drop out here: none of their offsets move. */
 	l = rd_kafka_topic_partition_list_new(n);
 	for (size_t i = 0; i < c->n_parts; i++)
-		if (c->parts[i].assigned && c->parts[i].next_offset > c->parts[i].committed &&
-		    (only < 0 || (int32_t)i == only))
+		if (consumer_committable(c, i, only))
 			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i)
 			    ->offset = c->parts[i].next_offset;
+	if (l->cnt == 0) {
+		rd_kafka_topic_partition_list_destroy(l);
+		return 0;
+	}
 	t0 = mono_s();
 	if (async) {
 		c->commit_issued_s = t0;
@@ -827,6 +1179,177 @@ consumer_flush_commit(struct consumer *c)
 	return consumer_commit(c, -1, 1);
 }
 
+/*
+ * Asks Kafka whether the fenced partitions are still ours: the group's
+ * committed offset of each is committed again, unchanged. The coordinator
+ * accepts a commit only from a member of the current generation, and in
+ * it a partition has one owner, so success means the assignment we hold is
+ * current: the partition is claimed again with a new epoch (once no other
+ * lease is live) and read from that offset. A refused commit means a
+ * rebalance is coming, which assigns or revokes it. A partition without a
+ * committed offset waits for that rebalance.
+ */
+static void
+consumer_confirm_fenced(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+	rd_kafka_topic_partition_list_t *ok = rd_kafka_topic_partition_list_new(4);
+	rd_kafka_resp_err_t kerr;
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].assigned && c->parts[i].fenced && !c->parts[i].fresh)
+			rd_kafka_topic_partition_list_add(l, c->cfg->topic_events, (int32_t)i);
+	if (l->cnt == 0)
+		goto done;
+	kerr = rd_kafka_committed(c->rk, l, CONSUMER_COMMITTED_TIMEOUT_MS);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("event=ownership_check_failed reason=\"committed offsets: %s\"",
+		    rd_kafka_err2str(kerr));
+		goto done;
+	}
+	for (int i = 0; i < l->cnt; i++)
+		if (l->elems[i].err == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[i].offset >= 0)
+			rd_kafka_topic_partition_list_add(
+			    ok, l->elems[i].topic, l->elems[i].partition)
+			    ->offset = l->elems[i].offset;
+	if (ok->cnt == 0)
+		goto done;
+	kerr = rd_kafka_commit(c->rk, ok, 0);
+	if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		log_warn("event=ownership_not_confirmed error=\"%s\" action=wait_for_rebalance",
+		    rd_kafka_err2str(kerr));
+		goto done;
+	}
+	for (int i = 0; i < ok->cnt; i++) {
+		int32_t p = ok->elems[i].partition;
+
+		if (ok->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR || !consumer_owns(c, p))
+			continue;
+		c->parts[p].fresh = 1;
+		log_info("event=ownership_confirmed topic=%s partition=%" PRId32
+			 " committed=%" PRId64 " action=claim_and_read_from_commit",
+		    c->cfg->topic_events, p, ok->elems[i].offset);
+	}
+	if (consumer_claim_pending(c, 0, err, sizeof(err)) != 0)
+		consumer_redis_down(c, "claim", err);
+done:
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_topic_partition_list_destroy(ok);
+}
+
+/*
+ * A served partition that has lag (the broker's high watermark, asked now,
+ * above our position) but from which nothing was read for poll.stall_ms is
+ * stalled: an error line, the counter, and the repair the daemon can make
+ * itself (resume it, seek it to its position). Checked every third of
+ * poll.stall_ms, only for partitions idle that long.
+ */
+static void
+consumer_check_stalls(struct consumer *c)
+{
+	int64_t now = mono_ms();
+
+	for (size_t i = 0; i < c->n_parts; i++) {
+		struct part *pt = &c->parts[i];
+		int64_t lo = -1, hi = -1, pos;
+		rd_kafka_resp_err_t kerr;
+
+		if (!consumer_serves(c, (int32_t)i) || c->redis_down ||
+		    now - pt->last_read_ms < c->cfg->poll_stall_ms)
+			continue;
+		kerr = rd_kafka_query_watermark_offsets(
+		    c->rk, c->cfg->topic_events, (int32_t)i, &lo, &hi, 2000);
+		pos = pt->next_offset >= 0 ? pt->next_offset : pt->committed;
+		if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR || pos < 0 || hi <= pos) {
+			pt->stalled = 0;
+			pt->last_read_ms =
+			    now; /* idle and caught up (or unknown): look again later */
+			continue;
+		}
+		if (!pt->stalled)
+			c->n.partitions_stalled++;
+		pt->stalled = 1;
+		log_error("event=partition_stalled topic=%s partition=%zu lag=%" PRId64
+			  " idle_ms=%" PRId64 " position=%" PRId64 " action=resume_and_seek",
+		    c->cfg->topic_events, i, hi - pos, now - pt->last_read_ms, pos);
+		{
+			rd_kafka_topic_partition_list_t *one = rd_kafka_topic_partition_list_new(1);
+			rd_kafka_error_t *error;
+
+			rd_kafka_topic_partition_list_add(one, c->cfg->topic_events, (int32_t)i)
+			    ->offset = pos;
+			rd_kafka_resume_partitions(c->rk, one);
+			pt->paused = 0;
+			error = rd_kafka_seek_partitions(c->rk, one, CONSUMER_SEEK_TIMEOUT_MS);
+			if (error != NULL) {
+				log_warn("event=stall_seek_failed partition=%zu error=\"%s\"", i,
+				    rd_kafka_error_string(error));
+				rd_kafka_error_destroy(error);
+			}
+			rd_kafka_topic_partition_list_destroy(one);
+		}
+		pt->last_read_ms = now;
+	}
+}
+
+/*
+ * While the partitions are paused for Redis nothing is fetched, so
+ * librdkafka's cached high watermark stands still: /metrics asks the broker
+ * (200 ms at most per partition), so that the lag grows during the outage.
+ */
+static void
+consumer_query_watermarks(struct consumer *c)
+{
+	for (size_t i = 0; i < c->n_parts; i++) {
+		int64_t lo, hi;
+
+		if (c->parts[i].assigned &&
+		    rd_kafka_query_watermark_offsets(c->rk, c->cfg->topic_events, (int32_t)i, &lo,
+			&hi, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			c->parts[i].hwm = hi;
+	}
+}
+
+/*
+ * After a dead-letter failure: every served partition reads again from its
+ * committed offset (the failed letters and everything after them), its
+ * cached users dropped, and resumes.
+ */
+static void
+consumer_dlq_retry(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	rd_kafka_poll(c->rkp, 0);
+	if (dlq_in_flight(c->dlq) > 0) { /* earlier letters still pending: wait for them */
+		c->dlq_retry_ms = mono_ms() + c->dlq_backoff_ms;
+		return;
+	}
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (consumer_serves(c, (int32_t)i)) {
+			c->parts[i].claimed = 0;
+			c->parts[i].reseek = 1;
+		}
+	c->dlq_down = 0;
+	if (consumer_claim_pending(c, 0, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "claim", err);
+		return;
+	}
+	log_info("event=dead_letters_retry action=reread_from_commit");
+	notify_status(c->notify, "consuming");
+}
+
+/* Renews the leases of the served partitions and claims the waiting ones. */
+static void
+consumer_renew(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	if (consumer_claim_pending(c, 1, err, sizeof(err)) != 0)
+		consumer_redis_down(c, "lease", err);
+}
+
 /* Retries Redis after the backoff: reconnect, claim, flush, resume, commit. */
 static void
 consumer_redis_retry(struct consumer *c)
@@ -838,12 +1361,18 @@ consumer_redis_retry(struct consumer *c)
 		return;
 	}
 	/*
-	 * The Redis we reach now may be a promoted replica: claim every partition
-	 * again, which also runs the failover check on each.
+	 * The Redis we reach now may be a promoted replica that lost writes it
+	 * had acknowledged: every served partition re-claims its own epoch
+	 * (never a new one: Kafka may have given it away meanwhile), runs the
+	 * failover check and reads again from its committed offset, its cached
+	 * users reloaded; the per-user markers skip what Redis kept.
 	 */
 	for (size_t i = 0; i < c->n_parts; i++)
-		c->parts[i].claimed = 0;
-	if (consumer_claim_pending(c, err, sizeof(err)) != 0) {
+		if (consumer_serves(c, (int32_t)i)) {
+			c->parts[i].claimed = 0;
+			c->parts[i].reseek = 1;
+		}
+	if (consumer_claim_pending(c, 0, err, sizeof(err)) != 0) {
 		consumer_redis_down(c, "claim", err);
 		return;
 	}
@@ -857,7 +1386,8 @@ consumer_redis_retry(struct consumer *c)
 	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume",
 	    mono_ms() - c->down_since_ms);
 	c->redis_down = 0;
-	consumer_resume_all(c);
+	consumer_sync_pause(c);
+	c->next_renew_ms = mono_ms() + c->cfg->redis_lease_ms / 3;
 	notify_status(c->notify, "consuming");
 	consumer_commit(c, -1, 0);
 }
@@ -1181,6 +1711,26 @@ consumer_classify_tombstone(struct slot *s)
 }
 
 /* Phase 1: decode and classify one message; queues unseen users for loading. */
+#ifdef INTERESTD_TEST_HOOKS
+/*
+ * Test-only builds (build/tools/interestd-crashhook): INTERESTD_TEST_CRASH_AT =
+ * "P:O" aborts the daemon when it reads offset O of partition P, a poison
+ * message for the tests.
+ */
+static void
+consumer_test_crash(const rd_kafka_message_t *rkm)
+{
+	const char *at = getenv("INTERESTD_TEST_CRASH_AT");
+	long p, o;
+
+	if (at != NULL && sscanf(at, "%ld:%ld", &p, &o) == 2 && p == rkm->partition &&
+	    o == rkm->offset) {
+		log_error("event=test_crash partition=%ld offset=%ld", p, o);
+		abort();
+	}
+}
+#endif
+
 static void
 consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 {
@@ -1205,11 +1755,29 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		}
 		return;
 	}
-	if (!consumer_owns(c, rkm->partition) ||
+	if (!consumer_serves(c, rkm->partition) ||
 	    strcmp(rd_kafka_topic_name(rkm->rkt), cfg->topic_events) != 0) {
+		/* Fetched before its pause took hold: read again once the partition is served. */
+		if (consumer_owns(c, rkm->partition))
+			c->parts[rkm->partition].reseek = 1;
 		s->skip = 1;
 		return;
 	}
+	c->parts[rkm->partition].last_read_ms = c->batch_mono_ms;
+	c->parts[rkm->partition].stalled = 0;
+	if (rkm->offset == c->parts[rkm->partition].poison) {
+		/* Never decoded or applied: it stopped the daemon poll.max_crashes times. */
+		c->n.consumed++;
+		s->reason = DLQ_REASON_CRASHED;
+		snprintf(s->detail, sizeof(s->detail),
+		    "in flight at %" PRId64 " deaths of the daemon; never applied",
+		    c->parts[rkm->partition].poison_crashes);
+		c->parts[rkm->partition].poison = -1;
+		return;
+	}
+#ifdef INTERESTD_TEST_HOOKS
+	consumer_test_crash(rkm);
+#endif
 	c->n.consumed++;
 	if (rkm->payload == NULL) {
 		/* A tombstone (null value) keyed by a user id: erase the user. */
@@ -1268,6 +1836,15 @@ consumer_process_batch(struct consumer *c)
 	c->in_batch = 1;
 	c->n_load = 0;
 	c->batch_seq++;
+	c->batch_mono_ms = now_mono;
+	/* Before anything of the batch can kill us: its ranges, for the next owner to see. */
+	if (!c->redis_down && consumer_inflight_record(c, err, sizeof(err)) != 0) {
+		consumer_redis_down(c, "inflight", err);
+		consumer_rewind(c);
+		consumer_destroy_batch(c);
+		c->in_batch = 0;
+		return;
+	}
 	for (size_t i = 0; i < c->n_slots; i++) {
 		consumer_classify(c, &c->slots[i], now_wall);
 		oom |= c->slots[i].skip == 2;
@@ -1287,8 +1864,6 @@ consumer_process_batch(struct consumer *c)
 		for (size_t i = 0; i < c->n_load; i++)
 			if (c->load_entries[i]->loaded == 2)
 				c->load_entries[i]->loaded = 0;
-		if (!c->paused)
-			consumer_pause_all(c);
 		if (!c->redis_down) {
 			log_error("event=batch_rewound reason=out_of_memory");
 			consumer_redis_down(c, "memory", "out of memory");
@@ -1309,10 +1884,9 @@ consumer_process_batch(struct consumer *c)
 		if (s->reason != NULL) {
 			kerr = dlq_send(c->dlq, rkm, s->reason, s->detail, CONSUMER_DLQ_BLOCK_MS);
 			if (kerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
-				/* Not enqueued: do not advance past it; stop in order. */
-				log_error("event=dlq_enqueue_failed error=\"%s\" action=shutdown",
-				    rd_kafka_err2str(kerr));
-				c->fatal = 1;
+				/* Not enqueued: nothing past it counts; read again after a pause. */
+				c->n.dlq_failures++;
+				consumer_dlq_down(c, rd_kafka_err2str(kerr));
 				break;
 			}
 			c->n.dlq_total++;
@@ -1320,6 +1894,8 @@ consumer_process_batch(struct consumer *c)
 				c->n.dlq_unknown_item++;
 			else if (strcmp(s->reason, DLQ_REASON_BAD_TIMESTAMP) == 0)
 				c->n.dlq_bad_timestamp++;
+			else if (strcmp(s->reason, DLQ_REASON_CRASHED) == 0)
+				c->n.dlq_crashed++;
 			else if ((unsigned)s->derr < 16)
 				c->n.dlq_by_decode[s->derr]++;
 		} else if ((e->us->last_partition == rkm->partition &&
@@ -1352,11 +1928,20 @@ consumer_process_batch(struct consumer *c)
 		c->parts[rkm->partition].next_offset = rkm->offset + 1;
 	}
 	/*
-	 * After a failed dead letter (fatal) the rest of the batch is left
-	 * unprocessed: nothing is committed from here on, a restart re-reads it.
+	 * After a dead letter that could not be enqueued the rest of the batch is
+	 * left unprocessed: nothing is committed until consumer_dlq_retry reads
+	 * it again from the commit.
 	 */
 	consumer_apply_chunk(c);
 	consumer_destroy_batch(c);
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].careful_to >= 0 &&
+		    c->parts[i].next_offset > c->parts[i].careful_to) {
+			log_info("event=past_in_flight_range partition=%zu offset=%" PRId64
+				 " action=full_batches",
+			    i, c->parts[i].careful_to);
+			c->parts[i].careful_to = -1;
+		}
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
 	metrics_histogram_observe(&c->batch_s, mono_s() - t0);
@@ -1395,22 +1980,17 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 			continue;
 		if (!pt->assigned)
 			c->n_assigned++;
-		*pt = (struct part){ 1, 0, 0, -1, -1 };
-		if (!claim_failed && !c->redis_down) {
-			if (sink_redis_claim_partition(
-				c->sink, l->elems[i].partition, &pt->epoch, err, sizeof(err)) == 0)
-				rd_kafka_topic_partition_list_add(
-				    chk, c->cfg->topic_events, l->elems[i].partition);
-			else
-				claim_failed = 1;
-		}
+		/* Kafka's word: a claim may take a new epoch (unless a live lease is another's). */
+		*pt = PART_NEW(1);
+		pt->fresh = 1;
 	}
 	/*
 	 * Before fetching starts: where Redis lost committed writes, the
 	 * assignment itself starts at the flushed-through marker. A Redis error
-	 * leaves the partitions unclaimed; consumer_claim_pending checks them.
+	 * or another owner's live lease leaves partitions unclaimed (and paused);
+	 * consumer_claim_pending claims them later.
 	 */
-	if (!claim_failed && consumer_failover_check(c, chk, err, sizeof(err)) < 0)
+	if (!c->redis_down && consumer_claim(c, chk, 0, err, sizeof(err)) != 0)
 		claim_failed = 1;
 	if (!claim_failed) {
 		for (int i = 0; i < chk->cnt; i++) {
@@ -1441,8 +2021,8 @@ consumer_assign(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 	c->assigned_once = 1;
 	if (claim_failed)
 		consumer_redis_down(c, "claim", err);
-	else if (c->redis_down || c->paused)
-		consumer_pause_all(c); /* new partitions too: nothing flows until Redis is back */
+	/* Every assigned partition, new or kept, paused or resumed as the daemon can serve it. */
+	consumer_sync_pause(c);
 }
 
 static void
@@ -1450,8 +2030,9 @@ consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 {
 	char err[CONSUMER_ERR_MAX], names[CONSUMER_LIST_MAX];
 	size_t dropped = 0;
-	int flushed = 0;
+	int flushed = 0, n_release = 0;
 	rd_kafka_error_t *error = NULL;
+	int32_t *release = malloc((c->n_parts + 1) * sizeof(*release));
 
 	consumer_format_parts(l, names, sizeof(names));
 	if (!lost) {
@@ -1469,12 +2050,21 @@ consumer_revoke(struct consumer *c, rd_kafka_topic_partition_list_t *l, int coop
 
 		if (strcmp(l->elems[i].topic, c->cfg->topic_events) != 0 || !consumer_owns(c, p))
 			continue;
-		c->parts[p].assigned = 0;
+		if (release != NULL && c->parts[p].claimed && (size_t)n_release < c->n_parts)
+			release[n_release++] = p;
+		c->parts[p] = PART_NEW(0);
 		c->n_assigned--;
 		if (flushed)
 			consumer_snapshot_pending(c, p);
 		dropped += users_drop_partition(c->users, p);
 	}
+	/* The next owner need not wait for our leases to run out (only ours are deleted). */
+	if (n_release > 0 && !c->redis_down &&
+	    sink_redis_release(c->sink, release, (size_t)n_release, err, sizeof(err)) != 0)
+		log_warn(
+		    "event=lease_release_failed error=\"%s\" action=next_owner_waits_for_expiry",
+		    err);
+	free(release);
 	if (cooperative)
 		error = rd_kafka_incremental_unassign(c->rk, l);
 	else
@@ -1626,6 +2216,8 @@ consumer_render_lag(struct consumer *c, char *buf, size_t size, size_t *o)
 	rd_kafka_topic_partition_list_t *l = consumer_assigned_list(c);
 
 	rd_kafka_position(c->rk, l); /* errors: the offsets stay invalid */
+	if (c->redis_down)
+		consumer_query_watermarks(c);
 	metrics_family(buf, size, o, "interestd_consumer_lag", "gauge",
 	    "Messages of an owned partition not processed yet: high watermark minus position.");
 	for (int i = 0; i < l->cnt; i++) {
@@ -1635,12 +2227,23 @@ consumer_render_lag(struct consumer *c, char *buf, size_t size, size_t *o)
 		if (l->elems[i].offset >= 0 && (pos < 0 || l->elems[i].offset < pos))
 			pos = l->elems[i].offset;
 		if (rd_kafka_get_watermark_offsets(c->rk, topic, p, &lo, &hi) !=
-			RD_KAFKA_RESP_ERR_NO_ERROR ||
-		    hi < 0 || pos < 0)
+		    RD_KAFKA_RESP_ERR_NO_ERROR)
+			hi = -1;
+		if (c->parts[p].hwm > hi)
+			hi = c->parts[p].hwm; /* asked of the broker during a Redis outage */
+		if (hi < 0 || pos < 0)
 			continue;
 		metrics_printf(buf, size, o,
 		    "interestd_consumer_lag{topic=\"%s\",partition=\"%" PRId32 "\"} %" PRId64 "\n",
 		    topic, p, hi > pos ? hi - pos : 0);
+	}
+	{
+		size_t stalled = 0;
+		for (size_t i = 0; i < c->n_parts; i++)
+			stalled += c->parts[i].assigned && c->parts[i].stalled;
+		metrics_family(buf, size, o, "interestd_partitions_stalled", "gauge",
+		    "Served partitions with lag that were not read for poll.stall_ms (now).");
+		metrics_printf(buf, size, o, "interestd_partitions_stalled %zu\n", stalled);
 	}
 	metrics_family(buf, size, o, "interestd_consumer_committed_offset", "gauge",
 	    "Offset this instance last committed for an owned partition (the next to read).");
@@ -1724,6 +2327,8 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    "{reason=\"unknown_item\"}", n->dlq_unknown_item, 0);
 	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
 	    "{reason=\"bad_timestamp\"}", n->dlq_bad_timestamp, 0);
+	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
+	    "{reason=\"crashed\"}", n->dlq_crashed, 0);
 	COUNTER("flushes_total", "Redis flushes that wrote at least one user.", n->flushes);
 	COUNTER("users_flushed_total", "User writes acknowledged by Redis.", n->users_flushed);
 	COUNTER("flush_failures_total", "Redis flushes that failed (retried).", n->flush_failures);
@@ -1731,6 +2336,17 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    n->refused_stale);
 	COUNTER("writes_refused_fenced_total", "User writes refused: partition owned elsewhere.",
 	    n->refused_fenced);
+	COUNTER("dead_letter_failures_total",
+	    "Dead letters not delivered or not enqueued: the partitions paused and read them "
+	    "again.",
+	    n->dlq_failures);
+	COUNTER("partitions_stalled_total",
+	    "Times a served partition with lag went poll.stall_ms without being read.",
+	    n->partitions_stalled);
+	COUNTER("partitions_fenced_total",
+	    "Partitions this instance stopped serving: a newer owner's epoch refused a write, a "
+	    "flushed-through marker or a lease renewal.",
+	    n->partitions_fenced);
 	COUNTER("writes_refused_erased_total",
 	    "User writes refused: the user was erased at or after these events.",
 	    n->refused_erased);
@@ -2043,6 +2659,10 @@ consumer_free(struct consumer *c)
 	free(c->er_entries);
 	free(c->mark_parts);
 	free(c->mark_offs);
+	free(c->mark_epochs);
+	free(c->mark_fenced);
+	free(c->claims);
+	free(c->inflight);
 	hmac_key_wipe(&c->hkey);
 	free(c->refused);
 	free(c->parts);
@@ -2305,10 +2925,14 @@ consumer_fill_batch(struct consumer *c, int timeout_ms)
 {
 	rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
 
+	int careful = 0;
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		careful |= consumer_serves(c, (int32_t)i) && c->parts[i].careful_to >= 0;
 	while (rkm != NULL) {
 		/* A rebalance inside the poll may have processed the batch: n_slots is current. */
 		c->slots[c->n_slots++].rkm = rkm;
-		if (c->n_slots == c->cap_slots)
+		if (c->n_slots == c->cap_slots || careful)
 			break;
 		rkm = rd_kafka_consumer_poll(c->rk, 0);
 	}
@@ -2390,6 +3014,14 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 	c->next_flush_ms = now + c->cfg->flush_interval_ms;
 	c->next_stats_ms = now + CONSUMER_STATS_EVERY_MS;
 	c->next_snapscan_ms = now + CONSUMER_SNAPSHOT_SCAN_MS;
+	c->next_renew_ms = now + c->cfg->redis_lease_ms / 3;
+	c->next_confirm_ms = now + c->cfg->redis_lease_ms / 3;
+	c->next_stall_ms = now + c->cfg->poll_stall_ms / 3;
+	if (c->cfg->redis_wait_replicas == 0)
+		log_warn("event=redis_replication_unchecked wait_replicas=0 risk=\"a failover to a "
+			 "replica that missed acknowledged writes is repaired only from what Kafka "
+			 "still retains after the last commit; set redis.wait_replicas >= 1 so a "
+			 "commit waits until a replica has the writes\"");
 
 	while (!*stop && !c->fatal) {
 		int timeout = c->cfg->poll_timeout_ms;
@@ -2419,6 +3051,20 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			c->ready = 1;
 			notify_ready(c->notify, "consuming");
 		}
+		if (!c->redis_down && now >= c->next_renew_ms) {
+			consumer_renew(c);
+			c->next_renew_ms = now + c->cfg->redis_lease_ms / 3;
+		}
+		if (now >= c->next_stall_ms) {
+			consumer_check_stalls(c);
+			c->next_stall_ms = now + c->cfg->poll_stall_ms / 3;
+		}
+		if (!c->redis_down && now >= c->next_confirm_ms) {
+			consumer_confirm_fenced(c);
+			c->next_confirm_ms = now + c->cfg->redis_lease_ms / 3;
+		}
+		if (c->dlq_down && !c->redis_down && now >= c->dlq_retry_ms)
+			consumer_dlq_retry(c);
 		if (c->redis_down) {
 			if (now >= c->next_retry_ms)
 				consumer_redis_retry(c);

@@ -29,7 +29,8 @@ struct consumer_counters {
 	uint64_t dlq_by_decode[16]; /* by enum decode_err */
 	uint64_t dlq_unknown_item;
 	uint64_t dlq_bad_timestamp;
-	uint64_t flushes; /* successful flushes with at least one user */
+	uint64_t dlq_crashed; /* poison messages: in flight at poll.max_crashes deaths */
+	uint64_t flushes;     /* successful flushes with at least one user */
 	uint64_t users_flushed;
 	uint64_t flush_failures;
 	uint64_t refused_stale;
@@ -45,12 +46,15 @@ struct consumer_counters {
 	uint64_t consumer_errors;
 	uint64_t reloads;
 	uint64_t reload_failures;
-	uint64_t states_oversized; /* stored states too large to read (fresh start) */
-	uint64_t rollbacks;        /* partitions whose flushed marker was behind the commit */
-	uint64_t rollback_offsets; /* offsets re-read because of them */
-	uint64_t erasures;         /* erase requests (tombstones) applied */
-	uint64_t erased_skipped;   /* events kept out by a user's erasure */
-	uint64_t refused_erased;   /* user writes refused: the user was erased in Redis */
+	uint64_t states_oversized;   /* stored states too large to read (fresh start) */
+	uint64_t rollbacks;          /* partitions whose flushed marker was behind the commit */
+	uint64_t rollback_offsets;   /* offsets re-read because of them */
+	uint64_t erasures;           /* erase requests (tombstones) applied */
+	uint64_t erased_skipped;     /* events kept out by a user's erasure */
+	uint64_t refused_erased;     /* user writes refused: the user was erased in Redis */
+	uint64_t partitions_fenced;  /* partitions stopped: a newer owner's epoch refused us */
+	uint64_t partitions_stalled; /* served partitions with lag found unread for poll.stall_ms */
+	uint64_t dlq_failures;       /* dead letters not delivered or not enqueued (retried) */
 };
 
 /*

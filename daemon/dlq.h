@@ -20,6 +20,7 @@
 #define DLQ_REASON_UNKNOWN_ITEM  "unknown_item"
 #define DLQ_REASON_BAD_TIMESTAMP "bad_timestamp"
 #define DLQ_REASON_MISSING_USER  "missing_user"
+#define DLQ_REASON_CRASHED       "crashed" /* in flight each time the daemon died */
 
 struct dlq;
 

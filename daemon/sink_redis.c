@@ -7,6 +7,7 @@
 #include "sink_redis.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
 
@@ -100,11 +102,83 @@ static const char sink_erase_script[] =
 
 /*
  * The flushed-through marker: raised, never lowered (a lagging instance
- * must not move it back). KEYS: marker; ARGV: 1 next offset.
+ * must not move it back), and fenced like a write: 2 when the partition's
+ * epoch in Redis is newer than the caller's, nothing raised.
+ * KEYS: marker, epoch; ARGV: 1 next offset, 2 epoch (0: no fencing).
  */
 static const char sink_flushed_script[] =
+    "local ep = tonumber(ARGV[2])\n"
+    "if ep > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') > ep then return 2 end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')\n"
     "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end\n"
+    "return 0\n";
+
+/*
+ * The partition claim (schemas/redis.md "Partition ownership"). The lease
+ * key holds "<epoch> <owner>" and expires after the lease (Redis's clock);
+ * the epoch key only grows. Returns {epoch, stored epoch} when the caller
+ * owns the partition now, {-1, stored} while another owner's lease is live
+ * (busy), {-2, stored} when a re-claim finds a newer epoch (fenced).
+ * fresh = 1 (Kafka has just assigned the partition): a new epoch above
+ * every earlier one. fresh = 0 (a renewal or a re-claim after a
+ * reconnect): the caller's own epoch is kept, never raised, so an owner
+ * that Kafka has replaced cannot come back above its successor.
+ * KEYS: epoch, lease; ARGV: 1 owner id, 2 lease ms, 3 caller's epoch, 4 fresh.
+ */
+static const char sink_claim_script[] =
+    "local mine, fresh = tonumber(ARGV[3]), ARGV[4] == '1'\n"
+    "local cur = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local lease = redis.call('GET', KEYS[2])\n"
+    "if lease then\n"
+    "  local sp = string.find(lease, ' ', 1, true) or 0\n"
+    "  if string.sub(lease, sp + 1) ~= ARGV[1] then return {-1, cur} end\n"
+    "end\n"
+    "local e = mine\n"
+    "if fresh then\n"
+    "  e = math.max(cur, mine) + 1\n"
+    "elseif mine <= 0 or cur > mine then\n"
+    "  return {-2, cur}\n"
+    "end\n"
+    "local es = string.format('%d', e)\n"
+    "if e ~= cur then redis.call('SET', KEYS[1], es) end\n"
+    "redis.call('SET', KEYS[2], es .. ' ' .. ARGV[1], 'PX', ARGV[2])\n"
+    "return {e, cur}\n";
+
+/*
+ * The in-flight range of a partition (schemas/redis.md "Poison messages"):
+ * recorded before a batch is applied (done = 0), marked done when the next
+ * batch starts. KEYS: inflight; ARGV: 1 "r" (record) or "d" (done), 2 first
+ * offset, 3 last.
+ */
+static const char sink_inflight_script[] =
+    "if ARGV[1] == 'd' then redis.call('HSET', KEYS[1], 'done', 1) return 0 end\n"
+    "redis.call('HSET', KEYS[1], 'from', ARGV[2], 'to', ARGV[3], 'done', 0)\n"
+    "return 0\n";
+
+/*
+ * At a claim: a recorded range not done and not covered by the committed
+ * offset was in flight when its owner died. A single offset becomes (or
+ * stays) the suspect, its death count raised. Returns {from, to, deaths of a
+ * single offset}, or {-1, -1, 0} when nothing was left in flight.
+ * KEYS: inflight; ARGV: 1 committed offset (-1 none).
+ */
+static const char sink_inflight_check_script[] =
+    "local f = redis.call('HMGET', KEYS[1], 'from', 'to', 'done', 'suspect')\n"
+    "if not f[1] or not f[2] or f[3] == '1' then return {-1, -1, 0} end\n"
+    "local from, to = tonumber(f[1]), tonumber(f[2])\n"
+    "if to < tonumber(ARGV[1]) then return {-1, -1, 0} end\n"
+    "if from ~= to then return {from, to, 0} end\n"
+    "if f[4] == f[1] then return {from, to, redis.call('HINCRBY', KEYS[1], 'crashes', 1)} end\n"
+    "redis.call('HSET', KEYS[1], 'suspect', f[1], 'crashes', 1)\n"
+    "return {from, to, 1}\n";
+
+/* Lets go of a lease the caller holds. KEYS: lease; ARGV: 1 owner id. */
+static const char sink_release_script[] =
+    "local lease = redis.call('GET', KEYS[1])\n"
+    "if lease then\n"
+    "  local sp = string.find(lease, ' ', 1, true) or 0\n"
+    "  if string.sub(lease, sp + 1) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "end\n"
     "return 0\n";
 
 /*
@@ -136,6 +210,12 @@ struct sink_redis {
 	char sha[SINK_SHA_LEN + 1]; /* write script */
 	char sha_erase[SINK_SHA_LEN + 1];
 	char sha_flushed[SINK_SHA_LEN + 1];
+	char sha_claim[SINK_SHA_LEN + 1];
+	char sha_release[SINK_SHA_LEN + 1];
+	char sha_inflight[SINK_SHA_LEN + 1];
+	char sha_inflight_check[SINK_SHA_LEN + 1];
+	char owner[128]; /* this instance's lease owner id: host:pid:random */
+	int lease_ms;
 
 	/* Copies of the config this sink needs (the config may be swapped). */
 	char *host, *unix_socket, *user, *password, *prefix, *topic, *group;
@@ -338,6 +418,19 @@ sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	if (sink->ctx == NULL ||
 	    sink_load_one(sink, sink_flushed_script, sink->sha_flushed, errstr, errstr_size) < 0)
 		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_claim_script, sink->sha_claim, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_release_script, sink->sha_release, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_inflight_script, sink->sha_inflight, errstr, errstr_size) < 0)
+		return -1;
+	if (sink->ctx == NULL ||
+	    sink_load_one(sink, sink_inflight_check_script, sink->sha_inflight_check, errstr,
+		errstr_size) < 0)
+		return -1;
 	return 0;
 }
 
@@ -386,6 +479,30 @@ dup_opt(char **dst, const char *src)
 	return *dst == NULL ? -1 : 0;
 }
 
+/*
+ * host:pid:64 random bits: unique per process, so a restarted instance on
+ * the same host (same pid reused) is still another owner.
+ */
+static void
+sink_owner_id(char *buf, size_t size)
+{
+	char host[64] = "host";
+	uint64_t rnd = 0;
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || read(fd, &rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd))
+		rnd = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+	if (fd >= 0)
+		close(fd);
+	if (gethostname(host, sizeof(host)) != 0)
+		snprintf(host, sizeof(host), "host");
+	host[sizeof(host) - 1] = '\0';
+	for (char *p = host; *p; p++)
+		if (*p == ' ')
+			*p = '_';
+	snprintf(buf, size, "%s:%ld:%016" PRIx64, host, (long)getpid(), rnd);
+}
+
 struct sink_redis *
 sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 {
@@ -407,6 +524,8 @@ sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 	sink->wait_timeout_ms = cfg->redis_wait_timeout_ms;
 	sink->top_format = cfg->redis_top_format;
 	sink->ttl_s = cfg->redis_ttl_s;
+	sink->lease_ms = cfg->redis_lease_ms;
+	sink_owner_id(sink->owner, sizeof(sink->owner));
 	for (int op = 0; op < SINK_OP_COUNT; op++)
 		metrics_histogram_init_latency(&sink->lat[op]);
 	if (sink_redis_reconnect(sink, errstr, errstr_size) < 0)
@@ -1268,6 +1387,8 @@ arg_flushed_key(struct argset *as, int32_t partition)
 struct mark_ctx {
 	const int32_t *partitions;
 	const int64_t *next_offsets;
+	const uint64_t *epochs;
+	int *fenced;
 };
 
 static int
@@ -1281,18 +1402,23 @@ mark_append(
 	arg_begin(&as);
 	arg_printf(&as, "EVALSHA");
 	arg_printf(&as, "%s", sink->sha_flushed);
-	arg_printf(&as, "1");
+	arg_printf(&as, "2");
 	arg_flushed_key(&as, mc->partitions[i]);
+	arg_epoch_key(&as, mc->partitions[i]);
 	arg_printf(&as, "%" PRId64, mc->next_offsets[i]);
+	arg_printf(&as, "%" PRIu64, mc->epochs[i]);
 	return append_args(sink, &as, errstr, errstr_size);
 }
 
 static int
 mark_take(void *ctx, size_t i, const redisReply *r)
 {
-	(void)ctx;
-	(void)i;
-	return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	struct mark_ctx *mc = ctx;
+
+	if (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 && r->integer != 2))
+		return -1;
+	mc->fenced[i] = r->integer == 2;
+	return 0;
 }
 
 static void
@@ -1306,9 +1432,10 @@ mark_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t siz
 
 int
 sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
-    const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size)
+    const int64_t *next_offsets, const uint64_t *epochs, int *fenced, size_t n, char *errstr,
+    size_t errstr_size)
 {
-	struct mark_ctx mc = { partitions, next_offsets };
+	struct mark_ctx mc = { partitions, next_offsets, epochs, fenced };
 	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append,
 		mark_take, mark_subject, &mc };
 
@@ -1346,38 +1473,205 @@ sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next
 	return ret;
 }
 
-int
-sink_redis_claim_partition(
-    struct sink_redis *sink, int32_t partition, uint64_t *epoch, char *errstr, size_t errstr_size)
+/* <prefix>lease:<topic>:<partition> as one argument. */
+static void
+arg_lease_key(struct argset *as, int32_t partition)
 {
-	struct argset as = { sink, 0, 0 };
-	redisReply *r;
-	int ret = -1;
+	arg_start(as);
+	if (!as->oom &&
+	    buf_printf(&as->sink->buf, "%slease:%s:%" PRId32, as->sink->prefix, as->sink->topic,
+		partition) < 0)
+		as->oom = 1;
+	if (!as->oom)
+		arg_end(as);
+}
 
-	if (sink_ensure(sink, errstr, errstr_size) < 0)
-		return -1;
+static int
+claim_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const struct sink_claim *cl = (const struct sink_claim *)ctx + i;
+	struct argset as = { sink, 0, 0 };
+
+	(void)now_ms;
 	arg_begin(&as);
-	arg_printf(&as, "INCR");
-	arg_printf(&as, "%sepoch:%s:%" PRId32, sink->prefix, sink->topic, partition);
-	if (arg_finish(&as) < 0) {
-		snprintf(errstr, errstr_size, "redis sink: out of memory");
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", sink->sha_claim);
+	arg_printf(&as, "2");
+	arg_epoch_key(&as, cl->partition);
+	arg_lease_key(&as, cl->partition);
+	arg_printf(&as, "%s", sink->owner);
+	arg_printf(&as, "%d", sink->lease_ms);
+	arg_printf(&as, "%" PRIu64, cl->epoch);
+	arg_printf(&as, "%d", cl->fresh ? 1 : 0);
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+claim_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct sink_claim *cl = (struct sink_claim *)ctx + i;
+
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER || r->element[1]->integer < 0)
 		return -1;
-	}
-	r = redisCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen);
-	if (r == NULL) {
-		snprintf(errstr, errstr_size, "redis INCR epoch: %s", sink->ctx->errstr);
-		sink_disconnect(sink);
-		return -1;
-	}
-	if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-		*epoch = (uint64_t)r->integer;
-		ret = 0;
+	cl->stored = (uint64_t)r->element[1]->integer;
+	if (r->element[0]->integer > 0) {
+		cl->epoch = (uint64_t)r->element[0]->integer;
+		cl->result = SINK_CLAIM_OWNED;
+	} else if (r->element[0]->integer == -1) {
+		cl->result = SINK_CLAIM_BUSY;
+	} else if (r->element[0]->integer == -2) {
+		cl->result = SINK_CLAIM_FENCED;
 	} else {
-		snprintf(errstr, errstr_size, "redis INCR epoch: %s",
-		    reply_error(sink, r, "unexpected reply"));
+		return -1;
 	}
-	freeReplyObject(r);
-	return ret;
+	return 0;
+}
+
+static void
+claim_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const struct sink_claim *cl = (const struct sink_claim *)ctx + i;
+
+	snprintf(buf, size,
+	    "partition %" PRId32 " (keys %sepoch:%s:%" PRId32 ", %slease:%s:%" PRId32 ")",
+	    cl->partition, sink->prefix, sink->topic, cl->partition, sink->prefix, sink->topic,
+	    cl->partition);
+}
+
+int
+sink_redis_claim(
+    struct sink_redis *sink, struct sink_claim *cl, size_t n, char *errstr, size_t errstr_size)
+{
+	struct sink_eval ev = { SINK_OP_CLAIM, "claim", NULL, claim_append, claim_take,
+		claim_subject, cl };
+
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+}
+
+static int
+release_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const int32_t *partitions = ctx;
+	struct argset as = { sink, 0, 0 };
+
+	(void)now_ms;
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", sink->sha_release);
+	arg_printf(&as, "1");
+	arg_lease_key(&as, partitions[i]);
+	arg_printf(&as, "%s", sink->owner);
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+release_take(void *ctx, size_t i, const redisReply *r)
+{
+	(void)ctx;
+	(void)i;
+	return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+}
+
+static void
+release_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const int32_t *partitions = ctx;
+
+	snprintf(buf, size, "partition %" PRId32 " (key %slease:%s:%" PRId32 ")", partitions[i],
+	    sink->prefix, sink->topic, partitions[i]);
+}
+
+int
+sink_redis_release(
+    struct sink_redis *sink, const int32_t *partitions, size_t n, char *errstr, size_t errstr_size)
+{
+	struct sink_eval ev = { SINK_OP_CLAIM, "release", NULL, release_append, release_take,
+		release_subject, (void *)(uintptr_t)partitions };
+
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+}
+
+/* <prefix>inflight:<group>:<topic>:<partition> as one argument. */
+static void
+arg_inflight_key(struct argset *as, int32_t partition)
+{
+	arg_start(as);
+	if (!as->oom &&
+	    buf_printf(&as->sink->buf, "%sinflight:%s:%s:%" PRId32, as->sink->prefix,
+		as->sink->group, as->sink->topic, partition) < 0)
+		as->oom = 1;
+	if (!as->oom)
+		arg_end(as);
+}
+
+static int
+inflight_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
+	struct argset as = { sink, 0, 0 };
+
+	(void)now_ms;
+	arg_begin(&as);
+	arg_printf(&as, "EVALSHA");
+	arg_printf(&as, "%s", in->check ? sink->sha_inflight_check : sink->sha_inflight);
+	arg_printf(&as, "1");
+	arg_inflight_key(&as, in->partition);
+	if (in->check) {
+		arg_printf(&as, "%" PRId64, in->committed);
+	} else {
+		arg_printf(&as, "%s", in->done ? "d" : "r");
+		arg_printf(&as, "%" PRId64, in->from);
+		arg_printf(&as, "%" PRId64, in->to);
+	}
+	return append_args(sink, &as, errstr, errstr_size);
+}
+
+static int
+inflight_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct sink_inflight *in = (struct sink_inflight *)ctx + i;
+
+	if (!in->check)
+		return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return -1;
+	for (size_t k = 0; k < 3; k++)
+		if (r->element[k]->type != REDIS_REPLY_INTEGER)
+			return -1;
+	in->from = r->element[0]->integer;
+	in->to = r->element[1]->integer;
+	in->crashes = r->element[2]->integer;
+	return 0;
+}
+
+static void
+inflight_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
+
+	snprintf(buf, size, "partition %" PRId32 " (key %sinflight:%s:%s:%" PRId32 ")",
+	    in->partition, sink->prefix, sink->group, sink->topic, in->partition);
+}
+
+int
+sink_redis_inflight(
+    struct sink_redis *sink, struct sink_inflight *in, size_t n, char *errstr, size_t errstr_size)
+{
+	struct sink_eval ev = { SINK_OP_CLAIM, "in-flight record", NULL, inflight_append,
+		inflight_take, inflight_subject, in };
+
+	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+}
+
+const char *
+sink_redis_owner(const struct sink_redis *sink)
+{
+	return sink->owner;
 }
 
 /* Reads the replies of a MULTI ... EXEC of n_cmds queued commands. */
@@ -1461,7 +1755,7 @@ sink_redis_permission_denied(const struct sink_redis *sink)
 const char *
 sink_op_name(enum sink_op op)
 {
-	static const char *const names[] = { "flush", "erase", "mark_flushed" };
+	static const char *const names[] = { "flush", "erase", "mark_flushed", "claim" };
 
 	return (unsigned)op < SINK_OP_COUNT ? names[op] : "unknown";
 }

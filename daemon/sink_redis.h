@@ -43,7 +43,7 @@ struct sink_user {
 	size_t user_id_len;
 	const struct user_state *us;
 	uint64_t epoch;            /* caller's owner epoch for us->last_partition
-	                                 (sink_redis_claim_partition); 0 skips fencing */
+	                                 (sink_redis_claim); 0 skips fencing */
 	const float *vec;          /* [model_dim] interest vector */
 	const uint32_t *top_items; /* [n_top] model item indices, best first */
 	const float *top_scores;   /* [n_top] */
@@ -58,10 +58,11 @@ enum sink_op {
 	SINK_OP_FLUSH = 0,    /* sink_redis_flush: user writes, WAIT included */
 	SINK_OP_ERASE,        /* sink_redis_erase */
 	SINK_OP_MARK_FLUSHED, /* sink_redis_mark_flushed */
+	SINK_OP_CLAIM,        /* sink_redis_claim and sink_redis_release */
 	SINK_OP_COUNT
 };
 
-/* Stable lower-case name ("flush", "erase", "mark_flushed"), a metrics label. */
+/* Stable lower-case name ("flush", "erase", "mark_flushed", "claim"), a metrics label. */
 const char *sink_op_name(enum sink_op op);
 
 /*
@@ -190,11 +191,13 @@ int sink_redis_erase(
  * each partitions[i] to next_offsets[i] (never lowers it): every event below
  * that offset is in Redis. Call after the flush whose writes it covers and
  * before committing those offsets: the replication stream is ordered, so a
- * replica holding the marker holds the writes. WAIT as in sink_redis_flush.
- * Returns 0 or -1 (errstr).
+ * replica holding the marker holds the writes. Fenced like a write: with
+ * epochs[i] > 0 and a newer epoch in Redis nothing is raised and fenced[i]
+ * is set to 1 (else 0). WAIT as in sink_redis_flush. Returns 0 or -1 (errstr).
  */
 int sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
-    const int64_t *next_offsets, size_t n, char *errstr, size_t errstr_size);
+    const int64_t *next_offsets, const uint64_t *epochs, int *fenced, size_t n, char *errstr,
+    size_t errstr_size);
 
 /*
  * The flushed-through marker of partition into *next_offset, -1 when absent.
@@ -203,14 +206,63 @@ int sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
 int sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next_offset,
     char *errstr, size_t errstr_size);
 
+/* Outcome of a partition claim (sink_redis_claim). */
+enum sink_claim_result {
+	SINK_CLAIM_OWNED = 0, /* the lease is ours, epoch set */
+	SINK_CLAIM_BUSY,      /* another instance's lease is live: try again later */
+	SINK_CLAIM_FENCED     /* a re-claim found a newer owner's epoch: we lost it */
+};
+
+/* One partition to claim or renew. */
+struct sink_claim {
+	int32_t partition;
+	int fresh;       /* 1: Kafka has just assigned it (a new epoch); 0: keep ours */
+	uint64_t epoch;  /* in: ours (0 none); out: the epoch to tag writes with */
+	uint64_t stored; /* out: the epoch Redis held before the call */
+	enum sink_claim_result result; /* out */
+};
+
 /*
- * Claims ownership of a partition of topic.events after an assignment: INCR
- * of <prefix>epoch:<topic>:<partition>. The new value goes into *epoch; pass
- * it as sink_user.epoch for that partition's users so an instance that lost
- * the partition (older epoch) is refused. Returns 0 or -1 (errstr).
+ * Claims or renews ownership of partitions of topic.events (schemas/redis.md
+ * "Partition ownership"): a lease <prefix>lease:<topic>:<p> that expires
+ * after redis.lease_ms unless renewed, and the owner epoch
+ * <prefix>epoch:<topic>:<p> that only grows. A fresh claim takes a new epoch
+ * unless another instance's lease is live (busy); a renewal (fresh = 0)
+ * keeps the caller's epoch and is fenced when Redis holds a newer one.
+ * Pass the epoch as sink_user.epoch and to sink_redis_mark_flushed so an
+ * instance that lost the partition is refused. One pipeline. Returns 0
+ * (every cl[i] filled) or -1 (errstr).
  */
-int sink_redis_claim_partition(
-    struct sink_redis *sink, int32_t partition, uint64_t *epoch, char *errstr, size_t errstr_size);
+int sink_redis_claim(
+    struct sink_redis *sink, struct sink_claim *cl, size_t n, char *errstr, size_t errstr_size);
+
+/* Deletes the leases of partitions[0..n) this instance holds (on revoke). 0 or -1. */
+int sink_redis_release(
+    struct sink_redis *sink, const int32_t *partitions, size_t n, char *errstr, size_t errstr_size);
+
+/*
+ * The in-flight record of a partition (schemas/redis.md "Poison messages").
+ * check = 0: records [from, to] as the range about to be applied, or with
+ * done = 1 marks the last one finished. check = 1, at a claim: the range
+ * left in flight by an owner that died (not done, to >= committed) into
+ * from/to; a single offset's death count (it becomes the suspect, or stays
+ * it) raised and returned in crashes; from = -1 when nothing was in flight.
+ */
+struct sink_inflight {
+	int32_t partition;
+	int check;
+	int done;          /* record: the last range of this partition finished */
+	int64_t committed; /* check: the group's committed offset, -1 none */
+	int64_t from, to;  /* record: in; check: out */
+	int64_t crashes;   /* check: out */
+};
+
+/* One pipeline of in-flight records or checks. Returns 0 or -1 (errstr). */
+int sink_redis_inflight(
+    struct sink_redis *sink, struct sink_inflight *in, size_t n, char *errstr, size_t errstr_size);
+
+/* This instance's lease owner id (host:pid:random), for logs. */
+const char *sink_redis_owner(const struct sink_redis *sink);
 
 /*
  * Replaces <prefix>tiers (hash node label -> name) with m's tier names, in

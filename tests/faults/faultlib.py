@@ -104,6 +104,7 @@ class Stream:
         self.bad_kinds = {}
         self.want = {}
         rows = []
+        self.good_before = []  # good events among msgs[:i], for i = 0..len(msgs)
         t = 1_700_000_000_000
         for i in range(n_events):
             t += rng.randrange(1, 90_000)
@@ -111,6 +112,7 @@ class Stream:
             ev = {"event_id": f"s{seed}-{i}", "user_id": user, "item_id": rng.choice(items),
                   "type": rng.choice(TYPES), "ts": t}
             rows.append(ev)
+            self.good_before.append(len(rows) - 1)
             self.msgs.append((user.encode(), enc.encode(ev)))
             self.want[user] = self.want.get(user, 0) + 1
             self.good += 1
@@ -124,9 +126,12 @@ class Stream:
                     v = enc.encode(dict(ev, event_id=f"s{seed}-{i}-bad", ts=5))
                 else:
                     v = enc.encode(dict(ev, event_id=f"s{seed}-{i}-bad", user_id=""))
+                self.good_before.append(len(rows))
                 self.msgs.append((user.encode(), v))
                 self.bad += 1
                 self.bad_kinds[kind] = self.bad_kinds.get(kind, 0) + 1
+        self.good_before.append(len(rows))
+        self.rows = rows
         self.csv = path
         e2e.write_events(path, rows)
 
@@ -928,6 +933,75 @@ def sc_rebalance(suite, name, seed, users=150, events=None, rate=400):
     return run
 
 
+def sc_zombie(suite, name, seed, freezes=20, users=120, chunk=None, rate=300):
+    """Two instances, 2 partitions each. `freezes` times: d1 is frozen (SIGSTOP) longer
+    than session.timeout.ms (6 s), every Redis client connection is cut (CLIENT KILL
+    TYPE normal) at a seeded moment of the freeze, d2 takes d1's partitions and writes,
+    and d1 is thawed (SIGCONT) while d2 is writing: d1 wakes believing it owns its
+    partitions, with a Redis connection to re-make. A chunk of the stream flows during
+    each freeze; after each, once the chunk is sent, the group's lag must return to 0
+    and Redis must equal the offline replay of everything sent so far."""
+    chunk = chunk or suite.n(300)
+    run = Run(suite, name, users, chunk * (freezes + 1), rate, seed)
+    rng = random.Random(seed)
+    d1 = run.daemon("d1", run.config(name + "-1"))
+    d2 = run.daemon("d2", run.config(name + "-2"))
+    d1.start()
+    d1.wait_assigned(4, 60)
+    d2.start()
+    d2.wait_log(r"event=assigned .*owned=2\b", 60)
+    run.produce()
+    r = run.redis()
+    tmp = suite.env["HARNESS_TMP"]
+    fenced = 0
+    for i in range(freezes):
+        for d in (d1, d2):
+            if not d.alive():
+                d.dump()
+                raise ScenarioError(f"{d.name} exited by itself before freeze {i + 1}")
+        run.producer.allowed = chunk * (i + 1)
+        freeze_s = rng.uniform(7.0, 11.0)
+        cut_s = rng.uniform(0.3, freeze_s - 0.3)
+        at1, at2 = d1.mark(), d2.mark()
+        d1.send(signal.SIGSTOP)
+        time.sleep(cut_s)
+        r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        time.sleep(freeze_s - cut_s)
+        d1.send(signal.SIGCONT)
+        took = bool(re.search(r"event=assigned .*owned=4\b", d2.current_log()[at2:]))
+        sent = chunk * (i + 1)
+        if harness.wait_for(lambda: run.producer.produced >= sent, 120, 0.1) is None:
+            raise ScenarioError(f"freeze {i + 1}: the chunk was not sent")
+        ends = None
+
+        def caught_up():
+            nonlocal ends
+            ends = sum(v for v in e2e.committed_offsets(suite.env, run.group, run.topic).values()
+                       if v > 0)
+            return ends >= sent
+        if harness.wait_for(caught_up, 90, 0.5) is None:
+            for d in (d1, d2):
+                d.dump(40)
+            raise ScenarioError(f"freeze {i + 1}: lag did not return to 0 "
+                                f"(committed {ends} of {sent} offsets)")
+        k = run.stream.good_before[sent]
+        part = os.path.join(tmp, f"{name}-{i}.csv")
+        e2e.write_events(part, run.stream.rows[:k])
+        want = e2e.offline_replay(suite.model, part, part + ".jsonl")
+        ok = harness.wait_for(lambda: not e2e.compare(r, run.prefix, want), 30, 0.5)
+        if ok is None:
+            diffs = e2e.compare(r, run.prefix, want)
+            raise ScenarioError(f"freeze {i + 1}: Redis differs from the replay of the "
+                                f"{k} good events sent: {diffs[:3]}")
+        fenced += d1.current_log()[at1:].count("event=partition_fenced")
+        log(f"{name}: freeze {i + 1}/{freezes}: {freeze_s:.1f} s, Redis cut at {cut_s:.1f} s; "
+            f"d2 took all 4: {took}; lag 0 and Redis = replay of {k} events")
+    run.producer.allowed = run.stream.sent
+    run.notes.append(f"{freezes} freezes of 7-11 s with the Redis connections cut; d1 "
+                     f"logged {fenced} partitions fenced on waking")
+    return run
+
+
 def _model_kept(run, version):
     """A check for run.after: every user's model_version is still `version`."""
     def check():
@@ -1053,6 +1127,35 @@ def sc_snapshot_topic_missing(suite, name, seed, users=150, events=None, rate=50
     return run
 
 
+def sc_dlq_down(suite, name, seed, users=100, events=None, rate=300, missing_s=12.0):
+    """The dead-letter topic is unavailable (it does not exist, producer auto-create off,
+    message.timeout.ms 3 s) while bad messages arrive: each failed dead letter must pause
+    the partitions and read them again, never exit or commit past the letter; once the
+    topic exists every bad message is dead-lettered and every good event applied."""
+    events = events or suite.n(2000)
+    run = Run(suite, name, users, events, rate, seed)
+    run.dlq_topic = run.dlq_topic + "-late"
+    d = run.daemon("d", run.config(name, kafka__producer__allow__auto__create__topics="false",
+                                   kafka__producer__message__timeout__ms="3000"))
+    d.start()
+    d.wait_assigned(4, 60)
+    run.produce()
+    t0 = time.monotonic()
+    d.wait_log(r"event=dead_letters_undeliverable .*action=pause_and_retry", 60)
+    time.sleep(max(0.0, missing_s - (time.monotonic() - t0)))
+    _check(run, d.alive(), "the daemon exited while the dead-letter topic was missing")
+    _check(run, not topic_exists(suite.env, run.dlq_topic),
+           f"dead-letter topic {run.dlq_topic} exists before we created it")
+    failures = d.counter("interestd_dead_letter_failures_total")
+    suite.h_topics([(run.dlq_topic, 1)])
+    log(f"{name}: dead-letter topic created after {time.monotonic() - t0:.1f} s; "
+        f"{failures} dead-letter failures counted meanwhile")
+    run.notes.append(f"dead-letter topic missing for {missing_s:.0f} s: "
+                     f"{failures} failed letters counted, partitions paused and re-read")
+    _check(run, failures > 0, "no dead-letter failure counted while the topic was missing")
+    return run
+
+
 SCENARIOS = {
     "kill9": sc_kill9,
     "redis-restart": sc_redis_restart,
@@ -1060,6 +1163,8 @@ SCENARIOS = {
     "redis-pause": sc_redis_pause,
     "kafka-restart": sc_kafka_restart,
     "rebalance": sc_rebalance,
+    "zombie": sc_zombie,
+    "dlq-down": sc_dlq_down,
     "sighup-bad-model": sc_sighup_bad_model,
     "model-truncated-in-place": sc_model_truncated_in_place,
     "snapshot-topic-missing": sc_snapshot_topic_missing,

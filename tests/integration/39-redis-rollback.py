@@ -14,7 +14,7 @@ applied and committed, the saved keys are restored and the daemon's Redis connec
 killed (CLIENT KILL: a failover as a client sees it); the next event makes the daemon
 reconnect, re-claim its partitions and run the same check: Redis ends equal to the
 offline replay of every event. Last, Redis loses everything (all keys of the prefix
-gone, epochs included): with no flushed-through marker and a first claim (epoch 1) the
+gone, epochs included): with no flushed-through marker and a first claim (no epoch before) the
 daemon re-applies every partition from the beginning, and Redis again equals the replay."""
 import collections
 import os
@@ -192,7 +192,7 @@ ends_t = topic_ends()
 d.start()
 for p in range(4):
     d.wait_log(rf"event=redis_rollback_detected topic={re.escape(topic)} partition={p} "
-               rf"committed={ends_t[p]} flushed=none epoch=1 action=reapply_from_beginning", 60)
+               rf"committed={ends_t[p]} flushed=none first_claim=1 action=reapply_from_beginning", 60)
 done, _got, short = e2e.wait_applied(r, prefix, want_all, 120)
 if not done:
     d.dump()

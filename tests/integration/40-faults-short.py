@@ -8,6 +8,9 @@ dead-lettered:
    between the Redis acknowledgement and the offset commit (gdb breakpoints);
  - redis-server (its own, append-only file) killed -9 and restarted;
  - CLIENT PAUSE ALL longer than the flush interval and the Redis timeout;
+ - an instance frozen (SIGSTOP) past the session timeout while the Redis connections are
+   cut, its partitions taken over, then thawed while the new owner writes (twice);
+ - the dead-letter topic missing while bad messages arrive (pause, re-read, no exit);
  - SIGHUP to a truncated and then a corrupt model file (old model kept).
 Prints the table; writes BUILD_DIR/faults-short.json."""
 import os
@@ -22,6 +25,8 @@ suite = fl.Suite(env, fl.harness._default, model, sample, seed=int(os.environ.ge
 suite.run("kill9", kills=3, chunk=250, rate=150, users=80)
 suite.run("redis-restart", users=80, events=1500, rate=500, down_s=1.0)
 suite.run("redis-pause", users=80, events=1600, rate=400, pause_ms=2500)
+suite.run("zombie", freezes=2, users=60, chunk=200)
+suite.run("dlq-down", users=60, events=800, rate=300, missing_s=8.0)
 suite.run("sighup-bad-model", users=80, events=1200, rate=400)
 suite.run("model-truncated-in-place", users=80, events=1200, rate=400)
 ok = suite.report(os.path.join(fl.e2e.build_dir(), "faults-short.json"))

@@ -136,7 +136,7 @@ class Harness:
             subprocess.run([STACK, "down", "--dir", self.own_dir, "--fast"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             shutil.rmtree(self.own_dir, ignore_errors=True)
-        if self.tmp:
+        if self.tmp and not os.environ.get("KEEP_TEST_TMP"):
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _on_signal(self, signum, _frame):

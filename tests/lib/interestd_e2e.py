@@ -206,6 +206,7 @@ def write_config(env, model_path, name, group=None, **keys):
         "redis.prefix": env["REDIS_KEY_PREFIX"],
         "flush.interval_ms": "100",
         "kafka.consumer.session.timeout.ms": "6000",
+        "redis.lease_ms": "3000",  # below the session timeout, as the config table asks
         "kafka.consumer.heartbeat.interval.ms": "500",
         "kafka.topic.metadata.refresh.interval.ms": "1000",
     }
@@ -221,8 +222,9 @@ def write_config(env, model_path, name, group=None, **keys):
 class Daemon:
     """One interestd process with its stderr in HARNESS_TMP/<name>.log."""
 
-    def __init__(self, env, conf, name, extra_args=(), extra_env=None):
+    def __init__(self, env, conf, name, extra_args=(), extra_env=None, binary=None):
         self.env = env
+        self.binary = binary or tool("interestd")
         self.extra_env = extra_env or {}
         self.conf = conf
         self.name = name
@@ -240,7 +242,7 @@ class Daemon:
         path = f"{self.log_path}.{self.runs}"
         self.logs.append(path)
         self.fp = open(path, "w")
-        self.proc = subprocess.Popen([tool("interestd"), "-c", self.conf] + self.args,
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf] + self.args,
                                      stdout=self.fp, stderr=subprocess.STDOUT,
                                      env=dict(os.environ, **self.extra_env))
         log(f"{self.name}: started pid {self.proc.pid}, log {path}")

@@ -49,6 +49,36 @@ make_config(const struct ctx *c)
 	return cfg;
 }
 
+/* One sink_redis_claim of partition 0; the result, or -1 on a Redis error. */
+static int
+claim1(struct sink_redis *sink, int fresh, uint64_t *epoch, uint64_t *stored)
+{
+	char err[256];
+	struct sink_claim cl = { .partition = 0, .fresh = fresh, .epoch = *epoch };
+
+	if (sink_redis_claim(sink, &cl, 1, err, sizeof(err)) != 0) {
+		fprintf(stderr, "claim: %s\n", err);
+		return -1;
+	}
+	*epoch = cl.epoch;
+	if (stored != NULL)
+		*stored = cl.stored;
+	return (int)cl.result;
+}
+
+/* The flushed-through marker of partition 0 raised to off with epoch; fenced[0] or -1. */
+static int
+mark1(struct sink_redis *sink, int64_t off, uint64_t epoch)
+{
+	char err[256];
+	int32_t part = 0;
+	int fenced = -1;
+
+	if (sink_redis_mark_flushed(sink, &part, &off, &epoch, &fenced, 1, err, sizeof(err)) != 0)
+		fprintf(stderr, "mark_flushed: %s\n", err);
+	return fenced;
+}
+
 static redisReply *
 cmd(struct ctx *c, const char *fmt, const char *key_suffix)
 {
@@ -278,7 +308,9 @@ main(int argc, char **argv)
 	struct user_state *us;
 	struct sink_user su;
 	struct view v, v2;
-	uint64_t e1 = 0, e2 = 0;
+	uint64_t e1 = 0, e2 = 0, stored = 0;
+	struct sink_redis *sink2 = NULL;
+	char k_lease[160], k_epoch[160], k_flushed[200];
 	redisReply *r;
 
 	if (argc != 4 && argc != 6) {
@@ -310,9 +342,9 @@ main(int argc, char **argv)
 	if (sink == NULL)
 		return 1;
 
-	/* Partition epochs. */
-	CHECK(sink_redis_claim_partition(sink, 0, &e1, err, sizeof(err)) == 0 && e1 == 1,
-	    "first claim of partition 0 gives epoch 1 (%" PRIu64 ")", e1);
+	/* Partition epochs: the first claim after an assignment. */
+	CHECK(claim1(sink, 1, &e1, &stored) == SINK_CLAIM_OWNED && e1 == 1 && stored == 0,
+	    "first claim of partition 0 gives epoch 1 (%" PRIu64 "), none stored before", e1);
 
 	/* Tier names. */
 	CHECK(sink_redis_write_tier_names(sink, c.m, err, sizeof(err)) == 0, "write_tier_names");
@@ -354,9 +386,71 @@ main(int argc, char **argv)
 	CHECK(flush1(sink, &c, &su) == SINK_WRITTEN, "newer offset written");
 	check_user_keys(&c, "alice", us, &v2, e1);
 
-	/* Fencing: a newer owner claimed the partition; the old epoch is refused. */
-	CHECK(sink_redis_claim_partition(sink, 0, &e2, err, sizeof(err)) == 0 && e2 == e1 + 1,
-	    "second claim increments the epoch");
+	/*
+	 * Ownership (schemas/redis.md "Partition ownership"): a second instance
+	 * that Kafka has given the partition waits while our lease is live; our
+	 * renewal keeps our epoch.
+	 */
+	snprintf(k_lease, sizeof(k_lease), "lease:%s:0", c.topic);
+	snprintf(k_epoch, sizeof(k_epoch), "epoch:%s:0", c.topic);
+	snprintf(k_flushed, sizeof(k_flushed), "flushed:%s:%s:0", cfg->group_id, c.topic);
+	sink2 = sink_redis_new(cfg, err, sizeof(err));
+	CHECK(sink2 != NULL && strcmp(sink_redis_owner(sink), sink_redis_owner(sink2)) != 0,
+	    "a second sink is another owner (%s, %s)", sink_redis_owner(sink),
+	    sink2 ? sink_redis_owner(sink2) : err);
+	e2 = 0;
+	CHECK(claim1(sink2, 1, &e2, &stored) == SINK_CLAIM_BUSY && stored == e1,
+	    "a fresh claim while another owner's lease is live is busy, the epoch unchanged");
+	CHECK(claim1(sink, 0, &e1, NULL) == SINK_CLAIM_OWNED && e1 == 1,
+	    "the owner's renewal keeps its epoch (%" PRIu64 ")", e1);
+	/* Our lease runs out (a frozen owner): the new owner claims above us. */
+	r = cmd(&c, "DEL %s", k_lease);
+	freeReplyObject(r);
+	CHECK(claim1(sink2, 1, &e2, &stored) == SINK_CLAIM_OWNED && e2 == e1 + 1 && stored == e1,
+	    "after the lease lapsed the new owner takes epoch %" PRIu64, e2);
+	/* The stale owner wakes: neither its renewal nor a re-claim can beat the new one. */
+	{
+		uint64_t e = e1;
+		CHECK(claim1(sink, 0, &e, NULL) == SINK_CLAIM_BUSY,
+		    "the stale owner's renewal meets the new owner's lease");
+		r = cmd(&c, "DEL %s", k_lease);
+		freeReplyObject(r);
+		e = e1;
+		CHECK(claim1(sink, 0, &e, &stored) == SINK_CLAIM_FENCED && stored == e2,
+		    "its re-claim with the lease gone is fenced, never above epoch %" PRIu64, e2);
+		r = cmd(&c, "GET %s", k_epoch);
+		CHECK(r->type == REDIS_REPLY_STRING && strtoull(r->str, NULL, 10) == e2,
+		    "the epoch stays the new owner's (%s)", r->type == REDIS_REPLY_STRING ? r->str : "?");
+		freeReplyObject(r);
+		e = e2;
+		CHECK(claim1(sink2, 0, &e, NULL) == SINK_CLAIM_OWNED && e == e2,
+		    "the new owner re-takes its lapsed lease with its own epoch");
+	}
+	/* The flushed-through marker is fenced like a write. */
+	CHECK(mark1(sink, 40, e1) == 1, "a marker raise with the old epoch is fenced");
+	r = cmd(&c, "GET %s", k_flushed);
+	CHECK(r->type == REDIS_REPLY_NIL, "and leaves no marker");
+	freeReplyObject(r);
+	CHECK(mark1(sink, 40, e2) == 0, "the new owner's marker raise is accepted");
+	CHECK(mark1(sink, 30, e2) == 0, "a lower marker is accepted but not applied");
+	r = cmd(&c, "GET %s", k_flushed);
+	CHECK(r->type == REDIS_REPLY_STRING && strcmp(r->str, "40") == 0,
+	    "the marker holds 40, never lowered (%s)", r->type == REDIS_REPLY_STRING ? r->str : "?");
+	freeReplyObject(r);
+	/* Releasing: only the holder's lease goes. */
+	{
+		int32_t part = 0;
+		uint64_t e = 0;
+		CHECK(sink_redis_release(sink, &part, 1, err, sizeof(err)) == 0 &&
+			claim1(sink, 1, &e, NULL) == SINK_CLAIM_BUSY,
+		    "a release by a non-holder leaves the holder's lease");
+		CHECK(sink_redis_release(sink2, &part, 1, err, sizeof(err)) == 0,
+		    "the holder releases");
+		r = cmd(&c, "EXISTS %s", k_lease);
+		CHECK(r->integer == 0, "its lease is gone");
+		freeReplyObject(r);
+	}
+	sink_redis_free(sink2);
 	us->last_offset = 12;
 	us->events_applied = 7;
 	fill_user(&su, "alice", us, &v, 5.0f, e1);
