@@ -44,8 +44,8 @@ topic = env["EVENTS_TOPIC"]
 user = env["HARNESS_PREFIX"] + "lostack"
 every_key = [f"~{prefix}*"]
 # Markers readable (the failover check reads them), not writable (Redis 7 key selectors).
-no_markers = [f"~{prefix}{{*", f"~{prefix}epoch:*", f"~{prefix}lease:*", f"~{prefix}tiers",
-              f"%R~{prefix}flushed:*"]
+no_markers = [f"~{prefix}{{*", f"~{prefix}epoch:*", f"~{prefix}lease:*", f"~{prefix}inflight:*",
+              f"~{prefix}tiers", f"%R~{prefix}flushed:*"]
 
 
 def acl(keys):
