@@ -201,10 +201,11 @@ if harness.wait_for(lambda: counted(scrape(d)) == (N_SENT, N_UNKNOWN_FP, N_UNKNO
              f"{(N_SENT, N_UNKNOWN_FP, N_UNKNOWN_ITEM)}")
 m = scrape(d)
 got = {"applied": value(m, "interestd_events_applied_total"),
-       "duplicates": value(m, "interestd_events_duplicate_total"),
+       "duplicates": value(m, "interestd_events_duplicate_total", reason="marker"),
+       "duplicates_event_id": value(m, "interestd_events_duplicate_total", reason="event_id"),
        "dlq_other": sum(v for k, v in series(m, "interestd_dead_letters_total").items()
                         if dict(k)["reason"] not in ("unknown_fingerprint", "unknown_item"))}
-if got != {"applied": N_EVENTS, "duplicates": 0, "dlq_other": 0}:
+if got != {"applied": N_EVENTS, "duplicates": 0, "duplicates_event_id": 0, "dlq_other": 0}:
     e2e.fail(f"after {N_EVENTS} good + {len(bad)} bad events: {got}")
 e2e.ok(f"consumed {N_SENT}, applied {N_EVENTS}, duplicates 0, dead letters "
        f"unknown_fingerprint {N_UNKNOWN_FP} + unknown_item {N_UNKNOWN_ITEM}, no other reason; "
@@ -287,7 +288,7 @@ d2.wait_log(r"event=assigned .*owned=4", 60)
 def dup_counts():
     x = scrape(d2)
     return (value(x, "interestd_events_consumed_total"),
-            value(x, "interestd_events_duplicate_total"),
+            value(x, "interestd_events_duplicate_total", reason="marker"),
             value(x, "interestd_events_applied_total"))
 
 
