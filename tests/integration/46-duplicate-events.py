@@ -9,7 +9,6 @@ copies of one new event in the same batch apply once. A message keyed by another
 user than its user_id goes to the dead-letter topic with reason key_mismatch (its
 user unchanged); after SIGHUP with events.key_mismatch = accept, such a message is
 applied; a bad value of the key is refused naming it (exit 78)."""
-import io
 import os
 import signal
 import subprocess
@@ -17,9 +16,6 @@ import sys
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import fastavro  # noqa: E402
-from fastavro.schema import fingerprint, to_parsing_canonical_form  # noqa: E402
-
 import harness  # noqa: E402
 import interestd_e2e as e2e  # noqa: E402
 
@@ -32,18 +28,6 @@ items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 r = e2e.redis_client(env)
 prefix = env["REDIS_KEY_PREFIX"]
-schema = fastavro.schema.load_schema(os.path.join(harness.ROOT, "schemas", "behaviour_event.avsc"))
-fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
-
-
-def event(user, item, ts, eid):
-    b = io.BytesIO()
-    fastavro.schemaless_writer(b, schema, {"event_id": eid, "user_id": user, "item_id": item,
-                                           "type": "CLICK", "ts": ts, "dwell_ms": None,
-                                           "value": None, "context": None})
-    return b"\xc3\x01" + fp + b.getvalue()
-
-
 def scrape(d):
     """{name{labels}: value} from the daemon's /metrics."""
     addr = d.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
@@ -116,8 +100,8 @@ e2e.ok(f"the {len(rows)} events produced again at new offsets: all skipped by ev
 # Two copies of one new event in one batch: applied once.
 user = "dup-3"
 ts = T0 + 10_000_000
-e2e.produce_raw(env, [(user.encode(), event(user, items[1], ts, "dup46:twice")),
-                      (user.encode(), event(user, items[1], ts, "dup46:twice"))])
+e2e.produce_raw(env, [(user.encode(), e2e.single_object(user, items[1], ts, "dup46:twice")),
+                      (user.encode(), e2e.single_object(user, items[1], ts, "dup46:twice"))])
 done, got, short = e2e.wait_applied(r, prefix, {user: PER_USER + 1}, 60)
 wait_metric(d, DUP_EVENT_ID, len(rows) + 1)
 if not done or e2e.events_applied(r, prefix, [user])[user] != PER_USER + 1:
@@ -127,7 +111,7 @@ e2e.ok("two copies of a new event back to back: applied once, one duplicate coun
 
 # A message keyed by another user: dead-lettered as key_mismatch, its user untouched.
 victim, other = "dup-5", "dup-6"
-e2e.produce_raw(env, [(other.encode(), event(victim, items[2], ts, "dup46:mismatch"))])
+e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup46:mismatch"))])
 letters = e2e.consume_all(env, env["DLQ_TOPIC"], 1, 30)
 heads = [{k: v.decode() for k, v in (m.headers() or [])} for m in letters]
 if len(letters) != 1 or heads[0].get("interestd.reason") != "key_mismatch" or \
@@ -146,7 +130,7 @@ with open(conf, "a") as f:
 since = d.mark()
 d.send(signal.SIGHUP)
 d.wait_log(r"event=model_reloaded", 60, since=since)
-e2e.produce_raw(env, [(other.encode(), event(victim, items[2], ts, "dup46:accepted"))])
+e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup46:accepted"))])
 done, got, short = e2e.wait_applied(r, prefix, {victim: PER_USER + 1, other: PER_USER}, 60)
 if not done:
     d.dump()

@@ -517,44 +517,24 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 
 /*
  * A version-1 blob of us (schemas/state.md "Version 1"), as interestd wrote
- * it before event ids and the consumed set: its 2,048-bit Bloom filter all
- * ones, which must not turn into a consumed set that hides every item.
+ * it before event ids and the consumed set, cut from its version-2 encoding:
+ * the 56-byte header, h, c, tiers and ring, then a 2,048-bit Bloom filter
+ * (all ones here, which must not turn into a consumed set that hides every
+ * item) and the CRC.
  */
 static size_t
 encode_v1(const struct user_state *us, uint8_t *buf)
 {
-	uint8_t *p = buf;
+	uint8_t v2[8192];
+	size_t n = state_encode(us, v2, sizeof(v2));
+	size_t body = n - 64 - 8 * (size_t)us->n_event_ids - 4 * (size_t)us->n_seen - 4;
 
-	memcpy(p, "IUS\1", 4);
-	p = le_put_u32(p + 4, us->hidden);
-	p = le_put_u16(p, us->max_tiers);
-	p = le_put_u16(p, us->ring_len);
-	p = le_put_u16(p, us->n_tiers);
-	p = le_put_u16(p, us->ring_count);
-	p = le_put_u64(p, (uint64_t)us->t_ref_ms);
-	p = le_put_u64(p, (uint64_t)us->last_offset);
-	p = le_put_u32(p, (uint32_t)us->last_partition);
-	p = le_put_u32(p, 0);
-	p = le_put_u64(p, us->events_applied);
-	p = le_put_u64(p, us->model_version);
-	for (uint32_t i = 0; i < 2 * us->hidden; i++)
-		p = le_put_f32(p, i < us->hidden ? us->h[i] : us->c[i - us->hidden]);
-	for (uint16_t i = 0; i < us->n_tiers; i++) {
-		p = le_put_u32(p, us->tiers[i].node);
-		p = le_put_f32(p, us->tiers[i].w_short);
-		p = le_put_f32(p, us->tiers[i].w_long);
-	}
-	for (uint16_t i = 0; i < us->ring_count; i++) {
-		const struct ring_event *re = state_ring_get(us, i);
-
-		p = le_put_u64(p, re->item_hash);
-		p = le_put_u64(p, (uint64_t)re->ts_ms);
-		*p++ = re->type;
-	}
-	memset(p, 0xff, 256);
-	p += 256;
-	p = le_put_u32(p, container_crc32(0, buf, (size_t)(p - buf)));
-	return (size_t)(p - buf);
+	memcpy(buf, v2, 56);
+	buf[3] = 1;
+	memcpy(buf + 56, v2 + 64, body);
+	memset(buf + 56 + body, 0xff, 256);
+	le_put_u32(buf + 56 + body + 256, container_crc32(0, buf, 56 + body + 256));
+	return 56 + body + 256 + 4;
 }
 
 /* A version-1 blob decodes: no event ids, the ring's items as the consumed set. */
