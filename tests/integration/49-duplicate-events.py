@@ -64,10 +64,10 @@ if set(want.values()) != {PER_USER}:
 
 
 def replay_same_ids():
-    """The CSV through scripts/replay with fixed event ids (dup46:<row>)."""
+    """The CSV through scripts/replay with fixed event ids (dup49:<row>)."""
     subprocess.run([os.path.join(harness.ROOT, "scripts", "replay"), "--bootstrap",
                     env["KAFKA_BOOTSTRAP"], "--topic", env["EVENTS_TOPIC"],
-                    "--event-id-prefix", "dup46:", csv_path], check=True,
+                    "--event-id-prefix", "dup49:", csv_path], check=True,
                    stdout=subprocess.DEVNULL)
 
 
@@ -100,8 +100,8 @@ e2e.ok(f"the {len(rows)} events produced again at new offsets: all skipped by ev
 # Two copies of one new event in one batch: applied once.
 user = "dup-3"
 ts = T0 + 10_000_000
-e2e.produce_raw(env, [(user.encode(), e2e.single_object(user, items[1], ts, "dup46:twice")),
-                      (user.encode(), e2e.single_object(user, items[1], ts, "dup46:twice"))])
+e2e.produce_raw(env, [(user.encode(), e2e.single_object(user, items[1], ts, "dup49:twice")),
+                      (user.encode(), e2e.single_object(user, items[1], ts, "dup49:twice"))])
 done, got, short = e2e.wait_applied(r, prefix, {user: PER_USER + 1}, 60)
 wait_metric(d, DUP_EVENT_ID, len(rows) + 1)
 if not done or e2e.events_applied(r, prefix, [user])[user] != PER_USER + 1:
@@ -111,7 +111,7 @@ e2e.ok("two copies of a new event back to back: applied once, one duplicate coun
 
 # A message keyed by another user: dead-lettered as key_mismatch, its user untouched.
 victim, other = "dup-5", "dup-6"
-e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup46:mismatch"))])
+e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup49:mismatch"))])
 letters = e2e.consume_all(env, env["DLQ_TOPIC"], 1, 30)
 heads = [{k: v.decode() for k, v in (m.headers() or [])} for m in letters]
 if len(letters) != 1 or heads[0].get("interestd.reason") != "key_mismatch" or \
@@ -130,7 +130,7 @@ with open(conf, "a") as f:
 since = d.mark()
 d.send(signal.SIGHUP)
 d.wait_log(r"event=model_reloaded", 60, since=since)
-e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup46:accepted"))])
+e2e.produce_raw(env, [(other.encode(), e2e.single_object(victim, items[2], ts, "dup49:accepted"))])
 done, got, short = e2e.wait_applied(r, prefix, {victim: PER_USER + 1, other: PER_USER}, 60)
 if not done:
     d.dump()
