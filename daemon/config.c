@@ -60,6 +60,7 @@ struct cfg_key {
 
 static const char *const cfg_top_formats[] = { "json", "zset", NULL };
 static const char *const cfg_log_levels[] = { "error", "warn", "info", "debug", NULL };
+static const char *const cfg_key_mismatch[] = { "dead_letter", "accept", NULL };
 
 static cfg_check_fn check_prefix, check_listen;
 
@@ -185,6 +186,10 @@ static const struct cfg_key config_keys[] = {
 	{ "events.max_future_s", CFG_INT64, OFF(events_max_future_s), "86400", 0, 1000 * YEAR_S,
 	    NULL, NULL, CFG_RELOAD,
 	    "events further ahead of the wall clock go to the DLQ; 0: no limit" },
+	{ "events.key_mismatch", CFG_ENUM, OFF(events_key_mismatch), "dead_letter", 0, 0,
+	    cfg_key_mismatch, NULL, CFG_RELOAD,
+	    "an event whose Kafka key is not its user_id (it may sit on another user's partition): "
+	    "dead_letter (reason key_mismatch) or accept (applied to its user_id)" },
 
 	/* Snapshots */
 	{ "snapshot.every_events", CFG_INT, OFF(snapshot_every_events), "50", 0, 1000000, NULL,

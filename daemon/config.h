@@ -44,6 +44,12 @@ struct config_writer {
 	char *path;
 };
 
+/* What to do with an event whose Kafka key is not its user_id (events.key_mismatch). */
+enum config_key_mismatch {
+	CONFIG_KEY_MISMATCH_DEAD_LETTER = 0, /* to topic.dlq, reason key_mismatch */
+	CONFIG_KEY_MISMATCH_ACCEPT           /* applied to its user_id all the same */
+};
+
 enum config_top_format {
 	CONFIG_TOP_JSON = 0, /* ui:{u}:top is one string, a JSON array */
 	CONFIG_TOP_ZSET      /* ui:{u}:top is a sorted set */
@@ -109,6 +115,7 @@ struct config {
 	/* Event time window (DLQ reason "timestamp") */
 	int64_t events_max_age_s;    /* events.max_age_s, 0: no lower bound */
 	int64_t events_max_future_s; /* events.max_future_s, 0: no upper bound */
+	int events_key_mismatch;     /* events.key_mismatch: enum config_key_mismatch */
 
 	/* Snapshots */
 	int snapshot_every_events;   /* snapshot.every_events, 0: never by count */

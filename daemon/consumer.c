@@ -103,6 +103,7 @@ struct slot {
 	uint32_t item;
 	uint8_t type;
 	int64_t ts_ms;
+	uint64_t event_hash; /* state_event_id_hash of the event id */
 	enum decode_err derr;
 	char detail[CONSUMER_DETAIL_MAX];
 };
@@ -1490,6 +1491,7 @@ consumer_load_cb(
 	struct consumer *c = opaque;
 	struct user_entry *e = c->load_entries[i];
 	char err[CONSUMER_ERR_MAX];
+	int rc;
 
 	if (erased != NULL) {
 		e->erased = 1;
@@ -1505,7 +1507,12 @@ consumer_load_cb(
 			    e->id, len);
 		state_reset(e->us);
 	} else if (blob != NULL) {
-		if (state_decode(e->us, blob, len, err, sizeof(err)) == 0) {
+		rc = state_decode(e->us, blob, len, err, sizeof(err));
+		if (rc == STATE_DECODE_NOMEM) {
+			e->loaded = 0; /* not replaced by a fresh state: the batch is given back */
+			return;
+		}
+		if (rc == 0) {
 			c->n.users_loaded++;
 		} else {
 			/* Unreadable (older format, other sizes): start fresh, count it. */
@@ -1796,6 +1803,20 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 		snprintf(s->detail, sizeof(s->detail), "empty user_id");
 		return;
 	}
+	/*
+	 * The key must be the user id, or the event sits on a partition that
+	 * does not own its user. Raw bytes are compared: a key is pseudonymised
+	 * exactly as a user id is (ids.hmac_key_file), so equal ids mean equal
+	 * pseudonyms. The detail names sizes only, never an id.
+	 */
+	if (cfg->events_key_mismatch == CONFIG_KEY_MISMATCH_DEAD_LETTER &&
+	    (rkm->key == NULL || rkm->key_len != ev.user_id_len ||
+		memcmp(rkm->key, ev.user_id, ev.user_id_len) != 0)) {
+		s->reason = DLQ_REASON_KEY_MISMATCH;
+		snprintf(s->detail, sizeof(s->detail),
+		    "key (%zu bytes) is not the user_id (%zu bytes)", rkm->key_len, ev.user_id_len);
+		return;
+	}
 	if ((cfg->events_max_age_s > 0 && ev.ts_ms < now_wall - cfg->events_max_age_s * 1000) ||
 	    (cfg->events_max_future_s > 0 &&
 		ev.ts_ms > now_wall + cfg->events_max_future_s * 1000)) {
@@ -1814,6 +1835,7 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 	s->item = (uint32_t)item;
 	s->type = ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW;
 	s->ts_ms = ev.ts_ms;
+	s->event_hash = state_event_id_hash(ev.event_id, ev.event_id_len);
 	consumer_queue_user(c, s, ev.user_id, ev.user_id_len);
 }
 
@@ -1858,6 +1880,8 @@ consumer_process_batch(struct consumer *c)
 			consumer_redis_down(c, "load", err);
 			oom = 1;
 		}
+		for (size_t i = 0; i < c->n_load && !oom; i++)
+			oom = c->load_entries[i]->loaded == 0; /* out of memory for its state */
 	}
 	if (oom) {
 		/* Nothing has had an effect yet: give the whole batch back. */
@@ -1896,6 +1920,8 @@ consumer_process_batch(struct consumer *c)
 				c->n.dlq_bad_timestamp++;
 			else if (strcmp(s->reason, DLQ_REASON_CRASHED) == 0)
 				c->n.dlq_crashed++;
+			else if (strcmp(s->reason, DLQ_REASON_KEY_MISMATCH) == 0)
+				c->n.dlq_key_mismatch++;
 			else if ((unsigned)s->derr < 16)
 				c->n.dlq_by_decode[s->derr]++;
 		} else if ((e->us->last_partition == rkm->partition &&
@@ -1910,7 +1936,11 @@ consumer_process_batch(struct consumer *c)
 		    ((e->erased_partition == rkm->partition && rkm->offset <= e->erased_offset) ||
 			s->ts_ms <= e->erased_ts_ms)) {
 			c->n.erased_skipped++;
+		} else if (state_event_known(e->us, s->event_hash)) {
+			c->n.duplicates_event_id++; /* taken before, at another offset */
 		} else {
+			/* Remembered now, so a copy later in this batch is caught too. */
+			state_event_remember(e->us, s->event_hash);
 			if (e->us->model_version != c->model_version) {
 				consumer_apply_chunk(c); /* the ring must hold this user's events */
 				consumer_rewarm(c, e->us);
@@ -2316,8 +2346,12 @@ consumer_render(void *opaque, char *buf, size_t size)
 	consumer_metric(buf, size, &o, "interestd_" name, "gauge", help, NULL, v, 1)
 	COUNTER("events_consumed_total", "Messages polled from topic.events.", n->consumed);
 	COUNTER("events_applied_total", "Events applied to a user state.", n->applied);
-	COUNTER("events_duplicate_total", "Events skipped at or below the user's marker.",
-	    n->duplicates);
+	consumer_metric(buf, size, &o, "interestd_events_duplicate_total", "counter",
+	    "Events skipped as already applied: at or below the user's marker (marker), or an "
+	    "event id the user's state had taken (event_id).",
+	    "{reason=\"marker\"}", n->duplicates, 1);
+	consumer_metric(buf, size, &o, "interestd_events_duplicate_total", "counter", "",
+	    "{reason=\"event_id\"}", n->duplicates_event_id, 0);
 	for (int i = 0; i < 7; i++) {
 		snprintf(lab, sizeof(lab), "{reason=\"%s\"}", decode_reasons[i]);
 		consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter",
@@ -2329,6 +2363,8 @@ consumer_render(void *opaque, char *buf, size_t size)
 	    "{reason=\"bad_timestamp\"}", n->dlq_bad_timestamp, 0);
 	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
 	    "{reason=\"crashed\"}", n->dlq_crashed, 0);
+	consumer_metric(buf, size, &o, "interestd_dead_letters_total", "counter", "",
+	    "{reason=\"key_mismatch\"}", n->dlq_key_mismatch, 0);
 	COUNTER("flushes_total", "Redis flushes that wrote at least one user.", n->flushes);
 	COUNTER("users_flushed_total", "User writes acknowledged by Redis.", n->users_flushed);
 	COUNTER("flush_failures_total", "Redis flushes that failed (retried).", n->flush_failures);
@@ -2697,6 +2733,7 @@ consumer_take_reloadable(struct consumer *c, struct config *nc)
 	cfg->tiers_calibrate = nc->tiers_calibrate;
 	cfg->events_max_age_s = nc->events_max_age_s;
 	cfg->events_max_future_s = nc->events_max_future_s;
+	cfg->events_key_mismatch = nc->events_key_mismatch;
 	cfg->snapshot_every_events = nc->snapshot_every_events;
 	cfg->snapshot_max_interval_s = nc->snapshot_max_interval_s;
 	cfg->log_level = nc->log_level;
@@ -2898,24 +2935,25 @@ consumer_log_stats(struct consumer *c)
 	const struct consumer_counters *n = &c->n;
 
 	log_info("event=stats consumed=%" PRIu64 " applied=%" PRIu64 " duplicates=%" PRIu64
-		 " dlq=%" PRIu64 " dlq_truncated=%" PRIu64 " dlq_bad_magic=%" PRIu64
-		 " dlq_unknown_fingerprint=%" PRIu64 " dlq_unknown_schema_id=%" PRIu64
-		 " dlq_malformed=%" PRIu64 " dlq_too_large=%" PRIu64 " dlq_missing_user=%" PRIu64
-		 " dlq_unknown_item=%" PRIu64 " dlq_bad_timestamp=%" PRIu64 " flushes=%" PRIu64
+		 " duplicates_event_id=%" PRIu64 " dlq=%" PRIu64 " dlq_truncated=%" PRIu64
+		 " dlq_bad_magic=%" PRIu64 " dlq_unknown_fingerprint=%" PRIu64
+		 " dlq_unknown_schema_id=%" PRIu64 " dlq_malformed=%" PRIu64
+		 " dlq_too_large=%" PRIu64 " dlq_missing_user=%" PRIu64 " dlq_unknown_item=%" PRIu64
+		 " dlq_bad_timestamp=%" PRIu64 " dlq_key_mismatch=%" PRIu64 " flushes=%" PRIu64
 		 " users_flushed=%" PRIu64 " flush_failures=%" PRIu64 " refused_stale=%" PRIu64
 		 " refused_fenced=%" PRIu64 " commits=%" PRIu64 " snapshots=%" PRIu64
 		 " rewarmed=%" PRIu64 " erasures=%" PRIu64 " erased_skipped=%" PRIu64
 		 " refused_erased=%" PRIu64 " rollbacks=%" PRIu64 " rollback_offsets=%" PRIu64
 		 " states_oversized=%" PRIu64 " users_cached=%zu dirty=%zu owned=%zu redis_down=%d",
-	    n->consumed, n->applied, n->duplicates, n->dlq_total,
+	    n->consumed, n->applied, n->duplicates, n->duplicates_event_id, n->dlq_total,
 	    n->dlq_by_decode[DECODE_TRUNCATED], n->dlq_by_decode[DECODE_BAD_MAGIC],
 	    n->dlq_by_decode[DECODE_UNKNOWN_FINGERPRINT],
 	    n->dlq_by_decode[DECODE_UNKNOWN_SCHEMA_ID], n->dlq_by_decode[DECODE_MALFORMED],
 	    n->dlq_by_decode[DECODE_TOO_LARGE], n->dlq_by_decode[DECODE_MISSING_USER],
-	    n->dlq_unknown_item, n->dlq_bad_timestamp, n->flushes, n->users_flushed,
-	    n->flush_failures, n->refused_stale, n->refused_fenced, n->commits, n->snapshots,
-	    n->rewarmed, n->erasures, n->erased_skipped, n->refused_erased, n->rollbacks,
-	    n->rollback_offsets, n->states_oversized, users_count(c->users),
+	    n->dlq_unknown_item, n->dlq_bad_timestamp, n->dlq_key_mismatch, n->flushes,
+	    n->users_flushed, n->flush_failures, n->refused_stale, n->refused_fenced, n->commits,
+	    n->snapshots, n->rewarmed, n->erasures, n->erased_skipped, n->refused_erased,
+	    n->rollbacks, n->rollback_offsets, n->states_oversized, users_count(c->users),
 	    users_dirty_count(c->users), c->n_assigned, c->redis_down);
 }
 

@@ -22,15 +22,17 @@ struct model;
 
 /* Everything the loop counts; rendered every ~10 s in one log line. */
 struct consumer_counters {
-	uint64_t consumed;   /* messages polled (errors excluded) */
-	uint64_t applied;    /* events applied to a user state */
-	uint64_t duplicates; /* skipped: at or below the user's marker */
+	uint64_t consumed;            /* messages polled (errors excluded) */
+	uint64_t applied;             /* events applied to a user state */
+	uint64_t duplicates;          /* skipped: at or below the user's marker */
+	uint64_t duplicates_event_id; /* skipped: the user's state had taken its event id */
 	uint64_t dlq_total;
 	uint64_t dlq_by_decode[16]; /* by enum decode_err */
 	uint64_t dlq_unknown_item;
 	uint64_t dlq_bad_timestamp;
 	uint64_t dlq_crashed; /* poison messages: in flight at poll.max_crashes deaths */
-	uint64_t flushes;     /* successful flushes with at least one user */
+	uint64_t dlq_key_mismatch;
+	uint64_t flushes; /* successful flushes with at least one user */
 	uint64_t users_flushed;
 	uint64_t flush_failures;
 	uint64_t refused_stale;

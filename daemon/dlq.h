@@ -21,6 +21,7 @@
 #define DLQ_REASON_BAD_TIMESTAMP "bad_timestamp"
 #define DLQ_REASON_MISSING_USER  "missing_user"
 #define DLQ_REASON_CRASHED       "crashed" /* in flight each time the daemon died */
+#define DLQ_REASON_KEY_MISMATCH  "key_mismatch"
 
 struct dlq;
 

@@ -365,7 +365,7 @@ users_cmp_tier(const void *a, const void *b)
 	return (x->w_long < y->w_long) - (x->w_long > y->w_long);
 }
 
-void
+int
 users_state_convert(struct user_state *dst, const struct user_state *src)
 {
 	uint16_t n_tiers = src->n_tiers, first;
@@ -397,7 +397,8 @@ users_state_convert(struct user_state *dst, const struct user_state *src)
 
 		state_ring_push(dst, re->item_hash, re->ts_ms, re->type);
 	}
-	memcpy(dst->seen, src->seen, sizeof(dst->seen));
+	state_event_ids_copy(dst, src);
+	return state_seen_copy(dst, src);
 }
 
 int
@@ -416,9 +417,10 @@ users_set_hparams(struct users *u, const struct model_hparams *hp)
 		if (e == NULL)
 			continue;
 		ns = state_new(hp);
-		if (ns == NULL)
+		if (ns == NULL || users_state_convert(ns, e->us) != 0) {
+			state_free(ns);
 			return -1;
-		users_state_convert(ns, e->us);
+		}
 		state_free(e->us);
 		e->us = ns;
 	}

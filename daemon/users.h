@@ -103,8 +103,8 @@ void users_foreach(struct users *u, void (*fn)(void *opaque, struct user_entry *
  * Re-sizes every cached state for new hyper-parameters (after a model swap
  * whose hidden / ring_len / max_tiers differ): a new state keeps the marker,
  * events_applied, model_version, t_ref_ms, tier weights (the strongest
- * long-term ones if fewer fit), the newest ring events that fit and the
- * consumed filter; h and c start at zero. New entries get hp-sized states.
+ * long-term ones if fewer fit), the newest ring events that fit, the
+ * consumed set and the remembered event ids; h and c start at zero. New entries get hp-sized states.
  * Returns 0, or -1 on ENOMEM (states not yet converted keep the old sizes:
  * the caller should drop all entries then).
  */
@@ -112,8 +112,9 @@ int users_set_hparams(struct users *u, const struct model_hparams *hp);
 
 /*
  * Copies src's non-LSTM state into dst, which may be sized differently
- * (the rules of users_set_hparams); dst's h and c are zeroed.
+ * (the rules of users_set_hparams); dst's h and c are zeroed. Returns 0, or
+ * -1 on ENOMEM (dst's consumed set then stays empty).
  */
-void users_state_convert(struct user_state *dst, const struct user_state *src);
+int users_state_convert(struct user_state *dst, const struct user_state *src);
 
 #endif

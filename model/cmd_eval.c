@@ -1,10 +1,12 @@
 /*
  * interest-eval: the leave-last-out evaluation (model/evaluate.h) of one or
  * more trained models (one per seed) against Popularity, Markov and ItemKNN
- * on the same split, plus the cold-start check; prints a table and writes
- * the JSON summary. Also picks the seeded cold-item list for the cold run.
- * Models are replayed and scored through the daemon's own code
- * (model/updater.h, model/scorer.h), many users per SGEMM.
+ * on the same split, plus the cold-start check and the LSTM once more with
+ * the daemon's own exclusion (its consumed-items filter, not the exact
+ * history); prints a table and writes the JSON summary. Also picks the
+ * seeded cold-item list for the cold run. Models are replayed and scored
+ * through the daemon's own code (model/updater.h, model/scorer.h), many
+ * users per SGEMM.
  */
 #include <cblas.h>
 #include <errno.h>
@@ -63,7 +65,9 @@ usage(FILE *fp)
 	    "product of the reference file's user and item vectors (IREF0001: u32 n_users,\n"
 	    "n_items, dim, 0; float32 user[n_users][dim] in split order, item[n_items][dim]).\n"
 	    "--on validation measures every method on the validation items instead (history\n"
-	    "before them; baselines fitted as for the test), to compare the two targets.\n");
+	    "before them; baselines fitted as for the test), to compare the two targets.\n"
+	    "The lstm-filt row is the LSTM as the daemon serves it: items excluded by the\n"
+	    "user state's consumed-items filter (model/state.h) instead of the exact history.\n");
 }
 
 /* splitmix64, for the seeded cold-item choice. */
@@ -238,6 +242,29 @@ stamp_history(const struct dataset *ds, const struct eval_split *sp, uint32_t k,
 		stamp[ev[j].item] = mark;
 }
 
+/*
+ * The daemon's exclusion on top of the history stamped with mark: every item
+ * the user's consumed-items filter reports (model/state.h: its false
+ * positives too) gets mark as well, counted in *extra. Returns 1 when the
+ * filter excludes the target although the history does not have it: the
+ * daemon would never serve it (a miss), where the protocol keeps a target
+ * from the history a candidate.
+ */
+static int
+stamp_filter(const struct model *m, const struct user_state *us, uint32_t target, uint32_t *stamp,
+    uint32_t mark, uint64_t *extra)
+{
+	uint32_t n_items = model_n_items(m);
+	int lost = stamp[target] != mark && state_seen_has(us, model_item_hash(m, target));
+
+	for (uint32_t i = 0; i < n_items; i++)
+		if (stamp[i] != mark && state_seen_has(us, model_item_hash(m, i))) {
+			stamp[i] = mark;
+			(*extra)++;
+		}
+	return lost;
+}
+
 static uint32_t
 test_target(const struct dataset *ds, const struct eval_split *sp, uint32_t k)
 {
@@ -338,6 +365,9 @@ done:
 /* What one model's pass over the split measures. */
 struct eval_pass {
 	struct eval_acc *ea;         /* every user's test target, or NULL */
+	struct eval_acc *ea_filter;  /* the same, excluded as the daemon does, or NULL */
+	uint64_t filter_extra;       /* items its filter excluded beyond the users' histories */
+	size_t filter_lost;          /* targets its filter excluded (not in the history) */
 	float *p1;                   /* [n][n_tier1] to fill with tier-1 distributions, or NULL */
 	const float *p1_in;          /* [n][n_tier1] passed to eval_acc_add */
 	const uint8_t *cold;         /* count cold test targets only (HR@10 vs random), or NULL */
@@ -401,6 +431,14 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 			if (ps->ea != NULL)
 				eval_acc_add(ps->ea, scores, tg, stamp, mark,
 				    ps->p1_in + (size_t)k * n_tier1);
+			if (ps->ea_filter != NULL) {
+				int lost =
+				    stamp_filter(m, us[j], tg, stamp, mark, &ps->filter_extra);
+
+				ps->filter_lost += (size_t)lost;
+				eval_acc_add(ps->ea_filter, scores, lost ? EVAL_NO_TARGET : tg,
+				    stamp, mark, ps->p1_in + (size_t)k * n_tier1);
+			}
 			if (ps->cold != NULL) {
 				uint32_t excl = 0;
 				for (uint32_t i = 0; i < n_items; i++)
@@ -493,11 +531,14 @@ main(int argc, char **argv)
 	struct dataset *ds = NULL;
 	struct eval_split sp = { 0 };
 	struct eval_baselines *bl = NULL;
-	struct eval_acc *ea = NULL;
+	struct eval_acc *ea = NULL, *ea_filter = NULL;
 	float *scores = NULL, *p1 = NULL;
 	uint32_t *stamp = NULL, n_tier1, n_items;
 	uint8_t *cold = NULL;
 	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
+	double filt_seed[MAX_MODELS][EVAL_N_METRICS], lstm_filter[EVAL_N_METRICS];
+	double filter_extra = 0, filter_lost = 0; /* per evaluated user, median over seeds */
+	double extra_seed[MAX_MODELS], lost_seed[MAX_MODELS];
 	double base[EVAL_N_BASELINES][EVAL_N_METRICS], ref[MAX_REFS][EVAL_N_METRICS];
 	double cold_hits = 0, cold_rand = 0, cold_auc = 0;
 	size_t cold_targets = 0;
@@ -554,9 +595,10 @@ main(int argc, char **argv)
 	/* The LSTM, one model per seed; the first also gives the users' tier-1 distributions. */
 	for (uint32_t s = 0; s < a.n_models; s++) {
 		struct eval_pass ps = { 0 };
-		if ((ea = eval_acc_new(cat)) == NULL)
+		if ((ea = eval_acc_new(cat)) == NULL || (ea_filter = eval_acc_new(cat)) == NULL)
 			goto nomem;
 		ps.ea = ea;
+		ps.ea_filter = ea_filter;
 		ps.p1 = s == 0 ? p1 : NULL;
 		ps.p1_in = p1;
 		if (eval_model(a.models[s], cat, ds, &sp, stamp, scores, &ps) < 0) {
@@ -564,15 +606,24 @@ main(int argc, char **argv)
 			goto done;
 		}
 		eval_acc_result(ea, per_seed[s]);
+		eval_acc_result(ea_filter, filt_seed[s]);
+		extra_seed[s] = sp.n ? (double)ps.filter_extra / sp.n : 0.0;
+		lost_seed[s] = (double)ps.filter_lost;
 		eval_acc_free(ea);
-		ea = NULL;
+		eval_acc_free(ea_filter);
+		ea = ea_filter = NULL;
 	}
 	for (int k = 0; k < EVAL_N_METRICS; k++) {
-		double col[MAX_MODELS];
-		for (uint32_t s = 0; s < a.n_models; s++)
+		double col[MAX_MODELS], colf[MAX_MODELS];
+		for (uint32_t s = 0; s < a.n_models; s++) {
 			col[s] = per_seed[s][k];
+			colf[s] = filt_seed[s][k];
+		}
 		lstm[k] = median(col, a.n_models);
+		lstm_filter[k] = median(colf, a.n_models);
 	}
+	filter_extra = median(extra_seed, a.n_models);
+	filter_lost = median(lost_seed, a.n_models);
 
 	/* Baselines on the same split. */
 	for (int b = 0; b < EVAL_N_BASELINES; b++) {
@@ -658,6 +709,7 @@ main(int argc, char **argv)
 		printf(" %9.9s", eval_metric_name((enum eval_metric)k));
 	printf("\n");
 	print_row("lstm", lstm);
+	print_row("lstm-filt", lstm_filter);
 	for (int b = 0; b < EVAL_N_BASELINES; b++)
 		print_row(eval_baseline_name((enum eval_baseline)b), base[b]);
 	for (uint32_t r = 0; r < a.n_refs; r++)
@@ -689,6 +741,11 @@ main(int argc, char **argv)
 		    cold_targets ? cold_hits / (double)cold_targets : 0.0,
 		    cold_targets ? cold_rand / (double)cold_targets : 0.0,
 		    cold_targets ? cold_auc / (double)cold_targets : 0.0, cold_targets);
+	printf(
+	    "lstm-filt: the lstm as the daemon serves it, excluding what its consumed-items filter"
+	    " reports:\n  %.2f items per user beyond the history, %.0f of %u targets excluded"
+	    " (medians over the models)\n",
+	    filter_extra, filter_lost, sp.n);
 	printf("calibration_kl@10: KL(user long-term tier-1 weights || tier-1 share of the top-10),"
 	       " both smoothed by eps=%g\n",
 	    EVAL_CALIB_EPS);
@@ -731,7 +788,18 @@ main(int argc, char **argv)
 			fprintf(fp, "%s", s ? ", " : "");
 			json_metrics(fp, per_seed[s]);
 		}
-		fprintf(fp, "], \"targets\": \"%s\"", a.on_validation ? "validation" : "test");
+		fprintf(fp, "], \"lstm_filter\": ");
+		json_metrics(fp, lstm_filter);
+		fprintf(fp, ", \"lstm_filter_per_seed\": [");
+		for (uint32_t s = 0; s < a.n_models; s++) {
+			fprintf(fp, "%s", s ? ", " : "");
+			json_metrics(fp, filt_seed[s]);
+		}
+		fprintf(fp,
+		    "], \"filter\": {\"extra_excluded_per_user\": %.4f, \"targets_excluded\": "
+		    "%.0f}",
+		    filter_extra, filter_lost);
+		fprintf(fp, ", \"targets\": \"%s\"", a.on_validation ? "validation" : "test");
 		fprintf(fp, ", \"users\": %u, \"items\": %u, \"calibration_eps\": %g}\n", sp.n,
 		    n_items, EVAL_CALIB_EPS);
 		if (fclose(fp) != 0) {
@@ -745,6 +813,7 @@ nomem:
 	fprintf(stderr, "interest-eval: out of memory\n");
 done:
 	eval_acc_free(ea);
+	eval_acc_free(ea_filter);
 	eval_baselines_free(bl);
 	free(cold);
 	free(stamp);

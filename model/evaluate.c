@@ -195,7 +195,8 @@ eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target, const ui
 	uint32_t top[EVAL_TOPK], nt = 0, rank;
 	const float *emb = model_llm_embeddings(ea->cat);
 
-	rank = eval_rank(scores, ea->n_items, target, stamp, mark);
+	rank = target == EVAL_NO_TARGET ? UINT32_MAX
+					: eval_rank(scores, ea->n_items, target, stamp, mark);
 	if (rank < 10) {
 		ea->sum[EVAL_HR10] += 1;
 		ea->sum[EVAL_NDCG10] += 1.0 / log2(rank + 2.0);
@@ -204,7 +205,8 @@ eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target, const ui
 		ea->sum[EVAL_HR20] += 1;
 		ea->sum[EVAL_NDCG20] += 1.0 / log2(rank + 2.0);
 	}
-	ea->sum[EVAL_MRR] += 1.0 / (rank + 1.0);
+	if (target != EVAL_NO_TARGET)
+		ea->sum[EVAL_MRR] += 1.0 / (rank + 1.0);
 
 	/* Top-10 of the candidates by insertion into a sorted list. */
 	for (uint32_t i = 0; i < ea->n_items; i++) {

@@ -17,7 +17,8 @@ struct user_state;
 
 #define EVAL_MIN_EVENTS 5 /* users with fewer interactions are dropped */
 #define EVAL_TOPK       10
-#define EVAL_CALIB_EPS  0.01 /* additive smoothing of both tier-1 distributions */
+#define EVAL_CALIB_EPS  0.01       /* additive smoothing of both tier-1 distributions */
+#define EVAL_NO_TARGET  UINT32_MAX /* eval_acc_add: the target could not be served */
 
 enum eval_metric {
 	EVAL_HR10 = 0,
@@ -78,7 +79,9 @@ void eval_acc_free(struct eval_acc *ea);
 /*
  * Adds one user: scores of every item, the target, the excluded history
  * (stamp/mark), and the user's tier-1 weight distribution p1[n_tier1]
- * (summing to 1, or all zero) for calibration.
+ * (summing to 1, or all zero) for calibration. target EVAL_NO_TARGET: the
+ * target was excluded too (a miss: no hit, no reciprocal rank); the list
+ * metrics still count the user's top 10.
  */
 void eval_acc_add(struct eval_acc *ea, const float *scores, uint32_t target, const uint32_t *stamp,
     uint32_t mark, const float *p1);

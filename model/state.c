@@ -1,7 +1,8 @@
 /*
- * Per-user state (model/state.h): one allocation per user, tier weights
- * decayed exactly in continuous event time, the event ring, the consumed
- * Bloom filter, and the versioned binary codec laid out in schemas/state.md.
+ * Per-user state (model/state.h): one allocation per user (and one for its
+ * consumed set), tier weights decayed exactly in continuous event time, the
+ * event ring, the consumed items as sorted fingerprints, the remembered event
+ * ids, and the versioned binary codec laid out in schemas/state.md.
  */
 #include "state.h"
 #include "le.h"
@@ -17,18 +18,17 @@
 
 #define STATE_MAGIC         "IUS" /* then one version byte */
 #define STATE_MAGIC_LEN     3
-#define STATE_CODEC_VERSION 1
-#define STATE_HEADER_SIZE   56
+#define STATE_CODEC_VERSION 2  /* written; version 1 is still read */
+#define STATE_V1_HEADER     56 /* version 1: then h, c, tiers, ring, Bloom filter */
+#define STATE_V1_FILTER     256
+#define STATE_HEADER_SIZE   64 /* version 2: the version-1 header + n_seen, n_event_ids */
 #define STATE_TIER_SIZE     12 /* u32 node, f32 short, f32 long */
 #define STATE_RING_SIZE     17 /* u64 item_hash, i64 ts_ms, u8 type */
+#define STATE_ID_SIZE       8  /* u64 event-id hash */
+#define STATE_SEEN_SIZE     4  /* u32 fingerprint */
 #define STATE_CRC_SIZE      4
-#define SEEN_BITS           (STATE_SEEN_BYTES * 8)
-#define SEEN_BIT_MASK       (SEEN_BITS - 1)
-#define SEEN_SLICE_BITS     11 /* log2(SEEN_BITS): k = 3 slices of the mixed hash */
+#define SEEN_STEP           4 /* the consumed set grows by max(SEEN_STEP, 1/8) of itself */
 #define MS_PER_S            1000.0
-
-_Static_assert((SEEN_BITS & (SEEN_BITS - 1)) == 0, "Bloom filter size must be a power of 2");
-_Static_assert((1u << SEEN_SLICE_BITS) == SEEN_BITS, "slice width must match the filter");
 
 static size_t
 align_up(size_t n, size_t a)
@@ -61,6 +61,15 @@ state_mem_size(const struct model_hparams *hp)
 	return sl.total;
 }
 
+size_t
+state_mem_used(const struct user_state *us)
+{
+	struct state_layout sl;
+
+	state_layout(us->hidden, us->max_tiers, us->ring_len, &sl);
+	return sl.total + (size_t)us->seen_cap * sizeof(uint32_t);
+}
+
 struct user_state *
 state_new(const struct model_hparams *hp)
 {
@@ -89,6 +98,9 @@ state_new(const struct model_hparams *hp)
 void
 state_free(struct user_state *us)
 {
+	if (us == NULL)
+		return;
+	free(us->seen);
 	free(us);
 }
 
@@ -107,7 +119,13 @@ state_reset(struct user_state *us)
 	memset(us->c, 0, us->hidden * sizeof(float));
 	memset(us->tiers, 0, us->max_tiers * sizeof(struct tier_weight));
 	memset(us->ring, 0, us->ring_len * sizeof(struct ring_event));
-	memset(us->seen, 0, sizeof(us->seen));
+	free(us->seen);
+	us->seen = NULL;
+	us->n_seen = 0;
+	us->seen_cap = 0;
+	memset(us->event_ids, 0, sizeof(us->event_ids));
+	us->n_event_ids = 0;
+	us->event_ids_head = 0;
 }
 
 static struct tier_weight *
@@ -271,58 +289,186 @@ state_ring_get(const struct user_state *us, uint16_t i)
 	return &us->ring[slot];
 }
 
-/* The FNV hash's low bits are weak; a 64-bit finaliser spreads them first. */
-static uint64_t
-seen_mix(uint64_t h)
+/* ---- consumed items -------------------------------------------------------- */
+
+/*
+ * An item's fingerprint: the top 32 bits of its hash after the MurmurHash3
+ * 64-bit finaliser (the FNV hash's bits are uneven; the finaliser spreads
+ * them).
+ */
+static uint32_t
+seen_fingerprint(uint64_t item_hash)
 {
+	uint64_t h = item_hash;
+
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdull;
 	h ^= h >> 33;
 	h *= 0xc4ceb9fe1a85ec53ull;
 	h ^= h >> 33;
-	return h;
+	return (uint32_t)(h >> 32);
 }
 
-void
+/* Index of the first fingerprint >= fp in the sorted set. */
+static uint32_t
+seen_lower(const uint32_t *seen, uint32_t n, uint32_t fp)
+{
+	uint32_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (seen[mid] < fp)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The allocation for n fingerprints: n rounded up to SEEN_STEP, at most STATE_SEEN_MAX. */
+static uint32_t
+seen_cap_for(uint32_t n)
+{
+	uint32_t cap = (n + SEEN_STEP - 1) / SEEN_STEP * SEEN_STEP;
+
+	return cap < STATE_SEEN_MAX ? cap : STATE_SEEN_MAX;
+}
+
+int
 state_seen_add(struct user_state *us, uint64_t item_hash)
 {
-	uint64_t x = seen_mix(item_hash);
+	uint32_t fp = seen_fingerprint(item_hash);
+	uint32_t at = seen_lower(us->seen, us->n_seen, fp);
 
-	for (int k = 0; k < 3; k++, x >>= SEEN_SLICE_BITS) {
-		uint32_t bit = (uint32_t)(x & SEEN_BIT_MASK);
+	if (at < us->n_seen && us->seen[at] == fp)
+		return 0;
+	if (us->n_seen == STATE_SEEN_MAX) {
+		/* Full: the new item takes the place of one its fingerprint picks. */
+		uint32_t out = fp % STATE_SEEN_MAX;
 
-		us->seen[bit >> 3] = (uint8_t)(us->seen[bit >> 3] | (1u << (bit & 7)));
+		memmove(us->seen + out, us->seen + out + 1,
+		    (size_t)(us->n_seen - out - 1) * sizeof(uint32_t));
+		us->n_seen--;
+		if (at > out)
+			at--;
+	} else if (us->n_seen == us->seen_cap) {
+		/* Grown by an eighth (at least SEEN_STEP): little slack, few reallocations. */
+		uint32_t grow = us->seen_cap / 8 > SEEN_STEP ? us->seen_cap / 8 : SEEN_STEP;
+		uint32_t cap =
+		    us->seen_cap + grow < STATE_SEEN_MAX ? us->seen_cap + grow : STATE_SEEN_MAX;
+		uint32_t *p = realloc(us->seen, (size_t)cap * sizeof(uint32_t));
+
+		if (p == NULL)
+			return -1;
+		us->seen = p;
+		us->seen_cap = cap;
 	}
+	memmove(us->seen + at + 1, us->seen + at, (size_t)(us->n_seen - at) * sizeof(uint32_t));
+	us->seen[at] = fp;
+	us->n_seen++;
+	return 0;
 }
 
 int
 state_seen_has(const struct user_state *us, uint64_t item_hash)
 {
-	uint64_t x = seen_mix(item_hash);
+	uint32_t fp = seen_fingerprint(item_hash);
+	uint32_t at = seen_lower(us->seen, us->n_seen, fp);
 
-	for (int k = 0; k < 3; k++, x >>= SEEN_SLICE_BITS) {
-		uint32_t bit = (uint32_t)(x & SEEN_BIT_MASK);
-
-		if (!(us->seen[bit >> 3] & (1u << (bit & 7))))
-			return 0;
-	}
-	return 1;
+	return at < us->n_seen && us->seen[at] == fp;
 }
 
-/* Codec (schemas/state.md), little-endian by model/le.h. */
+int
+state_seen_copy(struct user_state *dst, const struct user_state *src)
+{
+	if (dst->seen_cap < src->n_seen) {
+		uint32_t cap = seen_cap_for(src->n_seen);
+		uint32_t *p = malloc((size_t)cap * sizeof(uint32_t));
+
+		if (p == NULL)
+			return -1;
+		free(dst->seen);
+		dst->seen = p;
+		dst->seen_cap = cap;
+	}
+	if (src->n_seen > 0)
+		memcpy(dst->seen, src->seen, (size_t)src->n_seen * sizeof(uint32_t));
+	dst->n_seen = src->n_seen;
+	return 0;
+}
+
+/* ---- event ids --------------------------------------------------------------- */
+
+uint64_t
+state_event_id_hash(const char *event_id, size_t len)
+{
+	return model_id_hash(event_id, len);
+}
+
+int
+state_event_known(const struct user_state *us, uint64_t id_hash)
+{
+	/* Slots 0..n_event_ids-1 are the filled ones (the ring fills from 0). */
+	for (uint16_t i = 0; i < us->n_event_ids; i++)
+		if (us->event_ids[i] == id_hash)
+			return 1;
+	return 0;
+}
+
+void
+state_event_remember(struct user_state *us, uint64_t id_hash)
+{
+	us->event_ids[us->event_ids_head] = id_hash;
+	us->event_ids_head = (uint16_t)((us->event_ids_head + 1) % STATE_EVENT_IDS);
+	if (us->n_event_ids < STATE_EVENT_IDS)
+		us->n_event_ids++;
+}
+
+/* The i-th remembered id, oldest first (i < n_event_ids). */
+static uint64_t
+event_id_get(const struct user_state *us, uint16_t i)
+{
+	return us->event_ids[(us->event_ids_head + STATE_EVENT_IDS - us->n_event_ids + i) %
+	    STATE_EVENT_IDS];
+}
+
+void
+state_event_ids_copy(struct user_state *dst, const struct user_state *src)
+{
+	memcpy(dst->event_ids, src->event_ids, sizeof(dst->event_ids));
+	dst->n_event_ids = src->n_event_ids;
+	dst->event_ids_head = src->event_ids_head;
+}
+
+/* ---- codec (schemas/state.md), little-endian by model/le.h ------------------ */
+
+/* Where the sections of a checked blob are, and its counts. */
+struct blob {
+	unsigned version;
+	uint32_t hidden, n_seen;
+	uint16_t max_tiers, ring_len, n_tiers, ring_count, n_ids;
+	size_t h, tiers, ring, ids, seen; /* offsets; seen: version 2 only */
+};
 
 static size_t
-encoded_size(uint32_t hidden, uint32_t n_tiers, uint32_t ring_count)
+encoded_size(unsigned version, uint32_t hidden, uint32_t n_tiers, uint32_t ring_count,
+    uint32_t n_ids, uint32_t n_seen)
 {
-	return STATE_HEADER_SIZE + 2 * (size_t)hidden * sizeof(float) +
-	    (size_t)n_tiers * STATE_TIER_SIZE + (size_t)ring_count * STATE_RING_SIZE +
-	    STATE_SEEN_BYTES + STATE_CRC_SIZE;
+	size_t n = 2 * (size_t)hidden * sizeof(float) + (size_t)n_tiers * STATE_TIER_SIZE +
+	    (size_t)ring_count * STATE_RING_SIZE + STATE_CRC_SIZE;
+
+	if (version == 1)
+		return STATE_V1_HEADER + n + STATE_V1_FILTER;
+	return STATE_HEADER_SIZE + n + (size_t)n_ids * STATE_ID_SIZE +
+	    (size_t)n_seen * STATE_SEEN_SIZE;
 }
 
 size_t
 state_encoded_size(const struct user_state *us)
 {
-	return encoded_size(us->hidden, us->n_tiers, us->ring_count);
+	return encoded_size(STATE_CODEC_VERSION, us->hidden, us->n_tiers, us->ring_count,
+	    us->n_event_ids, us->n_seen);
 }
 
 size_t
@@ -346,6 +492,9 @@ state_encode(const struct user_state *us, uint8_t *buf, size_t size)
 	p = le_put_u32(p, 0);
 	p = le_put_u64(p, us->events_applied);
 	p = le_put_u64(p, us->model_version);
+	p = le_put_u32(p, us->n_seen);
+	p = le_put_u16(p, us->n_event_ids);
+	p = le_put_u16(p, 0);
 	for (uint32_t i = 0; i < us->hidden; i++)
 		p = le_put_f32(p, us->h[i]);
 	for (uint32_t i = 0; i < us->hidden; i++)
@@ -362,53 +511,62 @@ state_encode(const struct user_state *us, uint8_t *buf, size_t size)
 		p = le_put_u64(p, (uint64_t)re->ts_ms);
 		*p++ = re->type;
 	}
-	memcpy(p, us->seen, STATE_SEEN_BYTES);
-	p += STATE_SEEN_BYTES;
+	for (uint16_t i = 0; i < us->n_event_ids; i++)
+		p = le_put_u64(p, event_id_get(us, i));
+	for (uint32_t i = 0; i < us->n_seen; i++)
+		p = le_put_u32(p, us->seen[i]);
 	p = le_put_u32(p, container_crc32(0, buf, (size_t)(p - buf)));
 	return (size_t)(p - buf);
 }
 
 /*
- * One pass over an encoded state: checks everything when apply is 0, copies
- * into us when apply is 1 (run only after a checking pass succeeded, so a
- * failed decode leaves us untouched).
+ * Checks an encoded state of either version against us's sizes without
+ * changing anything; fills bl. Returns 0, or -1 with the reason.
  */
 static int
-decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, char *errstr,
-    size_t errstr_size)
+blob_check(const struct user_state *us, const uint8_t *buf, size_t len, struct blob *bl,
+    char *errstr, size_t errstr_size)
 {
+	size_t need, header;
 	const uint8_t *p;
-	uint32_t hidden;
-	uint16_t max_tiers, ring_len, n_tiers, ring_count, skip;
-	size_t need;
 
 	if (len < STATE_MAGIC_LEN + 1 || memcmp(buf, STATE_MAGIC, STATE_MAGIC_LEN) != 0) {
 		snprintf(errstr, errstr_size, "state: bad magic");
 		return -1;
 	}
-	if (buf[STATE_MAGIC_LEN] != STATE_CODEC_VERSION) {
-		snprintf(errstr, errstr_size, "state: unknown version %u (supported: %u)",
-		    buf[STATE_MAGIC_LEN], STATE_CODEC_VERSION);
+	bl->version = buf[STATE_MAGIC_LEN];
+	if (bl->version != 1 && bl->version != STATE_CODEC_VERSION) {
+		snprintf(errstr, errstr_size, "state: unknown version %u (supported: 1, %u)",
+		    bl->version, STATE_CODEC_VERSION);
 		return -1;
 	}
-	if (len < STATE_HEADER_SIZE) {
-		snprintf(errstr, errstr_size, "state: truncated: %zu bytes, header needs %d", len,
-		    STATE_HEADER_SIZE);
+	header = bl->version == 1 ? STATE_V1_HEADER : STATE_HEADER_SIZE;
+	if (len < header) {
+		snprintf(errstr, errstr_size, "state: truncated: %zu bytes, header needs %zu", len,
+		    header);
 		return -1;
 	}
-	hidden = le_get_u32(buf + 4);
-	max_tiers = le_get_u16(buf + 8);
-	ring_len = le_get_u16(buf + 10);
-	n_tiers = le_get_u16(buf + 12);
-	ring_count = le_get_u16(buf + 14);
-	if (n_tiers > max_tiers || ring_count > ring_len) {
+	bl->hidden = le_get_u32(buf + 4);
+	bl->max_tiers = le_get_u16(buf + 8);
+	bl->ring_len = le_get_u16(buf + 10);
+	bl->n_tiers = le_get_u16(buf + 12);
+	bl->ring_count = le_get_u16(buf + 14);
+	bl->n_seen = bl->version == 1 ? 0 : le_get_u32(buf + 56);
+	bl->n_ids = bl->version == 1 ? 0 : le_get_u16(buf + 60);
+	if (bl->n_tiers > bl->max_tiers || bl->ring_count > bl->ring_len) {
 		snprintf(errstr, errstr_size,
 		    "state: counts exceed sizes (n_tiers %u > max_tiers %u or ring_count %u > "
 		    "ring_len %u)",
-		    n_tiers, max_tiers, ring_count, ring_len);
+		    bl->n_tiers, bl->max_tiers, bl->ring_count, bl->ring_len);
 		return -1;
 	}
-	need = encoded_size(hidden, n_tiers, ring_count);
+	if (bl->n_seen > STATE_SEEN_MAX) {
+		snprintf(errstr, errstr_size, "state: %" PRIu32 " consumed items (at most %d)",
+		    bl->n_seen, STATE_SEEN_MAX);
+		return -1;
+	}
+	need = encoded_size(
+	    bl->version, bl->hidden, bl->n_tiers, bl->ring_count, bl->n_ids, bl->n_seen);
 	if (len != need) {
 		snprintf(errstr, errstr_size, "state: %s: %zu bytes, its sizes say %zu",
 		    len < need ? "truncated" : "trailing bytes", len, need);
@@ -419,13 +577,13 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		snprintf(errstr, errstr_size, "state: bad checksum");
 		return -1;
 	}
-	if (n_tiers > us->max_tiers) {
+	if (bl->n_tiers > us->max_tiers) {
 		snprintf(errstr, errstr_size,
-		    "state: %u tier entries exceed the model's max_tiers %u", n_tiers,
+		    "state: %u tier entries exceed the model's max_tiers %u", bl->n_tiers,
 		    us->max_tiers);
 		return -1;
 	}
-	if (le_get_u32(buf + 36) != 0) {
+	if (le_get_u32(buf + 36) != 0 || (bl->version > 1 && le_get_u16(buf + 62) != 0)) {
 		snprintf(errstr, errstr_size, "state: reserved field not zero");
 		return -1;
 	}
@@ -436,36 +594,20 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 		    (long long)off);
 		return -1;
 	}
-	if (apply) {
-		us->t_ref_ms = (int64_t)le_get_u64(buf + 16);
-		us->last_offset = off;
-		us->last_partition = part;
-		us->events_applied = le_get_u64(buf + 40);
-		us->model_version = le_get_u64(buf + 48);
-		if (hidden != us->hidden) {
-			/*
-			 * Written under a model of another size: h and c mean nothing
-			 * here. Everything else is kept; model_version 0 makes the
-			 * caller re-warm h and c from the ring (model/state.h).
-			 */
-			memset(us->h, 0, us->hidden * sizeof(float));
-			memset(us->c, 0, us->hidden * sizeof(float));
-			us->model_version = 0;
-		}
-	}
-	p = buf + STATE_HEADER_SIZE;
-	for (uint32_t i = 0; i < 2 * hidden; i++, p += 4) {
-		float f = le_get_f32(p);
-
-		if (!isfinite(f)) {
+	bl->h = header;
+	bl->tiers = bl->h + 8 * (size_t)bl->hidden;
+	bl->ring = bl->tiers + (size_t)bl->n_tiers * STATE_TIER_SIZE;
+	bl->ids = bl->ring + (size_t)bl->ring_count * STATE_RING_SIZE;
+	bl->seen = bl->ids + (size_t)bl->n_ids * STATE_ID_SIZE;
+	p = buf + bl->h;
+	for (uint32_t i = 0; i < 2 * bl->hidden; i++, p += 4) {
+		if (!isfinite(le_get_f32(p))) {
 			snprintf(errstr, errstr_size, "state: %s[%u] not finite",
-			    i < hidden ? "h" : "c", i % hidden);
+			    i < bl->hidden ? "h" : "c", i % bl->hidden);
 			return -1;
 		}
-		if (apply && hidden == us->hidden)
-			(i < hidden ? us->h : us->c)[i % hidden] = f;
 	}
-	for (uint16_t i = 0; i < n_tiers; i++, p += STATE_TIER_SIZE) {
+	for (uint16_t i = 0; i < bl->n_tiers; i++, p += STATE_TIER_SIZE) {
 		uint32_t node = le_get_u32(p);
 		float ws = le_get_f32(p + 4), wl = le_get_f32(p + 8);
 
@@ -473,24 +615,14 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 			snprintf(errstr, errstr_size, "state: tier entry %u: bad weight", i);
 			return -1;
 		}
-		if (!apply) {
-			for (uint16_t j = 0; j < i; j++) {
-				if (le_get_u32(buf + STATE_HEADER_SIZE + 8 * (size_t)hidden +
-					(size_t)j * STATE_TIER_SIZE) == node) {
-					snprintf(
-					    errstr, errstr_size, "state: tier node %u twice", node);
-					return -1;
-				}
+		for (uint16_t j = 0; j < i; j++) {
+			if (le_get_u32(buf + bl->tiers + (size_t)j * STATE_TIER_SIZE) == node) {
+				snprintf(errstr, errstr_size, "state: tier node %u twice", node);
+				return -1;
 			}
-			continue;
 		}
-		us->tiers[i].node = node;
-		us->tiers[i].w_short = ws;
-		us->tiers[i].w_long = wl;
 	}
-	/* A model with a shorter ring keeps the newest events. */
-	skip = ring_count > us->ring_len ? (uint16_t)(ring_count - us->ring_len) : 0;
-	for (uint16_t i = 0; i < ring_count; i++, p += STATE_RING_SIZE) {
+	for (uint16_t i = 0; i < bl->ring_count; i++, p += STATE_RING_SIZE) {
 		int64_t ts_ms = (int64_t)le_get_u64(p + 8);
 
 		if (p[16] >= MODEL_N_TYPES) {
@@ -503,28 +635,138 @@ decode_pass(struct user_state *us, const uint8_t *buf, size_t len, int apply, ch
 			    "state: ring event %u: ts %" PRId64 " out of range", i, ts_ms);
 			return -1;
 		}
-		if (apply && i >= skip) {
-			struct ring_event *re = &us->ring[i - skip];
-
-			re->item_hash = le_get_u64(p);
-			ring_set_ts(re, ts_ms);
-			re->type = p[16];
+	}
+	/* Strictly increasing: one canonical encoding, and state_seen_has's binary search. */
+	for (uint32_t i = 1; i < bl->n_seen; i++) {
+		if (le_get_u32(buf + bl->seen + (size_t)i * STATE_SEEN_SIZE) <=
+		    le_get_u32(buf + bl->seen + (size_t)(i - 1) * STATE_SEEN_SIZE)) {
+			snprintf(errstr, errstr_size,
+			    "state: consumed item %" PRIu32 " not above the one before", i);
+			return -1;
 		}
 	}
-	if (apply) {
-		us->n_tiers = n_tiers;
-		us->ring_count = (uint16_t)(ring_count - skip);
-		us->ring_head = (uint16_t)(us->ring_count % us->ring_len);
-		memcpy(us->seen, p, STATE_SEEN_BYTES);
-	}
 	return 0;
+}
+
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The consumed set of a checked blob in a new allocation (*seen, NULL when
+ * empty): version 2's fingerprints, or for version 1 those of its ring's
+ * items (its Bloom filter cannot be turned back into items). Returns 0, or
+ * -1 on ENOMEM.
+ */
+static int
+blob_seen(const uint8_t *buf, const struct blob *bl, uint32_t **seen, uint32_t *n, uint32_t *cap)
+{
+	uint32_t count = bl->version == 1 ? bl->ring_count : bl->n_seen, k = 0;
+
+	*seen = NULL;
+	*n = *cap = 0;
+	if (count == 0)
+		return 0;
+	*cap = seen_cap_for(count);
+	*seen = malloc((size_t)*cap * sizeof(uint32_t));
+	if (*seen == NULL)
+		return -1;
+	if (bl->version > 1) {
+		for (uint32_t i = 0; i < count; i++)
+			(*seen)[i] = le_get_u32(buf + bl->seen + (size_t)i * STATE_SEEN_SIZE);
+		*n = count;
+		return 0;
+	}
+	for (uint32_t i = 0; i < count && i < *cap; i++)
+		(*seen)[i] =
+		    seen_fingerprint(le_get_u64(buf + bl->ring + (size_t)i * STATE_RING_SIZE));
+	count = count < *cap ? count : *cap;
+	qsort(*seen, count, sizeof(uint32_t), u32_cmp);
+	for (uint32_t i = 0; i < count; i++)
+		if (k == 0 || (*seen)[i] != (*seen)[k - 1])
+			(*seen)[k++] = (*seen)[i];
+	*n = k;
+	return 0;
+}
+
+/* Copies a checked blob into us, taking seen (n, cap) as its consumed set. */
+static void
+blob_apply(struct user_state *us, const uint8_t *buf, const struct blob *bl, uint32_t *seen,
+    uint32_t n_seen, uint32_t seen_cap)
+{
+	const uint8_t *p;
+	uint16_t skip;
+
+	us->t_ref_ms = (int64_t)le_get_u64(buf + 16);
+	us->last_offset = (int64_t)le_get_u64(buf + 24);
+	us->last_partition = (int32_t)le_get_u32(buf + 32);
+	us->events_applied = le_get_u64(buf + 40);
+	us->model_version = le_get_u64(buf + 48);
+	if (bl->hidden == us->hidden) {
+		p = buf + bl->h;
+		for (uint32_t i = 0; i < us->hidden; i++, p += 4)
+			us->h[i] = le_get_f32(p);
+		for (uint32_t i = 0; i < us->hidden; i++, p += 4)
+			us->c[i] = le_get_f32(p);
+	} else {
+		/*
+		 * Written under a model of another size: h and c mean nothing
+		 * here. Everything else is kept; model_version 0 makes the
+		 * caller re-warm h and c from the ring (model/state.h).
+		 */
+		memset(us->h, 0, us->hidden * sizeof(float));
+		memset(us->c, 0, us->hidden * sizeof(float));
+		us->model_version = 0;
+	}
+	p = buf + bl->tiers;
+	for (uint16_t i = 0; i < bl->n_tiers; i++, p += STATE_TIER_SIZE) {
+		us->tiers[i].node = le_get_u32(p);
+		us->tiers[i].w_short = le_get_f32(p + 4);
+		us->tiers[i].w_long = le_get_f32(p + 8);
+	}
+	us->n_tiers = bl->n_tiers;
+	/* A model with a shorter ring keeps the newest events. */
+	skip = bl->ring_count > us->ring_len ? (uint16_t)(bl->ring_count - us->ring_len) : 0;
+	p = buf + bl->ring + (size_t)skip * STATE_RING_SIZE;
+	for (uint16_t i = skip; i < bl->ring_count; i++, p += STATE_RING_SIZE) {
+		struct ring_event *re = &us->ring[i - skip];
+
+		re->item_hash = le_get_u64(p);
+		ring_set_ts(re, (int64_t)le_get_u64(p + 8));
+		re->type = p[16];
+	}
+	us->ring_count = (uint16_t)(bl->ring_count - skip);
+	us->ring_head = (uint16_t)(us->ring_count % us->ring_len);
+	/* More ids than remembered here keep the newest. */
+	us->n_event_ids = 0;
+	us->event_ids_head = 0;
+	skip = bl->n_ids > STATE_EVENT_IDS ? (uint16_t)(bl->n_ids - STATE_EVENT_IDS) : 0;
+	for (uint16_t i = skip; i < bl->n_ids; i++)
+		state_event_remember(us, le_get_u64(buf + bl->ids + (size_t)i * STATE_ID_SIZE));
+	free(us->seen);
+	us->seen = seen;
+	us->n_seen = n_seen;
+	us->seen_cap = seen_cap;
 }
 
 int
 state_decode(
     struct user_state *us, const uint8_t *buf, size_t len, char *errstr, size_t errstr_size)
 {
-	if (decode_pass(us, buf, len, 0, errstr, errstr_size) != 0)
+	struct blob bl;
+	uint32_t *seen, n_seen, seen_cap;
+
+	if (blob_check(us, buf, len, &bl, errstr, errstr_size) != 0)
 		return -1;
-	return decode_pass(us, buf, len, 1, errstr, errstr_size);
+	if (blob_seen(buf, &bl, &seen, &n_seen, &seen_cap) != 0) {
+		snprintf(errstr, errstr_size, "state: out of memory for %" PRIu32 " consumed items",
+		    bl.version == 1 ? bl.ring_count : bl.n_seen);
+		return STATE_DECODE_NOMEM;
+	}
+	blob_apply(us, buf, &bl, seen, n_seen, seen_cap);
+	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * Per-user state: LSTM (h, c), short- and long-term tier weights decayed in
- * continuous event time (sparse, bounded), a ring of the last K events, a
- * small filter of consumed items, the applied-offset marker, and its
+ * continuous event time (sparse, bounded), a ring of the last K events, the
+ * set of consumed items (32-bit fingerprints, sized to the history), the ids
+ * of the last STATE_EVENT_IDS events, the applied-offset marker, and its
  * versioned binary codec (layout: schemas/state.md).
  */
 #ifndef MODEL_STATE_H
@@ -13,9 +14,11 @@
 struct model;
 struct model_hparams;
 
-#define STATE_SEEN_BYTES  256                      /* consumed-items Bloom filter, 2048 bits */
-#define STATE_NO_TIME     INT64_MIN                /* t_ref_ms before the first event */
-#define STATE_RING_TS_MAX ((INT64_C(1) << 55) - 1) /* |ring event time| bound, ms */
+#define STATE_SEEN_MAX     32768                    /* consumed items remembered (4 bytes each) */
+#define STATE_EVENT_IDS    16                       /* event ids remembered (8 bytes each) */
+#define STATE_NO_TIME      INT64_MIN                /* t_ref_ms before the first event */
+#define STATE_RING_TS_MAX  ((INT64_C(1) << 55) - 1) /* |ring event time| bound, ms */
+#define STATE_DECODE_NOMEM (-2) /* state_decode: a valid blob, no memory to hold it */
 
 struct tier_weight {
 	uint32_t node;
@@ -45,16 +48,29 @@ struct user_state {
 	float *h, *c;                             /* [hidden] each, inside this allocation */
 	struct tier_weight *tiers;                /* [max_tiers], the first n_tiers used */
 	struct ring_event *ring;                  /* [ring_len] */
-	uint8_t seen[STATE_SEEN_BYTES];
+	/*
+	 * Consumed items: fingerprints (state_seen_add), strictly increasing,
+	 * in their own allocation of seen_cap, grown as the history grows.
+	 */
+	uint32_t *seen;
+	uint32_t n_seen, seen_cap;
+	/* Hashes of the ids of the last events taken (state_event_remember), a ring. */
+	uint64_t event_ids[STATE_EVENT_IDS];
+	uint16_t n_event_ids, event_ids_head; /* event_ids_head: next slot to write */
 };
 
-/* A zeroed state sized for hp in one allocation; NULL on ENOMEM. state_free() is NULL-safe. */
+/*
+ * A zeroed state sized for hp in one allocation (the consumed set gets its
+ * own as it grows); NULL on ENOMEM. state_free() is NULL-safe and frees both.
+ */
 struct user_state *state_new(const struct model_hparams *hp);
 void state_free(struct user_state *us);
-/* Back to the state of a user never seen (keeps the sizes). */
+/* Back to the state of a user never seen (keeps the sizes, frees the consumed set). */
 void state_reset(struct user_state *us);
-/* Bytes one state of these sizes occupies in memory. */
+/* Bytes one state of these sizes occupies in memory, without its consumed set. */
 size_t state_mem_size(const struct model_hparams *hp);
+/* Bytes us occupies in memory, its consumed set's allocation included. */
+size_t state_mem_used(const struct user_state *us);
 
 /*
  * Moves the tier weights for one event of item at ts_ms: when ts_ms is at or
@@ -75,9 +91,33 @@ void state_ring_push(struct user_state *us, uint64_t item_hash, int64_t ts_ms, u
 /* The i-th ring event, oldest first (i < ring_count). */
 const struct ring_event *state_ring_get(const struct user_state *us, uint16_t i);
 
-void state_seen_add(struct user_state *us, uint64_t item_hash);
-/* 1 if the item was (probably: Bloom filter) consumed, 0 if surely not. */
+/*
+ * Adds the item to the consumed set. Returns 0, or -1 on ENOMEM (the set is
+ * unchanged: the item stays servable). At STATE_SEEN_MAX items a new item
+ * takes the place of an earlier one chosen by its fingerprint (that one
+ * becomes servable again).
+ */
+int state_seen_add(struct user_state *us, uint64_t item_hash);
+/*
+ * 1 if the item was consumed, 0 if not. Items are told apart by a 32-bit
+ * fingerprint, so an item never consumed is reported with probability
+ * n_seen / 2^32 (2.3e-6 at 10,000 items); a consumed item always is.
+ */
 int state_seen_has(const struct user_state *us, uint64_t item_hash);
+/* Copies src's consumed set into dst. Returns 0, or -1 on ENOMEM (dst unchanged). */
+int state_seen_copy(struct user_state *dst, const struct user_state *src);
+
+/*
+ * Duplicates by event id (BehaviourEvent.event_id): the hash the state
+ * remembers an id by (event_id_hash), whether it is among the last
+ * STATE_EVENT_IDS remembered (1) or not (0), and remembering one (the
+ * oldest is forgotten when full).
+ */
+uint64_t state_event_id_hash(const char *event_id, size_t len);
+int state_event_known(const struct user_state *us, uint64_t id_hash);
+void state_event_remember(struct user_state *us, uint64_t id_hash);
+/* Copies src's remembered event ids into dst. */
+void state_event_ids_copy(struct user_state *dst, const struct user_state *src);
 
 /* Encoded size of us. */
 size_t state_encoded_size(const struct user_state *us);
@@ -85,11 +125,14 @@ size_t state_encoded_size(const struct user_state *us);
 size_t state_encode(const struct user_state *us, uint8_t *buf, size_t size);
 /*
  * Decodes into us (sized by state_new for the current model). A blob written
- * under a model with another hidden size keeps its tiers, ring, filter and
- * marker; h and c are zeroed and model_version set to 0, so the caller
- * re-warms them from the ring. Returns 0, or -1 with a reason in errstr (bad
- * magic, version or checksum, truncated, more tier entries than max_tiers);
- * on failure us is untouched.
+ * under a model with another hidden size keeps its tiers, ring, consumed set,
+ * event ids and marker; h and c are zeroed and model_version set to 0, so the
+ * caller re-warms them from the ring. A version-1 blob (schemas/state.md) has
+ * no event ids, and its consumed set is the ring's items. Returns 0, -1 with
+ * a reason in errstr (bad magic, version or checksum, truncated, more tier
+ * entries than max_tiers), or STATE_DECODE_NOMEM (the blob is good but its
+ * consumed set could not be allocated: retry, do not start afresh); on
+ * failure us is untouched.
  */
 int state_decode(
     struct user_state *us, const uint8_t *buf, size_t len, char *errstr, size_t errstr_size);

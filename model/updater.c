@@ -131,7 +131,8 @@ updater_finish(struct updater *up, const struct update_event *ev)
 
 	state_tiers_apply(us, up->m, ev->item, ev->type, ev->ts_ms);
 	state_ring_push(us, item_hash, ev->ts_ms, ev->type);
-	state_seen_add(us, item_hash);
+	/* Out of memory leaves the item out of the consumed set: it stays servable. */
+	(void)state_seen_add(us, item_hash);
 	us->events_applied++;
 	us->last_partition = ev->partition;
 	us->last_offset = ev->offset;

@@ -3,7 +3,7 @@
 written the way a competent Python user would write it. confluent-kafka
 consume(500), fastavro schemaless_reader, a numpy LSTM step per event with
 the model file's weights, tier weights decayed in event time, the consumed
-items' Bloom filter; per batch the interest vectors and top-N of the batch's
+items' fingerprints; per batch the interest vectors and top-N of the batch's
 users in one matrix product, then one redis-py pipeline (MULTI/EXEC) writing
 each user's vec, top, tiers, meta and state once, then the offsets committed.
 
@@ -32,7 +32,6 @@ from interestd_py import container  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TTL_S = 2592000
 TOP_N = 50
-SEEN_BITS = 2048
 M64 = (1 << 64) - 1
 
 
@@ -43,14 +42,14 @@ def fnv1a(s):
     return h
 
 
-def seen_bits(h):
-    """The three Bloom-filter bits of an item hash (model/state.c seen_mix)."""
+def seen_fingerprint(h):
+    """The 32-bit consumed-set fingerprint of an item hash (model/state.c)."""
     h ^= h >> 33
     h = (h * 0xff51afd7ed558ccd) & M64
     h ^= h >> 33
     h = (h * 0xc4ceb9fe1a85ec53) & M64
     h ^= h >> 33
-    return [(h >> (11 * k)) & (SEEN_BITS - 1) for k in range(3)]
+    return h >> 32
 
 
 def f32(x):
@@ -65,7 +64,7 @@ class User:
         self.c = np.zeros(hidden, np.float32)
         self.tiers = []          # [node, w_short, w_long], order as in the daemon
         self.t_ref = None
-        self.seen = np.zeros(SEEN_BITS, bool)
+        self.seen = set()        # fingerprints of the consumed items
         self.applied = 0
         self.part = -1
         self.off = -1
@@ -88,8 +87,10 @@ class Model:
         self.level = cat.tnod[:, 1].astype(np.int64)
         self.n_nodes = cat.n_nodes
         self.labels = [cat.node_label(n) for n in range(cat.n_nodes)]
-        bits = np.array([seen_bits(fnv1a(s.encode())) for s in cat.item_ids], np.int64)
-        self.bits = bits
+        self.fp = [seen_fingerprint(fnv1a(s.encode())) for s in cat.item_ids]
+        self.fp_items = {}       # fingerprint -> the items that have it (as the daemon sees them)
+        for i, f in enumerate(self.fp):
+            self.fp_items.setdefault(f, []).append(i)
         self.json_ids = [json.dumps(s) for s in cat.item_ids]
 
     def step(self, u, item, typ, ts):
@@ -105,7 +106,7 @@ class Model:
         u.c = (f * u.c + i * g).astype(np.float32)
         u.h = (o * np.tanh(u.c)).astype(np.float32)
         self.tiers(u, item, typ, ts)
-        u.seen[self.bits[item]] = True
+        u.seen.add(self.fp[item])
         u.applied += 1
 
     def tiers(self, u, item, typ, ts):
@@ -173,9 +174,9 @@ class Model:
                     term += float(self.alpha[2 * lv + 1]) * wl / sl[lv]
                 nt[r, node] = term
         S += nt[:, self.t1] + nt[:, self.t2]
-        seen = np.stack([u.seen for u in users])
-        b = self.bits
-        S[seen[:, b[:, 0]] & seen[:, b[:, 1]] & seen[:, b[:, 2]]] = -np.inf
+        for r, u in enumerate(users):
+            for f in u.seen:
+                S[r, self.fp_items[f]] = -np.inf
         k = min(TOP_N, S.shape[1])
         part = np.argpartition(-S, k - 1, axis=1)[:, :k]
         tops = []
@@ -264,7 +265,7 @@ def main():
                                             "events_applied": u.applied,
                                             "weights_at": u.t_ref or 0,
                                             "partition": u.part, "offset": u.off})
-                p.set(k + "state", u.h.tobytes() + u.c.tobytes() + np.packbits(u.seen).tobytes())
+                p.set(k + "state", u.h.tobytes() + u.c.tobytes() + np.array(sorted(u.seen), "<u4").tobytes())
                 for suffix in ("vec", "top", "tiers", "meta", "state"):
                     p.expire(k + suffix, TTL_S)
             p.execute()

@@ -224,22 +224,24 @@ class Daemon(e2e.Daemon):
             time.sleep(0.3)
 
     def counter(self, name):
-        """Sum over runs of the counter: the final stats line of a run that stopped
-        cleanly, else its last scrape."""
-        stats_key = {"interestd_events_duplicate_total": "duplicates",
-                     "interestd_events_applied_total": "applied",
-                     "interestd_events_consumed_total": "consumed",
-                     "interestd_snapshots_total": "snapshots"}.get(name)
+        """Sum over runs of the counter (all its label sets): the final stats line of a
+        run that stopped cleanly, else its last scrape."""
+        stats_keys = {"interestd_events_duplicate_total": ("duplicates", "duplicates_event_id"),
+                      "interestd_events_applied_total": ("applied",),
+                      "interestd_events_consumed_total": ("consumed",),
+                      "interestd_snapshots_total": ("snapshots",)}.get(name, ())
         total = 0
         for i, path in enumerate(self.logs):
-            v = self.scrapes[i].get(name, 0) if i < len(self.scrapes) else 0
-            if stats_key:
+            got = self.scrapes[i] if i < len(self.scrapes) else {}
+            v = sum(x for k, x in got.items() if k == name or k.startswith(name + "{"))
+            if stats_keys:
                 with open(path, errors="replace") as f:
                     text = f.read()
                 if "event=stopped" in text:
-                    m = re.findall(rf"event=stats .*?\b{stats_key}=(\d+)", text)
-                    if m:
-                        v = max(v, int(m[-1]))
+                    lines = re.findall(r"event=stats .*", text)
+                    if lines:
+                        v = max(v, sum(int(m.group(1)) for key in stats_keys
+                                       for m in [re.search(rf"\b{key}=(\d+)", lines[-1])] if m))
             total += int(v)
         return total
 

@@ -4,8 +4,10 @@
  * hyper-parameters (H 16, max_tiers 16, ring_len 8) takes any bytes and
  * succeeds or fails with a reason, leaving the state untouched on failure.
  * A blob that decoded is re-encoded and decoded again into a second state:
- * both states and both encodings must be equal, and a blob written with the
- * same sizes must re-encode to exactly its own bytes.
+ * both states and both encodings must be equal, and a version-2 blob written
+ * with the same sizes (and no more event ids than a state keeps) must
+ * re-encode to exactly its own bytes; a version-1 blob re-encodes as
+ * version 2.
  *
  * Input: one flag byte, then the blob. Flag bit 0 set: the trailing CRC is
  * recomputed first, so mutations reach the checks behind the checksum.
@@ -52,9 +54,14 @@ fuzz_state_equal(const struct user_state *a, const struct user_state *b)
 	    a->n_tiers != b->n_tiers || a->ring_count != b->ring_count)
 		return 0;
 	if (memcmp(a->h, b->h, a->hidden * sizeof(float)) != 0 ||
-	    memcmp(a->c, b->c, a->hidden * sizeof(float)) != 0 ||
-	    memcmp(a->seen, b->seen, STATE_SEEN_BYTES) != 0)
+	    memcmp(a->c, b->c, a->hidden * sizeof(float)) != 0 || a->n_seen != b->n_seen ||
+	    (a->n_seen > 0 && memcmp(a->seen, b->seen, a->n_seen * sizeof(uint32_t)) != 0) ||
+	    a->n_event_ids != b->n_event_ids || a->event_ids_head != b->event_ids_head ||
+	    memcmp(a->event_ids, b->event_ids, a->n_event_ids * sizeof(uint64_t)) != 0)
 		return 0;
+	for (uint32_t i = 1; i < a->n_seen; i++)
+		if (a->seen[i] <= a->seen[i - 1])
+			return 0;
 	for (uint16_t i = 0; i < a->n_tiers; i++)
 		if (a->tiers[i].node != b->tiers[i].node ||
 		    memcmp(&a->tiers[i].w_short, &b->tiers[i].w_short, sizeof(float)) != 0 ||
@@ -150,9 +157,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fprintf(stderr, "fuzz_state: encoding is not stable\n");
 		abort();
 	}
-	/* Same sizes as ours and the ring fits: the codec is the identity on bytes. */
-	if (fuzz_rd_u32(blob + 4) == FUZZ_HIDDEN && fuzz_rd_u16(blob + 8) == FUZZ_MAX_TIERS &&
-	    fuzz_rd_u16(blob + 10) == FUZZ_RING_LEN && (len != n || memcmp(blob, enc, n) != 0)) {
+	/* Version 2, same sizes as ours, ring and ids fit: the codec is the identity on bytes. */
+	if (blob[3] == 2 && fuzz_rd_u32(blob + 4) == FUZZ_HIDDEN &&
+	    fuzz_rd_u16(blob + 8) == FUZZ_MAX_TIERS && fuzz_rd_u16(blob + 10) == FUZZ_RING_LEN &&
+	    fuzz_rd_u16(blob + 60) <= STATE_EVENT_IDS && (len != n || memcmp(blob, enc, n) != 0)) {
 		fprintf(stderr, "fuzz_state: blob of our sizes re-encodes differently\n");
 		abort();
 	}

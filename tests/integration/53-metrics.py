@@ -11,7 +11,6 @@ to 0. The batch, Redis flush and commit histograms have counted, a SIGHUP reload
 reports its load time, and the README's metrics table names every family served. When
 a second instance joins, the partitions given up leave the first one's lag and
 committed-offset series."""
-import io
 import os
 import re
 import signal
@@ -20,8 +19,6 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-import fastavro  # noqa: E402
-from fastavro.schema import fingerprint, to_parsing_canonical_form  # noqa: E402
 
 import harness  # noqa: E402
 import interestd_e2e as e2e  # noqa: E402
@@ -155,18 +152,6 @@ def lags(fams):
 
 
 # ---- the events ----------------------------------------------------------------------
-schema = fastavro.schema.load_schema(os.path.join(harness.ROOT, "schemas", "behaviour_event.avsc"))
-fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
-
-
-def single_object(user, item, ts, eid):
-    b = io.BytesIO()
-    fastavro.schemaless_writer(b, schema, {"event_id": eid, "user_id": user, "item_id": item,
-                                           "type": "CLICK", "ts": ts, "dwell_ms": None,
-                                           "value": None, "context": None})
-    return b"\xc3\x01" + fp + b.getvalue()
-
-
 csv_path = os.path.join(tmp, "events.csv")
 rows = e2e.make_events(csv_path, items, N_USERS, N_EVENTS, seed=53)
 want = {}
@@ -174,7 +159,7 @@ for row in rows:
     want[row["user_id"]] = want.get(row["user_id"], 0) + 1
 T0 = rows[-1]["ts"]
 bad = [(f"bad-{i}".encode(), b"\xc3\x01" + bytes(8) + b"\x02\x04xx") for i in range(N_UNKNOWN_FP)]
-bad += [(f"bad-item-{i}".encode(), single_object(f"bad-item-{i}", f"no-such-item-{i}", T0, f"bi{i}"))
+bad += [(f"bad-item-{i}".encode(), e2e.single_object(f"bad-item-{i}", f"no-such-item-{i}", T0, f"bi{i}"))
         for i in range(N_UNKNOWN_ITEM)]
 N_SENT = N_EVENTS + len(bad)
 
@@ -201,10 +186,11 @@ if harness.wait_for(lambda: counted(scrape(d)) == (N_SENT, N_UNKNOWN_FP, N_UNKNO
              f"{(N_SENT, N_UNKNOWN_FP, N_UNKNOWN_ITEM)}")
 m = scrape(d)
 got = {"applied": value(m, "interestd_events_applied_total"),
-       "duplicates": value(m, "interestd_events_duplicate_total"),
+       "duplicates": value(m, "interestd_events_duplicate_total", reason="marker"),
+       "duplicates_event_id": value(m, "interestd_events_duplicate_total", reason="event_id"),
        "dlq_other": sum(v for k, v in series(m, "interestd_dead_letters_total").items()
                         if dict(k)["reason"] not in ("unknown_fingerprint", "unknown_item"))}
-if got != {"applied": N_EVENTS, "duplicates": 0, "dlq_other": 0}:
+if got != {"applied": N_EVENTS, "duplicates": 0, "duplicates_event_id": 0, "dlq_other": 0}:
     e2e.fail(f"after {N_EVENTS} good + {len(bad)} bad events: {got}")
 e2e.ok(f"consumed {N_SENT}, applied {N_EVENTS}, duplicates 0, dead letters "
        f"unknown_fingerprint {N_UNKNOWN_FP} + unknown_item {N_UNKNOWN_ITEM}, no other reason; "
@@ -287,7 +273,7 @@ d2.wait_log(r"event=assigned .*owned=4", 60)
 def dup_counts():
     x = scrape(d2)
     return (value(x, "interestd_events_consumed_total"),
-            value(x, "interestd_events_duplicate_total"),
+            value(x, "interestd_events_duplicate_total", reason="marker"),
             value(x, "interestd_events_applied_total"))
 
 

@@ -148,6 +148,29 @@ def make_events(path, item_ids, n_users, n_events, seed=7, t0_ms=1_700_000_000_0
     return rows
 
 
+_SO_SCHEMA = None  # (parsed reader schema, its single-object prefix), on first use
+
+
+def single_object(user, item, ts, eid, type="CLICK"):
+    """One BehaviourEvent in Avro single-object encoding (C3 01 + fingerprint)."""
+    global _SO_SCHEMA
+    import io
+
+    import fastavro
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+    if _SO_SCHEMA is None:
+        schema = fastavro.schema.load_schema(os.path.join(ROOT, "schemas",
+                                                          "behaviour_event.avsc"))
+        fp = fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO")
+        _SO_SCHEMA = (schema, b"\xc3\x01" + bytes.fromhex(fp))
+    b = io.BytesIO()
+    fastavro.schemaless_writer(b, _SO_SCHEMA[0], {"event_id": eid, "user_id": user,
+                                                  "item_id": item, "type": type, "ts": ts,
+                                                  "dwell_ms": None, "value": None,
+                                                  "context": None})
+    return _SO_SCHEMA[1] + b.getvalue()
+
+
 def write_events(path, rows):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)

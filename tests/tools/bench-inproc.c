@@ -268,7 +268,7 @@ ip_run(const struct model *m, struct decoder *dec, const char *topic, const char
 	s.labels = malloc(max_tiers * sizeof(*s.labels));
 	s.tvals = malloc(max_tiers * sizeof(*s.tvals));
 	s.vec = malloc((size_t)model_dim(m) * 4);
-	s.state_cap = 1 << 16;
+	s.state_cap = 1 << 18; /* the largest state blob is 149 KiB (schemas/redis.md) */
 	s.state = malloc(s.state_cap);
 	if (!users || !up || !uv || !uev || !su || !s.argv || !s.argvlen || !s.keys || !s.nums ||
 	    !s.labels || !s.tvals || !s.vec || !s.state) {
@@ -302,6 +302,16 @@ ip_run(const struct model *m, struct decoder *dec, const char *topic, const char
 				exit(1);
 			}
 			e->loaded = 1; /* the daemon's Redis GET (a miss) is not part of the floor */
+			{
+				/* The daemon's duplicate check by event id (consumer.c). */
+				uint64_t eh = state_event_id_hash(ev.event_id, ev.event_id_len);
+
+				if (state_event_known(e->us, eh)) {
+					bad++;
+					continue;
+				}
+				state_event_remember(e->us, eh);
+			}
 			uev[n_uev++] = (struct update_event){ e->us, (uint32_t)item,
 				ev.type < MODEL_N_TYPES ? ev.type : MODEL_EV_VIEW, ev.ts_ms,
 				msgs[i].partition, msgs[i].offset };

@@ -64,6 +64,8 @@ test_defaults(void)
 		cfg->kafka[0].scope == CONFIG_KAFKA_BOTH,
 	    "default bootstrap.servers pass-through");
 	CHECK(cfg->events_max_age_s > 30LL * 365 * 86400, "max_age accepts 1997 datasets");
+	CHECK(cfg->events_key_mismatch == CONFIG_KEY_MISMATCH_DEAD_LETTER,
+	    "a key that is not the user id is dead-lettered by default");
 	CHECK(config_check(cfg, err, sizeof(err)) == 0, "defaults pass config_check");
 	config_free(cfg);
 }
@@ -86,6 +88,7 @@ test_valid_file(void)
 				  "kafka.producer.linger.ms = 5\n"
 				  "kafka.client.id = me\n"
 				  "log.level = debug\n"
+				  "events.key_mismatch = accept\n"
 				  "metrics.listen = 127.0.0.1:9100", /* no final newline */
 	    err, sizeof(err));
 
@@ -99,6 +102,7 @@ test_valid_file(void)
 	CHECK(cfg->redis_ttl_s == 0, "ttl 0");
 	CHECK(strcmp(cfg->redis_prefix, "x:") == 0, "quotes removed");
 	CHECK(cfg->log_level == 3, "log.level debug");
+	CHECK(cfg->events_key_mismatch == CONFIG_KEY_MISMATCH_ACCEPT, "events.key_mismatch accept");
 	CHECK(cfg->metrics_listen && strcmp(cfg->metrics_listen, "127.0.0.1:9100") == 0,
 	    "last line without newline");
 	CHECK(cfg->n_writers == 3, "3 writers");
@@ -149,7 +153,8 @@ test_errors(void)
 		 "redis.prefix = ui{:\n"        /* 11: braces */
 		 "schema.writers = x:1:/a, ,\n" /* 12: empty entry */
 		 "= 5\n"                        /* 13: missing key */
-		 "metrics.listen = nope\n",     /* 14: HOST:PORT */
+		 "metrics.listen = nope\n"      /* 14: HOST:PORT */
+		 "events.key_mismatch = drop\n", /* 15: enum */
 		err, sizeof(err));
 
 	CHECK(cfg == NULL, "bad file fails");
@@ -176,11 +181,15 @@ test_errors(void)
 	CHECK(strstr(err, "t.conf:12: key 'schema.writers': empty entry") != NULL, "writers");
 	CHECK(strstr(err, "t.conf:13: missing key") != NULL, "missing key");
 	CHECK(strstr(err, "t.conf:14: key 'metrics.listen'") != NULL, "listen check");
+	CHECK(strstr(err,
+		  "t.conf:15: key 'events.key_mismatch': 'drop' is not one of dead_letter, "
+		  "accept") != NULL,
+	    "events.key_mismatch names its values");
 	{
 		int lines = 1;
 		for (const char *p = err; *p; p++)
 			lines += *p == '\n';
-		CHECK(lines == 14, "all 14 errors collected, one per line (got %d)", lines);
+		CHECK(lines == 15, "all 15 errors collected, one per line (got %d)", lines);
 	}
 }
 

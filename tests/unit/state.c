@@ -1,7 +1,9 @@
 /*
  * model/state.c: exact decay (half-life, out-of-order events), the bounded
- * tier table with eviction, the ring, the consumed filter, and the codec
- * (round trip, every truncation and byte flip rejected, version, sizes).
+ * tier table with eviction, the ring, the consumed set (its false-positive
+ * rate at 100, 1,000 and 10,000 items, its bound), the remembered event ids,
+ * and the codec (round trip, every truncation and byte flip rejected,
+ * version 1 still read, sizes).
  */
 #include <math.h>
 #include <stdio.h>
@@ -9,7 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "container.h"
 #include "fixture.h"
+#include "le.h"
 #include "modelfile.h"
 #include "state.h"
 
@@ -202,17 +206,140 @@ test_ring_seen(const struct model *m)
 			ok = 0;
 	}
 	CHECK(ok, "ring oldest first, oldest 3 overwritten");
+	state_free(us);
+	return fails;
+}
 
-	int all_in = 1, fp = 0;
-	for (uint32_t i = 0; i < 100; i++)
-		state_seen_add(us, model_id_hash((const char *)&i, sizeof(i)));
-	for (uint32_t i = 0; i < 100; i++)
-		if (!state_seen_has(us, model_id_hash((const char *)&i, sizeof(i))))
-			all_in = 0;
-	for (uint32_t i = 100; i < 10100; i++)
-		fp += state_seen_has(us, model_id_hash((const char *)&i, sizeof(i)));
-	CHECK(all_in, "every added item is seen");
-	CHECK(fp < 200, "false positives with 100 items: %d / 10000", fp);
+/* The hash of catalog item "item-<i>", as the daemon hashes item ids. */
+static uint64_t
+item_hash(uint32_t i)
+{
+	char id[32];
+	int n = snprintf(id, sizeof(id), "item-%u", i);
+
+	return model_id_hash(id, (size_t)n);
+}
+
+#define FP_QUERIES 200000 /* items never consumed, asked per history size */
+#define FP_BOUND   0.01   /* the old 2,048-bit Bloom filter: 45% at 1,000 items */
+
+/*
+ * The consumed set as a user's history grows: every consumed item is found,
+ * and of FP_QUERIES items never consumed at most FP_BOUND are reported, at
+ * 100, 1,000 and 10,000 items. Prints the measured rate and the bytes the
+ * set costs (memory, state blob), the figures schemas/state.md quotes.
+ */
+static int
+test_seen_rate(const struct model *m)
+{
+	static const uint32_t sizes[] = { 100, 1000, 10000 };
+	int fails = 0;
+
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		struct user_state *us = state_new(model_hparams(m));
+		struct user_state *empty = state_new(model_hparams(m));
+		uint32_t n = sizes[k], missing = 0, fp = 0;
+		int added = 0;
+
+		if (us == NULL || empty == NULL) {
+			printf("FAIL state_new\n");
+			return 1;
+		}
+		/* Items consumed twice count once. */
+		for (uint32_t i = 0; i < n; i++)
+			added |=
+			    state_seen_add(us, item_hash(i)) | state_seen_add(us, item_hash(i));
+		for (uint32_t i = 0; i < n; i++)
+			missing += !state_seen_has(us, item_hash(i));
+		for (uint32_t i = 0; i < FP_QUERIES; i++)
+			fp += state_seen_has(us, item_hash(1000000 + i));
+		CHECK(added == 0 && us->n_seen == n && missing == 0,
+		    "%u items consumed: %u in the set, %u missing", n, us->n_seen, missing);
+		CHECK((double)fp / FP_QUERIES <= FP_BOUND,
+		    "%u items consumed: false positives %u of %d (%.4f%%), bound %.0f%%", n, fp,
+		    FP_QUERIES, 100.0 * fp / FP_QUERIES, 100 * FP_BOUND);
+		printf("consumed set at %5u items: false positives %u of %d (%.5f%%); %zu bytes "
+		       "in memory, %zu in the state blob (%zu and %zu without the set)\n",
+		    n, fp, FP_QUERIES, 100.0 * fp / FP_QUERIES, state_mem_used(us),
+		    state_encoded_size(us), state_mem_used(empty), state_encoded_size(empty));
+		state_free(us);
+		state_free(empty);
+	}
+	return fails;
+}
+
+/* At STATE_SEEN_MAX items the set stops growing and keeps taking new items. */
+static int
+test_seen_bound(const struct model *m)
+{
+	struct user_state *us = state_new(model_hparams(m)), *back = state_new(model_hparams(m));
+	uint32_t total = STATE_SEEN_MAX + 500, newest_in = 0;
+	size_t len;
+	uint8_t *buf;
+	char err[256];
+	int fails = 0;
+
+	if (us == NULL || back == NULL) {
+		printf("FAIL state_new\n");
+		return 1;
+	}
+	for (uint32_t i = 0; i < total; i++)
+		state_seen_add(us, item_hash(i));
+	for (uint32_t i = total - 100; i < total; i++)
+		newest_in += state_seen_has(us, item_hash(i));
+	CHECK(us->n_seen == STATE_SEEN_MAX && us->seen_cap == STATE_SEEN_MAX,
+	    "set bounded at %d items (has %u, allocated %u)", STATE_SEEN_MAX, us->n_seen,
+	    us->seen_cap);
+	CHECK(newest_in >= 99, "the newest items are in the full set: %u of 100", newest_in);
+	len = state_encoded_size(us);
+	buf = malloc(len);
+	CHECK(buf != NULL && state_encode(us, buf, len) == len &&
+		state_decode(back, buf, len, err, sizeof(err)) == 0 &&
+		back->n_seen == STATE_SEEN_MAX &&
+		memcmp(back->seen, us->seen, STATE_SEEN_MAX * sizeof(uint32_t)) == 0,
+	    "a full set round-trips (%zu bytes)", len);
+	CHECK(
+	    len < 256 * 1024, "a full set's blob stays under the daemon's 256 KiB read: %zu", len);
+	free(buf);
+	state_free(us);
+	state_free(back);
+	return fails;
+}
+
+/* The last STATE_EVENT_IDS event ids are known, older ones forgotten. */
+static int
+test_event_ids(const struct model *m)
+{
+	struct user_state *us = state_new(model_hparams(m));
+	uint32_t total = STATE_EVENT_IDS + 5, known_new = 0, known_old = 0;
+	char id[32];
+	int fails = 0, n;
+
+	if (us == NULL) {
+		printf("FAIL state_new\n");
+		return 1;
+	}
+	n = snprintf(id, sizeof(id), "evt-%d", 0);
+	CHECK(
+	    !state_event_known(us, state_event_id_hash(id, (size_t)n)), "fresh state knows no id");
+	for (uint32_t i = 0; i < total; i++) {
+		n = snprintf(id, sizeof(id), "evt-%u", i);
+		state_event_remember(us, state_event_id_hash(id, (size_t)n));
+	}
+	for (uint32_t i = 0; i < total; i++) {
+		n = snprintf(id, sizeof(id), "evt-%u", i);
+		if (state_event_known(us, state_event_id_hash(id, (size_t)n)))
+			*(i < total - STATE_EVENT_IDS ? &known_old : &known_new) += 1;
+	}
+	CHECK(us->n_event_ids == STATE_EVENT_IDS && known_new == STATE_EVENT_IDS && known_old == 0,
+	    "the newest %d ids known (%u), the %u older forgotten (%u known)", STATE_EVENT_IDS,
+	    known_new, total - STATE_EVENT_IDS, known_old);
+	n = snprintf(id, sizeof(id), "evt-%u", total - 1);
+	CHECK(state_event_id_hash(id, (size_t)n) != state_event_id_hash(id, (size_t)n - 1),
+	    "an id and its prefix hash apart");
+	state_reset(us);
+	CHECK(us->n_event_ids == 0 && !state_event_known(us, state_event_id_hash(id, (size_t)n)),
+	    "reset forgets the ids");
 	state_free(us);
 	return fails;
 }
@@ -228,8 +355,13 @@ states_equal(const struct user_state *a, const struct user_state *b)
 	    memcmp(a->h, b->h, a->hidden * sizeof(float)) != 0 ||
 	    memcmp(a->c, b->c, a->hidden * sizeof(float)) != 0 ||
 	    memcmp(a->tiers, b->tiers, a->n_tiers * sizeof(struct tier_weight)) != 0 ||
-	    memcmp(a->seen, b->seen, sizeof(a->seen)) != 0)
+	    a->n_seen != b->n_seen || a->n_event_ids != b->n_event_ids ||
+	    (a->n_seen > 0 && memcmp(a->seen, b->seen, a->n_seen * sizeof(uint32_t)) != 0))
 		return 0;
+	/* Remembered ids: the same set, in any slot order. */
+	for (uint16_t i = 0; i < a->n_event_ids; i++)
+		if (!state_event_known(b, a->event_ids[i]))
+			return 0;
 	for (uint16_t i = 0; i < a->ring_count; i++) {
 		const struct ring_event *x = state_ring_get(a, i), *y = state_ring_get(b, i);
 		if (x->item_hash != y->item_hash || x->ts_ms != y->ts_ms || x->type != y->type)
@@ -251,6 +383,11 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	size_t len;
 	int fails = 0;
 
+	if (us == NULL || back == NULL || fresh == NULL || other == NULL || shortr == NULL) {
+		printf("FAIL state_new\n");
+		return 1;
+	}
+
 	for (uint32_t i = 0; i < us->hidden; i++) {
 		us->h[i] = fixture_randf(&s);
 		us->c[i] = 3 * fixture_randf(&s);
@@ -262,6 +399,7 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 		state_tiers_apply(us, m, item, MODEL_EV_CLICK, ts);
 		state_ring_push(us, model_item_hash(m, item), ts, MODEL_EV_CLICK);
 		state_seen_add(us, model_item_hash(m, item));
+		state_event_remember(us, fixture_rand(&s));
 	}
 	us->last_offset = 123456789012LL;
 	us->last_partition = 7;
@@ -273,7 +411,9 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	len = state_encode(us, buf, sizeof(buf));
 	CHECK(len == state_encoded_size(us) && len > 0, "encoded %zu bytes", len);
 	CHECK(state_decode(back, buf, len, err, sizeof(err)) == 0, "decode (%s)", err);
-	CHECK(states_equal(us, back), "decoded state equals the original");
+	CHECK(us->n_seen > 20 && us->n_event_ids == STATE_EVENT_IDS && states_equal(us, back),
+	    "decoded state equals the original (%u consumed items, %u event ids)", us->n_seen,
+	    us->n_event_ids);
 	size_t len2 = state_encode(back, copy, sizeof(copy));
 	CHECK(len2 == len && memcmp(buf, copy, len) == 0, "re-encoding is byte-identical");
 
@@ -299,12 +439,25 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 		strstr(err, "trailing bytes") != NULL,
 	    "trailing byte: %s", err);
 	memcpy(copy, buf, len);
-	copy[3] = 2;
+	copy[3] = 3;
 	CHECK(state_decode(fresh, copy, len, err, sizeof(err)) == -1 &&
-		strstr(err, "unknown version 2") != NULL,
+		strstr(err, "unknown version 3") != NULL,
 	    "wrong version: %s", err);
 	CHECK(state_decode(fresh, buf, len - 1, err, sizeof(err)) == -1 && strstr(err, "truncated"),
 	    "truncated: %s", err);
+	/* Consumed items out of order (checksum fixed up): refused, not searched wrongly. */
+	{
+		size_t at = len - 4 - 4 * (size_t)us->n_seen;
+		uint32_t a = le_get_u32(buf + at), b = le_get_u32(buf + at + 4);
+
+		memcpy(copy, buf, len);
+		le_put_u32(le_put_u32(copy + at, b), a);
+		le_put_u32(copy + len - 4, container_crc32(0, copy, len - 4));
+		CHECK(state_decode(fresh, copy, len, err, sizeof(err)) == -1 &&
+			strstr(err, "consumed item 1 not above") != NULL &&
+			fresh->t_ref_ms == STATE_NO_TIME,
+		    "consumed items out of order: %s", err);
+	}
 	/* Another hidden size: everything but h and c kept, re-warm requested. */
 	CHECK(state_decode(other, buf, len, err, sizeof(err)) == 0 && other->model_version == 0 &&
 		other->last_offset == us->last_offset &&
@@ -312,7 +465,9 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 		other->events_applied == us->events_applied && other->t_ref_ms == us->t_ref_ms &&
 		other->n_tiers == us->n_tiers && other->ring_count == us->ring_count &&
 		other->h[0] == 0.0f && other->c[other->hidden - 1] == 0.0f &&
-		memcmp(other->seen, us->seen, STATE_SEEN_BYTES) == 0,
+		other->n_seen == us->n_seen &&
+		memcmp(other->seen, us->seen, us->n_seen * sizeof(uint32_t)) == 0 &&
+		other->n_event_ids == us->n_event_ids,
 	    "hidden mismatch keeps all but h, c and asks for a re-warm (%s)", err);
 
 	/* A shorter ring keeps the newest events. */
@@ -360,6 +515,87 @@ test_codec(const struct model *m, const struct model *m_other_h, const struct mo
 	return fails;
 }
 
+/*
+ * A version-1 blob of us (schemas/state.md "Version 1"), as interestd wrote
+ * it before event ids and the consumed set, cut from its version-2 encoding:
+ * the 56-byte header, h, c, tiers and ring, then a 2,048-bit Bloom filter
+ * (all ones here, which must not turn into a consumed set that hides every
+ * item) and the CRC.
+ */
+static size_t
+encode_v1(const struct user_state *us, uint8_t *buf)
+{
+	uint8_t v2[8192];
+	size_t n = state_encode(us, v2, sizeof(v2));
+	size_t body = n - 64 - 8 * (size_t)us->n_event_ids - 4 * (size_t)us->n_seen - 4;
+
+	memcpy(buf, v2, 56);
+	buf[3] = 1;
+	memcpy(buf + 56, v2 + 64, body);
+	memset(buf + 56 + body, 0xff, 256);
+	le_put_u32(buf + 56 + body + 256, container_crc32(0, buf, 56 + body + 256));
+	return 56 + body + 256 + 4;
+}
+
+/* A version-1 blob decodes: no event ids, the ring's items as the consumed set. */
+static int
+test_codec_v1(const struct model *m)
+{
+	struct user_state *us = state_new(model_hparams(m)), *back = state_new(model_hparams(m));
+	uint8_t buf[8192];
+	char err[256];
+	uint64_t s = 5;
+	uint32_t ring_in = 0, others = 0;
+	size_t len;
+	int fails = 0;
+
+	if (us == NULL || back == NULL) {
+		printf("FAIL state_new\n");
+		return 1;
+	}
+	for (uint32_t i = 0; i < us->hidden; i++)
+		us->h[i] = us->c[i] = fixture_randf(&s);
+	for (uint32_t k = 0; k < 3u * us->ring_len; k++) {
+		uint32_t item = (uint32_t)(fixture_rand(&s) % model_n_items(m));
+
+		state_tiers_apply(us, m, item, MODEL_EV_LIKE, T0_MS + k);
+		state_ring_push(us, model_item_hash(m, item), T0_MS + k, MODEL_EV_LIKE);
+	}
+	us->last_partition = 3;
+	us->last_offset = 4242;
+	us->events_applied = 3u * us->ring_len;
+	us->model_version = 17;
+	len = encode_v1(us, buf);
+	back->n_event_ids = 1; /* whatever was there goes */
+	CHECK(state_decode(back, buf, len, err, sizeof(err)) == 0, "version-1 blob decodes (%s)",
+	    err);
+	for (uint16_t i = 0; i < us->ring_count; i++)
+		ring_in += state_seen_has(back, state_ring_get(us, i)->item_hash);
+	for (uint32_t i = 0; i < model_n_items(m); i++) {
+		int in_ring = 0;
+
+		for (uint16_t j = 0; j < us->ring_count; j++)
+			in_ring |= state_ring_get(us, j)->item_hash == model_item_hash(m, i);
+		others += !in_ring && state_seen_has(back, model_item_hash(m, i));
+	}
+	CHECK(back->last_offset == 4242 && back->last_partition == 3 && back->model_version == 17 &&
+		back->t_ref_ms == us->t_ref_ms && back->n_tiers == us->n_tiers &&
+		back->ring_count == us->ring_count && back->h[1] == us->h[1] &&
+		back->c[0] == us->c[0] && back->n_event_ids == 0,
+	    "version 1: marker, h, c, tiers and ring kept, no event ids");
+	CHECK(ring_in == us->ring_count && others == 0 && back->n_seen <= us->ring_count,
+	    "version 1: the consumed set is the ring's items (%u of %u), nothing else (%u)",
+	    ring_in, us->ring_count, others);
+	len = state_encode(back, buf, sizeof(buf));
+	CHECK(len > 0 && buf[3] == 2, "re-encoded as version 2");
+	buf[0] = 'X';
+	CHECK(state_decode(us, buf, len, err, sizeof(err)) == -1 && strstr(err, "bad magic"),
+	    "bad magic: %s", err);
+	state_free(us);
+	state_free(back);
+	return fails;
+}
+
 int
 main(void)
 {
@@ -384,7 +620,11 @@ main(void)
 	fails += test_decay(m);
 	fails += test_bound(m_small, &fc);
 	fails += test_ring_seen(m);
+	fails += test_seen_rate(m);
+	fails += test_seen_bound(m);
+	fails += test_event_ids(m);
 	fails += test_codec(m, m_h, m_ring);
+	fails += test_codec_v1(m);
 	model_free(m);
 	model_free(m_small);
 	model_free(m_h);

@@ -174,7 +174,9 @@ test_batch_equals_sequential(const struct model *m)
 		    a[u]->n_tiers != b[u]->n_tiers ||
 		    memcmp(a[u]->tiers, b[u]->tiers, a[u]->n_tiers * sizeof(struct tier_weight)) !=
 			0 ||
-		    memcmp(a[u]->seen, b[u]->seen, sizeof(a[u]->seen)) != 0 ||
+		    a[u]->n_seen != b[u]->n_seen ||
+		    (a[u]->n_seen > 0 &&
+			memcmp(a[u]->seen, b[u]->seen, a[u]->n_seen * sizeof(uint32_t)) != 0) ||
 		    a[u]->ring_count != b[u]->ring_count)
 			rest_equal = 0;
 		for (uint16_t i = 0; i < a[u]->ring_count; i++)

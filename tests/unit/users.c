@@ -142,7 +142,7 @@ main(void)
 	CHECK(ok && n == 50 - 7, "dirty list lost exactly partition 3's users (%zu left)", n);
 	CHECK(users_drop_partition(u, 3) == 0, "second drop of partition 3 finds none");
 
-	/* Re-sizing states keeps marker, counts, ring, tiers. */
+	/* Re-sizing states keeps marker, counts, ring, tiers, consumed items, event ids. */
 	e = users_get(u, "user-1", 6);
 	e->us->last_partition = 1;
 	e->us->last_offset = 42;
@@ -155,6 +155,10 @@ main(void)
 	for (uint16_t i = 0; i < 3; i++)
 		e->us->tiers[i] = (struct tier_weight){ i, 1.0f + i, 10.0f - (float)i };
 	e->us->h[0] = 1.0f;
+	for (uint64_t i = 0; i < 100; i++)
+		state_seen_add(e->us, 5000 + i);
+	state_event_remember(e->us, 77);
+	state_event_remember(e->us, 78);
 	hp.hidden = 16;
 	hp.ring_len = 4;
 	hp.max_tiers = 2;
@@ -173,6 +177,11 @@ main(void)
 	CHECK(e2->us->n_tiers == 2 && e2->us->tiers[0].node == 0 && e2->us->tiers[1].node == 1,
 	    "strongest long-term tiers kept");
 	CHECK(e2->us->h[0] == 0.0f, "h restarts at zero");
+	CHECK(e2->us->n_seen == 100 && state_seen_has(e2->us, 5000) &&
+		state_seen_has(e2->us, 5099) && !state_seen_has(e2->us, 5100) &&
+		e2->us->n_event_ids == 2 && state_event_known(e2->us, 77) &&
+		state_event_known(e2->us, 78),
+	    "consumed items (%u) and event ids (%u) kept", e2->us->n_seen, e2->us->n_event_ids);
 	e = users_upsert(u, "new-user", 8, 0, &created);
 	CHECK(e != NULL && created && e->us->hidden == 16, "new users get the new sizes");
 
