@@ -427,6 +427,24 @@ def offline_replay(model_path, csv_path, out_path, top_n=50):
         return {d["user"]: d for d in map(json.loads, f)}
 
 
+def _near_tie_swaps(got, want, tol=1e-4):
+    """True when two top-N lists ([id, score] best first) differ only where the
+    items' scores are equal to within tol: the interest vectors agree to 1e-5, not
+    to the last bit (batched SGEMM against one user's path), so two items whose
+    scores tie to that precision may come out in either order."""
+    if len(got) != len(want):
+        return False
+    ws = {i: float(x) for i, x in want}
+    gs = {i: float(x) for i, x in got}
+    for (a, sa), (b, sb) in zip(got, want):
+        if a == b:
+            continue
+        ref = ws.get(a, gs[a])
+        if abs(ref - float(sb)) > tol * max(1.0, abs(float(sb))):
+            return False
+    return True
+
+
 def compare(r, prefix, expected, vec_tol=1e-5, check_applied=True):
     """Compares Redis with the offline replay; returns a list of differences."""
     diffs = []
@@ -443,7 +461,7 @@ def compare(r, prefix, expected, vec_tol=1e-5, check_applied=True):
                 diffs.append(f"{u}: vec differs by {d:.3g}")
         gi = [t[0] for t in got["top"]]
         wi = [t[0] for t in want["top"]]
-        if gi != wi:
+        if gi != wi and not _near_tie_swaps(got["top"], want["top"]):
             diffs.append(f"{u}: top ids differ: {gi[:5]}... vs {wi[:5]}...")
         if set(got["tiers"]) != set(want["tiers"]):
             diffs.append(f"{u}: tier nodes differ: {sorted(got['tiers'])} vs {sorted(want['tiers'])}")
