@@ -366,6 +366,22 @@ place_ridge(
 }
 
 /*
+ * Gram Gf [p][p] and cross products Cf [p][q] of every fit item but one
+ * fold's nf rows Xf, Yf: the totals G, C minus that fold's.
+ */
+static void
+place_other_folds(const double *G, const double *C, const double *Xf, const double *Yf, size_t nf,
+    size_t p, size_t q, double *Gf, double *Cf)
+{
+	memcpy(Gf, G, p * p * sizeof(double));
+	memcpy(Cf, C, p * q * sizeof(double));
+	cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p, (int)nf, -1.0, Xf,
+	    (int)p, Xf, (int)p, 1.0, Gf, (int)p);
+	cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q, (int)nf, -1.0, Xf,
+	    (int)p, Yf, (int)q, 1.0, Cf, (int)q);
+}
+
+/*
  * The placement fit (train_place_untrained): fitted on the trained items' R
  * and ib, predicted into R_out and ib_out for the untrained items, or for
  * every item when all != 0 (the trainer's simulated cold items and the
@@ -447,12 +463,7 @@ place_run(const struct model *cat, const uint8_t *trained, const float *R, const
 			if (nf == 0)
 				continue;
 			/* Gram and cross products of the other folds: totals minus this fold's. */
-			memcpy(Gf, G, p * p * sizeof(double));
-			memcpy(Cf, C, p * q * sizeof(double));
-			cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p,
-			    (int)nf, -1.0, X + lo * p, (int)p, X + lo * p, (int)p, 1.0, Gf, (int)p);
-			cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q,
-			    (int)nf, -1.0, X + lo * p, (int)p, Y + lo * q, (int)q, 1.0, Cf, (int)q);
+			place_other_folds(G, C, X + lo * p, Y + lo * q, nf, p, q, Gf, Cf);
 			for (int g = 0; g < N_GRID; g++) {
 				if (place_ridge(Gf, Cf, p, q, grid[g], A, W) < 0) {
 					err_R[g] = err_ib[g] = INFINITY;
@@ -519,12 +530,7 @@ place_run(const struct model *cat, const uint8_t *trained, const float *R, const
 		size_t lo = fold_off[f], nf = fold_off[f + 1] - lo;
 		if (nf == 0)
 			continue;
-		memcpy(Gf, G, p * p * sizeof(double));
-		memcpy(Cf, C, p * q * sizeof(double));
-		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)p, (int)nf, -1.0,
-		    X + lo * p, (int)p, X + lo * p, (int)p, 1.0, Gf, (int)p);
-		cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)p, (int)q, (int)nf, -1.0,
-		    X + lo * p, (int)p, Y + lo * q, (int)q, 1.0, Cf, (int)q);
+		place_other_folds(G, C, X + lo * p, Y + lo * q, nf, p, q, Gf, Cf);
 		for (int pass = 0; pass < 2; pass++) {
 			if (place_ridge(Gf, Cf, p, q, grid[pass == 0 ? best_R : best_ib], A, W) < 0)
 				goto done;
