@@ -140,7 +140,7 @@ m = d.wait_log(r"level=error event=redis_permission_denied during=\S+ user=(\S+)
 # The first call to meet it is a user write ({prefix}{u}:*), a lease renewal (the
 # partition's epoch and lease keys) or a batch's in-flight record, whichever comes first.
 if m.group(1) != user or "NOPERM" not in m.group(2) or "evalsha" not in m.group(2).lower() or \
-        not any(k in m.group(2) for k in (f"{prefix}{{", f"{prefix}epoch:", f"{prefix}inflight:"))):
+        not any(k in m.group(2) for k in (f"{prefix}{{", f"{prefix}epoch:", f"{prefix}inflight:")):
     e2e.fail(f"the permission error does not name the user, the command and the keys: "
              f"{m.group(0)}")
 tail = d.current_log()[mark:]
