@@ -245,8 +245,13 @@ def java_cmd(st, main, *args):
 
 
 def kafka_cluster_id():
-    """A random Kafka Uuid in its base64url form, as `kafka-storage random-uuid` prints."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random Kafka Uuid in its base64url form, as `kafka-storage random-uuid` prints.
+    Like Kafka's Uuid.randomUuid, never one starting with "-": `format -t -xyz...` takes
+    it for an option and fails (one start in 64 failed so before)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def kafka_start(st, kport, cport):
@@ -267,7 +272,10 @@ def kafka_start(st, kport, cport):
                                         "--ignore-formatted", "-t", cid, "-c", props),
                                cwd=st.kafka_dir, stdout=out, stderr=subprocess.STDOUT)
         if r.returncode != 0:
-            raise StackError(f"kafka: storage format failed (exit {r.returncode}), see {out_path}")
+            with open(out_path, errors="replace") as f:
+                tail = f.read()[-600:].strip()
+            raise StackError(f"kafka: storage format failed (exit {r.returncode}), see "
+                             f"{out_path}; it said: {tail}")
         st.state["cluster_id"] = cid
     out = open(out_path, "ab")
     proc = subprocess.Popen(java_cmd(st, "kafka.Kafka", props), cwd=st.kafka_dir,
