@@ -594,6 +594,7 @@ consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer
 {
 	struct part *pt;
 	size_t dropped;
+	char newer_s[24] = "unknown"; /* a refused write does not say which epoch won */
 
 	if (!consumer_owns(c, p) || c->parts[p].fenced)
 		return;
@@ -605,10 +606,12 @@ consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer
 	pt->next_offset = -1;
 	dropped = users_drop_partition(c->users, p);
 	c->n.partitions_fenced++;
+	if (newer > 0)
+		snprintf(newer_s, sizeof(newer_s), "%" PRIu64, newer);
 	log_error("event=partition_fenced topic=%s partition=%" PRId32 " epoch=%" PRIu64
-		  " newer_epoch=%" PRIu64 " during=%s users_dropped=%zu "
+		  " newer_epoch=%s during=%s users_dropped=%zu "
 		  "action=stop_until_kafka_confirms_ownership",
-	    c->cfg->topic_events, p, pt->epoch, newer, during, dropped);
+	    c->cfg->topic_events, p, pt->epoch, newer_s, during, dropped);
 	c->next_confirm_ms = mono_ms();
 	consumer_sync_pause(c);
 }
