@@ -95,7 +95,8 @@ class Stream:
     an empty user id), keyed by a user of the stream so they share its partitions.
     msgs: [(key, value)] in send order; good_csv: the good events for the replay."""
 
-    def __init__(self, items, n_users, n_events, seed, path, bad_every=60, tag="u"):
+    def __init__(self, items, n_users, n_events, seed, path, bad_every=60, tag="u",
+                 kinds=None, dup_every=0, replay_last=0):
         rng = random.Random(seed)
         enc = _encoder()
         self.msgs = []
@@ -103,33 +104,72 @@ class Stream:
         self.bad = 0
         self.bad_kinds = {}
         self.want = {}
+        self.dups = 0           # copies of good events sent again at new offsets
+        self.replay_at = None   # index in msgs where the replay of the last events starts
+        self.good_values = {}   # value of a good message -> its index in rows
+        kinds = kinds or BAD_KINDS
         rows = []
         self.good_before = []  # good events among msgs[:i], for i = 0..len(msgs)
+        pending = []           # (due index in msgs, key, value): copies still to send
+
+        def send_due():
+            for item in sorted(x for x in pending if x[0] <= len(self.msgs)):
+                pending.remove(item)
+                self.good_before.append(len(rows))
+                self.msgs.append(item[1:])
+                self.dups += 1
+
         t = 1_700_000_000_000
         for i in range(n_events):
+            if replay_last and i == n_events // 2:
+                # A producer replaying its last lines: the last replay_last good
+                # messages sent again, in order.
+                self.replay_at = len(self.msgs)
+                last = [m for m in self.msgs if m[1] in self.good_values][-replay_last:]
+                for k, v in last:
+                    pending.append((len(self.msgs), k, v))
+                    send_due()
             t += rng.randrange(1, 90_000)
             user = f"{tag}{rng.randrange(n_users)}"
             ev = {"event_id": f"s{seed}-{i}", "user_id": user, "item_id": rng.choice(items),
                   "type": rng.choice(TYPES), "ts": t}
             rows.append(ev)
             self.good_before.append(len(rows) - 1)
-            self.msgs.append((user.encode(), enc.encode(ev)))
+            value = enc.encode(ev)
+            self.good_values[value] = len(rows) - 1
+            self.msgs.append((user.encode(), value))
             self.want[user] = self.want.get(user, 0) + 1
             self.good += 1
+            if dup_every and rng.randrange(dup_every) == 0:
+                # A producer retry without idempotence: the same message again, right
+                # after it or up to 40 messages later (well inside the user's last 16).
+                pending.append((len(self.msgs) + rng.randrange(0, 40), user.encode(), value))
             if bad_every and rng.randrange(bad_every) == 0:
-                kind = rng.choice(BAD_KINDS)
+                kind = rng.choice(kinds)
+                key = user.encode()
                 if kind == "bad_magic":
                     v = b"\x07" + rng.randbytes(20)
                 elif kind == "truncated":
                     v = enc.encode(ev)[:13]
                 elif kind == "bad_timestamp":
                     v = enc.encode(dict(ev, event_id=f"s{seed}-{i}-bad", ts=5))
+                elif kind == "key_mismatch":
+                    # a good event keyed by another user: it lands on a partition
+                    # that may not own its user
+                    v = enc.encode(dict(ev, event_id=f"s{seed}-{i}-bad"))
+                    key = f"{tag}{(int(user[len(tag):]) + 1 + rng.randrange(n_users - 1)) % n_users}" \
+                        .encode() if n_users > 1 else b"other"
                 else:
                     v = enc.encode(dict(ev, event_id=f"s{seed}-{i}-bad", user_id=""))
                 self.good_before.append(len(rows))
-                self.msgs.append((user.encode(), v))
+                self.msgs.append((key, v))
                 self.bad += 1
                 self.bad_kinds[kind] = self.bad_kinds.get(kind, 0) + 1
+            send_due()
+        for item in sorted(pending):
+            self.good_before.append(len(rows))
+            self.msgs.append(item[1:])
+            self.dups += 1
         self.good_before.append(len(rows))
         self.rows = rows
         self.csv = path
@@ -227,6 +267,8 @@ class Daemon(e2e.Daemon):
         """Sum over runs of the counter (all its label sets): the final stats line of a
         run that stopped cleanly, else its last scrape."""
         stats_keys = {"interestd_events_duplicate_total": ("duplicates", "duplicates_event_id"),
+                      'interestd_events_duplicate_total{reason="event_id"}':
+                          ("duplicates_event_id",),
                       "interestd_events_applied_total": ("applied",),
                       "interestd_events_consumed_total": ("consumed",),
                       "interestd_snapshots_total": ("snapshots",)}.get(name, ())
@@ -303,12 +345,14 @@ PID = int(os.environ["FAULT_PID"])
 PHASE = os.environ["FAULT_PHASE"]
 SKIP = int(os.environ["FAULT_SKIP"])
 NTH = int(os.environ["FAULT_NTH"])
+GO = os.environ.get("FAULT_GO")   # hold: stay stopped until this file exists, then detach
 st = {"flushes": 0, "commits": 0, "replies": 0, "armed": False, "done": False}
 
 def hit(what):
     st["done"] = True
     print("FAULT-HIT " + what, flush=True)
-    os.kill(PID, signal.SIGKILL)
+    if not GO:
+        os.kill(PID, signal.SIGKILL)
     return True
 
 def in_flush():
@@ -369,6 +413,14 @@ if PHASE == "ack-commit":
 print("FAULT-ARMED " + PHASE, flush=True)
 try:
     gdb.execute("continue")
+    if GO and st["done"]:
+        import time
+        t_end = time.monotonic() + 300
+        while not os.path.exists(GO) and time.monotonic() < t_end:
+            time.sleep(0.05)
+        gdb.execute("delete")
+        gdb.execute("detach")
+        print("FAULT-DETACHED", flush=True)
 except gdb.error as e:
     print("FAULT-GDB-ERROR %s" % e, flush=True)
 '''
@@ -420,6 +472,82 @@ def kill_at(daemon, phase, rng, tmpdir, timeout_s=20):
     return f"{phase}: NOT REACHED (killed after {timeout_s} s)"
 
 
+class Hold:
+    """The daemon stopped by gdb at a phase (every thread, as SIGSTOP would, but at an
+    exact point of its work) until release(): see hold_at."""
+
+    def __init__(self, gdb_proc, go, lines):
+        self.gdb, self.go, self.lines = gdb_proc, go, lines
+        self.what = ""
+
+    def release(self, timeout_s=30):
+        with open(self.go, "w"):
+            pass
+        try:
+            self.gdb.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.gdb.kill()
+            raise ScenarioError(f"gdb did not detach within {timeout_s} s: {self.lines[-5:]}")
+        if not any("FAULT-DETACHED" in x for x in self.lines):
+            raise ScenarioError(f"gdb did not detach cleanly: {self.lines[-5:]}")
+
+
+def hold_at(daemon, phase, skip, tmpdir, timeout_s=30, armed=None):
+    """Stops daemon with gdb at phase ("poll-flush": entry of sink_redis_flush;
+    "ack-commit": entry of the offset commit, every write acknowledged) after skipping
+    `skip` such moments, and returns a Hold once it is there; None without gdb or if
+    the phase was not reached within timeout_s (the daemon is then left running).
+    armed(), if given, is called once the breakpoints are set (e.g. to let the events
+    flow that will bring the daemon there)."""
+    if not have_gdb():
+        return None
+    script = os.path.join(tmpdir, "fault-gdb.py")
+    with open(script, "w") as f:
+        f.write(GDB_SCRIPT)
+    go = os.path.join(tmpdir, f"fault-go.{daemon.proc.pid}.{time.monotonic_ns()}")
+    envg = dict(os.environ, FAULT_PID=str(daemon.proc.pid), FAULT_PHASE=phase,
+                FAULT_SKIP=str(skip), FAULT_NTH="1", FAULT_GO=go)
+    g = subprocess.Popen(["gdb", "-nx", "-q", "--batch", "-iex", "set debuginfod enabled off",
+                          "-iex", "set pagination off", "-iex", "set confirm off",
+                          "-p", str(daemon.proc.pid), "-x", script],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=envg)
+    lines = []
+
+    def read():
+        for line in g.stdout:
+            lines.append(line)
+    threading.Thread(target=read, daemon=True).start()
+    h = Hold(g, go, lines)
+    state = {"armed": armed is None}
+
+    def there():
+        if not state["armed"] and any(x.startswith("FAULT-ARMED") for x in lines):
+            state["armed"] = True
+            armed()
+        return (any(x.startswith("FAULT-HIT") for x in lines) or g.poll() is not None
+                or not daemon.alive())
+    got = harness.wait_for(there, timeout_s, 0.05)
+    if not state["armed"]:
+        armed()
+    hit = [x for x in lines if x.startswith("FAULT-HIT")]
+    if hit:
+        h.what = hit[0][len("FAULT-HIT "):].strip()
+        return h
+    # not reached (or gdb could not attach): let the daemon go on
+    with open(go, "w"):
+        pass
+    if g.poll() is None:
+        g.send_signal(signal.SIGINT)
+        try:
+            g.wait(15)
+        except subprocess.TimeoutExpired:
+            g.kill()
+            g.wait()
+    log(f"gdb hold at {phase} not reached ({'timeout' if got is None else 'gdb ended'}): "
+        f"{''.join(lines[-5:])[-400:]}")
+    return None
+
+
 # ---- a private redis-server with an append-only file ---------------------------------
 
 class AofRedis:
@@ -427,8 +555,9 @@ class AofRedis:
     data survives kill -9 (every acknowledged write is on disk). persist=False: no
     persistence at all, a restart comes back empty."""
 
-    def __init__(self, tmpdir, persist=True):
+    def __init__(self, tmpdir, persist=True, extra=()):
         self.persist = persist
+        self.extra = list(extra)
         self.dir = tempfile.mkdtemp(prefix="aof-redis.", dir=tmpdir)
         self.port = free_port()
         self.proc = None
@@ -438,7 +567,8 @@ class AofRedis:
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
              "--save", "", "--appendonly", "yes" if self.persist else "no",
              "--appendfsync", "always",
-             "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")],
+             "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
+            + self.extra,
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
         if harness.wait_for(self._ping, 20, 0.05) is None:
@@ -462,6 +592,73 @@ class AofRedis:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Proxy:
+    """A TCP forwarder on 127.0.0.1 standing for the address a Redis failover moves (a
+    virtual IP, a DNS name, a Sentinel-aware proxy): connections go to port `target`;
+    switch(port) cuts every open connection and sends new ones to the other server."""
+
+    def __init__(self, target):
+        self.target = target
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.conns = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                u = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                u.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def switch(self, target):
+        self.target = target
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for x in conns:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            x.close()
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        self.switch(self.target)
 
 
 # ---- reading topics ------------------------------------------------------------------
@@ -520,7 +717,7 @@ def dead_letters(env, topic):
 class Run:
     """One scenario's topics, keys, stream, daemons and measurements."""
 
-    def __init__(self, suite, name, n_users, n_events, rate, seed):
+    def __init__(self, suite, name, n_users, n_events, rate, seed, **stream_kw):
         self.suite, self.name = suite, name
         env = suite.env
         base = f"{env['HARNESS_PREFIX']}{name}"
@@ -541,7 +738,7 @@ class Run:
         suite.current = self
         suite.h_topics([(self.topic, 4), (self.snap_topic, 1), (self.dlq_topic, 1)])
         self.stream = Stream(suite.items, n_users, n_events, seed,
-                             os.path.join(env["HARNESS_TMP"], f"{name}.csv"))
+                             os.path.join(env["HARNESS_TMP"], f"{name}.csv"), **stream_kw)
         self.expected = e2e.offline_replay(suite.model, self.stream.csv,
                                            os.path.join(env["HARNESS_TMP"], f"{name}.jsonl"))
 
@@ -553,8 +750,8 @@ class Run:
         return e2e.write_config(self.suite.env, model or self.suite.model, cname,
                                 group=self.group, **kw)
 
-    def daemon(self, dname, conf):
-        d = Daemon(self.suite.env, conf, f"{self.name}-{dname}")
+    def daemon(self, dname, conf, **kw):
+        d = Daemon(self.suite.env, conf, f"{self.name}-{dname}", **kw)
         self.daemons.append(d)
         return d
 
@@ -946,8 +1143,10 @@ def sc_zombie(suite, name, seed, freezes=20, users=120, chunk=None, rate=300):
     chunk = chunk or suite.n(300)
     run = Run(suite, name, users, chunk * (freezes + 1), rate, seed)
     rng = random.Random(seed)
-    d1 = run.daemon("d1", run.config(name + "-1"))
-    d2 = run.daemon("d2", run.config(name + "-2"))
+    # A lease shorter than the freeze: d1's lease has lapsed and d2 holds a newer epoch
+    # by the time d1 wakes, so whatever d1 then writes must be refused.
+    d1 = run.daemon("d1", run.config(name + "-1", redis__lease_ms=4000))
+    d2 = run.daemon("d2", run.config(name + "-2", redis__lease_ms=4000))
     d1.start()
     d1.wait_assigned(4, 60)
     d2.start()
@@ -956,20 +1155,43 @@ def sc_zombie(suite, name, seed, freezes=20, users=120, chunk=None, rate=300):
     r = run.redis()
     tmp = suite.env["HARNESS_TMP"]
     fenced = 0
+    held = held_fenced = 0
     for i in range(freezes):
         for d in (d1, d2):
             if not d.alive():
                 d.dump()
                 raise ScenarioError(f"{d.name} exited by itself before freeze {i + 1}")
-        run.producer.allowed = chunk * (i + 1)
+        # d1 serves partitions again (the cooperative rebalance after its last freeze)
+        if harness.wait_for(lambda: int((re.findall(r"event=assigned .*owned=(\d+)",
+                                                    d1.current_log()) or ["0"])[-1]) > 0,
+                            60, 0.2) is None:
+            raise ScenarioError(f"freeze {i + 1}: d1 was given no partition back in 60 s")
+
+        def release_chunk():
+            run.producer.allowed = chunk * (i + 1)
         freeze_s = rng.uniform(7.0, 11.0)
         cut_s = rng.uniform(0.3, freeze_s - 0.3)
         at1, at2 = d1.mark(), d2.mark()
-        d1.send(signal.SIGSTOP)
-        time.sleep(cut_s)
-        r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        time.sleep(freeze_s - cut_s)
-        d1.send(signal.SIGCONT)
+        # Every other freeze stops d1 at the entry of a flush (gdb) and leaves its Redis
+        # connection whole, so on waking its first act is to write, with its old epoch,
+        # users it applied before the freeze (a cut connection would fail that write
+        # first, and the 100 ms before the reconnect let Kafka's revocation arrive).
+        # The others freeze it wherever SIGSTOP finds it (mostly waiting in poll) and
+        # cut every Redis connection at a seeded moment of the freeze.
+        hold = hold_at(d1, "poll-flush", 0, tmp, armed=release_chunk) if i % 2 == 1 else None
+        if i % 2 == 0:
+            release_chunk()
+        if hold is None:
+            d1.send(signal.SIGSTOP)
+            time.sleep(cut_s)
+            r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            time.sleep(freeze_s - cut_s)
+        else:
+            time.sleep(freeze_s)
+        if hold is not None:
+            hold.release()
+        else:
+            d1.send(signal.SIGCONT)
         took = bool(re.search(r"event=assigned .*owned=4\b", d2.current_log()[at2:]))
         sent = chunk * (i + 1)
         if harness.wait_for(lambda: run.producer.produced >= sent, 120, 0.1) is None:
@@ -995,12 +1217,23 @@ def sc_zombie(suite, name, seed, freezes=20, users=120, chunk=None, rate=300):
             diffs = e2e.compare(r, run.prefix, want)
             raise ScenarioError(f"freeze {i + 1}: Redis differs from the replay of the "
                                 f"{k} good events sent: {diffs[:3]}")
-        fenced += d1.current_log()[at1:].count("event=partition_fenced")
-        log(f"{name}: freeze {i + 1}/{freezes}: {freeze_s:.1f} s, Redis cut at {cut_s:.1f} s; "
-            f"d2 took all 4: {took}; lag 0 and Redis = replay of {k} events")
+        n_fenced = d1.current_log()[at1:].count("event=partition_fenced")
+        fenced += n_fenced
+        if hold is not None:
+            held += 1
+            held_fenced += n_fenced > 0
+        log(f"{name}: freeze {i + 1}/{freezes}: {freeze_s:.1f} s "
+            f"({'in a flush, Redis connection kept: ' + hold.what if hold else f'SIGSTOP, Redis cut at {cut_s:.1f} s'}); "
+            f"d2 took all 4: {took}; d1 fenced {n_fenced}; lag 0 and "
+            f"Redis = replay of {k} events")
     run.producer.allowed = run.stream.sent
-    run.notes.append(f"{freezes} freezes of 7-11 s with the Redis connections cut; d1 "
-                     f"logged {fenced} partitions fenced on waking")
+    run.notes.append(f"{freezes} freezes of 7-11 s: {freezes - held} SIGSTOP with the Redis "
+                     f"connections cut, {held} stopped at a flush's entry (gdb) with the "
+                     f"connection kept; d1 logged {fenced} partitions "
+                     f"fenced on waking, in {held_fenced} of the {held} stopped in a flush")
+    if held:
+        _check(run, held_fenced > 0, f"none of the {held} freezes in a flush fenced d1: "
+                                     "the thawed instance never met a newer owner")
     return run
 
 
@@ -1158,6 +1391,194 @@ def sc_dlq_down(suite, name, seed, users=100, events=None, rate=300, missing_s=1
     return run
 
 
+def _letters(env, topic):
+    """Every dead letter as (reason, partition, offset, value)."""
+    out = []
+    for m in topic_messages(env, topic):
+        h = {k: (v or b"").decode() for k, v in (m.headers() or [])}
+        out.append((h.get("interestd.reason"), h.get("interestd.partition"),
+                     h.get("interestd.offset"), m.value()))
+    return out
+
+
+def sc_poison(suite, name, seed, users=120, events=None, rate=400, max_crashes=2):
+    """A message that kills the daemon whenever it reads it (the test-only build
+    tools/interestd-crashhook aborts at INTERESTD_TEST_CRASH_AT, a seeded partition and
+    offset), restarted after each death as systemd would: the in-flight range is narrowed
+    to that message, which is dead-lettered as `crashed` after poll.max_crashes deaths
+    alone in flight; every other event is applied once and Redis equals the replay
+    without it."""
+    events = events or suite.n(3000)
+    run = Run(suite, name, users, events, rate, seed)
+    rng = random.Random(seed)
+    hook = os.path.join(e2e.build_dir(), "tools", "interestd-crashhook")
+    if not os.access(hook, os.X_OK):
+        raise ScenarioError(f"{hook} not built (make all)")
+    at_p, at_o = rng.randrange(4), rng.randrange(40, max(41, events // 12))
+    d = run.daemon("d", run.config(name, poll__max_crashes=max_crashes), binary=hook,
+                   extra_env={"INTERESTD_TEST_CRASH_AT": f"{at_p}:{at_o}"})
+    d.start()
+    d.wait_assigned(4, 60)
+    run.produce()
+    deaths = 0
+    deadline = time.monotonic() + 300
+    while "event=poison_message" not in d.current_log():
+        if time.monotonic() > deadline:
+            raise ScenarioError(f"no poison_message line within 300 s ({deaths} deaths)")
+        rc = d.proc.poll()
+        if rc is not None:
+            if "event=test_crash" not in d.current_log():
+                d.dump(20)
+                raise ScenarioError(f"{d.name} {exit_desc(rc)} without the test crash")
+            deaths += 1
+            if deaths > max_crashes + 1:
+                raise ScenarioError(f"{deaths} deaths: the poison was not named after "
+                                    f"{max_crashes} alone in flight")
+            d.start()
+        time.sleep(0.1)
+    m = wait_line(d, rf"event=poison_message topic=\S+ partition={at_p} offset={at_o} "
+                     rf"crashes={max_crashes} action=dead_letter_as_crashed", 10)
+    _check(run, deaths in (max_crashes, max_crashes + 1),
+           f"{deaths} deaths; want {max_crashes} alone in flight (+1 with a wider range)")
+    # The poison is whatever landed there: a good event leaves the expected state.
+    msgs = [x for x in topic_messages(suite.env, run.topic, partitions=4)
+            if x.partition() == at_p and x.offset() == at_o]
+    if not msgs:
+        raise ScenarioError(f"no message at partition {at_p} offset {at_o}")
+    value = msgs[0].value()
+    st = run.stream
+    idx = st.good_values.get(value)
+    if idx is not None:
+        row = st.rows.pop(idx)
+        st.want[row["user_id"]] -= 1
+        st.good -= 1
+        st.bad += 1
+        e2e.write_events(st.csv, st.rows)
+        run.expected = e2e.offline_replay(suite.model, st.csv, st.csv + ".jsonl")
+
+    def after():
+        crashed = [x for x in _letters(suite.env, run.dlq_topic) if x[0] == "crashed"]
+        _check(run, len(crashed) == 1 and crashed[0][1:] == (str(at_p), str(at_o), value),
+               f"dead letters with reason crashed: {[x[:3] for x in crashed]}; want one "
+               f"from {at_p}/{at_o} with the original value")
+    run.after = after
+    run.notes.append(f"poison at {at_p}/{at_o} ({'a good event' if idx is not None else 'a bad message'}"
+                     f"): {deaths} deaths, then dead-lettered as crashed "
+                     f"({m.group(0)[:60]}...)")
+    return run
+
+
+def sc_duplicate_events(suite, name, seed, users=120, events=None, rate=400):
+    """The same events produced twice at new offsets, as a producer that retries
+    without idempotence or replays its file does: about one good event in 8 sent again
+    0-40 messages later, and at the middle the last 60 events sent again in order, just
+    after the daemon was restarted (its users' recent event ids read back from Redis).
+    Every copy must be skipped by its event id and counted."""
+    events = events or suite.n(3000)
+    run = Run(suite, name, users, events, rate, seed, dup_every=8, replay_last=60)
+    d = run.daemon("d", run.config(name))
+    d.start()
+    d.wait_assigned(4, 60)
+    st = run.stream
+    p = run.produce()
+    p.allowed = st.replay_at
+    run.wait_sent(st.replay_at / st.sent)
+    run.wait_applied(st.good_before[st.replay_at], 90)
+    rc = d.stop(timeout_s=60)
+    _check(run, rc == 0, f"{d.name}: exit {rc} after SIGTERM")
+    d.start()
+    d.wait_assigned(4, 60)
+    p.allowed = st.sent
+
+    def after():
+        n = d.counter('interestd_events_duplicate_total{reason="event_id"}')
+        _check(run, n == st.dups, f"{n} duplicates counted by event id; {st.dups} copies sent")
+        run.notes.append(f"{st.dups} copies of good events sent (60 of them replayed right "
+                         f"after a restart): {n} skipped by event id")
+    run.after = after
+    return run
+
+
+def sc_key_mismatch(suite, name, seed, users=120, events=None, rate=400):
+    """Messages whose Kafka key is not their user_id (a producer keying by something
+    else): each lands on the partition of the key, not of its user, and must be
+    dead-lettered as key_mismatch (the default), never applied to its user."""
+    events = events or suite.n(3000)
+    run = Run(suite, name, users, events, rate, seed, bad_every=30,
+              kinds=BAD_KINDS + ["key_mismatch"] * 4)
+    d = run.daemon("d", run.config(name))
+    d.start()
+    d.wait_assigned(4, 60)
+    run.produce()
+    want = run.stream.bad_kinds.get("key_mismatch", 0)
+
+    def after():
+        got = sum(1 for x in _letters(suite.env, run.dlq_topic) if x[0] == "key_mismatch")
+        _check(run, want > 0 and got == want,
+               f"{got} dead letters with reason key_mismatch; {want} sent")
+        run.notes.append(f"{want} messages keyed by another user: {got} dead-lettered as "
+                         "key_mismatch")
+    run.after = after
+    return run
+
+
+def sc_failover_lost_ack(suite, name, seed, users=150, events=None, rate=400):
+    """Redis with a replica behind one address (a proxy port that a failover points
+    at the replica), redis.wait_replicas = 0. Mid-stream the replica stops receiving
+    (REPLICAOF NO ONE: it is promoted with what it had); the daemon goes on writing to
+    the primary, which acknowledges; gdb stops the daemon at an offset commit (every
+    write of that flush acknowledged, the offsets not yet committed), the primary is
+    killed -9 and the address moved to the replica, and the daemon goes on: it commits
+    offsets past writes the new primary never had. It must notice at its reconnect and
+    apply those events again from Kafka: nothing lost, Redis equal to the replay."""
+    events = events or suite.n(4000)
+    run = Run(suite, name, users, events, rate, seed)
+    rng = random.Random(seed)
+    tmp = suite.env["HARNESS_TMP"]
+    primary = AofRedis(tmp, persist=False).start()
+    run.cleanups.append(primary.stop)
+    replica = AofRedis(tmp, persist=False,
+                       extra=["--replicaof", "127.0.0.1", str(primary.port)]).start()
+    run.cleanups.append(replica.stop)
+    rep = e2e.redis_client(dict(suite.env, REDIS_PORT=str(replica.port)))
+    pri = e2e.redis_client(dict(suite.env, REDIS_PORT=str(primary.port)))
+    if harness.wait_for(lambda: rep.info("replication").get("master_link_status") == "up",
+                        30, 0.1) is None:
+        raise ScenarioError("the replica did not connect to the primary")
+    proxy = Proxy(primary.port)
+    run.cleanups.append(proxy.close)
+    run.redis_port = proxy.port
+    d = run.daemon("d", run.config(name, redis__wait_replicas=0))
+    d.start()
+    d.wait_assigned(4, 60)
+    run.produce()
+    run.wait_sent(rng.uniform(0.3, 0.5))
+
+    def applied(c):
+        return sum(e2e.events_applied(c, run.prefix, list(run.stream.want)).values())
+    rep.execute_command("REPLICAOF", "NO", "ONE")
+    on_replica = applied(rep)
+    mark = d.mark()
+    hold = hold_at(d, "ack-commit", rng.randrange(1, 4), tmp)
+    if hold is None:
+        time.sleep(rng.uniform(0.5, 1.5))  # no gdb: the kill lands at some moment
+    on_primary = applied(pri)
+    primary.kill9()
+    proxy.switch(replica.port)
+    if hold is not None:
+        hold.release()
+    lost = on_primary - on_replica
+    log(f"{name}: primary killed at {hold.what if hold else 'a random moment'}; "
+        f"{on_primary} events applied there, {on_replica} on the promoted replica")
+    _check(run, lost > 0, f"the primary acknowledged nothing the replica lacks "
+                          f"({on_primary} vs {on_replica}): the failover lost nothing to find")
+    wait_line(d, r"event=redis_rollback_detected", 60, since=mark)
+    run.notes.append(f"failover at {hold.what if hold else 'a random moment (no gdb)'}: "
+                     f"{lost} acknowledged events missing on the promoted replica; "
+                     f"redis_rollback_detected logged, re-applied from Kafka")
+    return run
+
+
 SCENARIOS = {
     "kill9": sc_kill9,
     "redis-restart": sc_redis_restart,
@@ -1167,6 +1588,10 @@ SCENARIOS = {
     "rebalance": sc_rebalance,
     "zombie": sc_zombie,
     "dlq-down": sc_dlq_down,
+    "failover-lost-ack": sc_failover_lost_ack,
+    "poison": sc_poison,
+    "duplicate-events": sc_duplicate_events,
+    "key-mismatch": sc_key_mismatch,
     "sighup-bad-model": sc_sighup_bad_model,
     "model-truncated-in-place": sc_model_truncated_in_place,
     "snapshot-topic-missing": sc_snapshot_topic_missing,

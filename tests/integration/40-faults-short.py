@@ -8,9 +8,16 @@ dead-lettered:
    between the Redis acknowledgement and the offset commit (gdb breakpoints);
  - redis-server (its own, append-only file) killed -9 and restarted;
  - CLIENT PAUSE ALL longer than the flush interval and the Redis timeout;
- - an instance frozen (SIGSTOP) past the session timeout while the Redis connections are
-   cut, its partitions taken over, then thawed while the new owner writes (twice);
+ - an instance frozen past the session timeout, its partitions taken over, then thawed
+   while the new owner writes: once by SIGSTOP with the Redis connections cut, once
+   stopped (gdb) at a flush's entry so its first act on waking is a write with its old
+   epoch, which must be fenced;
  - the dead-letter topic missing while bad messages arrive (pause, re-read, no exit);
+ - a failover to a replica that missed acknowledged writes, past which offsets were
+   committed (re-applied from Kafka);
+ - a message that kills the daemon whenever read (dead-lettered as crashed);
+ - events produced twice at new offsets (skipped by event id, across a restart);
+ - messages keyed by another user (dead-lettered as key_mismatch);
  - SIGHUP to a truncated and then a corrupt model file (old model kept).
 Prints the table; writes BUILD_DIR/faults-short.json."""
 import os
@@ -27,6 +34,10 @@ suite.run("redis-restart", users=80, events=1500, rate=500, down_s=1.0)
 suite.run("redis-pause", users=80, events=1600, rate=400, pause_ms=2500)
 suite.run("zombie", freezes=2, users=60, chunk=200)
 suite.run("dlq-down", users=60, events=800, rate=300, missing_s=8.0)
+suite.run("failover-lost-ack", users=80, events=1600, rate=400)
+suite.run("poison", users=60, events=1000, rate=400)
+suite.run("duplicate-events", users=60, events=1000, rate=400)
+suite.run("key-mismatch", users=60, events=800, rate=400)
 suite.run("sighup-bad-model", users=80, events=1200, rate=400)
 suite.run("model-truncated-in-place", users=80, events=1200, rate=400)
 ok = suite.report(os.path.join(fl.e2e.build_dir(), "faults-short.json"))
