@@ -717,7 +717,7 @@ def dead_letters(env, topic):
 class Run:
     """One scenario's topics, keys, stream, daemons and measurements."""
 
-    def __init__(self, suite, name, n_users, n_events, rate, seed, **stream_kw):
+    def __init__(self, suite, name, n_users, n_events, rate, seed, partitions=4, **stream_kw):
         self.suite, self.name = suite, name
         env = suite.env
         base = f"{env['HARNESS_PREFIX']}{name}"
@@ -736,7 +736,7 @@ class Run:
         self.cleanups = []
         self.t0 = time.monotonic()
         suite.current = self
-        suite.h_topics([(self.topic, 4), (self.snap_topic, 1), (self.dlq_topic, 1)])
+        suite.h_topics([(self.topic, partitions), (self.snap_topic, 1), (self.dlq_topic, 1)])
         self.stream = Stream(suite.items, n_users, n_events, seed,
                              os.path.join(env["HARNESS_TMP"], f"{name}.csv"), **stream_kw)
         self.expected = e2e.offline_replay(suite.model, self.stream.csv,
@@ -1391,6 +1391,49 @@ def sc_dlq_down(suite, name, seed, users=100, events=None, rate=300, missing_s=1
     return run
 
 
+def sc_freeze_stall(suite, name, seed, rounds=7, users=40, rate=200, freeze_s=20.0,
+                    after_s=10.0):
+    """The recipe of a silent stall once seen in 1 run of 7: two instances, 2
+    partitions, redis-server closing idle connections after 3 s (`timeout 3`), 200
+    events/s for 40 users; `rounds` times instance a is frozen (SIGSTOP) for 20 s, past
+    session.timeout.ms, and thawed, 10 s apart. Every event must be applied (a stalled
+    partition leaves its events out of Redis, which the common checks catch); a stall
+    the watchdog had to break (`partition_stalled`) is a failure too: the pause state
+    must never need it."""
+    events = int(rate * (rounds * (freeze_s + after_s) + 10))
+    run = Run(suite, name, users, events, rate, seed, partitions=2)
+    r = run.redis()
+    old = r.config_get("timeout").get("timeout", "0")
+    r.config_set("timeout", 3)
+    run.cleanups.append(lambda: run.redis().config_set("timeout", old))
+    a = run.daemon("a", run.config(name + "-a"))
+    b = run.daemon("b", run.config(name + "-b"))
+    a.start()
+    a.wait_assigned(2, 60)
+    b.start()
+    b.wait_log(r"event=assigned .*owned=1\b", 60)
+    run.produce()
+    for i in range(rounds):
+        time.sleep(after_s)
+        for d in (a, b):
+            if not d.alive():
+                d.dump(20)
+                raise ScenarioError(f"{d.name} exited by itself before freeze {i + 1}")
+        a.send(signal.SIGSTOP)
+        time.sleep(freeze_s)
+        a.send(signal.SIGCONT)
+        log(f"{name}: freeze {i + 1}/{rounds} of {freeze_s:.0f} s done "
+            f"({run.producer.produced} sent, {run.applied_total()} applied)")
+
+    def after():
+        stalls = sum(d.current_log().count("event=partition_stalled") for d in (a, b))
+        _check(run, stalls == 0, f"{stalls} partitions found stalled by the watchdog")
+        run.notes.append(f"{rounds} freezes of {freeze_s:.0f} s with Redis closing idle "
+                         f"connections after 3 s: {stalls} stalls")
+    run.after = after
+    return run
+
+
 def _letters(env, topic):
     """Every dead letter as (reason, partition, offset, value)."""
     out = []
@@ -1592,6 +1635,7 @@ SCENARIOS = {
     "poison": sc_poison,
     "duplicate-events": sc_duplicate_events,
     "key-mismatch": sc_key_mismatch,
+    "freeze-stall": sc_freeze_stall,
     "sighup-bad-model": sc_sighup_bad_model,
     "model-truncated-in-place": sc_model_truncated_in_place,
     "snapshot-topic-missing": sc_snapshot_topic_missing,
