@@ -506,6 +506,18 @@ sink_owner_id(char *buf, size_t size)
 struct sink_redis *
 sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 {
+	struct sink_redis *sink = sink_redis_new_unconnected(cfg, errstr, errstr_size);
+
+	if (sink != NULL && sink_redis_reconnect(sink, errstr, errstr_size) < 0) {
+		sink_redis_free(sink);
+		return NULL;
+	}
+	return sink;
+}
+
+struct sink_redis *
+sink_redis_new_unconnected(const struct config *cfg, char *errstr, size_t errstr_size)
+{
 	struct sink_redis *sink = calloc(1, sizeof(*sink));
 
 	if (sink == NULL)
@@ -528,12 +540,11 @@ sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size)
 	sink_owner_id(sink->owner, sizeof(sink->owner));
 	for (int op = 0; op < SINK_OP_COUNT; op++)
 		metrics_histogram_init_latency(&sink->lat[op]);
-	if (sink_redis_reconnect(sink, errstr, errstr_size) < 0)
-		goto fail;
+	/* Until a connection loads the scripts: a placeholder of the right length. */
+	memset(sink->sha, '0', SINK_SHA_LEN);
 	return sink;
 nomem:
 	snprintf(errstr, errstr_size, "redis sink: out of memory");
-fail:
 	sink_redis_free(sink);
 	return NULL;
 }
@@ -801,6 +812,27 @@ arg_epoch_key(struct argset *as, int32_t partition)
 		arg_end(as);
 }
 
+/*
+ * EVALSHA, the script and the 7 keys every per-user script takes, in the order
+ * schemas/redis.md gives them: vec, top, tiers, meta, state, the partition's
+ * epoch key, erased.
+ */
+static void
+arg_user_script(struct argset *as, const char *sha, const char *user, size_t user_len,
+    int32_t partition)
+{
+	static const char *const before_epoch[] = { "vec", "top", "tiers", "meta", "state" };
+
+	arg_begin(as);
+	arg_printf(as, "EVALSHA");
+	arg_printf(as, "%s", sha);
+	arg_printf(as, "%d", SINK_SCRIPT_KEYS);
+	for (size_t k = 0; k < sizeof(before_epoch) / sizeof(before_epoch[0]); k++)
+		arg_user_key(as, user, user_len, before_epoch[k]);
+	arg_epoch_key(as, partition);
+	arg_user_key(as, user, user_len, "erased");
+}
+
 /* Turns offsets into pointers; returns 0 or -1 when something ran out of memory. */
 static int
 arg_finish(struct argset *as)
@@ -814,9 +846,13 @@ arg_finish(struct argset *as)
 	return 0;
 }
 
-/* Appends the EVALSHA of one user to the pipeline. */
+/*
+ * The write script's command for one user into sink->argv / argvlen (the one
+ * place its arguments are built; the benchmark formats the same through
+ * sink_redis_format_user). Returns argc, or -1 (errstr).
+ */
 static int
-append_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
+user_args(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
     int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	struct argset as = { sink, 0, 0 };
@@ -826,18 +862,7 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 	size_t state_len;
 	char tv[SINK_TIER_VALUE_MAX], label[SINK_NUM_MAX];
 
-	arg_begin(&as);
-	arg_printf(&as, "EVALSHA");
-	arg_printf(&as, "%s", sink->sha);
-	arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
-	arg_user_key(&as, su->user_id, su->user_id_len, "vec");
-	arg_user_key(&as, su->user_id, su->user_id_len, "top");
-	arg_user_key(&as, su->user_id, su->user_id_len, "tiers");
-	arg_user_key(&as, su->user_id, su->user_id_len, "meta");
-	arg_user_key(&as, su->user_id, su->user_id_len, "state");
-	arg_epoch_key(&as, us->last_partition);
-	arg_user_key(&as, su->user_id, su->user_id_len, "erased");
-
+	arg_user_script(&as, sink->sha, su->user_id, su->user_id_len, us->last_partition);
 	arg_printf(&as, "%" PRId32, us->last_partition);
 	arg_printf(&as, "%" PRId64, us->last_offset);
 	arg_printf(&as, "%" PRIu64, su->epoch);
@@ -915,12 +940,38 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 		snprintf(errstr, errstr_size, "redis sink: out of memory");
 		return -1;
 	}
-	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) !=
-	    REDIS_OK) {
+	return (int)as.argc;
+}
+
+/* Appends the EVALSHA of one user to the pipeline. */
+static int
+append_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
+    int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	int argc = user_args(sink, m, su, now_ms, errstr, errstr_size);
+
+	if (argc < 0)
+		return -1;
+	if (redisAppendCommandArgv(sink->ctx, argc, sink->argv, sink->argvlen) != REDIS_OK) {
 		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
 		return -1;
 	}
 	return 0;
+}
+
+long long
+sink_redis_format_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
+    int64_t now_ms, char **cmd, char *errstr, size_t errstr_size)
+{
+	int argc = user_args(sink, m, su, now_ms, errstr, errstr_size);
+	long long len;
+
+	if (argc < 0)
+		return -1;
+	len = redisFormatCommandArgv(cmd, argc, sink->argv, sink->argvlen);
+	if (len < 0)
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+	return len;
 }
 
 static int64_t
@@ -1323,17 +1374,7 @@ erase_append(
 	const struct sink_erase *e = &((struct sink_erase *)ctx)[i];
 	struct argset as = { sink, 0, 0 };
 
-	arg_begin(&as);
-	arg_printf(&as, "EVALSHA");
-	arg_printf(&as, "%s", sink->sha_erase);
-	arg_printf(&as, "%d", SINK_SCRIPT_KEYS);
-	arg_user_key(&as, e->user_id, e->user_id_len, "vec");
-	arg_user_key(&as, e->user_id, e->user_id_len, "top");
-	arg_user_key(&as, e->user_id, e->user_id_len, "tiers");
-	arg_user_key(&as, e->user_id, e->user_id_len, "meta");
-	arg_user_key(&as, e->user_id, e->user_id_len, "state");
-	arg_epoch_key(&as, e->partition);
-	arg_user_key(&as, e->user_id, e->user_id_len, "erased");
+	arg_user_script(&as, sink->sha_erase, e->user_id, e->user_id_len, e->partition);
 	arg_printf(&as, "%" PRId32, e->partition);
 	arg_printf(&as, "%" PRId64, e->offset);
 	arg_printf(&as, "%" PRIu64, e->epoch);

@@ -90,6 +90,13 @@ int sink_redis_permission_denied(const struct sink_redis *sink);
  * Free with sink_redis_free (NULL-safe).
  */
 struct sink_redis *sink_redis_new(const struct config *cfg, char *errstr, size_t errstr_size);
+/*
+ * A sink with the configuration's keys and settings and no connection (until
+ * sink_redis_reconnect; the scripts' SHA1s are a placeholder until then): for
+ * sink_redis_format_user in the benchmark.
+ */
+struct sink_redis *sink_redis_new_unconnected(
+    const struct config *cfg, char *errstr, size_t errstr_size);
 void sink_redis_free(struct sink_redis *sink);
 
 /*
@@ -122,6 +129,16 @@ typedef void sink_prepare_fn(void *opaque, struct sink_user *users, size_t first
  */
 int sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users,
     size_t n, sink_prepare_fn *prepare, void *opaque, char *errstr, size_t errstr_size);
+
+/*
+ * The write script's command for one user exactly as sink_redis_flush sends
+ * it (schemas/redis.md "Write script"), formatted in the Redis protocol into
+ * *cmd (free with hiredis's redisFreeCommand): for the benchmark's compute
+ * floor, which measures the daemon's own work without a socket. Returns the
+ * command's length, or -1 (errstr).
+ */
+long long sink_redis_format_user(struct sink_redis *sink, const struct model *m,
+    const struct sink_user *su, int64_t now_ms, char **cmd, char *errstr, size_t errstr_size);
 
 /*
  * Called by sink_redis_load_states once per requested user, in order: blob is
