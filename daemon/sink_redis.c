@@ -818,8 +818,8 @@ arg_epoch_key(struct argset *as, int32_t partition)
  * epoch key, erased.
  */
 static void
-arg_user_script(struct argset *as, const char *sha, const char *user, size_t user_len,
-    int32_t partition)
+arg_user_script(
+    struct argset *as, const char *sha, const char *user, size_t user_len, int32_t partition)
 {
 	static const char *const before_epoch[] = { "vec", "top", "tiers", "meta", "state" };
 
