@@ -1245,3 +1245,116 @@ config_restart_keys(
 		names_add(names, names_size, &len, &count, "kafka.*");
 	return count;
 }
+
+static int
+config_kafka_set(rd_kafka_conf_t *conf, const char *who, const char *k, const char *v, char *errstr,
+    size_t errstr_size)
+{
+	char e[256];
+
+	if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+		snprintf(errstr, errstr_size, "%s %s=%s: %s", who, k, v, e);
+		return -1;
+	}
+	return 0;
+}
+
+rd_kafka_conf_t *
+config_kafka_conf(
+    const struct config *cfg, enum config_kafka_client client, char *errstr, size_t errstr_size)
+{
+	/* Before the pass-through: an operator may change these. */
+	static const char *const events_defaults[][2] = {
+		{ "enable.auto.commit", "false" },
+		{ "enable.auto.offset.store", "false" },
+		{ "partition.assignment.strategy", "cooperative-sticky" },
+		{ "auto.offset.reset", "earliest" },
+		{ "client.id", "interestd" },
+		/*
+		 * Prefetch at most 4 MiB (librdkafka: 64 MiB): ~40k events, four
+		 * batches ahead of the loop, at a sixteenth of the resident memory.
+		 * A far broker may want more (kafka.consumer.queued.max.messages.kbytes).
+		 */
+		{ "queued.max.messages.kbytes", "4096" },
+	};
+	static const char *const producer_defaults[][2] = {
+		{ "enable.idempotence", "true" },
+		{ "linger.ms", "5" },
+		{ "client.id", "interestd-producer" },
+	};
+	/* After it: the delivery guarantees and the readers' own needs. */
+	static const char *const events_fixed[][2] = {
+		{ "enable.auto.commit", "false" }, { "enable.auto.offset.store", "false" },
+		{ "log.queue", "true" }, /* served by our polls: log_kafka_cb */
+	};
+	static const char *const producer_fixed[][2] = { { "log.queue", "true" } };
+	static const char *const items_fixed[][2] = {
+		{ "client.id", "interestd-items" },
+		{ "enable.auto.commit", "false" },
+		{ "enable.auto.offset.store", "false" },
+		{ "enable.partition.eof", "true" },
+		{ "auto.offset.reset", "earliest" },
+		{ "log.queue", "true" },
+	};
+	const char *const(*defaults)[2] = NULL, *const(*fixed)[2] = NULL;
+	size_t n_defaults = 0, n_fixed = 0;
+	int consumer =
+	    client == CONFIG_KAFKA_EVENTS_CONSUMER || client == CONFIG_KAFKA_ITEMS_CONSUMER;
+	const char *who =
+	    client == CONFIG_KAFKA_ITEMS_CONSUMER ? "kafka (items consumer)" : "kafka";
+	char group[512];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+
+#define CONFIG_KAFKA_LIST(v, a) ((v) = (a), n_##v = sizeof(a) / sizeof((a)[0]))
+	switch (client) {
+	case CONFIG_KAFKA_EVENTS_CONSUMER:
+		CONFIG_KAFKA_LIST(defaults, events_defaults);
+		CONFIG_KAFKA_LIST(fixed, events_fixed);
+		break;
+	case CONFIG_KAFKA_DAEMON_PRODUCER:
+		CONFIG_KAFKA_LIST(defaults, producer_defaults);
+		CONFIG_KAFKA_LIST(fixed, producer_fixed);
+		break;
+	case CONFIG_KAFKA_ITEMS_CONSUMER:
+		CONFIG_KAFKA_LIST(fixed, items_fixed);
+		break;
+	case CONFIG_KAFKA_CTL_PRODUCER:
+		break;
+	}
+#undef CONFIG_KAFKA_LIST
+	if (conf == NULL) {
+		snprintf(errstr, errstr_size, "%s: out of memory", who);
+		return NULL;
+	}
+	for (size_t i = 0; i < n_defaults; i++)
+		if (config_kafka_set(
+			conf, who, defaults[i][0], defaults[i][1], errstr, errstr_size) != 0)
+			goto fail;
+	if (client == CONFIG_KAFKA_EVENTS_CONSUMER &&
+	    config_kafka_set(conf, who, "group.id", cfg->group_id, errstr, errstr_size) != 0)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_kafka; i++) {
+		const struct config_kafka *kv = &cfg->kafka[i];
+
+		if (kv->scope == (consumer ? CONFIG_KAFKA_PRODUCER : CONFIG_KAFKA_CONSUMER))
+			continue;
+		if (config_kafka_set(conf, who, kv->name, kv->value, errstr, errstr_size) != 0)
+			goto fail;
+	}
+	for (size_t i = 0; i < n_fixed; i++)
+		if (config_kafka_set(conf, who, fixed[i][0], fixed[i][1], errstr, errstr_size) != 0)
+			goto fail;
+	/*
+	 * librdkafka wants a group.id for its consumer API; the items reader
+	 * uses assign() only and never commits, so it is never sent.
+	 */
+	if (client == CONFIG_KAFKA_ITEMS_CONSUMER) {
+		snprintf(group, sizeof(group), "%s.items-unused", cfg->group_id);
+		if (config_kafka_set(conf, who, "group.id", group, errstr, errstr_size) != 0)
+			goto fail;
+	}
+	return conf;
+fail:
+	rd_kafka_conf_destroy(conf);
+	return NULL;
+}

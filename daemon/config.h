@@ -152,6 +152,27 @@ int config_set(
 /* As config_set, for a "key=value" string (spaces around '=' allowed). */
 int config_set_kv(struct config *cfg, const char *kv, char *errstr, size_t errstr_size);
 
+/* interestd's Kafka clients, each configured by config_kafka_conf. */
+enum config_kafka_client {
+	CONFIG_KAFKA_EVENTS_CONSUMER, /* topic.events, group group.id */
+	CONFIG_KAFKA_DAEMON_PRODUCER, /* dead letters and snapshots */
+	CONFIG_KAFKA_ITEMS_CONSUMER,  /* topic.items, assign() only, never commits */
+	CONFIG_KAFKA_CTL_PRODUCER     /* interestctl erase */
+};
+
+/*
+ * A librdkafka configuration for one of interestd's clients, built in one
+ * place: the client's defaults, then the kafka.* pass-through of its scope
+ * (kafka.X for every client, kafka.consumer.X / kafka.producer.X for one
+ * kind), then what the client's guarantees need, set last so that a
+ * pass-through cannot undo it (no auto commit or offset store for the events
+ * consumer, the items reader's fixed settings, log lines queued to our
+ * polls). Callbacks are the caller's. NULL with "kafka[ (items consumer)]
+ * NAME=VALUE: <librdkafka's reason>" in errstr.
+ */
+struct rd_kafka_conf_s *config_kafka_conf(
+    const struct config *cfg, enum config_kafka_client client, char *errstr, size_t errstr_size);
+
 /*
  * Cross-key checks (redis.password with redis.password_file, a topic used
  * twice, ...). Returns 0 or -1 with every problem in errstr, one per line.

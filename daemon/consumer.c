@@ -2453,72 +2453,16 @@ consumer_render(void *opaque, char *buf, size_t size)
 
 /* ---- construction ---------------------------------------------------------- */
 
-static int
-consumer_conf_set(
-    rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errstr_size)
-{
-	char e[CONSUMER_ERR_MAX];
-
-	if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "kafka %s=%s: %s", k, v, e);
-		return -1;
-	}
-	return 0;
-}
-
-/* A librdkafka conf: our defaults, then the kafka.* pass-through for scope. */
+/* The librdkafka conf of the events consumer or the producer, with our callbacks. */
 static rd_kafka_conf_t *
 consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errstr_size)
 {
-	static const char *const cons_defaults[][2] = {
-		{ "enable.auto.commit", "false" },
-		{ "enable.auto.offset.store", "false" },
-		{ "partition.assignment.strategy", "cooperative-sticky" },
-		{ "auto.offset.reset", "earliest" },
-		{ "client.id", "interestd" },
-		/*
-		 * Prefetch at most 4 MiB (librdkafka: 64 MiB): ~40k events, four
-		 * batches ahead of the loop, at a sixteenth of the resident memory.
-		 * A far broker may want more (kafka.consumer.queued.max.messages.kbytes).
-		 */
-		{ "queued.max.messages.kbytes", "4096" },
-	};
-	static const char *const prod_defaults[][2] = {
-		{ "enable.idempotence", "true" },
-		{ "linger.ms", "5" },
-		{ "client.id", "interestd-producer" },
-	};
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	size_t n = producer ? sizeof(prod_defaults) / sizeof(prod_defaults[0])
-			    : sizeof(cons_defaults) / sizeof(cons_defaults[0]);
+	rd_kafka_conf_t *conf = config_kafka_conf(c->cfg,
+	    producer ? CONFIG_KAFKA_DAEMON_PRODUCER : CONFIG_KAFKA_EVENTS_CONSUMER, errstr,
+	    errstr_size);
 
-	for (size_t i = 0; i < n; i++) {
-		const char *k = producer ? prod_defaults[i][0] : cons_defaults[i][0];
-		const char *v = producer ? prod_defaults[i][1] : cons_defaults[i][1];
-
-		if (consumer_conf_set(conf, k, v, errstr, errstr_size) != 0)
-			goto fail;
-	}
-	if (!producer &&
-	    consumer_conf_set(conf, "group.id", c->cfg->group_id, errstr, errstr_size) != 0)
-		goto fail;
-	for (size_t i = 0; i < c->cfg->n_kafka; i++) {
-		const struct config_kafka *kv = &c->cfg->kafka[i];
-
-		if (kv->scope == (producer ? CONFIG_KAFKA_CONSUMER : CONFIG_KAFKA_PRODUCER))
-			continue;
-		if (consumer_conf_set(conf, kv->name, kv->value, errstr, errstr_size) != 0)
-			goto fail;
-	}
-	/* These make the delivery guarantees; a pass-through must not undo them. */
-	if (!producer &&
-	    (consumer_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != 0 ||
-		consumer_conf_set(conf, "enable.auto.offset.store", "false", errstr, errstr_size) !=
-		    0))
-		goto fail;
-	/* Log lines come through our polls (main thread) in our format. */
-	if (consumer_conf_set(conf, "log.queue", "true", errstr, errstr_size) != 0)
-		goto fail;
+	if (conf == NULL)
+		return NULL;
 	rd_kafka_conf_set_log_cb(conf, log_kafka_cb);
 	rd_kafka_conf_set_opaque(conf, c);
 	rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
@@ -2527,9 +2471,6 @@ consumer_kafka_conf(struct consumer *c, int producer, char *errstr, size_t errst
 	else
 		rd_kafka_conf_set_rebalance_cb(conf, consumer_rebalance_cb);
 	return conf;
-fail:
-	rd_kafka_conf_destroy(conf);
-	return NULL;
 }
 
 /* (Re)builds everything sized by the model: updater, userview, scratch, vector. */

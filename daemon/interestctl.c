@@ -725,7 +725,7 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 {
 	const char *id = NULL;
 	char err[CTL_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_conf_t *conf;
 	rd_kafka_message_t dr = { .err = RD_KAFKA_RESP_ERR__TIMED_OUT, .offset = -1 };
 	rd_kafka_resp_err_t kerr;
 	rd_kafka_t *rk = NULL;
@@ -741,21 +741,12 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 			id = NULL, i = argc;
 	}
 	if (id == NULL || *id == '\0') {
-		rd_kafka_conf_destroy(conf);
 		fputs(ctl_usage, stderr);
 		return CTL_EXIT_USAGE;
 	}
-	for (size_t i = 0; i < cfg->n_kafka; i++) {
-		const struct config_kafka *kv = &cfg->kafka[i];
-
-		if (kv->scope == CONFIG_KAFKA_CONSUMER)
-			continue;
-		if (rd_kafka_conf_set(conf, kv->name, kv->value, err, sizeof(err)) !=
-		    RD_KAFKA_CONF_OK) {
-			fprintf(stderr, "interestctl: kafka %s: %s\n", kv->name, err);
-			rd_kafka_conf_destroy(conf);
-			return CTL_EXIT_FAIL;
-		}
+	if ((conf = config_kafka_conf(cfg, CONFIG_KAFKA_CTL_PRODUCER, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "interestctl: %s\n", err);
+		return CTL_EXIT_FAIL;
 	}
 	rd_kafka_conf_set_dr_msg_cb(conf, ctl_erase_dr);
 	rd_kafka_conf_set_opaque(conf, &dr);

@@ -511,56 +511,18 @@ items_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	    rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
 }
 
-static int
-items_conf_set(
-    rd_kafka_conf_t *conf, const char *k, const char *v, char *errstr, size_t errstr_size)
-{
-	char e[ITEMS_ERR_MAX];
-
-	if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-		snprintf(errstr, errstr_size, "kafka (items consumer) %s=%s: %s", k, v, e);
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * The consumer's conf: the kafka.* pass-through (both and consumer scope),
- * then what this reader needs. librdkafka wants a group.id for its consumer
- * API; with assign() only and no commit it is never sent to the broker.
- */
+/* The reader's conf (config_kafka_conf) with our callbacks. */
 static rd_kafka_conf_t *
 items_kafka_conf(const struct config *cfg, char *errstr, size_t errstr_size)
 {
-	static const char *const fixed[][2] = {
-		{ "client.id", "interestd-items" }, { "enable.auto.commit", "false" },
-		{ "enable.auto.offset.store", "false" }, { "enable.partition.eof", "true" },
-		{ "auto.offset.reset", "earliest" },
-		{ "log.queue", "true" }, /* served by our polls: log_kafka_cb */
-	};
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	char group[ITEMS_ERR_MAX];
+	rd_kafka_conf_t *conf =
+	    config_kafka_conf(cfg, CONFIG_KAFKA_ITEMS_CONSUMER, errstr, errstr_size);
 
-	for (size_t i = 0; i < cfg->n_kafka; i++) {
-		const struct config_kafka *kv = &cfg->kafka[i];
-
-		if (kv->scope == CONFIG_KAFKA_PRODUCER)
-			continue;
-		if (items_conf_set(conf, kv->name, kv->value, errstr, errstr_size) != 0)
-			goto fail;
-	}
-	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-		if (items_conf_set(conf, fixed[i][0], fixed[i][1], errstr, errstr_size) != 0)
-			goto fail;
-	snprintf(group, sizeof(group), "%s.items-unused", cfg->group_id);
-	if (items_conf_set(conf, "group.id", group, errstr, errstr_size) != 0)
-		goto fail;
+	if (conf == NULL)
+		return NULL;
 	rd_kafka_conf_set_error_cb(conf, items_error_cb);
 	rd_kafka_conf_set_log_cb(conf, log_kafka_cb);
 	return conf;
-fail:
-	rd_kafka_conf_destroy(conf);
-	return NULL;
 }
 
 struct items *

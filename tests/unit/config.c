@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "config.h"
 
 static int failures;
@@ -370,6 +372,76 @@ test_load_file(void)
 	config_free(cfg);
 }
 
+/* The value of k in conf, or "" when unset. */
+static const char *
+conf_get(rd_kafka_conf_t *conf, const char *k)
+{
+	static char v[256];
+	size_t n = sizeof(v);
+
+	if (rd_kafka_conf_get(conf, k, v, &n) != RD_KAFKA_CONF_OK)
+		v[0] = '\0';
+	return v;
+}
+
+/* config_kafka_conf: defaults, the pass-through by scope, the fixed settings last. */
+static void
+test_kafka_conf(void)
+{
+	char err[512];
+	struct config *cfg = load("group.id = g7\n"
+				  "kafka.bootstrap.servers = 127.0.0.1:1\n"
+				  "kafka.consumer.enable.auto.commit = true\n"
+				  "kafka.consumer.auto.offset.reset = latest\n"
+				  "kafka.producer.linger.ms = 50\n"
+				  "kafka.client.id = mine\n",
+	    err, sizeof(err));
+	rd_kafka_conf_t *ev, *pr, *it, *ctl;
+
+	CHECK(cfg != NULL, "kafka config loads (%s)", cfg ? "" : err);
+	if (cfg == NULL)
+		return;
+	ev = config_kafka_conf(cfg, CONFIG_KAFKA_EVENTS_CONSUMER, err, sizeof(err));
+	pr = config_kafka_conf(cfg, CONFIG_KAFKA_DAEMON_PRODUCER, err, sizeof(err));
+	it = config_kafka_conf(cfg, CONFIG_KAFKA_ITEMS_CONSUMER, err, sizeof(err));
+	ctl = config_kafka_conf(cfg, CONFIG_KAFKA_CTL_PRODUCER, err, sizeof(err));
+	CHECK(ev && pr && it && ctl, "every client's conf builds (%s)", err);
+	if (ev && pr && it && ctl) {
+		CHECK(strcmp(conf_get(ev, "enable.auto.commit"), "false") == 0,
+		    "a pass-through cannot turn auto commit on for the events consumer");
+		/* librdkafka reads latest / earliest back as largest / smallest */
+		CHECK(strcmp(conf_get(ev, "auto.offset.reset"), "largest") == 0 &&
+			strcmp(conf_get(ev, "group.id"), "g7") == 0 &&
+			strcmp(conf_get(ev, "client.id"), "mine") == 0,
+		    "the events consumer takes kafka.X and kafka.consumer.X over its defaults");
+		CHECK(strcmp(conf_get(ev, "partition.assignment.strategy"), "cooperative-sticky") ==
+			0,
+		    "the events consumer's default assignment strategy");
+		CHECK(strcmp(conf_get(pr, "linger.ms"), "50") == 0 &&
+			strcmp(conf_get(ev, "linger.ms"), "50") != 0,
+		    "kafka.producer.X reaches the producer only");
+		CHECK(strcmp(conf_get(pr, "enable.idempotence"), "true") == 0 &&
+			strcmp(conf_get(pr, "bootstrap.servers"), "127.0.0.1:1") == 0,
+		    "the producer: idempotent, the brokers of kafka.X");
+		CHECK(strcmp(conf_get(it, "client.id"), "interestd-items") == 0 &&
+			strcmp(conf_get(it, "group.id"), "g7.items-unused") == 0 &&
+			strcmp(conf_get(it, "auto.offset.reset"), "smallest") == 0,
+		    "the items reader's fixed settings win over the pass-through");
+		CHECK(strcmp(conf_get(ctl, "linger.ms"), "50") == 0 &&
+			strcmp(conf_get(ctl, "enable.idempotence"), "false") == 0,
+		    "interestctl's producer: the pass-through, no daemon defaults");
+	}
+	if (ev)
+		rd_kafka_conf_destroy(ev);
+	if (pr)
+		rd_kafka_conf_destroy(pr);
+	if (it)
+		rd_kafka_conf_destroy(it);
+	if (ctl)
+		rd_kafka_conf_destroy(ctl);
+	config_free(cfg);
+}
+
 int
 main(void)
 {
@@ -382,6 +454,7 @@ main(void)
 	test_overrides_and_dump();
 	test_help_table();
 	test_load_file();
+	test_kafka_conf();
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
 	return failures ? 1 : 0;
 }
