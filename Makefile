@@ -34,7 +34,7 @@ ifneq ($(wildcard daemon/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
-.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean
+.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean print-warn
 # A test-only daemon: INTERESTD_TEST_CRASH_AT=P:O makes it abort at that message (the
 # poison-message tests); never installed.
 HOOK_BIN := $(BUILD)/tools/interestd-crashhook
@@ -98,9 +98,16 @@ test-unit: all
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 asan:
 	$(MAKE) BUILD=build-asan OPT="-O1 -g" SAN="$(SAN_FLAGS)" all
+# The fuzz targets (tests/fuzz/) are built and run FUZZ_SMOKE_S seconds each
+# on their seed corpora as a smoke test: real libFuzzer (clang with
+# -fsanitize=fuzzer,address,undefined; clang and libclang-rt-14-dev come with
+# make deps), the targets compiled with WARN; a crash, leak, sanitizer report
+# or timeout fails the run (scripts/fuzz; make fuzz runs them long).
+FUZZ_SMOKE_S ?= 5
 test-asan: deps
 	$(MAKE) asan
 	tests/run-unit build-asan
+	FUZZ_SECONDS=$(FUZZ_SMOKE_S) scripts/fuzz
 	tests/run-integration build-asan
 
 # ML evaluation: conversion, LLM catalog, training and evaluation in one go.
@@ -131,10 +138,14 @@ faults: deps
 fuzz:
 	scripts/fuzz
 
+# The warning flags, for builds outside these rules (scripts/fuzz).
+print-warn:
+	@echo '$(WARN)'
+
 lint:
 	clang-format --dry-run --Werror model/*.[ch] daemon/*.[ch] tests/unit/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

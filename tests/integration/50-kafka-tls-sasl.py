@@ -14,7 +14,9 @@ wrong password the daemon logs the SASL authentication failure (what it does the
 reported by the test's output and asserted: no crash, one error line per distinct reason
 naming protocol and mechanism, the failure in the sd_notify STATUS and counted in
 /metrics, librdkafka's own lines in our log format, no events applied, and SIGTERM
-still stops it)."""
+still stops it).
+Optional: skipped (exit 77, counted as skipped) without openssl, keytool or java, the
+Kafka jars, or a librdkafka >= 2.6.1 (the system's or the venv's confluent-kafka wheel)."""
 import ctypes
 import glob
 import os

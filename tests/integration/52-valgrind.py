@@ -6,7 +6,9 @@ messages, reloads its model on SIGHUP, stops on SIGTERM with
 exit 0 (99 would be a memcheck error or a definite leak), and the memcheck log reports
 0 errors and 0 bytes definitely lost. tests/valgrind.supp suppresses only frames inside
 third-party libraries (each entry says why). Always runs the plain build (BUILD_DIR,
-or build/ when BUILD_DIR is a sanitizer build: ASan and valgrind do not mix)."""
+or build/ when BUILD_DIR is a sanitizer build: ASan and valgrind do not mix).
+Optional: skipped (exit 77, counted as skipped) without valgrind or, under a
+sanitizer build, without a plain build/ beside it."""
 import os
 import re
 import signal

@@ -48,10 +48,10 @@ def build_dir():
 
 
 def tool(name):
+    """A program of the build under test; a missing one fails the test (make all)."""
     p = os.path.join(build_dir(), name)
     if not os.access(p, os.X_OK):
-        print(f"SKIP: {p} not built", flush=True)
-        sys.exit(77)
+        fail(f"{p} not built (make all)")
     return p
 
 
@@ -86,8 +86,7 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
     train = tool("interest-train")
     for p in (make_sample, catalog):
         if not os.path.exists(p):
-            print(f"SKIP: {p} does not exist yet", flush=True)
-            sys.exit(77)
+            fail(f"{p} does not exist")
     params = f"seed={seed} epochs={epochs} hidden={hidden} version={model_version}"
     pylib = os.path.join(ROOT, "scripts", "interestd_py")
     libs = sorted(os.path.join(pylib, f) for f in os.listdir(pylib) if f.endswith(".py")) \

@@ -1,5 +1,6 @@
 """Shared fixtures of the Python tests: the scripts/ package on sys.path, the
-repository paths, ML-100K's location, and a fake OpenAI-compatible server."""
+repository paths, ML-100K's location (DATA_ROOT), the programs of the build
+under test (BUILD_DIR), and a fake OpenAI-compatible server."""
 
 import hashlib
 import json
@@ -18,14 +19,31 @@ sys.path.insert(0, SCRIPTS)
 FAKE_DIM = 32
 
 
-def ml100k_dir():
-    """ML-100K: $ML100K, else $DATA_ROOT/ml-100k (DATA_ROOT defaults to
-    ../shared/data beside the repository, as in CI); None when absent."""
-    data_root = os.environ.get("DATA_ROOT") or os.path.join(ROOT, "..", "shared", "data")
-    for d in (os.environ.get("ML100K"), os.path.join(data_root, "ml-100k")):
-        if d and os.path.isfile(os.path.join(d, "u.data")):
-            return d
-    return None
+def data_root():
+    """The shared data folder: $DATA_ROOT (relative paths from the repository
+    root, as `make` and the test runners use it), default ../shared/data beside
+    the repository."""
+    return os.path.join(ROOT, os.environ.get("DATA_ROOT") or os.path.join("..", "shared", "data"))
+
+
+@pytest.fixture
+def ml100k():
+    """ML-100K's folder under data_root(). A test that asks for it fails, not
+    skips, when it is missing: it is part of the test setup, like the build."""
+    d = os.path.join(data_root(), "ml-100k")
+    if not os.path.isfile(os.path.join(d, "u.data")):
+        pytest.fail("ML-100K not found: no %s (set DATA_ROOT to the folder holding ml-100k/)"
+                    % os.path.join(d, "u.data"), pytrace=False)
+    return d
+
+
+def built(name):
+    """A program of the build under test: $BUILD_DIR (set by tests/run-unit),
+    default build/. Fails the calling test when it is missing."""
+    p = os.path.join(os.environ.get("BUILD_DIR") or os.path.join(ROOT, "build"), name)
+    if not os.access(p, os.X_OK):
+        pytest.fail("%s not built (make all)" % p, pytrace=False)
+    return p
 
 
 def fake_embedding(text):

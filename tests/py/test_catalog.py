@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, ml100k_dir
+from conftest import ROOT, built
 from helpers import TOY, run_script, write_items
 from interestd_py import container
 
@@ -37,9 +37,7 @@ def test_byte_identical_for_same_seed(sample, tmp_path):
 
 
 def test_the_c_library_reads_it(sample, tmp_path):
-    ctl = os.path.join(ROOT, "build", "interestctl")
-    if not os.access(ctl, os.X_OK):
-        pytest.skip("build/interestctl not built")
+    ctl = built("interestctl")
     p = tmp_path / "x.icat"
     run_script("catalog", "build", "--items", sample / "items.csv", "--out", p, "--dim", 128)
     r = subprocess.run([ctl, "model", str(p)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -100,10 +98,8 @@ def test_reexecs_into_the_venv(tmp_path):
     assert r.returncode == 1 and "No such file" in r.stderr, r.stderr
 
 
-def test_ml100k_catalog_speed_and_names(tmp_path):
-    d = ml100k_dir()
-    if d is None:
-        pytest.skip("ML-100K not found (set ML100K=DIR)")
+def test_ml100k_catalog_speed_and_names(ml100k, tmp_path):
+    d = ml100k
     run_script("convert-movielens", "--in", d, "--out", tmp_path)
     t0 = time.monotonic()
     run_script("catalog", "build", "--items", tmp_path / "items.csv", "--out",

@@ -9,7 +9,7 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import built
 from interestd_py import container as c
 
 
@@ -122,9 +122,7 @@ def test_model_kind2_split(tmp_path):
 def test_reads_a_model_written_by_interest_train(tmp_path):
     """Cross-check with the C writer: a model trained by interest-train on the
     sample is read back with its catalog sections verbatim."""
-    train = os.path.join(ROOT, "build", "interest-train")
-    if not os.access(train, os.X_OK):
-        pytest.skip("build/interest-train not built")
+    train = built("interest-train")
     from helpers import run_script
     run_script("make-sample", "--out", tmp_path, "--users", 30, "--items", 60, "--events", 900)
     run_script("catalog", "build", "--items", tmp_path / "items.csv", "--out",

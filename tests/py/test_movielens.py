@@ -3,9 +3,6 @@
 import csv
 import os
 
-import pytest
-
-from conftest import ml100k_dir
 from helpers import run_script
 from interestd_py.items import read_items
 
@@ -15,10 +12,8 @@ def read_rows(path):
         return list(csv.reader(f))
 
 
-def test_ml100k(tmp_path):
-    d = ml100k_dir()
-    if d is None:
-        pytest.skip("ML-100K not found (set ML100K=DIR)")
+def test_ml100k(ml100k, tmp_path):
+    d = ml100k
     r = run_script("convert-movielens", "--in", d, "--out", tmp_path)
     assert "ml-100k: 1682 items, 100000 interactions" in r.stderr
     inter = read_rows(tmp_path / "interactions.csv")

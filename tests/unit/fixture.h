@@ -204,7 +204,9 @@ fixture_write_catalog(const char *path, const struct fixture_cat *fc, char *err,
 
 /*
  * ML-100K's u.data under the shared data: $DATA_ROOT (default ../shared/data,
- * relative to the repository root the tests run in) + /ml-100k/u.data.
+ * relative to the repository root the tests run in) + /ml-100k/u.data. A test
+ * that reads it fails when it is missing (tests/run-unit: only a test that
+ * cannot run for a reason outside the project exits 77, skipped).
  */
 static inline const char *
 fixture_ml100k(char *buf, size_t size)
