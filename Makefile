@@ -11,13 +11,17 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wformat=2
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Idaemon
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Itrain -Idaemon
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS := $(SAN)
 
-# model/: pure computation + model-file I/O. cmd_*.c hold the tools' main().
-MODEL_SRC  := $(filter-out model/cmd_%.c,$(wildcard model/*.c))
+# model/: the serving library: pure computation + model-file I/O.
+MODEL_SRC  := $(wildcard model/*.c)
 MODEL_OBJ  := $(MODEL_SRC:%.c=$(BUILD)/%.o)
+# train/: the offline side: trainer, settings search, evaluation, dataset reader;
+# cmd_*.c hold the tools' main().
+TRAIN_SRC  := $(filter-out train/cmd_%.c,$(wildcard train/*.c))
+TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 # daemon/: every socket. interestd.c and interestctl.c hold main().
 DAEMON_SRC := $(filter-out daemon/interestd.c daemon/interestctl.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
@@ -44,6 +48,9 @@ all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN) $(HOOK_BIN)
 $(BUILD)/model/%.o: model/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Wconversion -c $< -o $@
+$(BUILD)/train/%.o: train/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Wconversion -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -54,14 +61,18 @@ $(BUILD)/libinterest.a: $(MODEL_OBJ)
 $(BUILD)/libdaemon.a: $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+$(BUILD)/libtrain.a: $(TRAIN_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
-$(BUILD)/interest-train: $(BUILD)/model/cmd_train.o $(BUILD)/libinterest.a
+$(BUILD)/interest-train: $(BUILD)/train/cmd_train.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/interest-eval: $(BUILD)/model/cmd_eval.o $(BUILD)/libinterest.a
+$(BUILD)/interest-eval: $(BUILD)/train/cmd_eval.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/interestctl: $(BUILD)/daemon/interestctl.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+$(BUILD)/interestctl: $(BUILD)/daemon/interestctl.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
+    $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hooks/consumer.o: daemon/consumer.c
 	@mkdir -p $(@D)
@@ -70,10 +81,12 @@ $(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer.o $(BUILD)/libd
     $(BUILD)/libinterest.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+$(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
+    $(BUILD)/libinterest.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
+    $(BUILD)/libinterest.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -143,7 +156,7 @@ print-warn:
 	@echo '$(WARN)'
 
 lint:
-	clang-format --dry-run --Werror model/*.[ch] daemon/*.[ch] tests/unit/*.c
+	clang-format --dry-run --Werror model/*.[ch] train/*.[ch] daemon/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

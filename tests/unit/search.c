@@ -1,5 +1,5 @@
 /*
- * interest-train's settings search (model/search.h): only the settings not
+ * interest-train's settings search (train/search.h): only the settings not
  * given as flags are varied, each alternative of the grid is tried once,
  * each try's merit is its validation NDCG@10 weighted by its pseudo-cold
  * HR@10 as search.h says, the budget stops tries that would not fit (and

@@ -1,7 +1,7 @@
 /*
- * The retraining gate (model/train.h): train_accept's rule at its edges, and
+ * The retraining gate (train/train.h): train_accept's rule at its edges, and
  * train_test's figures against an independent computation with the
- * evaluation protocol's own accumulator (model/evaluate.h), and the order
+ * evaluation protocol's own accumulator (train/evaluate.h), and the order
  * random < knows some targets < knows every target, on a synthetic catalog.
  */
 #include <math.h>

@@ -121,7 +121,7 @@ struct train_test_result {
 };
 
 /*
- * The retraining gate's measurement, the protocol of model/evaluate.h: each
+ * The retraining gate's measurement, the protocol of train/evaluate.h: each
  * user of ds with >= EVAL_MIN_EVENTS events, its last event (time order) the
  * target, the events before it replayed through the serving path (updater,
  * scorer, as the daemon serves), full ranking over every item minus the

@@ -91,7 +91,7 @@ usage(FILE *fp)
 	    "  --content-init 0|1 start as a content recommender: the interest vector echoes\n"
 	    "                     the recent items' LLM embeddings (default 1 with validation\n"
 	    "                     items, where the start competes as epoch 0; 0 without)\n"
-	    "settings search (model/search.h), on whenever there are validation items\n"
+	    "settings search (train/search.h), on whenever there are validation items\n"
 	    "(--holdout-last >= 1) and epochs to train: a coordinate search over --l2 {1e-5,\n"
 	    "1e-4,1e-3}, --dropout {0.3,0.1,0.5}, --content-init {1,0}, --hidden {128,64,256},\n"
 	    "--lr {1e-3,3e-3}, --l2-bias {0,1e-4,1e-3}, --bptt {20,50}, in that order, each try\n"

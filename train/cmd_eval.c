@@ -1,5 +1,5 @@
 /*
- * interest-eval: the leave-last-out evaluation (model/evaluate.h) of one or
+ * interest-eval: the leave-last-out evaluation (train/evaluate.h) of one or
  * more trained models (one per seed) against Popularity, Markov and ItemKNN
  * on the same split, plus the cold-start check and the LSTM once more with
  * the daemon's own exclusion (its consumed-items filter, not the exact
