@@ -239,11 +239,10 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
-		struct hmac_key hk;
-
-		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		hmac_pseudonym(&hk, id, strlen(id), pseudo);
-		hmac_key_wipe(&hk);
+		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			return CTL_EXIT_FAIL;
+		}
 		printf("pseudonym %s\n", pseudo);
 		id = pseudo;
 	}
@@ -784,11 +783,10 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	if (cfg->ids_hmac_key != NULL) {
-		struct hmac_key hk;
-
-		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		hmac_pseudonym(&hk, id, strlen(id), pseudo);
-		hmac_key_wipe(&hk);
+		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			goto done;
+		}
 		id = pseudo;
 	}
 	if ((rc = sink_redis_connect(cfg, err, sizeof(err))) == NULL) {
