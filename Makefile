@@ -4,7 +4,7 @@
 
 BUILD   ?= build
 CC      ?= cc
-PKGS    := rdkafka avro-c hiredis openblas libsystemd
+PKGS    := rdkafka avro-c hiredis openblas libsystemd libcrypto zlib jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

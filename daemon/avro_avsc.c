@@ -1,18 +1,19 @@
 /*
- * Avro schema JSON -> schema tree, Parsing Canonical Form and CRC-64-AVRO
- * fingerprint. Everything a schema owns lives in one arena freed at once; this
- * runs at start-up and reload only, never per message.
+ * Avro schema JSON (read by Jansson) -> schema tree, Parsing Canonical Form
+ * and CRC-64-AVRO fingerprint. The schema tree lives in one arena and points
+ * into the Jansson document; both are freed at once. This runs at start-up
+ * and reload only, never per message.
  */
 #include "avro_avsc.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Nesting limit for JSON values and schema trees (a schema is small). */
+#include <jansson.h>
+
+/* Nesting limit for schema trees (a schema is small). */
 #define AVSC_MAX_DEPTH   64
 #define AVSC_ARENA_BLOCK 8192
 #define AVSC_ALIGN       16
@@ -26,16 +27,15 @@ struct avsc_block {
 
 struct avsc {
 	struct avsc_block *blocks;
+	json_t *doc; /* names, symbols and defaults point into it */
 	struct avsc_node *root;
 	char *canonical;
 	uint64_t fingerprint;
 };
 
-/* Parse state: the JSON cursor, the named types seen so far, the error. */
+/* Parse state: the named types seen so far, the error. */
 struct avsc_parser {
 	struct avsc *sc;
-	const char *p;
-	const char *end;
 	struct avsc_node **named;
 	size_t n_named;
 	size_t cap_named;
@@ -103,315 +103,6 @@ avsc_palloc(struct avsc_parser *ps, size_t size)
 	return ptr;
 }
 
-/* ---- JSON ---- */
-
-static void
-avsc_json_ws(struct avsc_parser *ps)
-{
-	while (ps->p < ps->end &&
-	    (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-		ps->p++;
-}
-
-static int
-avsc_hex4(const char *s, unsigned *out)
-{
-	unsigned v = 0;
-
-	for (int i = 0; i < 4; i++) {
-		char c = s[i];
-		v <<= 4;
-		if (c >= '0' && c <= '9')
-			v |= (unsigned)(c - '0');
-		else if (c >= 'a' && c <= 'f')
-			v |= (unsigned)(c - 'a' + 10);
-		else if (c >= 'A' && c <= 'F')
-			v |= (unsigned)(c - 'A' + 10);
-		else
-			return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Reads a JSON string at ps->p (which is at the opening quote). */
-static char *
-avsc_json_string(struct avsc_parser *ps, size_t *len_out)
-{
-	const char *s = ps->p + 1;
-	const char *q = s;
-	char *out;
-	size_t n = 0;
-
-	/* Decoded text is never longer than the raw text (escapes shrink). */
-	while (q < ps->end && *q != '"')
-		q += (*q == '\\') ? 2 : 1;
-	if (q >= ps->end) {
-		avsc_fail(ps, "JSON: unterminated string");
-		return NULL;
-	}
-	out = avsc_palloc(ps, (size_t)(q - s) + 1);
-	if (out == NULL)
-		return NULL;
-	while (s < ps->end && *s != '"') {
-		unsigned char c = (unsigned char)*s++;
-		if (c < 0x20) {
-			avsc_fail(ps, "JSON: control character in string");
-			return NULL;
-		}
-		if (c != '\\') {
-			out[n++] = (char)c;
-			continue;
-		}
-		if (s >= ps->end)
-			break;
-		c = (unsigned char)*s++;
-		switch (c) {
-		case '"':
-		case '\\':
-		case '/':
-			out[n++] = (char)c;
-			break;
-		case 'b':
-			out[n++] = '\b';
-			break;
-		case 'f':
-			out[n++] = '\f';
-			break;
-		case 'n':
-			out[n++] = '\n';
-			break;
-		case 'r':
-			out[n++] = '\r';
-			break;
-		case 't':
-			out[n++] = '\t';
-			break;
-		case 'u': {
-			unsigned cp, lo;
-			if (ps->end - s < 4 || avsc_hex4(s, &cp) != 0) {
-				avsc_fail(ps, "JSON: bad \\u escape");
-				return NULL;
-			}
-			s += 4;
-			if (cp >= 0xd800 && cp < 0xdc00 && ps->end - s >= 6 && s[0] == '\\' &&
-			    s[1] == 'u' && avsc_hex4(s + 2, &lo) == 0 && lo >= 0xdc00 &&
-			    lo < 0xe000) {
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-				s += 6;
-			}
-			/* Up to 4 UTF-8 bytes from a 6- or 12-byte escape: fits cap. */
-			if (cp < 0x80) {
-				out[n++] = (char)cp;
-			} else if (cp < 0x800) {
-				out[n++] = (char)(0xc0 | (cp >> 6));
-				out[n++] = (char)(0x80 | (cp & 0x3f));
-			} else if (cp < 0x10000) {
-				out[n++] = (char)(0xe0 | (cp >> 12));
-				out[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-				out[n++] = (char)(0x80 | (cp & 0x3f));
-			} else {
-				out[n++] = (char)(0xf0 | (cp >> 18));
-				out[n++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-				out[n++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-				out[n++] = (char)(0x80 | (cp & 0x3f));
-			}
-			break;
-		}
-		default:
-			avsc_fail(ps, "JSON: bad escape \\%c", c);
-			return NULL;
-		}
-	}
-	if (s >= ps->end) {
-		avsc_fail(ps, "JSON: unterminated string");
-		return NULL;
-	}
-	ps->p = s + 1;
-	out[n] = '\0';
-	*len_out = n;
-	return out;
-}
-
-static struct avsc_json *avsc_json_value(struct avsc_parser *ps, int depth);
-
-static int
-avsc_json_push(
-    struct avsc_parser *ps, struct avsc_json *v, size_t *cap, struct avsc_json *item, char *key)
-{
-	if (v->n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 8;
-		struct avsc_json **items = avsc_palloc(ps, ncap * sizeof(*items));
-		char **keys = avsc_palloc(ps, ncap * sizeof(*keys));
-		if (items == NULL || keys == NULL)
-			return -1;
-		if (v->n > 0) {
-			memcpy(items, v->items, v->n * sizeof(*items));
-			memcpy(keys, v->keys, v->n * sizeof(*keys));
-		}
-		v->items = items;
-		v->keys = keys;
-		*cap = ncap;
-	}
-	v->items[v->n] = item;
-	v->keys[v->n] = key;
-	v->n++;
-	return 0;
-}
-
-static struct avsc_json *
-avsc_json_container(struct avsc_parser *ps, struct avsc_json *v, int depth)
-{
-	char close = v->kind == AVSC_JSON_OBJECT ? '}' : ']';
-	size_t cap = 0;
-
-	ps->p++;
-	avsc_json_ws(ps);
-	if (ps->p < ps->end && *ps->p == close) {
-		ps->p++;
-		return v;
-	}
-	for (;;) {
-		char *key = NULL;
-		size_t key_len;
-		struct avsc_json *item;
-
-		avsc_json_ws(ps);
-		if (v->kind == AVSC_JSON_OBJECT) {
-			if (ps->p >= ps->end || *ps->p != '"') {
-				avsc_fail(ps, "JSON: expected member name");
-				return NULL;
-			}
-			if ((key = avsc_json_string(ps, &key_len)) == NULL)
-				return NULL;
-			for (size_t i = 0; i < v->n; i++)
-				if (strcmp(v->keys[i], key) == 0) {
-					avsc_fail(ps, "JSON: duplicate member \"%s\"", key);
-					return NULL;
-				}
-			avsc_json_ws(ps);
-			if (ps->p >= ps->end || *ps->p != ':') {
-				avsc_fail(ps, "JSON: expected ':'");
-				return NULL;
-			}
-			ps->p++;
-		}
-		if ((item = avsc_json_value(ps, depth + 1)) == NULL)
-			return NULL;
-		if (avsc_json_push(ps, v, &cap, item, key) != 0)
-			return NULL;
-		avsc_json_ws(ps);
-		if (ps->p < ps->end && *ps->p == ',') {
-			ps->p++;
-			continue;
-		}
-		if (ps->p < ps->end && *ps->p == close) {
-			ps->p++;
-			return v;
-		}
-		avsc_fail(ps, "JSON: expected ',' or '%c'", close);
-		return NULL;
-	}
-}
-
-static struct avsc_json *
-avsc_json_number(struct avsc_parser *ps, struct avsc_json *v)
-{
-	char tmp[64];
-	const char *s = ps->p;
-	size_t n;
-	char *endp;
-	int integral = 1;
-
-	while (ps->p < ps->end && *ps->p != '\0' && strchr("+-0123456789.eE", *ps->p) != NULL) {
-		if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E')
-			integral = 0;
-		ps->p++;
-	}
-	n = (size_t)(ps->p - s);
-	if (n == 0 || n >= sizeof(tmp)) {
-		avsc_fail(ps, "JSON: bad number");
-		return NULL;
-	}
-	memcpy(tmp, s, n);
-	tmp[n] = '\0';
-	v->kind = AVSC_JSON_NUMBER;
-	errno = 0;
-	v->number = strtod(tmp, &endp);
-	if (*endp != '\0' || !isfinite(v->number)) {
-		avsc_fail(ps, "JSON: bad number %s", tmp);
-		return NULL;
-	}
-	if (integral) {
-		long long ll;
-		errno = 0;
-		ll = strtoll(tmp, &endp, 10);
-		if (*endp == '\0' && errno == 0) {
-			v->is_integer = 1;
-			v->integer = (int64_t)ll;
-		}
-	}
-	return v;
-}
-
-static struct avsc_json *
-avsc_json_value(struct avsc_parser *ps, int depth)
-{
-	struct avsc_json *v;
-
-	if (depth > AVSC_MAX_DEPTH) {
-		avsc_fail(ps, "JSON: nested too deep");
-		return NULL;
-	}
-	avsc_json_ws(ps);
-	if (ps->p >= ps->end) {
-		avsc_fail(ps, "JSON: unexpected end of text");
-		return NULL;
-	}
-	if ((v = avsc_palloc(ps, sizeof(*v))) == NULL)
-		return NULL;
-	switch (*ps->p) {
-	case '{':
-		v->kind = AVSC_JSON_OBJECT;
-		return avsc_json_container(ps, v, depth);
-	case '[':
-		v->kind = AVSC_JSON_ARRAY;
-		return avsc_json_container(ps, v, depth);
-	case '"':
-		v->kind = AVSC_JSON_STRING;
-		v->str = avsc_json_string(ps, &v->str_len);
-		return v->str != NULL ? v : NULL;
-	default:
-		break;
-	}
-	if (ps->end - ps->p >= 4 && memcmp(ps->p, "null", 4) == 0) {
-		ps->p += 4;
-		v->kind = AVSC_JSON_NULL;
-		return v;
-	}
-	if (ps->end - ps->p >= 4 && memcmp(ps->p, "true", 4) == 0) {
-		ps->p += 4;
-		v->kind = AVSC_JSON_BOOL;
-		v->boolean = 1;
-		return v;
-	}
-	if (ps->end - ps->p >= 5 && memcmp(ps->p, "false", 5) == 0) {
-		ps->p += 5;
-		v->kind = AVSC_JSON_BOOL;
-		return v;
-	}
-	return avsc_json_number(ps, v);
-}
-
-static const struct avsc_json *
-avsc_json_get(const struct avsc_json *obj, const char *key)
-{
-	for (size_t i = 0; i < obj->n; i++)
-		if (strcmp(obj->keys[i], key) == 0)
-			return obj->items[i];
-	return NULL;
-}
-
 /* ---- schema ---- */
 
 static const char *const avsc_primitive_names[] = {
@@ -458,22 +149,31 @@ avsc_valid_name(const char *s, int dotted)
 	return !start;
 }
 
+/* A string without NULs (JSON may hold "\u0000"), else NULL. */
 static const char *
-avsc_json_str_attr(
-    struct avsc_parser *ps, const struct avsc_json *obj, const char *key, int required)
+avsc_plain_string(const json_t *v)
 {
-	const struct avsc_json *v = avsc_json_get(obj, key);
+	const char *str = json_string_value(v);
+
+	return str != NULL && strlen(str) == json_string_length(v) ? str : NULL;
+}
+
+static const char *
+avsc_str_attr(struct avsc_parser *ps, const json_t *obj, const char *key, int required)
+{
+	const json_t *v = json_object_get(obj, key);
+	const char *str;
 
 	if (v == NULL) {
 		if (required)
 			avsc_fail(ps, "schema: missing \"%s\"", key);
 		return NULL;
 	}
-	if (v->kind != AVSC_JSON_STRING || strlen(v->str) != v->str_len) {
+	if ((str = avsc_plain_string(v)) == NULL) {
 		avsc_fail(ps, "schema: \"%s\" is not a string", key);
 		return NULL;
 	}
-	return v->str;
+	return str;
 }
 
 static struct avsc_node *
@@ -528,17 +228,16 @@ avsc_reference(struct avsc_parser *ps, const char *name, const char *ns)
 
 /* Sets fullname/name of a named type and registers it; returns its namespace. */
 static const char *
-avsc_define(
-    struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj, const char *ns)
+avsc_define(struct avsc_parser *ps, struct avsc_node *node, const json_t *obj, const char *ns)
 {
-	const char *name = avsc_json_str_attr(ps, obj, "name", 1);
+	const char *name = avsc_str_attr(ps, obj, "name", 1);
 	const char *own_ns;
 	const char *dot;
 	char *full;
 
 	if (name == NULL)
 		return NULL;
-	own_ns = avsc_json_str_attr(ps, obj, "namespace", 0);
+	own_ns = avsc_str_attr(ps, obj, "namespace", 0);
 	if (ps->failed)
 		return NULL;
 	if (!avsc_valid_name(name, 1)) {
@@ -590,36 +289,36 @@ avsc_define(
 }
 
 static struct avsc_node *avsc_schema(
-    struct avsc_parser *ps, const struct avsc_json *j, const char *ns, int depth);
+    struct avsc_parser *ps, const json_t *j, const char *ns, int depth);
 
 static struct avsc_node *
-avsc_record(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj,
-    const char *ns, int depth)
+avsc_record(
+    struct avsc_parser *ps, struct avsc_node *node, const json_t *obj, const char *ns, int depth)
 {
-	const struct avsc_json *fields = avsc_json_get(obj, "fields");
+	const json_t *fields = json_object_get(obj, "fields");
 
 	if ((ns = avsc_define(ps, node, obj, ns)) == NULL)
 		return NULL;
-	if (fields == NULL || fields->kind != AVSC_JSON_ARRAY) {
+	if (!json_is_array(fields)) {
 		avsc_fail(
 		    ps, "schema: record %s: \"fields\" missing or not an array", node->fullname);
 		return NULL;
 	}
-	node->n = fields->n;
-	node->fields = avsc_palloc(ps, (fields->n + 1) * sizeof(*node->fields));
+	node->n = json_array_size(fields);
+	node->fields = avsc_palloc(ps, (node->n + 1) * sizeof(*node->fields));
 	if (node->fields == NULL)
 		return NULL;
-	for (size_t i = 0; i < fields->n; i++) {
-		const struct avsc_json *f = fields->items[i];
+	for (size_t i = 0; i < node->n; i++) {
+		const json_t *f = json_array_get(fields, i);
 		struct avsc_field *fd = &node->fields[i];
-		const struct avsc_json *ftype;
+		const json_t *ftype;
 
-		if (f->kind != AVSC_JSON_OBJECT) {
+		if (!json_is_object(f)) {
 			avsc_fail(
 			    ps, "schema: record %s: field %zu is not an object", node->fullname, i);
 			return NULL;
 		}
-		if ((fd->name = avsc_json_str_attr(ps, f, "name", 1)) == NULL)
+		if ((fd->name = avsc_str_attr(ps, f, "name", 1)) == NULL)
 			return NULL;
 		if (!avsc_valid_name(fd->name, 0)) {
 			avsc_fail(ps, "schema: record %s: bad field name \"%s\"", node->fullname,
@@ -632,50 +331,49 @@ avsc_record(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_js
 				    fd->name);
 				return NULL;
 			}
-		if ((ftype = avsc_json_get(f, "type")) == NULL) {
+		if ((ftype = json_object_get(f, "type")) == NULL) {
 			avsc_fail(ps, "schema: record %s: field %s has no type", node->fullname,
 			    fd->name);
 			return NULL;
 		}
 		if ((fd->type = avsc_schema(ps, ftype, ns, depth + 1)) == NULL)
 			return NULL;
-		fd->def = avsc_json_get(f, "default");
+		fd->def = json_object_get(f, "default");
 	}
 	return node;
 }
 
 static struct avsc_node *
-avsc_enum(
-    struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *obj, const char *ns)
+avsc_enum(struct avsc_parser *ps, struct avsc_node *node, const json_t *obj, const char *ns)
 {
-	const struct avsc_json *syms = avsc_json_get(obj, "symbols");
+	const json_t *syms = json_object_get(obj, "symbols");
 	const char *def;
 
 	if (avsc_define(ps, node, obj, ns) == NULL)
 		return NULL;
-	if (syms == NULL || syms->kind != AVSC_JSON_ARRAY || syms->n == 0) {
+	if (!json_is_array(syms) || json_array_size(syms) == 0) {
 		avsc_fail(ps, "schema: enum %s: \"symbols\" missing or empty", node->fullname);
 		return NULL;
 	}
-	node->n = syms->n;
-	if ((node->symbols = avsc_palloc(ps, syms->n * sizeof(char *))) == NULL)
+	node->n = json_array_size(syms);
+	if ((node->symbols = avsc_palloc(ps, node->n * sizeof(char *))) == NULL)
 		return NULL;
-	for (size_t i = 0; i < syms->n; i++) {
-		const struct avsc_json *s = syms->items[i];
-		if (s->kind != AVSC_JSON_STRING || !avsc_valid_name(s->str, 0)) {
+	for (size_t i = 0; i < node->n; i++) {
+		const char *sym = json_string_value(json_array_get(syms, i));
+		if (sym == NULL || !avsc_valid_name(sym, 0)) {
 			avsc_fail(ps, "schema: enum %s: bad symbol %zu", node->fullname, i);
 			return NULL;
 		}
 		for (size_t k = 0; k < i; k++)
-			if (strcmp(node->symbols[k], s->str) == 0) {
+			if (strcmp(node->symbols[k], sym) == 0) {
 				avsc_fail(
-				    ps, "schema: enum %s: symbol %s twice", node->fullname, s->str);
+				    ps, "schema: enum %s: symbol %s twice", node->fullname, sym);
 				return NULL;
 			}
-		node->symbols[i] = s->str;
+		node->symbols[i] = sym;
 	}
 	node->enum_default = -1;
-	def = avsc_json_str_attr(ps, obj, "default", 0);
+	def = avsc_str_attr(ps, obj, "default", 0);
 	if (ps->failed)
 		return NULL;
 	if (def != NULL) {
@@ -692,19 +390,19 @@ avsc_enum(
 }
 
 static struct avsc_node *
-avsc_union(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_json *arr,
-    const char *ns, int depth)
+avsc_union(
+    struct avsc_parser *ps, struct avsc_node *node, const json_t *arr, const char *ns, int depth)
 {
 	node->type = AVSC_UNION;
-	node->n = arr->n;
-	if (arr->n == 0) {
+	node->n = json_array_size(arr);
+	if (node->n == 0) {
 		avsc_fail(ps, "schema: empty union");
 		return NULL;
 	}
-	if ((node->branches = avsc_palloc(ps, arr->n * sizeof(*node->branches))) == NULL)
+	if ((node->branches = avsc_palloc(ps, node->n * sizeof(*node->branches))) == NULL)
 		return NULL;
-	for (size_t i = 0; i < arr->n; i++) {
-		struct avsc_node *b = avsc_schema(ps, arr->items[i], ns, depth + 1);
+	for (size_t i = 0; i < node->n; i++) {
+		struct avsc_node *b = avsc_schema(ps, json_array_get(arr, i), ns, depth + 1);
 		if (b == NULL)
 			return NULL;
 		if (b->type == AVSC_UNION) {
@@ -730,7 +428,7 @@ avsc_union(struct avsc_parser *ps, struct avsc_node *node, const struct avsc_jso
 }
 
 static struct avsc_node *
-avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns, int depth)
+avsc_schema(struct avsc_parser *ps, const json_t *j, const char *ns, int depth)
 {
 	struct avsc_node *node;
 	const char *type;
@@ -740,36 +438,37 @@ avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns, i
 		avsc_fail(ps, "schema: nested too deep");
 		return NULL;
 	}
-	if (j->kind == AVSC_JSON_STRING) {
-		if (strlen(j->str) != j->str_len) {
+	if (json_is_string(j)) {
+		const char *name = avsc_plain_string(j);
+		if (name == NULL) {
 			avsc_fail(ps, "schema: NUL in type name");
 			return NULL;
 		}
-		if ((prim = avsc_primitive(j->str)) >= 0) {
+		if ((prim = avsc_primitive(name)) >= 0) {
 			if ((node = avsc_palloc(ps, sizeof(*node))) == NULL)
 				return NULL;
 			node->type = (enum avsc_type)prim;
 			return node;
 		}
-		return avsc_reference(ps, j->str, ns);
+		return avsc_reference(ps, name, ns);
 	}
 	if ((node = avsc_palloc(ps, sizeof(*node))) == NULL)
 		return NULL;
-	if (j->kind == AVSC_JSON_ARRAY)
+	if (json_is_array(j))
 		return avsc_union(ps, node, j, ns, depth);
-	if (j->kind != AVSC_JSON_OBJECT) {
+	if (!json_is_object(j)) {
 		avsc_fail(ps, "schema: a type must be a string, array or object");
 		return NULL;
 	}
 	{
-		const struct avsc_json *tj = avsc_json_get(j, "type");
+		const json_t *tj = json_object_get(j, "type");
 		if (tj == NULL) {
 			avsc_fail(ps, "schema: object without \"type\"");
 			return NULL;
 		}
-		if (tj->kind != AVSC_JSON_STRING) /* {"type": {...}}: a wrapped type */
+		if (!json_is_string(tj)) /* {"type": {...}}: a wrapped type */
 			return avsc_schema(ps, tj, ns, depth + 1);
-		type = tj->str;
+		type = json_string_value(tj);
 	}
 	if ((prim = avsc_primitive(type)) >= 0) {
 		node->type = (enum avsc_type)prim; /* logicalType etc. are ignored */
@@ -784,21 +483,20 @@ avsc_schema(struct avsc_parser *ps, const struct avsc_json *j, const char *ns, i
 		return avsc_enum(ps, node, j, ns);
 	}
 	if (strcmp(type, "fixed") == 0) {
-		const struct avsc_json *size = avsc_json_get(j, "size");
+		const json_t *size = json_object_get(j, "size");
 		node->type = AVSC_FIXED;
 		if (avsc_define(ps, node, j, ns) == NULL)
 			return NULL;
-		if (size == NULL || size->kind != AVSC_JSON_NUMBER || !size->is_integer ||
-		    size->integer < 0) {
+		if (!json_is_integer(size) || json_integer_value(size) < 0) {
 			avsc_fail(ps, "schema: fixed %s: bad size", node->fullname);
 			return NULL;
 		}
-		node->size = size->integer;
+		node->size = json_integer_value(size);
 		return node;
 	}
 	if (strcmp(type, "array") == 0 || strcmp(type, "map") == 0) {
 		const char *key = type[0] == 'a' ? "items" : "values";
-		const struct avsc_json *sub = avsc_json_get(j, key);
+		const json_t *sub = json_object_get(j, key);
 		node->type = type[0] == 'a' ? AVSC_ARRAY : AVSC_MAP;
 		if (sub == NULL) {
 			avsc_fail(ps, "schema: %s without \"%s\"", type, key);
@@ -950,7 +648,7 @@ avsc_parse(const char *json, size_t len, char *errstr, size_t errstr_size)
 	struct avsc_buf b = { 0 };
 	const struct avsc_node **seen = NULL;
 	size_t n_seen = 0;
-	struct avsc_json *doc;
+	json_error_t jerr;
 	struct avsc *sc;
 
 	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
@@ -958,18 +656,16 @@ avsc_parse(const char *json, size_t len, char *errstr, size_t errstr_size)
 		return NULL;
 	}
 	ps.sc = sc;
-	ps.p = json;
-	ps.end = json + len;
 	ps.errstr = errstr;
 	ps.errstr_size = errstr_size;
-	if ((doc = avsc_json_value(&ps, 0)) == NULL)
-		goto fail;
-	avsc_json_ws(&ps);
-	if (ps.p != ps.end) {
-		avsc_fail(&ps, "JSON: trailing text after the schema");
+	/* A bare "name" is a schema too; "\u0000" may occur in a default, never in a name. */
+	sc->doc =
+	    json_loadb(json, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+	if (sc->doc == NULL) {
+		avsc_fail(&ps, "JSON: %s (line %d, column %d)", jerr.text, jerr.line, jerr.column);
 		goto fail;
 	}
-	if ((sc->root = avsc_schema(&ps, doc, "", 0)) == NULL)
+	if ((sc->root = avsc_schema(&ps, sc->doc, "", 0)) == NULL)
 		goto fail;
 	avsc_pcf(&b, sc->root, &seen, &n_seen);
 	free(seen);
@@ -1000,6 +696,7 @@ avsc_free(struct avsc *sc)
 		next = b->next;
 		free(b);
 	}
+	json_decref(sc->doc);
 	free(sc->canonical);
 	free(sc);
 }

@@ -1,6 +1,6 @@
 /*
- * Avro schema (.avsc JSON) parsing for the decoder: a small JSON reader, the
- * schema tree including what libavro-c 1.11 drops (field defaults, enum
+ * Avro schema (.avsc JSON) parsing for the decoder: the JSON read by Jansson,
+ * the schema tree including what libavro-c 1.11 drops (field defaults, enum
  * defaults), the Parsing Canonical Form and its CRC-64-AVRO fingerprint
  * (Avro specification, "Schema Resolution" and "Schema Fingerprints").
  */
@@ -30,33 +30,13 @@ enum avsc_type {
 	AVSC_FIXED
 };
 
-enum avsc_json_kind {
-	AVSC_JSON_NULL = 0,
-	AVSC_JSON_BOOL,
-	AVSC_JSON_NUMBER,
-	AVSC_JSON_STRING,
-	AVSC_JSON_ARRAY,
-	AVSC_JSON_OBJECT
-};
-
-/* A parsed JSON value (field defaults are kept in this form). */
-struct avsc_json {
-	enum avsc_json_kind kind;
-	int boolean;
-	double number;
-	int is_integer; /* number had no fraction/exponent and fits int64 */
-	int64_t integer;
-	char *str; /* NUL-terminated; may hold NULs, see str_len */
-	size_t str_len;
-	size_t n; /* array items / object members */
-	struct avsc_json **items;
-	char **keys; /* object member names, [n] */
-};
+/* Jansson's JSON value (<jansson.h>), the form field defaults are kept in. */
+struct json_t;
 
 struct avsc_field {
 	const char *name;
 	struct avsc_node *type;
-	const struct avsc_json *def; /* the "default", NULL when none */
+	const struct json_t *def; /* the "default", NULL when none; owned by the schema */
 };
 
 /*

@@ -172,8 +172,7 @@ struct consumer {
 	int64_t next_confirm_ms;  /* next ownership check of fenced partitions */
 
 	/* ids.hmac_key_file: user ids are replaced by pseudonyms before use */
-	int pseudonymise;
-	struct hmac_key hkey;
+	struct hmac_key *hkey; /* NULL: user ids verbatim */
 	char pseudo[HMAC_PSEUDONYM_LEN + 1];
 	size_t cap_flush;
 	struct user_entry **refused;
@@ -1652,16 +1651,18 @@ consumer_destroy_batch(struct consumer *c)
 /*
  * The user id as it is used from here on (cache, Redis keys, snapshots,
  * logs): the id itself, or its pseudonym with ids.hmac_key_file (in
- * c->pseudo, valid until the next call).
+ * c->pseudo, valid until the next call). NULL when libcrypto failed.
  */
 static const char *
 consumer_user_id(struct consumer *c, const char *id, size_t len, size_t *out_len)
 {
-	if (!c->pseudonymise) {
+	if (c->hkey == NULL) {
 		*out_len = len;
 		return id;
 	}
-	*out_len = hmac_pseudonym(&c->hkey, id, len, c->pseudo);
+	if (hmac_pseudonym(c->hkey, id, len, c->pseudo) != 0)
+		return NULL;
+	*out_len = HMAC_PSEUDONYM_LEN;
 	return c->pseudo;
 }
 
@@ -1673,9 +1674,9 @@ consumer_queue_user(struct consumer *c, struct slot *s, const void *raw_id, size
 	const char *id = consumer_user_id(c, raw_id, raw_len, &id_len);
 	int created;
 
-	s->e = users_upsert(c->users, id, id_len, s->rkm->partition, &created);
+	s->e = id != NULL ? users_upsert(c->users, id, id_len, s->rkm->partition, &created) : NULL;
 	if (s->e == NULL) {
-		/* Out of memory: give the batch back rather than lose the event. */
+		/* Out of memory, or libcrypto failed: give the batch back, lose no event. */
 		s->skip = 2;
 		return;
 	}
@@ -2549,10 +2550,10 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 		goto fail;
 	}
 	consumer_set_snap_limit(c);
-	if (cfg->ids_hmac_key != NULL) {
-		hmac_key_init(&c->hkey, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		c->pseudonymise = 1;
-	}
+	if (cfg->ids_hmac_key != NULL &&
+	    (c->hkey = hmac_key_new(
+		 cfg->ids_hmac_key, strlen(cfg->ids_hmac_key), errstr, errstr_size)) == NULL)
+		goto fail;
 
 	c->sink = sink_redis_new(cfg, errstr, errstr_size);
 	if (c->sink == NULL)
@@ -2643,7 +2644,7 @@ consumer_free(struct consumer *c)
 	free(c->mark_fenced);
 	free(c->claims);
 	free(c->inflight);
-	hmac_key_wipe(&c->hkey);
+	hmac_key_free(c->hkey);
 	free(c->refused);
 	free(c->parts);
 	free(c);

@@ -143,11 +143,10 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 		return CTL_REPORT_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
-		struct hmac_key hk;
-
-		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		hmac_pseudonym(&hk, id, strlen(id), pseudo);
-		hmac_key_wipe(&hk);
+		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			return CTL_REPORT_EXIT_FAIL;
+		}
 		id = pseudo;
 	}
 	m = model_load(model_path, err, sizeof(err));

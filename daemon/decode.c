@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "avro_avsc.h"
 #include "modelfile.h"
 
@@ -424,7 +426,7 @@ static int
 decode_apply_default(
     struct decoder *dec, enum decode_slot slot, struct event *ev, char *errstr, size_t errstr_size)
 {
-	const struct avsc_json *d = dec->slot_field[slot]->def;
+	const json_t *d = dec->slot_field[slot]->def;
 	const struct avsc_node *r = dec->slot_type[slot];
 
 	/* A union's default belongs to its first branch. */
@@ -434,52 +436,52 @@ decode_apply_default(
 	case SLOT_EVENT_ID:
 	case SLOT_USER_ID:
 	case SLOT_ITEM_ID:
-		if (d->kind != AVSC_JSON_STRING)
+		if (!json_is_string(d))
 			goto bad;
 		if (slot == SLOT_EVENT_ID) {
-			ev->event_id = d->str;
-			ev->event_id_len = d->str_len;
+			ev->event_id = json_string_value(d);
+			ev->event_id_len = json_string_length(d);
 		} else if (slot == SLOT_USER_ID) {
-			ev->user_id = d->str;
-			ev->user_id_len = d->str_len;
+			ev->user_id = json_string_value(d);
+			ev->user_id_len = json_string_length(d);
 		} else {
-			ev->item_id = d->str;
-			ev->item_id_len = d->str_len;
+			ev->item_id = json_string_value(d);
+			ev->item_id_len = json_string_length(d);
 		}
 		return 0;
 	case SLOT_TYPE:
-		if (d->kind != AVSC_JSON_STRING)
+		if (!json_is_string(d))
 			goto bad;
 		for (size_t i = 0; i < r->n; i++)
-			if (strcmp(r->symbols[i], d->str) == 0) {
+			if (strcmp(r->symbols[i], json_string_value(d)) == 0) {
 				ev->type = dec->reader_enum_map[i];
 				return 0;
 			}
 		goto bad;
 	case SLOT_TS:
-		if (d->kind != AVSC_JSON_NUMBER || !d->is_integer)
+		if (!json_is_integer(d))
 			goto bad;
-		ev->ts_ms = d->integer;
+		ev->ts_ms = json_integer_value(d);
 		return 0;
 	case SLOT_DWELL:
-		if (r->type == AVSC_NULL && d->kind == AVSC_JSON_NULL) {
+		if (r->type == AVSC_NULL && json_is_null(d)) {
 			ev->dwell_ms = -1;
 			return 0;
 		}
-		if (r->type != AVSC_INT || d->kind != AVSC_JSON_NUMBER || !d->is_integer ||
-		    d->integer > INT32_MAX || d->integer < INT32_MIN)
+		if (r->type != AVSC_INT || !json_is_integer(d) ||
+		    json_integer_value(d) > INT32_MAX || json_integer_value(d) < INT32_MIN)
 			goto bad;
-		ev->dwell_ms = d->integer < 0 ? -1 : (int32_t)d->integer;
+		ev->dwell_ms = json_integer_value(d) < 0 ? -1 : (int32_t)json_integer_value(d);
 		return 0;
 	case SLOT_VALUE:
-		if (r->type == AVSC_NULL && d->kind == AVSC_JSON_NULL) {
+		if (r->type == AVSC_NULL && json_is_null(d)) {
 			ev->has_value = 0;
 			return 0;
 		}
-		if (r->type == AVSC_NULL || d->kind != AVSC_JSON_NUMBER)
+		if (r->type == AVSC_NULL || !json_is_number(d))
 			goto bad;
 		ev->has_value = 1;
-		ev->value = (float)d->number;
+		ev->value = (float)json_number_value(d);
 		return 0;
 	default:
 		break;

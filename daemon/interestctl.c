@@ -123,68 +123,12 @@ fmt_utc(int64_t ms, char *buf, size_t size)
 	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-/*
- * Parses the next [id,score] pair of a top JSON text (schemas/redis.md) at *p:
- * unescapes the id into id (NUL-terminated). Returns 1 for a pair, 0 at the
- * end of the array, -1 on malformed text.
- */
-static int
-top_json_next(const char **p, char *id, size_t id_size, double *score)
-{
-	const char *s = *p;
-	size_t n = 0;
-	char *end;
-
-	while (*s == '[' || *s == ',' || *s == ' ')
-		s++;
-	if (*s == ']' || *s == '\0')
-		return 0;
-	if (*s++ != '"')
-		return -1;
-	while (*s != '"') {
-		char ch = *s++;
-		if (ch == '\0')
-			return -1;
-		if (ch == '\\') {
-			ch = *s++;
-			if (ch == 'u') {
-				unsigned v;
-				if (sscanf(s, "%4x", &v) != 1)
-					return -1;
-				ch = (char)v;
-				s += 4;
-			} else if (ch == '\0') {
-				return -1;
-			}
-		}
-		if (n + 1 < id_size)
-			id[n++] = ch;
-	}
-	id[n] = '\0';
-	s++;
-	if (*s++ != ',')
-		return -1;
-	if (strncmp(s, "null", 4) == 0) {
-		*score = NAN;
-		s += 4;
-	} else {
-		*score = strtod(s, &end);
-		if (end == s)
-			return -1;
-		s = end;
-	}
-	if (*s++ != ']')
-		return -1;
-	*p = s;
-	return 1;
-}
-
 /* One top-N row: rank, id, score, the item's tier and title (from the model). */
 static void
-print_top_row(
-    const struct model *m, const redisReply *names, size_t rank, const char *id, double score)
+print_top_row(const struct model *m, const redisReply *names, size_t rank, const char *id,
+    size_t id_len, double score)
 {
-	int32_t item = m ? model_item_lookup(m, id, strlen(id)) : -1;
+	int32_t item = m ? model_item_lookup(m, id, id_len) : -1;
 	char label[32] = "-";
 	const char *title = "", *tname = NULL;
 	size_t tlen = 0;
@@ -199,6 +143,21 @@ print_top_row(
 	}
 	printf("  %3zu  %-20s %10.4f  %-6s %-28.28s %.*s\n", rank, id, score, label,
 	    tname ? tname : "", (int)tlen, title);
+}
+
+/* The rows of a top JSON text, numbered as sink_redis_top_parse hands them over. */
+struct ctl_top_rows {
+	const struct model *m;
+	const redisReply *names;
+	size_t rank;
+};
+
+static void
+ctl_top_json_row(void *arg, const char *id, size_t id_len, double score)
+{
+	struct ctl_top_rows *tr = arg;
+
+	print_top_row(tr->m, tr->names, ++tr->rank, id, id_len, score);
 }
 
 static int
@@ -239,11 +198,10 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		return CTL_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
-		struct hmac_key hk;
-
-		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		hmac_pseudonym(&hk, id, strlen(id), pseudo);
-		hmac_key_wipe(&hk);
+		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			return CTL_EXIT_FAIL;
+		}
 		printf("pseudonym %s\n", pseudo);
 		id = pseudo;
 	}
@@ -348,20 +306,15 @@ ctl_user(struct config *cfg, int argc, char **argv)
 	printf("\ntop-N\n  %3s  %-20s %10s  %-6s %-28s %s\n", "#", "item", "score", "tier",
 	    "tier name", "title");
 	if (top != NULL && top->type == REDIS_REPLY_STRING) {
-		const char *p = top->str;
-		char iid[512];
-		double score;
-		size_t rank = 0;
-		int rcn;
+		struct ctl_top_rows tr = { m, names, 0 };
 
-		while ((rcn = top_json_next(&p, iid, sizeof(iid), &score)) == 1)
-			print_top_row(m, names, ++rank, iid, score);
-		if (rcn < 0)
-			printf("  (malformed top JSON after %zu items)\n", rank);
+		if (sink_redis_top_parse(
+			top->str, top->len, ctl_top_json_row, &tr, err, sizeof(err)) != 0)
+			printf("  (malformed top JSON after %zu items)\n", tr.rank);
 	} else if (top != NULL && top->type == REDIS_REPLY_ARRAY) {
 		for (size_t i = 0; i + 1 < top->elements; i += 2)
 			print_top_row(m, names, i / 2 + 1, top->element[i]->str,
-			    strtod(top->element[i + 1]->str, NULL));
+			    top->element[i]->len, strtod(top->element[i + 1]->str, NULL));
 	} else {
 		printf("  (none)\n");
 	}
@@ -775,11 +728,10 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	if (cfg->ids_hmac_key != NULL) {
-		struct hmac_key hk;
-
-		hmac_key_init(&hk, cfg->ids_hmac_key, strlen(cfg->ids_hmac_key));
-		hmac_pseudonym(&hk, id, strlen(id), pseudo);
-		hmac_key_wipe(&hk);
+		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			goto done;
+		}
 		id = pseudo;
 	}
 	if ((rc = sink_redis_connect(cfg, err, sizeof(err))) == NULL) {

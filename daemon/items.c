@@ -14,11 +14,12 @@
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
 
 #include "avro_avsc.h"
 #include "config.h"
 #include "dlq.h"
-#include "hmac.h"
 #include "log.h"
 #include "modelfile.h"
 
@@ -61,7 +62,7 @@ struct live_item {
 	uint32_t dim;
 	uint32_t tier1, tier2;
 	char embedder[ITEMS_EMBEDDER_MAX + 1];
-	char tree[2 * HMAC_SHA256_LEN + 1];
+	char tree[ITEMS_TREE_FP_LEN + 1];
 };
 
 /* A decoded ItemUpdate; strings point into the message. */
@@ -79,8 +80,8 @@ struct items {
 	char *topic;
 	struct dlq *dlq;
 	const struct model *base;
-	char tree[2 * HMAC_SHA256_LEN + 1]; /* base's */
-	uint8_t fingerprint[8];             /* single-object header bytes 2..9 */
+	char tree[ITEMS_TREE_FP_LEN + 1]; /* base's */
+	uint8_t fingerprint[8];           /* single-object header bytes 2..9 */
 
 	int32_t n_parts; /* partitions assigned (0: topic not seen yet) */
 	int64_t *next;   /* [n_parts] next offset to read, or RD_KAFKA_OFFSET_BEGINNING */
@@ -110,25 +111,34 @@ items_refusal_name(enum items_refusal r)
 	return (unsigned)r < ITEMS_N_REFUSALS ? items_refusal_names[r] : "unknown";
 }
 
-void
-items_tree_fingerprint(const struct model *m, char out[65])
+int
+items_tree_fingerprint(const struct model *m, char out[ITEMS_TREE_FP_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	struct hmac_sha256 s;
-	uint8_t d[HMAC_SHA256_LEN];
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
 	const void *tnod, *tcen;
 	size_t tnod_len, tcen_len;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	int ok;
 
+	out[0] = '\0';
 	model_tree_sections(m, &tnod, &tnod_len, &tcen, &tcen_len);
-	hmac_sha256_init(&s);
-	hmac_sha256_update(&s, tnod, tnod_len);
-	hmac_sha256_update(&s, tcen, tcen_len);
-	hmac_sha256_final(&s, d);
-	for (int i = 0; i < HMAC_SHA256_LEN; i++) {
+	ok = md != NULL && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	    EVP_DigestUpdate(md, tnod, tnod_len) == 1 &&
+	    EVP_DigestUpdate(md, tcen, tcen_len) == 1 && EVP_DigestFinal_ex(md, d, &n) == 1 &&
+	    n == ITEMS_TREE_FP_LEN / 2;
+	EVP_MD_CTX_free(md);
+	if (!ok) {
+		ERR_clear_error();
+		return -1;
+	}
+	for (unsigned int i = 0; i < n; i++) {
 		out[2 * i] = hex[d[i] >> 4];
 		out[2 * i + 1] = hex[d[i] & 15];
 	}
-	out[2 * HMAC_SHA256_LEN] = '\0';
+	out[ITEMS_TREE_FP_LEN] = '\0';
+	return 0;
 }
 
 /* ---- the table ------------------------------------------------------------- */
@@ -365,7 +375,7 @@ items_check(const struct model *base, const char *tree, const struct item_update
 		    detail, detail_size, "dim %" PRId32 ", the model's is %" PRIu32, u->dim, dim);
 		return ITEMS_BAD_DIM;
 	}
-	if (u->tree_len != 2 * HMAC_SHA256_LEN || memcmp(u->tree, tree, u->tree_len) != 0) {
+	if (u->tree_len != ITEMS_TREE_FP_LEN || memcmp(u->tree, tree, u->tree_len) != 0) {
 		snprintf(
 		    detail, detail_size, "tree fingerprint is not the model's (%.16s...)", tree);
 		return ITEMS_BAD_TREE;
@@ -594,7 +604,10 @@ void
 items_set_base(struct items *it, const struct model *base)
 {
 	it->base = base;
-	items_tree_fingerprint(base, it->tree);
+	if (items_tree_fingerprint(base, it->tree) != 0)
+		log_error(
+		    "event=items_tree_fingerprint_failed error=\"SHA-256 failed in libcrypto\" "
+		    "action=refuse_updates");
 }
 
 /*
@@ -760,13 +773,17 @@ items_build(struct items *it, const struct model *base, struct model **out, char
     size_t errstr_size)
 {
 	struct model_item_add *add = NULL;
-	char tree[2 * HMAC_SHA256_LEN + 1];
+	char tree[ITEMS_TREE_FP_LEN + 1];
 	const char *emb = model_embedder(base);
 	size_t n = 0, stale = 0;
 	struct model *m = NULL;
 
 	*out = NULL;
-	items_tree_fingerprint(base, tree);
+	if (items_tree_fingerprint(base, tree) != 0) {
+		snprintf(errstr, errstr_size,
+		    "live items: SHA-256 of the tier tree failed in libcrypto");
+		return -1;
+	}
 	if (it->n_live > 0 && (add = calloc(it->n_live, sizeof(*add))) == NULL) {
 		snprintf(errstr, errstr_size, "live items: out of memory");
 		return -1;

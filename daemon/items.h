@@ -98,10 +98,14 @@ size_t items_live(const struct items *it);
 /* The counters (valid until items_free). */
 const struct items_counters *items_counters(const struct items *it);
 
+#define ITEMS_TREE_FP_LEN 64 /* hex digits of a tree fingerprint (SHA-256) */
+
 /*
- * The tree fingerprint of m: lower-case hex SHA-256 of its TNOD then TCEN
- * section bytes (64 digits and a NUL into out).
+ * The tree fingerprint of m: lower-case hex SHA-256 (libcrypto) of its TNOD
+ * then TCEN section bytes, ITEMS_TREE_FP_LEN digits and a NUL into out.
+ * Returns 0, or -1 when libcrypto failed (out is then "", which matches no
+ * item's tree).
  */
-void items_tree_fingerprint(const struct model *m, char out[65]);
+int items_tree_fingerprint(const struct model *m, char out[ITEMS_TREE_FP_LEN + 1]);
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "metrics.h"
@@ -687,6 +688,41 @@ sink_redis_top_json(
 	}
 	*len = b.len - 1;
 	return b.p;
+}
+
+int
+sink_redis_top_parse(
+    const char *text, size_t len, sink_redis_top_fn fn, void *arg, char *errstr, size_t errstr_size)
+{
+	json_error_t jerr;
+	/* An id may hold any byte, NUL included (written as \u0000). */
+	json_t *doc = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
+	int rc = 0;
+
+	if (doc == NULL) {
+		snprintf(errstr, errstr_size, "top: JSON: %s (column %d)", jerr.text, jerr.column);
+		return -1;
+	}
+	if (!json_is_array(doc)) {
+		snprintf(errstr, errstr_size, "top: not a JSON array");
+		json_decref(doc);
+		return -1;
+	}
+	for (size_t i = 0; i < json_array_size(doc); i++) {
+		const json_t *pair = json_array_get(doc, i);
+		const json_t *id = json_array_get(pair, 0), *score = json_array_get(pair, 1);
+
+		if (json_array_size(pair) != 2 || !json_is_string(id) ||
+		    !(json_is_number(score) || json_is_null(score))) {
+			snprintf(errstr, errstr_size, "top: element %zu is not [\"id\", score]", i);
+			rc = -1;
+			break;
+		}
+		fn(arg, json_string_value(id), json_string_length(id),
+		    json_is_null(score) ? NAN : json_number_value(score));
+	}
+	json_decref(doc);
+	return rc;
 }
 
 /* Arguments are recorded as offsets first (buf may move), pointers fixed at the end. */

@@ -309,4 +309,17 @@ size_t sink_redis_tier_value(float w_short, float w_long, char *buf, size_t size
 char *sink_redis_top_json(
     const struct model *m, const uint32_t *items, const float *scores, size_t n, size_t *len);
 
+/* One [item_id, score] pair of a top JSON text; score is NAN for null. */
+typedef void (*sink_redis_top_fn)(void *arg, const char *id, size_t id_len, double score);
+
+/*
+ * Reads a ui:{u}:top JSON text (schemas/redis.md, as sink_redis_top_json
+ * writes it, any JSON escapes allowed) of len bytes with Jansson and calls fn
+ * for each pair, best first. Returns 0, or -1 with the reason in errstr when
+ * the text is not JSON (fn not called) or an element is not a pair (fn was
+ * called for the pairs before it). The id passed to fn lives until fn returns.
+ */
+int sink_redis_top_parse(const char *text, size_t len, sink_redis_top_fn fn, void *arg,
+    char *errstr, size_t errstr_size);
+
 #endif

@@ -20,7 +20,7 @@
 struct container;
 struct container_writer;
 
-/* CRC-32 (IEEE 802.3, as zlib's crc32()); start with crc = 0. */
+/* zlib's CRC-32 (IEEE 802.3) of buf, continuing crc; start with crc = 0. */
 uint32_t container_crc32(uint32_t crc, const void *buf, size_t len);
 
 /*
