@@ -11,7 +11,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wformat=2
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Itrain -Idaemon
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Itrain -Idaemon -Ictl
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS := $(SAN)
 
@@ -22,9 +22,13 @@ MODEL_OBJ  := $(MODEL_SRC:%.c=$(BUILD)/%.o)
 # cmd_*.c hold the tools' main().
 TRAIN_SRC  := $(filter-out train/cmd_%.c,$(wildcard train/*.c))
 TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
-# daemon/: every socket. interestd.c and interestctl.c hold main().
-DAEMON_SRC := $(filter-out daemon/interestd.c daemon/interestctl.c,$(wildcard daemon/*.c))
+# daemon/: the running service: every socket. interestd.c holds main().
+DAEMON_SRC := $(filter-out daemon/interestd.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+# ctl/: interestctl (its modes, the replay oracle) and the SVG report; interestctl.c
+# holds main().
+CTL_SRC    := $(filter-out ctl/interestctl.c,$(wildcard ctl/*.c))
+CTL_OBJ    := $(CTL_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 TOOL_SRC   := $(wildcard tests/tools/*.c)
@@ -34,7 +38,7 @@ PROGS := $(BUILD)/interest-train $(BUILD)/interest-eval
 ifneq ($(wildcard daemon/interestd.c),)
 PROGS += $(BUILD)/interestd
 endif
-ifneq ($(wildcard daemon/interestctl.c),)
+ifneq ($(wildcard ctl/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
@@ -64,6 +68,9 @@ $(BUILD)/libdaemon.a: $(DAEMON_OBJ)
 $(BUILD)/libtrain.a: $(TRAIN_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+$(BUILD)/libctl.a: $(CTL_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 
 $(BUILD)/interest-train: $(BUILD)/train/cmd_train.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -71,8 +78,8 @@ $(BUILD)/interest-eval: $(BUILD)/train/cmd_eval.o $(BUILD)/libtrain.a $(BUILD)/l
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/interestctl: $(BUILD)/daemon/interestctl.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
-    $(BUILD)/libinterest.a
+$(BUILD)/interestctl: $(BUILD)/ctl/interestctl.o $(BUILD)/libctl.a $(BUILD)/libdaemon.a \
+    $(BUILD)/libtrain.a $(BUILD)/libinterest.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hooks/consumer.o: daemon/consumer.c
 	@mkdir -p $(@D)
@@ -81,8 +88,8 @@ $(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer.o $(BUILD)/libd
     $(BUILD)/libinterest.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
-    $(BUILD)/libinterest.a
+$(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libctl.a $(BUILD)/libdaemon.a \
+    $(BUILD)/libtrain.a $(BUILD)/libinterest.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
@@ -156,7 +163,7 @@ print-warn:
 	@echo '$(WARN)'
 
 lint:
-	clang-format --dry-run --Werror model/*.[ch] train/*.[ch] daemon/*.[ch] tests/unit/*.c
+	clang-format --dry-run --Werror model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

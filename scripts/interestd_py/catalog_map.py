@@ -13,7 +13,7 @@ import numpy as np
 
 from . import container
 
-# Tier-1 colours by node index (wrapping); daemon/report.c uses the same list.
+# Tier-1 colours by node index (wrapping); ctl/report.c uses the same list.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#393b79", "#e7ba52", "#637939", "#ad494a", "#7b4173",
            "#6b6ecf", "#525252")

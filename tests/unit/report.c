@@ -1,5 +1,5 @@
 /*
- * daemon/report.c: the SVG of a fixture user is well-formed (balanced tags,
+ * ctl/report.c: the SVG of a fixture user is well-formed (balanced tags,
  * quoted attributes, entities), draws one arc per weighted tier node in each
  * sunburst, names the tiers, has one timeline point and one marker per ring
  * event, ends the timeline at the current weights, escapes hostile ids, and

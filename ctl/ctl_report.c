@@ -1,5 +1,5 @@
 /*
- * `interestctl report`: the I/O around daemon/report.c. Reads the user's
+ * `interestctl report`: the I/O around ctl/report.c. Reads the user's
  * state blob and meta from Redis, decodes the state for the model, and
  * writes the report file atomically.
  */

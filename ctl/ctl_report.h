@@ -1,6 +1,6 @@
 /*
  * `interestctl report`: fetches one user's state from Redis and writes the
- * picture daemon/report.c draws (SVG, or HTML for a .html file).
+ * picture ctl/report.c draws (SVG, or HTML for a .html file).
  */
 #ifndef DAEMON_CTL_REPORT_H
 #define DAEMON_CTL_REPORT_H
