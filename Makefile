@@ -11,7 +11,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wformat=2
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Imodel -Itrain -Idaemon -Ictl
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Icommon -Imodel -Itrain -Idaemon -Ictl
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS := $(SAN)
 
@@ -163,7 +163,7 @@ print-warn:
 	@echo '$(WARN)'
 
 lint:
-	clang-format --dry-run --Werror model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
+	clang-format --dry-run --Werror common/*.h model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

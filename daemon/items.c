@@ -4,6 +4,7 @@
  * validation (schemas/item_update.avsc, schemas/items.md "Items topic"),
  * the live-item table and the model built from it.
  */
+#include "clock.h"
 #include "items.h"
 
 #include <inttypes.h>
@@ -95,15 +96,6 @@ struct items {
 	int pending;
 	struct items_counters n;
 };
-
-static int64_t
-items_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *
 items_refusal_name(enum items_refusal r)
@@ -627,7 +619,7 @@ items_refresh(struct items *it, int timeout_ms)
 	int64_t *nn;
 	uint8_t *ne;
 
-	it->next_meta_ms = items_mono_ms() + ITEMS_META_RETRY_MS;
+	it->next_meta_ms = clock_mono_ms() + ITEMS_META_RETRY_MS;
 	if (rkt == NULL)
 		return -1;
 	err = rd_kafka_metadata(it->rk, 0, rkt, &md, timeout_ms);
@@ -638,7 +630,7 @@ items_refresh(struct items *it, int timeout_ms)
 		return -1;
 	}
 	it->next_meta_ms =
-	    items_mono_ms() + (it->n_parts > 0 ? ITEMS_META_IDLE_MS : ITEMS_META_EVERY_MS);
+	    clock_mono_ms() + (it->n_parts > 0 ? ITEMS_META_IDLE_MS : ITEMS_META_EVERY_MS);
 	if (md->topic_cnt < 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_metadata_destroy(md);
 		return 0;
@@ -669,7 +661,7 @@ items_refresh(struct items *it, int timeout_ms)
 		    rd_kafka_err2str(err));
 		return -1;
 	}
-	it->next_meta_ms = items_mono_ms() + ITEMS_META_IDLE_MS;
+	it->next_meta_ms = clock_mono_ms() + ITEMS_META_IDLE_MS;
 	log_info("event=items_assigned topic=%s partitions=%" PRId32 " new=%" PRId32, it->topic, n,
 	    n - it->n_parts);
 	it->n_parts = n;
@@ -703,7 +695,7 @@ items_consume(struct items *it, int timeout_ms, int max)
 int
 items_catch_up(struct items *it, int timeout_ms)
 {
-	int64_t deadline = items_mono_ms() + timeout_ms, *high = NULL;
+	int64_t deadline = clock_mono_ms() + timeout_ms, *high = NULL;
 	int32_t n = items_refresh(
 	    it, timeout_ms < ITEMS_CATCH_UP_META_MS ? timeout_ms : ITEMS_CATCH_UP_META_MS);
 	int ret = 1;
@@ -737,7 +729,7 @@ items_catch_up(struct items *it, int timeout_ms)
 			ret = 0;
 			break;
 		}
-		if (items_mono_ms() >= deadline)
+		if (clock_mono_ms() >= deadline)
 			break;
 		items_consume(it, 100, ITEMS_POLL_MAX);
 	}
@@ -756,7 +748,7 @@ items_catch_up(struct items *it, int timeout_ms)
 void
 items_poll(struct items *it)
 {
-	if (items_mono_ms() >= it->next_meta_ms)
+	if (clock_mono_ms() >= it->next_meta_ms)
 		items_refresh(it, ITEMS_META_TIMEOUT_MS);
 	if (it->n_parts > 0)
 		items_consume(it, 0, ITEMS_POLL_MAX);

@@ -1,6 +1,7 @@
 /*
  * sd_notify wrapper: the daemon's only contact with the service manager.
  */
+#include "clock.h"
 #include "notify.h"
 
 #include <inttypes.h>
@@ -82,13 +83,9 @@ notify_status(struct notify *n, const char *status)
 void
 notify_reloading(struct notify *n)
 {
-	struct timespec ts;
-
 	if (!n->enabled)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64,
-	    (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, clock_mono_us());
 }
 
 void

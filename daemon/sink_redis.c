@@ -4,6 +4,7 @@
  * flushes, state loads, partition epochs and tier names. Key layout and the
  * script's contract: schemas/redis.md.
  */
+#include "clock.h"
 #include "sink_redis.h"
 
 #include <errno.h>
@@ -1010,15 +1011,6 @@ sink_redis_format_user(struct sink_redis *sink, const struct model *m, const str
 	return len;
 }
 
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads one reply; on a connection error the connection is dropped. */
 static redisReply *
 read_reply(struct sink_redis *sink, const char *what, char *errstr, size_t errstr_size)
@@ -1081,15 +1073,6 @@ sink_send(struct sink_redis *sink, const char *what, char *errstr, size_t errstr
 	return 0;
 }
 
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /*
  * One batch of script calls (user writes, erasures, flushed-through
  * markers): append(ctx, i) appends the EVALSHA of item i to the pipeline,
@@ -1123,8 +1106,8 @@ static int
 sink_eval_run(
     struct sink_redis *sink, const struct sink_eval *ev, size_t n, char *errstr, size_t errstr_size)
 {
-	int64_t now_ms = wall_ms();
-	double t0 = mono_s();
+	int64_t now_ms = clock_wall_ms();
+	double t0 = clock_mono_s();
 	size_t n_retry;
 
 	if (n == 0)
@@ -1193,7 +1176,7 @@ sink_eval_run(
 	}
 	if (sink->wait_replicas > 0 && sink_wait(sink, errstr, errstr_size) < 0)
 		return -1;
-	metrics_histogram_observe(&sink->lat[ev->op], mono_s() - t0);
+	metrics_histogram_observe(&sink->lat[ev->op], clock_mono_s() - t0);
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "evaluate.h"
 #include "modelfile.h"
 #include "search.h"
@@ -184,7 +185,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 {
 	struct text t = { 0 };
 	struct train_config cur = *base, cand;
-	double t0 = train_clock_s(), best_val = -1, last_s = 0;
+	double t0 = clock_mono_s(), best_val = -1, last_s = 0;
 	uint32_t last_hidden = base->hidden, tried = 0, skipped = 0;
 	char flags[256];
 	int ret = -1;
@@ -221,12 +222,12 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 			search_flags(&cand, flags, sizeof(flags));
 			/* Cost of a try: the last one's, scaled by the hidden size. */
 			est = last_s * (double)cand.hidden / (double)last_hidden;
-			if (!first && train_clock_s() - t0 + est > o->budget_s) {
+			if (!first && clock_mono_s() - t0 + est > o->budget_s) {
 				text_add(&t, log, "search: not tried (budget): %s\n", flags);
 				skipped++;
 				continue;
 			}
-			ts = train_clock_s();
+			ts = clock_mono_s();
 			if (screen(cat, ds, cold, &cand, tmp_path, &val, &cold_hr, &st, errstr,
 				errstr_size) < 0) {
 				/* A setting that diverges loses; anything else is an error. */
@@ -237,7 +238,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 				tried++;
 				continue;
 			}
-			last_s = train_clock_s() - ts;
+			last_s = clock_mono_s() - ts;
 			last_hidden = cand.hidden;
 			tried++;
 			score = merit(val, cold_hr, model_n_items(cat));
@@ -269,7 +270,7 @@ search_run(const struct model *cat, const struct dataset *ds, const uint8_t *col
 	text_add(&t, log,
 	    "chose: %s\nsearch: %u tried, %u not tried (budget), best screen merit %.4f, "
 	    "%.0f s\n",
-	    flags, tried, skipped, best_val, train_clock_s() - t0);
+	    flags, tried, skipped, best_val, clock_mono_s() - t0);
 	ret = 0;
 done:
 	if (ret == 0 && t.s != NULL)

@@ -5,6 +5,7 @@
  * through the serving path (a written model file, updater, scorer); the
  * content placement of items without training events.
  */
+#include "clock.h"
 #include "train.h"
 
 #include <cblas.h>
@@ -1647,7 +1648,7 @@ int
 trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 {
 	uint32_t since_best = 0;
-	double run_t0 = train_clock_s();
+	double run_t0 = clock_mono_s();
 	memset(&tr->st, 0, sizeof(tr->st));
 	tr->shuffle = 1;
 	trainer_shuffle(tr);
@@ -1673,7 +1674,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 		double loss = 0, val = 0, hr = 0;
 		size_t positions = 0;
 
-		t0 = train_clock_s();
+		t0 = clock_mono_s();
 		/* The budget: an epoch costs about what the last one did. */
 		if (tr->cfg.train_budget_s > 0 && ep > 1 &&
 		    t0 - run_t0 + (t0 - run_t0) / (ep - 1) > tr->cfg.train_budget_s) {
@@ -1698,7 +1699,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			loss += trainer_window(tr, &cnt, 1);
 			positions += cnt;
 		}
-		tw = train_clock_s();
+		tw = clock_mono_s();
 		tr->st.epochs = ep;
 		tr->st.positions += positions;
 		tr->st.train_s += tw - t0;
@@ -1717,7 +1718,7 @@ trainer_run(struct trainer *tr, FILE *log, char *errstr, size_t errstr_size)
 			    "%.4f "
 			    "time_s %.1f\n",
 			    ep, positions ? loss / (double)positions : 0.0, val, hr,
-			    tr->val_cold_hr, train_clock_s() - t0);
+			    tr->val_cold_hr, clock_mono_s() - t0);
 		if (log != NULL)
 			fflush(log);
 		if (tr->val.n == 0 || val > tr->best_val) {
@@ -1757,15 +1758,6 @@ void
 trainer_stats(const struct trainer *tr, struct trainer_stats *st)
 {
 	*st = tr->st;
-}
-
-double
-train_clock_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 double

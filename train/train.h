@@ -102,9 +102,6 @@ struct trainer_stats {
 };
 void trainer_stats(const struct trainer *tr, struct trainer_stats *st);
 
-/* Monotonic clock, seconds. */
-double train_clock_s(void);
-
 /*
  * Writes the model file (catalog of cat + HPAR + WGHT): the weights of the
  * best epoch as trainer_run left them (the initial weights before it), with

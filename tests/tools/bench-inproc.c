@@ -29,6 +29,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "decode.h"
 #include "modelfile.h"
@@ -46,24 +47,6 @@ struct ip_msg {
 	int64_t offset;
 };
 
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads want messages of topic into one buffer. Returns the count read. */
 static size_t
 ip_load(const char *brokers, const char *topic, const char *group, size_t want, char **buf_out,
@@ -75,7 +58,7 @@ ip_load(const char *brokers, const char *topic, const char *group, size_t want, 
 	rd_kafka_topic_partition_list_t *sub;
 	size_t n = 0, cap = want * 80 + 4096, used = 0;
 	char *buf = malloc(cap);
-	double idle = mono_s();
+	double idle = clock_mono_s();
 
 	if (buf == NULL ||
 	    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ||
@@ -97,7 +80,7 @@ ip_load(const char *brokers, const char *topic, const char *group, size_t want, 
 	rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
 	rd_kafka_subscribe(rk, sub);
 	rd_kafka_topic_partition_list_destroy(sub);
-	while (n < want && mono_s() - idle < 60.0) {
+	while (n < want && clock_mono_s() - idle < 60.0) {
 		rd_kafka_message_t *rkm = rd_kafka_consumer_poll(rk, 100);
 
 		if (rkm == NULL)
@@ -117,7 +100,7 @@ ip_load(const char *brokers, const char *topic, const char *group, size_t want, 
 			msgs[n] = (struct ip_msg){ used, rkm->len, rkm->partition, rkm->offset };
 			used += rkm->len;
 			n++;
-			idle = mono_s();
+			idle = clock_mono_s();
 		}
 		rd_kafka_message_destroy(rkm);
 	}
@@ -149,7 +132,7 @@ ip_run(const struct model *m, const struct config *cfg, struct sink_redis *sink,
 		exit(1);
 	}
 	heap0 = mallinfo2().uordblks;
-	t0 = mono_s();
+	t0 = clock_mono_s();
 	next_flush = t0 + cfg->flush_interval_ms / 1000.0;
 	for (size_t b = 0; b < n; b += batch) {
 		size_t k = n - b < batch ? n - b : batch, n_uev = 0, n_dirty;
@@ -192,12 +175,12 @@ ip_run(const struct model *m, const struct config *cfg, struct sink_redis *sink,
 		}
 		updater_apply(up, uev, n_uev);
 		applied += n_uev;
-		now = mono_s();
+		now = clock_mono_s();
 		if (users_dirty_count(users) < flush_users && now < next_flush && b + k < n)
 			continue;
 		next_flush = now + cfg->flush_interval_ms / 1000.0;
 		struct user_entry *const *dirty = users_dirty(users, &n_dirty);
-		int64_t now_ms = wall_ms();
+		int64_t now_ms = clock_wall_ms();
 
 		for (size_t off = 0; off < n_dirty; off += flush_users) {
 			size_t c = n_dirty - off < flush_users ? n_dirty - off : flush_users;
@@ -226,7 +209,7 @@ ip_run(const struct model *m, const struct config *cfg, struct sink_redis *sink,
 		}
 		users_clean_all(users);
 	}
-	t1 = mono_s();
+	t1 = clock_mono_s();
 	*n_users = users_count(users);
 	*heap_bytes = mallinfo2().uordblks - heap0;
 	if (bad > 0)
