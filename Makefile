@@ -15,6 +15,9 @@ CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(P
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS := $(SAN)
 
+# common/: the small helpers every part uses (clocks, whole-file reads), written once.
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 # model/: the serving library: pure computation + model-file I/O.
 MODEL_SRC  := $(wildcard model/*.c)
 MODEL_OBJ  := $(MODEL_SRC:%.c=$(BUILD)/%.o)
@@ -62,6 +65,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/libinterest.a: $(MODEL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
 $(BUILD)/libdaemon.a: $(DAEMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -72,28 +78,28 @@ $(BUILD)/libctl.a: $(CTL_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/interest-train: $(BUILD)/train/cmd_train.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a
+$(BUILD)/interest-train: $(BUILD)/train/cmd_train.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/interest-eval: $(BUILD)/train/cmd_eval.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a
+$(BUILD)/interest-eval: $(BUILD)/train/cmd_eval.o $(BUILD)/libtrain.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a
+$(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/interestctl: $(BUILD)/ctl/interestctl.o $(BUILD)/libctl.a $(BUILD)/libdaemon.a \
-    $(BUILD)/libtrain.a $(BUILD)/libinterest.a
+    $(BUILD)/libtrain.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/hooks/consumer.o: daemon/consumer.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DINTERESTD_TEST_HOOKS -c $< -o $@
 $(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer.o $(BUILD)/libdaemon.a \
-    $(BUILD)/libinterest.a
+    $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/unit/%: $(BUILD)/tests/unit/%.o $(BUILD)/libctl.a $(BUILD)/libdaemon.a \
-    $(BUILD)/libtrain.a $(BUILD)/libinterest.a
+    $(BUILD)/libtrain.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdaemon.a $(BUILD)/libtrain.a \
-    $(BUILD)/libinterest.a
+    $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
@@ -163,7 +169,7 @@ print-warn:
 	@echo '$(WARN)'
 
 lint:
-	clang-format --dry-run --Werror common/*.h model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
+	clang-format --dry-run --Werror common/*.[ch] model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

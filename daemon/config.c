@@ -4,6 +4,7 @@
  * overrides, cross-key checks, --dump-config and the README table.
  */
 #include "config.h"
+#include "file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1003,46 +1004,14 @@ config_load_buffer(struct config *cfg, const char *name, const char *buf, size_t
 int
 config_load_file(struct config *cfg, const char *path, char *errstr, size_t errstr_size)
 {
-	struct stat st;
-	char *buf = NULL;
-	size_t len = 0;
-	int fd, ret = -1;
+	size_t len;
+	char *buf = file_read_all(path, CONFIG_FILE_MAX_BYTES, &len, errstr, errstr_size);
+	int ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block us */
-	if (fd < 0) {
-		snprintf(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+	if (buf == NULL)
 		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		snprintf(errstr, errstr_size, "%s: cannot stat: %s", path, strerror(errno));
-		goto done;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX_BYTES) {
-		snprintf(errstr, errstr_size, "%s: not a regular file of at most %d bytes", path,
-		    CONFIG_FILE_MAX_BYTES);
-		goto done;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		snprintf(errstr, errstr_size, "%s: out of memory", path);
-		goto done;
-	}
-	while (len < (size_t)st.st_size) {
-		ssize_t got = read(fd, buf + len, (size_t)st.st_size - len);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			snprintf(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
-			goto done;
-		}
-		if (got == 0)
-			break;
-		len += (size_t)got;
-	}
 	ret = config_load_buffer(cfg, path, buf, len, errstr, errstr_size);
-done:
 	free(buf);
-	close(fd);
 	return ret;
 }
 

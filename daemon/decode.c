@@ -5,6 +5,7 @@
  * message. Framing rules: schemas/README.md.
  */
 #include "decode.h"
+#include "file.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -690,27 +691,11 @@ decoder_new(const char *reader_path, char *errstr, size_t errstr_size)
 	struct decoder *dec = NULL;
 	char *text = NULL;
 	size_t len;
-	FILE *fp;
 	char why[256];
 
-	if ((fp = fopen(reader_path, "rb")) == NULL) {
-		snprintf(errstr, errstr_size, "%s: %s", reader_path, strerror(errno));
+	if ((text = file_read_all(
+		 reader_path, DECODE_MAX_SCHEMA_BYTES, &len, errstr, errstr_size)) == NULL)
 		return NULL;
-	}
-	if ((text = malloc(DECODE_MAX_SCHEMA_BYTES + 1)) == NULL) {
-		fclose(fp);
-		snprintf(errstr, errstr_size, "out of memory");
-		return NULL;
-	}
-	len = fread(text, 1, DECODE_MAX_SCHEMA_BYTES + 1, fp);
-	if (ferror(fp) || len > DECODE_MAX_SCHEMA_BYTES) {
-		snprintf(errstr, errstr_size, "%s: read error or larger than %d bytes", reader_path,
-		    DECODE_MAX_SCHEMA_BYTES);
-		fclose(fp);
-		goto fail;
-	}
-	fclose(fp);
-	text[len] = '\0';
 	if ((dec = calloc(1, sizeof(*dec))) == NULL) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "consumer.h"
 #include "decode.h"
+#include "file.h"
 #include "log.h"
 #include "modelfile.h"
 
@@ -97,37 +98,6 @@ interestd_reload_config(void *opaque, char *errstr, size_t errstr_size)
 }
 
 /* Reads a whole small text file into a NUL-terminated buffer (caller frees). */
-static char *
-interestd_read_text(const char *path, char *errstr, size_t errstr_size)
-{
-	FILE *f = fopen(path, "r");
-	char *buf = NULL;
-	size_t len;
-
-	if (f == NULL) {
-		snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
-		return NULL;
-	}
-	buf = malloc(INTERESTD_SCHEMA_MAX + 1);
-	if (buf == NULL) {
-		snprintf(errstr, errstr_size, "%s: out of memory", path);
-		goto fail;
-	}
-	len = fread(buf, 1, INTERESTD_SCHEMA_MAX + 1, f);
-	if (ferror(f) || len > INTERESTD_SCHEMA_MAX) {
-		snprintf(errstr, errstr_size, "%s: %s", path,
-		    ferror(f) ? "read error" : "larger than 1 MiB");
-		goto fail;
-	}
-	buf[len] = '\0';
-	fclose(f);
-	return buf;
-fail:
-	free(buf);
-	fclose(f);
-	return NULL;
-}
-
 /* The decoder for schema.reader with every schema.writers entry and schema.plain_writer. */
 static struct decoder *
 interestd_decoder(const struct config *cfg, char *errstr, size_t errstr_size)
@@ -135,13 +105,15 @@ interestd_decoder(const struct config *cfg, char *errstr, size_t errstr_size)
 	char err[INTERESTD_ERR_MAX / 2];
 	struct decoder *dec = decoder_new(cfg->schema_reader, err, sizeof(err));
 	char *json = NULL;
+	size_t json_len;
 
 	if (dec == NULL) {
 		snprintf(errstr, errstr_size, "schema.reader %s: %s", cfg->schema_reader, err);
 		return NULL;
 	}
 	for (size_t i = 0; i < cfg->n_writers; i++) {
-		json = interestd_read_text(cfg->writers[i].path, err, sizeof(err));
+		json = file_read_all(
+		    cfg->writers[i].path, INTERESTD_SCHEMA_MAX, &json_len, err, sizeof(err));
 		if (json == NULL ||
 		    decoder_add_writer(dec, json, cfg->writers[i].confluent_id, err, sizeof(err)) !=
 			0) {
@@ -153,7 +125,8 @@ interestd_decoder(const struct config *cfg, char *errstr, size_t errstr_size)
 		json = NULL;
 	}
 	if (cfg->schema_plain_writer != NULL) {
-		json = interestd_read_text(cfg->schema_plain_writer, err, sizeof(err));
+		json = file_read_all(
+		    cfg->schema_plain_writer, INTERESTD_SCHEMA_MAX, &json_len, err, sizeof(err));
 		if (json == NULL || decoder_set_plain_writer(dec, json, err, sizeof(err)) != 0) {
 			snprintf(errstr, errstr_size, "schema.plain_writer %s: %s",
 			    cfg->schema_plain_writer, err);
