@@ -16,6 +16,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "json.h"
 #include "config.h"
 #include "container.h"
 #include "ctl_report.h"
@@ -472,17 +473,9 @@ replay_write_user(FILE *out, const struct model *m, const struct sink_user *su)
 	size_t top_len;
 	char *top;
 
-	fputs("{\"user\":\"", out);
-	for (size_t i = 0; i < su->user_id_len; i++) {
-		unsigned char ch = (unsigned char)su->user_id[i];
-		if (ch == '"' || ch == '\\')
-			fprintf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			fprintf(out, "\\u%04x", ch);
-		else
-			fputc(ch, out);
-	}
-	fputs("\",\"vec\":[", out);
+	fputs("{\"user\":", out);
+	json_write_string(out, su->user_id, su->user_id_len);
+	fputs(",\"vec\":[", out);
 	for (uint32_t i = 0; i < model_dim(m); i++)
 		fprintf(out, "%s%.9g", i ? "," : "", (double)su->vec[i]);
 	top = sink_redis_top_json(m, su->top_items, su->top_scores, su->n_top, &top_len);

@@ -5,6 +5,7 @@
  * script's contract: schemas/redis.md.
  */
 #include "clock.h"
+#include "json.h"
 #include "sink_redis.h"
 
 #include <errno.h>
@@ -637,19 +638,12 @@ buf_printf(struct sink_buf *b, const char *fmt, ...)
 static int
 buf_json_escape(struct sink_buf *b, const char *s, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		int rc;
+	size_t n = json_escape(NULL, 0, s, len);
 
-		if (ch == '"' || ch == '\\')
-			rc = buf_printf(b, "\\%c", ch);
-		else if (ch < 0x20)
-			rc = buf_printf(b, "\\u%04x", ch);
-		else
-			rc = buf_put(b, &s[i], 1);
-		if (rc < 0)
-			return -1;
-	}
+	if (buf_reserve(b, n + 1) < 0)
+		return -1;
+	json_escape(b->p + b->len, n + 1, s, len);
+	b->len += n;
 	return 0;
 }
 

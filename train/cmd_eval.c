@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "blas.h"
 #include "dataset.h"
 #include "evaluate.h"
@@ -502,16 +503,7 @@ json_metrics(FILE *fp, const double *m)
 static void
 json_string(FILE *fp, const char *s)
 {
-	fputc('"', fp);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', fp);
-		if ((unsigned char)*s < 0x20)
-			fprintf(fp, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, fp);
-	}
-	fputc('"', fp);
+	json_write_string(fp, s, strlen(s));
 }
 
 static void
