@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "json.h"
 #include "blas.h"
 #include "dataset.h"
@@ -87,19 +88,12 @@ parse_args(int argc, char **argv, struct eval_args *a)
 	a->cold_fraction = 0.1;
 	a->cold_seed = 1;
 	a->dataset_name = "dataset";
-	for (int i = 1; i < argc; i++) {
-		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+	const char *k, *v;
+	int i = 1, got;
+
+	while ((got = cli_next(argc, argv, &i, "interest-eval", NULL, usage, &k, &v)) > 0) {
 		char *end = NULL;
 
-		if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		if (v == NULL) {
-			fprintf(stderr, "interest-eval: %s needs a value\n", k);
-			return -1;
-		}
-		i++;
 		if (strcmp(k, "--catalog") == 0)
 			a->catalog = v;
 		else if (strcmp(k, "--interactions") == 0)
@@ -166,6 +160,8 @@ parse_args(int argc, char **argv, struct eval_args *a)
 			return -1;
 		}
 	}
+	if (got < 0)
+		return -1;
 	if (a->catalog == NULL) {
 		fprintf(stderr, "interest-eval: --catalog is required\n");
 		return -1;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "blas.h"
 #include "dataset.h"
 #include "evaluate.h"
@@ -156,25 +157,17 @@ parse_args(int argc, char **argv, struct train_args *a)
 	a->cfg.hp.model_version = (uint64_t)time(NULL);
 	a->so.budget_s = TRAIN_SEARCH_BUDGET_S;
 	a->so.screen_epochs = TRAIN_SCREEN_EPOCHS;
-	for (int i = 1; i < argc; i++) {
-		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+	static const char *const flags[] = { "--no-search", NULL };
+	const char *k, *v;
+	int i = 1, got;
+
+	while ((got = cli_next(argc, argv, &i, "interest-train", flags, usage, &k, &v)) > 0) {
 		uint32_t u = 0;
 		int bad = 0;
 
-		if (strcmp(k, "-h") == 0 || strcmp(k, "--help") == 0) {
-			usage(stdout);
-			exit(0);
-		}
-		if (strcmp(k, "--no-search") == 0) {
+		if (strcmp(k, "--no-search") == 0)
 			a->no_search = 1;
-			continue;
-		}
-		if (v == NULL) {
-			fprintf(stderr, "interest-train: %s needs a value\n", k);
-			return -1;
-		}
-		i++;
-		if (strcmp(k, "--catalog") == 0)
+		else if (strcmp(k, "--catalog") == 0)
 			a->catalog = v;
 		else if (strcmp(k, "--interactions") == 0)
 			a->interactions = v;
@@ -264,6 +257,8 @@ parse_args(int argc, char **argv, struct train_args *a)
 			return -1;
 		}
 	}
+	if (got < 0)
+		return -1;
 	if ((a->catalog == NULL && a->current == NULL) || a->interactions == NULL ||
 	    a->out == NULL) {
 		fprintf(stderr,

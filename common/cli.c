@@ -1,0 +1,28 @@
+/* Command-line walking: common/cli.h. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int
+cli_next(int argc, char **argv, int *i, const char *prog, const char *const *flags,
+    void (*usage)(FILE *), const char **k, const char **v)
+{
+	if (*i >= argc)
+		return 0;
+	*k = argv[(*i)++];
+	*v = NULL;
+	if (strcmp(*k, "-h") == 0 || strcmp(*k, "--help") == 0) {
+		usage(stdout);
+		exit(0);
+	}
+	for (size_t f = 0; flags != NULL && flags[f] != NULL; f++)
+		if (strcmp(*k, flags[f]) == 0)
+			return 1;
+	if (*i >= argc) {
+		fprintf(stderr, "%s: %s needs a value\n", prog, *k);
+		return -1;
+	}
+	*v = argv[(*i)++];
+	return 1;
+}
