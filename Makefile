@@ -11,13 +11,17 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual -Wformat=2
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Icommon -Imodel -Itrain -Idaemon -Ictl
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS) -Icommon -Iavro -Imodel -Itrain -Idaemon -Ictl
 LDLIBS  := $(PKG_LIBS) -lm -lpthread
 LDFLAGS := $(SAN)
 
 # common/: the small helpers every part uses (clocks, whole-file reads), written once.
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# avro/: Avro schemas (parse, canonical form, fingerprint) and the binary encoding's
+# primitives, for the event decoder, the items reader and the snapshot writer.
+AVRO_SRC   := $(wildcard avro/*.c)
+AVRO_OBJ   := $(AVRO_SRC:%.c=$(BUILD)/%.o)
 # model/: the serving library: pure computation + model-file I/O.
 MODEL_SRC  := $(wildcard model/*.c)
 MODEL_OBJ  := $(MODEL_SRC:%.c=$(BUILD)/%.o)
@@ -68,7 +72,7 @@ $(BUILD)/libinterest.a: $(MODEL_OBJ)
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(BUILD)/libdaemon.a: $(DAEMON_OBJ)
+$(BUILD)/libdaemon.a: $(DAEMON_OBJ) $(AVRO_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 $(BUILD)/libtrain.a: $(TRAIN_OBJ)
@@ -169,7 +173,7 @@ print-warn:
 	@echo '$(WARN)'
 
 lint:
-	clang-format --dry-run --Werror common/*.[ch] model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
+	clang-format --dry-run --Werror common/*.[ch] avro/*.[ch] model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz

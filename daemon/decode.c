@@ -14,7 +14,8 @@
 
 #include <jansson.h>
 
-#include "avro_avsc.h"
+#include "avsc.h"
+#include "binary.h"
 #include "modelfile.h"
 
 /* Largest schema file decoder_new() reads. */
@@ -791,30 +792,20 @@ decoder_set_plain_writer(
 
 /* ---- decoding ---- */
 
-/* Zigzag varint long: at most 10 bytes, the tenth carrying only bit 63. */
+/* Zigzag varint long (avro/binary.h), with the reason when it is bad. */
 static enum decode_err
 decode_long(struct decode_cur *cur, int64_t *out)
 {
-	uint64_t v = 0;
-
-	for (unsigned shift = 0; shift < 70; shift += 7) {
-		uint8_t b;
-		if (cur->p >= cur->end) {
-			cur->why = "varint cut short";
-			return DECODE_TRUNCATED;
-		}
-		b = *cur->p++;
-		if (shift == 63 && b > 1) {
-			cur->why = "varint longer than 64 bits";
-			return DECODE_MALFORMED;
-		}
-		v |= (uint64_t)(b & 0x7f) << shift;
-		if ((b & 0x80) == 0) {
-			*out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-			return DECODE_OK;
-		}
+	switch (avro_read_long(&cur->p, cur->end, out)) {
+	case AVRO_READ_OK:
+		return DECODE_OK;
+	case AVRO_READ_TRUNCATED:
+		cur->why = "varint cut short";
+		return DECODE_TRUNCATED;
+	case AVRO_READ_MALFORMED:
+		break;
 	}
-	cur->why = "varint longer than 10 bytes";
+	cur->why = "varint longer than 64 bits"; /* a tenth byte above 1 */
 	return DECODE_MALFORMED;
 }
 

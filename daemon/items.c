@@ -18,7 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#include "avro_avsc.h"
+#include "avsc.h"
 #include "config.h"
 #include "dlq.h"
 #include "log.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "avro_avsc.h"
+#include "avsc.h"
 #include "decode.h"
 #include "fixture.h"
 

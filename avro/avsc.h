@@ -4,8 +4,8 @@
  * defaults), the Parsing Canonical Form and its CRC-64-AVRO fingerprint
  * (Avro specification, "Schema Resolution" and "Schema Fingerprints").
  */
-#ifndef DAEMON_AVRO_AVSC_H
-#define DAEMON_AVRO_AVSC_H
+#ifndef INTERESTD_AVRO_AVSC_H
+#define INTERESTD_AVRO_AVSC_H
 
 #include <stddef.h>
 #include <stdint.h>

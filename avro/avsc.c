@@ -4,7 +4,7 @@
  * into the Jansson document; both are freed at once. This runs at start-up
  * and reload only, never per message.
  */
-#include "avro_avsc.h"
+#include "avsc.h"
 
 #include <stdarg.h>
 #include <stdio.h>
