@@ -26,6 +26,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "binary.h"
+#include "clock.h"
 #include "modelfile.h"
 
 #define GEN_FAVS 3             /* favourite tier-1 nodes per user */
@@ -223,25 +225,10 @@ gen_event(struct gen *g, uint32_t *user, uint32_t *item, uint8_t *type)
 			 : MODEL_EV_SHARE;
 }
 
-/* Avro zig-zag varint. */
-static size_t
-avro_long(uint8_t *p, int64_t v)
-{
-	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-	size_t n = 0;
-
-	while (z > 0x7f) {
-		p[n++] = (uint8_t)((z & 0x7f) | 0x80);
-		z >>= 7;
-	}
-	p[n++] = (uint8_t)z;
-	return n;
-}
-
 static size_t
 avro_string(uint8_t *p, const char *s, size_t len)
 {
-	size_t n = avro_long(p, (int64_t)len);
+	size_t n = avro_put_long(p, (int64_t)len);
 
 	memcpy(p + n, s, len);
 	return n + len;
@@ -257,35 +244,17 @@ gen_encode(uint8_t *p, const char *eid, size_t eid_len, const char *uid, size_t 
 	n += avro_string(p + n, eid, eid_len);
 	n += avro_string(p + n, uid, uid_len);
 	n += avro_string(p + n, iid, iid_len);
-	n += avro_long(p + n, type);
-	n += avro_long(p + n, ts_ms);
+	n += avro_put_long(p + n, type);
+	n += avro_put_long(p + n, ts_ms);
 	if (dwell_ms >= 0) {
-		n += avro_long(p + n, 1);
-		n += avro_long(p + n, dwell_ms);
+		n += avro_put_long(p + n, 1);
+		n += avro_put_long(p + n, dwell_ms);
 	} else {
-		n += avro_long(p + n, 0);
+		n += avro_put_long(p + n, 0);
 	}
-	n += avro_long(p + n, 0); /* value: null */
-	n += avro_long(p + n, 0); /* context: null */
+	n += avro_put_long(p + n, 0); /* value: null */
+	n += avro_put_long(p + n, 0); /* context: null */
 	return n;
-}
-
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static double
-mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void
@@ -404,7 +373,7 @@ main(int argc, char **argv)
 		rd_kafka_conf_destroy(conf);
 		goto done;
 	}
-	t0 = mono_s();
+	t0 = clock_mono_s();
 	while (produced < n_events && !gen_stop) {
 		uint32_t user, item;
 		uint8_t type;
@@ -416,7 +385,7 @@ main(int argc, char **argv)
 
 		if (rate > 0) {
 			/* Paced: never ahead of rate * elapsed; sleep in ~1 ms steps. */
-			t = mono_s() - t0;
+			t = clock_mono_s() - t0;
 			if (seconds > 0 && t >= seconds)
 				break;
 			if ((double)produced >= rate * t) {
@@ -432,7 +401,7 @@ main(int argc, char **argv)
 		    probe_every && user % probe_every == 0 ? 'q' : 'u', user);
 		eid_len = snprintf(eid, sizeof(eid), "e%" PRIu64 "-%" PRIu64, seed, produced);
 		iid = model_item_id(m, item, &iid_len);
-		ts = wall_ms();
+		ts = clock_wall_ms();
 		len = gen_encode(msg, eid, (size_t)eid_len, uid, (size_t)uid_len, iid, iid_len, type,
 		    ts, type == MODEL_EV_VIEW ? (int32_t)(1000 + gen_below(&g, 60000)) : -1);
 		for (;;) {
@@ -454,7 +423,7 @@ main(int argc, char **argv)
 			rd_kafka_poll(rk, 0);
 	}
 	rd_kafka_flush(rk, 60000);
-	t = mono_s() - t0;
+	t = clock_mono_s() - t0;
 	if (rd_kafka_outq_len(rk) > 0 || failed > 0) {
 		fprintf(stderr, "bench-gen: %d undelivered, %" PRIu64 " failed\n",
 		    rd_kafka_outq_len(rk), failed);
