@@ -32,6 +32,9 @@ TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 # daemon/: the running service: every socket. interestd.c holds main().
 DAEMON_SRC := $(filter-out daemon/interestd.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+# The schemas whose bytes the daemon fixes, compiled in from schemas/ (daemon/schemas.h).
+EMBED_AVSC := schemas/interest_snapshot.avsc schemas/item_update.avsc
+DAEMON_OBJ += $(BUILD)/gen/schemas_avsc.o
 # ctl/: interestctl (its modes, the replay oracle) and the SVG report; interestctl.c
 # holds main().
 CTL_SRC    := $(filter-out ctl/interestctl.c,$(wildcard ctl/*.c))
@@ -64,6 +67,12 @@ $(BUILD)/train/%.o: train/%.c
 	$(CC) $(CFLAGS) -Wconversion -c $< -o $@
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/gen/schemas_avsc.c: scripts/embed $(EMBED_AVSC)
+	@mkdir -p $(@D)
+	scripts/embed schemas.h $(EMBED_AVSC) >$@.tmp && mv $@.tmp $@
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libinterest.a: $(MODEL_OBJ)

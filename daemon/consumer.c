@@ -2540,15 +2540,17 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->su = calloc(c->cap_flush, sizeof(*c->su));
 	c->fe = calloc(c->cap_flush, sizeof(*c->fe));
 	c->users = users_new(model_hparams(m));
-	c->snap = snapshot_new();
 	c->notify = notify_new();
 	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
 	    c->load_entries == NULL || c->su == NULL || c->fe == NULL || c->users == NULL ||
-	    c->snap == NULL || c->notify == NULL ||
+	    c->notify == NULL ||
 	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
+	c->snap = snapshot_new(errstr, errstr_size);
+	if (c->snap == NULL)
+		goto fail;
 	consumer_set_snap_limit(c);
 	if (cfg->ids_hmac_key != NULL &&
 	    (c->hkey = hmac_key_new(

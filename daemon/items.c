@@ -18,11 +18,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
-#include "avsc.h"
 #include "config.h"
 #include "dlq.h"
 #include "log.h"
 #include "modelfile.h"
+#include "schemas.h"
 
 #define ITEMS_ID_MAX           255  /* as item ids in model files */
 #define ITEMS_TITLE_MAX        4096 /* as event strings (DECODE_MAX_STRING_BYTES) */
@@ -40,15 +40,6 @@
 #define ITEMS_ERR_MAX          512
 #define ITEMS_DETAIL_MAX       160
 #define ITEMS_SLOT_EMPTY       SIZE_MAX
-
-/* The writer schema we accept (schemas/item_update.avsc without the docs). */
-static const char items_schema_json[] =
-    "{\"type\":\"record\",\"name\":\"ItemUpdate\",\"namespace\":\"io.interestd\",\"fields\":["
-    "{\"name\":\"item_id\",\"type\":\"string\"},{\"name\":\"title\",\"type\":\"string\"},"
-    "{\"name\":\"embedder\",\"type\":\"string\"},{\"name\":\"dim\",\"type\":\"int\"},"
-    "{\"name\":\"embedding\",\"type\":\"bytes\"},{\"name\":\"tier1\",\"type\":\"int\"},"
-    "{\"name\":\"tier2\",\"type\":\"int\"},{\"name\":\"tree\",\"type\":\"string\"},"
-    "{\"name\":\"ts\",\"type\":{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}}]}";
 
 static const char *const items_refusal_names[ITEMS_N_REFUSALS] = { "decode", "key", "item_id",
 	"title", "embedder", "dim", "embedding", "tier1", "tier2", "tree" };
@@ -81,8 +72,8 @@ struct items {
 	char *topic;
 	struct dlq *dlq;
 	const struct model *base;
-	char tree[ITEMS_TREE_FP_LEN + 1]; /* base's */
-	uint8_t fingerprint[8];           /* single-object header bytes 2..9 */
+	char tree[ITEMS_TREE_FP_LEN + 1];              /* base's */
+	uint8_t fingerprint[SCHEMAS_FINGERPRINT_SIZE]; /* single-object header bytes 2..9 */
 
 	int32_t n_parts; /* partitions assigned (0: topic not seen yet) */
 	int64_t *next;   /* [n_parts] next offset to read, or RD_KAFKA_OFFSET_BEGINNING */
@@ -313,7 +304,7 @@ items_decode(const struct items *it, const uint8_t *buf, size_t len, struct item
 		snprintf(detail, detail_size, "not Avro single-object encoding (C3 01 header)");
 		return -1;
 	}
-	if (memcmp(buf + 2, it->fingerprint, 8) != 0) {
+	if (memcmp(buf + 2, it->fingerprint, sizeof(it->fingerprint)) != 0) {
 		snprintf(detail, detail_size, "writer fingerprint is not ItemUpdate's");
 		return -1;
 	}
@@ -532,11 +523,9 @@ items_new(const struct config *cfg, const struct model *base, struct dlq *dlq, c
     size_t errstr_size)
 {
 	struct items *it = calloc(1, sizeof(*it));
-	struct avsc *sc;
 	rd_kafka_conf_t *conf;
 	rd_kafka_resp_err_t kerr;
 	char err[ITEMS_ERR_MAX];
-	uint64_t fp;
 
 	if (it == NULL || (it->topic = strdup(cfg->topic_items)) == NULL) {
 		snprintf(errstr, errstr_size, "out of memory");
@@ -544,15 +533,11 @@ items_new(const struct config *cfg, const struct model *base, struct dlq *dlq, c
 	}
 	it->dlq = dlq;
 	items_set_base(it, base);
-	sc = avsc_parse(items_schema_json, strlen(items_schema_json), err, sizeof(err));
-	if (sc == NULL) {
+	if (schemas_fingerprint(schemas_item_update_avsc, schemas_item_update_avsc_len,
+		it->fingerprint, err, sizeof(err)) != 0) {
 		snprintf(errstr, errstr_size, "ItemUpdate schema: %s", err); /* our bug */
 		goto fail;
 	}
-	fp = avsc_fingerprint(sc);
-	avsc_free(sc);
-	for (int i = 0; i < 8; i++)
-		it->fingerprint[i] = (uint8_t)(fp >> (8 * i)); /* little-endian, as the events' */
 	conf = items_kafka_conf(cfg, errstr, errstr_size);
 	if (conf == NULL)
 		goto fail;

@@ -5,57 +5,48 @@
  */
 #include "snapshot.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "modelfile.h"
+#include "schemas.h"
 #include "state.h"
 
-#define SNAPSHOT_AVRO_EMPTY  0xc15d213aa4d7a795ULL /* CRC-64-AVRO initial value */
 #define SNAPSHOT_INITIAL_CAP 4096
 #define SNAPSHOT_VARINT_MAX  10 /* bytes of a zig-zag varint long */
 #define SNAPSHOT_LABEL_MAX   32 /* model_node_label needs >= 16 */
-
-/* Parsing Canonical Form of schemas/interest_snapshot.avsc (fastavro agrees). */
-static const char snapshot_pcf[] =
-    "{\"name\":\"io.interestd.InterestSnapshot\",\"type\":\"record\",\"fields\":["
-    "{\"name\":\"user_id\",\"type\":\"string\"},"
-    "{\"name\":\"model_version\",\"type\":\"long\"},"
-    "{\"name\":\"ts\",\"type\":\"long\"},"
-    "{\"name\":\"events\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd."
-    "SnapshotEvent\","
-    "\"type\":\"record\",\"fields\":[{\"name\":\"item_id\",\"type\":\"string\"},"
-    "{\"name\":\"type\",\"type\":{\"name\":\"io.interestd.EventType\",\"type\":\"enum\","
-    "\"symbols\":"
-    "[\"IMPRESSION\",\"VIEW\",\"CLICK\",\"LIKE\",\"ADD_TO_CART\",\"PURCHASE\",\"SHARE\","
-    "\"DISLIKE\"]}},"
-    "{\"name\":\"ts\",\"type\":\"long\"}]}}},"
-    "{\"name\":\"tiers\",\"type\":{\"type\":\"array\",\"items\":{\"name\":\"io.interestd."
-    "TierWeight\","
-    "\"type\":\"record\",\"fields\":[{\"name\":\"node\",\"type\":\"string\"},"
-    "{\"name\":\"short\",\"type\":\"float\"},{\"name\":\"long\",\"type\":\"float\"}]}}},"
-    "{\"name\":\"vector\",\"type\":{\"type\":\"array\",\"items\":\"float\"}}]}";
+#define SNAPSHOT_ERR_MAX     256
 
 struct snapshot {
+	uint8_t head[SNAPSHOT_HEADER_SIZE]; /* C3 01 + the schema's fingerprint */
 	uint8_t *buf;
 	size_t len, cap;
 	int oom; /* a write did not fit and growing failed */
 };
 
 struct snapshot *
-snapshot_new(void)
+snapshot_new(char *errstr, size_t errstr_size)
 {
 	struct snapshot *sn = calloc(1, sizeof(*sn));
+	char err[SNAPSHOT_ERR_MAX];
 
-	if (sn == NULL)
-		return NULL;
+	if (sn == NULL || (sn->buf = malloc(SNAPSHOT_INITIAL_CAP)) == NULL) {
+		snprintf(errstr, errstr_size, "out of memory");
+		goto fail;
+	}
 	sn->cap = SNAPSHOT_INITIAL_CAP;
-	sn->buf = malloc(sn->cap);
-	if (sn->buf == NULL) {
-		free(sn);
-		return NULL;
+	sn->head[0] = 0xc3;
+	sn->head[1] = 0x01;
+	if (schemas_fingerprint(schemas_interest_snapshot_avsc, schemas_interest_snapshot_avsc_len,
+		sn->head + 2, err, sizeof(err)) != 0) {
+		snprintf(errstr, errstr_size, "InterestSnapshot schema: %s", err); /* our bug */
+		goto fail;
 	}
 	return sn;
+fail:
+	snapshot_free(sn);
+	return NULL;
 }
 
 void
@@ -65,26 +56,6 @@ snapshot_free(struct snapshot *sn)
 		return;
 	free(sn->buf);
 	free(sn);
-}
-
-const char *
-snapshot_canonical_schema(void)
-{
-	return snapshot_pcf;
-}
-
-uint64_t
-snapshot_fingerprint(void)
-{
-	uint64_t fp = SNAPSHOT_AVRO_EMPTY;
-
-	/* The Avro specification's CRC-64-AVRO, bit by bit (runs once per call, not per event). */
-	for (size_t i = 0; i < sizeof(snapshot_pcf) - 1; i++) {
-		fp ^= (uint8_t)snapshot_pcf[i];
-		for (int k = 0; k < 8; k++)
-			fp = (fp >> 1) ^ (SNAPSHOT_AVRO_EMPTY & (0 - (fp & 1)));
-	}
-	return fp;
 }
 
 /* Makes room for n more bytes; sets oom and returns -1 when it cannot. */
@@ -159,17 +130,13 @@ snapshot_encode(struct snapshot *sn, const struct model *m, const char *user_id,
     const struct user_state *us, uint32_t n_events, const float *vec, const uint8_t **out,
     size_t *out_len)
 {
-	uint64_t fp = snapshot_fingerprint();
-	uint8_t head[SNAPSHOT_HEADER_SIZE] = { 0xc3, 0x01 };
 	uint32_t dim = model_dim(m), n_nodes = model_n_nodes(m);
 	uint16_t first;
 	int64_t n_known = 0, n_tiers = 0;
 
-	for (int i = 0; i < 8; i++)
-		head[2 + i] = (uint8_t)(fp >> (8 * i));
 	sn->len = 0;
 	sn->oom = 0;
-	snapshot_put_bytes(sn, head, sizeof(head));
+	snapshot_put_bytes(sn, sn->head, sizeof(sn->head));
 	snapshot_put_string(sn, user_id, user_id_len);
 	snapshot_put_long(sn, (int64_t)us->model_version);
 	snapshot_put_long(sn, us->t_ref_ms == STATE_NO_TIME ? 0 : us->t_ref_ms);

@@ -19,14 +19,13 @@ struct user_state;
 
 struct snapshot;
 
-/* An encoder with a reusable output buffer; NULL on ENOMEM. snapshot_free is NULL-safe. */
-struct snapshot *snapshot_new(void);
+/*
+ * An encoder with a reusable output buffer and the header of the compiled-in
+ * schema (schemas.h), or NULL with the reason in errstr (out of memory, or
+ * that schema does not parse: our bug). snapshot_free is NULL-safe.
+ */
+struct snapshot *snapshot_new(char *errstr, size_t errstr_size);
 void snapshot_free(struct snapshot *sn);
-
-/* CRC-64-AVRO fingerprint of the InterestSnapshot schema's canonical form. */
-uint64_t snapshot_fingerprint(void);
-/* The Parsing Canonical Form the fingerprint is taken over (static string). */
-const char *snapshot_canonical_schema(void);
 
 /*
  * Encodes a snapshot of us (a state of model m) for user_id: the newest

@@ -1,6 +1,8 @@
 """Small helpers shared by the tests (imported, not a fixture module)."""
 
+import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -37,3 +39,27 @@ def write_items(path, rows):
     """rows: (item_id, title, text, categories list)."""
     from interestd_py.items import Item, write_items_csv
     write_items_csv(path, [Item(i, t, x, list(c)) for i, t, x, c in rows])
+
+
+def crc64_avro(data):
+    """CRC-64-AVRO, the Avro specification's Rabin fingerprint ("Schema Fingerprints"),
+    written out here independently of fastavro and of the daemon."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for b in data:
+        fp = (fp >> 8) ^ table[(fp ^ b) & 0xFF]
+    return fp
+
+
+def single_object_header(schema_file):
+    """C3 01 + the CRC-64-AVRO of schemas/<schema_file>'s Parsing Canonical Form, little-endian."""
+    from fastavro.schema import parse_schema, to_parsing_canonical_form
+    with open(os.path.join(ROOT, "schemas", schema_file)) as f:
+        pcf = to_parsing_canonical_form(parse_schema(json.load(f)))
+    return b"\xc3\x01" + struct.pack("<Q", crc64_avro(pcf.encode()))

@@ -4,31 +4,14 @@ interactions CSV (deduplicated, per-user time order, erased by a tombstone)."""
 
 import csv
 import io
-import json
 import os
-import re
-import struct
 
 import fastavro
 import pytest
 
 from conftest import ROOT
+from helpers import single_object_header
 from interestd_py.snapshots import MAGIC, SCHEMA, Collector, Decoder, DumpError, write_csv
-
-
-def crc64_avro(data):
-    """CRC-64-AVRO (the Avro spec's Rabin fingerprint), written out here independently."""
-    empty = 0xC15D213AA4D7A795
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (empty & -(fp & 1))
-        table.append(fp)
-    fp = empty
-    for b in data:
-        fp = (fp >> 8) ^ table[(fp ^ b) & 0xFF]
-    return fp
 
 
 def record(user, events, version=7):
@@ -44,13 +27,16 @@ def encode(rec, header):
     return header + buf.getvalue()
 
 
-def test_header_is_the_crc64_of_the_daemons_canonical_form():
-    # The Parsing Canonical Form daemon/snapshot.c fingerprints, field order as the spec says.
-    with open(os.path.join(ROOT, "daemon", "snapshot.c")) as f:
-        src = f.read()
-    body = src.split("snapshot_pcf[] =", 1)[1].split(";", 1)[0]
-    pcf = "".join(json.loads(s) for s in re.findall(r'"(?:[^"\\]|\\.)*"', body))
-    assert Decoder().header == MAGIC + struct.pack("<Q", crc64_avro(pcf.encode()))
+# The InterestSnapshot fingerprint the daemon writes, from the compiled-in
+# schemas/interest_snapshot.avsc (tests/unit/schemas.c and snapshot.c pin the same bytes):
+# the wire format, unchanged since the daemon held the canonical form as a C string.
+DAEMON_FINGERPRINT = bytes.fromhex("d84f1460f243d5e5")
+
+
+def test_header_is_the_schema_files_and_the_daemons():
+    header = Decoder().header
+    assert header == single_object_header("interest_snapshot.avsc")
+    assert header == MAGIC + DAEMON_FINGERPRINT
 
 
 def test_decode_round_trip_and_rejections():
