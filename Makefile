@@ -32,7 +32,7 @@ TRAIN_OBJ  := $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 # daemon/: the running service: every socket. interestd.c holds main().
 DAEMON_SRC := $(filter-out daemon/interestd.c,$(wildcard daemon/*.c))
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
-# The schemas whose bytes the daemon fixes, compiled in from schemas/ (daemon/schemas.h).
+# The schemas whose bytes the daemon fixes, compiled in from schemas/ (avro/schemas.h).
 EMBED_AVSC := schemas/interest_snapshot.avsc schemas/item_update.avsc
 DAEMON_OBJ += $(BUILD)/gen/schemas_avsc.o
 # ctl/: interestctl (its modes, the replay oracle) and the SVG report; interestctl.c

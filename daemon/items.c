@@ -18,6 +18,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 
+#include "binary.h"
 #include "config.h"
 #include "dlq.h"
 #include "log.h"
@@ -236,25 +237,11 @@ struct rd {
 	const uint8_t *p, *end;
 };
 
-/* Avro zig-zag varint of at most 64 bits; -1 when truncated or too long. */
+/* Avro zig-zag varint (avro/binary.h); -1 when truncated or longer than 64 bits. */
 static int
 rd_long(struct rd *r, int64_t *v)
 {
-	uint64_t u = 0;
-
-	for (int shift = 0; shift < 64; shift += 7) {
-		uint8_t b;
-
-		if (r->p >= r->end)
-			return -1;
-		b = *r->p++;
-		u |= (uint64_t)(b & 0x7f) << shift;
-		if (!(b & 0x80)) {
-			*v = (int64_t)(u >> 1) ^ -(int64_t)(u & 1);
-			return 0;
-		}
-	}
-	return -1;
+	return avro_read_long(&r->p, r->end, v) == AVRO_READ_OK ? 0 : -1;
 }
 
 static int

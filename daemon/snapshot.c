@@ -9,12 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "binary.h"
 #include "modelfile.h"
 #include "schemas.h"
 #include "state.h"
 
 #define SNAPSHOT_INITIAL_CAP 4096
-#define SNAPSHOT_VARINT_MAX  10 /* bytes of a zig-zag varint long */
 #define SNAPSHOT_LABEL_MAX   32 /* model_node_label needs >= 16 */
 #define SNAPSHOT_ERR_MAX     256
 
@@ -93,15 +93,9 @@ snapshot_put_bytes(struct snapshot *sn, const void *p, size_t n)
 static void
 snapshot_put_long(struct snapshot *sn, int64_t v)
 {
-	uint64_t z = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-
-	if (snapshot_reserve(sn, SNAPSHOT_VARINT_MAX) != 0)
+	if (snapshot_reserve(sn, AVRO_LONG_MAX_BYTES) != 0)
 		return;
-	while (z >= 0x80) {
-		sn->buf[sn->len++] = (uint8_t)(z | 0x80);
-		z >>= 7;
-	}
-	sn->buf[sn->len++] = (uint8_t)z;
+	sn->len += avro_put_long(sn->buf + sn->len, v);
 }
 
 static void

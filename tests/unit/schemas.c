@@ -1,5 +1,5 @@
 /*
- * daemon/schemas.c and the generated build/gen/schemas_avsc.c: each compiled-in
+ * avro/schemas.c and the generated build/gen/schemas_avsc.c: each compiled-in
  * schema is its file in schemas/ byte for byte, and its fingerprint is the one
  * on the wire since before the schemas were compiled in (fastavro 1.13.1's
  * CRC-64-AVRO of the Parsing Canonical Form, little-endian byte hex). Run from

@@ -4,7 +4,7 @@
  */
 #include "schemas.h"
 
-#include "avro_avsc.h"
+#include "avsc.h"
 
 int
 schemas_fingerprint(const char *avsc, size_t len, uint8_t fp[SCHEMAS_FINGERPRINT_SIZE],
