@@ -9,6 +9,7 @@
  * (schemas/redis.md).
  */
 #include "consumer.h"
+#include "consumer_int.h"
 
 #include <inttypes.h>
 #ifdef __GLIBC__
@@ -38,181 +39,15 @@
 #include "users.h"
 #include "userview.h"
 
-#define CONSUMER_ERR_MAX              512
-#define CONSUMER_DETAIL_MAX           160 /* dead-letter detail header */
 #define CONSUMER_STATS_EVERY_MS       10000
-#define CONSUMER_BACKOFF_MIN_MS       100 /* Redis retry backoff: 100 ms .. 5 s */
-#define CONSUMER_BACKOFF_MAX_MS       5000
 #define CONSUMER_DLQ_BLOCK_MS         5000 /* producer queue full: wait this long per letter */
 #define CONSUMER_DLQ_WAIT_MS          5000 /* before a commit: wait for dead letters this long */
-#define CONSUMER_SEEK_TIMEOUT_MS      5000
 #define CONSUMER_SNAPSHOT_SCAN_MS     1000
 #define CONSUMER_LIST_MAX             512   /* partition list in a log line */
-#define CONSUMER_REWARM_MAX           64    /* ring_len's upper bound (schemas/modelfile.md) */
 #define CONSUMER_COMMITTED_TIMEOUT_MS 10000 /* committed-offset fetch for the failover check */
-#define CONSUMER_PROBLEM_LOG_EVERY_MS 60000 /* auth / ACL errors: one line per reason this often */
-/*
- * Cached user states beyond this are evicted after a flush, least recently
- * seen first (they reload from Redis on their next event). A constant until
- * the config table has a key for it.
- */
 
-/* One partition of topic.events as this instance sees it. */
-struct part {
-	int assigned;
-	int claimed; /* holds the lease (epoch) in Redis: its events are applied */
-	int fresh;   /* Kafka assigned or confirmed it since the last claim: a claim may take a
-	                new epoch (sink_redis_claim) */
-	int fenced;  /* a newer owner's epoch refused our write, marker or renewal: nothing of it
-	                is applied or committed until Kafka confirms the ownership again */
-	int waiting; /* a claim found another instance's live lease (logged once) */
-	int reseek;  /* events were skipped or dropped: the next claim seeks to the commit */
-	int fence_pending;  /* a write of this flush was refused as fenced */
-	int stalled;        /* lag but nothing read for poll.stall_ms (consumer_check_stalls) */
-	int paused;         /* our last pause (1) or resume (0) call for it */
-	int pause_unknown;  /* new assignment: the next sync states it either way */
-	int64_t hwm;        /* high watermark asked of the broker while paused for Redis; -1 */
-	int64_t careful_to; /* an owner died in flight up to here: one message per batch; -1 */
-	int64_t poison;     /* offset dead-lettered as `crashed` when read; -1 none */
-	int64_t poison_crashes;
-	int fresh_claim;      /* the last claim was fresh (Kafka's assignment): look for a death */
-	int inflight_open;    /* its last in-flight record is not marked done yet */
-	int64_t last_read_ms; /* monotonic: last message of it processed, or served since */
-	int first; /* the last claim was the partition's first ever (no epoch stored before) */
-	uint64_t epoch;
-	int64_t next_offset; /* after the last processed message; -1 none */
-	int64_t committed;   /* last committed offset; -1 none */
-};
-
-#define PART_NEW(assigned_)                                                                        \
-	((struct part){ .assigned = (assigned_),                                                   \
-	    .next_offset = -1,                                                                     \
-	    .committed = -1,                                                                       \
-	    .pause_unknown = 1,                                                                    \
-	    .hwm = -1,                                                                             \
-	    .careful_to = -1,                                                                      \
-	    .poison = -1 })
-
-/* One polled message of the batch and what phase 1 decided about it. */
-struct slot {
-	rd_kafka_message_t *rkm;
-	struct user_entry *e; /* NULL: not an applicable event */
-	const char *reason;   /* dead-letter reason, NULL if none */
-	int skip;             /* not ours to process (error, revoked partition) */
-	int erase;            /* a tombstone: erase request for the key's user */
-	uint32_t item;
-	uint8_t type;
-	int64_t ts_ms;
-	uint64_t event_hash; /* state_event_id_hash of the event id */
-	enum decode_err derr;
-	char detail[CONSUMER_DETAIL_MAX];
-};
-
-struct consumer {
-	struct config *cfg;
-	consumer_config_loader *loader;
-	void *loader_opaque;
-
-	struct model *base; /* the model file */
-	struct model *m;    /* serving: base, or base + live items (model_extend) */
-	uint64_t model_version;
-	struct updater *up;
-	struct userview *uv;
-	struct user_state *scratch; /* re-warm replays run on this */
-	struct decoder *dec;
-	struct sink_redis *sink;
-	struct users *users;
-	struct dlq *dlq;
-	struct snapshot *snap;
-	struct notify *notify;
-	struct metrics *mx;         /* NULL: metrics.listen unset */
-	struct items *items;        /* live catalog items (topic.items); NULL: off */
-	int64_t next_items_ms;      /* earliest next swap of live items */
-	rd_kafka_t *rk;             /* consumer */
-	rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
-	double commit_issued_s;     /* when the last asynchronous commit was sent */
-	rd_kafka_t *rkp;            /* producer: dead letters and snapshots */
-
-	struct part *parts;
-	size_t n_parts;
-	size_t n_assigned;
-
-	/* The batch: preallocated to batch.max_events. */
-	struct slot *slots;
-	size_t n_slots, cap_slots;
-	struct update_event *uev;
-	size_t n_uev;
-	struct update_event rw_ev[CONSUMER_REWARM_MAX];
-	const char **load_ids;
-	size_t *load_lens;
-	struct user_entry **load_entries;
-	size_t n_load;
-
-	/* Flush buffers: flush.max_users slots. */
-	struct sink_user *su;
-	struct user_entry **fe; /* the entry of each su[i] */
-	struct sink_erase *er;  /* pending erasures of a flush, grown on demand */
-	struct user_entry **er_entries;
-	size_t cap_er;
-	int32_t *mark_parts; /* flushed-through markers of a commit, [n_parts] */
-	int64_t *mark_offs;
-	uint64_t *mark_epochs;
-	int *mark_fenced;
-	size_t cap_mark;
-	struct sink_inflight *inflight; /* in-flight records of a batch, [n_parts] */
-	size_t cap_inflight;
-	struct sink_claim *claims; /* claims and lease renewals, [n_parts] */
-	size_t cap_claims;
-	int64_t next_renew_ms; /* next lease renewal (every third of redis.lease_ms) */
-	int64_t next_stall_ms; /* next consumer_check_stalls */
-	int dlq_down;          /* a dead letter failed: paused until consumer_dlq_retry */
-	int64_t dlq_retry_ms, dlq_backoff_ms;
-	uint64_t dlq_failed_seen; /* dlq_failed() already handled */
-	int64_t batch_mono_ms;    /* when the batch being processed was polled */
-	int64_t next_confirm_ms;  /* next ownership check of fenced partitions */
-
-	/* ids.hmac_key_file: user ids are replaced by pseudonyms before use */
-	struct hmac_key *hkey; /* NULL: user ids verbatim */
-	char pseudo[HMAC_PSEUDONYM_LEN + 1];
-	size_t cap_flush;
-	struct user_entry **refused;
-	size_t n_refused, cap_refused;
-	float *vec; /* [dim] for snapshots */
-
-	uint32_t snap_limit; /* snapshot after this many events; UINT32_MAX: never by count */
-	int tier_names_pending;
-
-	/* Redis outage */
-	int redis_down;
-	int paused;
-	int64_t backoff_ms;
-	int64_t next_retry_ms;
-	int64_t down_since_ms;
-
-	uint64_t batch_seq; /* batches processed: the cache's recency clock */
-	int64_t next_flush_ms;
-	int caught_up; /* the last poll drained what librdkafka had fetched */
-	int64_t next_stats_ms;
-	int64_t next_snapscan_ms;
-	int ready;
-	int assigned_once; /* the first rebalance has been served */
-	int fatal;
-	int in_batch; /* process_batch running (re-entrancy guard) */
-	struct consumer_counters n;
-
-	/* For /metrics and the operator's error lines. */
-	struct metrics_histogram batch_s;  /* consumer_process_batch of a polled batch */
-	struct metrics_histogram commit_s; /* successful rd_kafka_commit calls */
-	double model_load_s;               /* the last timed model load; 0: none yet */
-	int64_t model_loaded_ms;           /* wall clock when the serving model was taken */
-	uint64_t kafka_auth_failures;
-	uint64_t redis_denials;
-	struct log_throttle auth_log;   /* Kafka authentication failures */
-	struct log_throttle denied_log; /* Redis NOPERM */
-};
-
-static int64_t
-mono_ms(void)
+int64_t
+consumer_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -220,8 +55,8 @@ mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t
-wall_ms(void)
+int64_t
+consumer_wall_ms(void)
 {
 	struct timespec ts;
 
@@ -229,9 +64,8 @@ wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* CLOCK_MONOTONIC in seconds, for the timing histograms. */
-static double
-mono_s(void)
+double
+consumer_mono_s(void)
 {
 	struct timespec ts;
 
@@ -259,26 +93,6 @@ consumer_part(struct consumer *c, int32_t p)
 		c->n_parts = n;
 	}
 	return &c->parts[p];
-}
-
-static int
-consumer_owns(const struct consumer *c, int32_t p)
-{
-	return p >= 0 && (size_t)p < c->n_parts && c->parts[p].assigned;
-}
-
-/* Assigned, claimed and not fenced: its events are applied, written and committed. */
-static int
-consumer_serves(const struct consumer *c, int32_t p)
-{
-	return consumer_owns(c, p) && c->parts[p].claimed && !c->parts[p].fenced;
-}
-
-/* The epoch to tag a write of partition p with (0: not ours, unfenced). */
-static uint64_t
-consumer_epoch(const struct consumer *c, int32_t p)
-{
-	return consumer_serves(c, p) ? c->parts[p].epoch : 0;
 }
 
 /* The assigned partitions of topic.events as a list (caller destroys). */
@@ -350,7 +164,7 @@ consumer_redis_denied(struct consumer *c, const char *what, const char *err)
 	uint64_t suppressed;
 
 	c->redis_denials++;
-	if (!log_throttle_pass(&c->denied_log, reason, strlen(reason), mono_ms(),
+	if (!log_throttle_pass(&c->denied_log, reason, strlen(reason), consumer_mono_ms(),
 		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
 		return;
 	log_error("event=redis_permission_denied during=%s user=%s error=\"%s\" "
@@ -366,7 +180,7 @@ consumer_redis_denied(struct consumer *c, const char *what, const char *err)
 static void
 consumer_redis_down(struct consumer *c, const char *what, const char *err)
 {
-	int64_t now = mono_ms();
+	int64_t now = consumer_mono_ms();
 	int denied = sink_redis_permission_denied(c->sink);
 
 	if (denied)
@@ -611,7 +425,7 @@ consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer
 		  " newer_epoch=%s during=%s users_dropped=%zu "
 		  "action=stop_until_kafka_confirms_ownership",
 	    c->cfg->topic_events, p, pt->epoch, newer_s, during, dropped);
-	c->next_confirm_ms = mono_ms();
+	c->next_confirm_ms = consumer_mono_ms();
 	consumer_sync_pause(c);
 }
 
@@ -697,7 +511,7 @@ consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int r
 		pt->claimed = 1;
 		pt->fenced = 0;
 		pt->reseek = 0;
-		pt->last_read_ms = mono_ms();
+		pt->last_read_ms = consumer_mono_ms();
 	}
 	ret = 0;
 done:
@@ -946,7 +760,7 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 static void
 consumer_dlq_down(struct consumer *c, const char *why)
 {
-	int64_t now = mono_ms();
+	int64_t now = consumer_mono_ms();
 
 	if (!c->dlq_down) {
 		log_error("event=dead_letters_undeliverable topic=%s reason=\"%s\" failed=%" PRIu64
@@ -966,10 +780,10 @@ consumer_dlq_down(struct consumer *c, const char *why)
 static int
 consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 {
-	int64_t deadline = mono_ms() + timeout_ms;
+	int64_t deadline = consumer_mono_ms() + timeout_ms;
 
 	rd_kafka_poll(c->rkp, 0);
-	while (dlq_in_flight(c->dlq) > 0 && mono_ms() < deadline)
+	while (dlq_in_flight(c->dlq) > 0 && consumer_mono_ms() < deadline)
 		rd_kafka_poll(c->rkp, 10);
 	if (dlq_failed(c->dlq) > c->dlq_failed_seen) {
 		/* Committing past a lost dead letter would lose it: pause, read it again later. */
@@ -1074,7 +888,7 @@ consumer_commit_cb(
 		if (offsets != NULL)
 			consumer_take_committed(c, offsets);
 		c->n.commits++;
-		metrics_histogram_observe(&c->commit_s, mono_s() - c->commit_issued_s);
+		metrics_histogram_observe(&c->commit_s, consumer_mono_s() - c->commit_issued_s);
 	} else {
 		c->n.commit_failures++;
 		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
@@ -1123,7 +937,7 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 		rd_kafka_topic_partition_list_destroy(l);
 		return 0;
 	}
-	t0 = mono_s();
+	t0 = consumer_mono_s();
 	if (async) {
 		c->commit_issued_s = t0;
 		err = rd_kafka_commit_queue(c->rk, l, c->commit_q, consumer_commit_cb, c);
@@ -1136,7 +950,7 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 		return -1;
 	}
 	err = rd_kafka_commit(c->rk, l, 0);
-	t0 = mono_s() - t0;
+	t0 = consumer_mono_s() - t0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -1251,7 +1065,7 @@ done:
 static void
 consumer_check_stalls(struct consumer *c)
 {
-	int64_t now = mono_ms();
+	int64_t now = consumer_mono_ms();
 
 	for (size_t i = 0; i < c->n_parts; i++) {
 		struct part *pt = &c->parts[i];
@@ -1326,7 +1140,7 @@ consumer_dlq_retry(struct consumer *c)
 
 	rd_kafka_poll(c->rkp, 0);
 	if (dlq_in_flight(c->dlq) > 0) { /* earlier letters still pending: wait for them */
-		c->dlq_retry_ms = mono_ms() + c->dlq_backoff_ms;
+		c->dlq_retry_ms = consumer_mono_ms() + c->dlq_backoff_ms;
 		return;
 	}
 	for (size_t i = 0; i < c->n_parts; i++)
@@ -1387,10 +1201,10 @@ consumer_redis_retry(struct consumer *c)
 	    sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
 		c->tier_names_pending = 0;
 	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume",
-	    mono_ms() - c->down_since_ms);
+	    consumer_mono_ms() - c->down_since_ms);
 	c->redis_down = 0;
 	consumer_sync_pause(c);
-	c->next_renew_ms = mono_ms() + c->cfg->redis_lease_ms / 3;
+	c->next_renew_ms = consumer_mono_ms() + c->cfg->redis_lease_ms / 3;
 	notify_status(c->notify, "consuming");
 	consumer_commit(c, -1, 0);
 }
@@ -1426,7 +1240,7 @@ consumer_snapshot(struct consumer *c, struct user_entry *e)
 	else
 		c->n.snapshots++;
 	e->since_snapshot = 0;
-	e->snapshot_mono_ms = mono_ms();
+	e->snapshot_mono_ms = consumer_mono_ms();
 }
 
 struct snapscan {
@@ -1529,7 +1343,7 @@ consumer_load_cb(
 	}
 	e->loaded = 1;
 	e->since_snapshot = 0;
-	e->snapshot_mono_ms = mono_ms();
+	e->snapshot_mono_ms = consumer_mono_ms();
 }
 
 /*
@@ -1717,7 +1531,7 @@ consumer_classify_tombstone(struct slot *s)
 	}
 	ts = rd_kafka_message_timestamp(rkm, &tstype);
 	s->erase = 1;
-	s->ts_ms = ts >= 0 ? ts : wall_ms();
+	s->ts_ms = ts >= 0 ? ts : consumer_wall_ms();
 	return 0;
 }
 
@@ -1853,8 +1667,8 @@ static void
 consumer_process_batch(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
-	int64_t now_wall = wall_ms(), now_mono = mono_ms();
-	double t0 = mono_s();
+	int64_t now_wall = consumer_wall_ms(), now_mono = consumer_mono_ms();
+	double t0 = consumer_mono_s();
 	int oom = 0;
 
 	if (c->n_slots == 0 || c->in_batch)
@@ -1978,7 +1792,7 @@ consumer_process_batch(struct consumer *c)
 		}
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
-	metrics_histogram_observe(&c->batch_s, mono_s() - t0);
+	metrics_histogram_observe(&c->batch_s, consumer_mono_s() - t0);
 }
 
 /* ---- rebalance ----------------------------------------------------------- */
@@ -2153,7 +1967,7 @@ consumer_auth_failed(struct consumer *c, rd_kafka_t *rk, const char *reason)
 	uint64_t suppressed;
 
 	c->kafka_auth_failures++;
-	if (!log_throttle_pass(&c->auth_log, reason, (size_t)len, mono_ms(),
+	if (!log_throttle_pass(&c->auth_log, reason, (size_t)len, consumer_mono_ms(),
 		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
 		return;
 	if (rd_kafka_conf_get(rd_kafka_conf(rk), "sasl.mechanisms", mech, &mech_len) !=
@@ -2531,7 +2345,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->cap_flush = (size_t)cfg->flush_max_users;
 	metrics_histogram_init_latency(&c->batch_s);
 	metrics_histogram_init_latency(&c->commit_s);
-	c->model_loaded_ms = wall_ms(); /* loaded by the caller just before */
+	c->model_loaded_ms = consumer_wall_ms(); /* loaded by the caller just before */
 	c->slots = calloc(c->cap_slots, sizeof(*c->slots));
 	c->uev = calloc(c->cap_slots, sizeof(*c->uev));
 	c->load_ids = calloc(c->cap_slots, sizeof(*c->load_ids));
@@ -2835,9 +2649,9 @@ consumer_reload(struct consumer *c)
 		consumer_take_reloadable(c, nc);
 		config_free(nc);
 	}
-	load_s = mono_s();
+	load_s = consumer_mono_s();
 	m2 = model_load(c->cfg->model_path, err, sizeof(err));
-	load_s = mono_s() - load_s;
+	load_s = consumer_mono_s() - load_s;
 	if (m2 != NULL && !model_has_weights(m2)) {
 		snprintf(err, sizeof(err), "%s is a catalog, not a model (no HPAR/WGHT sections)",
 		    c->cfg->model_path);
@@ -2866,7 +2680,7 @@ consumer_reload(struct consumer *c)
 	if (c->items != NULL)
 		items_applied(c->items);
 	c->model_load_s = load_s;
-	c->model_loaded_ms = wall_ms();
+	c->model_loaded_ms = consumer_wall_ms();
 	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
 		 " items=%" PRIu32 " users_cached=%zu",
 	    c->cfg->model_path, old_version, c->model_version, model_n_items(c->m),
@@ -2972,7 +2786,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 {
 	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t kerr;
-	int64_t now = mono_ms();
+	int64_t now = consumer_mono_ms();
 
 	if (c->items != NULL) {
 		/* Events naming live items must find them: read topic.items first. */
@@ -3015,7 +2829,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			*reload = 0;
 			consumer_reload(c);
 		}
-		now = mono_ms();
+		now = consumer_mono_ms();
 		if (c->redis_down && c->next_retry_ms - now < timeout)
 			timeout = c->next_retry_ms > now ? (int)(c->next_retry_ms - now) : 0;
 		consumer_fill_batch(c, timeout);
@@ -3023,7 +2837,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		rd_kafka_poll(c->rkp, 0);
 		rd_kafka_queue_poll_callback(c->commit_q, 0);
 
-		now = mono_ms();
+		now = consumer_mono_ms();
 		if (c->items != NULL) {
 			items_poll(c->items);
 			if (!c->redis_down && items_pending(c->items) && now >= c->next_items_ms) {
