@@ -215,4 +215,11 @@ int64_t consumer_wall_ms(void);
 /* CLOCK_MONOTONIC in seconds, for the timing histograms. */
 double consumer_mono_s(void);
 
+/* ---- consumer_metrics.c ---- */
+
+/* metrics_render_fn of /metrics: the page into buf (metrics.h). */
+size_t consumer_render(void *opaque, char *buf, size_t size);
+/* The counters as one log line (every CONSUMER_STATS_EVERY_MS and at stop). */
+void consumer_log_stats(struct consumer *c);
+
 #endif
