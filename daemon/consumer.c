@@ -954,8 +954,6 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
-static void consumer_snapshot(struct consumer *c, struct user_entry *e);
-
 /* An evicted user's pending snapshot events go out first (they are in its ring). */
 static void
 consumer_evict_one(void *opaque, struct user_entry *e)
@@ -1176,95 +1174,6 @@ consumer_redis_retry(struct consumer *c)
 	c->next_renew_ms = consumer_mono_ms() + c->cfg->redis_lease_ms / 3;
 	notify_status(c->notify, "consuming");
 	consumer_commit(c, -1, 0);
-}
-
-/* ---- snapshots ----------------------------------------------------------- */
-
-static void
-consumer_snapshot(struct consumer *c, struct user_entry *e)
-{
-	const uint8_t *buf;
-	size_t len;
-	rd_kafka_resp_err_t err;
-
-	if (e->since_snapshot == 0)
-		return;
-	scorer_interest(c->m, e->us, c->vec);
-	if (snapshot_encode(c->snap, c->m, e->id, e->id_len, e->us, e->since_snapshot, c->vec, &buf,
-		&len) != 0) {
-		c->n.snapshot_errors++;
-		return;
-	}
-	for (int tries = 0;; tries++) {
-		err = rd_kafka_producev(c->rkp, RD_KAFKA_V_TOPIC(c->cfg->topic_snapshots),
-		    RD_KAFKA_V_KEY(e->id, e->id_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)buf, len),
-		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(NULL),
-		    RD_KAFKA_V_END);
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 20)
-			break;
-		rd_kafka_poll(c->rkp, 50);
-	}
-	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-		c->n.snapshot_errors++;
-	else
-		c->n.snapshots++;
-	e->since_snapshot = 0;
-	e->snapshot_mono_ms = consumer_mono_ms();
-}
-
-struct snapscan {
-	struct consumer *c;
-	int64_t now;
-};
-
-static void
-consumer_snapscan_one(void *opaque, struct user_entry *e)
-{
-	struct snapscan *s = opaque;
-
-	if (e->since_snapshot > 0 &&
-	    s->now - e->snapshot_mono_ms >= (int64_t)s->c->cfg->snapshot_max_interval_s * 1000)
-		consumer_snapshot(s->c, e);
-}
-
-struct snappart {
-	struct consumer *c;
-	int32_t partition; /* -1: every partition */
-};
-
-static void
-consumer_snappart_one(void *opaque, struct user_entry *e)
-{
-	struct snappart *s = opaque;
-
-	if (e->since_snapshot > 0 && (s->partition < 0 || e->partition == s->partition))
-		consumer_snapshot(s->c, e);
-}
-
-/*
- * Before users are given up (revoke, shutdown) after their events were
- * written and committed: their pending snapshot events go out now, or the
- * retraining feed would miss them (the next owner starts with none pending).
- */
-static void
-consumer_snapshot_pending(struct consumer *c, int32_t partition)
-{
-	struct snappart s = { c, partition };
-
-	users_foreach(c->users, consumer_snappart_one, &s);
-}
-
-static void
-consumer_set_snap_limit(struct consumer *c)
-{
-	uint32_t k = model_hparams(c->m)->ring_len;
-
-	if (c->cfg->snapshot_every_events == 0 && c->cfg->snapshot_max_interval_s == 0)
-		c->snap_limit = UINT32_MAX;
-	else if (c->cfg->snapshot_every_events > 0 && (uint32_t)c->cfg->snapshot_every_events < k)
-		c->snap_limit = (uint32_t)c->cfg->snapshot_every_events;
-	else
-		c->snap_limit = k; /* the ring holds only K events */
 }
 
 /* ---- batch processing ---------------------------------------------------- */
@@ -2573,9 +2482,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			c->next_flush_ms = now + c->cfg->flush_interval_ms;
 		}
 		if (c->cfg->snapshot_max_interval_s > 0 && now >= c->next_snapscan_ms) {
-			struct snapscan s = { c, now };
-
-			users_foreach(c->users, consumer_snapscan_one, &s);
+			consumer_snapshot_scan(c, now);
 			c->next_snapscan_ms = now + CONSUMER_SNAPSHOT_SCAN_MS;
 		}
 		if (now >= c->next_stats_ms) {

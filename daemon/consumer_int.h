@@ -222,4 +222,15 @@ size_t consumer_render(void *opaque, char *buf, size_t size);
 /* The counters as one log line (every CONSUMER_STATS_EVERY_MS and at stop). */
 void consumer_log_stats(struct consumer *c);
 
+/* ---- consumer_snap.c ---- */
+
+/* Sends e's snapshot if it has pending events (counted in snapshots / snapshot_errors). */
+void consumer_snapshot(struct consumer *c, struct user_entry *e);
+/* The snapshot of every cached user whose oldest pending event is snapshot.max_interval_s old. */
+void consumer_snapshot_scan(struct consumer *c, int64_t now);
+/* Pending snapshots of partition's users (-1: every user) go out before they are given up. */
+void consumer_snapshot_pending(struct consumer *c, int32_t partition);
+/* snap_limit from the config and the serving model's ring length. */
+void consumer_set_snap_limit(struct consumer *c);
+
 #endif
