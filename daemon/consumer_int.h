@@ -214,6 +214,14 @@ int64_t consumer_mono_ms(void);
 int64_t consumer_wall_ms(void);
 /* CLOCK_MONOTONIC in seconds, for the timing histograms. */
 double consumer_mono_s(void);
+/* Pause or resume every assigned partition as the daemon can serve it now. */
+void consumer_sync_pause(struct consumer *c);
+/* Stops serving partition p: a newer owner's epoch refused us during `during`. */
+void consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer);
+/* Claims the assigned unclaimed partitions (renew: renews the leases too); -1 on a Redis error. */
+int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size);
+/* Commits the processed offsets (all partitions, or only `only` >= 0); 0 or -1. */
+int consumer_commit(struct consumer *c, int32_t only, int async);
 
 /* ---- consumer_metrics.c ---- */
 
@@ -232,5 +240,14 @@ void consumer_snapshot_scan(struct consumer *c, int64_t now);
 void consumer_snapshot_pending(struct consumer *c, int32_t partition);
 /* snap_limit from the config and the serving model's ring length. */
 void consumer_set_snap_limit(struct consumer *c);
+
+/* ---- consumer_redis.c ---- */
+
+/* Redis failed during `what`: pause every partition, retry after a backoff. */
+void consumer_redis_down(struct consumer *c, const char *what, const char *err);
+/* Writes every dirty user to Redis; 0, or -1 on a Redis error (errstr; all stay dirty). */
+int consumer_flush(struct consumer *c, char *errstr, size_t errstr_size);
+/* After the backoff: reconnect, re-claim, flush, resume, commit (or back off again). */
+void consumer_redis_retry(struct consumer *c);
 
 #endif
