@@ -216,10 +216,6 @@ int64_t consumer_wall_ms(void);
 double consumer_mono_s(void);
 /* Pause or resume every assigned partition as the daemon can serve it now. */
 void consumer_sync_pause(struct consumer *c);
-/* Stops serving partition p: a newer owner's epoch refused us during `during`. */
-void consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer);
-/* Claims the assigned unclaimed partitions (renew: renews the leases too); -1 on a Redis error. */
-int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size);
 /* Commits the processed offsets (all partitions, or only `only` >= 0); 0 or -1. */
 int consumer_commit(struct consumer *c, int32_t only, int async);
 
@@ -249,5 +245,21 @@ void consumer_redis_down(struct consumer *c, const char *what, const char *err);
 int consumer_flush(struct consumer *c, char *errstr, size_t errstr_size);
 /* After the backoff: reconnect, re-claim, flush, resume, commit (or back off again). */
 void consumer_redis_retry(struct consumer *c);
+
+/* ---- consumer_own.c ---- */
+
+/* Records in Redis the offsets of each served partition the batch will apply; 0 or -1. */
+int consumer_inflight_record(struct consumer *c, char *errstr, size_t errstr_size);
+/* Stops serving partition p: a newer owner's epoch refused us during `during`. */
+void consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer);
+/* Claims the assigned unclaimed partitions, newly claimed into owned with their start offsets. */
+int consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int renew,
+    char *errstr, size_t errstr_size);
+/* consumer_claim outside a rebalance: seeks where a partition must start again; 0 or -1. */
+int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size);
+/* Asks Kafka whether the fenced partitions are still ours; claims them again if so. */
+void consumer_confirm_fenced(struct consumer *c);
+/* Renews the leases of the served partitions and claims the waiting ones. */
+void consumer_renew(struct consumer *c);
 
 #endif
