@@ -214,10 +214,8 @@ int64_t consumer_mono_ms(void);
 int64_t consumer_wall_ms(void);
 /* CLOCK_MONOTONIC in seconds, for the timing histograms. */
 double consumer_mono_s(void);
-/* Pause or resume every assigned partition as the daemon can serve it now. */
-void consumer_sync_pause(struct consumer *c);
-/* Commits the processed offsets (all partitions, or only `only` >= 0); 0 or -1. */
-int consumer_commit(struct consumer *c, int32_t only, int async);
+/* Processes the polled batch (c->slots) and destroys its messages. */
+void consumer_process_batch(struct consumer *c);
 
 /* ---- consumer_metrics.c ---- */
 
@@ -261,5 +259,23 @@ int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t e
 void consumer_confirm_fenced(struct consumer *c);
 /* Renews the leases of the served partitions and claims the waiting ones. */
 void consumer_renew(struct consumer *c);
+
+/* ---- consumer_commit.c ---- */
+
+/* Pause or resume every assigned partition as the daemon can serve it now. */
+void consumer_sync_pause(struct consumer *c);
+/* Repairs served partitions with lag that were not read for poll.stall_ms. */
+void consumer_check_stalls(struct consumer *c);
+/* A dead letter was not delivered or enqueued: pause every partition, retry later. */
+void consumer_dlq_down(struct consumer *c, const char *why);
+/* After the dead-letter backoff: read every served partition again from its commit. */
+void consumer_dlq_retry(struct consumer *c);
+/* Commits the processed offsets (all partitions, or only `only` >= 0); 0 or -1. */
+int consumer_commit(struct consumer *c, int32_t only, int async);
+/* Flush (outage mode on a Redis error), bound the cache, commit asynchronously; 0 or -1. */
+int consumer_flush_commit(struct consumer *c);
+/* rd_kafka rebalance_cb of the events consumer (opaque: the consumer). */
+void consumer_rebalance_cb(
+    rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque);
 
 #endif
