@@ -214,6 +214,9 @@ int64_t consumer_mono_ms(void);
 int64_t consumer_wall_ms(void);
 /* CLOCK_MONOTONIC in seconds, for the timing histograms. */
 double consumer_mono_s(void);
+/* Builds the objects sized by model m (updater, userview, scratch state, vector); 0 or -1. */
+int consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
+    struct userview **uv, struct user_state **scratch, float **vec);
 /* Processes the polled batch (c->slots) and destroys its messages. */
 void consumer_process_batch(struct consumer *c);
 
@@ -277,5 +280,12 @@ int consumer_flush_commit(struct consumer *c);
 /* rd_kafka rebalance_cb of the events consumer (opaque: the consumer). */
 void consumer_rebalance_cb(
     rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque);
+
+/* ---- consumer_reload.c ---- */
+
+/* Swaps in the model file plus the current live items; retried later on failure. */
+void consumer_apply_live_items(struct consumer *c);
+/* SIGHUP: reloadable config keys and the model, swapped in; the old one kept on failure. */
+void consumer_reload(struct consumer *c);
 
 #endif
