@@ -54,7 +54,8 @@ endif
 
 .PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean print-warn
 # A test-only daemon: INTERESTD_TEST_CRASH_AT=P:O makes it abort at that message (the
-# poison-message tests); never installed.
+# poison-message tests); never installed. Its hook is in daemon/consumer_batch.c, compiled
+# a second time with -DINTERESTD_TEST_HOOKS; the daemon's other objects come from libdaemon.a.
 HOOK_BIN := $(BUILD)/tools/interestd-crashhook
 
 all: $(PROGS) $(UNIT_BIN) $(TOOL_BIN) $(HOOK_BIN)
@@ -100,10 +101,10 @@ $(BUILD)/interestd: $(BUILD)/daemon/interestd.o $(BUILD)/libdaemon.a $(BUILD)/li
 $(BUILD)/interestctl: $(BUILD)/ctl/interestctl.o $(BUILD)/libctl.a $(BUILD)/libdaemon.a \
     $(BUILD)/libtrain.a $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
-$(BUILD)/hooks/consumer.o: daemon/consumer.c
+$(BUILD)/hooks/consumer_batch.o: daemon/consumer_batch.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DINTERESTD_TEST_HOOKS -c $< -o $@
-$(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer.o $(BUILD)/libdaemon.a \
+$(HOOK_BIN): $(BUILD)/daemon/interestd.o $(BUILD)/hooks/consumer_batch.o $(BUILD)/libdaemon.a \
     $(BUILD)/libinterest.a $(BUILD)/libcommon.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@

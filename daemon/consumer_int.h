@@ -217,8 +217,6 @@ double consumer_mono_s(void);
 /* Builds the objects sized by model m (updater, userview, scratch state, vector); 0 or -1. */
 int consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
     struct userview **uv, struct user_state **scratch, float **vec);
-/* Processes the polled batch (c->slots) and destroys its messages. */
-void consumer_process_batch(struct consumer *c);
 
 /* ---- consumer_metrics.c ---- */
 
@@ -287,5 +285,10 @@ void consumer_rebalance_cb(
 void consumer_apply_live_items(struct consumer *c);
 /* SIGHUP: reloadable config keys and the model, swapped in; the old one kept on failure. */
 void consumer_reload(struct consumer *c);
+
+/* ---- consumer_batch.c ---- */
+
+/* Processes the polled batch (c->slots) and destroys its messages. */
+void consumer_process_batch(struct consumer *c);
 
 #endif
