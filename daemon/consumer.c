@@ -1,12 +1,9 @@
 /*
- * The consumer loop: batches from Kafka through decode, dead letters, state
- * loads, the marker check and one updater call per chunk into the user
- * cache; flushes to Redis and commits offsets only behind acknowledged
- * writes and delivered dead letters. Rebalances, Redis outages, snapshots,
- * SIGHUP reloads and shutdown live here too, because each of them has to
- * respect the same ordering of flush before commit; so do erasures
- * (tombstones) and the failover check of the flushed-through markers
- * (schemas/redis.md).
+ * The consumer's frame: construction and teardown of its clients and buffers,
+ * librdkafka's client callbacks, and the loop (poll a batch, process it, then
+ * the timed duties: flush and commit, leases, stall and fencing checks, retries,
+ * snapshots, stats, /metrics) with the orderly shutdown. The concerns it calls
+ * have a file each beside it, listed in consumer_int.h.
  */
 #include "consumer.h"
 #include "consumer_int.h"
@@ -31,7 +28,6 @@
 #include "metrics.h"
 #include "modelfile.h"
 #include "notify.h"
-#include "scorer.h"
 #include "sink_redis.h"
 #include "snapshot.h"
 #include "state.h"

@@ -2,6 +2,18 @@
  * The consumer's private header, shared by daemon/consumer*.c only (the
  * public interface is consumer.h): the consumer and partition structs, the
  * constants more than one of those files uses, and the functions they share.
+ * One file per concern:
+ *   consumer.c         construction, client callbacks, the loop, shutdown
+ *   consumer_batch.c   a polled batch: classify, load users, apply
+ *   consumer_commit.c  commits, the dead-letter outage, rebalances, pause state
+ *   consumer_own.c     claims, leases, fencing, failover check, in-flight records
+ *   consumer_redis.c   the flush to Redis and the Redis outage mode
+ *   consumer_snap.c    snapshots for retraining
+ *   consumer_reload.c  SIGHUP reload and live items (model swaps)
+ *   consumer_metrics.c /metrics and the stats line
+ * All of them keep one order, which is why they share one struct: an offset
+ * is committed only after every write and dead letter before it is
+ * acknowledged, and a revoked partition is flushed and committed first.
  */
 #ifndef DAEMON_CONSUMER_INT_H
 #define DAEMON_CONSUMER_INT_H
@@ -181,8 +193,8 @@ struct consumer {
 };
 
 /*
- * Partition states read on every message (inline: the loop's hot path asks
- * them per message, as it did when they were static in one file).
+ * Ownership of partition p, asked for every message: inline, as cheap as
+ * when they were static in one file.
  */
 
 /* Assigned to this instance by Kafka. */
@@ -218,48 +230,10 @@ double consumer_mono_s(void);
 int consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
     struct userview **uv, struct user_state **scratch, float **vec);
 
-/* ---- consumer_metrics.c ---- */
+/* ---- consumer_batch.c ---- */
 
-/* metrics_render_fn of /metrics: the page into buf (metrics.h). */
-size_t consumer_render(void *opaque, char *buf, size_t size);
-/* The counters as one log line (every CONSUMER_STATS_EVERY_MS and at stop). */
-void consumer_log_stats(struct consumer *c);
-
-/* ---- consumer_snap.c ---- */
-
-/* Sends e's snapshot if it has pending events (counted in snapshots / snapshot_errors). */
-void consumer_snapshot(struct consumer *c, struct user_entry *e);
-/* The snapshot of every cached user whose oldest pending event is snapshot.max_interval_s old. */
-void consumer_snapshot_scan(struct consumer *c, int64_t now);
-/* Pending snapshots of partition's users (-1: every user) go out before they are given up. */
-void consumer_snapshot_pending(struct consumer *c, int32_t partition);
-/* snap_limit from the config and the serving model's ring length. */
-void consumer_set_snap_limit(struct consumer *c);
-
-/* ---- consumer_redis.c ---- */
-
-/* Redis failed during `what`: pause every partition, retry after a backoff. */
-void consumer_redis_down(struct consumer *c, const char *what, const char *err);
-/* Writes every dirty user to Redis; 0, or -1 on a Redis error (errstr; all stay dirty). */
-int consumer_flush(struct consumer *c, char *errstr, size_t errstr_size);
-/* After the backoff: reconnect, re-claim, flush, resume, commit (or back off again). */
-void consumer_redis_retry(struct consumer *c);
-
-/* ---- consumer_own.c ---- */
-
-/* Records in Redis the offsets of each served partition the batch will apply; 0 or -1. */
-int consumer_inflight_record(struct consumer *c, char *errstr, size_t errstr_size);
-/* Stops serving partition p: a newer owner's epoch refused us during `during`. */
-void consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer);
-/* Claims the assigned unclaimed partitions, newly claimed into owned with their start offsets. */
-int consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int renew,
-    char *errstr, size_t errstr_size);
-/* consumer_claim outside a rebalance: seeks where a partition must start again; 0 or -1. */
-int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size);
-/* Asks Kafka whether the fenced partitions are still ours; claims them again if so. */
-void consumer_confirm_fenced(struct consumer *c);
-/* Renews the leases of the served partitions and claims the waiting ones. */
-void consumer_renew(struct consumer *c);
+/* Processes the polled batch (c->slots) and destroys its messages. */
+void consumer_process_batch(struct consumer *c);
 
 /* ---- consumer_commit.c ---- */
 
@@ -279,6 +253,42 @@ int consumer_flush_commit(struct consumer *c);
 void consumer_rebalance_cb(
     rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *l, void *opaque);
 
+/* ---- consumer_own.c ---- */
+
+/* Records in Redis the offsets of each served partition the batch will apply; 0 or -1. */
+int consumer_inflight_record(struct consumer *c, char *errstr, size_t errstr_size);
+/* Stops serving partition p: a newer owner's epoch refused us during `during`. */
+void consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer);
+/* Claims the assigned unclaimed partitions (renew: renews leases too); new ones into owned. */
+int consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int renew,
+    char *errstr, size_t errstr_size);
+/* consumer_claim outside a rebalance: seeks where a partition must start again; 0 or -1. */
+int consumer_claim_pending(struct consumer *c, int renew, char *errstr, size_t errstr_size);
+/* Asks Kafka whether the fenced partitions are still ours; claims them again if so. */
+void consumer_confirm_fenced(struct consumer *c);
+/* Renews the leases of the served partitions and claims the waiting ones. */
+void consumer_renew(struct consumer *c);
+
+/* ---- consumer_redis.c ---- */
+
+/* Redis failed during `what`: pause every partition, retry after a backoff. */
+void consumer_redis_down(struct consumer *c, const char *what, const char *err);
+/* Writes every dirty user to Redis; 0, or -1 on a Redis error (errstr; all stay dirty). */
+int consumer_flush(struct consumer *c, char *errstr, size_t errstr_size);
+/* After the backoff: reconnect, re-claim, flush, resume, commit (or back off again). */
+void consumer_redis_retry(struct consumer *c);
+
+/* ---- consumer_snap.c ---- */
+
+/* Sends e's snapshot if it has pending events (counted in snapshots / snapshot_errors). */
+void consumer_snapshot(struct consumer *c, struct user_entry *e);
+/* The snapshot of every cached user whose oldest pending event is snapshot.max_interval_s old. */
+void consumer_snapshot_scan(struct consumer *c, int64_t now);
+/* Pending snapshots of partition's users (-1: every user) go out before they are given up. */
+void consumer_snapshot_pending(struct consumer *c, int32_t partition);
+/* snap_limit from the config and the serving model's ring length. */
+void consumer_set_snap_limit(struct consumer *c);
+
 /* ---- consumer_reload.c ---- */
 
 /* Swaps in the model file plus the current live items; retried later on failure. */
@@ -286,9 +296,11 @@ void consumer_apply_live_items(struct consumer *c);
 /* SIGHUP: reloadable config keys and the model, swapped in; the old one kept on failure. */
 void consumer_reload(struct consumer *c);
 
-/* ---- consumer_batch.c ---- */
+/* ---- consumer_metrics.c ---- */
 
-/* Processes the polled batch (c->slots) and destroys its messages. */
-void consumer_process_batch(struct consumer *c);
+/* metrics_render_fn of /metrics: the page into buf (metrics.h). */
+size_t consumer_render(void *opaque, char *buf, size_t size);
+/* The counters as one log line (every CONSUMER_STATS_EVERY_MS and at stop). */
+void consumer_log_stats(struct consumer *c);
 
 #endif
