@@ -262,7 +262,6 @@ consumer_classify_tombstone(struct slot *s)
 	return 0;
 }
 
-/* Phase 1: decode and classify one message; queues unseen users for loading. */
 #ifdef INTERESTD_TEST_HOOKS
 /*
  * Test-only builds (build/tools/interestd-crashhook): INTERESTD_TEST_CRASH_AT =
@@ -283,6 +282,7 @@ consumer_test_crash(const rd_kafka_message_t *rkm)
 }
 #endif
 
+/* Phase 1: decode and classify one message; queues unseen users for loading. */
 static void
 consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 {

@@ -153,12 +153,6 @@ nomem:
 	return -1;
 }
 
-/*
- * Writes every dirty user (vector + top-N computed once, userview_fill_batch) in
- * chunks of flush.max_users, after the pending erasures. Returns 0 when
- * every chunk was acknowledged (dirty flags cleared, refused users dropped
- * from the cache), -1 on a Redis error (errstr; every user stays dirty).
- */
 /* sink_prepare_fn: vectors and top-N of users[first..first + n), slots first.. of c->uv. */
 static void
 consumer_fill_users(void *opaque, struct sink_user *users, size_t first, size_t n)
@@ -168,6 +162,12 @@ consumer_fill_users(void *opaque, struct sink_user *users, size_t first, size_t 
 	userview_fill_slots(c->uv, users, first, n);
 }
 
+/*
+ * Writes every dirty user (vector + top-N computed once, userview_fill_batch) in
+ * chunks of flush.max_users, after the pending erasures. Returns 0 when
+ * every chunk was acknowledged (dirty flags cleared, refused users dropped
+ * from the cache), -1 on a Redis error (errstr; every user stays dirty).
+ */
 int
 consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 {
