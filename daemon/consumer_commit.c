@@ -24,9 +24,9 @@
 #define CONSUMER_DLQ_WAIT_MS 5000 /* before a commit: wait for dead letters this long */
 #define CONSUMER_LIST_MAX    512  /* partition list in a log line */
 
-/* The partition record, growing the table; NULL on ENOMEM or a bad number. */
 /* ---- pause state -------------------------------------------------------- */
 
+/* The partition record, growing the table; NULL on ENOMEM or a bad number. */
 static struct part *
 consumer_part(struct consumer *c, int32_t p)
 {
