@@ -159,7 +159,7 @@ ip_run(const struct model *m, const struct config *cfg, struct sink_redis *sink,
 			}
 			e->loaded = 1; /* the daemon's Redis GET (a miss) is not part of the floor */
 			{
-				/* The daemon's duplicate check by event id (consumer.c). */
+				/* The daemon's duplicate check by event id (consumer_batch.c). */
 				uint64_t eh = state_event_id_hash(ev.event_id, ev.event_id_len);
 
 				if (state_event_known(e->us, eh)) {
