@@ -15,10 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "decode.h"
 #include "dlq.h"
@@ -37,33 +37,6 @@
 
 #define CONSUMER_STATS_EVERY_MS   10000
 #define CONSUMER_SNAPSHOT_SCAN_MS 1000
-
-int64_t
-consumer_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t
-consumer_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-double
-consumer_mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- client callbacks ------------------------------------------------------ */
 
@@ -85,7 +58,7 @@ consumer_auth_failed(struct consumer *c, rd_kafka_t *rk, const char *reason)
 	uint64_t suppressed;
 
 	c->kafka_auth_failures++;
-	if (!log_throttle_pass(&c->auth_log, reason, (size_t)len, consumer_mono_ms(),
+	if (!log_throttle_pass(&c->auth_log, reason, (size_t)len, clock_mono_ms(),
 		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
 		return;
 	if (rd_kafka_conf_get(rd_kafka_conf(rk), "sasl.mechanisms", mech, &mech_len) !=
@@ -221,7 +194,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->cap_flush = (size_t)cfg->flush_max_users;
 	metrics_histogram_init_latency(&c->batch_s);
 	metrics_histogram_init_latency(&c->commit_s);
-	c->model_loaded_ms = consumer_wall_ms(); /* loaded by the caller just before */
+	c->model_loaded_ms = clock_wall_ms(); /* loaded by the caller just before */
 	c->slots = calloc(c->cap_slots, sizeof(*c->slots));
 	c->uev = calloc(c->cap_slots, sizeof(*c->uev));
 	c->load_ids = calloc(c->cap_slots, sizeof(*c->load_ids));
@@ -424,7 +397,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 {
 	rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_resp_err_t kerr;
-	int64_t now = consumer_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	if (c->items != NULL) {
 		/* Events naming live items must find them: read topic.items first. */
@@ -467,7 +440,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 			*reload = 0;
 			consumer_reload(c);
 		}
-		now = consumer_mono_ms();
+		now = clock_mono_ms();
 		if (c->redis_down && c->next_retry_ms - now < timeout)
 			timeout = c->next_retry_ms > now ? (int)(c->next_retry_ms - now) : 0;
 		consumer_fill_batch(c, timeout);
@@ -475,7 +448,7 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		rd_kafka_poll(c->rkp, 0);
 		rd_kafka_queue_poll_callback(c->commit_q, 0);
 
-		now = consumer_mono_ms();
+		now = clock_mono_ms();
 		if (c->items != NULL) {
 			items_poll(c->items);
 			if (!c->redis_down && items_pending(c->items) && now >= c->next_items_ms) {

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "decode.h"
 #include "dlq.h"
@@ -70,7 +71,7 @@ consumer_load_cb(
 	}
 	e->loaded = 1;
 	e->since_snapshot = 0;
-	e->snapshot_mono_ms = consumer_mono_ms();
+	e->snapshot_mono_ms = clock_mono_ms();
 }
 
 /*
@@ -258,7 +259,7 @@ consumer_classify_tombstone(struct slot *s)
 	}
 	ts = rd_kafka_message_timestamp(rkm, &tstype);
 	s->erase = 1;
-	s->ts_ms = ts >= 0 ? ts : consumer_wall_ms();
+	s->ts_ms = ts >= 0 ? ts : clock_wall_ms();
 	return 0;
 }
 
@@ -394,8 +395,8 @@ void
 consumer_process_batch(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
-	int64_t now_wall = consumer_wall_ms(), now_mono = consumer_mono_ms();
-	double t0 = consumer_mono_s();
+	int64_t now_wall = clock_wall_ms(), now_mono = clock_mono_ms();
+	double t0 = clock_mono_s();
 	int oom = 0;
 
 	if (c->n_slots == 0 || c->in_batch)
@@ -519,5 +520,5 @@ consumer_process_batch(struct consumer *c)
 		}
 	rd_kafka_poll(c->rkp, 0);
 	c->in_batch = 0;
-	metrics_histogram_observe(&c->batch_s, consumer_mono_s() - t0);
+	metrics_histogram_observe(&c->batch_s, clock_mono_s() - t0);
 }

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "dlq.h"
 #include "log.h"
@@ -95,7 +96,7 @@ consumer_sync_pause(struct consumer *c)
 void
 consumer_check_stalls(struct consumer *c)
 {
-	int64_t now = consumer_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	for (size_t i = 0; i < c->n_parts; i++) {
 		struct part *pt = &c->parts[i];
@@ -151,7 +152,7 @@ consumer_check_stalls(struct consumer *c)
 void
 consumer_dlq_down(struct consumer *c, const char *why)
 {
-	int64_t now = consumer_mono_ms();
+	int64_t now = clock_mono_ms();
 
 	if (!c->dlq_down) {
 		log_error("event=dead_letters_undeliverable topic=%s reason=\"%s\" failed=%" PRIu64
@@ -171,10 +172,10 @@ consumer_dlq_down(struct consumer *c, const char *why)
 static int
 consumer_wait_dead_letters(struct consumer *c, int timeout_ms)
 {
-	int64_t deadline = consumer_mono_ms() + timeout_ms;
+	int64_t deadline = clock_mono_ms() + timeout_ms;
 
 	rd_kafka_poll(c->rkp, 0);
-	while (dlq_in_flight(c->dlq) > 0 && consumer_mono_ms() < deadline)
+	while (dlq_in_flight(c->dlq) > 0 && clock_mono_ms() < deadline)
 		rd_kafka_poll(c->rkp, 10);
 	if (dlq_failed(c->dlq) > c->dlq_failed_seen) {
 		/* Committing past a lost dead letter would lose it: pause, read it again later. */
@@ -197,7 +198,7 @@ consumer_dlq_retry(struct consumer *c)
 
 	rd_kafka_poll(c->rkp, 0);
 	if (dlq_in_flight(c->dlq) > 0) { /* earlier letters still pending: wait for them */
-		c->dlq_retry_ms = consumer_mono_ms() + c->dlq_backoff_ms;
+		c->dlq_retry_ms = clock_mono_ms() + c->dlq_backoff_ms;
 		return;
 	}
 	for (size_t i = 0; i < c->n_parts; i++)
@@ -310,7 +311,7 @@ consumer_commit_cb(
 		if (offsets != NULL)
 			consumer_take_committed(c, offsets);
 		c->n.commits++;
-		metrics_histogram_observe(&c->commit_s, consumer_mono_s() - c->commit_issued_s);
+		metrics_histogram_observe(&c->commit_s, clock_mono_s() - c->commit_issued_s);
 	} else {
 		c->n.commit_failures++;
 		/* Offsets stay uncommitted; the next flush commits them (or a new owner re-applies). */
@@ -359,7 +360,7 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 		rd_kafka_topic_partition_list_destroy(l);
 		return 0;
 	}
-	t0 = consumer_mono_s();
+	t0 = clock_mono_s();
 	if (async) {
 		c->commit_issued_s = t0;
 		err = rd_kafka_commit_queue(c->rk, l, c->commit_q, consumer_commit_cb, c);
@@ -372,7 +373,7 @@ consumer_commit(struct consumer *c, int32_t only, int async)
 		return -1;
 	}
 	err = rd_kafka_commit(c->rk, l, 0);
-	t0 = consumer_mono_s() - t0;
+	t0 = clock_mono_s() - t0;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		err = RD_KAFKA_RESP_ERR_NO_ERROR; /* nothing new to commit */
 	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {

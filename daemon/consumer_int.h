@@ -220,12 +220,6 @@ consumer_epoch(const struct consumer *c, int32_t p)
 
 /* ---- consumer.c ---- */
 
-/* CLOCK_MONOTONIC in milliseconds. */
-int64_t consumer_mono_ms(void);
-/* CLOCK_REALTIME in milliseconds. */
-int64_t consumer_wall_ms(void);
-/* CLOCK_MONOTONIC in seconds, for the timing histograms. */
-double consumer_mono_s(void);
 /* Builds the objects sized by model m (updater, userview, scratch state, vector); 0 or -1. */
 int consumer_model_objects(struct consumer *c, const struct model *m, struct updater **up,
     struct userview **uv, struct user_state **scratch, float **vec);

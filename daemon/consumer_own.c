@@ -12,6 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "sink_redis.h"
@@ -239,7 +240,7 @@ consumer_fence(struct consumer *c, int32_t p, const char *during, uint64_t newer
 		  " newer_epoch=%s during=%s users_dropped=%zu "
 		  "action=stop_until_kafka_confirms_ownership",
 	    c->cfg->topic_events, p, pt->epoch, newer_s, during, dropped);
-	c->next_confirm_ms = consumer_mono_ms();
+	c->next_confirm_ms = clock_mono_ms();
 	consumer_sync_pause(c);
 }
 
@@ -325,7 +326,7 @@ consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int r
 		pt->claimed = 1;
 		pt->fenced = 0;
 		pt->reseek = 0;
-		pt->last_read_ms = consumer_mono_ms();
+		pt->last_read_ms = clock_mono_ms();
 	}
 	ret = 0;
 done:

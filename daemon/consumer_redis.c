@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "notify.h"
@@ -34,7 +35,7 @@ consumer_redis_denied(struct consumer *c, const char *what, const char *err)
 	uint64_t suppressed;
 
 	c->redis_denials++;
-	if (!log_throttle_pass(&c->denied_log, reason, strlen(reason), consumer_mono_ms(),
+	if (!log_throttle_pass(&c->denied_log, reason, strlen(reason), clock_mono_ms(),
 		CONSUMER_PROBLEM_LOG_EVERY_MS, &suppressed))
 		return;
 	log_error("event=redis_permission_denied during=%s user=%s error=\"%s\" "
@@ -50,7 +51,7 @@ consumer_redis_denied(struct consumer *c, const char *what, const char *err)
 void
 consumer_redis_down(struct consumer *c, const char *what, const char *err)
 {
-	int64_t now = consumer_mono_ms();
+	int64_t now = clock_mono_ms();
 	int denied = sink_redis_permission_denied(c->sink);
 
 	if (denied)
@@ -300,10 +301,10 @@ consumer_redis_retry(struct consumer *c)
 	    sink_redis_write_tier_names(c->sink, c->m, err, sizeof(err)) == 0)
 		c->tier_names_pending = 0;
 	log_info("event=redis_recovered down_ms=%" PRId64 " action=resume",
-	    consumer_mono_ms() - c->down_since_ms);
+	    clock_mono_ms() - c->down_since_ms);
 	c->redis_down = 0;
 	consumer_sync_pause(c);
-	c->next_renew_ms = consumer_mono_ms() + c->cfg->redis_lease_ms / 3;
+	c->next_renew_ms = clock_mono_ms() + c->cfg->redis_lease_ms / 3;
 	notify_status(c->notify, "consuming");
 	consumer_commit(c, -1, 0);
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "clock.h"
 #include "config.h"
 #include "items.h"
 #include "log.h"
@@ -188,9 +189,9 @@ consumer_reload(struct consumer *c)
 		consumer_take_reloadable(c, nc);
 		config_free(nc);
 	}
-	load_s = consumer_mono_s();
+	load_s = clock_mono_s();
 	m2 = model_load(c->cfg->model_path, err, sizeof(err));
-	load_s = consumer_mono_s() - load_s;
+	load_s = clock_mono_s() - load_s;
 	if (m2 != NULL && !model_has_weights(m2)) {
 		snprintf(err, sizeof(err), "%s is a catalog, not a model (no HPAR/WGHT sections)",
 		    c->cfg->model_path);
@@ -219,7 +220,7 @@ consumer_reload(struct consumer *c)
 	if (c->items != NULL)
 		items_applied(c->items);
 	c->model_load_s = load_s;
-	c->model_loaded_ms = consumer_wall_ms();
+	c->model_loaded_ms = clock_wall_ms();
 	log_info("event=model_reloaded path=%s old_version=%" PRIu64 " version=%" PRIu64
 		 " items=%" PRIu32 " users_cached=%zu",
 	    c->cfg->model_path, old_version, c->model_version, model_n_items(c->m),

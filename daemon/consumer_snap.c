@@ -10,6 +10,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "clock.h"
 #include "config.h"
 #include "modelfile.h"
 #include "scorer.h"
@@ -45,7 +46,7 @@ consumer_snapshot(struct consumer *c, struct user_entry *e)
 	else
 		c->n.snapshots++;
 	e->since_snapshot = 0;
-	e->snapshot_mono_ms = consumer_mono_ms();
+	e->snapshot_mono_ms = clock_mono_ms();
 }
 
 struct snapscan {
