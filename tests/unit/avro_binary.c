@@ -8,24 +8,12 @@
 #include <stdio.h>
 
 #include "binary.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (cond) {                                                                        \
-			printf("ok   ");                                                           \
-		} else {                                                                           \
-			printf("FAIL ");                                                           \
-			failures++;                                                                \
-		}                                                                                  \
-		printf(__VA_ARGS__);                                                               \
-		printf("  (%s:%d)\n", __FILE__, __LINE__);                                         \
-	} while (0)
+#include "fixture.h"
 
 int
 main(void)
 {
+	int fails = 0;
 	static const int64_t vals[] = { 0, -1, 1, 63, -64, 64, 300, -300, INT32_MAX, INT32_MIN,
 		INT64_MAX, INT64_MIN };
 	uint8_t buf[AVRO_LONG_MAX_BYTES];
@@ -64,6 +52,6 @@ main(void)
 	p = too_long;
 	CHECK(avro_read_long(&p, too_long + sizeof(too_long), &v) == AVRO_READ_OK && v == INT64_MIN,
 	    "nine 0xff and 0x01 is INT64_MIN");
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+	return fails ? 1 : 0;
 }

@@ -8,20 +8,7 @@
 #include <string.h>
 
 #include "json.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (cond) {                                                                        \
-			printf("ok   ");                                                           \
-		} else {                                                                           \
-			printf("FAIL ");                                                           \
-			failures++;                                                                \
-		}                                                                                  \
-		printf(__VA_ARGS__);                                                               \
-		printf("  (%s:%d)\n", __FILE__, __LINE__);                                         \
-	} while (0)
+#include "fixture.h"
 
 /* s[0..len) through json_write_string and back through Jansson. */
 static int
@@ -46,6 +33,7 @@ round_trip(const char *s, size_t len)
 int
 main(void)
 {
+	int fails = 0;
 	const char in[] = "a\"b\\c\x01\n\xc3\xa9";
 	char out[64], small[5];
 	size_t n = json_escape(out, sizeof(out), in, sizeof(in) - 1);
@@ -63,6 +51,6 @@ main(void)
 		big[i] = (char)(i % 3 == 0 ? '"' : i % 3 == 1 ? 1 : 'x');
 	CHECK(round_trip(big, sizeof(big)), "300 bytes, two in three escaped, read back whole");
 	CHECK(round_trip("\0nul", 4), "a NUL byte as \\u0000");
-	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-	return failures ? 1 : 0;
+	printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+	return fails ? 1 : 0;
 }
