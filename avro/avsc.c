@@ -105,7 +105,7 @@ avsc_palloc(struct avsc_parser *ps, size_t size)
 
 /* ---- schema ---- */
 
-static const char *const avsc_primitive_names[] = {
+static const char *const avsc_type_names[] = {
 	[AVSC_NULL] = "null",
 	[AVSC_BOOLEAN] = "boolean",
 	[AVSC_INT] = "int",
@@ -114,13 +114,25 @@ static const char *const avsc_primitive_names[] = {
 	[AVSC_DOUBLE] = "double",
 	[AVSC_BYTES] = "bytes",
 	[AVSC_STRING] = "string",
+	[AVSC_RECORD] = "record",
+	[AVSC_ENUM] = "enum",
+	[AVSC_ARRAY] = "array",
+	[AVSC_MAP] = "map",
+	[AVSC_UNION] = "union",
+	[AVSC_FIXED] = "fixed",
 };
+
+const char *
+avsc_type_name(enum avsc_type t)
+{
+	return avsc_type_names[t];
+}
 
 static int
 avsc_primitive(const char *name)
 {
 	for (int t = AVSC_NULL; t <= AVSC_STRING; t++)
-		if (strcmp(avsc_primitive_names[t], name) == 0)
+		if (strcmp(avsc_type_names[t], name) == 0)
 			return t;
 	return -1;
 }
@@ -415,10 +427,7 @@ avsc_union(
 			if (named ? (o->fullname != NULL && strcmp(o->fullname, b->fullname) == 0)
 				  : (o->type == b->type)) {
 				avsc_fail(ps, "schema: union has two branches of type %s",
-				    named                       ? b->fullname
-					: b->type == AVSC_ARRAY ? "array"
-					: b->type == AVSC_MAP   ? "map"
-								: avsc_primitive_names[b->type]);
+				    named ? b->fullname : avsc_type_names[b->type]);
 				return NULL;
 			}
 		}
@@ -612,7 +621,7 @@ avsc_pcf(struct avsc_buf *b, const struct avsc_node *node, const struct avsc_nod
 		avsc_put(b, "]");
 		break;
 	default:
-		avsc_put_quoted(b, avsc_primitive_names[node->type]);
+		avsc_put_quoted(b, avsc_type_names[node->type]);
 		break;
 	}
 }

@@ -76,6 +76,9 @@ const char *avsc_canonical(const struct avsc *sc);
 /* CRC-64-AVRO (Rabin) fingerprint of the Parsing Canonical Form. */
 uint64_t avsc_fingerprint(const struct avsc *sc);
 
+/* The Avro name of a type ("long", "record", ...). */
+const char *avsc_type_name(enum avsc_type t);
+
 /* CRC-64-AVRO of len bytes. */
 uint64_t avsc_crc64(const void *buf, size_t len);
 

@@ -170,26 +170,9 @@ decode_plan_free(struct decode_plan *plan)
 static const char *
 decode_type_name(const struct avsc_node *node)
 {
-	static const char *const names[] = {
-		[AVSC_NULL] = "null",
-		[AVSC_BOOLEAN] = "boolean",
-		[AVSC_INT] = "int",
-		[AVSC_LONG] = "long",
-		[AVSC_FLOAT] = "float",
-		[AVSC_DOUBLE] = "double",
-		[AVSC_BYTES] = "bytes",
-		[AVSC_STRING] = "string",
-		[AVSC_RECORD] = "record",
-		[AVSC_ENUM] = "enum",
-		[AVSC_ARRAY] = "array",
-		[AVSC_MAP] = "map",
-		[AVSC_UNION] = "union",
-		[AVSC_FIXED] = "fixed",
-	};
-
 	if (node->fullname != NULL)
 		return node->fullname;
-	return names[node->type];
+	return avsc_type_name(node->type);
 }
 
 /* Avro promotion rules plus identity, for non-named, non-union types. */
