@@ -638,12 +638,10 @@ buf_printf(struct sink_buf *b, const char *fmt, ...)
 static int
 buf_json_escape(struct sink_buf *b, const char *s, size_t len)
 {
-	size_t n = json_escape(NULL, 0, s, len);
-
-	if (buf_reserve(b, n + 1) < 0)
+	/* at most 6 bytes per byte (\u00XX): one pass, no measuring pass first */
+	if (buf_reserve(b, 6 * len + 1) < 0)
 		return -1;
-	json_escape(b->p + b->len, n + 1, s, len);
-	b->len += n;
+	b->len += json_escape(b->p + b->len, 6 * len + 1, s, len);
 	return 0;
 }
 
