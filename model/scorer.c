@@ -46,7 +46,8 @@ struct scored {
 /* One user's selection while its chunk is scored (pools in struct scorer). */
 struct scorer_sel {
 	const struct user_state *us;
-	float thr; /* no score below it can enter a heap */
+	float thr;       /* no score below it can enter the global heap */
+	float *thr_tier; /* [n_tier1]: ... nor node j's tier heap (+inf: no such heap) */
 	uint32_t n_best;
 	int calibrated;
 	struct scored *best;      /* [cap]: global heap, root = worst kept */
@@ -71,12 +72,14 @@ struct scorer {
 	/* Scratch. */
 	double *remainder; /* [n_tier1] largest-remainder fractions */
 	uint8_t *picked;   /* [n_items], all zero between calls */
-	float *ubuf;       /* [SCORER_CHUNK][dim] user vectors, zero past the chunk's users */
+	float *ubuf;       /* [SCORER_CHUNK + GROUP][dim] user vectors, zero past the chunk's users */
+	uint32_t kernel;   /* index into scorer_kernels */
 	uint32_t cap;      /* top-N size of the current call */
 	uint32_t pool_cap; /* heap slots per user the pools hold */
 	struct scored *pool_best, *pool_tier; /* [SCORER_CHUNK][pool_cap] */
 	uint32_t *pool_tiers;                 /* [SCORER_CHUNK][3][n_tier1] */
 	float *pool_nt;                       /* [SCORER_CHUNK][n_nodes] */
+	float *pool_thr;                      /* [SCORER_CHUNK][n_tier1] */
 	struct scorer_sel sel[SCORER_CHUNK];
 };
 
@@ -293,12 +296,13 @@ scorer_new(const struct model *m)
 	sc->remainder = malloc(((size_t)sc->n_tier1 + 1) * sizeof(double));
 	sc->picked = calloc((size_t)sc->n_items + 1, 1);
 	sc->item_tier1 = malloc(((size_t)sc->n_items + 1) * sizeof(uint32_t));
-	sc->ubuf = calloc((size_t)SCORER_CHUNK * sc->dim, sizeof(float));
+	sc->ubuf = calloc((size_t)(SCORER_CHUNK + SCORER_GROUP) * sc->dim, sizeof(float));
 	sc->pool_tiers = malloc((size_t)SCORER_CHUNK * 3 * (sc->n_tier1 + 1) * sizeof(uint32_t));
 	sc->pool_nt = calloc((size_t)SCORER_CHUNK * (sc->n_nodes + 1), sizeof(float));
+	sc->pool_thr = calloc((size_t)SCORER_CHUNK * (sc->n_tier1 + 1), sizeof(float));
 	if (sc->remainder == NULL || sc->picked == NULL || sc->item_tier1 == NULL ||
-	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL ||
-	    scorer_pack(sc) != 0) {
+	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL || sc->pool_thr == NULL ||
+	    scorer_pack(sc) != 0 || scorer_set_kernel(sc, NULL) != 0) {
 		scorer_free(sc);
 		return NULL;
 	}
@@ -310,6 +314,7 @@ scorer_new(const struct model *m)
 		sel->tier_start = t + sc->n_tier1 + 1;
 		sel->tier_size = t + 2 * (sc->n_tier1 + 1);
 		sel->nt = sc->pool_nt + k * (sc->n_nodes + 1);
+		sel->thr_tier = sc->pool_thr + k * (sc->n_tier1 + 1);
 	}
 	return sc;
 }
@@ -332,6 +337,7 @@ scorer_free(struct scorer *sc)
 	free(sc->pool_tier);
 	free(sc->pool_tiers);
 	free(sc->pool_nt);
+	free(sc->pool_thr);
 	free(sc);
 }
 
@@ -412,31 +418,25 @@ scorer_quotas(struct scorer *sc, const struct user_state *us, uint32_t n, uint32
 	return 1;
 }
 
-/*
- * The score below which no item can enter any of sel's heaps: the worst
- * kept score of the global heap and of every tier heap with a quota, once
- * all of them are full; -inf before. An item scoring exactly the threshold
- * is left to the exact test of scorer_offer.
- */
+/* The worst kept score of a full heap (root), -inf for NaN. */
 static float
-scorer_threshold(const struct scorer *sc, const struct scorer_sel *sel)
+heap_floor(const struct scored *heap)
 {
-	float t;
+	return isnan(heap[0].s) ? -INFINITY : heap[0].s;
+}
 
-	if (sel->n_best < sc->cap)
-		return -INFINITY;
-	t = sel->best[0].s;
-	if (sel->calibrated) {
-		for (uint32_t j = 0; j < sc->n_tier1; j++) {
-			if (sel->quota[j] == 0)
-				continue;
-			if (sel->tier_size[j] < sel->quota[j])
-				return -INFINITY;
-			if (sel->tier_best[sel->tier_start[j]].s < t)
-				t = sel->tier_best[sel->tier_start[j]].s;
-		}
-	}
-	return isnan(t) ? -INFINITY : t;
+/*
+ * The score below which no item of block blk can enter any of sel's heaps:
+ * the global heap's, or that of the block's tier-1 node (every item of a
+ * block has the same one). An item scoring exactly the threshold is left
+ * to the exact test of scorer_offer.
+ */
+static inline __attribute__((always_inline)) float
+scorer_block_thr(const struct scorer *sc, const struct scorer_sel *sel, uint32_t blk)
+{
+	float t = sel->thr_tier[sc->bnode1[blk]];
+
+	return t < sel->thr ? t : sel->thr;
 }
 
 /* Starts user us's selection in sel: empty heaps, quotas, tier terms. */
@@ -453,8 +453,12 @@ scorer_begin(struct scorer *sc, struct scorer_sel *sel, const struct user_state 
 		for (uint32_t j = 0; j < sc->n_tier1; j++) {
 			sel->tier_start[j] = start;
 			sel->tier_size[j] = 0;
+			sel->thr_tier[j] = sel->quota[j] > 0 ? -INFINITY : INFINITY;
 			start += sel->quota[j];
 		}
+	} else {
+		for (uint32_t j = 0; j < sc->n_tier1; j++)
+			sel->thr_tier[j] = INFINITY;
 	}
 	scorer_node_terms(sc, us, sel->nt);
 }
@@ -482,12 +486,18 @@ scorer_offer(struct scorer *sc, struct scorer_sel *sel, float s, uint32_t i)
 		return;
 	if (state_seen_has(sel->us, model_item_hash(sc->m, i)))
 		return;
-	if (to_best)
+	if (to_best) {
 		heap_offer(sel->best, &sel->n_best, sc->cap, x);
-	if (to_tier)
-		heap_offer(
-		    sel->tier_best + sel->tier_start[j], &sel->tier_size[j], sel->quota[j], x);
-	sel->thr = scorer_threshold(sc, sel);
+		if (sel->n_best == sc->cap)
+			sel->thr = heap_floor(sel->best);
+	}
+	if (to_tier) {
+		struct scored *heap = sel->tier_best + sel->tier_start[j];
+
+		heap_offer(heap, &sel->tier_size[j], sel->quota[j], x);
+		if (sel->tier_size[j] == sel->quota[j])
+			sel->thr_tier[j] = heap_floor(heap);
+	}
 }
 
 /*
@@ -598,11 +608,23 @@ scorer_block_scores(
 	*s = *dot + (bias + term);
 }
 
+/* Offers the lanes of block blk whose score sv[lane] reaches sel's threshold. */
+static inline __attribute__((always_inline)) void
+scorer_lanes_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, const float *sv)
+{
+	for (uint32_t l = 0; l < SCORER_LANES; l++) {
+		uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
+
+		if (sv[l] >= scorer_block_thr(sc, sel, blk) && i != SCORER_PAD)
+			scorer_offer(sc, sel, sv[l], i);
+	}
+}
+
 /* Offers the lanes of block blk that reach sel's threshold. */
 static inline __attribute__((always_inline)) void
 scorer_block_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, const scorer_vec *s)
 {
-	scorer_ivec hit = *s >= sel->thr;
+	scorer_ivec hit = *s >= scorer_block_thr(sc, sel, blk);
 	uint64_t w[SCORER_LANES / 2];
 	float sv[SCORER_LANES];
 
@@ -610,22 +632,17 @@ scorer_block_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, cons
 	if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) == 0)
 		return; /* the common case once the heaps are full */
 	memcpy(sv, s, sizeof(sv));
-	for (uint32_t l = 0; l < SCORER_LANES; l++) {
-		uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
-
-		if (sv[l] >= sel->thr && i != SCORER_PAD)
-			scorer_offer(sc, sel, sv[l], i);
-	}
+	scorer_lanes_offer(sc, sel, blk, sv);
 }
 
 /*
  * Scores the n_users users of sel[] (vectors in sc->ubuf, zero rows past
  * them) against every block: span by span, so a span's packed embeddings
  * stay in cache while every group of SCORER_GROUP users passes over them.
- * Compiled for AVX-512, AVX2 and the baseline; the loader picks one.
+ * The AVX-512 kernel: a block's 16 items are one register.
  */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-scorer_chunk(struct scorer *sc, size_t n_users)
+__attribute__((target("avx512f"))) static void
+scorer_chunk_avx512(struct scorer *sc, size_t n_users)
 {
 	uint32_t dim = sc->dim;
 
@@ -650,6 +667,120 @@ scorer_chunk(struct scorer *sc, size_t n_users)
 			}
 		}
 	}
+}
+
+/*
+ * The same kernel for narrower registers of W floats (AVX2: 8, SSE2: 4). A
+ * 16-item block is 16 / W registers, so ROWS = 8 W / 16 users share a pass
+ * (8 accumulator registers, half of the 16 these instruction sets have; a
+ * 16-float vector type there would be split through memory by the
+ * compiler). Same arithmetic per item as scorer_dot8 (a multiply, then an
+ * add, in dimension order), so every kernel computes the same bits.
+ */
+#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R)                                               \
+	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));             \
+	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));        \
+	__attribute__((target(TARGET))) static void NAME(struct scorer *sc, size_t n_users)     \
+	{                                                                                       \
+		enum { PARTS = SCORER_LANES / (W), ROWS = (R) };                                \
+		uint32_t dim = sc->dim;                                                         \
+                                                                                                \
+		for (uint32_t b0 = 0; b0 < sc->n_blocks; b0 += SCORER_SPAN) {                   \
+			uint32_t b1 =                                                           \
+			    sc->n_blocks - b0 < SCORER_SPAN ? sc->n_blocks : b0 + SCORER_SPAN;  \
+			for (size_t g = 0; g < n_users; g += ROWS) {                            \
+				size_t ng = n_users - g < ROWS ? n_users - g : ROWS;            \
+				const float *U = sc->ubuf + g * dim;                            \
+				for (uint32_t blk = b0; blk < b1; blk++) {                      \
+					const float *pe = sc->pe + (size_t)blk * dim * SCORER_LANES; \
+					NAME##_vec a[ROWS * PARTS];                                 \
+					_Pragma("GCC unroll 16") for (unsigned q = 0; q < ROWS * PARTS; q++) \
+					    a[q] = (NAME##_vec){ 0 };                               \
+					for (uint32_t k = 0; k < dim; k++) {                    \
+						NAME##_vec e[PARTS];                            \
+						_Pragma("GCC unroll 4") for (unsigned p = 0; p < PARTS; p++) \
+						    memcpy(&e[p], pe + (size_t)k * SCORER_LANES + p * (W), \
+							sizeof(e[p]));                          \
+						_Pragma("GCC unroll 8") for (unsigned r = 0; r < ROWS; r++) \
+						    _Pragma("GCC unroll 4") for (unsigned p = 0; p < PARTS; p++) \
+							a[r * PARTS + p] += e[p] * U[(size_t)r * dim + k]; \
+					}                                                       \
+					for (size_t r = 0; r < ng; r++) {                       \
+						struct scorer_sel *sel = &sc->sel[g + r];       \
+						const float *nt = sel->nt;                      \
+						float term = nt[sc->bnode1[blk]] + nt[sc->bnode2[blk]]; \
+						float thr = scorer_block_thr(sc, sel, blk);     \
+						NAME##_ivec hit = { 0 };                        \
+						NAME##_vec sv[PARTS];                           \
+						for (unsigned p = 0; p < PARTS; p++) {               \
+							NAME##_vec bias;                        \
+							memcpy(&bias,                           \
+							    sc->pbias + (size_t)blk * SCORER_LANES + p * (W), \
+							    sizeof(bias));                      \
+							sv[p] = a[r * PARTS + p] + (bias + term); \
+							hit |= sv[p] >= thr;                    \
+						}                                               \
+						int any = 0;                                    \
+						for (int l = 0; l < (W); l++)                   \
+							any |= hit[l];                          \
+						if (!any)                                       \
+							continue;                               \
+						float f[SCORER_LANES];                          \
+						memcpy(f, sv, sizeof(f));                       \
+						scorer_lanes_offer(sc, sel, blk, f);            \
+					}                                                       \
+				}                                                               \
+			}                                                                       \
+		}                                                                               \
+	}
+
+SCORER_NARROW_KERNEL(scorer_chunk_avx2, "avx2", 8, 6)
+SCORER_NARROW_KERNEL(scorer_chunk_sse2, "sse2", 4, 2)
+
+static const struct scorer_kernel {
+	const char *name;
+	const char *cpu_feature; /* __builtin_cpu_supports name, NULL: every x86-64 */
+	void (*chunk)(struct scorer *sc, size_t n_users);
+} scorer_kernels[] = {
+	{ "avx512", "avx512f", scorer_chunk_avx512 },
+	{ "avx2", "avx2", scorer_chunk_avx2 },
+	{ "sse2", NULL, scorer_chunk_sse2 },
+};
+#define SCORER_N_KERNELS (sizeof(scorer_kernels) / sizeof(scorer_kernels[0]))
+
+/* Whether this CPU runs kernel k. */
+static int
+scorer_kernel_runs(const struct scorer_kernel *k)
+{
+	if (k->cpu_feature == NULL)
+		return 1;
+	__builtin_cpu_init();
+	if (strcmp(k->cpu_feature, "avx512f") == 0)
+		return __builtin_cpu_supports("avx512f");
+	return __builtin_cpu_supports("avx2");
+}
+
+const char *
+scorer_kernel_name(const struct scorer *sc)
+{
+	return scorer_kernels[sc->kernel].name;
+}
+
+int
+scorer_set_kernel(struct scorer *sc, const char *name)
+{
+	for (size_t k = 0; k < SCORER_N_KERNELS; k++) {
+		if (name != NULL && strcmp(name, scorer_kernels[k].name) != 0)
+			continue;
+		if (!scorer_kernel_runs(&scorer_kernels[k])) {
+			if (name != NULL)
+				return -2;
+			continue;
+		}
+		sc->kernel = (uint32_t)k;
+		return 0;
+	}
+	return -1;
 }
 
 /* Every item's score for one user (vector u, node terms nt) into out. */
@@ -749,15 +880,34 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 	sc->cap = cap;
 	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
 		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
-		size_t padded = (nc + SCORER_GROUP - 1) / SCORER_GROUP * SCORER_GROUP;
 
 		memcpy(sc->ubuf, U + off * dim, nc * dim * sizeof(float));
-		memset(sc->ubuf + nc * dim, 0, (padded - nc) * dim * sizeof(float));
+		/* Rows past the users: read by a kernel's last group (<= SCORER_GROUP rows), unused. */
+		memset(sc->ubuf + nc * dim, 0, SCORER_GROUP * dim * sizeof(float));
 		for (size_t k = 0; k < nc; k++)
 			scorer_begin(sc, &sc->sel[k], us[off + k], calibrate);
-		scorer_chunk(sc, nc);
+		scorer_kernels[sc->kernel].chunk(sc, nc);
 		for (size_t k = 0; k < nc; k++)
 			counts[off + k] = scorer_finish(
 			    sc, &sc->sel[k], items + (off + k) * n, scores + (off + k) * n);
+	}
+}
+
+void
+scorer_kernel_pass(struct scorer *sc, const float *U, size_t n_users)
+{
+	uint32_t dim = sc->dim;
+
+	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
+		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
+
+		memcpy(sc->ubuf, U + off * dim, nc * dim * sizeof(float));
+		memset(sc->ubuf + nc * dim, 0, SCORER_GROUP * dim * sizeof(float));
+		for (size_t k = 0; k < nc; k++) {
+			sc->sel[k].thr = INFINITY;
+			for (uint32_t j = 0; j < sc->n_tier1; j++)
+				sc->sel[k].thr_tier[j] = INFINITY;
+		}
+		scorer_kernels[sc->kernel].chunk(sc, nc);
 	}
 }

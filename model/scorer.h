@@ -62,4 +62,21 @@ size_t scorer_topn(struct scorer *sc, const struct user_state *us, const float *
 void scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
     size_t n_users, size_t n, int calibrate, uint32_t *items, float *scores, size_t *counts);
 
+/*
+ * The top-N kernel: one per instruction set ("avx512", "avx2", "sse2"; the
+ * register blocking of each fits its registers), the best this CPU runs
+ * chosen by scorer_new. Every kernel computes the same bits. scorer_set_kernel
+ * forces one by name (NULL: the best again): 0, -1 for an unknown name, -2
+ * when this CPU lacks its instructions.
+ */
+const char *scorer_kernel_name(const struct scorer *sc);
+int scorer_set_kernel(struct scorer *sc, const char *name);
+
+/*
+ * For benchmarks: the current kernel's pass over every item for n_users
+ * vectors U[k * dim ..], every score computed and none selected (the
+ * multiply-add rate of the kernel alone).
+ */
+void scorer_kernel_pass(struct scorer *sc, const float *U, size_t n_users);
+
 #endif

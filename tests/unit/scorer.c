@@ -359,6 +359,33 @@ test_batch(const struct model *m, struct scorer *sc)
 			    memcmp(one_sco, sco + (size_t)k * B_N, c1 * sizeof(float)) != 0)
 				exact = 0;
 		}
+		/* every kernel this CPU runs: the same items and scores, bit for bit */
+		static const char *kernels[] = { "avx512", "avx2", "sse2" };
+		int kernels_same = 1, kernels_run = 0;
+
+		for (size_t q = 0; q < sizeof(kernels) / sizeof(kernels[0]); q++) {
+			int rc = scorer_set_kernel(sc, kernels[q]);
+
+			if (rc == -2) {
+				printf("# kernel %s: not on this CPU\n", kernels[q]);
+				continue;
+			}
+			kernels_run++;
+			scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, B_N,
+			    cal, it2, sco2, cnt2);
+			for (int k = 0; k < B_USERS; k++)
+				if (rc != 0 || cnt2[k] != cnt[k] ||
+				    memcmp(it2 + (size_t)k * B_N, it + (size_t)k * B_N,
+					cnt[k] * sizeof(uint32_t)) != 0 ||
+				    memcmp(sco2 + (size_t)k * B_N, sco + (size_t)k * B_N,
+					cnt[k] * sizeof(float)) != 0)
+					kernels_same = 0;
+		}
+		CHECK(scorer_set_kernel(sc, NULL) == 0 && scorer_set_kernel(sc, "avx3") == -1,
+		    "kernel: the best again by NULL, an unknown name refused");
+		CHECK(kernels_run >= 1 && kernels_same,
+		    "batch (calibrate=%d): %d kernels on this CPU, the same bits as %s", cal,
+		    kernels_run, scorer_kernel_name(sc));
 		/* users 7.. in one call: every user at another position and chunk */
 		scorer_topn_batch(sc, (const struct user_state *const *)(us + 7), U + 7 * dim,
 		    B_USERS - 7, B_N, cal, it2, sco2, cnt2);
