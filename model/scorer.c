@@ -34,6 +34,8 @@
 #define SCORER_CHUNK 64           /* users scored together */
 #define SCORER_SPAN  32         /* blocks per cache span: 32 x 16 x d floats (128 KiB at d = 64) */
 #define SCORER_PAD   UINT32_MAX /* item index of a padding lane */
+/* Cells one user's tiered search takes at most: probe_items in cells of 16, one per tier-1 node. */
+#define SCORER_MAX_PROBES (SCORER_PROBE_ITEMS_MAX / SCORER_LANES + 256)
 
 typedef float scorer_vec __attribute__((vector_size(SCORER_LANES * sizeof(float))));
 typedef int32_t scorer_ivec __attribute__((vector_size(SCORER_LANES * sizeof(int32_t))));
@@ -81,6 +83,26 @@ struct scorer {
 	float *pool_nt;                       /* [SCORER_CHUNK][n_nodes] */
 	float *pool_thr;                      /* [SCORER_CHUNK][n_tier1] */
 	struct scorer_sel sel[SCORER_CHUNK];
+	struct scorer_sel *selp[SCORER_CHUNK]; /* &sel[k] */
+	/* Tiered search (scorer_set_search) over cells: a bias band of one tier-2 node (scorer_cells). */
+	int tiered;
+	uint32_t probe_items;  /* items a user's probes cover at least */
+	uint32_t n_cells;
+	uint32_t *cell_blk;    /* [n_cells + 1] first block of each cell */
+	uint32_t *cell_order;  /* [n_cells] by band (1st cell of every leaf, 2nd, ...), then leaf */
+	uint32_t *cell_items;  /* [n_cells] items in it */
+	float *cell_c;         /* [n_cells][dim] centroid of its item embeddings */
+	float *cell_r;         /* [n_cells] largest distance of one of its items to it */
+	float *cell_b;         /* [n_cells] largest item bias */
+	float *ub;             /* [SCORER_CHUNK][n_cells] users' bounds */
+	uint32_t *heap;        /* [n_cells] probe selection scratch (cell indices) */
+	uint32_t *probe;       /* [SCORER_CHUNK][SCORER_MAX_PROBES] cells, best bound first */
+	uint32_t n_probe[SCORER_CHUNK];
+	uint32_t *cell_count;  /* [n_cells + 1] */
+	uint32_t *pair_user;   /* [SCORER_CHUNK * SCORER_MAX_PROBES] users grouped by cell */
+	float *gbuf;           /* [SCORER_CHUNK + SCORER_GROUP][dim] a cell's users' vectors */
+	struct scorer_sel *gsel[SCORER_CHUNK];
+	uint64_t stat_users, stat_items; /* users served, items scored for them */
 };
 
 void
@@ -199,12 +221,23 @@ scorer_sort_by(const uint32_t *idx, uint32_t n, const uint32_t *key, uint32_t n_
 		out[count[key[idx[k]]]++] = idx[k];
 }
 
+/* qsort order of items by bias: higher first, then lower index. */
+static int
+scorer_bias_cmp(const void *pa, const void *pb)
+{
+	const struct scored *a = pa, *b = pb;
+
+	return a->s > b->s ? -1 : a->s < b->s ? 1 : a->item < b->item ? -1 : a->item > b->item;
+}
+
 /*
  * Packs the model's item embeddings and biases into blocks of SCORER_LANES
  * items sharing one (tier-2, tier-1) node pair: items ordered by tier-2
- * node, then tier-1 node, then index; a block closes at a node change and
- * its empty lanes are padding (bias -inf, item SCORER_PAD). Returns 0 or -1
- * on ENOMEM.
+ * node, then tier-1 node, then bias (highest first), then index; a block
+ * closes at a node change and its empty lanes are padding (bias -inf, item
+ * SCORER_PAD). Inside a node the popular items come first, so heaps fill
+ * with strong items early and the tiered search's cells (scorer_cells) have
+ * narrow bias ranges. Returns 0 or -1 on ENOMEM.
  */
 static int
 scorer_pack(struct scorer *sc)
@@ -217,15 +250,21 @@ scorer_pack(struct scorer *sc)
 	uint32_t *a = calloc((size_t)n + 1, sizeof(uint32_t));
 	uint32_t *b = calloc((size_t)n + 1, sizeof(uint32_t));
 	uint32_t *count = malloc(((size_t)sc->n_nodes + 1) * sizeof(uint32_t));
+	struct scored *by_bias = malloc(((size_t)n + 1) * sizeof(*by_bias));
 	int rc = -1;
 
 	if (t2 == NULL || a == NULL || b == NULL || count == NULL)
 		goto done;
+	if (by_bias == NULL)
+		goto done;
 	for (uint32_t i = 0; i < n; i++) {
 		sc->item_tier1[i] = model_item_tier1(m, i);
 		t2[i] = model_item_tier2(m, i);
-		a[i] = i;
+		by_bias[i] = (struct scored){ ib[i], i };
 	}
+	qsort(by_bias, n, sizeof(*by_bias), scorer_bias_cmp);
+	for (uint32_t i = 0; i < n; i++)
+		a[i] = by_bias[i].item;
 	scorer_sort_by(a, n, sc->item_tier1, sc->n_nodes, count, b);
 	scorer_sort_by(b, n, t2, sc->n_nodes, count, a);
 	/* Count the blocks, then fill them. */
@@ -275,7 +314,119 @@ done:
 	free(a);
 	free(b);
 	free(count);
+	free(by_bias);
 	return rc;
+}
+
+/*
+ * The cells of the tiered search. A leaf is the run of blocks of one
+ * (tier-2, tier-1) node pair, its items by bias, highest first
+ * (scorer_pack); it is cut into cells of 1, 1, 2, 4, 8, ... blocks, so
+ * the few most popular items of every node form small cells of narrow bias
+ * range and the long tail a few big ones. Each cell keeps the centroid of
+ * its items' embeddings, the largest distance of an item to it and the
+ * largest item bias, so that u.c + |u| r + max bias + the user's node terms
+ * bounds every score inside. Derived from the model at load (O(items x
+ * dim)), so live items are placed with the model they arrive in. Returns 0
+ * or -1 on ENOMEM.
+ */
+/* Whether block b starts a leaf (its node pair is not the previous block's). */
+static int
+scorer_new_leaf(const struct scorer *sc, uint32_t b)
+{
+	return b == 0 || sc->bnode2[b] != sc->bnode2[b - 1] || sc->bnode1[b] != sc->bnode1[b - 1];
+}
+
+static int
+scorer_cells(struct scorer *sc)
+{
+	uint32_t dim = sc->dim, nl = 0;
+
+	for (uint32_t b = 0, j = 0; b < sc->n_blocks; b++, j++) {
+		j = scorer_new_leaf(sc, b) ? 0 : j;
+		nl += (j & (j - 1)) == 0; /* j = 0, 1, 2, 4, 8, ... */
+	}
+	sc->n_cells = nl;
+	sc->cell_blk = malloc(((size_t)nl + 1) * sizeof(uint32_t));
+	sc->cell_order = malloc(((size_t)nl + 1) * sizeof(uint32_t));
+	sc->cell_items = calloc((size_t)nl + 1, sizeof(uint32_t));
+	sc->cell_c = calloc(((size_t)nl + 1) * dim, sizeof(float));
+	sc->cell_r = calloc((size_t)nl + 1, sizeof(float));
+	sc->cell_b = malloc(((size_t)nl + 1) * sizeof(float));
+	sc->ub = malloc((size_t)SCORER_CHUNK * (nl + 1) * sizeof(float));
+	sc->heap = malloc(((size_t)nl + 1) * sizeof(uint32_t));
+	sc->probe = malloc((size_t)SCORER_CHUNK * SCORER_MAX_PROBES * sizeof(uint32_t));
+	sc->cell_count = malloc(((size_t)nl + 2) * sizeof(uint32_t));
+	sc->pair_user = malloc((size_t)SCORER_CHUNK * SCORER_MAX_PROBES * sizeof(uint32_t));
+	sc->gbuf = calloc((size_t)(SCORER_CHUNK + SCORER_GROUP) * dim, sizeof(float));
+	if (sc->cell_blk == NULL || sc->cell_order == NULL || sc->cell_items == NULL || sc->cell_c == NULL ||
+	    sc->cell_r == NULL || sc->cell_b == NULL || sc->ub == NULL || sc->heap == NULL ||
+	    sc->probe == NULL || sc->cell_count == NULL || sc->pair_user == NULL || sc->gbuf == NULL)
+		return -1;
+	uint32_t *band = sc->heap, n_bands = 0, *count;
+
+	for (uint32_t b = 0, j = 0, l = 0, c = 0; b < sc->n_blocks; b++, j++) {
+		j = scorer_new_leaf(sc, b) ? 0 : j;
+		c = j == 0 ? 0 : c + ((j & (j - 1)) == 0);
+		if ((j & (j - 1)) == 0) {
+			band[l] = c;
+			n_bands = c + 1 > n_bands ? c + 1 : n_bands;
+			sc->cell_blk[l++] = b;
+		}
+	}
+	/* The order of a pass over cells: every leaf's most popular cell, then the next band. */
+	count = calloc((size_t)n_bands + 1, sizeof(uint32_t));
+	if (count == NULL)
+		return -1;
+	for (uint32_t l = 0; l < nl; l++)
+		count[band[l] + 1]++;
+	for (uint32_t c = 0; c < n_bands; c++)
+		count[c + 1] += count[c];
+	for (uint32_t l = 0; l < nl; l++)
+		sc->cell_order[count[band[l]]++] = l;
+	free(count);
+	sc->cell_blk[nl] = sc->n_blocks;
+	for (uint32_t l = 0; l < nl; l++) {
+		float *c = sc->cell_c + (size_t)l * dim;
+		double r2 = 0.0;
+
+		sc->cell_b[l] = -INFINITY;
+		for (uint32_t b = sc->cell_blk[l]; b < sc->cell_blk[l + 1]; b++)
+			for (uint32_t q = 0; q < SCORER_LANES; q++) {
+				if (sc->pitem[(size_t)b * SCORER_LANES + q] == SCORER_PAD)
+					continue;
+				sc->cell_items[l]++;
+				if (sc->pbias[(size_t)b * SCORER_LANES + q] > sc->cell_b[l])
+					sc->cell_b[l] = sc->pbias[(size_t)b * SCORER_LANES + q];
+				for (uint32_t d = 0; d < dim; d++)
+					c[d] += sc->pe[((size_t)b * dim + d) * SCORER_LANES + q];
+			}
+		for (uint32_t d = 0; d < dim; d++)
+			c[d] /= (float)sc->cell_items[l];
+		for (uint32_t b = sc->cell_blk[l]; b < sc->cell_blk[l + 1]; b++)
+			for (uint32_t q = 0; q < SCORER_LANES; q++) {
+				double d2 = 0.0;
+
+				if (sc->pitem[(size_t)b * SCORER_LANES + q] == SCORER_PAD)
+					continue;
+				for (uint32_t d = 0; d < dim; d++) {
+					double x = (double)sc->pe[((size_t)b * dim + d) * SCORER_LANES + q] -
+					    c[d];
+
+					d2 += x * x;
+				}
+				if (d2 > r2)
+					r2 = d2;
+			}
+		/* Raised by a relative 1e-5 of |c| + r: the float dot products of the items may
+		 * exceed the real ones by that much (64 products: ~4e-6). */
+		double cn = 0.0;
+
+		for (uint32_t d = 0; d < dim; d++)
+			cn += (double)c[d] * c[d];
+		sc->cell_r[l] = (float)(sqrt(r2) + 1e-5 * (sqrt(cn) + sqrt(r2)));
+	}
+	return 0;
 }
 
 struct scorer *
@@ -302,12 +453,14 @@ scorer_new(const struct model *m)
 	sc->pool_thr = calloc((size_t)SCORER_CHUNK * (sc->n_tier1 + 1), sizeof(float));
 	if (sc->remainder == NULL || sc->picked == NULL || sc->item_tier1 == NULL ||
 	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL || sc->pool_thr == NULL ||
-	    scorer_pack(sc) != 0 || scorer_set_kernel(sc, NULL) != 0) {
+	    scorer_pack(sc) != 0 || scorer_cells(sc) != 0 || scorer_set_kernel(sc, NULL) != 0) {
 		scorer_free(sc);
 		return NULL;
 	}
 	for (size_t k = 0; k < SCORER_CHUNK; k++) {
 		struct scorer_sel *sel = &sc->sel[k];
+
+		sc->selp[k] = sel;
 		uint32_t *t = sc->pool_tiers + k * 3 * (sc->n_tier1 + 1);
 
 		sel->quota = t;
@@ -338,6 +491,18 @@ scorer_free(struct scorer *sc)
 	free(sc->pool_tiers);
 	free(sc->pool_nt);
 	free(sc->pool_thr);
+	free(sc->cell_blk);
+	free(sc->cell_order);
+	free(sc->cell_items);
+	free(sc->cell_c);
+	free(sc->cell_r);
+	free(sc->cell_b);
+	free(sc->ub);
+	free(sc->heap);
+	free(sc->probe);
+	free(sc->cell_count);
+	free(sc->pair_user);
+	free(sc->gbuf);
 	free(sc);
 }
 
@@ -636,18 +801,20 @@ scorer_block_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, cons
 }
 
 /*
- * Scores the n_users users of sel[] (vectors in sc->ubuf, zero rows past
- * them) against every block: span by span, so a span's packed embeddings
- * stay in cache while every group of SCORER_GROUP users passes over them.
- * The AVX-512 kernel: a block's 16 items are one register.
+ * Scores n_users users, selections sel[k] and vectors U[k * dim ..] (zero
+ * rows after them, up to SCORER_GROUP), against blocks [blk0, blk1): span by
+ * span, so a span's packed embeddings stay in cache while every group of
+ * users passes over them. The AVX-512 kernel: a block's 16 items are one
+ * register, SCORER_GROUP users share a pass.
  */
 __attribute__((target("avx512f"))) static void
-scorer_chunk_avx512(struct scorer *sc, size_t n_users)
+scorer_chunk_avx512(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,
+    size_t n_users, uint32_t blk0, uint32_t blk1)
 {
 	uint32_t dim = sc->dim;
 
-	for (uint32_t b0 = 0; b0 < sc->n_blocks; b0 += SCORER_SPAN) {
-		uint32_t b1 = sc->n_blocks - b0 < SCORER_SPAN ? sc->n_blocks : b0 + SCORER_SPAN;
+	for (uint32_t b0 = blk0; b0 < blk1; b0 += SCORER_SPAN) {
+		uint32_t b1 = blk1 - b0 < SCORER_SPAN ? blk1 : b0 + SCORER_SPAN;
 
 		for (size_t g = 0; g < n_users; g += SCORER_GROUP) {
 			size_t ng = n_users - g < SCORER_GROUP ? n_users - g : SCORER_GROUP;
@@ -655,10 +822,10 @@ scorer_chunk_avx512(struct scorer *sc, size_t n_users)
 			for (uint32_t blk = b0; blk < b1; blk++) {
 				scorer_vec acc[SCORER_GROUP];
 
-				scorer_dot8(sc->pe + (size_t)blk * dim * SCORER_LANES,
-				    sc->ubuf + g * dim, dim, acc);
+				scorer_dot8(sc->pe + (size_t)blk * dim * SCORER_LANES, U + g * dim,
+				    dim, acc);
 				for (size_t r = 0; r < ng; r++) {
-					struct scorer_sel *sel = &sc->sel[g + r];
+					struct scorer_sel *sel = sel_of[g + r];
 					scorer_vec s;
 
 					scorer_block_scores(sc, sel->nt, blk, &acc[r], &s);
@@ -677,27 +844,25 @@ scorer_chunk_avx512(struct scorer *sc, size_t n_users)
  * compiler). Same arithmetic per item as scorer_dot8 (a multiply, then an
  * add, in dimension order), so every kernel computes the same bits.
  */
-#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R)                                               \
-	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));             \
-	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));        \
-	__attribute__((target(TARGET))) static void NAME(struct scorer *sc, size_t n_users)     \
+#define SCORER_NARROW_PASS(NAME, VT, IVT, TARGET, W, R)                                            \
+	__attribute__((target(TARGET))) static void NAME(struct scorer *sc, const float *Uall,     \
+	    struct scorer_sel *const *sel_of, size_t n_users, uint32_t blk0, uint32_t blk1)     \
 	{                                                                                       \
 		enum { PARTS = SCORER_LANES / (W), ROWS = (R) };                                \
 		uint32_t dim = sc->dim;                                                         \
                                                                                                 \
-		for (uint32_t b0 = 0; b0 < sc->n_blocks; b0 += SCORER_SPAN) {                   \
-			uint32_t b1 =                                                           \
-			    sc->n_blocks - b0 < SCORER_SPAN ? sc->n_blocks : b0 + SCORER_SPAN;  \
+		for (uint32_t b0 = blk0; b0 < blk1; b0 += SCORER_SPAN) {                        \
+			uint32_t b1 = blk1 - b0 < SCORER_SPAN ? blk1 : b0 + SCORER_SPAN;        \
 			for (size_t g = 0; g < n_users; g += ROWS) {                            \
 				size_t ng = n_users - g < ROWS ? n_users - g : ROWS;            \
-				const float *U = sc->ubuf + g * dim;                            \
+				const float *U = Uall + g * dim;                                \
 				for (uint32_t blk = b0; blk < b1; blk++) {                      \
 					const float *pe = sc->pe + (size_t)blk * dim * SCORER_LANES; \
-					NAME##_vec a[ROWS * PARTS];                                 \
+					VT a[ROWS * PARTS];                                 \
 					_Pragma("GCC unroll 16") for (unsigned q = 0; q < ROWS * PARTS; q++) \
-					    a[q] = (NAME##_vec){ 0 };                               \
+					    a[q] = (VT){ 0 };                               \
 					for (uint32_t k = 0; k < dim; k++) {                    \
-						NAME##_vec e[PARTS];                            \
+						VT e[PARTS];                            \
 						_Pragma("GCC unroll 4") for (unsigned p = 0; p < PARTS; p++) \
 						    memcpy(&e[p], pe + (size_t)k * SCORER_LANES + p * (W), \
 							sizeof(e[p]));                          \
@@ -706,14 +871,14 @@ scorer_chunk_avx512(struct scorer *sc, size_t n_users)
 							a[r * PARTS + p] += e[p] * U[(size_t)r * dim + k]; \
 					}                                                       \
 					for (size_t r = 0; r < ng; r++) {                       \
-						struct scorer_sel *sel = &sc->sel[g + r];       \
+						struct scorer_sel *sel = sel_of[g + r];         \
 						const float *nt = sel->nt;                      \
 						float term = nt[sc->bnode1[blk]] + nt[sc->bnode2[blk]]; \
 						float thr = scorer_block_thr(sc, sel, blk);     \
-						NAME##_ivec hit = { 0 };                        \
-						NAME##_vec sv[PARTS];                           \
+						IVT hit = { 0 };                        \
+						VT sv[PARTS];                           \
 						for (unsigned p = 0; p < PARTS; p++) {               \
-							NAME##_vec bias;                        \
+							VT bias;                        \
 							memcpy(&bias,                           \
 							    sc->pbias + (size_t)blk * SCORER_LANES + p * (W), \
 							    sizeof(bias));                      \
@@ -734,13 +899,38 @@ scorer_chunk_avx512(struct scorer *sc, size_t n_users)
 		}                                                                               \
 	}
 
-SCORER_NARROW_KERNEL(scorer_chunk_avx2, "avx2", 8, 6)
-SCORER_NARROW_KERNEL(scorer_chunk_sse2, "sse2", 4, 2)
+
+/*
+ * A kernel of W-float registers: groups of R users, then the users left
+ * over in groups of RT (a pass of R rows for one user would waste most of
+ * its multiplies; the tiered search passes over small cells with few
+ * users each).
+ */
+#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R, RT)                                           \
+	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));             \
+	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));        \
+	SCORER_NARROW_PASS(NAME##_big, NAME##_vec, NAME##_ivec, TARGET, W, R)                   \
+	SCORER_NARROW_PASS(NAME##_tail, NAME##_vec, NAME##_ivec, TARGET, W, RT)                 \
+	static void NAME(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,   \
+	    size_t n_users, uint32_t blk0, uint32_t blk1)                                       \
+	{                                                                                       \
+		size_t big = n_users / (R) * (R);                                               \
+                                                                                                \
+		if (big > 0)                                                                    \
+			NAME##_big(sc, U, sel_of, big, blk0, blk1);                             \
+		if (big < n_users)                                                              \
+			NAME##_tail(sc, U + big * sc->dim, sel_of + big, n_users - big, blk0,   \
+			    blk1);                                                              \
+	}
+
+SCORER_NARROW_KERNEL(scorer_chunk_avx2, "avx2", 8, 6, 2)
+SCORER_NARROW_KERNEL(scorer_chunk_sse2, "sse2", 4, 2, 1)
 
 static const struct scorer_kernel {
 	const char *name;
 	const char *cpu_feature; /* __builtin_cpu_supports name, NULL: every x86-64 */
-	void (*chunk)(struct scorer *sc, size_t n_users);
+	void (*chunk)(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,
+	    size_t n_users, uint32_t blk0, uint32_t blk1);
 } scorer_kernels[] = {
 	{ "avx512", "avx512f", scorer_chunk_avx512 },
 	{ "avx2", "avx2", scorer_chunk_avx2 },
@@ -828,6 +1018,212 @@ scorer_all_blocks_group(const struct scorer *sc, size_t ng, float *out)
 	}
 }
 
+/* ---- tiered search --------------------------------------------------------- */
+
+void
+scorer_set_search(struct scorer *sc, int tiered, uint32_t probe_items)
+{
+	sc->tiered = tiered != 0;
+	sc->probe_items = probe_items < SCORER_PROBE_ITEMS_MAX ? probe_items : SCORER_PROBE_ITEMS_MAX;
+}
+
+void
+scorer_stats(const struct scorer *sc, uint64_t *users, uint64_t *items_scored)
+{
+	*users = sc->stat_users;
+	*items_scored = sc->stat_items;
+}
+
+/*
+ * Upper bounds of every cell's scores for the chunk's nc users into sc->ub:
+ * u.c (one SGEMM) + |u| r + the largest bias + the user's terms of the
+ * cell's nodes, plus a relative 1e-5 of the bias and terms for rounding
+ * (the radius carries its own, scorer_cells).
+ */
+static void
+scorer_bounds(struct scorer *sc, size_t nc)
+{
+	uint32_t nl = sc->n_cells, dim = sc->dim;
+
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nc, (int)nl, (int)dim, 1.0f,
+	    sc->ubuf, (int)dim, sc->cell_c, (int)dim, 0.0f, sc->ub, (int)nl);
+	for (size_t k = 0; k < nc; k++) {
+		const float *u = sc->ubuf + k * dim, *nt = sc->sel[k].nt;
+		float *ub = sc->ub + k * nl;
+		double n2 = 0.0;
+
+		for (uint32_t d = 0; d < dim; d++)
+			n2 += (double)u[d] * u[d];
+		float un = (float)sqrt(n2);
+		for (uint32_t l = 0; l < nl; l++) {
+			uint32_t b = sc->cell_blk[l];
+			float rest = sc->cell_b[l] + (nt[sc->bnode1[b]] + nt[sc->bnode2[b]]);
+
+			ub[l] += un * sc->cell_r[l] + rest + 1e-5f * fabsf(rest) + 1e-6f;
+		}
+	}
+}
+
+/* Cell a ranks before cell b for one user: higher bound, then lower index. */
+static int
+cell_before(const float *ub, uint32_t a, uint32_t b)
+{
+	return ub[a] > ub[b] || (ub[a] == ub[b] && a < b);
+}
+
+/* The middle one of three cells in cell_before order. */
+static uint32_t
+cell_median(const float *ub, uint32_t a, uint32_t b, uint32_t c)
+{
+	if (cell_before(ub, a, b))
+		return cell_before(ub, b, c) ? b : cell_before(ub, a, c) ? c : a;
+	return cell_before(ub, a, c) ? a : cell_before(ub, b, c) ? c : b;
+}
+
+/*
+ * Moves the best cells (cell_before order) that hold at least want items
+ * to the front of idx[0..n) and returns their count (n if all of them hold
+ * fewer): a quickselect on the running item count, expected O(n).
+ */
+static uint32_t
+scorer_best_cells(const struct scorer *sc, const float *ub, uint32_t *idx, uint32_t n, uint64_t want)
+{
+	uint32_t lo = 0, hi = n; /* idx[0, lo) taken, [lo, hi) undecided */
+
+	while (lo < hi && want > 0) {
+		uint32_t piv = cell_median(ub, idx[lo], idx[lo + (hi - lo) / 2], idx[hi - 1]);
+		uint32_t i = lo, t;
+		uint64_t sum = 0;
+
+		for (uint32_t q = lo; q < hi; q++) {
+			if (!cell_before(ub, idx[q], piv))
+				continue;
+			t = idx[i], idx[i] = idx[q], idx[q] = t;
+			sum += sc->cell_items[idx[i++]];
+		}
+		for (uint32_t q = i; q < hi; q++)
+			if (idx[q] == piv) {
+				t = idx[i], idx[i] = idx[q], idx[q] = t;
+				break;
+			}
+		if (sum >= want) { /* the cells wanted are all better than the pivot */
+			hi = i;
+			continue;
+		}
+		want -= sum;
+		want -= want < sc->cell_items[piv] ? want : sc->cell_items[piv];
+		lo = i + 1;
+	}
+	return lo;
+}
+
+/*
+ * User k's probes: the best cells by bound that hold probe_items items, and
+ * at least top-N plus the user's consumed count (so the list is full
+ * whenever the catalog can fill it), the best one first; calibrated, plus
+ * the best cell of every tier-1 node with a quota that none of them is in.
+ */
+static void
+scorer_pick_probes(struct scorer *sc, size_t k)
+{
+	uint32_t nl = sc->n_cells, np;
+	const float *ub = sc->ub + k * nl;
+	uint32_t *probe = sc->probe + k * SCORER_MAX_PROBES;
+	const struct scorer_sel *sel = &sc->sel[k];
+
+	for (uint32_t l = 0; l < nl; l++)
+		sc->heap[l] = l;
+	uint64_t want = (uint64_t)sc->cap + sel->us->n_seen;
+
+	np = scorer_best_cells(sc, ub, sc->heap, nl, want > sc->probe_items ? want : sc->probe_items);
+	memcpy(probe, sc->heap, np * sizeof(uint32_t));
+	for (uint32_t p = 1; p < np; p++)
+		if (cell_before(ub, probe[p], probe[0])) {
+			uint32_t t = probe[0];
+
+			probe[0] = probe[p];
+			probe[p] = t;
+		}
+	for (uint32_t j = 0; sel->calibrated && j < sc->n_tier1; j++) {
+		uint32_t best = UINT32_MAX, p = 0;
+
+		if (sel->quota[j] == 0)
+			continue;
+		while (p < np && sc->bnode1[sc->cell_blk[probe[p]]] != j)
+			p++;
+		if (p < np)
+			continue;
+		for (uint32_t l = 0; l < nl; l++)
+			if (sc->bnode1[sc->cell_blk[l]] == j &&
+			    (best == UINT32_MAX || cell_before(ub, l, best)))
+				best = l;
+		if (best != UINT32_MAX)
+			probe[np++] = best;
+	}
+	sc->n_probe[k] = np;
+}
+
+/*
+ * Scores the chunk's users on their probes [from, to), cell by cell: the
+ * users probing one cell share a kernel pass over its blocks. A user whose
+ * bound for the cell is below its threshold is left out (nothing there
+ * could enter its heaps), so the result is the exact top-N over the probed
+ * cells.
+ */
+static void
+scorer_probe_pass(struct scorer *sc, size_t nc, uint32_t from, uint32_t to)
+{
+	uint32_t nl = sc->n_cells, dim = sc->dim, *cnt = sc->cell_count, start;
+
+	memset(cnt, 0, ((size_t)nl + 1) * sizeof(uint32_t));
+	for (size_t k = 0; k < nc; k++)
+		for (uint32_t p = from; p < to && p < sc->n_probe[k]; p++)
+			cnt[sc->probe[k * SCORER_MAX_PROBES + p] + 1]++;
+	for (uint32_t l = 0; l < nl; l++)
+		cnt[l + 1] += cnt[l];
+	for (size_t k = 0; k < nc; k++)
+		for (uint32_t p = from; p < to && p < sc->n_probe[k]; p++)
+			sc->pair_user[cnt[sc->probe[k * SCORER_MAX_PROBES + p]]++] = (uint32_t)k;
+	/* cnt[l] is now the end of cell l's users, cnt[l - 1] their start. */
+	for (uint32_t o = 0; o < nl; o++) {
+		uint32_t l = sc->cell_order[o], b = sc->cell_blk[l];
+		uint32_t end = cnt[l];
+		size_t ng = 0;
+
+		start = l == 0 ? 0 : cnt[l - 1];
+		for (uint32_t q = start; q < end; q++) {
+			uint32_t k = sc->pair_user[q];
+			struct scorer_sel *sel = &sc->sel[k];
+
+			if (sc->ub[(size_t)k * nl + l] < scorer_block_thr(sc, sel, b))
+				continue;
+			memcpy(sc->gbuf + ng * dim, sc->ubuf + (size_t)k * dim, dim * sizeof(float));
+			sc->gsel[ng++] = sel;
+		}
+		if (ng == 0)
+			continue;
+		memset(sc->gbuf + ng * dim, 0, SCORER_GROUP * dim * sizeof(float));
+		scorer_kernels[sc->kernel].chunk(sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1]);
+		sc->stat_items += (uint64_t)ng * sc->cell_items[l];
+	}
+}
+
+/*
+ * Tiered top-N of the chunk's nc users: bounds, probes, then every user's
+ * best cell first (so its heaps fill with good items and its threshold
+ * rises) and the rest of its probes after, each skipped when its bound no
+ * longer reaches the threshold.
+ */
+static void
+scorer_tiered(struct scorer *sc, size_t nc)
+{
+	scorer_bounds(sc, nc);
+	for (size_t k = 0; k < nc; k++)
+		scorer_pick_probes(sc, k);
+	scorer_probe_pass(sc, nc, 0, 1);
+	scorer_probe_pass(sc, nc, 1, SCORER_MAX_PROBES);
+}
+
 void
 scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
     size_t n_users, float *out)
@@ -886,7 +1282,13 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 		memset(sc->ubuf + nc * dim, 0, SCORER_GROUP * dim * sizeof(float));
 		for (size_t k = 0; k < nc; k++)
 			scorer_begin(sc, &sc->sel[k], us[off + k], calibrate);
-		scorer_kernels[sc->kernel].chunk(sc, nc);
+		sc->stat_users += nc;
+		if (sc->tiered) {
+			scorer_tiered(sc, nc);
+		} else {
+			scorer_kernels[sc->kernel].chunk(sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
+			sc->stat_items += (uint64_t)nc * sc->n_items;
+		}
 		for (size_t k = 0; k < nc; k++)
 			counts[off + k] = scorer_finish(
 			    sc, &sc->sel[k], items + (off + k) * n, scores + (off + k) * n);
@@ -908,6 +1310,6 @@ scorer_kernel_pass(struct scorer *sc, const float *U, size_t n_users)
 			for (uint32_t j = 0; j < sc->n_tier1; j++)
 				sc->sel[k].thr_tier[j] = INFINITY;
 		}
-		scorer_kernels[sc->kernel].chunk(sc, nc);
+		scorer_kernels[sc->kernel].chunk(sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
 	}
 }

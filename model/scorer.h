@@ -63,6 +63,21 @@ void scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, co
     size_t n_users, size_t n, int calibrate, uint32_t *items, float *scores, size_t *counts);
 
 /*
+ * Search of scorer_topn / scorer_topn_batch. Exact (the default) scores
+ * every item. Tiered scores only the leaves of the tier tree (the items of
+ * one tier-2 node) a user's bounds rank first: u.c + |u| r + the largest
+ * item bias + the user's node terms bounds every score in a leaf; leaves
+ * are taken best bound first until they hold probe_items items (calibrated:
+ * plus the best leaf of every tier-1 node with a quota), and a leaf whose
+ * bound is below the user's threshold when its turn comes is skipped. The
+ * result is the exact top-N over the leaves taken.
+ */
+#define SCORER_PROBE_ITEMS_MAX 65536 /* probe_items is clamped to it */
+void scorer_set_search(struct scorer *sc, int tiered, uint32_t probe_items);
+/* Users scored and items scored for them since scorer_new. */
+void scorer_stats(const struct scorer *sc, uint64_t *users, uint64_t *items_scored);
+
+/*
  * The top-N kernel: one per instruction set ("avx512", "avx2", "sse2"; the
  * register blocking of each fits its registers), the best this CPU runs
  * chosen by scorer_new. Every kernel computes the same bits. scorer_set_kernel

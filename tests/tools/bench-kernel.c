@@ -7,10 +7,16 @@
  * items of three favourite tier-1 nodes (as tests/tools/bench-gen does), so
  * its hidden state, tier weights and consumed items are real.
  *
+ * Then the tiered search (model/scorer.h) at each probe budget on the best
+ * kernel: its speed against exact top-N and its recall@N against it.
+ *
  *   build/tools/bench-kernel --model M.imdl [--users 2048] [--events 40]
- *       [--top-n 50] [--reps 5] [--seed 1]
- * Prints one JSON line: cpu, features, peak figures, and per kernel its
- * median seconds, multiply-adds per second and share of the peaks.
+ *       [--top-n 50] [--calibrate 0|1] [--probe-items 2048,8192] [--reps 5]
+ *       [--seed 1]
+ * Prints one JSON line: cpu, features, peak figures; per kernel its median
+ * pass time, multiply-adds per second, share of the peak (measured next to
+ * it), exact top-N time; per probe budget the tiered top-N time, items
+ * scored per user, recall@N mean and 5th percentile.
  */
 #include <immintrin.h>
 #include <inttypes.h>
@@ -252,7 +258,9 @@ main(int argc, char **argv)
 	const char *model_path = NULL;
 	size_t n_users = 2048, top_n = 50;
 	uint32_t n_events = 40;
-	int reps = 5;
+	int reps = 5, calibrate = 0;
+	uint32_t probes[16];
+	size_t n_probes = 0;
 	char err[512], cpu[256];
 
 	bk_rng = 0x9e3779b97f4a7c15ULL;
@@ -265,7 +273,16 @@ main(int argc, char **argv)
 			n_events = (uint32_t)strtoul(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--top-n") == 0)
 			top_n = strtoul(argv[i + 1], NULL, 10);
-		else if (strcmp(argv[i], "--reps") == 0)
+		else if (strcmp(argv[i], "--calibrate") == 0)
+			calibrate = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--probe-items") == 0) {
+			char *p = argv[i + 1];
+
+			while (*p != '\0' && n_probes < 16) {
+				probes[n_probes++] = (uint32_t)strtoul(p, &p, 10);
+				p += *p == ',';
+			}
+		} else if (strcmp(argv[i], "--reps") == 0)
 			reps = atoi(argv[i + 1]);
 		else if (strcmp(argv[i], "--seed") == 0)
 			bk_rng ^= strtoull(argv[i + 1], NULL, 10) * 0x2545f4914f6cdd1dULL;
@@ -274,10 +291,15 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (n_probes == 0) {
+		probes[n_probes++] = 2048;
+		probes[n_probes++] = 8192;
+	}
 	if (model_path == NULL || n_users == 0 || n_events == 0 || top_n == 0 || reps < 1 ||
 	    reps > BK_MAX_REPS) {
 		fprintf(stderr, "usage: bench-kernel --model M.imdl [--users N] [--events N] "
-		                "[--top-n N] [--reps 1..%d] [--seed S]\n",
+		                "[--top-n N] [--calibrate 0|1] [--probe-items N,N..] [--reps 1..%d] "
+		                "[--seed S]\n",
 		    BK_MAX_REPS);
 		return 2;
 	}
@@ -294,6 +316,7 @@ main(int argc, char **argv)
 	float *scores = malloc(n_users * top_n * sizeof(float));
 	size_t *counts = malloc(n_users * sizeof(size_t));
 	uint32_t *ref = malloc(n_users * top_n * sizeof(uint32_t));
+	size_t *ref_counts = malloc(n_users * sizeof(size_t));
 
 	if (sc == NULL || U == NULL || items == NULL || scores == NULL || counts == NULL ||
 	    ref == NULL) {
@@ -328,7 +351,9 @@ main(int argc, char **argv)
 	    cpu, has_avx2, has_fma, has_avx512, n_users, model_n_items(m), dim, top_n, peak_muladd,
 	    peak_fma, peak512, scorer_kernel_name(sc));
 	static const char *names[] = { "avx512", "avx2", "sse2" };
+	const char *best = scorer_kernel_name(sc);
 	int first = 1, have_ref = 0, status = 0;
+	double exact_topn = 0;
 
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
 		double t_topn[BK_MAX_REPS], t_pass[BK_MAX_REPS], share[BK_MAX_REPS];
@@ -361,7 +386,7 @@ main(int argc, char **argv)
 			                      : 0;
 			t0 = clock_mono_s();
 			scorer_topn_batch(sc, (const struct user_state *const *)us, U, n_users, top_n,
-			    1, items, scores, counts);
+			    calibrate, items, scores, counts);
 			t_topn[r] = clock_mono_s() - t0;
 		}
 		/* Every kernel must pick the same items (the same bits by design). */
@@ -369,11 +394,15 @@ main(int argc, char **argv)
 
 		if (!have_ref) {
 			memcpy(ref, items, n_users * top_n * sizeof(uint32_t));
+			memcpy(ref_counts, counts, n_users * sizeof(size_t));
 			have_ref = 1;
 		} else {
 			same = memcmp(ref, items, n_users * top_n * sizeof(uint32_t)) == 0;
 		}
 		double pass = bk_median(t_pass, reps), topn = bk_median(t_topn, reps);
+
+		if (strcmp(names[k], best) == 0)
+			exact_topn = topn;
 		double madd = (double)n_users * model_n_items(m) * dim / pass;
 
 		peak_of = bk_median(share, reps);
@@ -390,7 +419,50 @@ main(int argc, char **argv)
 		if (!same)
 			status = 1;
 	}
-	printf("}}\n");
+	printf("}");
+	/* Tiered search at each probe budget, on the best kernel: speed and recall@N. */
+	scorer_set_kernel(sc, NULL);
+	printf(",\"tiered\":[");
+	for (size_t q = 0; q < n_probes; q++) {
+		double t[BK_MAX_REPS], *rec = malloc(n_users * sizeof(double)), sum = 0;
+		uint64_t u0, i0, u1, i1;
+
+		scorer_set_search(sc, 1, probes[q]);
+		scorer_stats(sc, &u0, &i0);
+		for (int r = 0; r < reps; r++) {
+			double t0 = clock_mono_s();
+
+			scorer_topn_batch(sc, (const struct user_state *const *)us, U, n_users, top_n,
+			    calibrate, items, scores, counts);
+			t[r] = clock_mono_s() - t0;
+		}
+		scorer_stats(sc, &u1, &i1);
+		for (size_t u = 0; u < n_users; u++) {
+			size_t hit = 0;
+
+			for (size_t a = 0; a < ref_counts[u]; a++)
+				for (size_t b = 0; b < counts[u]; b++)
+					hit += ref[u * top_n + a] == items[u * top_n + b];
+			rec[u] = ref_counts[u] ? (double)hit / (double)ref_counts[u] : 1.0;
+			sum += rec[u];
+		}
+		qsort(rec, n_users, sizeof(double), bk_cmp_double);
+		double sec = bk_median(t, reps), mean = sum / (double)n_users;
+		double p5 = rec[n_users / 20], scored = (double)(i1 - i0) / (double)(u1 - u0);
+
+		fprintf(stderr,
+		    "  tiered probe_items %-7u %.4f s: %.0f users/s (%.2fx exact), %.0f items scored "
+		    "per user (%.1f%%), recall@%zu mean %.4f p5 %.4f\n",
+		    probes[q], sec, (double)n_users / sec, exact_topn / sec, scored,
+		    100 * scored / model_n_items(m), top_n, mean, p5);
+		printf("%s{\"probe_items\":%u,\"topn_seconds\":%.6f,\"topn_users_per_s\":%.1f,"
+		       "\"speedup_vs_exact\":%.4f,\"items_scored_per_user\":%.1f,"
+		       "\"recall_mean\":%.5f,\"recall_p5\":%.5f}",
+		    q ? "," : "", probes[q], sec, (double)n_users / sec, exact_topn / sec, scored,
+		    mean, p5);
+		free(rec);
+	}
+	printf("]}\n");
 	for (size_t u = 0; u < n_users; u++)
 		state_free(us[u]);
 	free(us);
@@ -399,6 +471,7 @@ main(int argc, char **argv)
 	free(scores);
 	free(counts);
 	free(ref);
+	free(ref_counts);
 	scorer_free(sc);
 	model_free(m);
 	return status;

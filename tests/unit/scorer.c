@@ -427,6 +427,93 @@ test_batch(const struct model *m, struct scorer *sc)
 	return fails;
 }
 
+/*
+ * Tiered search: with probes covering the catalog it is exact, bit for bit
+ * (the cell bounds never skip an item that could enter); with a small
+ * budget it scores fewer items and still returns full lists of unconsumed
+ * items, best first, with the exact scores.
+ */
+static int
+test_tiered(const struct model *m, struct scorer *sc)
+{
+	uint32_t dim = model_dim(m), n_items = model_n_items(m);
+	struct user_state *us[B_USERS];
+	float *U = malloc((size_t)B_USERS * dim * sizeof(float));
+	float *all = malloc((size_t)n_items * sizeof(float));
+	uint32_t *it = malloc((size_t)B_USERS * B_N * sizeof(uint32_t));
+	uint32_t *it2 = malloc((size_t)B_USERS * B_N * sizeof(uint32_t));
+	float *sco = malloc((size_t)B_USERS * B_N * sizeof(float));
+	float *sco2 = malloc((size_t)B_USERS * B_N * sizeof(float));
+	size_t cnt[B_USERS], cnt2[B_USERS];
+	int fails = 0;
+
+	for (int k = 0; k < B_USERS; k++) {
+		us[k] = state_new(model_hparams(m));
+		warm_user(m, us[k], 5000 + (uint64_t)k, k == 0 ? 0 : k == 1 ? 200 : 1 + k % 29);
+		scorer_interest(m, us[k], U + (size_t)k * dim);
+	}
+	for (int cal = 0; cal <= 1; cal++) {
+		int same = 1, full = 1, clean = 1, sorted = 1, exact_scores = 1;
+		uint64_t u0, i0, u1, i1;
+
+		scorer_set_search(sc, 0, 0);
+		scorer_topn_batch(
+		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it, sco, cnt);
+		scorer_set_search(sc, 1, n_items);
+		scorer_topn_batch(
+		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it2, sco2, cnt2);
+		for (int k = 0; k < B_USERS; k++)
+			if (cnt2[k] != cnt[k] ||
+			    memcmp(it2 + (size_t)k * B_N, it + (size_t)k * B_N,
+				cnt[k] * sizeof(uint32_t)) != 0 ||
+			    memcmp(sco2 + (size_t)k * B_N, sco + (size_t)k * B_N,
+				cnt[k] * sizeof(float)) != 0)
+				same = 0;
+		CHECK(same, "tiered (calibrate=%d), probes over the catalog: exact, bit for bit", cal);
+
+		scorer_set_search(sc, 1, 16);
+		scorer_stats(sc, &u0, &i0);
+		scorer_topn_batch(
+		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it2, sco2, cnt2);
+		scorer_stats(sc, &u1, &i1);
+		for (int k = 0; k < B_USERS; k++) {
+			size_t unconsumed = 0;
+
+			for (uint32_t i = 0; i < n_items; i++)
+				unconsumed += !state_seen_has(us[k], model_item_hash(m, i));
+			full &= cnt2[k] == (unconsumed < B_N ? unconsumed : B_N);
+			scorer_score_all(sc, us[k], U + (size_t)k * dim, all);
+			for (size_t q = 0; q < cnt2[k]; q++) {
+				uint32_t i = it2[(size_t)k * B_N + q];
+				float s = sco2[(size_t)k * B_N + q];
+
+				clean &= !state_seen_has(us[k], model_item_hash(m, i));
+				exact_scores &= fabs((double)all[i] - s) <= 1e-5;
+				if (q > 0 && (s > sco2[(size_t)k * B_N + q - 1] ||
+				    it2[(size_t)k * B_N + q - 1] == i))
+					sorted = 0;
+			}
+		}
+		CHECK(u1 - u0 == B_USERS && (i1 - i0) < (uint64_t)B_USERS * n_items,
+		    "tiered (calibrate=%d), 16 probe items: %.0f of %u items scored per user", cal,
+		    (double)(i1 - i0) / B_USERS, n_items);
+		CHECK(full && clean, "tiered (calibrate=%d): min(n, unconsumed) items, none consumed",
+		    cal);
+		CHECK(sorted && exact_scores,
+		    "tiered (calibrate=%d): best first, distinct, the exact scores", cal);
+	}
+	scorer_set_search(sc, 0, 0);
+	for (int k = 0; k < B_USERS; k++)
+		state_free(us[k]);
+	free(U);
+	free(all);
+	free(it);
+	free(it2);
+	free(sco);
+	free(sco2);
+	return fails;
+}
+
 int
 main(void)
 {
@@ -457,6 +544,7 @@ main(void)
 	fails += test_topn(m, sc, us);
 	fails += test_calibration(m, sc);
 	fails += test_batch(m, sc);
+	fails += test_tiered(m, sc);
 	state_free(us);
 	scorer_free(sc);
 	model_free(cat);
