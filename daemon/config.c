@@ -62,6 +62,7 @@ struct cfg_key {
 static const char *const cfg_top_formats[] = { "json", "zset", NULL };
 static const char *const cfg_log_levels[] = { "error", "warn", "info", "debug", NULL };
 static const char *const cfg_key_mismatch[] = { "dead_letter", "accept", NULL };
+static const char *const cfg_topn_searches[] = { "exact", "tiered", NULL };
 
 static cfg_check_fn check_prefix, check_listen;
 
@@ -168,6 +169,16 @@ static const struct cfg_key config_keys[] = {
 	    "(reloaded from Redis on their next event)" },
 	{ "tiers.calibrate", CFG_BOOL, OFF(tiers_calibrate), "false", 0, 0, NULL, NULL, CFG_RELOAD,
 	    "spread the top-N across the user's tier-1 interests by weight" },
+	{ "topn.search", CFG_ENUM, OFF(topn_search), "exact", 0, 0, cfg_topn_searches, NULL,
+	    CFG_RELOAD,
+	    "exact: every item scored (the reference); tiered: only the cells of the tier tree "
+	    "(bias bands of a tier-2 node) whose score bound ranks first for the user, until they "
+	    "hold topn.probe_items items (recall against exact: docs/BENCH.md)" },
+	{ "topn.probe_items", CFG_INT, OFF(topn_probe_items), "4096", 16, 65536, NULL, NULL,
+	    CFG_RELOAD,
+	    "tiered: items the cells scored for one user hold at least (and at least redis.top_n "
+	    "plus the user's consumed items); a cell whose bound is below the user's current N-th "
+	    "score is skipped" },
 
 	/* Live catalog items (topic.items) */
 	{ "items.apply_interval_ms", CFG_INT, OFF(items_apply_interval_ms), "1000", 1, 600000, NULL,

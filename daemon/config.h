@@ -107,6 +107,8 @@ struct config {
 	int batch_max_events;     /* batch.max_events */
 	int cache_max_users;      /* cache.max_users */
 	int tiers_calibrate;      /* tiers.calibrate (bool) */
+	int topn_search;          /* topn.search: 0 exact, 1 tiered */
+	int topn_probe_items;     /* topn.probe_items */
 
 	/* Live catalog items */
 	int items_apply_interval_ms;  /* items.apply_interval_ms */

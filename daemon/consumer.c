@@ -145,6 +145,8 @@ consumer_model_objects(struct consumer *c, const struct model *m, struct updater
 	*up =
 	    updater_new(m, c->cap_slots > CONSUMER_REWARM_MAX ? c->cap_slots : CONSUMER_REWARM_MAX);
 	*uv = userview_new(m, c->cap_flush, (size_t)c->cfg->redis_top_n, c->cfg->tiers_calibrate);
+	if (*uv != NULL)
+		userview_set_search(*uv, c->cfg->topn_search, (uint32_t)c->cfg->topn_probe_items);
 	*scratch = state_new(model_hparams(m));
 	*vec = malloc(model_dim(m) * sizeof(float));
 	if (*up == NULL || *uv == NULL || *scratch == NULL || *vec == NULL) {
@@ -415,9 +417,10 @@ consumer_run(struct consumer *c, volatile sig_atomic_t *stop, volatile sig_atomi
 		return 1;
 	}
 	log_info("event=started topic=%s group=%s model_version=%" PRIu64 " items=%" PRIu32
-		 " batch_max_events=%zu flush_max_users=%zu",
+		 " batch_max_events=%zu flush_max_users=%zu kernel=%s topn_search=%s",
 	    c->cfg->topic_events, c->cfg->group_id, c->model_version, model_n_items(c->m),
-	    c->cap_slots, c->cap_flush);
+	    c->cap_slots, c->cap_flush, userview_kernel(c->uv),
+	    c->cfg->topn_search ? "tiered" : "exact");
 	if (c->mx != NULL)
 		log_info("event=metrics_listening addr=%s", metrics_address(c->mx));
 	notify_status(c->notify, "waiting for a partition assignment");

@@ -32,6 +32,8 @@ consumer_take_reloadable(struct consumer *c, struct config *nc)
 	cfg->flush_interval_ms = nc->flush_interval_ms;
 	cfg->flush_when_caught_up = nc->flush_when_caught_up;
 	cfg->tiers_calibrate = nc->tiers_calibrate;
+	cfg->topn_search = nc->topn_search;
+	cfg->topn_probe_items = nc->topn_probe_items;
 	cfg->events_max_age_s = nc->events_max_age_s;
 	cfg->events_max_future_s = nc->events_max_future_s;
 	cfg->events_key_mismatch = nc->events_key_mismatch;

@@ -51,6 +51,18 @@ userview_new(const struct model *m, size_t max_users, size_t top_n, int calibrat
 }
 
 void
+userview_set_search(struct userview *uv, int tiered, uint32_t probe_items)
+{
+	scorer_set_search(uv->sc, tiered, probe_items);
+}
+
+const char *
+userview_kernel(const struct userview *uv)
+{
+	return scorer_kernel_name(uv->sc);
+}
+
+void
 userview_free(struct userview *uv)
 {
 	if (uv == NULL)

@@ -24,6 +24,10 @@ struct userview;
  */
 struct userview *userview_new(const struct model *m, size_t max_users, size_t top_n, int calibrate);
 void userview_free(struct userview *uv);
+/* The top-N search (scorer_set_search): tiered != 0 takes cells of probe_items items. */
+void userview_set_search(struct userview *uv, int tiered, uint32_t probe_items);
+/* The scoring kernel this CPU runs ("avx512", "avx2", "sse2"). */
+const char *userview_kernel(const struct userview *uv);
 
 /*
  * Computes slot's vector and top-N from us and fills su (user_id, us, vec,

@@ -247,13 +247,37 @@ if any("unknown_item" in k and v for k, v in mx.items()):
 e2e.ok("/metrics: live_items_added_total 1, live_items 1, refused{reason=\"dim\"} 1, "
        "model_items 301")
 
-# 5. Restart: the live item is read back before the first event.
+# 5. Restart, now with the tiered top-N search on the smallest budget: the live item is
+# read back before the first event and placed in the search's cells.
 if d.stop() != 0:
     e2e.fail("exit status after SIGTERM")
+d.conf = e2e.write_config(env, model, "d1", topic__items=items_topic,
+                          items__apply_interval_ms=200, metrics__listen="127.0.0.1:0",
+                          topn__search="tiered", topn__probe_items=16)
 d.start()
+d.wait_log(r"event=started .*topn_search=tiered", 60)
 d.wait_log(r"event=items_caught_up .*live_items=1", 60)
 d.wait_log(r"event=live_items_applied live_items=1 items=301", 30)
 d.wait_log(r"event=assigned .*owned=4", 60)
+more = []
+for i, u in enumerate(users["jazz"][1:]):
+    ts += 1000
+    more.append({"user_id": u, "item_id": theme["jazz"][(i * 11 + 5) % len(theme["jazz"])],
+                 "type": "VIEW", "ts": ts})
+    want[u] += 1
+e2e.write_events(more_path, more)
+e2e.replay_to_kafka(env, more_path)
+done, _got, short = e2e.wait_applied(r, prefix, want, 60)
+if not done:
+    d.dump()
+    e2e.fail(f"tiered: events not applied: {list(short.items())[:5]}")
+tiered_in = [k for k, _n in (rank(u) for u in users["jazz"][1:]) if k is not None]
+if len(tiered_in) < (N_PER_THEME - 1) * 3 // 4:
+    d.dump()
+    e2e.fail(f"tiered search: {NEW_ID} in the top-N of only {len(tiered_in)}/"
+             f"{N_PER_THEME - 1} jazz users")
+e2e.ok(f"tiered search (topn.probe_items 16): {NEW_ID} in the top-N of {len(tiered_in)}/"
+       f"{N_PER_THEME - 1} jazz users after the restart")
 u1 = users["kitchen"][0]
 ts += 1000
 e2e.write_events(more_path, [{"user_id": u1, "item_id": NEW_ID, "type": "VIEW", "ts": ts}])

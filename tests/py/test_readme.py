@@ -20,3 +20,6 @@ def test_config_table_matches_interestd():
     assert table in readme, (
         "README.md's configuration table differs from `interestd --help-config`; "
         "paste the command's output into the Configuration section")
+    header = table.splitlines()[0]
+    assert readme.count(header) == 1, "README.md holds more than one configuration table"
+

@@ -62,6 +62,8 @@ test_defaults(void)
 	CHECK(cfg->redis_password == NULL && cfg->redis_unix_socket == NULL,
 	    "optional strings unset");
 	CHECK(cfg->n_writers == 0 && cfg->tiers_calibrate == 0, "no writers, calibrate off");
+	CHECK(cfg->topn_search == 0 && cfg->topn_probe_items == 4096,
+	    "exact top-N search by default (tiered probe_items 4096)");
 	CHECK(cfg->n_kafka == 1 && strcmp(cfg->kafka[0].name, "bootstrap.servers") == 0 &&
 		cfg->kafka[0].scope == CONFIG_KAFKA_BOTH,
 	    "default bootstrap.servers pass-through");
@@ -91,6 +93,8 @@ test_valid_file(void)
 				  "kafka.client.id = me\n"
 				  "log.level = debug\n"
 				  "events.key_mismatch = accept\n"
+				  "topn.search = tiered\n"
+				  "topn.probe_items = 20000\n"
 				  "metrics.listen = 127.0.0.1:9100", /* no final newline */
 	    err, sizeof(err));
 
@@ -105,6 +109,7 @@ test_valid_file(void)
 	CHECK(strcmp(cfg->redis_prefix, "x:") == 0, "quotes removed");
 	CHECK(cfg->log_level == 3, "log.level debug");
 	CHECK(cfg->events_key_mismatch == CONFIG_KEY_MISMATCH_ACCEPT, "events.key_mismatch accept");
+	CHECK(cfg->topn_search == 1 && cfg->topn_probe_items == 20000, "topn.search tiered");
 	CHECK(cfg->metrics_listen && strcmp(cfg->metrics_listen, "127.0.0.1:9100") == 0,
 	    "last line without newline");
 	CHECK(cfg->n_writers == 3, "3 writers");
