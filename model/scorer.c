@@ -35,7 +35,7 @@
 #define SCORER_SPAN  32         /* blocks per cache span: 32 x 16 x d floats (128 KiB at d = 64) */
 #define SCORER_PAD   UINT32_MAX /* item index of a padding lane */
 /* Cells one user's tiered search takes at most: probe_items in cells of 16, one per tier-1 node. */
-#define SCORER_MAX_PROBES (SCORER_PROBE_ITEMS_MAX / SCORER_LANES + 256)
+#define SCORER_MAX_PROBES (SCORER_PROBE_ITEMS_MAX / SCORER_LANES + 256) /* n_tier1 <= 256 */
 
 typedef float scorer_vec __attribute__((vector_size(SCORER_LANES * sizeof(float))));
 typedef int32_t scorer_ivec __attribute__((vector_size(SCORER_LANES * sizeof(int32_t))));
@@ -94,10 +94,14 @@ struct scorer {
 	float *cell_c;         /* [n_cells][dim] centroid of its item embeddings */
 	float *cell_r;         /* [n_cells] largest distance of one of its items to it */
 	float *cell_b;         /* [n_cells] largest item bias */
-	float *ub;             /* [SCORER_CHUNK][n_cells] users' bounds */
+	uint32_t *node_cell0;  /* [n_nodes + 1] node j's cells: node_cells[node_cell0[j] ..] */
+	uint32_t *node_cells;  /* [2 n_cells] the cells of each node (its tier-2 and tier-1) */
+	float *ub;             /* [SCORER_CHUNK][n_cells] users' bounds of the cells' scores */
+	float *est;            /* [SCORER_CHUNK][n_cells] users' estimates of their best scores */
 	uint32_t *heap;        /* [n_cells] probe selection scratch (cell indices) */
 	uint32_t *probe;       /* [SCORER_CHUNK][SCORER_MAX_PROBES] cells, best bound first */
 	uint32_t n_probe[SCORER_CHUNK];
+	uint32_t n_first[SCORER_CHUNK]; /* probes of the first pass: the best that fill the top-N */
 	uint32_t *cell_count;  /* [n_cells + 1] */
 	uint32_t *pair_user;   /* [SCORER_CHUNK * SCORER_MAX_PROBES] users grouped by cell */
 	float *gbuf;           /* [SCORER_CHUNK + SCORER_GROUP][dim] a cell's users' vectors */
@@ -354,13 +358,15 @@ scorer_cells(struct scorer *sc)
 	sc->cell_r = calloc((size_t)nl + 1, sizeof(float));
 	sc->cell_b = malloc(((size_t)nl + 1) * sizeof(float));
 	sc->ub = malloc((size_t)SCORER_CHUNK * (nl + 1) * sizeof(float));
+	sc->est = malloc((size_t)SCORER_CHUNK * (nl + 1) * sizeof(float));
 	sc->heap = malloc(((size_t)nl + 1) * sizeof(uint32_t));
 	sc->probe = malloc((size_t)SCORER_CHUNK * SCORER_MAX_PROBES * sizeof(uint32_t));
 	sc->cell_count = malloc(((size_t)nl + 2) * sizeof(uint32_t));
 	sc->pair_user = malloc((size_t)SCORER_CHUNK * SCORER_MAX_PROBES * sizeof(uint32_t));
 	sc->gbuf = calloc((size_t)(SCORER_CHUNK + SCORER_GROUP) * dim, sizeof(float));
 	if (sc->cell_blk == NULL || sc->cell_order == NULL || sc->cell_items == NULL || sc->cell_c == NULL ||
-	    sc->cell_r == NULL || sc->cell_b == NULL || sc->ub == NULL || sc->heap == NULL ||
+	    sc->cell_r == NULL || sc->cell_b == NULL || sc->ub == NULL || sc->est == NULL ||
+	    sc->heap == NULL ||
 	    sc->probe == NULL || sc->cell_count == NULL || sc->pair_user == NULL || sc->gbuf == NULL)
 		return -1;
 	uint32_t *band = sc->heap, n_bands = 0, *count;
@@ -425,6 +431,21 @@ scorer_cells(struct scorer *sc)
 		for (uint32_t d = 0; d < dim; d++)
 			cn += (double)c[d] * c[d];
 		sc->cell_r[l] = (float)(sqrt(r2) + 1e-5 * (sqrt(cn) + sqrt(r2)));
+	}
+	/* The cells of every node, for the users' node terms (scorer_bounds). */
+	sc->node_cell0 = calloc((size_t)sc->n_nodes + 2, sizeof(uint32_t));
+	sc->node_cells = malloc(((size_t)nl * 2 + 1) * sizeof(uint32_t));
+	if (sc->node_cell0 == NULL || sc->node_cells == NULL)
+		return -1;
+	for (uint32_t l = 0; l < nl; l++) {
+		sc->node_cell0[sc->bnode1[sc->cell_blk[l]] + 2]++;
+		sc->node_cell0[sc->bnode2[sc->cell_blk[l]] + 2]++;
+	}
+	for (uint32_t j = 0; j < sc->n_nodes; j++)
+		sc->node_cell0[j + 2] += sc->node_cell0[j + 1];
+	for (uint32_t l = 0; l < nl; l++) {
+		sc->node_cells[sc->node_cell0[sc->bnode1[sc->cell_blk[l]] + 1]++] = l;
+		sc->node_cells[sc->node_cell0[sc->bnode2[sc->cell_blk[l]] + 1]++] = l;
 	}
 	return 0;
 }
@@ -492,12 +513,15 @@ scorer_free(struct scorer *sc)
 	free(sc->pool_nt);
 	free(sc->pool_thr);
 	free(sc->cell_blk);
+	free(sc->node_cell0);
+	free(sc->node_cells);
 	free(sc->cell_order);
 	free(sc->cell_items);
 	free(sc->cell_c);
 	free(sc->cell_r);
 	free(sc->cell_b);
 	free(sc->ub);
+	free(sc->est);
 	free(sc->heap);
 	free(sc->probe);
 	free(sc->cell_count);
@@ -1035,10 +1059,14 @@ scorer_stats(const struct scorer *sc, uint64_t *users, uint64_t *items_scored)
 }
 
 /*
- * Upper bounds of every cell's scores for the chunk's nc users into sc->ub:
- * u.c (one SGEMM) + |u| r + the largest bias + the user's terms of the
- * cell's nodes, plus a relative 1e-5 of the bias and terms for rounding
- * (the radius carries its own, scorer_cells).
+ * For the chunk's nc users and every cell: the estimate of its best score
+ * into sc->est, u.c (one SGEMM) + the largest bias + the user's terms of the
+ * cell's nodes, and the bound of all its scores into sc->ub, the estimate +
+ * |u| r plus a relative 1e-5 of the bias and terms for rounding (the radius
+ * carries its own, scorer_cells). The estimate ranks the cells: in the
+ * models' high-dimensional embeddings |u| r dwarfs the spread of the
+ * scores, so the bound ranks them badly (docs/BENCH.md), but it is what
+ * lets a cell be skipped safely.
  */
 static void
 scorer_bounds(struct scorer *sc, size_t nc)
@@ -1055,95 +1083,123 @@ scorer_bounds(struct scorer *sc, size_t nc)
 		for (uint32_t d = 0; d < dim; d++)
 			n2 += (double)u[d] * u[d];
 		float un = (float)sqrt(n2);
-		for (uint32_t l = 0; l < nl; l++) {
-			uint32_t b = sc->cell_blk[l];
-			float rest = sc->cell_b[l] + (nt[sc->bnode1[b]] + nt[sc->bnode2[b]]);
+		float *est = sc->est + k * nl, tmax = 0.0f;
+		const struct user_state *us = sc->sel[k].us;
 
-			ub[l] += un * sc->cell_r[l] + rest + 1e-5f * fabsf(rest) + 1e-6f;
+		for (uint32_t l = 0; l < nl; l++)
+			est[l] = ub[l] + sc->cell_b[l];
+		/* The node terms: nonzero only on the user's own nodes (scorer_node_terms). */
+		for (uint16_t t = 0; t < us->n_tiers; t++) {
+			uint32_t node = us->tiers[t].node;
+
+			if (node >= sc->n_nodes || nt[node] == 0.0f)
+				continue;
+			tmax = fabsf(nt[node]) > tmax ? fabsf(nt[node]) : tmax;
+			for (uint32_t q = sc->node_cell0[node]; q < sc->node_cell0[node + 1]; q++)
+				est[sc->node_cells[q]] += nt[node];
 		}
+		for (uint32_t l = 0; l < nl; l++)
+			ub[l] = est[l] + un * sc->cell_r[l] +
+			    (1e-5f * (fabsf(sc->cell_b[l]) + 2.0f * tmax) + 1e-6f);
 	}
 }
 
-/* Cell a ranks before cell b for one user: higher bound, then lower index. */
+/* Cell a ranks before cell b for one user: higher estimate, then lower index. */
 static int
 cell_before(const float *ub, uint32_t a, uint32_t b)
 {
 	return ub[a] > ub[b] || (ub[a] == ub[b] && a < b);
 }
 
-/* The middle one of three cells in cell_before order. */
-static uint32_t
-cell_median(const float *ub, uint32_t a, uint32_t b, uint32_t c)
+/* Moves heap entry i of n (root = worst, cell_before order) down to its place. */
+static void
+cell_sift_down(const float *est, uint32_t *h, uint32_t n, uint32_t i)
 {
-	if (cell_before(ub, a, b))
-		return cell_before(ub, b, c) ? b : cell_before(ub, a, c) ? c : a;
-	return cell_before(ub, a, c) ? a : cell_before(ub, b, c) ? c : b;
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, worst = i, t;
+
+		if (l < n && cell_before(est, h[worst], h[l]))
+			worst = l;
+		if (r < n && cell_before(est, h[worst], h[r]))
+			worst = r;
+		if (worst == i)
+			return;
+		t = h[i], h[i] = h[worst], h[worst] = t;
+		i = worst;
+	}
 }
 
 /*
- * Moves the best cells (cell_before order) that hold at least want items
- * to the front of idx[0..n) and returns their count (n if all of them hold
- * fewer): a quickselect on the running item count, expected O(n).
+ * The best cells (cell_before order) of in[0..n) (NULL: 0..n-1) that hold
+ * at least want items (all of them if they hold fewer), at most cap of
+ * them, into out; returns their count. One pass with a heap whose root is
+ * its worst cell: a cell that does not beat the root of a heap holding want
+ * items (or cap cells) is passed over, and the worst cells leave while the
+ * rest still hold want.
  */
 static uint32_t
-scorer_best_cells(const struct scorer *sc, const float *ub, uint32_t *idx, uint32_t n, uint64_t want)
+scorer_best_cells(const struct scorer *sc, const float *est, const uint32_t *in, uint32_t n,
+    uint64_t want, uint32_t cap, uint32_t *out)
 {
-	uint32_t lo = 0, hi = n; /* idx[0, lo) taken, [lo, hi) undecided */
+	uint32_t m = 0;
+	uint64_t held = 0;
 
-	while (lo < hi && want > 0) {
-		uint32_t piv = cell_median(ub, idx[lo], idx[lo + (hi - lo) / 2], idx[hi - 1]);
-		uint32_t i = lo, t;
-		uint64_t sum = 0;
+	for (uint32_t q = 0; q < n; q++) {
+		uint32_t c = in != NULL ? in[q] : q, i;
 
-		for (uint32_t q = lo; q < hi; q++) {
-			if (!cell_before(ub, idx[q], piv))
-				continue;
-			t = idx[i], idx[i] = idx[q], idx[q] = t;
-			sum += sc->cell_items[idx[i++]];
-		}
-		for (uint32_t q = i; q < hi; q++)
-			if (idx[q] == piv) {
-				t = idx[i], idx[i] = idx[q], idx[q] = t;
-				break;
-			}
-		if (sum >= want) { /* the cells wanted are all better than the pivot */
-			hi = i;
+		if ((held >= want || m == cap) && !cell_before(est, c, out[0]))
+			continue;
+		if (m == cap) { /* full of small cells: c takes the worst one's place */
+			held -= sc->cell_items[out[0]];
+			held += sc->cell_items[c];
+			out[0] = c;
+			cell_sift_down(est, out, m, 0);
 			continue;
 		}
-		want -= sum;
-		want -= want < sc->cell_items[piv] ? want : sc->cell_items[piv];
-		lo = i + 1;
+		for (i = m++; i > 0 && cell_before(est, out[(i - 1) / 2], c); i = (i - 1) / 2)
+			out[i] = out[(i - 1) / 2];
+		out[i] = c;
+		held += sc->cell_items[c];
+		while (m > 1 && held - sc->cell_items[out[0]] >= want) {
+			held -= sc->cell_items[out[0]];
+			out[0] = out[--m];
+			cell_sift_down(est, out, m, 0);
+		}
 	}
-	return lo;
+	return m;
 }
 
 /*
- * User k's probes: the best cells by bound that hold probe_items items, and
- * at least top-N plus the user's consumed count (so the list is full
- * whenever the catalog can fill it), the best one first; calibrated, plus
- * the best cell of every tier-1 node with a quota that none of them is in.
+ * User k's probes: the best cells by estimate that hold probe_items items,
+ * and at least top-N plus the user's consumed count (so the list is full
+ * whenever the catalog can fill it); the best cells holding that minimum
+ * first (n_first); calibrated, plus the best cell of every tier-1 node with
+ * a quota that none of them is in.
  */
 static void
 scorer_pick_probes(struct scorer *sc, size_t k)
 {
 	uint32_t nl = sc->n_cells, np;
-	const float *ub = sc->ub + k * nl;
+	const float *ub = sc->est + k * nl;
 	uint32_t *probe = sc->probe + k * SCORER_MAX_PROBES;
 	const struct scorer_sel *sel = &sc->sel[k];
 
-	for (uint32_t l = 0; l < nl; l++)
-		sc->heap[l] = l;
 	uint64_t want = (uint64_t)sc->cap + sel->us->n_seen;
 
-	np = scorer_best_cells(sc, ub, sc->heap, nl, want > sc->probe_items ? want : sc->probe_items);
-	memcpy(probe, sc->heap, np * sizeof(uint32_t));
-	for (uint32_t p = 1; p < np; p++)
-		if (cell_before(ub, probe[p], probe[0])) {
-			uint32_t t = probe[0];
+	/* In band order: the popular cells first fill the heap, most others fail one test. */
+	np = scorer_best_cells(sc, ub, sc->cell_order, nl,
+	    want > sc->probe_items ? want : sc->probe_items, SCORER_MAX_PROBES - sc->n_tier1, probe);
+	/* The first pass: the best of them that hold the minimum, moved to the front. */
+	uint32_t nf = scorer_best_cells(sc, ub, probe, np, want, np, sc->heap), worst = sc->heap[0];
 
-			probe[0] = probe[p];
+	for (uint32_t p = 0, f = 0; p < np; p++)
+		if (probe[p] == worst || cell_before(ub, probe[p], worst)) {
+			uint32_t t = probe[f];
+
+			probe[f++] = probe[p];
 			probe[p] = t;
 		}
+	sc->n_first[k] = nf;
 	for (uint32_t j = 0; sel->calibrated && j < sc->n_tier1; j++) {
 		uint32_t best = UINT32_MAX, p = 0;
 
@@ -1164,25 +1220,28 @@ scorer_pick_probes(struct scorer *sc, size_t k)
 }
 
 /*
- * Scores the chunk's users on their probes [from, to), cell by cell: the
+ * Scores the chunk's users on their first probes (first != 0) or the rest,
+ * cell by cell: the
  * users probing one cell share a kernel pass over its blocks. A user whose
  * bound for the cell is below its threshold is left out (nothing there
  * could enter its heaps), so the result is the exact top-N over the probed
  * cells.
  */
 static void
-scorer_probe_pass(struct scorer *sc, size_t nc, uint32_t from, uint32_t to)
+scorer_probe_pass(struct scorer *sc, size_t nc, int first)
 {
 	uint32_t nl = sc->n_cells, dim = sc->dim, *cnt = sc->cell_count, start;
 
 	memset(cnt, 0, ((size_t)nl + 1) * sizeof(uint32_t));
 	for (size_t k = 0; k < nc; k++)
-		for (uint32_t p = from; p < to && p < sc->n_probe[k]; p++)
+		for (uint32_t p = first ? 0 : sc->n_first[k];
+		     p < (first ? sc->n_first[k] : sc->n_probe[k]); p++)
 			cnt[sc->probe[k * SCORER_MAX_PROBES + p] + 1]++;
 	for (uint32_t l = 0; l < nl; l++)
 		cnt[l + 1] += cnt[l];
 	for (size_t k = 0; k < nc; k++)
-		for (uint32_t p = from; p < to && p < sc->n_probe[k]; p++)
+		for (uint32_t p = first ? 0 : sc->n_first[k];
+		     p < (first ? sc->n_first[k] : sc->n_probe[k]); p++)
 			sc->pair_user[cnt[sc->probe[k * SCORER_MAX_PROBES + p]]++] = (uint32_t)k;
 	/* cnt[l] is now the end of cell l's users, cnt[l - 1] their start. */
 	for (uint32_t o = 0; o < nl; o++) {
@@ -1209,10 +1268,10 @@ scorer_probe_pass(struct scorer *sc, size_t nc, uint32_t from, uint32_t to)
 }
 
 /*
- * Tiered top-N of the chunk's nc users: bounds, probes, then every user's
- * best cell first (so its heaps fill with good items and its threshold
- * rises) and the rest of its probes after, each skipped when its bound no
- * longer reaches the threshold.
+ * Tiered top-N of the chunk's nc users: estimates and bounds, probes, then
+ * every user's best cells that fill its top-N first (so its heaps fill with
+ * good items and its threshold rises) and the rest of its probes after,
+ * each skipped when its bound no longer reaches the threshold.
  */
 static void
 scorer_tiered(struct scorer *sc, size_t nc)
@@ -1220,8 +1279,8 @@ scorer_tiered(struct scorer *sc, size_t nc)
 	scorer_bounds(sc, nc);
 	for (size_t k = 0; k < nc; k++)
 		scorer_pick_probes(sc, k);
-	scorer_probe_pass(sc, nc, 0, 1);
-	scorer_probe_pass(sc, nc, 1, SCORER_MAX_PROBES);
+	scorer_probe_pass(sc, nc, 1);
+	scorer_probe_pass(sc, nc, 0);
 }
 
 void

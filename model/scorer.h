@@ -64,13 +64,14 @@ void scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, co
 
 /*
  * Search of scorer_topn / scorer_topn_batch. Exact (the default) scores
- * every item. Tiered scores only the leaves of the tier tree (the items of
- * one tier-2 node) a user's bounds rank first: u.c + |u| r + the largest
- * item bias + the user's node terms bounds every score in a leaf; leaves
- * are taken best bound first until they hold probe_items items (calibrated:
- * plus the best leaf of every tier-1 node with a quota), and a leaf whose
- * bound is below the user's threshold when its turn comes is skipped. The
- * result is the exact top-N over the leaves taken.
+ * every item. Tiered scores only the cells of the tier tree a user's
+ * estimates rank first: a cell is a bias band of the items of one tier-2
+ * node, its estimate u.c + the largest item bias + the user's node terms
+ * (c its items' centroid); cells are taken best first until they hold
+ * probe_items items (calibrated: plus the best cell of every tier-1 node
+ * with a quota). A cell whose bound (the estimate + |u| r, r its radius) is
+ * below the user's current N-th score when its turn comes is skipped. The
+ * result is the exact top-N over the cells taken.
  */
 #define SCORER_PROBE_ITEMS_MAX 65536 /* probe_items is clamped to it */
 void scorer_set_search(struct scorer *sc, int tiered, uint32_t probe_items);

@@ -33,6 +33,7 @@
 #define REPLAY_BATCH 65536 /* events per updater_apply */
 #define MAX_REFS     4
 #define REF_MAGIC    "IREF0001"
+#define SERVE_N      50 /* the daemon's top-N (redis.top_n default) for the lstm-tiered row */
 
 struct eval_args {
 	const char *catalog, *interactions, *json, *dataset_name, *cold_model, *cold_items;
@@ -46,6 +47,7 @@ struct eval_args {
 	uint32_t n_models, n_seeds;
 	double cold_fraction;
 	uint64_t cold_seed;
+	uint32_t probe_items; /* --probe-items: the lstm-tiered row's topn.probe_items */
 };
 
 static void
@@ -56,6 +58,7 @@ usage(FILE *fp)
 	    "...]\n"
 	    "           [--seed N ...] [--cold-model M --cold-items FILE] [--dataset NAME]\n"
 	    "           [--reference NAME=REF.bin ...] [--on test|validation] [--json OUT.json]\n"
+	    "           [--probe-items N]\n"
 	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
 	    "           [--cold-seed N]\n"
 	    "       interest-eval --catalog X.icat --interactions F.csv --write-split FILE\n"
@@ -69,7 +72,11 @@ usage(FILE *fp)
 	    "--on validation measures every method on the validation items instead (history\n"
 	    "before them; baselines fitted as for the test), to compare the two targets.\n"
 	    "The lstm-filt row is the LSTM as the daemon serves it: items excluded by the\n"
-	    "user state's consumed-items filter (model/state.h) instead of the exact history.\n");
+	    "user state's consumed-items filter (model/state.h) instead of the exact history.\n"
+	    "The lstm-tiered row is the same served by topn.search = tiered (--probe-items N,\n"
+	    "default 4096, as topn.probe_items): the daemon's top-50 list, ranked as it is\n"
+	    "(items outside it rank last, so mrr counts the list only); recall@50 of its\n"
+	    "lists against the exact ones is printed and written to the JSON.\n");
 }
 
 /* splitmix64, for the seeded cold-item choice. */
@@ -87,6 +94,7 @@ parse_args(int argc, char **argv, struct eval_args *a)
 {
 	a->cold_fraction = 0.1;
 	a->cold_seed = 1;
+	a->probe_items = 4096;
 	a->dataset_name = "dataset";
 	const char *k, *v;
 	int i = 1, got;
@@ -149,6 +157,15 @@ parse_args(int argc, char **argv, struct eval_args *a)
 				fprintf(stderr, "interest-eval: bad --cold-fraction '%s'\n", v);
 				return -1;
 			}
+		} else if (strcmp(k, "--probe-items") == 0) {
+			unsigned long p = strtoul(v, &end, 10);
+
+			if (*end != '\0' || p < 16 || p > SCORER_PROBE_ITEMS_MAX) {
+				fprintf(stderr, "interest-eval: bad --probe-items '%s' (16..%d)\n", v,
+				    SCORER_PROBE_ITEMS_MAX);
+				return -1;
+			}
+			a->probe_items = (uint32_t)p;
 		} else if (strcmp(k, "--cold-seed") == 0) {
 			a->cold_seed = strtoull(v, &end, 10);
 			if (*end != '\0') {
@@ -363,6 +380,10 @@ done:
 struct eval_pass {
 	struct eval_acc *ea;         /* every user's test target, or NULL */
 	struct eval_acc *ea_filter;  /* the same, excluded as the daemon does, or NULL */
+	struct eval_acc *ea_tiered;  /* ea_filter's users served by the tiered search, or NULL */
+	uint32_t probe_items;        /* its topn.probe_items */
+	double *recall;              /* [n] recall@SERVE_N of tiered against exact per user */
+	uint64_t tiered_scored;      /* items the tiered search scored, all users */
 	uint64_t filter_extra;       /* items its filter excluded beyond the users' histories */
 	size_t filter_lost;          /* targets its filter excluded (not in the history) */
 	float *p1;                   /* [n][n_tier1] to fill with tier-1 distributions, or NULL */
@@ -372,6 +393,41 @@ struct eval_pass {
 	double cold_auc;             /* sum of the share of candidates ranked below the target */
 	size_t cold_targets;
 };
+
+/*
+ * The lstm-tiered row for user k (state us, vector u): the daemon's top-N
+ * by the exact and by the tiered search; the tiered list's scores (the
+ * exact ones of its items) into served, -inf elsewhere (left so), ranked
+ * with the lstm-filt row's exclusion; recall of the tiered list against the
+ * exact one into ps->recall[k].
+ */
+static void
+eval_tiered(struct scorer *sc, const struct user_state *us, const float *u, uint32_t tg, int lost,
+    const uint32_t *stamp, uint32_t mark, float *served, struct eval_pass *ps, uint32_t k,
+    const float *p1)
+{
+	uint32_t exact[SERVE_N], tiered[SERVE_N];
+	float s_exact[SERVE_N], s_tiered[SERVE_N];
+	uint64_t u0, i0, u1, i1;
+	size_t n_exact, n_tiered, hit = 0;
+
+	scorer_set_search(sc, 0, 0);
+	n_exact = scorer_topn(sc, us, u, SERVE_N, 0, exact, s_exact);
+	scorer_set_search(sc, 1, ps->probe_items);
+	scorer_stats(sc, &u0, &i0);
+	n_tiered = scorer_topn(sc, us, u, SERVE_N, 0, tiered, s_tiered);
+	scorer_stats(sc, &u1, &i1);
+	ps->tiered_scored += i1 - i0;
+	for (size_t q = 0; q < n_tiered; q++) {
+		served[tiered[q]] = s_tiered[q];
+		for (size_t e = 0; e < n_exact; e++)
+			hit += tiered[q] == exact[e];
+	}
+	ps->recall[k] = n_exact ? (double)hit / (double)n_exact : 1.0;
+	eval_acc_add(ps->ea_tiered, served, lost ? EVAL_NO_TARGET : tg, stamp, mark, p1);
+	for (size_t q = 0; q < n_tiered; q++)
+		served[tiered[q]] = -INFINITY;
+}
 
 /*
  * Loads model file path, replays every split user's history with
@@ -389,7 +445,7 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 	struct updater *up = NULL;
 	struct scorer *sc = NULL;
 	struct user_state **us = NULL;
-	float *u = NULL;
+	float *u = NULL, *served = NULL;
 	uint32_t n_items = model_n_items(cat), n_tier1 = model_n_tier1(cat), chunk;
 	int ret = -1;
 
@@ -407,8 +463,11 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 	sc = scorer_new(m);
 	us = calloc((size_t)chunk + 1, sizeof(*us));
 	u = malloc(model_dim(m) * sizeof(float));
-	if (up == NULL || sc == NULL || us == NULL || u == NULL)
+	served = malloc((size_t)n_items * sizeof(float));
+	if (up == NULL || sc == NULL || us == NULL || u == NULL || served == NULL)
 		goto nomem;
+	for (uint32_t i = 0; i < n_items; i++)
+		served[i] = -INFINITY;
 	for (uint32_t j = 0; j < chunk; j++)
 		if ((us[j] = state_new(model_hparams(m))) == NULL)
 			goto nomem;
@@ -435,6 +494,9 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 				ps->filter_lost += (size_t)lost;
 				eval_acc_add(ps->ea_filter, scores, lost ? EVAL_NO_TARGET : tg,
 				    stamp, mark, ps->p1_in + (size_t)k * n_tier1);
+				if (ps->ea_tiered != NULL)
+					eval_tiered(sc, us[j], u, tg, lost, stamp, mark, served, ps, k,
+					    ps->p1_in + (size_t)k * n_tier1);
 			}
 			if (ps->cold != NULL) {
 				uint32_t excl = 0;
@@ -463,6 +525,7 @@ done:
 		state_free(us[j]);
 	free(us);
 	free(u);
+	free(served);
 	scorer_free(sc);
 	updater_free(up);
 	model_free(m);
@@ -519,12 +582,15 @@ main(int argc, char **argv)
 	struct dataset *ds = NULL;
 	struct eval_split sp = { 0 };
 	struct eval_baselines *bl = NULL;
-	struct eval_acc *ea = NULL, *ea_filter = NULL;
+	struct eval_acc *ea = NULL, *ea_filter = NULL, *ea_tiered = NULL;
 	float *scores = NULL, *p1 = NULL;
 	uint32_t *stamp = NULL, n_tier1, n_items;
 	uint8_t *cold = NULL;
 	double per_seed[MAX_MODELS][EVAL_N_METRICS], lstm[EVAL_N_METRICS];
 	double filt_seed[MAX_MODELS][EVAL_N_METRICS], lstm_filter[EVAL_N_METRICS];
+	double tier_seed[MAX_MODELS][EVAL_N_METRICS], lstm_tiered[EVAL_N_METRICS];
+	double rec_mean_seed[MAX_MODELS], rec_p5_seed[MAX_MODELS], scored_seed[MAX_MODELS];
+	double rec_mean = 0, rec_p5 = 0, tiered_scored = 0, *recall = NULL;
 	double filter_extra = 0, filter_lost = 0; /* per evaluated user, median over seeds */
 	double extra_seed[MAX_MODELS], lost_seed[MAX_MODELS];
 	double base[EVAL_N_BASELINES][EVAL_N_METRICS], ref[MAX_REFS][EVAL_N_METRICS];
@@ -572,7 +638,8 @@ main(int argc, char **argv)
 	p1 = calloc(((size_t)sp.n + 1) * n_tier1, sizeof(float));
 	scores = malloc((size_t)n_items * sizeof(float));
 	stamp = calloc(n_items, sizeof(uint32_t));
-	if (!p1 || !scores || !stamp)
+	recall = calloc((size_t)sp.n + 1, sizeof(double));
+	if (!p1 || !scores || !stamp || !recall)
 		goto nomem;
 	fprintf(stderr,
 	    "interest-eval: %s: %u users evaluated (of %u), %u items, %zu events; targets: the %s "
@@ -583,10 +650,14 @@ main(int argc, char **argv)
 	/* The LSTM, one model per seed; the first also gives the users' tier-1 distributions. */
 	for (uint32_t s = 0; s < a.n_models; s++) {
 		struct eval_pass ps = { 0 };
-		if ((ea = eval_acc_new(cat)) == NULL || (ea_filter = eval_acc_new(cat)) == NULL)
+		if ((ea = eval_acc_new(cat)) == NULL || (ea_filter = eval_acc_new(cat)) == NULL ||
+		    (ea_tiered = eval_acc_new(cat)) == NULL)
 			goto nomem;
 		ps.ea = ea;
 		ps.ea_filter = ea_filter;
+		ps.ea_tiered = ea_tiered;
+		ps.probe_items = a.probe_items;
+		ps.recall = recall;
 		ps.p1 = s == 0 ? p1 : NULL;
 		ps.p1_in = p1;
 		if (eval_model(a.models[s], cat, ds, &sp, stamp, scores, &ps) < 0) {
@@ -595,21 +666,34 @@ main(int argc, char **argv)
 		}
 		eval_acc_result(ea, per_seed[s]);
 		eval_acc_result(ea_filter, filt_seed[s]);
+		eval_acc_result(ea_tiered, tier_seed[s]);
 		extra_seed[s] = sp.n ? (double)ps.filter_extra / sp.n : 0.0;
 		lost_seed[s] = (double)ps.filter_lost;
+		rec_mean_seed[s] = 0;
+		for (uint32_t k = 0; k < sp.n; k++)
+			rec_mean_seed[s] += recall[k] / (sp.n ? sp.n : 1);
+		qsort(recall, sp.n, sizeof(double), dbl_cmp);
+		rec_p5_seed[s] = sp.n ? recall[sp.n / 20] : 1.0;
+		scored_seed[s] = sp.n ? (double)ps.tiered_scored / sp.n : 0.0;
 		eval_acc_free(ea);
 		eval_acc_free(ea_filter);
-		ea = ea_filter = NULL;
+		eval_acc_free(ea_tiered);
+		ea = ea_filter = ea_tiered = NULL;
 	}
 	for (int k = 0; k < EVAL_N_METRICS; k++) {
-		double col[MAX_MODELS], colf[MAX_MODELS];
+		double col[MAX_MODELS], colf[MAX_MODELS], colt[MAX_MODELS];
 		for (uint32_t s = 0; s < a.n_models; s++) {
 			col[s] = per_seed[s][k];
 			colf[s] = filt_seed[s][k];
+			colt[s] = tier_seed[s][k];
 		}
 		lstm[k] = median(col, a.n_models);
 		lstm_filter[k] = median(colf, a.n_models);
+		lstm_tiered[k] = median(colt, a.n_models);
 	}
+	rec_mean = median(rec_mean_seed, a.n_models);
+	rec_p5 = median(rec_p5_seed, a.n_models);
+	tiered_scored = median(scored_seed, a.n_models);
 	filter_extra = median(extra_seed, a.n_models);
 	filter_lost = median(lost_seed, a.n_models);
 
@@ -698,6 +782,7 @@ main(int argc, char **argv)
 	printf("\n");
 	print_row("lstm", lstm);
 	print_row("lstm-filt", lstm_filter);
+	print_row("lstm-tiered", lstm_tiered);
 	for (int b = 0; b < EVAL_N_BASELINES; b++)
 		print_row(eval_baseline_name((enum eval_baseline)b), base[b]);
 	for (uint32_t r = 0; r < a.n_refs; r++)
@@ -734,6 +819,14 @@ main(int argc, char **argv)
 	    " reports:\n  %.2f items per user beyond the history, %.0f of %u targets excluded"
 	    " (medians over the models)\n",
 	    filter_extra, filter_lost, sp.n);
+	printf("lstm-tiered: topn.search = tiered, probe_items %u: recall@%d against exact mean %.4f,"
+	       " 5th percentile %.4f; %.0f of %u items scored per user; ndcg@10 %.4f vs %.4f "
+	       "exact (%+.2f%%) (medians over the models)\n",
+	    a.probe_items, SERVE_N, rec_mean, rec_p5, tiered_scored, n_items,
+	    lstm_tiered[EVAL_NDCG10], lstm_filter[EVAL_NDCG10],
+	    lstm_filter[EVAL_NDCG10] > 0
+		? 100.0 * (lstm_tiered[EVAL_NDCG10] / lstm_filter[EVAL_NDCG10] - 1.0)
+		: 0.0);
 	printf("calibration_kl@10: KL(user long-term tier-1 weights || tier-1 share of the top-10),"
 	       " both smoothed by eps=%g\n",
 	    EVAL_CALIB_EPS);
@@ -787,6 +880,12 @@ main(int argc, char **argv)
 		    "], \"filter\": {\"extra_excluded_per_user\": %.4f, \"targets_excluded\": "
 		    "%.0f}",
 		    filter_extra, filter_lost);
+		fprintf(fp, ", \"lstm_tiered\": ");
+		json_metrics(fp, lstm_tiered);
+		fprintf(fp,
+		    ", \"tiered\": {\"probe_items\": %u, \"recall@%d_mean\": %.5f, "
+		    "\"recall@%d_p5\": %.5f, \"items_scored_per_user\": %.1f}",
+		    a.probe_items, SERVE_N, rec_mean, SERVE_N, rec_p5, tiered_scored);
 		fprintf(fp, ", \"targets\": \"%s\"", a.on_validation ? "validation" : "test");
 		fprintf(fp, ", \"users\": %u, \"items\": %u, \"calibration_eps\": %g}\n", sp.n,
 		    n_items, EVAL_CALIB_EPS);
@@ -802,8 +901,10 @@ nomem:
 done:
 	eval_acc_free(ea);
 	eval_acc_free(ea_filter);
+	eval_acc_free(ea_tiered);
 	eval_baselines_free(bl);
 	free(cold);
+	free(recall);
 	free(stamp);
 	free(scores);
 	free(p1);
