@@ -52,7 +52,7 @@ ifneq ($(wildcard ctl/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
-.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench fuzz lint clean print-warn
+.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench bench-catalog fuzz lint clean print-warn
 # A test-only daemon: INTERESTD_TEST_CRASH_AT=P:O makes it abort at that message (the
 # poison-message tests); never installed. Its hook is in daemon/consumer_batch.c, compiled
 # a second time with -DINTERESTD_TEST_HOOKS; the daemon's other objects come from libdaemon.a.
@@ -169,6 +169,11 @@ demo: deps
 bench: deps
 	$(MAKE) all
 	scripts/bench $(BUILD)
+
+# The catalog-size sweep (docs/BENCH.md): I = 20k, 200k, 1M items, exact and tiered top-N.
+bench-catalog: deps
+	$(MAKE) all
+	scripts/bench $(BUILD) --catalog-sweep
 
 # The fault suite at full size (a short version runs inside make test).
 faults: deps

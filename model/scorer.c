@@ -74,10 +74,10 @@ struct scorer {
 	/* Scratch. */
 	double *remainder; /* [n_tier1] largest-remainder fractions */
 	uint8_t *picked;   /* [n_items], all zero between calls */
-	float *ubuf;       /* [SCORER_CHUNK + GROUP][dim] user vectors, zero past the chunk's users */
-	uint32_t kernel;   /* index into scorer_kernels */
-	uint32_t cap;      /* top-N size of the current call */
-	uint32_t pool_cap; /* heap slots per user the pools hold */
+	float *ubuf;     /* [SCORER_CHUNK + GROUP][dim] user vectors, zero past the chunk's users */
+	uint32_t kernel; /* index into scorer_kernels */
+	uint32_t cap;    /* top-N size of the current call */
+	uint32_t pool_cap;                    /* heap slots per user the pools hold */
 	struct scored *pool_best, *pool_tier; /* [SCORER_CHUNK][pool_cap] */
 	uint32_t *pool_tiers;                 /* [SCORER_CHUNK][3][n_tier1] */
 	float *pool_nt;                       /* [SCORER_CHUNK][n_nodes] */
@@ -86,25 +86,25 @@ struct scorer {
 	struct scorer_sel *selp[SCORER_CHUNK]; /* &sel[k] */
 	/* Tiered search (scorer_set_search) over cells: a bias band of one tier-2 node (scorer_cells). */
 	int tiered;
-	uint32_t probe_items;  /* items a user's probes cover at least */
+	uint32_t probe_items; /* items a user's probes cover at least */
 	uint32_t n_cells;
-	uint32_t *cell_blk;    /* [n_cells + 1] first block of each cell */
-	uint32_t *cell_order;  /* [n_cells] by band (1st cell of every leaf, 2nd, ...), then leaf */
-	uint32_t *cell_items;  /* [n_cells] items in it */
-	float *cell_c;         /* [n_cells][dim] centroid of its item embeddings */
-	float *cell_r;         /* [n_cells] largest distance of one of its items to it */
-	float *cell_b;         /* [n_cells] largest item bias */
-	uint32_t *node_cell0;  /* [n_nodes + 1] node j's cells: node_cells[node_cell0[j] ..] */
-	uint32_t *node_cells;  /* [2 n_cells] the cells of each node (its tier-2 and tier-1) */
-	float *ub;             /* [SCORER_CHUNK][n_cells] users' bounds of the cells' scores */
-	float *est;            /* [SCORER_CHUNK][n_cells] users' estimates of their best scores */
-	uint32_t *heap;        /* [n_cells] probe selection scratch (cell indices) */
-	uint32_t *probe;       /* [SCORER_CHUNK][SCORER_MAX_PROBES] cells, best bound first */
+	uint32_t *cell_blk;   /* [n_cells + 1] first block of each cell */
+	uint32_t *cell_order; /* [n_cells] by band (1st cell of every leaf, 2nd, ...), then leaf */
+	uint32_t *cell_items; /* [n_cells] items in it */
+	float *cell_c;        /* [n_cells][dim] centroid of its item embeddings */
+	float *cell_r;        /* [n_cells] largest distance of one of its items to it */
+	float *cell_b;        /* [n_cells] largest item bias */
+	uint32_t *node_cell0; /* [n_nodes + 1] node j's cells: node_cells[node_cell0[j] ..] */
+	uint32_t *node_cells; /* [2 n_cells] the cells of each node (its tier-2 and tier-1) */
+	float *ub;            /* [SCORER_CHUNK][n_cells] users' bounds of the cells' scores */
+	float *est;           /* [SCORER_CHUNK][n_cells] users' estimates of their best scores */
+	uint32_t *heap;       /* [n_cells] probe selection scratch (cell indices) */
+	uint32_t *probe;      /* [SCORER_CHUNK][SCORER_MAX_PROBES] cells, best bound first */
 	uint32_t n_probe[SCORER_CHUNK];
 	uint32_t n_first[SCORER_CHUNK]; /* probes of the first pass: the best that fill the top-N */
-	uint32_t *cell_count;  /* [n_cells + 1] */
-	uint32_t *pair_user;   /* [SCORER_CHUNK * SCORER_MAX_PROBES] users grouped by cell */
-	float *gbuf;           /* [SCORER_CHUNK + SCORER_GROUP][dim] a cell's users' vectors */
+	uint32_t *cell_count;           /* [n_cells + 1] */
+	uint32_t *pair_user; /* [SCORER_CHUNK * SCORER_MAX_PROBES] users grouped by cell */
+	float *gbuf;         /* [SCORER_CHUNK + SCORER_GROUP][dim] a cell's users' vectors */
 	struct scorer_sel *gsel[SCORER_CHUNK];
 	uint64_t stat_users, stat_items; /* users served, items scored for them */
 };
@@ -364,10 +364,10 @@ scorer_cells(struct scorer *sc)
 	sc->cell_count = malloc(((size_t)nl + 2) * sizeof(uint32_t));
 	sc->pair_user = malloc((size_t)SCORER_CHUNK * SCORER_MAX_PROBES * sizeof(uint32_t));
 	sc->gbuf = calloc((size_t)(SCORER_CHUNK + SCORER_GROUP) * dim, sizeof(float));
-	if (sc->cell_blk == NULL || sc->cell_order == NULL || sc->cell_items == NULL || sc->cell_c == NULL ||
-	    sc->cell_r == NULL || sc->cell_b == NULL || sc->ub == NULL || sc->est == NULL ||
-	    sc->heap == NULL ||
-	    sc->probe == NULL || sc->cell_count == NULL || sc->pair_user == NULL || sc->gbuf == NULL)
+	if (sc->cell_blk == NULL || sc->cell_order == NULL || sc->cell_items == NULL ||
+	    sc->cell_c == NULL || sc->cell_r == NULL || sc->cell_b == NULL || sc->ub == NULL ||
+	    sc->est == NULL || sc->heap == NULL || sc->probe == NULL || sc->cell_count == NULL ||
+	    sc->pair_user == NULL || sc->gbuf == NULL)
 		return -1;
 	uint32_t *band = sc->heap, n_bands = 0, *count;
 
@@ -416,7 +416,9 @@ scorer_cells(struct scorer *sc)
 				if (sc->pitem[(size_t)b * SCORER_LANES + q] == SCORER_PAD)
 					continue;
 				for (uint32_t d = 0; d < dim; d++) {
-					double x = (double)sc->pe[((size_t)b * dim + d) * SCORER_LANES + q] -
+					double x =
+					    (double)
+						sc->pe[((size_t)b * dim + d) * SCORER_LANES + q] -
 					    c[d];
 
 					d2 += x * x;
@@ -473,8 +475,9 @@ scorer_new(const struct model *m)
 	sc->pool_nt = calloc((size_t)SCORER_CHUNK * (sc->n_nodes + 1), sizeof(float));
 	sc->pool_thr = calloc((size_t)SCORER_CHUNK * (sc->n_tier1 + 1), sizeof(float));
 	if (sc->remainder == NULL || sc->picked == NULL || sc->item_tier1 == NULL ||
-	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL || sc->pool_thr == NULL ||
-	    scorer_pack(sc) != 0 || scorer_cells(sc) != 0 || scorer_set_kernel(sc, NULL) != 0) {
+	    sc->ubuf == NULL || sc->pool_tiers == NULL || sc->pool_nt == NULL ||
+	    sc->pool_thr == NULL || scorer_pack(sc) != 0 || scorer_cells(sc) != 0 ||
+	    scorer_set_kernel(sc, NULL) != 0) {
 		scorer_free(sc);
 		return NULL;
 	}
@@ -861,68 +864,73 @@ scorer_chunk_avx512(struct scorer *sc, const float *U, struct scorer_sel *const 
 }
 
 /*
- * The same kernel for narrower registers of W floats (AVX2: 8, SSE2: 4). A
- * 16-item block is 16 / W registers, so ROWS = 8 W / 16 users share a pass
- * (8 accumulator registers, half of the 16 these instruction sets have; a
+ * The same kernel for narrower registers of W floats (AVX2: 8, SSE2: 4): a
+ * 16-item block is 16 / W registers and R users share a pass, so R * 16 / W
+ * accumulators (AVX2: 6 users, 12 of its 16 registers; SSE2: 2 users, 8; a
  * 16-float vector type there would be split through memory by the
  * compiler). Same arithmetic per item as scorer_dot8 (a multiply, then an
  * add, in dimension order), so every kernel computes the same bits.
  */
-#define SCORER_NARROW_PASS(NAME, VT, IVT, TARGET, W, R)                                            \
-	__attribute__((target(TARGET))) static void NAME(struct scorer *sc, const float *Uall,     \
-	    struct scorer_sel *const *sel_of, size_t n_users, uint32_t blk0, uint32_t blk1)     \
-	{                                                                                       \
-		enum { PARTS = SCORER_LANES / (W), ROWS = (R) };                                \
-		uint32_t dim = sc->dim;                                                         \
-                                                                                                \
-		for (uint32_t b0 = blk0; b0 < blk1; b0 += SCORER_SPAN) {                        \
-			uint32_t b1 = blk1 - b0 < SCORER_SPAN ? blk1 : b0 + SCORER_SPAN;        \
-			for (size_t g = 0; g < n_users; g += ROWS) {                            \
-				size_t ng = n_users - g < ROWS ? n_users - g : ROWS;            \
-				const float *U = Uall + g * dim;                                \
-				for (uint32_t blk = b0; blk < b1; blk++) {                      \
-					const float *pe = sc->pe + (size_t)blk * dim * SCORER_LANES; \
-					VT a[ROWS * PARTS];                                 \
-					_Pragma("GCC unroll 16") for (unsigned q = 0; q < ROWS * PARTS; q++) \
-					    a[q] = (VT){ 0 };                               \
-					for (uint32_t k = 0; k < dim; k++) {                    \
-						VT e[PARTS];                            \
-						_Pragma("GCC unroll 4") for (unsigned p = 0; p < PARTS; p++) \
-						    memcpy(&e[p], pe + (size_t)k * SCORER_LANES + p * (W), \
-							sizeof(e[p]));                          \
-						_Pragma("GCC unroll 8") for (unsigned r = 0; r < ROWS; r++) \
-						    _Pragma("GCC unroll 4") for (unsigned p = 0; p < PARTS; p++) \
-							a[r * PARTS + p] += e[p] * U[(size_t)r * dim + k]; \
-					}                                                       \
-					for (size_t r = 0; r < ng; r++) {                       \
-						struct scorer_sel *sel = sel_of[g + r];         \
-						const float *nt = sel->nt;                      \
-						float term = nt[sc->bnode1[blk]] + nt[sc->bnode2[blk]]; \
-						float thr = scorer_block_thr(sc, sel, blk);     \
-						IVT hit = { 0 };                        \
-						VT sv[PARTS];                           \
-						for (unsigned p = 0; p < PARTS; p++) {               \
-							VT bias;                        \
-							memcpy(&bias,                           \
-							    sc->pbias + (size_t)blk * SCORER_LANES + p * (W), \
-							    sizeof(bias));                      \
-							sv[p] = a[r * PARTS + p] + (bias + term); \
-							hit |= sv[p] >= thr;                    \
-						}                                               \
-						int any = 0;                                    \
-						for (int l = 0; l < (W); l++)                   \
-							any |= hit[l];                          \
-						if (!any)                                       \
-							continue;                               \
-						float f[SCORER_LANES];                          \
-						memcpy(f, sv, sizeof(f));                       \
-						scorer_lanes_offer(sc, sel, blk, f);            \
-					}                                                       \
-				}                                                               \
-			}                                                                       \
-		}                                                                               \
-	}
-
+/* The body is laid out by hand. */
+/* clang-format off */
+#define SCORER_NARROW_PASS(NAME, VT, IVT, TARGET, W, R)                                   \
+__attribute__((target(TARGET))) static void                                               \
+NAME(struct scorer *sc, const float *Uall, struct scorer_sel *const *sel_of,              \
+    size_t n_users, uint32_t blk0, uint32_t blk1)                                         \
+{                                                                                         \
+	enum { PARTS = SCORER_LANES / (W), ROWS = (R) };                                  \
+	uint32_t dim = sc->dim;                                                           \
+                                                                                          \
+	for (uint32_t b0 = blk0; b0 < blk1; b0 += SCORER_SPAN) {                          \
+	uint32_t b1 = blk1 - b0 < SCORER_SPAN ? blk1 : b0 + SCORER_SPAN;                  \
+	for (size_t g = 0; g < n_users; g += ROWS) {                                      \
+	size_t ng = n_users - g < ROWS ? n_users - g : ROWS;                              \
+	const float *U = Uall + g * dim;                                                  \
+	for (uint32_t blk = b0; blk < b1; blk++) {                                        \
+		const float *pe = sc->pe + (size_t)blk * dim * SCORER_LANES;              \
+		VT a[ROWS * PARTS], e[PARTS];                                             \
+                                                                                          \
+		_Pragma("GCC unroll 16")                                                  \
+		for (unsigned q = 0; q < ROWS * PARTS; q++)                               \
+			a[q] = (VT){ 0 };                                                 \
+		for (uint32_t k = 0; k < dim; k++) {                                      \
+			_Pragma("GCC unroll 4")                                           \
+			for (unsigned p = 0; p < PARTS; p++)                              \
+				memcpy(&e[p], pe + (size_t)k * SCORER_LANES + p * (W),    \
+				    sizeof(e[p]));                                        \
+			_Pragma("GCC unroll 8")                                           \
+			for (unsigned r = 0; r < ROWS; r++) {                             \
+				_Pragma("GCC unroll 4")                                   \
+				for (unsigned p = 0; p < PARTS; p++)                      \
+					a[r * PARTS + p] += e[p] * U[(size_t)r * dim + k]; \
+			}                                                                 \
+		}                                                                         \
+		for (size_t r = 0; r < ng; r++) {                                         \
+			struct scorer_sel *sel = sel_of[g + r];                           \
+			float term = sel->nt[sc->bnode1[blk]] + sel->nt[sc->bnode2[blk]]; \
+			float thr = scorer_block_thr(sc, sel, blk), f[SCORER_LANES];      \
+			IVT hit = { 0 };                                                  \
+			VT sv[PARTS], bias;                                               \
+			int any = 0;                                                      \
+                                                                                          \
+			for (unsigned p = 0; p < PARTS; p++) {                            \
+				memcpy(&bias, sc->pbias + (size_t)blk * SCORER_LANES +    \
+				    p * (W), sizeof(bias));                               \
+				sv[p] = a[r * PARTS + p] + (bias + term);                 \
+				hit |= sv[p] >= thr;                                      \
+			}                                                                 \
+			for (int l = 0; l < (W); l++)                                     \
+				any |= hit[l];                                            \
+			if (!any)                                                         \
+				continue;                                                 \
+			memcpy(f, sv, sizeof(f));                                         \
+			scorer_lanes_offer(sc, sel, blk, f);                              \
+		}                                                                         \
+	}                                                                                 \
+	}                                                                                 \
+	}                                                                                 \
+}
+/* clang-format on */
 
 /*
  * A kernel of W-float registers: groups of R users, then the users left
@@ -930,21 +938,21 @@ scorer_chunk_avx512(struct scorer *sc, const float *U, struct scorer_sel *const 
  * its multiplies; the tiered search passes over small cells with few
  * users each).
  */
-#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R, RT)                                           \
-	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));             \
-	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));        \
-	SCORER_NARROW_PASS(NAME##_big, NAME##_vec, NAME##_ivec, TARGET, W, R)                   \
-	SCORER_NARROW_PASS(NAME##_tail, NAME##_vec, NAME##_ivec, TARGET, W, RT)                 \
-	static void NAME(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,   \
-	    size_t n_users, uint32_t blk0, uint32_t blk1)                                       \
-	{                                                                                       \
-		size_t big = n_users / (R) * (R);                                               \
-                                                                                                \
-		if (big > 0)                                                                    \
-			NAME##_big(sc, U, sel_of, big, blk0, blk1);                             \
-		if (big < n_users)                                                              \
-			NAME##_tail(sc, U + big * sc->dim, sel_of + big, n_users - big, blk0,   \
-			    blk1);                                                              \
+#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R, RT)                                               \
+	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));                \
+	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));           \
+	SCORER_NARROW_PASS(NAME##_big, NAME##_vec, NAME##_ivec, TARGET, W, R)                      \
+	SCORER_NARROW_PASS(NAME##_tail, NAME##_vec, NAME##_ivec, TARGET, W, RT)                    \
+	static void NAME(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,      \
+	    size_t n_users, uint32_t blk0, uint32_t blk1)                                          \
+	{                                                                                          \
+		size_t big = n_users / (R) * (R);                                                  \
+                                                                                                   \
+		if (big > 0)                                                                       \
+			NAME##_big(sc, U, sel_of, big, blk0, blk1);                                \
+		if (big < n_users)                                                                 \
+			NAME##_tail(                                                               \
+			    sc, U + big * sc->dim, sel_of + big, n_users - big, blk0, blk1);       \
 	}
 
 SCORER_NARROW_KERNEL(scorer_chunk_avx2, "avx2", 8, 6, 2)
@@ -1048,7 +1056,8 @@ void
 scorer_set_search(struct scorer *sc, int tiered, uint32_t probe_items)
 {
 	sc->tiered = tiered != 0;
-	sc->probe_items = probe_items < SCORER_PROBE_ITEMS_MAX ? probe_items : SCORER_PROBE_ITEMS_MAX;
+	sc->probe_items =
+	    probe_items < SCORER_PROBE_ITEMS_MAX ? probe_items : SCORER_PROBE_ITEMS_MAX;
 }
 
 void
@@ -1188,7 +1197,8 @@ scorer_pick_probes(struct scorer *sc, size_t k)
 
 	/* In band order: the popular cells first fill the heap, most others fail one test. */
 	np = scorer_best_cells(sc, ub, sc->cell_order, nl,
-	    want > sc->probe_items ? want : sc->probe_items, SCORER_MAX_PROBES - sc->n_tier1, probe);
+	    want > sc->probe_items ? want : sc->probe_items, SCORER_MAX_PROBES - sc->n_tier1,
+	    probe);
 	/* The first pass: the best of them that hold the minimum, moved to the front. */
 	uint32_t nf = scorer_best_cells(sc, ub, probe, np, want, np, sc->heap), worst = sc->heap[0];
 
@@ -1256,13 +1266,15 @@ scorer_probe_pass(struct scorer *sc, size_t nc, int first)
 
 			if (sc->ub[(size_t)k * nl + l] < scorer_block_thr(sc, sel, b))
 				continue;
-			memcpy(sc->gbuf + ng * dim, sc->ubuf + (size_t)k * dim, dim * sizeof(float));
+			memcpy(
+			    sc->gbuf + ng * dim, sc->ubuf + (size_t)k * dim, dim * sizeof(float));
 			sc->gsel[ng++] = sel;
 		}
 		if (ng == 0)
 			continue;
 		memset(sc->gbuf + ng * dim, 0, SCORER_GROUP * dim * sizeof(float));
-		scorer_kernels[sc->kernel].chunk(sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1]);
+		scorer_kernels[sc->kernel].chunk(
+		    sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1]);
 		sc->stat_items += (uint64_t)ng * sc->cell_items[l];
 	}
 }
@@ -1345,7 +1357,8 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 		if (sc->tiered) {
 			scorer_tiered(sc, nc);
 		} else {
-			scorer_kernels[sc->kernel].chunk(sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
+			scorer_kernels[sc->kernel].chunk(
+			    sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
 			sc->stat_items += (uint64_t)nc * sc->n_items;
 		}
 		for (size_t k = 0; k < nc; k++)

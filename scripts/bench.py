@@ -38,6 +38,7 @@ PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
 CORE_FAST = "SkylakeX"
+TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 
 
 def log(msg):
@@ -78,28 +79,66 @@ class Bench:
                         "--fast"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # ---- data and stack ----------------------------------------------------
-    def model(self):
+    def model(self, items=None):
+        """The bench model of items (default --items) items, built once and cached with
+        the wall time and peak RSS of each step in catalog-times-i<I>.json beside it."""
         a = self.a
-        d = os.path.join(self.work, f"model-i{a.items}-h{a.hidden}-d{a.dim}")
+        items = items or a.items
+        d = os.path.join(self.work, f"model-i{items}-h{a.hidden}-d{a.dim}")
         path = os.path.join(d, "model.imdl")
         if os.path.exists(path):
             return path
         os.makedirs(d, exist_ok=True)
-        log(f"bench model: {a.items} items, d={a.dim}, H={a.hidden} (make-sample, catalog, "
+        log(f"bench model: {items} items, d={a.dim}, H={a.hidden} (make-sample, catalog, "
             "interest-train --epochs 1)")
         sh = os.path.join(ROOT, "scripts")
-        subprocess.run([os.path.join(sh, "make-sample"), "--out", d, "--users", "2000",
-                        "--items", str(a.items), "--events", "40000", "--seed", "11"], check=True)
-        subprocess.run([os.path.join(sh, "catalog"), "build", "--items",
-                        os.path.join(d, "items.csv"), "--out", os.path.join(d, "catalog.icat"),
-                        "--dim", str(a.dim), "--seed", "11"], check=True,
-                       stdout=subprocess.DEVNULL)
-        subprocess.run([os.path.join(self.build, "interest-train"), "--catalog",
-                        os.path.join(d, "catalog.icat"), "--interactions",
-                        os.path.join(d, "interactions.csv"), "--out", path, "--seed", "11",
-                        "--epochs", "1", "--hidden", str(a.hidden), "--threads", "1"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times = {}
+        for step, cmd in (
+                ("make_sample", [os.path.join(sh, "make-sample"), "--out", d, "--users", "2000",
+                                 "--items", str(items), "--events", "40000", "--seed", "11"]),
+                ("catalog", [os.path.join(sh, "catalog"), "build", "--items",
+                             os.path.join(d, "items.csv"), "--out",
+                             os.path.join(d, "catalog.icat"), "--dim", str(a.dim), "--seed",
+                             "11"]),
+                ("train", [os.path.join(self.build, "interest-train"), "--catalog",
+                           os.path.join(d, "catalog.icat"), "--interactions",
+                           os.path.join(d, "interactions.csv"), "--out", path, "--seed", "11",
+                           "--epochs", "1", "--hidden", str(a.hidden), "--threads", "1"])):
+            t0 = time.monotonic()
+            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            if p.returncode != 0:
+                raise RuntimeError(f"bench model: {step} exited {p.returncode}")
+            times[f"{step}_s"] = round(time.monotonic() - t0, 2)
+            times[f"{step}_maxrss_kb"] = ru.ru_maxrss
+        with open(os.path.join(self.work, f"catalog-times-i{items}.json"), "w") as f:
+            json.dump(times, f, indent=1)
         return path
+
+    def model_times(self, items):
+        """The build record of the cached model of items items, or {}."""
+        try:
+            with open(os.path.join(self.work, f"catalog-times-i{items}.json")) as f:
+                return json.load(f)
+        except OSError:
+            return {}
+
+    def kernel(self, model_path, users=2048, probes="1024,4096,16384"):
+        """bench-kernel: CPU, multiply-add peak, every kernel, tiered speed and recall."""
+        k = self.run_json([self.tool("bench-kernel"), "--model", model_path, "--users",
+                           str(users), "--reps", "5", "--probe-items", probes])
+        for name, v in k["kernels"].items():
+            if "skipped" in v:
+                log(f"  kernel {name}: skipped ({v['skipped']})")
+            else:
+                log(f"  kernel {name}: {v['madd_per_s'] / 1e9:.1f} G multiply-adds/s, "
+                    f"{100 * v['share_of_peak']:.0f}% of the peak; top-N "
+                    f"{v['topn_users_per_s']:.0f} users/s")
+        for t in k["tiered"]:
+            log(f"  tiered probe_items {t['probe_items']}: {t['speedup_vs_exact']:.2f}x exact, "
+                f"recall@{k['top_n']} mean {t['recall_mean']:.4f} p5 {t['recall_p5']:.4f}")
+        return k
 
     def stack_up(self):
         subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir", self.stack_dir,
@@ -142,7 +181,7 @@ class Bench:
         return ends
 
     # ---- interestd ---------------------------------------------------------
-    def daemon_conf(self, name, topic, group, prefix="ui:"):
+    def daemon_conf(self, name, topic, group, prefix="ui:", extra=""):
         path = os.path.join(self.work, f"{name}.conf")
         self.metrics_port = free_port()
         with open(path, "w") as f:
@@ -158,7 +197,7 @@ redis.host = 127.0.0.1
 redis.port = {self.redis_port}
 redis.prefix = {prefix}
 metrics.listen = 127.0.0.1:{self.metrics_port}
-""")
+{extra}""")
         return path
 
     def daemon_start(self, conf, name, extra_env=None):
@@ -205,11 +244,11 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             c.close()
         raise RuntimeError(f"group {group}: offsets not committed within {timeout_s} s")
 
-    def flat_out(self, topic, ends, events, name, core=None):
-        """interestd flat out over the whole topic: eps, ready_s, bytes_per_user."""
+    def flat_out(self, topic, ends, events, name, core=None, extra=""):
+        """interestd flat out over the whole topic: eps, ready_s, rss_ready, bytes_per_user."""
         self.r.flushall()
         group = f"bench-{self.run_id}-{name}"
-        conf = self.daemon_conf(name, topic, group)
+        conf = self.daemon_conf(name, topic, group, extra=extra)
         d = self.daemon_start(conf, name, {CORE_ENV: core} if core else None)
         try:
             ready = d.wait_ready(60)
@@ -221,7 +260,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             users = m.get("interestd_users_cached", 0)
         finally:
             self.daemon_stop(d)
-        res = {"eps": events / (t1 - t0), "ready_s": ready, "users": users,
+        res = {"eps": events / (t1 - t0), "ready_s": ready, "rss_ready": rss0, "users": users,
                "bytes_per_user": (rss1 - rss0) / users if users else None,
                "applied": m.get("interestd_events_applied_total")}
         log(f"  interestd {name}: {res['eps']:.0f} ev/s, READY {ready:.2f} s, "
@@ -311,6 +350,8 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         a = self.a
         t_start = time.monotonic()
         self.model_path = self.model()
+        log("top-N kernels and tiered search (bench-kernel)")
+        kern = self.kernel(self.model_path)
         self.stack_up()
         main = self.topic("events")
         g = self.produce(main, a.events, seed=1)
@@ -331,6 +372,8 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             log(f"  ceiling: {c['eps']:.0f} ev/s")
             base = self.flat_out(main, ends, a.events, f"flat{rep}")
             fast = self.flat_out(main, ends, a.events, f"flatsk{rep}", core=CORE_FAST)
+            tier = self.flat_out(main, ends, a.events, f"flattier{rep}", extra=TIERED_CONF)
+            x["interestd_tiered_eps"] = tier["eps"]
             x["interestd_eps"] = base["eps"]
             x["interestd_skylakex_eps"] = fast["eps"]
             x["ready_s"] = base["ready_s"]
@@ -366,11 +409,62 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                          "latency_seconds": a.lat_seconds, "partitions": PARTITIONS,
                          "probe_samples_target": PROBE_SAMPLES}
         out["runs"] = reps
+        out["kernel"] = kern
+        out["cpu"] = {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
         out["elapsed_s"] = round(time.monotonic() - t_start, 1)
         path = os.path.join(self.build, "bench.json")
         with open(path, "w") as f:
             json.dump(out, f, indent=2)
         table(out)
+        log(f"wrote {path} ({out['elapsed_s']:.0f} s)")
+        return out
+
+
+    # ---- catalog-size sweep (make bench-catalog) ------------------------------------
+    def catalog_sweep(self):
+        """Per catalog size: the model's build record, bench-kernel (cost of one user,
+        exact and tiered, recall), the compute floor and interestd flat out with both
+        searches, READY time and RSS at READY. Writes BUILD/bench-catalog.json."""
+        a = self.a
+        t_start = time.monotonic()
+        sizes = [int(x) for x in a.catalog_items.split(",")]
+        paths = {i: self.model(i) for i in sizes}
+        self.stack_up()
+        out = {"config": {"sizes": sizes, "U": a.users, "events": a.catalog_events, "H": a.hidden,
+                          "d": a.dim, "partitions": PARTITIONS, "tiered": TIERED_CONF.strip()},
+               "sizes": {}}
+        for i in sizes:
+            log(f"catalog of {i} items")
+            self.model_path = paths[i]
+            x = {"build": self.model_times(i), "model_file_bytes": os.path.getsize(paths[i])}
+            x["kernel"] = self.kernel(paths[i], users=1024, probes="4096")
+            topic = self.topic(f"cat{i}")
+            self.produce(topic, a.catalog_events, seed=3)
+            ends = self.end_offsets(topic)
+            for search, extra in (("exact", ""), ("tiered", TIERED_CONF)):
+                sets = ["--set", "topn.search=tiered"] if search == "tiered" else []
+                ip = self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
+                                    "--topic", topic, "--events", str(a.catalog_events),
+                                    "--model", paths[i], "--reps", "1", "--group",
+                                    f"bench-{self.run_id}-ip{search}{i}"] + sets)
+                fo = self.flat_out(topic, ends, a.catalog_events, f"cat{search}{i}", extra=extra)
+                x[search] = {"inproc_eps": ip["eps"], "interestd_eps": fo["eps"],
+                             "ready_s": fo["ready_s"], "rss_ready_bytes": fo["rss_ready"]}
+                log(f"  {search}: floor {ip['eps']:.0f} ev/s, interestd {fo['eps']:.0f} ev/s, "
+                    f"READY {fo['ready_s']:.2f} s, RSS at READY {fo['rss_ready'] / 2**20:.0f} MiB")
+            out["sizes"][str(i)] = x
+        out["cpu"] = {k: x["kernel"][k] for k in ("cpu", "avx2", "fma", "avx512f",
+                                                   "default_kernel")}
+        base = out["sizes"][str(sizes[0])]["exact"]["interestd_eps"]
+        for i in sizes:
+            x = out["sizes"][str(i)]
+            x["tiered_vs_exact_smallest"] = x["tiered"]["interestd_eps"] / base
+            x["exact_vs_exact_smallest"] = x["exact"]["interestd_eps"] / base
+        out["elapsed_s"] = round(time.monotonic() - t_start, 1)
+        path = os.path.join(self.build, "bench-catalog.json")
+        with open(path, "w") as f:
+            json.dump(out, f, indent=2)
+        catalog_table(out)
         log(f"wrote {path} ({out['elapsed_s']:.0f} s)")
         return out
 
@@ -531,6 +625,7 @@ def table(out):
         ("Python peer (bounded topic)", "peer_eps", "ev/s"),
         ("interestd on the peer's topic", "interestd_peer_topic_eps", "ev/s"),
         ("ratio interestd / Python peer", "ratio_peer", "x"),
+        ("interestd flat out, topn.search = tiered", "interestd_tiered_eps", "ev/s"),
         ("latency p50 at half load", "p50_ms", "ms"),
         ("latency p99 at half load", "p99_ms", "ms"),
         ("latency max at half load (probe users)", "max_ms", "ms"),
@@ -547,6 +642,33 @@ def table(out):
         print(f"  {label:<50} {s:>12} {unit}")
 
 
+def catalog_table(out):
+    c = out["config"]
+    print(f"\ninterestd catalog-size sweep: U={c['U']} events={c['events']} H={c['H']} "
+          f"d={c['d']}; {out['cpu']['cpu']}, kernel {out['cpu']['default_kernel']} "
+          f"(avx2 {out['cpu']['avx2']}, avx512f {out['cpu']['avx512f']})")
+    print(f"  {'items':>9} {'search':>7} {'floor ev/s':>11} {'ev/s':>8} {'vs exact@' + str(c['sizes'][0]):>14}"
+          f" {'us/user':>8} {'scored':>8} {'recall@50':>10} {'READY s':>8} {'RSS MiB':>8}"
+          f" {'catalog s':>10} {'train s':>8}")
+    for i in c["sizes"]:
+        x = out["sizes"][str(i)]
+        k = x["kernel"]
+        best = k["kernels"].get(k["default_kernel"], {})
+        t = k["tiered"][0]
+        for search in ("exact", "tiered"):
+            us = (1e6 / best["topn_users_per_s"] if search == "exact" and best
+                  else 1e6 / t["topn_users_per_s"])
+            scored = i if search == "exact" else t["items_scored_per_user"]
+            rec = "1" if search == "exact" else f"{t['recall_mean']:.4f}"
+            print(f"  {i:>9} {search:>7} {x[search]['inproc_eps']:>11,.0f} "
+                  f"{x[search]['interestd_eps']:>8,.0f} "
+                  f"{x[search]['interestd_eps'] / out['sizes'][str(c['sizes'][0])]['exact']['interestd_eps']:>13.2f}x"
+                  f" {us:>8.1f} {scored:>8,.0f} {rec:>10} {x[search]['ready_s']:>8.2f} "
+                  f"{x[search]['rss_ready_bytes'] / 2**20:>8.0f} "
+                  f"{x['build'].get('catalog_s', float('nan')):>10.0f} "
+                  f"{x['build'].get('train_s', float('nan')):>8.0f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--build", default="build")
@@ -558,12 +680,18 @@ def main():
     ap.add_argument("--reps", type=int, default=env_int("BENCH_REPS", 3))
     ap.add_argument("--peer-events", type=int, default=env_int("BENCH_PEER_EVENTS", 100000))
     ap.add_argument("--lat-seconds", type=float, default=env_int("BENCH_LAT_SECONDS", 20))
+    ap.add_argument("--catalog-sweep", action="store_true",
+                    help="the catalog-size sweep (make bench-catalog) instead of the bench")
+    ap.add_argument("--catalog-items", default=os.environ.get("BENCH_CATALOG_ITEMS",
+                                                              "20000,200000,1000000"))
+    ap.add_argument("--catalog-events", type=int,
+                    default=env_int("BENCH_CATALOG_EVENTS", 100000))
     a = ap.parse_args()
     b = Bench(a)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
     try:
-        b.run()
+        b.catalog_sweep() if a.catalog_sweep else b.run()
     finally:
         b.cleanup()
     return 0

@@ -161,8 +161,8 @@ parse_args(int argc, char **argv, struct eval_args *a)
 			unsigned long p = strtoul(v, &end, 10);
 
 			if (*end != '\0' || p < 16 || p > SCORER_PROBE_ITEMS_MAX) {
-				fprintf(stderr, "interest-eval: bad --probe-items '%s' (16..%d)\n", v,
-				    SCORER_PROBE_ITEMS_MAX);
+				fprintf(stderr, "interest-eval: bad --probe-items '%s' (16..%d)\n",
+				    v, SCORER_PROBE_ITEMS_MAX);
 				return -1;
 			}
 			a->probe_items = (uint32_t)p;
@@ -495,8 +495,8 @@ eval_model(const char *path, const struct model *cat, const struct dataset *ds,
 				eval_acc_add(ps->ea_filter, scores, lost ? EVAL_NO_TARGET : tg,
 				    stamp, mark, ps->p1_in + (size_t)k * n_tier1);
 				if (ps->ea_tiered != NULL)
-					eval_tiered(sc, us[j], u, tg, lost, stamp, mark, served, ps, k,
-					    ps->p1_in + (size_t)k * n_tier1);
+					eval_tiered(sc, us[j], u, tg, lost, stamp, mark, served, ps,
+					    k, ps->p1_in + (size_t)k * n_tier1);
 			}
 			if (ps->cold != NULL) {
 				uint32_t excl = 0;
@@ -568,7 +568,7 @@ json_string(FILE *fp, const char *s)
 static void
 print_row(const char *name, const double *m)
 {
-	printf("%-10s", name);
+	printf("%-11s", name);
 	for (int k = 0; k < EVAL_N_METRICS; k++)
 		printf(" %9.4f", m[k]);
 	printf("\n");
@@ -776,7 +776,7 @@ main(int argc, char **argv)
 	}
 
 	/* Table. */
-	printf("%-10s", "method");
+	printf("%-11s", "method");
 	for (int k = 0; k < EVAL_N_METRICS; k++)
 		printf(" %9.9s", eval_metric_name((enum eval_metric)k));
 	printf("\n");
@@ -819,9 +819,10 @@ main(int argc, char **argv)
 	    " reports:\n  %.2f items per user beyond the history, %.0f of %u targets excluded"
 	    " (medians over the models)\n",
 	    filter_extra, filter_lost, sp.n);
-	printf("lstm-tiered: topn.search = tiered, probe_items %u: recall@%d against exact mean %.4f,"
-	       " 5th percentile %.4f; %.0f of %u items scored per user; ndcg@10 %.4f vs %.4f "
-	       "exact (%+.2f%%) (medians over the models)\n",
+	printf(
+	    "lstm-tiered: topn.search = tiered, probe_items %u: recall@%d against exact mean %.4f,"
+	    " 5th percentile %.4f; %.0f of %u items scored per user; ndcg@10 %.4f vs %.4f "
+	    "exact (%+.2f%%) (medians over the models)\n",
 	    a.probe_items, SERVE_N, rec_mean, rec_p5, tiered_scored, n_items,
 	    lstm_tiered[EVAL_NDCG10], lstm_filter[EVAL_NDCG10],
 	    lstm_filter[EVAL_NDCG10] > 0

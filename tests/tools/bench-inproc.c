@@ -13,6 +13,7 @@
  *
  *   build/tools/bench-inproc --brokers H:P --topic T --events N --model M.imdl
  *       [--schema schemas/behaviour_event.avsc] [--reps 3] [--group G]
+ *       [--set KEY=VALUE ...]   (configuration over the defaults, e.g. topn.search=tiered)
  * Prints one JSON line: events, eps (median), eps_runs, users, heap_bytes_per_user,
  * protocol_bytes_per_run (the Redis commands formatted in one run).
  */
@@ -40,6 +41,7 @@
 #include "userview.h"
 
 #define IP_MAX_REPS 15
+#define IP_MAX_SETS 16 /* --set KEY=VALUE: configuration keys over the daemon's defaults */
 
 struct ip_msg {
 	size_t off, len;
@@ -120,6 +122,9 @@ ip_run(const struct model *m, const struct config *cfg, struct sink_redis *sink,
 	struct users *users = users_new(model_hparams(m));
 	struct updater *up = updater_new(m, batch);
 	struct userview *uv = userview_new(m, flush_users, (uint32_t)cfg->redis_top_n, 0);
+
+	if (uv != NULL)
+		userview_set_search(uv, cfg->topn_search, (uint32_t)cfg->topn_probe_items);
 	struct update_event *uev = malloc(batch * sizeof(*uev));
 	struct sink_user *su = calloc(flush_users, sizeof(*su));
 	double t0, t1, next_flush;
@@ -245,6 +250,8 @@ main(int argc, char **argv)
 	struct sink_redis *sink;
 	uint64_t bytes = 0;
 	double eps[IP_MAX_REPS];
+	const char *sets[IP_MAX_SETS];
+	size_t n_sets = 0;
 
 	openblas_set_num_threads(1);  /* as interestd's main */
 	for (int i = 1; i + 1 < argc; i += 2) {
@@ -262,11 +269,13 @@ main(int argc, char **argv)
 			schema = argv[i + 1];
 		else if (strcmp(argv[i], "--reps") == 0)
 			reps = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--set") == 0 && n_sets < IP_MAX_SETS)
+			sets[n_sets++] = argv[i + 1];
 	}
 	if (brokers == NULL || topic == NULL || model_path == NULL || want == 0 || reps < 1 ||
 	    reps > IP_MAX_REPS) {
 		fprintf(stderr, "usage: bench-inproc --brokers H:P --topic T --events N --model "
-				"M.imdl [--schema S] [--reps 1..15] [--group G]\n");
+				"M.imdl [--schema S] [--reps 1..15] [--group G] [--set KEY=VALUE ...]\n");
 		return 64;
 	}
 	if ((m = model_load(model_path, err, sizeof(err))) == NULL ||
@@ -276,9 +285,27 @@ main(int argc, char **argv)
 	}
 	/* The daemon's defaults, the keys of this topic. */
 	if ((cfg = config_new()) == NULL ||
-	    config_set(cfg, "topic.events", topic, err, sizeof(err)) != 0 ||
-	    (sink = sink_redis_new_unconnected(cfg, err, sizeof(err))) == NULL) {
+	    config_set(cfg, "topic.events", topic, err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-inproc: %s\n", cfg ? err : "out of memory");
+		return 1;
+	}
+	for (size_t q = 0; q < n_sets; q++) {
+		char key[128];
+		const char *eq = strchr(sets[q], '=');
+
+		if (eq == NULL || (size_t)(eq - sets[q]) >= sizeof(key)) {
+			fprintf(stderr, "bench-inproc: --set %s: want KEY=VALUE\n", sets[q]);
+			return 64;
+		}
+		memcpy(key, sets[q], (size_t)(eq - sets[q]));
+		key[eq - sets[q]] = '\0';
+		if (config_set(cfg, key, eq + 1, err, sizeof(err)) != 0) {
+			fprintf(stderr, "bench-inproc: --set %s: %s\n", sets[q], err);
+			return 64;
+		}
+	}
+	if ((sink = sink_redis_new_unconnected(cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "bench-inproc: %s\n", err);
 		return 1;
 	}
 	if ((msgs = malloc(want * sizeof(*msgs))) == NULL)

@@ -460,8 +460,8 @@ test_tiered(const struct model *m, struct scorer *sc)
 		scorer_topn_batch(
 		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it, sco, cnt);
 		scorer_set_search(sc, 1, n_items);
-		scorer_topn_batch(
-		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it2, sco2, cnt2);
+		scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal,
+		    it2, sco2, cnt2);
 		for (int k = 0; k < B_USERS; k++)
 			if (cnt2[k] != cnt[k] ||
 			    memcmp(it2 + (size_t)k * B_N, it + (size_t)k * B_N,
@@ -469,12 +469,13 @@ test_tiered(const struct model *m, struct scorer *sc)
 			    memcmp(sco2 + (size_t)k * B_N, sco + (size_t)k * B_N,
 				cnt[k] * sizeof(float)) != 0)
 				same = 0;
-		CHECK(same, "tiered (calibrate=%d), probes over the catalog: exact, bit for bit", cal);
+		CHECK(same, "tiered (calibrate=%d), probes over the catalog: exact, bit for bit",
+		    cal);
 
 		scorer_set_search(sc, 1, 16);
 		scorer_stats(sc, &u0, &i0);
-		scorer_topn_batch(
-		    sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal, it2, sco2, cnt2);
+		scorer_topn_batch(sc, (const struct user_state *const *)us, U, B_USERS, B_N, cal,
+		    it2, sco2, cnt2);
 		scorer_stats(sc, &u1, &i1);
 		for (int k = 0; k < B_USERS; k++) {
 			size_t unconsumed = 0;
@@ -489,16 +490,17 @@ test_tiered(const struct model *m, struct scorer *sc)
 
 				clean &= !state_seen_has(us[k], model_item_hash(m, i));
 				exact_scores &= fabs((double)all[i] - s) <= 1e-5;
-				if (q > 0 && (s > sco2[(size_t)k * B_N + q - 1] ||
-				    it2[(size_t)k * B_N + q - 1] == i))
+				if (q > 0 &&
+				    (s > sco2[(size_t)k * B_N + q - 1] ||
+					it2[(size_t)k * B_N + q - 1] == i))
 					sorted = 0;
 			}
 		}
 		CHECK(u1 - u0 == B_USERS && (i1 - i0) < (uint64_t)B_USERS * n_items,
 		    "tiered (calibrate=%d), 16 probe items: %.0f of %u items scored per user", cal,
 		    (double)(i1 - i0) / B_USERS, n_items);
-		CHECK(full && clean, "tiered (calibrate=%d): min(n, unconsumed) items, none consumed",
-		    cal);
+		CHECK(full && clean,
+		    "tiered (calibrate=%d): min(n, unconsumed) items, none consumed", cal);
 		CHECK(sorted && exact_scores,
 		    "tiered (calibrate=%d): best first, distinct, the exact scores", cal);
 	}
