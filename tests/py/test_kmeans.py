@@ -102,3 +102,14 @@ def test_cluster_sums_equal_add_at():
     want = np.zeros((6, 7))
     np.add.at(want, labels, x)
     assert np.array_equal(kmeans._cluster_sums(x, labels, 6), want)
+
+
+def test_large_clusterings_sample_the_start_and_stop_early(monkeypatch):
+    # LARGE_N lowered so a small input takes the large path: still deterministic,
+    # still a valid clustering of every point.
+    monkeypatch.setattr(kmeans, "LARGE_N", 100)
+    x, y = blobs(100, np.eye(4, 12) * 3, 0.3, 7)
+    a = kmeans.spherical_kmeans(x, 4, seed=2)
+    b = kmeans.spherical_kmeans(x, 4, seed=2)
+    assert np.array_equal(a, b) and len(a) == 400
+    assert len(set(zip(y.tolist(), a.tolist()))) == 4
