@@ -174,7 +174,8 @@ ZIPF_S = 1.05             # item popularity ~ 1 / rank^s inside a sub-category
 SESSION_EVENTS = 8.0      # mean events per session
 GAP_IN_SESSION_S = 40.0   # mean seconds between events of a session
 GAP_SESSIONS_S = 86400.0  # mean seconds between sessions
-TITLE_TRIES = 100         # title draws before a theme's titles get serial numbers
+TITLE_TRIES = 100         # title draws before a title is given up on (see make_items)
+SERIAL_TITLES_FROM = 20000  # larger catalogs number the titles of a used-up theme
 
 
 def _pick(rng, weighted):
@@ -194,13 +195,18 @@ def _dirichlet(rng, k, alpha):
 
 def make_items(rng, n_items):
     """n_items products spread evenly over the themes. Returns (items, where)
-    with where[i] = (theme index, sub-category name). Titles are unique: a
-    drawn title already taken gets an edition suffix; once a theme's title
-    space is used up (TITLE_TRIES draws all taken), its later titles get a
-    serial number instead, so a large catalog costs one draw per title, not
-    TITLE_TRIES (small catalogs never get there and keep their titles)."""
+    with where[i] = (theme index, sub-category name). A drawn title already
+    taken gets an edition suffix, up to TITLE_TRIES draws. Above
+    SERIAL_TITLES_FROM items, a theme whose title space is used up (all
+    TITLE_TRIES draws taken) numbers its later titles instead ("... No. 3"),
+    so a large catalog costs one draw per title, not TITLE_TRIES, and its
+    titles are unique. Up to SERIAL_TITLES_FROM items the draws are those of
+    earlier versions (a used-up theme repeats titles), so their samples, the
+    bench's 20,000-item one included, stay byte-identical."""
     items, where, titles = [], [], set()
-    serial = [0] * len(THEMES)  # per theme: 0 = still drawing, else the next number
+    # Per theme: 0 = still drawing, else the next serial number.
+    serial = [0] * len(THEMES)
+    numbering = n_items > SERIAL_TITLES_FROM
     subs_sorted = [sorted(th["subs"]) for th in THEMES]
     for i in range(n_items):
         t = i % len(THEMES)
@@ -217,8 +223,9 @@ def make_items(rng, n_items):
             if title not in titles:
                 break
         else:
-            serial[t] = serial[t] or 1
-        if title in titles:
+            if numbering:
+                serial[t] = serial[t] or 1
+        if serial[t] and title in titles:
             base = title
             while title in titles:
                 title = "%s No. %d" % (base, serial[t])
