@@ -171,6 +171,8 @@ struct trainer {
 	struct model_weights sw;    /* pointers into served */
 	char *tmp_path;             /* model file written and reloaded for validation */
 	uint8_t *trained;           /* [n_items] item has training events */
+	uint32_t *trained_ids;      /* [n_trained] those items, ascending */
+	uint32_t n_trained;
 	float *Rp, *ibp;            /* [n_items][dim], [n_items]: content placement of every item */
 	double val_cold_hr;         /* the last validation's pseudo-cold HR@10 (train_rank_cold) */
 	double best_cold_hr;        /* and the best epoch's */
@@ -609,6 +611,7 @@ trainer_free(struct trainer *tr)
 		tr->served,
 		tr->tmp_path,
 		tr->trained,
+		tr->trained_ids,
 		tr->Rp,
 		tr->ibp,
 		tr->sim_cold,
@@ -764,6 +767,7 @@ trainer_new(const struct model *cat, const struct dataset *ds, const struct trai
 	tr->served = calloc(tr->n_par, sizeof(float));
 	tr->tmp_path = strdup(tmp_path);
 	tr->trained = calloc(tr->n_items, 1);
+	tr->trained_ids = malloc(((size_t)tr->n_items + 1) * sizeof(uint32_t));
 	tr->pos_seq = calloc(tr->N, sizeof(uint32_t));
 	tr->pos_applied = calloc(tr->N, sizeof(uint32_t));
 	tr->pos_ce = calloc(tr->N, sizeof(double));
@@ -771,11 +775,14 @@ trainer_new(const struct model *cat, const struct dataset *ds, const struct trai
 	tr->ibp = calloc(tr->n_items, sizeof(float));
 	tr->sim_cold = calloc(tr->n_items, 1);
 	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->served ||
-	    !tr->tmp_path || !tr->trained || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce ||
+	    !tr->tmp_path || !tr->trained || !tr->trained_ids || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce ||
 	    !tr->Rp || !tr->ibp || !tr->sim_cold)
 		goto nomem;
-	for (uint32_t i = 0; i < tr->n_items; i++)
+	for (uint32_t i = 0; i < tr->n_items; i++) {
 		tr->trained[i] = tr->item_count[i] > 0;
+		if (tr->trained[i])
+			tr->trained_ids[tr->n_trained++] = i;
+	}
 	trainer_bind(&tr->w, tr->theta, tr);
 	trainer_bind(&tr->gw, tr->grad, tr);
 	trainer_bind(&tr->sw, tr->served, tr);
@@ -1432,12 +1439,89 @@ train_row_grad(
 }
 
 /*
+ * The items whose R and ib rows a window updates: when training (update),
+ * the items with training events, ascending (*rows = trained_ids), since
+ * the others are never inputs or candidates, so their theta, gradient and
+ * Adam moments stay 0 and an Adam step leaves them 0; the per-window passes
+ * then cost O(trained items), not O(n_items) (a 10^6-item catalog with a
+ * few 10^4 trained items). Without update (gradient checks, which may move
+ * any parameter) every item: *rows = NULL, *n = n_items.
+ */
+static void
+trainer_rows(const struct trainer *tr, int update, const uint32_t **rows, uint32_t *n)
+{
+	*rows = update ? tr->trained_ids : NULL;
+	*n = update ? tr->n_trained : tr->n_items;
+}
+
+/* Zeroes the gradient of the dense blocks and of the rows' R and ib. */
+static void
+trainer_grad_zero(struct trainer *tr, const uint32_t *rows, uint32_t n_rows)
+{
+	size_t r_off = (size_t)(tr->w.R - tr->theta), ib_off = (size_t)(tr->w.ib - tr->theta);
+	size_t al_off = (size_t)(tr->w.alpha - tr->theta), dim = tr->dim;
+
+	if (rows == NULL) {
+		memset(tr->grad, 0, tr->n_par * sizeof(float));
+		return;
+	}
+	memset(tr->grad, 0, r_off * sizeof(float));
+	for (uint32_t j = 0; j < n_rows; j++) {
+		memset(tr->grad + r_off + rows[j] * dim, 0, dim * sizeof(float));
+		tr->grad[ib_off + rows[j]] = 0.0f;
+	}
+	memset(tr->grad + al_off, 0, (tr->n_par - al_off) * sizeof(float));
+}
+
+/*
+ * Squared norm of the gradient, summed in parameter order; the items left
+ * out have a zero gradient (trainer_rows), so the sum is the full one.
+ */
+static double
+trainer_grad_norm2(const struct trainer *tr, const uint32_t *rows, uint32_t n_rows)
+{
+	size_t r_off = (size_t)(tr->w.R - tr->theta), ib_off = (size_t)(tr->w.ib - tr->theta);
+	size_t al_off = (size_t)(tr->w.alpha - tr->theta), dim = tr->dim;
+	const float *g = tr->grad;
+	double norm = 0;
+
+	for (size_t k = 0; k < r_off; k++)
+		norm += (double)g[k] * g[k];
+	for (uint32_t j = 0; j < n_rows; j++) {
+		size_t i = rows != NULL ? rows[j] : j;
+		for (size_t k = r_off + i * dim; k < r_off + (i + 1) * dim; k++)
+			norm += (double)g[k] * g[k];
+	}
+	for (uint32_t j = 0; j < n_rows; j++) {
+		size_t k = ib_off + (rows != NULL ? rows[j] : j);
+		norm += (double)g[k] * g[k];
+	}
+	for (size_t k = al_off; k < tr->n_par; k++)
+		norm += (double)g[k] * g[k];
+	return norm;
+}
+
+/* One Adam step of theta[lo..hi) with the gradient scaled by gs. */
+static void
+trainer_adam(struct trainer *tr, size_t lo, size_t hi, float gs, float step)
+{
+	for (size_t k = lo; k < hi; k++) {
+		float g = tr->grad[k] * gs;
+		tr->am[k] = TRAIN_ADAM_B1 * tr->am[k] + (1.0f - TRAIN_ADAM_B1) * g;
+		tr->av[k] = TRAIN_ADAM_B2 * tr->av[k] + (1.0f - TRAIN_ADAM_B2) * g * g;
+		tr->theta[k] -= step * tr->am[k] / (sqrtf(tr->av[k]) + TRAIN_ADAM_EPS);
+	}
+}
+
+/*
  * One window: forward, loss, backward into tr->grad, then (if update) Adam.
  * Returns the summed cross-entropy; *count = positions trained.
  */
 static double
 trainer_window(struct trainer *tr, size_t *count, int update)
 {
+	const uint32_t *rows;
+	uint32_t n_rows;
 	uint32_t B = tr->B, H = tr->H, dim = tr->dim, nn = tr->nn, L = tr->L, nc;
 	size_t N = tr->N, n_act = 0;
 	const float *emb = model_llm_embeddings(tr->cat);
@@ -1497,7 +1581,8 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)nc, (int)dim, 1.0f, tr->U,
 	    (int)dim, tr->Ec, (int)dim, 0.0f, tr->S, (int)nc);
-	memset(tr->grad, 0, tr->n_par * sizeof(float));
+	trainer_rows(tr, update, &rows, &n_rows);
+	trainer_grad_zero(tr, rows, n_rows);
 	float *gib = trainer_block(tr->grad, tr->theta, tr->w.ib);
 	float *galpha = trainer_block(tr->grad, tr->theta, tr->w.alpha);
 	float inv = 1.0f / (float)n_act;
@@ -1612,35 +1697,35 @@ trainer_window(struct trainer *tr, size_t *count, int update)
 		}
 	}
 
-	/* L2 on R, global-norm clip, Adam. */
+	/* L2 on R, global-norm clip, Adam, over the rows' items (trainer_rows). */
 	double norm = 0;
-	for (size_t k = 0; k < (size_t)tr->n_items * dim; k++)
-		gR[k] += tr->cfg.l2 * tr->w.R[k];
-	if (tr->cfg.l2_bias > 0) {
-		float *gbias = trainer_block(tr->grad, tr->theta, tr->w.ib);
-		for (uint32_t i = 0; i < tr->n_items; i++)
+	float *gbias = trainer_block(tr->grad, tr->theta, tr->w.ib);
+	for (uint32_t j = 0; j < n_rows; j++) {
+		size_t i = rows != NULL ? rows[j] : j;
+		for (uint32_t k = 0; k < dim; k++)
+			gR[i * dim + k] += tr->cfg.l2 * tr->w.R[i * dim + k];
+		if (tr->cfg.l2_bias > 0)
 			gbias[i] += tr->cfg.l2_bias * tr->w.ib[i];
 	}
 	if (!update)
 		return loss;
-	for (size_t k = 0; k < tr->n_par; k++)
-		norm += (double)tr->grad[k] * tr->grad[k];
-	norm = sqrt(norm);
+	norm = sqrt(trainer_grad_norm2(tr, rows, n_rows));
 	float gs = (tr->cfg.clip > 0 && norm > tr->cfg.clip) ? (float)(tr->cfg.clip / norm) : 1.0f;
 	tr->adam_t++;
 	float bc1 = 1.0f - powf(TRAIN_ADAM_B1, (float)tr->adam_t);
 	float bc2 = 1.0f - powf(TRAIN_ADAM_B2, (float)tr->adam_t);
 	float step = tr->cfg.lr * sqrtf(bc2) / bc1;
-	for (size_t k = 0; k < tr->n_par; k++) {
-		float g = tr->grad[k] * gs;
-		tr->am[k] = TRAIN_ADAM_B1 * tr->am[k] + (1.0f - TRAIN_ADAM_B1) * g;
-		tr->av[k] = TRAIN_ADAM_B2 * tr->av[k] + (1.0f - TRAIN_ADAM_B2) * g * g;
-		tr->theta[k] -= step * tr->am[k] / (sqrtf(tr->av[k]) + TRAIN_ADAM_EPS);
+	size_t r_off = (size_t)(tr->w.R - tr->theta), ib_off = (size_t)(tr->w.ib - tr->theta);
+	trainer_adam(tr, 0, r_off, gs, step);
+	for (uint32_t j = 0; j < n_rows; j++) {
+		size_t i = rows != NULL ? rows[j] : j;
+		trainer_adam(tr, r_off + i * dim, r_off + (i + 1) * dim, gs, step);
 	}
-	/*
-	 * Items without training events are never inputs or candidates: theta
-	 * keeps them at 0 and trainer_serve() places them from content.
-	 */
+	for (uint32_t j = 0; j < n_rows; j++) {
+		size_t i = rows != NULL ? rows[j] : j;
+		trainer_adam(tr, ib_off + i, ib_off + i + 1, gs, step);
+	}
+	trainer_adam(tr, (size_t)(tr->w.alpha - tr->theta), tr->n_par, gs, step);
 	return loss;
 }
 

@@ -25,8 +25,8 @@ def make_embedder(a):
 def build(a):
     if not 1 <= a.k1 <= 256:
         raise SystemExit("catalog: --k1 must be in 1..256")
-    if not 1 <= a.k2 <= 255:
-        raise SystemExit("catalog: --k2 must be in 1..255")
+    if a.k2 is not None and not 1 <= a.k2 <= kmeans.K2_MAX:
+        raise SystemExit("catalog: --k2 must be in 1..%d" % kmeans.K2_MAX)
     if not 0 <= a.seed < 1 << 64:
         raise SystemExit("catalog: --seed must be in 0..2^64-1")
     if a.namer == "openai" and not a.chat_url:
@@ -42,7 +42,8 @@ def build(a):
     if x.shape[1] > 4096:
         raise embedders.EmbedError("dimension %d > 4096: pass --dim" % x.shape[1])
     t2 = time.monotonic()
-    tree = kmeans.build_tree(x, a.k1, a.k2, a.seed)
+    k2 = a.k2 if a.k2 is not None else kmeans.default_k2(len(items), a.k1)
+    tree = kmeans.build_tree(x, a.k1, k2, a.seed)
     t3 = time.monotonic()
     names = naming.name_tree(tree, items)
     if a.namer == "openai":
@@ -51,12 +52,13 @@ def build(a):
     cat = container.Catalog(
         item_ids=[it.item_id for it in items], titles=[it.title for it in items], emb=x,
         tnod=tree.tnod, tcen=tree.tcen, names=names, itir=tree.itir, n_tier1=tree.n_tier1,
-        seed=a.seed, k1=a.k1, k2=a.k2, embedder=emb_model.name)
+        seed=a.seed, k1=a.k1, k2=k2, embedder=emb_model.name)
     container.write_catalog(a.out, cat)
     t5 = time.monotonic()
-    log("%d items, dim %d (%s), %d level-1 and %d level-2 tiers -> %s"
+    log("%d items, dim %d (%s), %d level-1 and %d level-2 tiers (k1 %d, k2 %d%s) -> %s"
         % (len(items), x.shape[1], emb_model.name, tree.n_tier1,
-           len(names) - tree.n_tier1, a.out))
+           len(names) - tree.n_tier1, a.k1, k2, "" if a.k2 is not None else " by the tree rule",
+           a.out))
     log("timings: load %.2fs, embed %.2fs, k-means %.2fs, names %.2fs, write %.2fs, total %.2fs"
         % (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0))
     return 0
@@ -93,7 +95,11 @@ def parse_args(argv):
     b.add_argument("--items", required=True, help="items file, CSV or JSONL (schemas/items.md)")
     b.add_argument("--out", required=True, help="catalog file to write (.icat)")
     b.add_argument("--k1", type=int, default=16, help="level-1 tiers (default 16)")
-    b.add_argument("--k2", type=int, default=8, help="level-2 tiers per level-1 tier (default 8)")
+    b.add_argument("--k2", type=int, default=None,
+                   help="level-2 tiers per level-1 tier, 1..255 (default: the tree rule, "
+                        "clamp(isqrt(items) // k1, 8, 255), about sqrt(items) leaves of "
+                        "about sqrt(items) items: 8 up to 20,735 items with k1 16, 27 at "
+                        "200,000, 62 at 1,000,000)")
     b.add_argument("--seed", type=int, default=1, help="k-means seed (default 1)")
     b.add_argument("--dim", type=int, default=None,
                    help="embedding dimensions kept (wordllama: 64, 128 or 256, default 256; "

@@ -13,7 +13,9 @@ import numpy as np
 WORDLLAMA_CONFIG = "l2_supercat"
 WORDLLAMA_DIMS = (64, 128, 256)
 HTTP_TIMEOUT_S = 120
-BATCH = 64
+BATCH = 64               # texts per request to an endpoint or sentence-transformers
+WORDLLAMA_BATCH = 1024   # texts per WordLlama tokenizer call (the same vectors, ~20% faster)
+NORM_ROWS = 65536        # rows normalised at a time
 
 
 class EmbedError(Exception):
@@ -59,7 +61,7 @@ class WordLlamaEmbedder:
         self.name = "wordllama:%s:%d" % (WORDLLAMA_CONFIG, dim)
 
     def embed(self, texts):
-        x = self.model.embed(list(texts), norm=False, batch_size=BATCH)
+        x = self.model.embed(list(texts), norm=False, batch_size=WORDLLAMA_BATCH)
         return np.asarray(x, dtype=np.float32)
 
 
@@ -157,13 +159,19 @@ class STEmbedder:
 
 def normalise(x):
     """Rows scaled to unit L2 norm (float32). A zero row (nothing embeddable)
-    becomes the uniform unit vector so it stays finite and deterministic."""
-    x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise EmbedError("the embedder returned non-finite values")
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    zero = n[:, 0] == 0
-    if np.any(zero):
-        x[zero] = 1.0
-        n[zero] = np.sqrt(x.shape[1])
-    return (x / n).astype(np.float32)
+    becomes the uniform unit vector so it stays finite and deterministic.
+    float64 arithmetic, NORM_ROWS rows at a time: a million-item catalog
+    needs no float64 copy of the whole matrix."""
+    x = np.asarray(x)
+    out = np.empty(x.shape, dtype=np.float32)
+    for lo in range(0, x.shape[0], NORM_ROWS):
+        c = np.array(x[lo:lo + NORM_ROWS], dtype=np.float64)
+        if not np.all(np.isfinite(c)):
+            raise EmbedError("the embedder returned non-finite values")
+        n = np.linalg.norm(c, axis=1, keepdims=True)
+        zero = n[:, 0] == 0
+        if np.any(zero):
+            c[zero] = 1.0
+            n[zero] = np.sqrt(c.shape[1])
+        out[lo:lo + NORM_ROWS] = c / n
+    return out

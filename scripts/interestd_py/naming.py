@@ -41,7 +41,8 @@ def tokens(text):
 
 
 def ctfidf(class_docs):
-    """c-TF-IDF scores: class_docs is a list (one per class) of token lists.
+    """c-TF-IDF scores: class_docs is a list (one per class) of token lists
+    (or of Counters of tokens).
     W(t,c) = tf(t,c)/|c| * log(1 + A / f(t)), A the mean token count per class,
     f(t) the count of t over all classes. Returns one Counter-like dict per class."""
     tfs = [Counter(d) for d in class_docs]
@@ -79,16 +80,47 @@ def keyword_names(class_docs, k=N_KEYWORDS, class_df=None):
     return names
 
 
+def _node_counts(members, items):
+    """Word counts (tf) and per-word item counts (df) of the items `members`."""
+    tf, df = Counter(), Counter()
+    for m in members:
+        words = tokens(items[m].embed_text())
+        tf.update(words)
+        df.update(set(words))
+    return tf, df
+
+
 def name_tree(tree, items):
     """c-TF-IDF names for every node: level-1 nodes scored against each other,
-    level-2 nodes against all level-2 nodes."""
-    docs = [tokens(it.embed_text()) for it in items]
+    level-2 nodes against all level-2 nodes. Each item is tokenized once, into
+    its level-2 node's counts; a level-1 node whose children hold all its
+    items sums theirs (the same counts as its items': a Counter per node, no
+    token list per item, which took gigabytes at a million items)."""
     level = tree.tnod[:, 1]
-    names = [None] * len(tree.members)
+    n_nodes = len(tree.members)
+    counts = [None] * n_nodes
+    children = {}
+    for i in range(n_nodes):
+        if level[i] == 2:
+            counts[i] = _node_counts(tree.members[i], items)
+            children.setdefault(int(tree.tnod[i][0]), []).append(i)
+    for i in range(n_nodes):
+        if level[i] != 1:
+            continue
+        kids = children.get(i, [])
+        if sum(len(tree.members[c]) for c in kids) != len(tree.members[i]):
+            counts[i] = _node_counts(tree.members[i], items)
+            continue
+        tf, df = Counter(), Counter()
+        for c in kids:
+            tf.update(counts[c][0])
+            df.update(counts[c][1])
+        counts[i] = (tf, df)
+    names = [None] * n_nodes
     for lv in (1, 2):
-        nodes = [i for i in range(len(names)) if level[i] == lv]
-        class_docs = [[w for m in tree.members[i] for w in docs[m]] for i in nodes]
-        class_df = [Counter(w for m in tree.members[i] for w in set(docs[m])) for i in nodes]
+        nodes = [i for i in range(n_nodes) if level[i] == lv]
+        class_docs = [counts[i][0] for i in nodes]
+        class_df = [counts[i][1] for i in nodes]
         for i, nm in zip(nodes, keyword_names(class_docs, class_df=class_df)):
             names[i] = nm
     return names

@@ -174,6 +174,8 @@ ZIPF_S = 1.05             # item popularity ~ 1 / rank^s inside a sub-category
 SESSION_EVENTS = 8.0      # mean events per session
 GAP_IN_SESSION_S = 40.0   # mean seconds between events of a session
 GAP_SESSIONS_S = 86400.0  # mean seconds between sessions
+TITLE_TRIES = 100         # title draws before a title is given up on (see make_items)
+SERIAL_TITLES_FROM = 20000  # larger catalogs number the titles of a used-up theme
 
 
 def _pick(rng, weighted):
@@ -193,15 +195,26 @@ def _dirichlet(rng, k, alpha):
 
 def make_items(rng, n_items):
     """n_items products spread evenly over the themes. Returns (items, where)
-    with where[i] = (theme index, sub-category name)."""
+    with where[i] = (theme index, sub-category name). A drawn title already
+    taken gets an edition suffix, up to TITLE_TRIES draws. Above
+    SERIAL_TITLES_FROM items, a theme whose title space is used up (all
+    TITLE_TRIES draws taken) numbers its later titles instead ("... No. 3"),
+    so a large catalog costs one draw per title, not TITLE_TRIES, and its
+    titles are unique. Up to SERIAL_TITLES_FROM items the draws are those of
+    earlier versions (a used-up theme repeats titles), so their samples, the
+    bench's 20,000-item one included, stay byte-identical."""
     items, where, titles = [], [], set()
+    # Per theme: 0 = still drawing, else the next serial number.
+    serial = [0] * len(THEMES)
+    numbering = n_items > SERIAL_TITLES_FROM
+    subs_sorted = [sorted(th["subs"]) for th in THEMES]
     for i in range(n_items):
         t = i % len(THEMES)
         th = THEMES[t]
-        sub = rng.choice(sorted(th["subs"]))
+        sub = rng.choice(subs_sorted[t])
         nouns, extras = th["subs"][sub]
         title = ""
-        for _ in range(100):
+        for _ in range(1 if serial[t] else TITLE_TRIES):
             title = th["pattern"].format(a=rng.choice(th["adj"]), n=rng.choice(nouns),
                                          m=rng.choice(th["makers"]), num=rng.randrange(10, 90))
             if title not in titles:
@@ -209,6 +222,14 @@ def make_items(rng, n_items):
             title += " " + rng.choice(["II", "III", "Deluxe", "Edition", "Plus", "Mini"])
             if title not in titles:
                 break
+        else:
+            if numbering:
+                serial[t] = serial[t] or 1
+        if serial[t] and title in titles:
+            base = title
+            while title in titles:
+                title = "%s No. %d" % (base, serial[t])
+                serial[t] += 1
         titles.add(title)
         m = rng.choice(th["makers"])
         extra, other = rng.sample(extras, 2)

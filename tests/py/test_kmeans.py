@@ -84,3 +84,32 @@ def test_deterministic_and_seed_dependent():
     c = kmeans.build_tree(x, 8, 4, seed=2)
     assert np.array_equal(a.itir, b.itir) and np.array_equal(a.tcen, b.tcen)
     assert not np.array_equal(a.itir, c.itir)
+
+
+def test_tree_rule_grows_k2_with_the_catalog():
+    # About sqrt(n) leaves: 8 per level-1 tier up to 144^2 - 1 items with k1 16.
+    assert kmeans.default_k2(300, 16) == 8 and kmeans.default_k2(20735, 16) == 8
+    assert kmeans.default_k2(20736, 16) == 9
+    assert kmeans.default_k2(200_000, 16) == 27 and kmeans.default_k2(1_000_000, 16) == 62
+    assert kmeans.default_k2(1 << 24, 16) == 255 and kmeans.default_k2(1 << 30, 1) == 255
+    assert kmeans.default_k2(1_000_000, 4) == 250
+
+
+def test_cluster_sums_equal_add_at():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1000, 7))
+    labels = rng.integers(0, 5, size=1000)
+    want = np.zeros((6, 7))
+    np.add.at(want, labels, x)
+    assert np.array_equal(kmeans._cluster_sums(x, labels, 6), want)
+
+
+def test_large_clusterings_sample_the_start_and_stop_early(monkeypatch):
+    # LARGE_N lowered so a small input takes the large path: still deterministic,
+    # still a valid clustering of every point.
+    monkeypatch.setattr(kmeans, "LARGE_N", 100)
+    x, y = blobs(100, np.eye(4, 12) * 3, 0.3, 7)
+    a = kmeans.spherical_kmeans(x, 4, seed=2)
+    b = kmeans.spherical_kmeans(x, 4, seed=2)
+    assert np.array_equal(a, b) and len(a) == 400
+    assert len(set(zip(y.tolist(), a.tolist()))) == 4
