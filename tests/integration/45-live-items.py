@@ -127,21 +127,29 @@ if d.proc.pid != pid or not d.alive() or d.log_text().count("event=started") != 
 e2e.ok(f"daemon (pid {pid}, not restarted) swapped in the model with the live item")
 
 # 2. The next event of every user: the new item in the jazz users' top-N.
-ts += 60_000
-more = []
-for t in theme:
-    for i, u in enumerate(users[t]):
+more_path = os.path.join(tmp, "more.csv")
+
+
+def next_view(who, step, offset, what):
+    """One more VIEW for each (theme, i, user) of who, of its theme's item i * step + offset;
+    waits until applied."""
+    global ts
+    more = []
+    for t, i, u in who:
         ts += 1000
-        more.append({"user_id": u, "item_id": theme[t][(i * 7 + 3) % len(theme[t])],
+        more.append({"user_id": u, "item_id": theme[t][(i * step + offset) % len(theme[t])],
                      "type": "VIEW", "ts": ts})
         want[u] += 1
-more_path = os.path.join(tmp, "more.csv")
-e2e.write_events(more_path, more)
-e2e.replay_to_kafka(env, more_path)
-done, _got, short = e2e.wait_applied(r, prefix, want, 60)
-if not done:
-    d.dump()
-    e2e.fail(f"next events not applied: {list(short.items())[:5]}")
+    e2e.write_events(more_path, more)
+    e2e.replay_to_kafka(env, more_path)
+    done, _got, short = e2e.wait_applied(r, prefix, want, 60)
+    if not done:
+        d.dump()
+        e2e.fail(f"{what}: events not applied: {list(short.items())[:5]}")
+
+
+ts += 60_000
+next_view([(t, i, u) for t in theme for i, u in enumerate(users[t])], 7, 3, "next events")
 
 
 def rank(u):
@@ -259,18 +267,7 @@ d.wait_log(r"event=started .*topn_search=tiered", 60)
 d.wait_log(r"event=items_caught_up .*live_items=1", 60)
 d.wait_log(r"event=live_items_applied live_items=1 items=301", 30)
 d.wait_log(r"event=assigned .*owned=4", 60)
-more = []
-for i, u in enumerate(users["jazz"][1:]):
-    ts += 1000
-    more.append({"user_id": u, "item_id": theme["jazz"][(i * 11 + 5) % len(theme["jazz"])],
-                 "type": "VIEW", "ts": ts})
-    want[u] += 1
-e2e.write_events(more_path, more)
-e2e.replay_to_kafka(env, more_path)
-done, _got, short = e2e.wait_applied(r, prefix, want, 60)
-if not done:
-    d.dump()
-    e2e.fail(f"tiered: events not applied: {list(short.items())[:5]}")
+next_view([("jazz", i, u) for i, u in enumerate(users["jazz"][1:])], 11, 5, "tiered")
 tiered_in = [k for k, _n in (rank(u) for u in users["jazz"][1:]) if k is not None]
 if len(tiered_in) < (N_PER_THEME - 1) * 3 // 4:
     d.dump()
