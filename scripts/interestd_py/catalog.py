@@ -42,7 +42,7 @@ def build(a):
     if x.shape[1] > 4096:
         raise embedders.EmbedError("dimension %d > 4096: pass --dim" % x.shape[1])
     t2 = time.monotonic()
-    k2 = a.k2 if a.k2 is not None else kmeans.default_k2(len(items), a.k1)
+    k2 = a.k2
     tree = kmeans.build_tree(x, a.k1, k2, a.seed)
     t3 = time.monotonic()
     names = naming.name_tree(tree, items)
@@ -57,8 +57,7 @@ def build(a):
     t5 = time.monotonic()
     log("%d items, dim %d (%s), %d level-1 and %d level-2 tiers (k1 %d, k2 %d%s) -> %s"
         % (len(items), x.shape[1], emb_model.name, tree.n_tier1,
-           len(names) - tree.n_tier1, a.k1, k2, "" if a.k2 is not None else " by the tree rule",
-           a.out))
+           len(names) - tree.n_tier1, a.k1, k2, "", a.out))
     log("timings: load %.2fs, embed %.2fs, k-means %.2fs, names %.2fs, write %.2fs, total %.2fs"
         % (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t5 - t0))
     return 0
@@ -95,11 +94,11 @@ def parse_args(argv):
     b.add_argument("--items", required=True, help="items file, CSV or JSONL (schemas/items.md)")
     b.add_argument("--out", required=True, help="catalog file to write (.icat)")
     b.add_argument("--k1", type=int, default=16, help="level-1 tiers (default 16)")
-    b.add_argument("--k2", type=int, default=None,
-                   help="level-2 tiers per level-1 tier, 1..255 (default: the tree rule, "
-                        "clamp(isqrt(items) // k1, 8, 255), about sqrt(items) leaves of "
-                        "about sqrt(items) items: 8 up to 20,735 items with k1 16, 27 at "
-                        "200,000, 62 at 1,000,000)")
+    b.add_argument("--k2", type=int, default=8,
+                   help="level-2 tiers per level-1 tier, 1..255 (default 8 at every catalog "
+                        "size: interestd's tiered top-N cuts each leaf into cells by item bias, "
+                        "more as the leaf grows, and runs faster on 16 x 8 than on finer trees; "
+                        "docs/BENCH.md \"Tiered search\")")
     b.add_argument("--seed", type=int, default=1, help="k-means seed (default 1)")
     b.add_argument("--dim", type=int, default=None,
                    help="embedding dimensions kept (wordllama: 64, 128 or 256, default 256; "

@@ -4,7 +4,6 @@ tree of the catalog (schemas/modelfile.md: TNOD, TCEN, ITIR).
 Deterministic: float64 arithmetic, a numpy PCG64 generator per clustering
 seeded from (seed, level, parent), ties broken by the lowest index."""
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +16,7 @@ LARGE_MOVED = 1e-3       # ... at most this share of them changed cluster: the l
                          # its points back and forth (62,000 points, k 62: 72
                          # iterations to TOL, the last 48 each moving < 0.2%)
 MIN_ITEMS_PER_LEAF = 3   # a level-2 split keeps about this many items per cluster at least
-K2_MIN = 8               # the tree rule's level-2 tiers per level-1 tier: at least ...
-K2_MAX = 255             # ... and at most (schemas/modelfile.md, TNOD)
+K2_MAX = 255             # level-2 tiers per level-1 tier at most (schemas/modelfile.md, TNOD)
 
 
 def _rng(seed, *path):
@@ -136,18 +134,6 @@ class Tree:
     itir: np.ndarray   # uint32 [n_items][2]
     n_tier1: int
     members: list      # item indices of each node
-
-
-def default_k2(n_items, k1):
-    """The tree rule, used when --k2 is not given: level-2 tiers per level-1
-    tier = clamp(isqrt(n_items) // k1, K2_MIN, K2_MAX), so the tree has about
-    sqrt(n_items) leaves of about sqrt(n_items) items each. A top-N search
-    that scores the leaf centroids, then the items of a few leaves, does
-    about n_leaves + leaf_size work, least when both are sqrt(n_items).
-    With k1 = 16: up to 20,735 items keep 8 (128 leaves), 200,000 items get
-    27, 1,000,000 get 62 (992 leaves of ~1,000 items); K2_MAX is reached at
-    2^24 items, the format's largest catalog."""
-    return max(K2_MIN, min(K2_MAX, math.isqrt(max(int(n_items), 0)) // max(int(k1), 1)))
 
 
 def level2_k(n_members, k2):

@@ -86,15 +86,6 @@ def test_deterministic_and_seed_dependent():
     assert not np.array_equal(a.itir, c.itir)
 
 
-def test_tree_rule_grows_k2_with_the_catalog():
-    # About sqrt(n) leaves: 8 per level-1 tier up to 144^2 - 1 items with k1 16.
-    assert kmeans.default_k2(300, 16) == 8 and kmeans.default_k2(20735, 16) == 8
-    assert kmeans.default_k2(20736, 16) == 9
-    assert kmeans.default_k2(200_000, 16) == 27 and kmeans.default_k2(1_000_000, 16) == 62
-    assert kmeans.default_k2(1 << 24, 16) == 255 and kmeans.default_k2(1 << 30, 1) == 255
-    assert kmeans.default_k2(1_000_000, 4) == 250
-
-
 def test_cluster_sums_equal_add_at():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(1000, 7))
