@@ -342,8 +342,10 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             f"{n} users compared, {len(diffs)} differ")
         for x in diffs[:5]:
             log(f"    {x}")
+        prof = py.get("profile", {})  # seconds per phase (bench_peer.py's docstring)
+        log("  peer profile: " + ", ".join(f"{k} {v:.2f} s" for k, v in prof.items()))
         return {"peer_eps": py["eps"], "interestd_eps": d_eps, "users_compared": n,
-                "users_differing": len(diffs)}
+                "users_differing": len(diffs), "profile": prof}
 
     # ---- the run -----------------------------------------------------------------
     def run(self):
@@ -398,6 +400,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["ratio_peer"] = pr["interestd_eps"] / pr["peer_eps"]
             x["peer_users_compared"] = pr["users_compared"]
             x["peer_users_differing"] = pr["users_differing"]
+            x.update((f"peer_s_{k}", v) for k, v in pr["profile"].items())
             lat = self.latency(rep, x["interestd_eps"] / 2)
             x.update({k: lat[k] for k in ("p50_ms", "p99_ms", "max_ms")})
             x["latency_rate_eps"] = lat["rate"]
@@ -640,6 +643,9 @@ def table(out):
         v = out.get(k)
         s = "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
         print(f"  {label:<50} {s:>12} {unit}")
+    prof = [(k[len("peer_s_"):], v) for k, v in out.items() if k.startswith("peer_s_")]
+    if prof:
+        print("  Python peer, seconds per phase: " + ", ".join(f"{k} {v:.2f}" for k, v in prof))
 
 
 def catalog_table(out):
