@@ -16,7 +16,8 @@ acknowledged.
 
     bench_peer.py --bootstrap H:P --topic T --group G --model M.imdl
                   --redis-port N --prefix p: --events 100000
-Prints one JSON line: events, seconds, eps, users, hiredis, and profile:
+Prints one JSON line: events, seconds, eps, users, cpu_s (the process's CPU
+time, model loading included), hiredis, and profile:
 seconds per phase. Main thread: poll (waiting in consume), decode, lstm,
 tiers (tier weights, consumed set, markers), scoring, redis_wait (blocked
 on the writer); these add up to about the run's seconds. Writer thread,
@@ -82,7 +83,7 @@ def sigmoid(z):
 class Model:
     """The model file's weights, and the catalog ordered for scoring: items
     sorted by (tier-1 node, tier-2 node, index), so each node's items are one
-    slice of a score row, then padded to GROUP * n_groups with -inf items."""
+    slice of a score row, then padded to GROUP * n_groups items that score -inf."""
 
     def __init__(self, path):
         cat = container.load(path)
@@ -121,12 +122,14 @@ class Model:
                 raise SystemExit("bench_peer: tier-2 nodes do not nest in tier-1 nodes")
             self.node_start[nodes] = first
             self.node_end[nodes] = first + np.bincount(st)[nodes]
+        self.n_items = n
         self.n_groups = -(-n // GROUP)
         self.width = self.n_groups * GROUP
-        self.EpT = np.zeros((self.E.shape[1], self.width), F32)
-        self.EpT[:, :n] = self.E[self.perm].T
-        self.ibp = np.full(self.width, -np.inf, F32)
-        self.ibp[:n] = w["ib"][self.perm]
+        # [E; ib]^T in scoring order: [u, 1] times it is every item's u.e + ib.
+        d = self.E.shape[1]
+        self.EbT = np.zeros((d + 1, self.width), F32)
+        self.EbT[:d, :n] = self.E[self.perm].T
+        self.EbT[d, :n] = w["ib"][self.perm]
         self.scores = np.empty((CHUNK, self.width), F32)
         fp = [seen_fingerprint(fnv1a(s.encode())) for s in cat.item_ids]
         self.fp = fp
@@ -137,12 +140,14 @@ class Model:
     def views(self, st, sl):
         """Interest vectors [n][dim] of the users in slots sl (n <= CHUNK) and
         their top-N: (items, scores, ends), row r's in [ends[r-1], ends[r])."""
-        n = len(sl)
-        U = st.h[sl] @ self.Pt
+        n, d = len(sl), self.E.shape[1]
+        Ub = np.ones((n, d + 1), F32)
+        U = Ub[:, :d]
+        np.matmul(st.h[sl], self.Pt, out=U)
         U += self.pb
         S = self.scores[:n]
-        np.matmul(U, self.EpT, out=S)
-        S += self.ibp
+        np.matmul(Ub, self.EbT, out=S)
+        S[:, self.n_items:] = -np.inf  # padding
         self.tier_terms(st, sl, S)
         lens = [len(st.seen_pos[s]) for s in sl.tolist()]
         cols = np.fromiter(chain.from_iterable(st.seen_pos[s] for s in sl.tolist()), np.int64,
@@ -418,29 +423,31 @@ class Writer(threading.Thread):
             while self.q.get() is not None:
                 pass
 
-    def top_json(self, items, scores):
-        k = len(items)
-        fmt = self.fmt.get(k)
-        if fmt is None:
-            fmt = self.fmt[k] = "[" + ",".join(["[%s,%.6g]"] * k) + "]"
+    def top_json(self, items, scores, ends):
+        """The chunk's top-N lists as JSON, formatted in one operation (a
+        JSON string never holds a raw newline)."""
+        fmt = self.fmt
+        counts = np.diff(ends, prepend=0).tolist()
+        for k in counts:
+            if k not in fmt:
+                fmt[k] = "[" + ",".join(["[%s,%.6g]"] * k) + "]"
         ids = self.m.json_ids
-        return fmt % tuple(chain.from_iterable(zip([ids[i] for i in items], scores)))
+        text = "\n".join([fmt[k] for k in counts]) % tuple(
+            chain.from_iterable(zip([ids[i] for i in items.tolist()], scores.tolist())))
+        return text.split("\n")
 
     def write(self, uids, U, items, scores, ends, meta, tiers, hc, seen):
         labels = self.m.labels
-        items, scores, ends = items.tolist(), scores.tolist(), ends.tolist()
+        tops = self.top_json(items, scores, ends)
         node, ws, wl, nt = (x.tolist() for x in tiers)
         vecs = U.astype("<f4")
         keys = []
         args = [TTL_S, int(time.time() * 1000), self.version]
-        start = 0
         for r, (uid, (applied, t_ref, part, off)) in enumerate(zip(uids, meta.tolist())):
             k = self.pfx + "{" + uid + "}:"
             keys += (k + "vec", k + "top", k + "tiers", k + "meta", k + "state")
-            args += (vecs[r].tobytes(), self.top_json(items[start:ends[r]], scores[start:ends[r]]),
-                     hc[r].tobytes() + array("I", seen[r]).tobytes(), applied,
-                     0 if t_ref == NO_TIME else t_ref, part, off, nt[r])
-            start = ends[r]
+            args += (vecs[r].tobytes(), tops[r], hc[r].tobytes() + array("I", seen[r]).tobytes(),
+                     applied, 0 if t_ref == NO_TIME else t_ref, part, off, nt[r])
             for j in range(nt[r]):
                 args += (labels[node[r][j]], "%.6g %.6g" % (ws[r][j], wl[r][j]))
         self.script(keys=keys, args=args)
@@ -545,8 +552,10 @@ def main():
     if wr.error is not None:
         print(f"bench_peer: writer: {wr.error}", file=sys.stderr)
         return 1
+    cpu = os.times()
     print(json.dumps({"events": done, "seconds": round(secs, 3),
                       "eps": round(done / secs, 1) if secs > 0 else 0.0, "users": len(st.ids),
+                      "cpu_s": round(cpu.user + cpu.system, 3),
                       "hiredis": redis.utils.HIREDIS_AVAILABLE,
                       "profile": {k: round(v, 3) for k, v in prof.items()}}))
     return 0 if done >= a.events else 1
