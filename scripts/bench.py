@@ -5,7 +5,7 @@ Starts a private Kafka + Redis stack (scripts/stack, free loopback ports),
 builds a bench model (d, H, I items: make-sample items -> scripts/catalog
 build -> interest-train --epochs 1), produces the events with the C load
 generator, then per repetition: the ceiling (plain librdkafka batch consumer),
-interestd flat out (default OpenBLAS core and OPENBLAS_CORETYPE=SkylakeX), the
+interestd flat out (default OpenBLAS core and OPENBLAS_CORETYPE named for the CPU), the
 in-process compute floor, the Python peer and interestd on the peer's topic
 (same events: Redis values compared), and the latency run at half of
 interestd's flat-out rate. Medians of the repetitions go to BUILD/bench.json
@@ -37,7 +37,23 @@ PARTITIONS = 4
 PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
-CORE_FAST = "SkylakeX"
+
+
+def fast_core():
+    """The OPENBLAS_CORETYPE to compare against OpenBLAS's own detection, named
+    for this CPU's flags: SkylakeX with avx512f, Haswell with avx2 + fma, None
+    otherwise (that run is skipped: a core type the CPU lacks dies with SIGILL)."""
+    flags = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if "avx512f" in flags:
+        return "SkylakeX"
+    if "avx2" in flags and "fma" in flags:
+        return "Haswell"
+    return None
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 
 
@@ -228,13 +244,17 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                 d.p.wait()
         d.sock.close()
 
-    def wait_committed(self, group, topic, ends, timeout_s):
-        """Polls the group's committed offsets until they reach ends; returns the time."""
+    def wait_committed(self, group, topic, ends, timeout_s, proc=None):
+        """Polls the group's committed offsets until they reach ends; returns the time.
+        proc: the process that commits them; its exit ends the wait with an error."""
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
         tps = [TopicPartition(topic, p) for p in ends]
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"group {group}: the committing process exited "
+                                       f"{proc.returncode} before the end offsets")
                 got = c.committed(tps, timeout=10)
                 t = time.monotonic()
                 if all(tp.offset >= ends[tp.partition] for tp in got):
@@ -254,7 +274,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             ready = d.wait_ready(60)
             rss0 = d.rss()
             t0 = d.wait_line("event=assigned", 60)
-            t1 = self.wait_committed(group, topic, ends, 3600)
+            t1 = self.wait_committed(group, topic, ends, 3600, d.p)
             m = metrics(self.metrics_port)
             rss1 = d.rss()
             users = m.get("interestd_users_cached", 0)
@@ -287,7 +307,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             g = self.produce(topic, 10 ** 9, rate=rate, seconds=self.a.lat_seconds,
                              seed=100 + rep, probe_log=probe_log, probe_every=every)
             ends = self.end_offsets(topic)
-            self.wait_committed(group, topic, ends, 300)
+            self.wait_committed(group, topic, ends, 300, d.p)
             time.sleep(0.3)
         finally:
             lst.stop()
@@ -328,7 +348,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         try:
             d.wait_ready(60)
             t0 = d.wait_line("event=assigned", 60)
-            t1 = self.wait_committed(group, topic, ends, 3600)
+            t1 = self.wait_committed(group, topic, ends, 3600, d.p)
         finally:
             self.daemon_stop(d)
         d_eps = events / (t1 - t0)
@@ -354,6 +374,11 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         self.model_path = self.model()
         log("top-N kernels and tiered search (bench-kernel)")
         kern = self.kernel(self.model_path)
+        core_fast = fast_core()
+        if core_fast is None:
+            log(f"{CORE_ENV} runs skipped: this CPU has neither avx512f nor avx2 + fma")
+        else:
+            log(f"{CORE_ENV}={core_fast} runs beside the default (from the CPU's flags)")
         self.stack_up()
         main = self.topic("events")
         g = self.produce(main, a.events, seed=1)
@@ -373,14 +398,17 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["ceiling_eps"] = c["eps"]
             log(f"  ceiling: {c['eps']:.0f} ev/s")
             base = self.flat_out(main, ends, a.events, f"flat{rep}")
-            fast = self.flat_out(main, ends, a.events, f"flatsk{rep}", core=CORE_FAST)
+            if core_fast:
+                fast = self.flat_out(main, ends, a.events, f"flatcore{rep}", core=core_fast)
+                x["interestd_core_eps"] = fast["eps"]
             tier = self.flat_out(main, ends, a.events, f"flattier{rep}", extra=TIERED_CONF)
             x["interestd_tiered_eps"] = tier["eps"]
             x["interestd_eps"] = base["eps"]
-            x["interestd_skylakex_eps"] = fast["eps"]
             x["ready_s"] = base["ready_s"]
             x["bytes_per_user"] = base["bytes_per_user"]
-            for name, core in (("inproc_eps", None), ("inproc_skylakex_eps", CORE_FAST)):
+            for name, core in (("inproc_eps", None), ("inproc_core_eps", core_fast)):
+                if name == "inproc_core_eps" and not core_fast:
+                    continue
                 env = dict(os.environ)
                 env.pop(CORE_ENV, None)
                 if core:
@@ -393,7 +421,8 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                 x["heap_bytes_per_user"] = ip["heap_bytes_per_user"]
                 log(f"  compute floor ({core or 'default core'}): {ip['eps']:.0f} ev/s")
             x["ratio_inproc"] = x["interestd_eps"] / x["inproc_eps"]
-            x["ratio_inproc_skylakex"] = x["interestd_skylakex_eps"] / x["inproc_skylakex_eps"]
+            if core_fast:
+                x["ratio_inproc_core"] = x["interestd_core_eps"] / x["inproc_core_eps"]
             pr = self.peer(rep, peer_topic, peer_ends, a.peer_events)
             x["peer_eps"] = pr["peer_eps"]
             x["interestd_peer_topic_eps"] = pr["interestd_eps"]
@@ -414,6 +443,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         out["runs"] = reps
         out["kernel"] = kern
         out["cpu"] = {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
+        out["openblas_core"] = core_fast
         out["elapsed_s"] = round(time.monotonic() - t_start, 1)
         path = os.path.join(self.build, "bench.json")
         with open(path, "w") as f:
@@ -504,10 +534,19 @@ class Daemon:
                 self.cv.wait(min(left, 0.5))
 
     def wait_ready(self, timeout_s):
-        """Seconds from exec to READY=1 on the notify socket."""
-        self.sock.settimeout(timeout_s)
+        """Seconds from exec to READY=1 on the notify socket; an error if interestd
+        exits or timeout_s passes first."""
+        deadline = time.monotonic() + timeout_s
+        self.sock.settimeout(0.5)
         while True:
-            msg = self.sock.recv(4096)
+            try:
+                msg = self.sock.recv(4096)
+            except socket.timeout:
+                if self.p.poll() is not None:
+                    raise RuntimeError(f"interestd exited {self.p.returncode} before READY")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"interestd: no READY within {timeout_s} s")
+                continue
             if b"READY=1" in msg.split(b"\n"):
                 return time.monotonic() - self.t_exec
 
@@ -619,12 +658,13 @@ def compare(r, pa, pb):
 def table(out):
     rows = [
         ("interestd flat out (default OpenBLAS core)", "interestd_eps", "ev/s"),
-        ("interestd flat out (OPENBLAS_CORETYPE=SkylakeX)", "interestd_skylakex_eps", "ev/s"),
+        ("interestd flat out (OPENBLAS_CORETYPE, see openblas_core)", "interestd_core_eps",
+         "ev/s"),
         ("ceiling: librdkafka batch consumer", "ceiling_eps", "ev/s"),
         ("compute floor in-process (default core)", "inproc_eps", "ev/s"),
-        ("compute floor in-process (SkylakeX)", "inproc_skylakex_eps", "ev/s"),
+        ("compute floor in-process (OPENBLAS_CORETYPE)", "inproc_core_eps", "ev/s"),
         ("ratio interestd / compute floor", "ratio_inproc", "x"),
-        ("ratio interestd / floor (SkylakeX both)", "ratio_inproc_skylakex", "x"),
+        ("ratio interestd / floor (OPENBLAS_CORETYPE both)", "ratio_inproc_core", "x"),
         ("Python peer (bounded topic)", "peer_eps", "ev/s"),
         ("interestd on the peer's topic", "interestd_peer_topic_eps", "ev/s"),
         ("ratio interestd / Python peer", "ratio_peer", "x"),
