@@ -1115,9 +1115,9 @@ scorer_bounds(struct scorer *sc, size_t nc)
 
 /* Cell a ranks before cell b for one user: higher estimate, then lower index. */
 static int
-cell_before(const float *ub, uint32_t a, uint32_t b)
+cell_before(const float *est, uint32_t a, uint32_t b)
 {
-	return ub[a] > ub[b] || (ub[a] == ub[b] && a < b);
+	return est[a] > est[b] || (est[a] == est[b] && a < b);
 }
 
 /* Moves heap entry i of n (root = worst, cell_before order) down to its place. */
@@ -1189,21 +1189,22 @@ static void
 scorer_pick_probes(struct scorer *sc, size_t k)
 {
 	uint32_t nl = sc->n_cells, np;
-	const float *ub = sc->est + k * nl;
+	const float *est = sc->est + k * nl;
 	uint32_t *probe = sc->probe + k * SCORER_MAX_PROBES;
 	const struct scorer_sel *sel = &sc->sel[k];
 
 	uint64_t want = (uint64_t)sc->cap + sel->us->n_seen;
 
 	/* In band order: the popular cells first fill the heap, most others fail one test. */
-	np = scorer_best_cells(sc, ub, sc->cell_order, nl,
+	np = scorer_best_cells(sc, est, sc->cell_order, nl,
 	    want > sc->probe_items ? want : sc->probe_items, SCORER_MAX_PROBES - sc->n_tier1,
 	    probe);
 	/* The first pass: the best of them that hold the minimum, moved to the front. */
-	uint32_t nf = scorer_best_cells(sc, ub, probe, np, want, np, sc->heap), worst = sc->heap[0];
+	uint32_t nf = scorer_best_cells(sc, est, probe, np, want, np, sc->heap),
+		 worst = sc->heap[0];
 
 	for (uint32_t p = 0, f = 0; p < np; p++)
-		if (probe[p] == worst || cell_before(ub, probe[p], worst)) {
+		if (probe[p] == worst || cell_before(est, probe[p], worst)) {
 			uint32_t t = probe[f];
 
 			probe[f++] = probe[p];
@@ -1221,7 +1222,7 @@ scorer_pick_probes(struct scorer *sc, size_t k)
 			continue;
 		for (uint32_t l = 0; l < nl; l++)
 			if (sc->bnode1[sc->cell_blk[l]] == j &&
-			    (best == UINT32_MAX || cell_before(ub, l, best)))
+			    (best == UINT32_MAX || cell_before(est, l, best)))
 				best = l;
 		if (best != UINT32_MAX)
 			probe[np++] = best;

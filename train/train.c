@@ -167,11 +167,11 @@ struct trainer {
 	float *theta, *grad, *am, *av, *best;
 	struct model_weights w, gw; /* pointers into theta / grad */
 	uint64_t adam_t;
-	float *served;              /* [n_par] weights as written: theta + content placement */
-	struct model_weights sw;    /* pointers into served */
-	char *tmp_path;             /* model file written and reloaded for validation */
-	uint8_t *trained;           /* [n_items] item has training events */
-	uint32_t *trained_ids;      /* [n_trained] those items, ascending */
+	float *served;           /* [n_par] weights as written: theta + content placement */
+	struct model_weights sw; /* pointers into served */
+	char *tmp_path;          /* model file written and reloaded for validation */
+	uint8_t *trained;        /* [n_items] item has training events */
+	uint32_t *trained_ids;   /* [n_trained] those items, ascending */
 	uint32_t n_trained;
 	float *Rp, *ibp;            /* [n_items][dim], [n_items]: content placement of every item */
 	double val_cold_hr;         /* the last validation's pseudo-cold HR@10 (train_rank_cold) */
@@ -775,8 +775,8 @@ trainer_new(const struct model *cat, const struct dataset *ds, const struct trai
 	tr->ibp = calloc(tr->n_items, sizeof(float));
 	tr->sim_cold = calloc(tr->n_items, 1);
 	if (!tr->theta || !tr->grad || !tr->am || !tr->av || !tr->best || !tr->served ||
-	    !tr->tmp_path || !tr->trained || !tr->trained_ids || !tr->pos_seq || !tr->pos_applied || !tr->pos_ce ||
-	    !tr->Rp || !tr->ibp || !tr->sim_cold)
+	    !tr->tmp_path || !tr->trained || !tr->trained_ids || !tr->pos_seq || !tr->pos_applied ||
+	    !tr->pos_ce || !tr->Rp || !tr->ibp || !tr->sim_cold)
 		goto nomem;
 	for (uint32_t i = 0; i < tr->n_items; i++) {
 		tr->trained[i] = tr->item_count[i] > 0;
