@@ -172,7 +172,8 @@ static const struct cfg_key config_keys[] = {
 	{ "topn.search", CFG_ENUM, OFF(topn_search), "exact", 0, 0, cfg_topn_searches, NULL,
 	    CFG_RELOAD,
 	    "exact: every item scored (the reference); tiered: only the cells of the tier tree "
-	    "(bias bands of a tier-2 node) whose score bound ranks first for the user, until they "
+	    "(bias bands of a tier-2 node) whose score estimate ranks first for the user, until "
+	    "they "
 	    "hold topn.probe_items items (recall against exact: docs/BENCH.md)" },
 	{ "topn.probe_items", CFG_INT, OFF(topn_probe_items), "4096", 16, 65536, NULL, NULL,
 	    CFG_RELOAD,
