@@ -1050,6 +1050,18 @@ scorer_all_blocks_group(const struct scorer *sc, size_t ng, float *out)
 	}
 }
 
+/*
+ * n rows of dim floats from src (NULL: none) into dst, then SCORER_GROUP zero
+ * rows: a kernel's last group reads up to that many rows past its users.
+ */
+static void
+scorer_load_rows(float *dst, const float *src, size_t n, uint32_t dim)
+{
+	if (n > 0)
+		memcpy(dst, src, n * dim * sizeof(float));
+	memset(dst + n * dim, 0, (size_t)SCORER_GROUP * dim * sizeof(float));
+}
+
 /* ---- tiered search --------------------------------------------------------- */
 
 void
@@ -1273,7 +1285,7 @@ scorer_probe_pass(struct scorer *sc, size_t nc, int first)
 		}
 		if (ng == 0)
 			continue;
-		memset(sc->gbuf + ng * dim, 0, SCORER_GROUP * dim * sizeof(float));
+		scorer_load_rows(sc->gbuf + ng * dim, NULL, 0, dim);
 		scorer_kernels[sc->kernel].chunk(
 		    sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1]);
 		sc->stat_items += (uint64_t)ng * sc->cell_items[l];
@@ -1305,8 +1317,7 @@ scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, co
 	for (size_t off = 0; off < n_users; off += SCORER_GROUP) {
 		size_t ng = n_users - off < SCORER_GROUP ? n_users - off : SCORER_GROUP;
 
-		memcpy(sc->ubuf, U + off * dim, ng * dim * sizeof(float));
-		memset(sc->ubuf + ng * dim, 0, (SCORER_GROUP - ng) * dim * sizeof(float));
+		scorer_load_rows(sc->ubuf, U + off * dim, ng, sc->dim);
 		for (size_t k = 0; k < ng; k++)
 			scorer_node_terms(sc, us[off + k], sc->sel[k].nt);
 		scorer_all_blocks_group(sc, ng, out + off * sc->n_items);
@@ -1349,9 +1360,7 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
 		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
 
-		memcpy(sc->ubuf, U + off * dim, nc * dim * sizeof(float));
-		/* Rows past the users: read by a kernel's last group (<= SCORER_GROUP rows), unused. */
-		memset(sc->ubuf + nc * dim, 0, SCORER_GROUP * dim * sizeof(float));
+		scorer_load_rows(sc->ubuf, U + off * dim, nc, dim);
 		for (size_t k = 0; k < nc; k++)
 			scorer_begin(sc, &sc->sel[k], us[off + k], calibrate);
 		sc->stat_users += nc;
@@ -1376,8 +1385,7 @@ scorer_kernel_pass(struct scorer *sc, const float *U, size_t n_users)
 	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
 		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
 
-		memcpy(sc->ubuf, U + off * dim, nc * dim * sizeof(float));
-		memset(sc->ubuf + nc * dim, 0, SCORER_GROUP * dim * sizeof(float));
+		scorer_load_rows(sc->ubuf, U + off * dim, nc, dim);
 		for (size_t k = 0; k < nc; k++) {
 			sc->sel[k].thr = INFINITY;
 			for (uint32_t j = 0; j < sc->n_tier1; j++)

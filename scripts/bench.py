@@ -39,6 +39,11 @@ PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
 
 
+def cpu_of(kern):
+    """The CPU's record in a bench-kernel result: model, vector extensions, kernel."""
+    return {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
+
+
 def fast_core():
     """The OPENBLAS_CORETYPE to compare against OpenBLAS's own detection, named
     for this CPU's flags: SkylakeX with avx512f, Haswell with avx2 + fma, None
@@ -139,6 +144,19 @@ class Bench:
                 return json.load(f)
         except OSError:
             return {}
+
+    def inproc(self, topic, events, model_path, name, core=None, conf=""):
+        """bench-inproc (the compute floor) over topic: OPENBLAS_CORETYPE=core or
+        OpenBLAS's own choice, conf's `key = value` lines over the defaults."""
+        env = dict(os.environ)
+        env.pop(CORE_ENV, None)
+        if core:
+            env[CORE_ENV] = core
+        sets = [x for line in conf.splitlines() if line.strip() for x in ("--set", line)]
+        return self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
+                              "--topic", topic, "--events", str(events), "--model", model_path,
+                              "--reps", "1", "--group", f"bench-{self.run_id}-{name}"] + sets,
+                             env=env)
 
     def kernel(self, model_path, users=2048, probes="1024,4096,16384"):
         """bench-kernel: CPU, multiply-add peak, every kernel, tiered speed and recall."""
@@ -406,17 +424,10 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["interestd_eps"] = base["eps"]
             x["ready_s"] = base["ready_s"]
             x["bytes_per_user"] = base["bytes_per_user"]
-            for name, core in (("inproc_eps", None), ("inproc_core_eps", core_fast)):
-                if name == "inproc_core_eps" and not core_fast:
-                    continue
-                env = dict(os.environ)
-                env.pop(CORE_ENV, None)
-                if core:
-                    env[CORE_ENV] = core
-                ip = self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
-                                    "--topic", main, "--events", str(a.events), "--model",
-                                    self.model_path, "--reps", "1", "--group",
-                                    f"bench-{self.run_id}-{name}{rep}"], env=env)
+            floors = [("inproc_eps", None)] + ([("inproc_core_eps", core_fast)] if core_fast
+                                               else [])
+            for name, core in floors:
+                ip = self.inproc(main, a.events, self.model_path, f"{name}{rep}", core=core)
                 x[name] = ip["eps"]
                 x["heap_bytes_per_user"] = ip["heap_bytes_per_user"]
                 log(f"  compute floor ({core or 'default core'}): {ip['eps']:.0f} ev/s")
@@ -442,16 +453,19 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                          "probe_samples_target": PROBE_SAMPLES}
         out["runs"] = reps
         out["kernel"] = kern
-        out["cpu"] = {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
+        out["cpu"] = cpu_of(kern)
         out["openblas_core"] = core_fast
+        return self.write("bench.json", out, t_start, table)
+
+    def write(self, name, out, t_start, print_table):
+        """out (with its elapsed time) into BUILD/name, then its table."""
         out["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        path = os.path.join(self.build, "bench.json")
+        path = os.path.join(self.build, name)
         with open(path, "w") as f:
             json.dump(out, f, indent=2)
-        table(out)
+        print_table(out)
         log(f"wrote {path} ({out['elapsed_s']:.0f} s)")
         return out
-
 
     # ---- catalog-size sweep (make bench-catalog) ------------------------------------
     def catalog_sweep(self):
@@ -475,31 +489,21 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             self.produce(topic, a.catalog_events, seed=3)
             ends = self.end_offsets(topic)
             for search, extra in (("exact", ""), ("tiered", TIERED_CONF)):
-                sets = ["--set", "topn.search=tiered"] if search == "tiered" else []
-                ip = self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
-                                    "--topic", topic, "--events", str(a.catalog_events),
-                                    "--model", paths[i], "--reps", "1", "--group",
-                                    f"bench-{self.run_id}-ip{search}{i}"] + sets)
+                ip = self.inproc(topic, a.catalog_events, paths[i], f"ip{search}{i}",
+                                 conf=extra)
                 fo = self.flat_out(topic, ends, a.catalog_events, f"cat{search}{i}", extra=extra)
                 x[search] = {"inproc_eps": ip["eps"], "interestd_eps": fo["eps"],
                              "ready_s": fo["ready_s"], "rss_ready_bytes": fo["rss_ready"]}
                 log(f"  {search}: floor {ip['eps']:.0f} ev/s, interestd {fo['eps']:.0f} ev/s, "
                     f"READY {fo['ready_s']:.2f} s, RSS at READY {fo['rss_ready'] / 2**20:.0f} MiB")
             out["sizes"][str(i)] = x
-        out["cpu"] = {k: x["kernel"][k] for k in ("cpu", "avx2", "fma", "avx512f",
-                                                   "default_kernel")}
+        out["cpu"] = cpu_of(x["kernel"])
         base = out["sizes"][str(sizes[0])]["exact"]["interestd_eps"]
         for i in sizes:
             x = out["sizes"][str(i)]
             x["tiered_vs_exact_smallest"] = x["tiered"]["interestd_eps"] / base
             x["exact_vs_exact_smallest"] = x["exact"]["interestd_eps"] / base
-        out["elapsed_s"] = round(time.monotonic() - t_start, 1)
-        path = os.path.join(self.build, "bench-catalog.json")
-        with open(path, "w") as f:
-            json.dump(out, f, indent=2)
-        catalog_table(out)
-        log(f"wrote {path} ({out['elapsed_s']:.0f} s)")
-        return out
+        return self.write("bench-catalog.json", out, t_start, catalog_table)
 
 
 class Daemon:

@@ -290,16 +290,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	for (size_t q = 0; q < n_sets; q++) {
-		char key[128];
-		const char *eq = strchr(sets[q], '=');
-
-		if (eq == NULL || (size_t)(eq - sets[q]) >= sizeof(key)) {
-			fprintf(stderr, "bench-inproc: --set %s: want KEY=VALUE\n", sets[q]);
-			return 64;
-		}
-		memcpy(key, sets[q], (size_t)(eq - sets[q]));
-		key[eq - sets[q]] = '\0';
-		if (config_set(cfg, key, eq + 1, err, sizeof(err)) != 0) {
+		if (config_set_kv(cfg, sets[q], err, sizeof(err)) != 0) {
 			fprintf(stderr, "bench-inproc: --set %s: %s\n", sets[q], err);
 			return 64;
 		}
