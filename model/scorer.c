@@ -7,7 +7,8 @@
  * The item embeddings are re-packed once per model into blocks of 16 items
  * of one tier-2 node, dimension-major, so one 64-byte vector holds a
  * dimension of 16 items and the whole block shares one tier term per user.
- * A small kernel computes 8 users x 16 items at a time in registers, adds
+ * A kernel per instruction set computes a few users x 16 items at a time in
+ * registers (AVX-512: 8 users, AVX2: 6, SSE2: 2), adds
  * bias and tier term, and hands a block to the selection only when one of
  * its scores reaches the user's threshold: no score row is ever written to
  * memory, so a user costs one pass over the packed embeddings (shared by
@@ -16,6 +17,7 @@
 #include "scorer.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +25,10 @@
 #include "modelfile.h"
 #include "state.h"
 
-/* Products and sums stay separate operations: the same bits on every CPU. */
+/*
+ * The compiler fuses nothing: a multiply-add is fused only where a kernel
+ * says so (SCORER_MADD_*), so a score's bits do not depend on the compiler.
+ */
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF
 #endif
@@ -36,9 +41,6 @@
 #define SCORER_PAD   UINT32_MAX /* item index of a padding lane */
 /* Cells one user's tiered search takes at most: probe_items in cells of 16, one per tier-1 node. */
 #define SCORER_MAX_PROBES (SCORER_PROBE_ITEMS_MAX / SCORER_LANES + 256) /* n_tier1 <= 256 */
-
-typedef float scorer_vec __attribute__((vector_size(SCORER_LANES * sizeof(float))));
-typedef int32_t scorer_ivec __attribute__((vector_size(SCORER_LANES * sizeof(int32_t))));
 
 struct scored {
 	float s;
@@ -733,73 +735,6 @@ scorer_finish(struct scorer *sc, struct scorer_sel *sel, uint32_t *items, float 
 
 /* ---- the kernel ------------------------------------------------------------ */
 
-/*
- * acc[r] = the dot products of user vector U[r] (rows dim apart) with the
- * 16 items of the packed block pe, for SCORER_GROUP users: products added
- * in dimension order, each a multiply then an add, in named accumulators so
- * they stay in registers. scorer_dot1 is the same arithmetic for one user,
- * so a user's scores do not depend on which path or group computed them.
- */
-static inline __attribute__((always_inline)) void
-scorer_dot8(const float *pe, const float *U, uint32_t dim, scorer_vec *acc)
-{
-	scorer_vec a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 };
-	scorer_vec a4 = { 0 }, a5 = { 0 }, a6 = { 0 }, a7 = { 0 };
-	const float *u0 = U, *u1 = U + dim, *u2 = U + 2 * dim, *u3 = U + 3 * dim;
-	const float *u4 = U + 4 * dim, *u5 = U + 5 * dim, *u6 = U + 6 * dim, *u7 = U + 7 * dim;
-
-	for (uint32_t k = 0; k < dim; k++) {
-		scorer_vec e;
-
-		memcpy(&e, pe + (size_t)k * SCORER_LANES, sizeof(e));
-		a0 += e * u0[k];
-		a1 += e * u1[k];
-		a2 += e * u2[k];
-		a3 += e * u3[k];
-		a4 += e * u4[k];
-		a5 += e * u5[k];
-		a6 += e * u6[k];
-		a7 += e * u7[k];
-	}
-	acc[0] = a0;
-	acc[1] = a1;
-	acc[2] = a2;
-	acc[3] = a3;
-	acc[4] = a4;
-	acc[5] = a5;
-	acc[6] = a6;
-	acc[7] = a7;
-}
-
-static inline __attribute__((always_inline)) void
-scorer_dot1(const float *pe, const float *u, uint32_t dim, scorer_vec *acc)
-{
-	scorer_vec a0 = { 0 };
-
-	for (uint32_t k = 0; k < dim; k++) {
-		scorer_vec e;
-
-		memcpy(&e, pe + (size_t)k * SCORER_LANES, sizeof(e));
-		a0 += e * u[k];
-	}
-	*acc = a0;
-}
-
-/*
- * The block's final scores for one user: dot + (bias + the user's tier
- * term of the block's nodes), the same expression for every item.
- */
-static inline __attribute__((always_inline)) void
-scorer_block_scores(
-    const struct scorer *sc, const float *nt, uint32_t blk, const scorer_vec *dot, scorer_vec *s)
-{
-	scorer_vec bias;
-	float term = nt[sc->bnode1[blk]] + nt[sc->bnode2[blk]];
-
-	memcpy(&bias, sc->pbias + (size_t)blk * SCORER_LANES, sizeof(bias));
-	*s = *dot + (bias + term);
-}
-
 /* Offers the lanes of block blk whose score sv[lane] reaches sel's threshold. */
 static inline __attribute__((always_inline)) void
 scorer_lanes_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, const float *sv)
@@ -812,71 +747,42 @@ scorer_lanes_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, cons
 	}
 }
 
-/* Offers the lanes of block blk that reach sel's threshold. */
-static inline __attribute__((always_inline)) void
-scorer_block_offer(struct scorer *sc, struct scorer_sel *sel, uint32_t blk, const scorer_vec *s)
-{
-	scorer_ivec hit = *s >= scorer_block_thr(sc, sel, blk);
-	uint64_t w[SCORER_LANES / 2];
-	float sv[SCORER_LANES];
-
-	memcpy(w, &hit, sizeof(w));
-	if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) == 0)
-		return; /* the common case once the heaps are full */
-	memcpy(sv, s, sizeof(sv));
-	scorer_lanes_offer(sc, sel, blk, sv);
-}
-
 /*
- * Scores n_users users, selections sel[k] and vectors U[k * dim ..] (zero
- * rows after them, up to SCORER_GROUP), against blocks [blk0, blk1): span by
- * span, so a span's packed embeddings stay in cache while every group of
- * users passes over them. The AVX-512 kernel: a block's 16 items are one
- * register, SCORER_GROUP users share a pass.
+ * The multiply-add of one kernel step: acc + e * x for a register e of W
+ * item values and one user value x. With FMA (AVX-512, AVX2 + FMA) it is
+ * one fused operation, rounded once; SSE2 has none and rounds the product
+ * and the sum. A score is the same chain of these in dimension order on
+ * every CPU with FMA, so those kernels agree bit for bit with each other;
+ * the SSE2 kernel differs from them in the last bits (tests/unit/scorer.c
+ * bounds the difference).
  */
-__attribute__((target("avx512f"))) static void
-scorer_chunk_avx512(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,
-    size_t n_users, uint32_t blk0, uint32_t blk1)
-{
-	uint32_t dim = sc->dim;
-
-	for (uint32_t b0 = blk0; b0 < blk1; b0 += SCORER_SPAN) {
-		uint32_t b1 = blk1 - b0 < SCORER_SPAN ? blk1 : b0 + SCORER_SPAN;
-
-		for (size_t g = 0; g < n_users; g += SCORER_GROUP) {
-			size_t ng = n_users - g < SCORER_GROUP ? n_users - g : SCORER_GROUP;
-
-			for (uint32_t blk = b0; blk < b1; blk++) {
-				scorer_vec acc[SCORER_GROUP];
-
-				scorer_dot8(sc->pe + (size_t)blk * dim * SCORER_LANES, U + g * dim,
-				    dim, acc);
-				for (size_t r = 0; r < ng; r++) {
-					struct scorer_sel *sel = sel_of[g + r];
-					scorer_vec s;
-
-					scorer_block_scores(sc, sel->nt, blk, &acc[r], &s);
-					scorer_block_offer(sc, sel, blk, &s);
-				}
-			}
-		}
-	}
-}
+#define SCORER_MADD_PLAIN(acc, e, x) ((acc) + (e) * (x))
+#define SCORER_MADD_FMA8(acc, e, x)  _mm256_fmadd_ps((e), _mm256_set1_ps(x), (acc))
+#define SCORER_MADD_FMA16(acc, e, x) _mm512_fmadd_ps((e), _mm512_set1_ps(x), (acc))
+/* Whether any lane of a comparison result is set. */
+#define SCORER_ANY4(hit)  _mm_movemask_ps((__m128)(hit))
+#define SCORER_ANY8(hit)  _mm256_movemask_ps((__m256)(hit))
+#define SCORER_ANY16(hit) _mm512_test_epi32_mask((__m512i)(hit), (__m512i)(hit))
 
 /*
- * The same kernel for narrower registers of W floats (AVX2: 8, SSE2: 4): a
- * 16-item block is 16 / W registers and R users share a pass, so R * 16 / W
- * accumulators (AVX2: 6 users, 12 of its 16 registers; SSE2: 2 users, 8; a
- * 16-float vector type there would be split through memory by the
- * compiler). Same arithmetic per item as scorer_dot8 (a multiply, then an
- * add, in dimension order), so every kernel computes the same bits.
+ * One pass of a kernel of W-float registers (AVX-512: 16, AVX2: 8, SSE2: 4)
+ * over n_users users, selections sel_of[k] and vectors U[k * dim ..] (zero
+ * rows after them, up to R), against blocks [blk0, blk1): span by span, so
+ * a span's packed embeddings stay in cache while every group of R users
+ * passes over them. A 16-item block is 16 / W registers, so R * 16 / W
+ * accumulators stay in registers (AVX-512: 8 users, 8 of its 32; AVX2: 6,
+ * 12 of 16; SSE2: 2, 8 of 16; a wider vector type would be split through
+ * memory by the compiler). A block's scores are dot + (bias + the user's
+ * tier term of the block's nodes). With out == NULL they go to the
+ * selection when one reaches its threshold; otherwise every item's score is
+ * stored, user k's in out[k * n_items + item].
  */
 /* The body is laid out by hand. */
 /* clang-format off */
-#define SCORER_NARROW_PASS(NAME, VT, IVT, TARGET, W, R)                                   \
+#define SCORER_PASS(NAME, VT, IVT, TARGET, W, R, MADD, ANY)                                \
 __attribute__((target(TARGET))) static void                                               \
 NAME(struct scorer *sc, const float *Uall, struct scorer_sel *const *sel_of,              \
-    size_t n_users, uint32_t blk0, uint32_t blk1)                                         \
+    size_t n_users, uint32_t blk0, uint32_t blk1, float *out)                             \
 {                                                                                         \
 	enum { PARTS = SCORER_LANES / (W), ROWS = (R) };                                  \
 	uint32_t dim = sc->dim;                                                           \
@@ -888,11 +794,13 @@ NAME(struct scorer *sc, const float *Uall, struct scorer_sel *const *sel_of,    
 	const float *U = Uall + g * dim;                                                  \
 	for (uint32_t blk = b0; blk < b1; blk++) {                                        \
 		const float *pe = sc->pe + (size_t)blk * dim * SCORER_LANES;              \
+		const uint32_t *item = sc->pitem + (size_t)blk * SCORER_LANES;            \
 		VT a[ROWS * PARTS], e[PARTS];                                             \
                                                                                           \
 		_Pragma("GCC unroll 16")                                                  \
 		for (unsigned q = 0; q < ROWS * PARTS; q++)                               \
 			a[q] = (VT){ 0 };                                                 \
+		_Pragma("GCC unroll 2")                                                   \
 		for (uint32_t k = 0; k < dim; k++) {                                      \
 			_Pragma("GCC unroll 4")                                           \
 			for (unsigned p = 0; p < PARTS; p++)                              \
@@ -902,27 +810,40 @@ NAME(struct scorer *sc, const float *Uall, struct scorer_sel *const *sel_of,    
 			for (unsigned r = 0; r < ROWS; r++) {                             \
 				_Pragma("GCC unroll 4")                                   \
 				for (unsigned p = 0; p < PARTS; p++)                      \
-					a[r * PARTS + p] += e[p] * U[(size_t)r * dim + k]; \
+					a[r * PARTS + p] = MADD(a[r * PARTS + p], e[p],   \
+					    U[(size_t)r * dim + k]);                      \
 			}                                                                 \
 		}                                                                         \
-		for (size_t r = 0; r < ng; r++) {                                         \
+		_Pragma("GCC unroll 8")                                                   \
+		for (unsigned r = 0; r < ROWS; r++) {                                     \
+			if (r >= ng)                                                      \
+				break;                                                    \
 			struct scorer_sel *sel = sel_of[g + r];                           \
 			float term = sel->nt[sc->bnode1[blk]] + sel->nt[sc->bnode2[blk]]; \
-			float thr = scorer_block_thr(sc, sel, blk), f[SCORER_LANES];      \
-			IVT hit = { 0 };                                                  \
+			float f[SCORER_LANES];                                            \
 			VT sv[PARTS], bias;                                               \
-			int any = 0;                                                      \
                                                                                           \
 			for (unsigned p = 0; p < PARTS; p++) {                            \
 				memcpy(&bias, sc->pbias + (size_t)blk * SCORER_LANES +    \
 				    p * (W), sizeof(bias));                               \
 				sv[p] = a[r * PARTS + p] + (bias + term);                 \
-				hit |= sv[p] >= thr;                                      \
 			}                                                                 \
-			for (int l = 0; l < (W); l++)                                     \
-				any |= hit[l];                                            \
-			if (!any)                                                         \
+			if (out != NULL) {                                                \
+				float *row = out + (g + r) * sc->n_items;                 \
+                                                                                          \
+				memcpy(f, sv, sizeof(f));                                 \
+				for (unsigned l = 0; l < SCORER_LANES; l++)               \
+					if (item[l] != SCORER_PAD)                        \
+						row[item[l]] = f[l];                      \
 				continue;                                                 \
+			}                                                                 \
+			float thr = scorer_block_thr(sc, sel, blk);                       \
+			IVT hit = { 0 };                                                  \
+                                                                                          \
+			for (unsigned p = 0; p < PARTS; p++)                              \
+				hit |= sv[p] >= thr;                                      \
+			if (!ANY(hit))                                                    \
+				continue; /* the common case once the heaps are full */   \
 			memcpy(f, sv, sizeof(f));                                         \
 			scorer_lanes_offer(sc, sel, blk, f);                              \
 		}                                                                         \
@@ -935,38 +856,39 @@ NAME(struct scorer *sc, const float *Uall, struct scorer_sel *const *sel_of,    
 /*
  * A kernel of W-float registers: groups of R users, then the users left
  * over in groups of RT (a pass of R rows for one user would waste most of
- * its multiplies; the tiered search passes over small cells with few
- * users each).
+ * its multiplies; the tiered search passes over small cells with few users
+ * each, and scorer_score_all scores one user).
  */
-#define SCORER_NARROW_KERNEL(NAME, TARGET, W, R, RT)                                               \
+#define SCORER_KERNEL(NAME, TARGET, W, R, RT, MADD, ANY)                                           \
 	typedef float NAME##_vec __attribute__((vector_size((W) * sizeof(float))));                \
 	typedef int32_t NAME##_ivec __attribute__((vector_size((W) * sizeof(int32_t))));           \
-	SCORER_NARROW_PASS(NAME##_big, NAME##_vec, NAME##_ivec, TARGET, W, R)                      \
-	SCORER_NARROW_PASS(NAME##_tail, NAME##_vec, NAME##_ivec, TARGET, W, RT)                    \
+	SCORER_PASS(NAME##_big, NAME##_vec, NAME##_ivec, TARGET, W, R, MADD, ANY)                  \
+	SCORER_PASS(NAME##_tail, NAME##_vec, NAME##_ivec, TARGET, W, RT, MADD, ANY)                \
 	static void NAME(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,      \
-	    size_t n_users, uint32_t blk0, uint32_t blk1)                                          \
+	    size_t n_users, uint32_t blk0, uint32_t blk1, float *out)                              \
 	{                                                                                          \
 		size_t big = n_users / (R) * (R);                                                  \
                                                                                                    \
 		if (big > 0)                                                                       \
-			NAME##_big(sc, U, sel_of, big, blk0, blk1);                                \
+			NAME##_big(sc, U, sel_of, big, blk0, blk1, out);                           \
 		if (big < n_users)                                                                 \
-			NAME##_tail(                                                               \
-			    sc, U + big * sc->dim, sel_of + big, n_users - big, blk0, blk1);       \
+			NAME##_tail(sc, U + big * sc->dim, sel_of + big, n_users - big, blk0,      \
+			    blk1, out == NULL ? NULL : out + big * sc->n_items);                   \
 	}
 
-SCORER_NARROW_KERNEL(scorer_chunk_avx2, "avx2", 8, 6, 2)
-SCORER_NARROW_KERNEL(scorer_chunk_sse2, "sse2", 4, 2, 1)
+SCORER_KERNEL(scorer_chunk_avx512, "avx512f", 16, SCORER_GROUP, 1, SCORER_MADD_FMA16, SCORER_ANY16)
+SCORER_KERNEL(scorer_chunk_avx2, "avx2,fma", 8, 6, 2, SCORER_MADD_FMA8, SCORER_ANY8)
+SCORER_KERNEL(scorer_chunk_sse2, "sse2", 4, 2, 1, SCORER_MADD_PLAIN, SCORER_ANY4)
 
 static const struct scorer_kernel {
 	const char *name;
-	const char *cpu_feature; /* __builtin_cpu_supports name, NULL: every x86-64 */
+	const char *cpu_features[2]; /* __builtin_cpu_supports names it needs, NULL-ended */
 	void (*chunk)(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,
-	    size_t n_users, uint32_t blk0, uint32_t blk1);
+	    size_t n_users, uint32_t blk0, uint32_t blk1, float *out);
 } scorer_kernels[] = {
-	{ "avx512", "avx512f", scorer_chunk_avx512 },
-	{ "avx2", "avx2", scorer_chunk_avx2 },
-	{ "sse2", NULL, scorer_chunk_sse2 },
+	{ "avx512", { "avx512f", NULL }, scorer_chunk_avx512 },
+	{ "avx2", { "avx2", "fma" }, scorer_chunk_avx2 },
+	{ "sse2", { NULL, NULL }, scorer_chunk_sse2 },
 };
 #define SCORER_N_KERNELS (sizeof(scorer_kernels) / sizeof(scorer_kernels[0]))
 
@@ -974,12 +896,18 @@ static const struct scorer_kernel {
 static int
 scorer_kernel_runs(const struct scorer_kernel *k)
 {
-	if (k->cpu_feature == NULL)
-		return 1;
 	__builtin_cpu_init();
-	if (strcmp(k->cpu_feature, "avx512f") == 0)
-		return __builtin_cpu_supports("avx512f");
-	return __builtin_cpu_supports("avx2");
+	for (size_t f = 0; f < 2 && k->cpu_features[f] != NULL; f++) {
+		/* __builtin_cpu_supports takes string literals only */
+		if (strcmp(k->cpu_features[f], "avx512f") == 0 &&
+		    !__builtin_cpu_supports("avx512f"))
+			return 0;
+		if (strcmp(k->cpu_features[f], "avx2") == 0 && !__builtin_cpu_supports("avx2"))
+			return 0;
+		if (strcmp(k->cpu_features[f], "fma") == 0 && !__builtin_cpu_supports("fma"))
+			return 0;
+	}
+	return 1;
 }
 
 const char *
@@ -1004,52 +932,6 @@ scorer_set_kernel(struct scorer *sc, const char *name)
 	}
 	return -1;
 }
-
-/* Every item's score for one user (vector u, node terms nt) into out. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-scorer_all_blocks(const struct scorer *sc, const float *u, const float *nt, float *out)
-{
-	for (uint32_t blk = 0; blk < sc->n_blocks; blk++) {
-		scorer_vec acc[1], s;
-		float sv[SCORER_LANES];
-
-		scorer_dot1(sc->pe + (size_t)blk * sc->dim * SCORER_LANES, u, sc->dim, acc);
-		scorer_block_scores(sc, nt, blk, &acc[0], &s);
-		memcpy(sv, &s, sizeof(sv));
-		for (uint32_t l = 0; l < SCORER_LANES; l++) {
-			uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
-
-			if (i != SCORER_PAD)
-				out[i] = sv[l];
-		}
-	}
-}
-
-/* scorer_all_blocks for the first ng (<= SCORER_GROUP) users of ubuf, rows of out. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void
-scorer_all_blocks_group(const struct scorer *sc, size_t ng, float *out)
-{
-	for (uint32_t blk = 0; blk < sc->n_blocks; blk++) {
-		scorer_vec acc[SCORER_GROUP];
-
-		scorer_dot8(sc->pe + (size_t)blk * sc->dim * SCORER_LANES, sc->ubuf, sc->dim, acc);
-		for (size_t r = 0; r < ng; r++) {
-			scorer_vec s;
-			float sv[SCORER_LANES];
-			float *row = out + r * sc->n_items;
-
-			scorer_block_scores(sc, sc->sel[r].nt, blk, &acc[r], &s);
-			memcpy(sv, &s, sizeof(sv));
-			for (uint32_t l = 0; l < SCORER_LANES; l++) {
-				uint32_t i = sc->pitem[(size_t)blk * SCORER_LANES + l];
-
-				if (i != SCORER_PAD)
-					row[i] = sv[l];
-			}
-		}
-	}
-}
-
 /*
  * n rows of dim floats from src (NULL: none) into dst, then SCORER_GROUP zero
  * rows: a kernel's last group reads up to that many rows past its users.
@@ -1287,7 +1169,7 @@ scorer_probe_pass(struct scorer *sc, size_t nc, int first)
 			continue;
 		scorer_load_rows(sc->gbuf + ng * dim, NULL, 0, dim);
 		scorer_kernels[sc->kernel].chunk(
-		    sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1]);
+		    sc, sc->gbuf, sc->gsel, ng, b, sc->cell_blk[l + 1], NULL);
 		sc->stat_items += (uint64_t)ng * sc->cell_items[l];
 	}
 }
@@ -1314,23 +1196,21 @@ scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, co
 {
 	size_t dim = sc->dim;
 
-	for (size_t off = 0; off < n_users; off += SCORER_GROUP) {
-		size_t ng = n_users - off < SCORER_GROUP ? n_users - off : SCORER_GROUP;
+	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
+		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
 
-		scorer_load_rows(sc->ubuf, U + off * dim, ng, sc->dim);
-		for (size_t k = 0; k < ng; k++)
+		scorer_load_rows(sc->ubuf, U + off * dim, nc, sc->dim);
+		for (size_t k = 0; k < nc; k++)
 			scorer_node_terms(sc, us[off + k], sc->sel[k].nt);
-		scorer_all_blocks_group(sc, ng, out + off * sc->n_items);
+		scorer_kernels[sc->kernel].chunk(
+		    sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks, out + off * sc->n_items);
 	}
 }
 
 const float *
 scorer_score_all(struct scorer *sc, const struct user_state *us, const float *u, float *out)
 {
-	struct scorer_sel *sel = &sc->sel[0];
-
-	scorer_node_terms(sc, us, sel->nt);
-	scorer_all_blocks(sc, u, sel->nt, out);
+	scorer_score_all_batch(sc, &us, u, 1, out);
 	return out;
 }
 
@@ -1368,7 +1248,7 @@ scorer_topn_batch(struct scorer *sc, const struct user_state *const *us, const f
 			scorer_tiered(sc, nc);
 		} else {
 			scorer_kernels[sc->kernel].chunk(
-			    sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
+			    sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks, NULL);
 			sc->stat_items += (uint64_t)nc * sc->n_items;
 		}
 		for (size_t k = 0; k < nc; k++)
@@ -1391,6 +1271,6 @@ scorer_kernel_pass(struct scorer *sc, const float *U, size_t n_users)
 			for (uint32_t j = 0; j < sc->n_tier1; j++)
 				sc->sel[k].thr_tier[j] = INFINITY;
 		}
-		scorer_kernels[sc->kernel].chunk(sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks);
+		scorer_kernels[sc->kernel].chunk(sc, sc->ubuf, sc->selp, nc, 0, sc->n_blocks, NULL);
 	}
 }

@@ -35,8 +35,8 @@ const float *scorer_score_all(
 /*
  * scorer_score_all for n_users users: us[k] with interest vector U[k * dim ..],
  * scores into out[k * n_items ..]. Each pass over the item embeddings serves
- * SCORER_BATCH users (memory traffic / SCORER_BATCH); a user's scores may
- * differ from scorer_score_all's in the last bits. No allocation.
+ * SCORER_BATCH users (memory traffic / SCORER_BATCH); a user's scores are
+ * scorer_score_all's, bit for bit. No allocation.
  */
 #define SCORER_BATCH 8
 void scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
@@ -79,9 +79,13 @@ void scorer_set_search(struct scorer *sc, int tiered, uint32_t probe_items);
 void scorer_stats(const struct scorer *sc, uint64_t *users, uint64_t *items_scored);
 
 /*
- * The top-N kernel: one per instruction set ("avx512", "avx2", "sse2"; the
- * register blocking of each fits its registers), the best this CPU runs
- * chosen by scorer_new. Every kernel computes the same bits. scorer_set_kernel
+ * The scoring kernel of top-N and of scorer_score_all*: one per instruction
+ * set ("avx512", "avx2" (with FMA), "sse2"; the register blocking of each
+ * fits its registers), the best this CPU runs chosen by scorer_new. A score
+ * is a chain of multiply-adds in dimension order: fused on "avx512" and
+ * "avx2", which compute the same bits; "sse2" (no FMA) rounds each product
+ * and differs in the last bits. Whatever the kernel, a user's scores do not
+ * depend on the path (top-N, score_all), batch or position. scorer_set_kernel
  * forces one by name (NULL: the best again): 0, -1 for an unknown name, -2
  * when this CPU lacks its instructions.
  */
