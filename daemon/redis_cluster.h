@@ -1,0 +1,70 @@
+/*
+ * Redis Cluster routing (schemas/redis.md "Redis Cluster"): the hash slot of
+ * a key, the map of slots to masters read from CLUSTER SLOTS, and the
+ * redirections (MOVED, ASK) a node answers with. Pure functions over hiredis
+ * replies; connecting and resending belong to the caller. The sink does not
+ * route through it yet (cluster mode is not built).
+ */
+#ifndef DAEMON_REDIS_CLUSTER_H
+#define DAEMON_REDIS_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct redisReply;
+
+#define RCLUSTER_SLOTS    16384
+#define RCLUSTER_MAX_HOST 256
+#define RCLUSTER_NO_NODE  UINT16_MAX /* a slot no master serves */
+
+/*
+ * The slot of key[0..len): CRC16 (XMODEM: polynomial 0x1021, initial 0) of
+ * the key, or of its hash tag (the bytes between the first '{' and the
+ * first '}' after it, when there are any), modulo 16384. The server's
+ * CLUSTER KEYSLOT gives the same (tests/integration/54-redis-cluster.py).
+ */
+uint16_t rcluster_keyslot(const char *key, size_t len);
+
+struct rcluster_node {
+	char host[RCLUSTER_MAX_HOST];
+	int port;
+};
+
+/* Which master serves each slot. */
+struct rcluster_map {
+	uint16_t owner[RCLUSTER_SLOTS]; /* index into nodes, RCLUSTER_NO_NODE if none */
+	struct rcluster_node *nodes;    /* [n_nodes] masters, owned (rcluster_map_fini) */
+	size_t n_nodes;
+};
+
+/*
+ * Fills map from a CLUSTER SLOTS reply (each entry: first slot, last slot,
+ * then the master [host, port, id, ...] and its replicas). A master named
+ * by an empty host is reached on seed_host, the host the reply came from.
+ * map starts zeroed or as a previous parse left it (that content is freed
+ * first). Returns 0, or -1 with errstr naming what was wrong ("CLUSTER
+ * SLOTS entry 3: slot range 9000-100000 out of 0-16383"); map is then
+ * empty. Free with rcluster_map_fini.
+ */
+int rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcluster_map *map,
+    char *errstr, size_t errstr_size);
+void rcluster_map_fini(struct rcluster_map *map);
+
+/* Slots of map no master serves. */
+size_t rcluster_map_unserved(const struct rcluster_map *map);
+
+enum rcluster_redirect {
+	RCLUSTER_NOT_REDIRECT = 0, /* any other reply */
+	RCLUSTER_MOVED,            /* the slot lives elsewhere now: refresh the map, resend */
+	RCLUSTER_ASK               /* migrating: send ASKING then the command to that node, once */
+};
+
+/*
+ * Reads an error reply's text ("MOVED 3999 127.0.0.1:6381", "ASK 3999
+ * 127.0.0.1:6381"; an empty host, as in "MOVED 3999 :6381", means the host
+ * the reply came from, cur_host). On a redirect sets *slot and *to.
+ */
+enum rcluster_redirect rcluster_redirect_parse(
+    const char *err, const char *cur_host, uint16_t *slot, struct rcluster_node *to);
+
+#endif

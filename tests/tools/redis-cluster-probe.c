@@ -1,0 +1,108 @@
+/*
+ * Driver of tests/integration/54-redis-cluster.py: daemon/redis_cluster.c
+ * against a real Redis Cluster. Reads CLUSTER SLOTS from the seed into a
+ * slot map, then for each key on stdin (one per line, hex-encoded so any
+ * byte can be tested) prints its slot and the master serving it, and sends
+ * GET for the key to a master that does not serve it: the MOVED reply must
+ * parse and name that slot and master.
+ *   redis-cluster-probe HOST PORT < keys.hex
+ * Prints "nodes N unserved U", then "KEYHEX SLOT HOST:PORT MOVED_OK" per key.
+ * Exit 0 when the map loaded (the test compares the rest with the server).
+ */
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redis_cluster.h"
+
+static struct rcluster_map map;
+
+/* Hex line into key; returns its length, or -1 when not hex. */
+static long
+unhex(const char *line, char *key, size_t cap)
+{
+	size_t n = strcspn(line, "\r\n");
+
+	if (n % 2 != 0 || n / 2 > cap)
+		return -1;
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+
+		if (sscanf(line + 2 * i, "%2x", &v) != 1)
+			return -1;
+		key[i] = (char)v;
+	}
+	return (long)(n / 2);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct timeval tv = { 5, 0 };
+	redisContext *seed, **conns;
+	redisReply *r;
+	char err[512], line[4096], key[2048];
+
+	if (argc != 3) {
+		fprintf(stderr, "usage: redis-cluster-probe HOST PORT < keys.hex\n");
+		return 64;
+	}
+	seed = redisConnectWithTimeout(argv[1], atoi(argv[2]), tv);
+	if (seed == NULL || seed->err) {
+		fprintf(
+		    stderr, "redis-cluster-probe: connect: %s\n", seed ? seed->errstr : "ENOMEM");
+		return 1;
+	}
+	r = redisCommand(seed, "CLUSTER SLOTS");
+	if (rcluster_map_parse(r, argv[1], &map, err, sizeof(err)) != 0) {
+		fprintf(stderr, "redis-cluster-probe: %s\n", err);
+		return 1;
+	}
+	freeReplyObject(r);
+	printf("nodes %zu unserved %zu\n", map.n_nodes, rcluster_map_unserved(&map));
+	conns = calloc(map.n_nodes, sizeof(*conns));
+	for (size_t k = 0; conns != NULL && k < map.n_nodes; k++) {
+		conns[k] = redisConnectWithTimeout(map.nodes[k].host, map.nodes[k].port, tv);
+		if (conns[k] == NULL || conns[k]->err) {
+			fprintf(stderr, "redis-cluster-probe: connect %s:%d failed\n",
+			    map.nodes[k].host, map.nodes[k].port);
+			return 1;
+		}
+	}
+	while (fgets(line, sizeof(line), stdin) != NULL) {
+		long len = unhex(line, key, sizeof(key));
+		uint16_t slot, moved_slot = 0;
+		const struct rcluster_node *owner;
+		struct rcluster_node to;
+		int moved_ok = 0;
+
+		if (len < 0)
+			continue;
+		slot = rcluster_keyslot(key, (size_t)len);
+		if (map.owner[slot] == RCLUSTER_NO_NODE) {
+			printf("%.*s %u none 0\n", (int)strcspn(line, "\r\n"), line, slot);
+			continue;
+		}
+		owner = &map.nodes[map.owner[slot]];
+		if (map.n_nodes > 1) {
+			size_t other = (map.owner[slot] + 1u) % map.n_nodes;
+
+			r = redisCommand(conns[other], "GET %b", key, (size_t)len);
+			moved_ok = r != NULL && r->type == REDIS_REPLY_ERROR &&
+			    rcluster_redirect_parse(r->str, map.nodes[other].host, &moved_slot,
+				&to) == RCLUSTER_MOVED &&
+			    moved_slot == slot && to.port == owner->port &&
+			    strcmp(to.host, owner->host) == 0;
+			freeReplyObject(r);
+		}
+		printf("%.*s %u %s:%d %d\n", (int)strcspn(line, "\r\n"), line, slot, owner->host,
+		    owner->port, moved_ok);
+	}
+	for (size_t k = 0; k < map.n_nodes; k++)
+		redisFree(conns[k]);
+	free(conns);
+	rcluster_map_fini(&map);
+	redisFree(seed);
+	return 0;
+}
