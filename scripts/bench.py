@@ -206,6 +206,13 @@ class Bench:
             cmd += ["--probe-every", str(probe_every), "--probe-log", probe_log]
         return self.run_json(cmd)
 
+    def topic_bytes(self, topic):
+        """Bytes of topic's log segments on the broker's disk (every partition)."""
+        data = os.path.join(self.stack_dir, "kafka", "data")
+        return sum(os.path.getsize(os.path.join(data, d, f)) for d in os.listdir(data)
+                   if d.startswith(topic + "-") for f in os.listdir(os.path.join(data, d))
+                   if f.endswith(".log"))
+
     def end_offsets(self, topic):
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-probe"})
         ends = {}
@@ -283,8 +290,12 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         raise RuntimeError(f"group {group}: offsets not committed within {timeout_s} s")
 
     def flat_out(self, topic, ends, events, name, core=None, extra=""):
-        """interestd flat out over the whole topic: eps, ready_s, rss_ready, bytes_per_user."""
+        """interestd flat out over the whole topic: eps, ready_s, rss_ready, bytes_per_user,
+        and the units docs/SCALING.md scales by: the daemon's CPU per event, Redis memory
+        per user and Redis time per user write (its write script's usec_per_call)."""
         self.r.flushall()
+        self.r.config_resetstat()
+        redis_mem0 = self.r.info("memory")["used_memory"]
         group = f"bench-{self.run_id}-{name}"
         conf = self.daemon_conf(name, topic, group, extra=extra)
         d = self.daemon_start(conf, name, {CORE_ENV: core} if core else None)
@@ -292,15 +303,23 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             ready = d.wait_ready(60)
             rss0 = d.rss()
             t0 = d.wait_line("event=assigned", 60)
+            cpu0 = d.cpu_s()
             t1 = self.wait_committed(group, topic, ends, 3600, d.p)
+            cpu1 = d.cpu_s()
             m = metrics(self.metrics_port)
             rss1 = d.rss()
             users = m.get("interestd_users_cached", 0)
         finally:
             self.daemon_stop(d)
+        evalsha = self.r.info("commandstats").get("cmdstat_evalsha", {})
+        redis_mem1 = self.r.info("memory")["used_memory"]
         res = {"eps": events / (t1 - t0), "ready_s": ready, "rss_ready": rss0, "users": users,
                "bytes_per_user": (rss1 - rss0) / users if users else None,
-               "applied": m.get("interestd_events_applied_total")}
+               "applied": m.get("interestd_events_applied_total"),
+               "cpu_us_per_event": 1e6 * (cpu1 - cpu0) / events,
+               "redis_bytes_per_user": (redis_mem1 - redis_mem0) / users if users else None,
+               "redis_us_per_write": evalsha.get("usec_per_call"),
+               "redis_writes_per_event": evalsha.get("calls", 0) / events}
         log(f"  interestd {name}: {res['eps']:.0f} ev/s, READY {ready:.2f} s, "
             f"{res['bytes_per_user']:.0f} B/user ({users} users)")
         return res
@@ -424,6 +443,10 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["interestd_eps"] = base["eps"]
             x["ready_s"] = base["ready_s"]
             x["bytes_per_user"] = base["bytes_per_user"]
+            for k in ("cpu_us_per_event", "redis_bytes_per_user", "redis_us_per_write",
+                      "redis_writes_per_event"):
+                x[k] = base[k]
+            x["kafka_bytes_per_event"] = self.topic_bytes(main) / a.events
             floors = [("inproc_eps", None)] + ([("inproc_core_eps", core_fast)] if core_fast
                                                else [])
             for name, core in floors:
@@ -554,6 +577,12 @@ class Daemon:
             if b"READY=1" in msg.split(b"\n"):
                 return time.monotonic() - self.t_exec
 
+    def cpu_s(self):
+        """User + system CPU seconds the daemon has used."""
+        with open(f"/proc/{self.p.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss(self):
         with open(f"/proc/{self.p.pid}/status") as f:
             for line in f:
@@ -679,6 +708,11 @@ def table(out):
         ("memory per cached user (RSS delta)", "bytes_per_user", "B"),
         ("heap per cached user (in-process)", "heap_bytes_per_user", "B"),
         ("start to READY", "ready_s", "s"),
+        ("daemon CPU per event (flat out)", "cpu_us_per_event", "us"),
+        ("Redis memory per user (used_memory delta)", "redis_bytes_per_user", "B"),
+        ("Redis time per user write (evalsha usec_per_call)", "redis_us_per_write", "us"),
+        ("user writes per event (flat out)", "redis_writes_per_event", ""),
+        ("Kafka log bytes per event", "kafka_bytes_per_event", "B"),
     ]
     c = out["config"]
     print(f"\ninterestd benchmark: U={c['U']} I={c['I']} events={c['events']} H={c['H']} "
