@@ -10,36 +10,29 @@ Every wait has a deadline and checks that the brokers are alive; stop() (also at
 kills what start() began.
 """
 
-import atexit
 import os
 import subprocess
 import sys
-import time
 import types
 
 ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
 import stack  # noqa: E402
+from servers import ClusterError, ServerGroup  # noqa: E402
 
 HOST = stack.HOST
 KAFKA_VERSION = os.environ.get("INTERESTD_KAFKA_VERSION", "4.1.1")
 
 
-class ClusterError(Exception):
-    pass
-
-
-class KafkaCluster:
+class KafkaCluster(ServerGroup):
     def __init__(self, workdir, n=3):
+        super().__init__("kafka cluster", f"see {workdir}/kafka-N/out.log, logs/server.log")
         self.workdir = workdir
         self.n = n
         self.min_isr = max(1, n - 1)
         self.libs = os.path.join(ROOT, ".cache", "kafka", KAFKA_VERSION, "libs")
-        self.procs = {}  # node id -> Popen
-        self.killed = set()
         self.ports = {}  # node id -> (broker port, controller port)
         self._admin = None
-        atexit.register(self.stop)
 
     @property
     def bootstrap(self):
@@ -81,26 +74,6 @@ num.recovery.threads.per.data.dir=1
 log.segment.bytes=67108864
 """
 
-    def _alive_or_raise(self, what):
-        dead = {i: p.returncode for i, p in self.procs.items()
-                if i not in self.killed and p.poll() is not None}
-        if dead:
-            raise ClusterError(f"kafka cluster: node(s) exited while {what}: {dead} "
-                               f"(see {self.workdir}/kafka-N/out.log, logs/server.log)")
-
-    def _wait(self, pred, timeout_s, what):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._alive_or_raise(what)
-            try:
-                if pred():
-                    return
-            except Exception:  # noqa: BLE001 - not ready yet, retried until the deadline
-                pass
-            if time.monotonic() > deadline:
-                raise ClusterError(f"kafka cluster: not {what} after {timeout_s} s")
-            time.sleep(0.3)
-
     def start(self, timeout_s=120):
         if not os.path.isfile(os.path.join(self.libs, f"kafka_2.13-{KAFKA_VERSION}.jar")):
             raise ClusterError(f"kafka: no jars in {self.libs}: run scripts/bootstrap")
@@ -136,7 +109,7 @@ log.segment.bytes=67108864
                 cwd=node.kafka_dir, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
             out.close()
-        self._wait(lambda: len(self.admin().list_topics(timeout=3).brokers) == self.n,
+        self.wait(lambda: len(self.admin().list_topics(timeout=3).brokers) == self.n,
                    timeout_s, f"{self.n} brokers registered")
         return self
 
@@ -164,7 +137,7 @@ log.segment.bytes=67108864
                            for q in md.topics[name].partitions.values())
                        for name, p in topics)
 
-        self._wait(ready, timeout_s, f"topics {[t for t, _ in topics]} fully replicated")
+        self.wait(ready, timeout_s, f"topics {[t for t, _ in topics]} fully replicated")
 
     def leader(self, topic, partition):
         return self.admin().list_topics(topic, timeout=5).topics[topic].partitions[partition].leader
@@ -173,23 +146,8 @@ log.segment.bytes=67108864
         return list(self.admin().list_topics(topic, timeout=5)
                     .topics[topic].partitions[partition].isrs)
 
-    def kill(self, node_id, sig=9):
-        self.killed.add(node_id)
-        self.procs[node_id].send_signal(sig)
-        self.procs[node_id].wait(timeout=30)
-
     def wait_leaders_without(self, topic, partitions, node_id, timeout_s=60):
         """Waits until no partition of topic is led by node_id (it was killed)."""
-        self._wait(lambda: all(self.leader(topic, p) not in (node_id, -1)
+        self.wait(lambda: all(self.leader(topic, p) not in (node_id, -1)
                                for p in range(partitions)),
                    timeout_s, f"leaders of {topic} moved off node {node_id}")
-
-    def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.kill()
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass

@@ -9,7 +9,6 @@ taken from 20000-29999 where both are free. Every wait has a deadline and checks
 nodes are alive; stop() (also at exit) kills what start() began.
 """
 
-import atexit
 import os
 import random
 import socket
@@ -17,12 +16,9 @@ import subprocess
 import time
 
 import redis
+from servers import ClusterError, ServerGroup
 
 HOST = "127.0.0.1"
-
-
-class ClusterError(Exception):
-    pass
 
 
 def _free(port):
@@ -44,16 +40,15 @@ def _pick_ports(n):
     return ports
 
 
-class RedisCluster:
+class RedisCluster(ServerGroup):
     def __init__(self, workdir, masters=3, replicas=1, node_timeout_ms=2000):
+        super().__init__("redis cluster", f"logs in {workdir}/redis-PORT/redis.log",
+                         (redis.RedisError, OSError))
         self.workdir = workdir
         self.n_masters = masters
         self.n_replicas = replicas
         self.node_timeout_ms = node_timeout_ms
         self.ports = []
-        self.procs = {}
-        self.killed = set()  # ports stopped on purpose (kill)
-        atexit.register(self.stop)
 
     # ------------------------------------------------------------------ nodes
     def _start_node(self, port):
@@ -70,26 +65,6 @@ class RedisCluster:
             start_new_session=True, close_fds=True)
         out.close()
 
-    def _alive_or_raise(self, what):
-        dead = {p: pr.returncode for p, pr in self.procs.items()
-                if p not in self.killed and pr.poll() is not None}
-        if dead:
-            raise ClusterError(f"redis cluster: node(s) exited while {what}: {dead} "
-                               f"(logs in {self.workdir}/redis-PORT/redis.log)")
-
-    def _wait(self, pred, timeout_s, what, ports=None):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            self._alive_or_raise(what)
-            try:
-                if pred():
-                    return
-            except (redis.RedisError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise ClusterError(f"redis cluster: not {what} after {timeout_s} s")
-            time.sleep(0.1)
-
     def client(self, port):
         """A redis-py client of one node; CLUSTER replies come back raw (RESP2)."""
         c = redis.Redis(host=HOST, port=port, socket_timeout=5)
@@ -103,7 +78,7 @@ class RedisCluster:
         self.ports = _pick_ports(n)
         for p in self.ports:
             self._start_node(p)
-        self._wait(lambda: all(self.client(p).ping() for p in self.ports), timeout_s,
+        self.wait(lambda: all(self.client(p).ping() for p in self.ports), timeout_s,
                    "answering PING")
         cmd = ["redis-cli", "--cluster", "create"] + [f"{HOST}:{p}" for p in self.ports] + \
             ["--cluster-replicas", str(self.n_replicas), "--cluster-yes"]
@@ -119,7 +94,7 @@ class RedisCluster:
             return sum(1 for i in links if i.get("role") == "slave" and
                        i.get("master_link_status") == "up") == n - self.n_masters
 
-        self._wait(replicas_synced, timeout_s, "every replica's link to its master up")
+        self.wait(replicas_synced, timeout_s, "every replica's link to its master up")
         return self
 
     def wait_ok(self, timeout_s=60, ports=None):
@@ -141,7 +116,7 @@ class RedisCluster:
             return sum(e - b + 1 for b, e, _ in ranges) == 16384 and \
                 not any(int(port) in self.killed for _, _, port in ranges)
 
-        self._wait(ok, timeout_s, "cluster_state:ok with one slot map of live masters", ports)
+        self.wait(ok, timeout_s, "cluster_state:ok with one slot map of live masters")
 
     def masters(self):
         """{port: [(first, last), ...]} of the masters, from CLUSTER SLOTS."""
@@ -152,18 +127,3 @@ class RedisCluster:
                     out.setdefault(int(master[1]), []).append((int(first), int(last)))
                 return out
         raise ClusterError("redis cluster: no live node")
-
-    def kill(self, port, sig=9):
-        self.killed.add(port)
-        self.procs[port].send_signal(sig)
-        self.procs[port].wait(timeout=10)
-
-    def stop(self):
-        for pr in self.procs.values():
-            if pr.poll() is None:
-                pr.kill()
-        for pr in self.procs.values():
-            try:
-                pr.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
