@@ -179,3 +179,398 @@ rcluster_redirect_parse(
 	*slot = (uint16_t)s;
 	return kind;
 }
+
+/* ---- the cluster pipeline ------------------------------------------------- */
+
+#define RCLUSTER_ROUNDS 5 /* rounds of redirects before rcluster_run gives up */
+
+/* A redirected command of one round. */
+struct rcluster_redir {
+	size_t item;
+	uint16_t slot;
+	enum rcluster_redirect kind;
+	struct rcluster_node to;
+};
+
+struct rcluster {
+	struct rcluster_map map;
+	redisContext **ctx; /* [map.n_nodes] one per master, NULL until connected */
+	char seed_host[RCLUSTER_MAX_HOST];
+	int seed_port;
+	rcluster_connect_fn *connect;
+	void *opaque;
+	int stale; /* re-read the map before the next round */
+	/* Scratch of rcluster_run, [cap] each. */
+	size_t *pending, *next;
+	struct rcluster_redir *redir;
+	uint16_t *node_of;
+	size_t cap;
+	uint64_t moved, ask;
+};
+
+const struct rcluster_map *
+rcluster_map(const struct rcluster *rc)
+{
+	return &rc->map;
+}
+
+void
+rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask)
+{
+	*moved = rc->moved;
+	*ask = rc->ask;
+}
+
+static void
+rcluster_drop_all(struct rcluster *rc)
+{
+	for (size_t k = 0; rc->ctx != NULL && k < rc->map.n_nodes; k++) {
+		if (rc->ctx[k] != NULL)
+			redisFree(rc->ctx[k]);
+		rc->ctx[k] = NULL;
+	}
+	rc->stale = 1;
+}
+
+/* The index of master (host, port) in the map, or -1. */
+static long
+rcluster_find(const struct rcluster *rc, const char *host, int port)
+{
+	for (size_t k = 0; k < rc->map.n_nodes; k++)
+		if (rc->map.nodes[k].port == port && strcmp(rc->map.nodes[k].host, host) == 0)
+			return (long)k;
+	return -1;
+}
+
+/*
+ * Reads CLUSTER SLOTS from a connected master, else from the seed, into a
+ * new map; connections to masters that stay are kept, the others closed.
+ */
+static int
+rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
+{
+	static struct rcluster_map fresh; /* 32 KiB; one thread */
+	redisContext **ctx, *c = NULL, *own = NULL;
+	const char *from = rc->seed_host;
+	redisReply *r;
+	int ret;
+
+	for (size_t k = 0; c == NULL && rc->ctx != NULL && k < rc->map.n_nodes; k++)
+		if (rc->ctx[k] != NULL) {
+			c = rc->ctx[k];
+			from = rc->map.nodes[k].host;
+		}
+	if (c == NULL) {
+		own = c =
+		    rc->connect(rc->opaque, rc->seed_host, rc->seed_port, errstr, errstr_size);
+		if (c == NULL)
+			return -1;
+	}
+	r = redisCommand(c, "CLUSTER SLOTS");
+	if (r == NULL) {
+		snprintf(errstr, errstr_size, "redis cluster: CLUSTER SLOTS: %s", c->errstr);
+		if (own != NULL)
+			redisFree(own);
+		rcluster_drop_all(rc);
+		return -1;
+	}
+	memset(&fresh, 0, sizeof(fresh));
+	ret = rcluster_map_parse(r, from, &fresh, errstr, errstr_size);
+	freeReplyObject(r);
+	if (own != NULL)
+		redisFree(own);
+	if (ret < 0)
+		return -1;
+	ctx = calloc(fresh.n_nodes ? fresh.n_nodes : 1, sizeof(*ctx));
+	if (ctx == NULL) {
+		rcluster_map_fini(&fresh);
+		snprintf(errstr, errstr_size, "redis cluster: out of memory");
+		return -1;
+	}
+	for (size_t k = 0; k < fresh.n_nodes; k++) {
+		long old = rcluster_find(rc, fresh.nodes[k].host, fresh.nodes[k].port);
+
+		if (old >= 0 && rc->ctx != NULL) {
+			ctx[k] = rc->ctx[old];
+			rc->ctx[old] = NULL;
+		}
+	}
+	rcluster_drop_all(rc);
+	free(rc->ctx);
+	rcluster_map_fini(&rc->map);
+	rc->map = fresh; /* takes fresh's nodes */
+	fresh.nodes = NULL;
+	fresh.n_nodes = 0;
+	rc->ctx = ctx;
+	rc->stale = 0;
+	return 0;
+}
+
+static redisContext *
+rcluster_node(struct rcluster *rc, size_t k, char *errstr, size_t errstr_size)
+{
+	if (rc->ctx[k] == NULL)
+		rc->ctx[k] = rc->connect(
+		    rc->opaque, rc->map.nodes[k].host, rc->map.nodes[k].port, errstr, errstr_size);
+	return rc->ctx[k];
+}
+
+struct rcluster *
+rcluster_new(const char *seed_host, int seed_port, rcluster_connect_fn *connect, void *opaque,
+    char *errstr, size_t errstr_size)
+{
+	struct rcluster *rc = calloc(1, sizeof(*rc));
+
+	if (rc == NULL) {
+		snprintf(errstr, errstr_size, "redis cluster: out of memory");
+		return NULL;
+	}
+	snprintf(rc->seed_host, sizeof(rc->seed_host), "%s", seed_host);
+	rc->seed_port = seed_port;
+	rc->connect = connect;
+	rc->opaque = opaque;
+	rcluster_map_fini(&rc->map);
+	if (rcluster_refresh(rc, errstr, errstr_size) < 0) {
+		rcluster_free(rc);
+		return NULL;
+	}
+	for (size_t k = 0; k < rc->map.n_nodes; k++)
+		if (rcluster_node(rc, k, errstr, errstr_size) == NULL) {
+			rcluster_free(rc);
+			return NULL;
+		}
+	return rc;
+}
+
+void
+rcluster_free(struct rcluster *rc)
+{
+	if (rc == NULL)
+		return;
+	rcluster_drop_all(rc);
+	free(rc->ctx);
+	rcluster_map_fini(&rc->map);
+	free(rc->pending);
+	free(rc->next);
+	free(rc->node_of);
+	free(rc->redir);
+	free(rc);
+}
+
+static int
+rcluster_grow(struct rcluster *rc, size_t n)
+{
+	size_t *p, *q;
+	struct rcluster_redir *t;
+	uint16_t *o;
+
+	if (n <= rc->cap)
+		return 0;
+	if ((p = realloc(rc->pending, n * sizeof(*p))) != NULL)
+		rc->pending = p;
+	if ((q = realloc(rc->next, n * sizeof(*q))) != NULL)
+		rc->next = q;
+	if ((t = realloc(rc->redir, n * sizeof(*t))) != NULL)
+		rc->redir = t;
+	if ((o = realloc(rc->node_of, n * sizeof(*o))) != NULL)
+		rc->node_of = o;
+	if (p == NULL || q == NULL || t == NULL || o == NULL)
+		return -1;
+	rc->cap = n;
+	return 0;
+}
+
+/*
+ * ASKING and cmd on the node host:port, synchronously; the command's reply
+ * into *out. 0, or -1 (errstr) when the node cannot be reached.
+ */
+static int
+rcluster_asking(struct rcluster *rc, const struct rcluster_node *to, const struct rcluster_cmd *cmd,
+    redisReply **out, char *errstr, size_t errstr_size)
+{
+	long k = rcluster_find(rc, to->host, to->port);
+	redisContext *c = k >= 0 ? rcluster_node(rc, (size_t)k, errstr, errstr_size)
+				 : rc->connect(rc->opaque, to->host, to->port, errstr, errstr_size);
+	void *asking = NULL, *reply = NULL;
+
+	if (c == NULL)
+		return -1;
+	if (redisAppendCommand(c, "ASKING") != REDIS_OK ||
+	    redisAppendCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen) != REDIS_OK ||
+	    redisGetReply(c, &asking) != REDIS_OK || redisGetReply(c, &reply) != REDIS_OK) {
+		snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", to->host, to->port,
+		    c->errstr[0] ? c->errstr : "ASKING failed");
+		freeReplyObject(asking);
+		freeReplyObject(reply);
+		if (k < 0)
+			redisFree(c);
+		else
+			rcluster_drop_all(rc);
+		return -1;
+	}
+	freeReplyObject(asking);
+	*out = reply;
+	if (k < 0)
+		redisFree(c);
+	return 0;
+}
+
+/* Slot slot is served by master to from now on (a MOVED reply said so). */
+static int
+rcluster_set_owner(struct rcluster *rc, uint16_t slot, const struct rcluster_node *to)
+{
+	long k = rcluster_find(rc, to->host, to->port);
+
+	if (k < 0) {
+		redisContext **ctx = realloc(rc->ctx, (rc->map.n_nodes + 1) * sizeof(*ctx));
+
+		if (ctx == NULL)
+			return -1;
+		rc->ctx = ctx;
+		k = rcluster_map_node(&rc->map, to->host, to->port);
+		if (k < 0)
+			return -1;
+		rc->ctx[k] = NULL;
+	}
+	rc->map.owner[slot] = (uint16_t)k;
+	return 0;
+}
+
+int
+rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, redisReply **replies,
+    char *errstr, size_t errstr_size)
+{
+	size_t n_pending = n;
+
+	for (size_t i = 0; i < n; i++)
+		replies[i] = NULL;
+	if (rcluster_grow(rc, n) < 0) {
+		snprintf(errstr, errstr_size, "redis cluster: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		rc->pending[i] = i;
+	for (int round = 0; round < RCLUSTER_ROUNDS && n_pending > 0; round++) {
+		size_t n_next = 0, n_redir = 0;
+
+		if (rc->stale && rcluster_refresh(rc, errstr, errstr_size) < 0)
+			return -1;
+		/* Append every pending command to its slot's master. */
+		for (size_t j = 0; j < n_pending; j++) {
+			size_t i = rc->pending[j];
+			uint16_t k = rc->map.owner[cmds[i].slot];
+			redisContext *c;
+
+			if (k == RCLUSTER_NO_NODE) {
+				snprintf(errstr, errstr_size,
+				    "redis cluster: slot %u is served by no master", cmds[i].slot);
+				rcluster_drop_all(rc);
+				return -1;
+			}
+			c = rcluster_node(rc, k, errstr, errstr_size);
+			if (c == NULL ||
+			    redisAppendCommandArgv(
+				c, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
+				if (c != NULL)
+					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
+					    rc->map.nodes[k].host, rc->map.nodes[k].port,
+					    c->errstr);
+				rcluster_drop_all(rc);
+				return -1;
+			}
+			rc->node_of[i] = k;
+		}
+		/* Every master's pipeline on the wire before any reply is read. */
+		for (size_t k = 0; k < rc->map.n_nodes; k++) {
+			int done = rc->ctx[k] == NULL;
+
+			while (!done)
+				if (redisBufferWrite(rc->ctx[k], &done) != REDIS_OK) {
+					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
+					    rc->map.nodes[k].host, rc->map.nodes[k].port,
+					    rc->ctx[k]->errstr);
+					rcluster_drop_all(rc);
+					return -1;
+				}
+		}
+		/* Replies, master by master, each in its append order. */
+		for (size_t k = 0; k < rc->map.n_nodes; k++) {
+			for (size_t j = 0; j < n_pending; j++) {
+				size_t i = rc->pending[j];
+				struct rcluster_node to;
+				uint16_t slot;
+				void *r = NULL;
+				enum rcluster_redirect kind;
+
+				if (rc->node_of[i] != k)
+					continue;
+				if (redisGetReply(rc->ctx[k], &r) != REDIS_OK || r == NULL) {
+					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
+					    rc->map.nodes[k].host, rc->map.nodes[k].port,
+					    rc->ctx[k]->errstr[0] ? rc->ctx[k]->errstr
+								  : "no reply");
+					rcluster_drop_all(rc);
+					return -1;
+				}
+				replies[i] = r;
+				if (replies[i]->type != REDIS_REPLY_ERROR)
+					continue;
+				kind = rcluster_redirect_parse(
+				    replies[i]->str, rc->map.nodes[k].host, &slot, &to);
+				if (kind == RCLUSTER_NOT_REDIRECT)
+					continue;
+				freeReplyObject(replies[i]);
+				replies[i] = NULL;
+				/* Handled once every connection is drained (below). */
+				rc->redir[n_redir++] = (struct rcluster_redir){ i, slot, kind, to };
+			}
+		}
+		/*
+		 * ASK: ASKING + the command at the node it named, one at a time.
+		 * MOVED: sent again next round, to the node it named (set in the map
+		 * after the map is read again: the node that answered knows better
+		 * than gossip may have told the others yet).
+		 */
+		for (size_t q = 0; q < n_redir; q++) {
+			struct rcluster_redir *x = &rc->redir[q];
+			struct rcluster_node to;
+			uint16_t slot;
+
+			if (x->kind == RCLUSTER_MOVED) {
+				rc->moved++;
+				rc->stale = 1;
+				rc->next[n_next++] = x->item;
+				continue;
+			}
+			rc->ask++;
+			if (rcluster_asking(rc, &x->to, &cmds[x->item], &replies[x->item], errstr,
+				errstr_size) < 0)
+				return -1;
+			if (replies[x->item]->type == REDIS_REPLY_ERROR &&
+			    rcluster_redirect_parse(replies[x->item]->str, x->to.host, &slot,
+				&to) != RCLUSTER_NOT_REDIRECT) {
+				freeReplyObject(replies[x->item]);
+				replies[x->item] = NULL;
+				rc->stale = 1;
+				rc->next[n_next++] = x->item;
+			}
+		}
+		if (rc->stale && rcluster_refresh(rc, errstr, errstr_size) < 0)
+			return -1;
+		for (size_t q = 0; q < n_redir; q++)
+			if (rc->redir[q].kind == RCLUSTER_MOVED &&
+			    rcluster_set_owner(rc, rc->redir[q].slot, &rc->redir[q].to) < 0) {
+				snprintf(errstr, errstr_size, "redis cluster: out of memory");
+				return -1;
+			}
+		memcpy(rc->pending, rc->next, n_next * sizeof(*rc->pending));
+		n_pending = n_next;
+	}
+	if (n_pending > 0) {
+		snprintf(errstr, errstr_size,
+		    "redis cluster: %zu commands still redirected after %d rounds", n_pending,
+		    RCLUSTER_ROUNDS);
+		return -1;
+	}
+	return 0;
+}

@@ -1,9 +1,10 @@
 /*
  * Redis Cluster routing (schemas/redis.md "Redis Cluster"): the hash slot of
  * a key, the map of slots to masters read from CLUSTER SLOTS, and the
- * redirections (MOVED, ASK) a node answers with. Pure functions over hiredis
- * replies; connecting and resending belong to the caller. The sink does not
- * route through it yet (cluster mode is not built).
+ * redirections (MOVED, ASK) a node answers with, as pure functions over
+ * hiredis replies; and a pipeline that sends commands to their slots'
+ * masters, overlapping the masters' round trips, and follows MOVED and ASK.
+ * The sink does not route through it yet (cluster mode is not built).
  */
 #ifndef DAEMON_REDIS_CLUSTER_H
 #define DAEMON_REDIS_CLUSTER_H
@@ -66,5 +67,58 @@ enum rcluster_redirect {
  */
 enum rcluster_redirect rcluster_redirect_parse(
     const char *err, const char *cur_host, uint16_t *slot, struct rcluster_node *to);
+
+/* ---- the cluster pipeline ------------------------------------------------- */
+
+struct redisContext;
+
+/*
+ * Opens one connection (timeouts, AUTH: the caller's settings). Returns NULL
+ * with the reason in errstr.
+ */
+typedef struct redisContext *rcluster_connect_fn(
+    void *opaque, const char *host, int port, char *errstr, size_t errstr_size);
+
+struct rcluster;
+
+/*
+ * Connects to the seed node, reads the slot map and connects to every
+ * master. connect and opaque are kept for later connections (a master a
+ * redirect names). NULL with the reason in errstr. Free with rcluster_free.
+ */
+struct rcluster *rcluster_new(const char *seed_host, int seed_port, rcluster_connect_fn *connect,
+    void *opaque, char *errstr, size_t errstr_size);
+void rcluster_free(struct rcluster *rc);
+
+/* The current slot map (borrowed, valid until the next rcluster_* call). */
+const struct rcluster_map *rcluster_map(const struct rcluster *rc);
+
+/* One command of a pipeline: its arguments (borrowed) and the slot of its keys. */
+struct rcluster_cmd {
+	int argc;
+	const char **argv;
+	const size_t *argvlen;
+	uint16_t slot;
+};
+
+/*
+ * Runs cmds[0..n): each appended to its slot's master, every master's
+ * pipeline written before any reply is read (their round trips overlap),
+ * then the replies read master by master into replies[i] (the caller frees
+ * each with freeReplyObject). A MOVED reply refreshes the map (CLUSTER SLOTS
+ * from a live master) and the command is sent again to the new master; ASK
+ * sends ASKING and the command to the named node, once. A redirected
+ * command was not executed, so each command runs once. Gives up after 5
+ * rounds of redirects. Returns 0 when every command has a reply that is not
+ * a redirect (error replies of the commands themselves included), or -1
+ * with errstr (a connection lost: its connection is dropped and the map
+ * re-read on the next call; replies already read stay in replies[], the
+ * others are NULL).
+ */
+int rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n,
+    struct redisReply **replies, char *errstr, size_t errstr_size);
+
+/* Redirects followed since rcluster_new: MOVED, ASK. */
+void rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask);
 
 #endif

@@ -5,14 +5,22 @@ create, loopback ports). For 3,000 keys (the daemon's user keys, random bytes, k
 empty, unclosed and nested braces) the slot interestd computes equals the server's
 CLUSTER KEYSLOT, the master its slot map names is the one CLUSTER SLOTS gives for that
 slot, and a GET sent to another master answers MOVED naming that slot and master, which
-interestd's parser reads back. Then a master is killed -9: once its replica is promoted
-the map read from a survivor serves every slot, the killed master's slots from the
-promoted replica."""
+interestd's parser reads back.
+
+Then the cluster pipeline (rcluster_run) under a reshard: rounds of one pipelined INCR
+per key for 2,000 keys run while `redis-cli --cluster reshard` moves a quarter of the
+slots (4,096) from one master to another; the pipeline follows the MOVED and ASK replies
+(both counted, both must occur) and every INCR runs exactly once: each reply is its
+round's number and every key ends at the number of rounds.
+
+Last, a master is killed -9: once its replica is promoted the map read from a survivor
+serves every slot, the killed master's slots from the promoted replica."""
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import interestd_e2e as e2e  # noqa: E402
@@ -86,6 +94,59 @@ with tempfile.TemporaryDirectory(prefix="interestd-cluster.") as tmp:
     masters = check_map(cluster, cluster.ports[0], keys, "3 masters")
     e2e.ok(f"{len(keys)} keys: slot = CLUSTER KEYSLOT, master = CLUSTER SLOTS's, MOVED from "
            f"another master parsed to both ({len(masters)} masters)")
+
+    # The pipeline under a reshard of a quarter of the slots.
+    incr_keys = [f"ui:{{reshard-{i}}}:n".encode() for i in range(2000)]
+    stop = os.path.join(tmp, "stop-incr")
+    src, dst = sorted(masters)[1], sorted(masters)[2]
+    probe_p = subprocess.Popen([PROBE, HOST, str(src), "--incr-until", stop],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    probe_p.stdin.write("".join(k.hex() + "\n" for k in incr_keys))
+    probe_p.stdin.close()
+    probe_p.stdin = None  # communicate() below reads only
+    time.sleep(1)
+    ids = {p: cluster.client(p).execute_command("CLUSTER MYID").decode() for p in (src, dst)}
+    rs = subprocess.run(["redis-cli", "--cluster", "reshard", f"{HOST}:{src}",
+                         "--cluster-from", ids[src], "--cluster-to", ids[dst],
+                         "--cluster-slots", "4096", "--cluster-yes"],
+                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    alive_after_reshard = probe_p.poll() is None
+    open(stop, "w").close()
+    try:
+        out, err = probe_p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        probe_p.kill()
+        e2e.fail("the INCR pipeline did not stop within 60 s of being told to")
+    if rs.returncode != 0:
+        e2e.fail(f"redis-cli --cluster reshard failed ({rs.returncode}): {rs.stderr[-1500:]}")
+    if not alive_after_reshard:
+        e2e.fail(f"the INCR pipeline ended before the reshard did: {out} {err[-1500:]}")
+    if probe_p.returncode != 0:
+        e2e.fail(f"the INCR pipeline failed during the reshard: {err[-2000:]}")
+    f = dict(zip(out.split()[0::2], map(int, out.split()[1::2])))
+    if f["bad"] != 0:
+        e2e.fail(f"{f['bad']} INCR replies were not their round's number: {err[-2000:]}")
+    if f["moved"] == 0 or f["ask"] == 0:
+        e2e.fail(f"the reshard produced no MOVED or no ASK for the pipeline ({f}): "
+                 "the test did not exercise the redirects")
+    cluster.wait_ok(60)
+    after = cluster.masters()
+    moved_slots = sum(b - a + 1 for a, b in after.get(dst, [])) - \
+        sum(b - a + 1 for a, b in masters[dst])
+    if moved_slots != 4096:
+        e2e.fail(f"the reshard moved {moved_slots} slots to {dst}, want 4096")
+    from redis.cluster import RedisCluster as PyCluster  # noqa: E402
+    rcl = PyCluster(host=HOST, port=src)
+    values = [int(rcl.get(k) or 0) for k in incr_keys]
+    rcl.close()
+    wrong = [(k, v) for k, v in zip(incr_keys, values) if v != f["rounds"]]
+    if wrong:
+        e2e.fail(f"{len(wrong)} keys not at {f['rounds']} after the rounds, e.g. {wrong[:3]}")
+    e2e.ok(f"reshard of 4,096 slots during {f['rounds']} pipelined rounds of 2,000 INCRs: "
+           f"{f['moved']} MOVED and {f['ask']} ASK followed, every INCR ran once")
+    check_map(cluster, cluster.ports[0], keys, "after the reshard")
+    masters = after
 
     victim = sorted(masters)[0]
     lost = masters[victim]

@@ -8,15 +8,97 @@
  *   redis-cluster-probe HOST PORT < keys.hex
  * Prints "nodes N unserved U", then "KEYHEX SLOT HOST:PORT MOVED_OK" per key.
  * Exit 0 when the map loaded (the test compares the rest with the server).
+ *   redis-cluster-probe HOST PORT --incr-until FILE < keys.hex
+ * Through rcluster_run (the cluster pipeline): rounds of one INCR per key,
+ * all keys of a round in one pipelined call, until FILE exists (the test
+ * reshards meanwhile); every reply must be the round's number (each INCR
+ * ran once). Prints "rounds R bad B moved M ask A"; exit 0 when every call
+ * succeeded.
  */
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "redis_cluster.h"
 
 static struct rcluster_map map;
+
+static redisContext *
+probe_connect(void *opaque, const char *host, int port, char *errstr, size_t errstr_size)
+{
+	struct timeval tv = { 5, 0 };
+	redisContext *c = redisConnectWithTimeout(host, port, tv);
+
+	(void)opaque;
+	if (c == NULL || c->err) {
+		snprintf(errstr, errstr_size, "connect %s:%d: %s", host, port,
+		    c != NULL ? c->errstr : "out of memory");
+		redisFree(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* --incr: rounds of pipelined INCRs over n keys through rcluster_run. */
+static int
+probe_incr(const char *host, int port, char **keys, size_t *lens, size_t n, const char *stop)
+{
+	char err[512];
+	struct rcluster *rc = rcluster_new(host, port, probe_connect, NULL, err, sizeof(err));
+	struct rcluster_cmd *cmds = calloc(n, sizeof(*cmds));
+	const char **argv = calloc(2 * n, sizeof(*argv));
+	size_t *argvlen = calloc(2 * n, sizeof(*argvlen));
+	redisReply **replies = calloc(n, sizeof(*replies));
+	uint64_t moved, ask, bad = 0;
+	int ret = 0;
+
+	if (rc == NULL || cmds == NULL || argv == NULL || argvlen == NULL || replies == NULL) {
+		fprintf(stderr, "redis-cluster-probe: %s\n", rc == NULL ? err : "out of memory");
+		return 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		argv[2 * i] = "INCR";
+		argvlen[2 * i] = 4;
+		argv[2 * i + 1] = keys[i];
+		argvlen[2 * i + 1] = lens[i];
+		cmds[i] = (struct rcluster_cmd){ 2, argv + 2 * i, argvlen + 2 * i,
+			rcluster_keyslot(keys[i], lens[i]) };
+	}
+	long r = 0;
+
+	while (ret == 0 && access(stop, F_OK) != 0) {
+		r++;
+		if (rcluster_run(rc, cmds, n, replies, err, sizeof(err)) < 0) {
+			fprintf(stderr, "redis-cluster-probe: round %ld: %s\n", r, err);
+			ret = 1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (replies[i] == NULL || replies[i]->type != REDIS_REPLY_INTEGER ||
+			    replies[i]->integer != r) {
+				if (bad++ < 5)
+					fprintf(stderr,
+					    "redis-cluster-probe: round %ld key %zu: %s\n", r, i,
+					    replies[i] == NULL ? "no reply"
+						: replies[i]->type == REDIS_REPLY_ERROR
+						? replies[i]->str
+						: "not the round's count");
+			}
+			freeReplyObject(replies[i]);
+		}
+	}
+	rcluster_redirects(rc, &moved, &ask);
+	printf(
+	    "rounds %ld bad %" PRIu64 " moved %" PRIu64 " ask %" PRIu64 "\n", r, bad, moved, ask);
+	rcluster_free(rc);
+	free(cmds);
+	free(argv);
+	free(argvlen);
+	free(replies);
+	return ret;
+}
 
 /* Hex line into key; returns its length, or -1 when not hex. */
 static long
@@ -44,8 +126,39 @@ main(int argc, char **argv)
 	redisReply *r;
 	char err[512], line[4096], key[2048];
 
+	if (argc == 5 && strcmp(argv[3], "--incr-until") == 0) {
+		size_t n = 0, cap = 0;
+		char **keys = NULL;
+		size_t *lens = NULL;
+
+		while (fgets(line, sizeof(line), stdin) != NULL) {
+			long len = unhex(line, key, sizeof(key));
+
+			if (len < 0)
+				continue;
+			if (n == cap) {
+				cap = cap ? 2 * cap : 1024;
+				keys = realloc(keys, cap * sizeof(*keys));
+				lens = realloc(lens, cap * sizeof(*lens));
+				if (keys == NULL || lens == NULL)
+					return 1;
+			}
+			keys[n] = malloc((size_t)len + 1);
+			if (keys[n] == NULL)
+				return 1;
+			memcpy(keys[n], key, (size_t)len);
+			lens[n++] = (size_t)len;
+		}
+		int rc = probe_incr(argv[1], atoi(argv[2]), keys, lens, n, argv[4]);
+		for (size_t i = 0; i < n; i++)
+			free(keys[i]);
+		free(keys);
+		free(lens);
+		return rc;
+	}
 	if (argc != 3) {
-		fprintf(stderr, "usage: redis-cluster-probe HOST PORT < keys.hex\n");
+		fprintf(stderr,
+		    "usage: redis-cluster-probe HOST PORT [--incr-until FILE] < keys.hex\n");
 		return 64;
 	}
 	seed = redisConnectWithTimeout(argv[1], atoi(argv[2]), tv);
