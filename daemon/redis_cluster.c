@@ -208,12 +208,6 @@ struct rcluster {
 	uint64_t moved, ask;
 };
 
-const struct rcluster_map *
-rcluster_map(const struct rcluster *rc)
-{
-	return &rc->map;
-}
-
 void
 rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask)
 {

@@ -90,9 +90,6 @@ struct rcluster *rcluster_new(const char *seed_host, int seed_port, rcluster_con
     void *opaque, char *errstr, size_t errstr_size);
 void rcluster_free(struct rcluster *rc);
 
-/* The current slot map (borrowed, valid until the next rcluster_* call). */
-const struct rcluster_map *rcluster_map(const struct rcluster *rc);
-
 /* One command of a pipeline: its arguments (borrowed) and the slot of its keys. */
 struct rcluster_cmd {
 	int argc;
