@@ -243,7 +243,7 @@ rcluster_find(const struct rcluster *rc, const char *host, int port)
 static int
 rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
 {
-	static struct rcluster_map fresh; /* 32 KiB; one thread */
+	struct rcluster_map *fresh;
 	redisContext **ctx, *c = NULL, *own = NULL;
 	const char *from = rc->seed_host;
 	redisReply *r;
@@ -268,21 +268,24 @@ rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
 		rcluster_drop_all(rc);
 		return -1;
 	}
-	memset(&fresh, 0, sizeof(fresh));
-	ret = rcluster_map_parse(r, from, &fresh, errstr, errstr_size);
+	fresh = calloc(1, sizeof(*fresh)); /* 32 KiB of slots: not on the stack */
+	ret = fresh == NULL ? -1 : rcluster_map_parse(r, from, fresh, errstr, errstr_size);
+	if (fresh == NULL)
+		snprintf(errstr, errstr_size, "redis cluster: out of memory");
 	freeReplyObject(r);
 	if (own != NULL)
 		redisFree(own);
-	if (ret < 0)
-		return -1;
-	ctx = calloc(fresh.n_nodes ? fresh.n_nodes : 1, sizeof(*ctx));
-	if (ctx == NULL) {
-		rcluster_map_fini(&fresh);
+	ctx = ret < 0 ? NULL : calloc(fresh->n_nodes ? fresh->n_nodes : 1, sizeof(*ctx));
+	if (ret == 0 && ctx == NULL)
 		snprintf(errstr, errstr_size, "redis cluster: out of memory");
+	if (ctx == NULL) {
+		if (fresh != NULL)
+			rcluster_map_fini(fresh);
+		free(fresh);
 		return -1;
 	}
-	for (size_t k = 0; k < fresh.n_nodes; k++) {
-		long old = rcluster_find(rc, fresh.nodes[k].host, fresh.nodes[k].port);
+	for (size_t k = 0; k < fresh->n_nodes; k++) {
+		long old = rcluster_find(rc, fresh->nodes[k].host, fresh->nodes[k].port);
 
 		if (old >= 0 && rc->ctx != NULL) {
 			ctx[k] = rc->ctx[old];
@@ -292,9 +295,8 @@ rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
 	rcluster_drop_all(rc);
 	free(rc->ctx);
 	rcluster_map_fini(&rc->map);
-	rc->map = fresh; /* takes fresh's nodes */
-	fresh.nodes = NULL;
-	fresh.n_nodes = 0;
+	rc->map = *fresh; /* takes fresh's nodes */
+	free(fresh);
 	rc->ctx = ctx;
 	rc->stale = 0;
 	return 0;

@@ -880,15 +880,30 @@ SCORER_KERNEL(scorer_chunk_avx512, "avx512f", 16, SCORER_GROUP, 1, SCORER_MADD_F
 SCORER_KERNEL(scorer_chunk_avx2, "avx2,fma", 8, 6, 2, SCORER_MADD_FMA8, SCORER_ANY8)
 SCORER_KERNEL(scorer_chunk_sse2, "sse2", 4, 2, 1, SCORER_MADD_PLAIN, SCORER_ANY4)
 
+/* Whether this CPU has the instructions of a kernel (__builtin_cpu_supports takes literals). */
+static int
+scorer_has_avx512(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f");
+}
+
+static int
+scorer_has_avx2_fma(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 static const struct scorer_kernel {
 	const char *name;
-	const char *cpu_features[2]; /* __builtin_cpu_supports names it needs, NULL-ended */
+	int (*runs)(void); /* NULL: every x86-64 */
 	void (*chunk)(struct scorer *sc, const float *U, struct scorer_sel *const *sel_of,
 	    size_t n_users, uint32_t blk0, uint32_t blk1, float *out);
 } scorer_kernels[] = {
-	{ "avx512", { "avx512f", NULL }, scorer_chunk_avx512 },
-	{ "avx2", { "avx2", "fma" }, scorer_chunk_avx2 },
-	{ "sse2", { NULL, NULL }, scorer_chunk_sse2 },
+	{ "avx512", scorer_has_avx512, scorer_chunk_avx512 },
+	{ "avx2", scorer_has_avx2_fma, scorer_chunk_avx2 },
+	{ "sse2", NULL, scorer_chunk_sse2 },
 };
 #define SCORER_N_KERNELS (sizeof(scorer_kernels) / sizeof(scorer_kernels[0]))
 
@@ -896,18 +911,7 @@ static const struct scorer_kernel {
 static int
 scorer_kernel_runs(const struct scorer_kernel *k)
 {
-	__builtin_cpu_init();
-	for (size_t f = 0; f < 2 && k->cpu_features[f] != NULL; f++) {
-		/* __builtin_cpu_supports takes string literals only */
-		if (strcmp(k->cpu_features[f], "avx512f") == 0 &&
-		    !__builtin_cpu_supports("avx512f"))
-			return 0;
-		if (strcmp(k->cpu_features[f], "avx2") == 0 && !__builtin_cpu_supports("avx2"))
-			return 0;
-		if (strcmp(k->cpu_features[f], "fma") == 0 && !__builtin_cpu_supports("fma"))
-			return 0;
-	}
-	return 1;
+	return k->runs == NULL || k->runs();
 }
 
 const char *
@@ -932,6 +936,7 @@ scorer_set_kernel(struct scorer *sc, const char *name)
 	}
 	return -1;
 }
+
 /*
  * n rows of dim floats from src (NULL: none) into dst, then SCORER_GROUP zero
  * rows: a kernel's last group reads up to that many rows past its users.
@@ -1194,12 +1199,12 @@ void
 scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,
     size_t n_users, float *out)
 {
-	size_t dim = sc->dim;
+	uint32_t dim = sc->dim;
 
 	for (size_t off = 0; off < n_users; off += SCORER_CHUNK) {
 		size_t nc = n_users - off < SCORER_CHUNK ? n_users - off : SCORER_CHUNK;
 
-		scorer_load_rows(sc->ubuf, U + off * dim, nc, sc->dim);
+		scorer_load_rows(sc->ubuf, U + off * dim, nc, dim);
 		for (size_t k = 0; k < nc; k++)
 			scorer_node_terms(sc, us[off + k], sc->sel[k].nt);
 		scorer_kernels[sc->kernel].chunk(

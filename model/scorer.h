@@ -34,9 +34,11 @@ const float *scorer_score_all(
 
 /*
  * scorer_score_all for n_users users: us[k] with interest vector U[k * dim ..],
- * scores into out[k * n_items ..]. Each pass over the item embeddings serves
- * SCORER_BATCH users (memory traffic / SCORER_BATCH); a user's scores are
- * scorer_score_all's, bit for bit. No allocation.
+ * scores into out[k * n_items ..], through the top-N kernel: up to 64 users
+ * share each span of the item embeddings in cache, a few at a time in
+ * registers. A user's scores are scorer_score_all's, bit for bit, whatever
+ * n_users. No allocation. SCORER_BATCH: the users per call the trainer's
+ * validation uses (its buffers are sized for it).
  */
 #define SCORER_BATCH 8
 void scorer_score_all_batch(struct scorer *sc, const struct user_state *const *us, const float *U,

@@ -37,6 +37,7 @@ PARTITIONS = 4
 PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
+TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 
 
 def cpu_of(kern):
@@ -44,22 +45,16 @@ def cpu_of(kern):
     return {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
 
 
-def fast_core():
+def fast_core(kern):
     """The OPENBLAS_CORETYPE to compare against OpenBLAS's own detection, named
-    for this CPU's flags: SkylakeX with avx512f, Haswell with avx2 + fma, None
-    otherwise (that run is skipped: a core type the CPU lacks dies with SIGILL)."""
-    flags = set()
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    if "avx512f" in flags:
+    for the CPU's flags bench-kernel read: SkylakeX with avx512f, Haswell with
+    avx2 + fma, None otherwise (that run is skipped: a core type the CPU lacks
+    dies with SIGILL)."""
+    if kern["avx512f"]:
         return "SkylakeX"
-    if "avx2" in flags and "fma" in flags:
+    if kern["avx2"] and kern["fma"]:
         return "Haswell"
     return None
-TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 
 
 def log(msg):
@@ -411,7 +406,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         self.model_path = self.model()
         log("top-N kernels and tiered search (bench-kernel)")
         kern = self.kernel(self.model_path)
-        core_fast = fast_core()
+        core_fast = fast_core(kern)
         if core_fast is None:
             log(f"{CORE_ENV} runs skipped: this CPU has neither avx512f nor avx2 + fma")
         else:
