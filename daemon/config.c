@@ -117,6 +117,10 @@ static const struct cfg_key config_keys[] = {
 	    "Redis TCP port" },
 	{ "redis.unix_socket", CFG_STRING, OFF(redis_unix_socket), "", 0, 0, NULL, NULL,
 	    CFG_OPTIONAL, "Redis unix socket path; empty: TCP" },
+	{ "redis.cluster", CFG_BOOL, OFF(redis_cluster), "false", 0, 0, NULL, NULL, 0,
+	    "redis.host:redis.port is a seed node of a Redis Cluster: each user's writes go to its "
+	    "slot's master (schemas/redis.md \"Redis Cluster\"); needs TCP, not "
+	    "redis.unix_socket" },
 	{ "redis.user", CFG_STRING, OFF(redis_user), "", 0, 0, NULL, NULL, CFG_OPTIONAL,
 	    "Redis 6 ACL user (AUTH user password); empty: AUTH password" },
 	{ "redis.password", CFG_STRING, OFF(redis_password), "", 0, 0, NULL, NULL,

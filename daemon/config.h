@@ -80,17 +80,18 @@ struct config {
 	char *model_path;          /* model.path */
 
 	/* Redis */
-	char *redis_host;                        /* redis.host */
-	int redis_port;                          /* redis.port */
-	char *redis_unix_socket;                 /* redis.unix_socket, NULL: use host/port */
-	char *redis_user;                        /* redis.user, NULL: legacy AUTH <password> */
-	char *redis_password;                    /* redis.password, or the first line of
+	char *redis_host;          /* redis.host */
+	int redis_port;            /* redis.port */
+	char *redis_unix_socket;   /* redis.unix_socket, NULL: use host/port */
+	int redis_cluster;         /* redis.cluster: host:port seeds a Redis Cluster */
+	char *redis_user;          /* redis.user, NULL: legacy AUTH <password> */
+	char *redis_password;      /* redis.password, or the first line of
 	                                    redis.password_file; NULL: no AUTH */
-	char *redis_password_file;               /* redis.password_file */
-	char *ids_hmac_key_file;                 /* ids.hmac_key_file, NULL: user ids verbatim */
-	char *ids_hmac_key;                      /* its first line (secret), NULL when unset */
-	char *redis_prefix;                      /* redis.prefix */
-	int redis_top_n;                         /* redis.top_n */
+	char *redis_password_file; /* redis.password_file */
+	char *ids_hmac_key_file;   /* ids.hmac_key_file, NULL: user ids verbatim */
+	char *ids_hmac_key;        /* its first line (secret), NULL when unset */
+	char *redis_prefix;        /* redis.prefix */
+	int redis_top_n;           /* redis.top_n */
 	enum config_top_format redis_top_format; /* redis.top_format */
 	int64_t redis_ttl_s;                     /* redis.ttl_s, 0: keys never expire */
 	int redis_timeout_ms;                    /* redis.timeout_ms: connect and command */

@@ -237,8 +237,8 @@ rcluster_find(const struct rcluster *rc, const char *host, int port)
 }
 
 /*
- * Reads CLUSTER SLOTS from a connected master, else from the seed, into a
- * new map; connections to masters that stay are kept, the others closed.
+ * Reads CLUSTER SLOTS from a connected master, else from the seed, else
+ * from the first master of the last map that answers, into a new map; connections to masters that stay are kept, the others closed.
  */
 static int
 rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
@@ -254,12 +254,14 @@ rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
 			c = rc->ctx[k];
 			from = rc->map.nodes[k].host;
 		}
-	if (c == NULL) {
-		own = c =
-		    rc->connect(rc->opaque, rc->seed_host, rc->seed_port, errstr, errstr_size);
-		if (c == NULL)
-			return -1;
+	/* None connected: the seed, else each master of the last map (the seed may be down). */
+	for (size_t k = 0; c == NULL && k <= rc->map.n_nodes; k++) {
+		from = k == 0 ? rc->seed_host : rc->map.nodes[k - 1].host;
+		own = c = rc->connect(rc->opaque, from,
+		    k == 0 ? rc->seed_port : rc->map.nodes[k - 1].port, errstr, errstr_size);
 	}
+	if (c == NULL)
+		return -1;
 	r = redisCommand(c, "CLUSTER SLOTS");
 	if (r == NULL) {
 		snprintf(errstr, errstr_size, "redis cluster: CLUSTER SLOTS: %s", c->errstr);
@@ -326,16 +328,30 @@ rcluster_new(const char *seed_host, int seed_port, rcluster_connect_fn *connect,
 	rc->connect = connect;
 	rc->opaque = opaque;
 	rcluster_map_fini(&rc->map);
-	if (rcluster_refresh(rc, errstr, errstr_size) < 0) {
+	if (rcluster_connect_all(rc, errstr, errstr_size) < 0) {
 		rcluster_free(rc);
 		return NULL;
 	}
+	return rc;
+}
+
+void
+rcluster_reset(struct rcluster *rc)
+{
+	rcluster_drop_all(rc);
+}
+
+int
+rcluster_connect_all(struct rcluster *rc, char *errstr, size_t errstr_size)
+{
+	if (rcluster_refresh(rc, errstr, errstr_size) < 0)
+		return -1;
 	for (size_t k = 0; k < rc->map.n_nodes; k++)
 		if (rcluster_node(rc, k, errstr, errstr_size) == NULL) {
-			rcluster_free(rc);
-			return NULL;
+			rcluster_drop_all(rc);
+			return -1;
 		}
-	return rc;
+	return 0;
 }
 
 void
@@ -376,6 +392,15 @@ rcluster_grow(struct rcluster *rc, size_t n)
 	return 0;
 }
 
+/* Appends cmd to c's pipeline: its preformatted bytes, or its arguments. */
+static int
+rcluster_append(redisContext *c, const struct rcluster_cmd *cmd)
+{
+	if (cmd->formatted != NULL)
+		return redisAppendFormattedCommand(c, cmd->formatted, cmd->formatted_len);
+	return redisAppendCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen);
+}
+
 /*
  * ASKING and cmd on the node host:port, synchronously; the command's reply
  * into *out. 0, or -1 (errstr) when the node cannot be reached.
@@ -391,8 +416,7 @@ rcluster_asking(struct rcluster *rc, const struct rcluster_node *to, const struc
 
 	if (c == NULL)
 		return -1;
-	if (redisAppendCommand(c, "ASKING") != REDIS_OK ||
-	    redisAppendCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen) != REDIS_OK ||
+	if (redisAppendCommand(c, "ASKING") != REDIS_OK || rcluster_append(c, cmd) != REDIS_OK ||
 	    redisGetReply(c, &asking) != REDIS_OK || redisGetReply(c, &reply) != REDIS_OK) {
 		snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", to->host, to->port,
 		    c->errstr[0] ? c->errstr : "ASKING failed");
@@ -464,9 +488,7 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 				return -1;
 			}
 			c = rcluster_node(rc, k, errstr, errstr_size);
-			if (c == NULL ||
-			    redisAppendCommandArgv(
-				c, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
+			if (c == NULL || rcluster_append(c, &cmds[i]) != REDIS_OK) {
 				if (c != NULL)
 					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
 					    rc->map.nodes[k].host, rc->map.nodes[k].port,
@@ -569,4 +591,95 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 		return -1;
 	}
 	return 0;
+}
+
+size_t
+rcluster_master_slots(const struct rcluster *rc, uint16_t *lowest, size_t cap)
+{
+	size_t n = 0;
+
+	for (size_t k = 0; k < rc->map.n_nodes; k++) {
+		for (uint32_t s = 0; s < RCLUSTER_SLOTS; s++)
+			if (rc->map.owner[s] == k) {
+				if (n < cap)
+					lowest[n] = (uint16_t)s;
+				n++;
+				break;
+			}
+	}
+	return n;
+}
+
+size_t
+rcluster_slot_tag(uint16_t slot, char *buf, size_t size)
+{
+	for (unsigned long i = 0;; i++) {
+		int len = snprintf(buf, size, "%lu", i);
+
+		if (len < 0 || (size_t)len >= size)
+			return 0;
+		if (rcluster_crc16(buf, (size_t)len) % RCLUSTER_SLOTS == slot)
+			return (size_t)len;
+	}
+}
+
+int
+rcluster_wait(struct rcluster *rc, int replicas, int timeout_ms, char *errstr, size_t errstr_size)
+{
+	int ret = 0;
+
+	for (size_t k = 0; k < rc->map.n_nodes; k++)
+		if (rc->ctx[k] != NULL &&
+		    redisAppendCommand(rc->ctx[k], "WAIT %d %d", replicas, timeout_ms) !=
+			REDIS_OK) {
+			snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
+			    rc->map.nodes[k].host, rc->map.nodes[k].port, rc->ctx[k]->errstr);
+			rcluster_drop_all(rc);
+			return -1;
+		}
+	/* Every master waits at once: the replies come after the slowest. */
+	for (size_t k = 0; k < rc->map.n_nodes; k++) {
+		redisReply *r = NULL;
+
+		if (rc->ctx[k] == NULL)
+			continue;
+		if (redisGetReply(rc->ctx[k], (void **)&r) != REDIS_OK || r == NULL) {
+			snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
+			    rc->map.nodes[k].host, rc->map.nodes[k].port,
+			    rc->ctx[k]->errstr[0] ? rc->ctx[k]->errstr : "no reply");
+			rcluster_drop_all(rc);
+			return -1;
+		}
+		if (ret == 0 && (r->type != REDIS_REPLY_INTEGER || r->integer < replicas)) {
+			if (r->type == REDIS_REPLY_INTEGER)
+				snprintf(errstr, errstr_size,
+				    "redis cluster: %s:%d: WAIT: %lld of %d replicas acknowledged "
+				    "within %d ms",
+				    rc->map.nodes[k].host, rc->map.nodes[k].port, r->integer,
+				    replicas, timeout_ms);
+			else
+				snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
+				    rc->map.nodes[k].host, rc->map.nodes[k].port,
+				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			ret = -1;
+		}
+		freeReplyObject(r);
+	}
+	return ret;
+}
+
+struct redisContext *
+rcluster_take(struct rcluster *rc, uint16_t slot, char *errstr, size_t errstr_size)
+{
+	uint16_t k = rc->map.owner[slot];
+	redisContext *c;
+
+	if (k == RCLUSTER_NO_NODE) {
+		snprintf(
+		    errstr, errstr_size, "redis cluster: slot %u is served by no master", slot);
+		return NULL;
+	}
+	c = rcluster_node(rc, k, errstr, errstr_size);
+	rc->ctx[k] = NULL;
+	return c;
 }

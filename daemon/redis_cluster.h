@@ -4,7 +4,6 @@
  * redirections (MOVED, ASK) a node answers with, as pure functions over
  * hiredis replies; and a pipeline that sends commands to their slots'
  * masters, overlapping the masters' round trips, and follows MOVED and ASK.
- * The sink does not route through it yet (cluster mode is not built).
  */
 #ifndef DAEMON_REDIS_CLUSTER_H
 #define DAEMON_REDIS_CLUSTER_H
@@ -90,11 +89,26 @@ struct rcluster *rcluster_new(const char *seed_host, int seed_port, rcluster_con
     void *opaque, char *errstr, size_t errstr_size);
 void rcluster_free(struct rcluster *rc);
 
-/* One command of a pipeline: its arguments (borrowed) and the slot of its keys. */
+/*
+ * Drops every connection; the next call re-reads the map (from any master
+ * it still knows when the seed is down) and connects again.
+ */
+void rcluster_reset(struct rcluster *rc);
+
+/* Re-reads the map and connects to every master now. 0, or -1 with errstr. */
+int rcluster_connect_all(struct rcluster *rc, char *errstr, size_t errstr_size);
+
+/*
+ * One command of a pipeline: its arguments, or (formatted != NULL) its bytes
+ * in the protocol as redisFormatCommandArgv makes them; borrowed; and the
+ * slot of its keys.
+ */
 struct rcluster_cmd {
 	int argc;
 	const char **argv;
 	const size_t *argvlen;
+	const char *formatted;
+	size_t formatted_len;
 	uint16_t slot;
 };
 
@@ -117,5 +131,35 @@ int rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n,
 
 /* Redirects followed since rcluster_new: MOVED, ASK. */
 void rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask);
+
+/*
+ * WAIT replicas timeout_ms on every connected master at once (each one
+ * waits for the writes of our connection to it). 0 when every one
+ * answered at least replicas; -1 with errstr naming the first master that
+ * did not (a lost connection is dropped).
+ */
+int rcluster_wait(
+    struct rcluster *rc, int replicas, int timeout_ms, char *errstr, size_t errstr_size);
+
+/*
+ * The lowest slot of each master that serves any, in map order, into
+ * lowest[0..cap); returns how many masters serve slots (may exceed cap).
+ */
+size_t rcluster_master_slots(const struct rcluster *rc, uint16_t *lowest, size_t cap);
+
+/*
+ * A hash tag of slot: the smallest decimal integer whose slot it is, into
+ * buf; returns its length (0 when buf is too small). Every instance finds
+ * the same tag, so a key per master ("{<tag>}:...") has one name cluster-wide.
+ */
+size_t rcluster_slot_tag(uint16_t slot, char *buf, size_t size);
+
+/*
+ * The connection to the master of slot, taken out of rc (the caller frees
+ * it with redisFree): for a tool that talks to one user's slot. NULL with
+ * errstr when that master cannot be reached.
+ */
+struct redisContext *rcluster_take(
+    struct rcluster *rc, uint16_t slot, char *errstr, size_t errstr_size);
 
 #endif

@@ -26,20 +26,24 @@
 #include "config.h"
 #include "metrics.h"
 #include "modelfile.h"
+#include "redis_cluster.h"
 #include "state.h"
 
 #define SINK_ERR_MAX        256
 #define SINK_SHA_LEN        40
 #define SINK_NUM_MAX        32 /* a formatted integer or float */
 #define SINK_TIER_VALUE_MAX 48
+#define SINK_TAG_MAX        12 /* a hash tag of a slot: a decimal integer */
 #define SINK_PREPARE_CHUNK  64 /* users computed per step while Redis runs the previous ones */
 
 /*
  * The write script (schemas/redis.md "Write script"). Returns 0 written,
  * 1 refused (stored marker of the same partition at/after ours), 2 refused
- * (partition epoch in Redis newer than ours), 3 refused (the user was erased
- * by a tombstone of the same partition at/after ours).
- * KEYS: vec top tiers meta state epoch erased
+ * (partition epoch in Redis newer than ours, or the user last written by a
+ * newer owner of the same partition), 3 refused (the user was erased by a
+ * tombstone of the same partition at/after ours).
+ * KEYS: vec top tiers meta state [epoch] erased: the partition's epoch key
+ * only on a single node (in a cluster it lives in another slot).
  * ARGV: 1 partition, 2 offset, 3 epoch, 4 ttl_s, 5 vec, 6 state, 7 updated_at,
  *       8 model_version, 9 events_applied, 10 weights_at, 11 "json"|"zset",
  *       12 top JSON, 13 n_tiers, then n_tiers (node, "short long") pairs, then
@@ -47,13 +51,16 @@
  */
 static const char sink_script[] =
     "local part, off, ep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "if ep > 0 then\n"
+    "if ep > 0 and #KEYS == 7 then\n"
     "  local cur = tonumber(redis.call('GET', KEYS[6]) or '0')\n"
     "  if cur > ep then return 2 end\n"
     "end\n"
-    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset')\n"
-    "if m[1] and m[2] and tonumber(m[1]) == part and tonumber(m[2]) >= off then return 1 end\n"
-    "local er = redis.call('HMGET', KEYS[7], 'partition', 'offset')\n"
+    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset', 'epoch')\n"
+    "if m[1] and tonumber(m[1]) == part then\n"
+    "  if ep > 0 and m[3] and tonumber(m[3]) > ep then return 2 end\n"
+    "  if m[2] and tonumber(m[2]) >= off then return 1 end\n"
+    "end\n"
+    "local er = redis.call('HMGET', KEYS[#KEYS], 'partition', 'offset')\n"
     "if er[1] and er[2] and tonumber(er[1]) == part and tonumber(er[2]) >= off then return 3 end\n"
     "local ttl = tonumber(ARGV[4])\n"
     "redis.call('SET', KEYS[1], ARGV[5])\n"
@@ -75,31 +82,34 @@ static const char sink_script[] =
     "end\n"
     "return 0\n";
 
-#define SINK_SCRIPT_KEYS       7
+#define SINK_SCRIPT_KEYS       7 /* 6 in a cluster: no epoch key */
 #define SINK_SCRIPT_FIXED_ARGS 13
 
 /*
  * The erase script (schemas/redis.md "Erasure"). Returns 0 erased, 1 kept
  * (the stored marker of the same partition is past the tombstone: the
  * state holds only events after it; the erasure marker is still recorded),
- * 2 fenced.
- * KEYS: vec top tiers meta state epoch erased
+ * 2 fenced (as the write script).
+ * KEYS: vec top tiers meta state [epoch] erased (as the write script)
  * ARGV: 1 partition, 2 offset, 3 epoch, 4 erased_ts_ms, 5 requested_at_ms
  */
 static const char sink_erase_script[] =
     "local part, off, ep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "if ep > 0 then\n"
+    "local erk = KEYS[#KEYS]\n"
+    "if ep > 0 and #KEYS == 7 then\n"
     "  local cur = tonumber(redis.call('GET', KEYS[6]) or '0')\n"
     "  if cur > ep then return 2 end\n"
     "end\n"
-    "local er = redis.call('HMGET', KEYS[7], 'partition', 'offset')\n"
+    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset', 'epoch')\n"
+    "local same = m[1] and tonumber(m[1]) == part\n"
+    "if same and ep > 0 and m[3] and tonumber(m[3]) > ep then return 2 end\n"
+    "local er = redis.call('HMGET', erk, 'partition', 'offset')\n"
     "if not (er[1] and er[2] and tonumber(er[1]) == part and tonumber(er[2]) >= off) then\n"
-    "  redis.call('HSET', KEYS[7], 'partition', ARGV[1], 'offset', ARGV[2], 'ts', ARGV[4],\n"
+    "  redis.call('HSET', erk, 'partition', ARGV[1], 'offset', ARGV[2], 'ts', ARGV[4],\n"
     "    'erased_at', ARGV[5])\n"
-    "  redis.call('PERSIST', KEYS[7])\n"
+    "  redis.call('PERSIST', erk)\n"
     "end\n"
-    "local m = redis.call('HMGET', KEYS[4], 'partition', 'offset')\n"
-    "if m[1] and m[2] and tonumber(m[1]) == part and tonumber(m[2]) > off then return 1 end\n"
+    "if same and m[2] and tonumber(m[2]) > off then return 1 end\n"
     "redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])\n"
     "return 0\n";
 
@@ -107,11 +117,13 @@ static const char sink_erase_script[] =
  * The flushed-through marker: raised, never lowered (a lagging instance
  * must not move it back), and fenced like a write: 2 when the partition's
  * epoch in Redis is newer than the caller's, nothing raised.
- * KEYS: marker, epoch; ARGV: 1 next offset, 2 epoch (0: no fencing).
+ * KEYS: marker, epoch (not in a cluster: another slot); ARGV: 1 next
+ * offset, 2 epoch (0: no fencing).
  */
 static const char sink_flushed_script[] =
     "local ep = tonumber(ARGV[2])\n"
-    "if ep > 0 and tonumber(redis.call('GET', KEYS[2]) or '0') > ep then return 2 end\n"
+    "if ep > 0 and #KEYS == 2 and tonumber(redis.call('GET', KEYS[2]) or '0') > ep then return 2 "
+    "end\n"
     "local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')\n"
     "if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end\n"
     "return 0\n";
@@ -208,8 +220,41 @@ struct sink_buf {
 	size_t len, cap;
 };
 
+/*
+ * Cluster mode: the commands of one pipeline, formatted, each with the slot
+ * of its keys, queued until the first reply is asked for; then rcluster_run
+ * sends them to their masters at once and the replies are handed out in the
+ * order the commands were queued, as one connection's pipeline would.
+ */
+struct sink_queue {
+	struct rcluster_cmd *cmds;
+	char **formatted; /* cmds[i].formatted, owned */
+	redisReply **replies;
+	size_t n, cap, next;
+	int ran;
+};
+
+/* Cluster mode: a partition a flush writes, our epoch of it, and whether Redis holds a newer one. */
+struct sink_fence {
+	int32_t partition;
+	uint64_t epoch;
+	int fenced;
+};
+
+/* A hash tag of a slot (rcluster_slot_tag). */
+struct sink_tag {
+	uint16_t slot;
+	char tag[SINK_TAG_MAX];
+};
+
 struct sink_redis {
-	redisContext *ctx;
+	redisContext *ctx;   /* single node */
+	struct rcluster *rc; /* cluster mode (redis.cluster): one connection per master */
+	struct sink_queue q;
+	uint16_t *masters;     /* cluster mode: each master's lowest slot (flushed markers) */
+	struct sink_tag *tags; /* and that slot's hash tag */
+	size_t n_masters, masters_cap;
+	int cluster;
 	char sha[SINK_SHA_LEN + 1]; /* write script */
 	char sha_erase[SINK_SHA_LEN + 1];
 	char sha_flushed[SINK_SHA_LEN + 1];
@@ -232,8 +277,9 @@ struct sink_redis {
 	size_t *argvlen;
 	size_t *argoff; /* argument offsets into buf, before pointers are fixed */
 	size_t argcap;
-	size_t *retry; /* item indices to re-send after NOSCRIPT */
-	size_t retry_cap;
+	size_t *retry; /* item indices to re-send after NOSCRIPT; cluster flush: [n..2n) users */
+	struct sink_fence *fence; /* cluster flush: the partitions it writes */
+	size_t retry_cap, n_unfenced;
 
 	int denied; /* the last failed call met a NOPERM reply (ACL) */
 	struct metrics_histogram lat[SINK_OP_COUNT]; /* successful script pipelines, seconds */
@@ -359,13 +405,31 @@ sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size)
 	return endpoint_connect(&ep, errstr, errstr_size);
 }
 
-/* Drops the connection; the next operation reconnects. */
+static void
+queue_clear(struct sink_queue *q)
+{
+	for (size_t i = 0; i < q->n; i++) {
+		redisFreeCommand(q->formatted[i]);
+		if (q->ran)
+			freeReplyObject(q->replies[i]); /* NULL once handed out */
+	}
+	q->n = q->next = 0;
+	q->ran = 0;
+}
+
+/*
+ * Drops the connection (cluster mode: every master's, and what was queued;
+ * the map is kept to find the cluster again); the next operation reconnects.
+ */
 static void
 sink_disconnect(struct sink_redis *sink)
 {
 	if (sink->ctx != NULL)
 		redisFree(sink->ctx);
 	sink->ctx = NULL;
+	queue_clear(&sink->q);
+	if (sink->rc != NULL)
+		rcluster_reset(sink->rc);
 }
 
 /*
@@ -383,17 +447,16 @@ reply_error(struct sink_redis *sink, const redisReply *r, const char *unexpected
 	return r->str;
 }
 
-/* SCRIPT LOAD of one script into sha (SINK_SHA_LEN + 1 bytes). */
+/* SCRIPT LOAD of one script on c into sha (SINK_SHA_LEN + 1 bytes). */
 static int
-sink_load_one(
-    struct sink_redis *sink, const char *script, char *sha, char *errstr, size_t errstr_size)
+sink_load_one(struct sink_redis *sink, redisContext *c, const char *script, char *sha, char *errstr,
+    size_t errstr_size)
 {
-	redisReply *r = redisCommand(sink->ctx, "SCRIPT LOAD %s", script);
+	redisReply *r = redisCommand(c, "SCRIPT LOAD %s", script);
 	int ret = -1;
 
 	if (r == NULL) {
-		snprintf(errstr, errstr_size, "redis SCRIPT LOAD: %s", sink->ctx->errstr);
-		sink_disconnect(sink);
+		snprintf(errstr, errstr_size, "redis SCRIPT LOAD: %s", c->errstr);
 		return -1;
 	}
 	if (r->type != REDIS_REPLY_STRING || r->len != SINK_SHA_LEN) {
@@ -409,32 +472,51 @@ done:
 	return ret;
 }
 
-/* Loads the write, erase and flushed-marker scripts. */
+/*
+ * Loads every script on c (a script's SHA1 is its name on every node, so
+ * in a cluster each new connection loads them and the names stay the same).
+ */
 static int
-sink_load_script(struct sink_redis *sink, char *errstr, size_t errstr_size)
+sink_load_script(struct sink_redis *sink, redisContext *c, char *errstr, size_t errstr_size)
 {
-	if (sink_load_one(sink, sink_script, sink->sha, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_erase_script, sink->sha_erase, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_flushed_script, sink->sha_flushed, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_claim_script, sink->sha_claim, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_release_script, sink->sha_release, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_inflight_script, sink->sha_inflight, errstr, errstr_size) < 0)
-		return -1;
-	if (sink->ctx == NULL ||
-	    sink_load_one(sink, sink_inflight_check_script, sink->sha_inflight_check, errstr,
-		errstr_size) < 0)
-		return -1;
+	const struct {
+		const char *script;
+		char *sha;
+	} all[] = {
+		{ sink_script, sink->sha },
+		{ sink_erase_script, sink->sha_erase },
+		{ sink_flushed_script, sink->sha_flushed },
+		{ sink_claim_script, sink->sha_claim },
+		{ sink_release_script, sink->sha_release },
+		{ sink_inflight_script, sink->sha_inflight },
+		{ sink_inflight_check_script, sink->sha_inflight_check },
+	};
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		if (sink_load_one(sink, c, all[i].script, all[i].sha, errstr, errstr_size) < 0)
+			return -1;
 	return 0;
+}
+
+/* Cluster mode: one master's connection, with AUTH and the scripts loaded. */
+static redisContext *
+cluster_connect(void *opaque, const char *host, int port, char *errstr, size_t errstr_size)
+{
+	struct sink_redis *sink = opaque;
+	struct sink_endpoint ep = {
+		.host = host,
+		.port = port,
+		.user = sink->user,
+		.password = sink->password,
+		.timeout_ms = sink->timeout_ms,
+	};
+	redisContext *c = endpoint_connect(&ep, errstr, errstr_size);
+
+	if (c != NULL && sink_load_script(sink, c, errstr, errstr_size) < 0) {
+		redisFree(c);
+		return NULL;
+	}
+	return c;
 }
 
 int
@@ -451,10 +533,24 @@ sink_redis_reconnect(struct sink_redis *sink, char *errstr, size_t errstr_size)
 
 	sink->denied = 0;
 	sink_disconnect(sink);
+	if (sink->cluster) {
+		if (sink->unix_socket != NULL) {
+			snprintf(errstr, errstr_size,
+			    "redis.cluster: a cluster is reached over TCP (redis.host, "
+			    "redis.port); "
+			    "unset redis.unix_socket");
+			return -1;
+		}
+		if (sink->rc != NULL)
+			return rcluster_connect_all(sink->rc, errstr, errstr_size);
+		sink->rc = rcluster_new(
+		    sink->host, sink->port, cluster_connect, sink, errstr, errstr_size);
+		return sink->rc != NULL ? 0 : -1;
+	}
 	sink->ctx = endpoint_connect(&ep, errstr, errstr_size);
 	if (sink->ctx == NULL)
 		return -1;
-	if (sink_load_script(sink, errstr, errstr_size) < 0) {
+	if (sink_load_script(sink, sink->ctx, errstr, errstr_size) < 0) {
 		sink_disconnect(sink);
 		return -1;
 	}
@@ -466,9 +562,64 @@ static int
 sink_ensure(struct sink_redis *sink, char *errstr, size_t errstr_size)
 {
 	sink->denied = 0;
-	if (sink->ctx != NULL)
+	if (sink->ctx != NULL || sink->rc != NULL)
 		return 0;
 	return sink_redis_reconnect(sink, errstr, errstr_size);
+}
+
+static int
+queue_grow(struct sink_queue *q)
+{
+	size_t ncap = q->cap ? 2 * q->cap : 256;
+	struct rcluster_cmd *nc = realloc(q->cmds, ncap * sizeof(*nc));
+	char **nf;
+	redisReply **nr;
+
+	if (nc == NULL)
+		return -1;
+	q->cmds = nc;
+	if ((nf = realloc(q->formatted, ncap * sizeof(*nf))) == NULL)
+		return -1;
+	q->formatted = nf;
+	if ((nr = realloc(q->replies, ncap * sizeof(*nr))) == NULL)
+		return -1;
+	q->replies = nr;
+	q->cap = ncap;
+	return 0;
+}
+
+/*
+ * Appends argv[0..argc) to the pipeline: on a single node to the
+ * connection, in a cluster to the queue with slot, the slot of its keys.
+ * On failure the connection is dropped (it holds a partial batch).
+ */
+static int
+sink_append(struct sink_redis *sink, int argc, const char **argv, const size_t *argvlen,
+    uint16_t slot, char *errstr, size_t errstr_size)
+{
+	struct sink_queue *q = &sink->q;
+	char *cmd = NULL;
+	int len;
+
+	if (!sink->cluster) {
+		if (redisAppendCommandArgv(sink->ctx, argc, argv, argvlen) == REDIS_OK)
+			return 0;
+		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
+		sink_disconnect(sink);
+		return -1;
+	}
+	if (q->ran)
+		queue_clear(q); /* replies of an earlier batch nobody read */
+	if ((q->n == q->cap && queue_grow(q) < 0) ||
+	    (len = redisFormatCommandArgv(&cmd, argc, argv, argvlen)) < 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		sink_disconnect(sink);
+		return -1;
+	}
+	q->formatted[q->n] = cmd;
+	q->cmds[q->n++] =
+	    (struct rcluster_cmd){ .formatted = cmd, .formatted_len = (size_t)len, .slot = slot };
+	return 0;
 }
 
 /* strdup of an optional string; returns 0, or -1 on ENOMEM. */
@@ -540,6 +691,7 @@ sink_redis_new_unconnected(const struct config *cfg, char *errstr, size_t errstr
 	sink->top_format = cfg->redis_top_format;
 	sink->ttl_s = cfg->redis_ttl_s;
 	sink->lease_ms = cfg->redis_lease_ms;
+	sink->cluster = cfg->redis_cluster;
 	sink_owner_id(sink->owner, sizeof(sink->owner));
 	for (int op = 0; op < SINK_OP_COUNT; op++)
 		metrics_histogram_init_latency(&sink->lat[op]);
@@ -558,6 +710,12 @@ sink_redis_free(struct sink_redis *sink)
 	if (sink == NULL)
 		return;
 	sink_disconnect(sink);
+	rcluster_free(sink->rc);
+	free(sink->q.cmds);
+	free(sink->q.formatted);
+	free(sink->q.replies);
+	free(sink->masters);
+	free(sink->tags);
 	if (sink->password != NULL) {
 		volatile char *p = sink->password;
 		while (*p)
@@ -575,6 +733,7 @@ sink_redis_free(struct sink_redis *sink)
 	free(sink->argvlen);
 	free(sink->argoff);
 	free(sink->retry);
+	free(sink->fence);
 	free(sink);
 }
 
@@ -723,6 +882,7 @@ struct argset {
 	struct sink_redis *sink;
 	size_t argc;
 	int oom;
+	int slot; /* cluster mode: the slot of the first key, -1 before it */
 };
 
 static void
@@ -730,6 +890,7 @@ arg_begin(struct argset *as)
 {
 	as->argc = 0;
 	as->oom = 0;
+	as->slot = -1;
 	as->sink->buf.len = 0;
 }
 
@@ -812,6 +973,48 @@ arg_printf(struct argset *as, const char *fmt, ...)
 	arg_bytes(as, tmp, (size_t)n);
 }
 
+/* The argument just closed is a key: the command goes to its slot (the first key's). */
+static void
+arg_key(struct argset *as)
+{
+	struct sink_redis *sink = as->sink;
+	size_t i = as->argc - 1;
+
+	if (!as->oom && as->slot < 0 && sink->cluster)
+		as->slot = rcluster_keyslot(sink->buf.p + sink->argoff[i], sink->argvlen[i]);
+}
+
+/*
+ * A key of a partition of topic.events: <prefix><name>:<topic>:<p> on a
+ * single node; in a cluster <prefix>{p:<topic>:<p>}:<name>, so that every
+ * key of one partition shares a slot (schemas/redis.md "Redis Cluster").
+ * group != NULL appends ":<group>" to the name.
+ */
+static int
+partition_key(const struct sink_redis *sink, const char *name, const char *group, int32_t partition,
+    char *buf, size_t size)
+{
+	if (sink->cluster)
+		return snprintf(buf, size, "%s{p:%s:%" PRId32 "}:%s%s%s", sink->prefix, sink->topic,
+		    partition, name, group ? ":" : "", group ? group : "");
+	return snprintf(buf, size, "%s%s%s%s:%s:%" PRId32, sink->prefix, name, group ? ":" : "",
+	    group ? group : "", sink->topic, partition);
+}
+
+static void
+arg_partition_key(struct argset *as, const char *name, const char *group, int32_t partition)
+{
+	char key[SINK_ERR_MAX];
+	int n = partition_key(as->sink, name, group, partition, key, sizeof(key));
+
+	if (n < 0 || (size_t)n >= sizeof(key)) {
+		as->oom = 1;
+		return;
+	}
+	arg_bytes(as, key, (size_t)n);
+	arg_key(as);
+}
+
 /* A user key: <prefix>{<user>}:<suffix>. */
 static void
 arg_user_key(struct argset *as, const char *user, size_t user_len, const char *suffix)
@@ -826,25 +1029,20 @@ arg_user_key(struct argset *as, const char *user, size_t user_len, const char *s
 	    buf_put(b, suffix, strlen(suffix)) < 0)
 		as->oom = 1;
 	arg_end(as);
+	arg_key(as);
 }
 
-/* Epoch key of a partition: <prefix>epoch:<topic>:<partition>. */
+/* Epoch key of a partition: <prefix>epoch:<topic>:<partition> (cluster: see arg_partition_key). */
 static void
 arg_epoch_key(struct argset *as, int32_t partition)
 {
-	arg_start(as);
-	if (!as->oom &&
-	    buf_printf(&as->sink->buf, "%sepoch:%s:%" PRId32, as->sink->prefix, as->sink->topic,
-		partition) < 0)
-		as->oom = 1;
-	if (!as->oom)
-		arg_end(as);
+	arg_partition_key(as, "epoch", NULL, partition);
 }
 
 /*
- * EVALSHA, the script and the 7 keys every per-user script takes, in the order
+ * EVALSHA, the script and the keys every per-user script takes, in the order
  * schemas/redis.md gives them: vec, top, tiers, meta, state, the partition's
- * epoch key, erased.
+ * epoch key (not in a cluster: another slot), erased.
  */
 static void
 arg_user_script(
@@ -855,10 +1053,11 @@ arg_user_script(
 	arg_begin(as);
 	arg_printf(as, "EVALSHA");
 	arg_printf(as, "%s", sha);
-	arg_printf(as, "%d", SINK_SCRIPT_KEYS);
+	arg_printf(as, "%d", SINK_SCRIPT_KEYS - (as->sink->cluster ? 1 : 0));
 	for (size_t k = 0; k < sizeof(before_epoch) / sizeof(before_epoch[0]); k++)
 		arg_user_key(as, user, user_len, before_epoch[k]);
-	arg_epoch_key(as, partition);
+	if (!as->sink->cluster)
+		arg_epoch_key(as, partition);
 	arg_user_key(as, user, user_len, "erased");
 }
 
@@ -884,7 +1083,7 @@ static int
 user_args(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
     int64_t now_ms, char *errstr, size_t errstr_size)
 {
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 	const struct user_state *us = su->us;
 	struct sink_buf *b = &sink->buf;
 	uint32_t dim = model_dim(m);
@@ -981,11 +1180,8 @@ append_user(struct sink_redis *sink, const struct model *m, const struct sink_us
 
 	if (argc < 0)
 		return -1;
-	if (redisAppendCommandArgv(sink->ctx, argc, sink->argv, sink->argvlen) != REDIS_OK) {
-		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
-		return -1;
-	}
-	return 0;
+	return sink_append(sink, argc, sink->argv, sink->argvlen,
+	    rcluster_keyslot(su->user_id, su->user_id_len), errstr, errstr_size);
 }
 
 long long
@@ -1003,12 +1199,38 @@ sink_redis_format_user(struct sink_redis *sink, const struct model *m, const str
 	return len;
 }
 
-/* Reads one reply; on a connection error the connection is dropped. */
+/*
+ * Reads the next reply of the pipeline (cluster mode: the first call sends
+ * the queued commands to their masters); on a connection error the
+ * connection is dropped.
+ */
 static redisReply *
 read_reply(struct sink_redis *sink, const char *what, char *errstr, size_t errstr_size)
 {
+	struct sink_queue *q = &sink->q;
 	void *r = NULL;
 
+	if (sink->cluster) {
+		char e[SINK_ERR_MAX];
+
+		if (!q->ran &&
+		    rcluster_run(sink->rc, q->cmds, q->n, q->replies, e, sizeof(e)) < 0) {
+			snprintf(errstr, errstr_size, "redis %s: %s", what, e);
+			q->ran = 1; /* the replies read before the failure are freed */
+			sink_disconnect(sink);
+			return NULL;
+		}
+		q->ran = 1;
+		if (q->next >= q->n) {
+			snprintf(errstr, errstr_size, "redis %s: no reply", what);
+			return NULL;
+		}
+		r = q->replies[q->next];
+		q->replies[q->next++] = NULL;
+		if (q->next == q->n)
+			queue_clear(q);
+		return r;
+	}
 	if (redisGetReply(sink->ctx, &r) != REDIS_OK || r == NULL) {
 		snprintf(errstr, errstr_size, "redis %s: %s", what,
 		    sink->ctx->errstr[0] ? sink->ctx->errstr : "no reply");
@@ -1025,6 +1247,12 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	redisReply *r;
 	int ret = -1;
 
+	if (sink->cluster) {
+		if (rcluster_wait(sink->rc, sink->wait_replicas, sink->wait_timeout_ms, errstr,
+			errstr_size) < 0)
+			return -1;
+		return 0;
+	}
 	r = redisCommand(sink->ctx, "WAIT %d %d", sink->wait_replicas, sink->wait_timeout_ms);
 	if (r == NULL) {
 		snprintf(errstr, errstr_size, "redis WAIT: %s", sink->ctx->errstr);
@@ -1052,7 +1280,7 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 static int
 sink_send(struct sink_redis *sink, const char *what, char *errstr, size_t errstr_size)
 {
-	int done = 0;
+	int done = sink->cluster; /* cluster mode: rcluster_run writes every master's at once */
 
 	while (!done) {
 		if (redisBufferWrite(sink->ctx, &done) != REDIS_OK) {
@@ -1061,6 +1289,44 @@ sink_send(struct sink_redis *sink, const char *what, char *errstr, size_t errstr
 			sink_disconnect(sink);
 			return -1;
 		}
+	}
+	return 0;
+}
+
+/* Grows sink->retry and sink->fence to n entries each. */
+static int
+grow_scratch(struct sink_redis *sink, size_t n, char *errstr, size_t errstr_size)
+{
+	size_t *nr;
+	struct sink_fence *nf;
+
+	if (sink->retry_cap >= n)
+		return 0;
+	nr = realloc(sink->retry, n * sizeof(*nr));
+	if (nr != NULL)
+		sink->retry = nr;
+	nf = realloc(sink->fence, n * sizeof(*nf));
+	if (nf != NULL)
+		sink->fence = nf;
+	if (nr == NULL || nf == NULL) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		return -1;
+	}
+	sink->retry_cap = n;
+	return 0;
+}
+
+/* After NOSCRIPT (SCRIPT FLUSH, a failover): the scripts again, on every connection. */
+static int
+sink_reload_scripts(struct sink_redis *sink, char *errstr, size_t errstr_size)
+{
+	if (sink->cluster) {
+		rcluster_reset(sink->rc); /* each new connection loads them */
+		return 0;
+	}
+	if (sink_load_script(sink, sink->ctx, errstr, errstr_size) < 0) {
+		sink_disconnect(sink);
+		return -1;
 	}
 	return 0;
 }
@@ -1104,17 +1370,9 @@ sink_eval_run(
 
 	if (n == 0)
 		return 0;
-	if (sink_ensure(sink, errstr, errstr_size) < 0)
+	if (sink_ensure(sink, errstr, errstr_size) < 0 ||
+	    grow_scratch(sink, n, errstr, errstr_size) < 0)
 		return -1;
-	if (sink->retry_cap < n) {
-		size_t *nr = realloc(sink->retry, n * sizeof(*nr));
-		if (nr == NULL) {
-			snprintf(errstr, errstr_size, "redis sink: out of memory");
-			return -1;
-		}
-		sink->retry = nr;
-		sink->retry_cap = n;
-	}
 	for (size_t i = 0; i < n; i++)
 		sink->retry[i] = i;
 	n_retry = n;
@@ -1122,7 +1380,7 @@ sink_eval_run(
 		size_t n_todo = n_retry;
 		int failed = 0;
 
-		if (attempt > 0 && sink_load_script(sink, errstr, errstr_size) < 0)
+		if (attempt > 0 && sink_reload_scripts(sink, errstr, errstr_size) < 0)
 			return -1;
 		for (size_t j = 0; j < n_todo; j++) {
 			if (attempt == 0 && ev->prepare != NULL && j % SINK_PREPARE_CHUNK == 0) {
@@ -1172,69 +1430,6 @@ sink_eval_run(
 	return 0;
 }
 
-/* "user U (keys P{U}:*)" */
-static void
-user_subject(struct sink_redis *sink, const char *user, size_t user_len, char *buf, size_t size)
-{
-	snprintf(buf, size, "user %.*s (keys %s{%.*s}:*)", (int)user_len, user, sink->prefix,
-	    (int)user_len, user);
-}
-
-struct flush_ctx {
-	const struct model *m;
-	struct sink_user *users;
-	sink_prepare_fn *prepare;
-	void *opaque;
-};
-
-static void
-flush_prepare(void *ctx, size_t first, size_t n)
-{
-	struct flush_ctx *fc = ctx;
-
-	fc->prepare(fc->opaque, fc->users, first, n);
-}
-
-static int
-flush_append(
-    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
-{
-	struct flush_ctx *fc = ctx;
-
-	return append_user(sink, fc->m, &fc->users[i], now_ms, errstr, errstr_size);
-}
-
-static int
-flush_take(void *ctx, size_t i, const redisReply *r)
-{
-	struct flush_ctx *fc = ctx;
-
-	if (r->type != REDIS_REPLY_INTEGER || r->integer < SINK_WRITTEN ||
-	    r->integer > SINK_REFUSED_ERASED)
-		return -1;
-	fc->users[i].result = (enum sink_result)r->integer;
-	return 0;
-}
-
-static void
-flush_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
-{
-	struct flush_ctx *fc = ctx;
-
-	user_subject(sink, fc->users[i].user_id, fc->users[i].user_id_len, buf, size);
-}
-
-int
-sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
-    sink_prepare_fn *prepare, void *opaque, char *errstr, size_t errstr_size)
-{
-	struct flush_ctx fc = { m, users, prepare, opaque };
-	struct sink_eval ev = { SINK_OP_FLUSH, "flush", prepare != NULL ? flush_prepare : NULL,
-		flush_append, flush_take, flush_subject, &fc };
-
-	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
-}
-
 /* Appends one command of as to the pipeline; drops the connection on failure. */
 static int
 append_args(struct sink_redis *sink, struct argset *as, char *errstr, size_t errstr_size)
@@ -1244,13 +1439,8 @@ append_args(struct sink_redis *sink, struct argset *as, char *errstr, size_t err
 		sink_disconnect(sink);
 		return -1;
 	}
-	if (redisAppendCommandArgv(sink->ctx, (int)as->argc, sink->argv, sink->argvlen) !=
-	    REDIS_OK) {
-		snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
-		sink_disconnect(sink);
-		return -1;
-	}
-	return 0;
+	return sink_append(sink, (int)as->argc, sink->argv, sink->argvlen,
+	    as->slot < 0 ? 0 : (uint16_t)as->slot, errstr, errstr_size);
 }
 
 /* A decimal integer reply field (bulk string) into *v; -1 when absent or not a number. */
@@ -1270,6 +1460,172 @@ reply_int64(const redisReply *r, int64_t *v)
 		return -1;
 	*v = (int64_t)x;
 	return 0;
+}
+
+/* "partition P (key K)" or "partition P (keys K1, K2)" for errstr. */
+static void
+partition_subject(const struct sink_redis *sink, int32_t partition, const char *name,
+    const char *group, const char *name2, char *buf, size_t size)
+{
+	char k1[SINK_ERR_MAX], k2[SINK_ERR_MAX] = "";
+
+	partition_key(sink, name, group, partition, k1, sizeof(k1));
+	if (name2 != NULL)
+		partition_key(sink, name2, NULL, partition, k2, sizeof(k2));
+	snprintf(buf, size, "partition %" PRId32 " (key%s %.100s%s%.100s)", partition,
+	    name2 ? "s" : "", k1, name2 ? ", " : "", k2);
+}
+
+/* "user U (keys P{U}:*)" */
+static void
+user_subject(struct sink_redis *sink, const char *user, size_t user_len, char *buf, size_t size)
+{
+	snprintf(buf, size, "user %.*s (keys %s{%.*s}:*)", (int)user_len, user, sink->prefix,
+	    (int)user_len, user);
+}
+
+/* Item j is users[idx[j]] (cluster mode: the users not fenced), or users[j] (idx NULL). */
+struct flush_ctx {
+	const struct model *m;
+	struct sink_user *users;
+	sink_prepare_fn *prepare;
+	void *opaque;
+	const size_t *idx;
+};
+
+#define FLUSH_USER(fc, j) (&(fc)->users[(fc)->idx != NULL ? (fc)->idx[j] : (j)])
+
+static void
+flush_prepare(void *ctx, size_t first, size_t n)
+{
+	struct flush_ctx *fc = ctx;
+
+	fc->prepare(fc->opaque, fc->users, first, n);
+}
+
+static int
+flush_append(
+    struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
+{
+	struct flush_ctx *fc = ctx;
+
+	return append_user(sink, fc->m, FLUSH_USER(fc, i), now_ms, errstr, errstr_size);
+}
+
+static int
+flush_take(void *ctx, size_t i, const redisReply *r)
+{
+	struct flush_ctx *fc = ctx;
+
+	if (r->type != REDIS_REPLY_INTEGER || r->integer < SINK_WRITTEN ||
+	    r->integer > SINK_REFUSED_ERASED)
+		return -1;
+	FLUSH_USER(fc, i)->result = (enum sink_result)r->integer;
+	return 0;
+}
+
+static void
+flush_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
+{
+	struct flush_ctx *fc = ctx;
+
+	user_subject(sink, FLUSH_USER(fc, i)->user_id, FLUSH_USER(fc, i)->user_id_len, buf, size);
+}
+
+/*
+ * Cluster mode (schemas/redis.md "Redis Cluster"): the write script cannot
+ * read a partition's epoch key (another slot), so the epoch of every
+ * partition this flush writes is read first, one GET each, and the users
+ * of a partition whose stored epoch is newer than ours are refused here
+ * (fenced) without a write; the script refuses a user last written by a
+ * newer owner. The indices of the users to write go to sink->retry[n..],
+ * their count to sink->n_unfenced (retry[0..n) is sink_eval_run's).
+ */
+static int
+flush_fence(
+    struct sink_redis *sink, struct sink_user *users, size_t n, char *errstr, size_t errstr_size)
+{
+	struct argset as = { sink, 0, 0, -1 };
+	size_t n_parts = 0, *idx;
+	int ret = 0;
+
+	if (sink_ensure(sink, errstr, errstr_size) < 0 ||
+	    grow_scratch(sink, 2 * n, errstr, errstr_size) < 0)
+		return -1;
+	idx = sink->retry + n;
+	/* The distinct partitions, each with our epoch of it (one per partition). */
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		while (k < n_parts && sink->fence[k].partition != users[i].us->last_partition)
+			k++;
+		if (k == n_parts)
+			sink->fence[n_parts++] =
+			    (struct sink_fence){ users[i].us->last_partition, users[i].epoch, 0 };
+	}
+	for (size_t k = 0; k < n_parts; k++) {
+		if (sink->fence[k].epoch == 0)
+			continue; /* no fencing asked */
+		arg_begin(&as);
+		arg_printf(&as, "GET");
+		arg_epoch_key(&as, sink->fence[k].partition);
+		if (append_args(sink, &as, errstr, errstr_size) < 0)
+			return -1;
+	}
+	for (size_t k = 0; k < n_parts; k++) {
+		redisReply *r;
+		int64_t stored = 0;
+
+		if (sink->fence[k].epoch == 0)
+			continue;
+		if ((r = read_reply(sink, "GET epoch", errstr, errstr_size)) == NULL)
+			return -1;
+		if (ret == 0 && r->type != REDIS_REPLY_NIL &&
+		    (reply_int64(r, &stored) < 0 || stored < 0)) {
+			char subject[SINK_ERR_MAX];
+
+			partition_subject(sink, sink->fence[k].partition, "epoch", NULL, NULL,
+			    subject, sizeof(subject));
+			snprintf(errstr, errstr_size, "redis GET epoch: %s: %s", subject,
+			    reply_error(sink, r, "not a non-negative integer"));
+			ret = -1;
+		}
+		sink->fence[k].fenced = (uint64_t)stored > sink->fence[k].epoch;
+		freeReplyObject(r);
+	}
+	if (ret < 0)
+		return -1;
+	sink->n_unfenced = 0;
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+
+		while (sink->fence[k].partition != users[i].us->last_partition)
+			k++;
+		if (sink->fence[k].fenced)
+			users[i].result = SINK_REFUSED_FENCED;
+		else
+			idx[sink->n_unfenced++] = i;
+	}
+	return 0;
+}
+
+int
+sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_user *users, size_t n,
+    sink_prepare_fn *prepare, void *opaque, char *errstr, size_t errstr_size)
+{
+	struct flush_ctx fc = { m, users, prepare, opaque, NULL };
+	struct sink_eval ev = { SINK_OP_FLUSH, "flush", prepare != NULL ? flush_prepare : NULL,
+		flush_append, flush_take, flush_subject, &fc };
+
+	if (!sink->cluster || n == 0)
+		return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+	if (flush_fence(sink, users, n, errstr, errstr_size) < 0)
+		return -1;
+	if (prepare != NULL)
+		prepare(opaque, users, 0, n);
+	ev.prepare = NULL;
+	fc.idx = sink->retry + n; /* flush_fence left the users to write there */
+	return sink_eval_run(sink, &ev, sink->n_unfenced, errstr, errstr_size);
 }
 
 /* The erasure marker of an HMGET partition offset ts reply; 0 when present and valid. */
@@ -1292,7 +1648,7 @@ int
 sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
     size_t n, sink_user_cb *cb, void *opaque, char *errstr, size_t errstr_size)
 {
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 	int ret = 0;
 
 	if (sink_ensure(sink, errstr, errstr_size) < 0)
@@ -1383,7 +1739,7 @@ erase_append(
     struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	const struct sink_erase *e = &((struct sink_erase *)ctx)[i];
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 
 	arg_user_script(&as, sink->sha_erase, e->user_id, e->user_id_len, e->partition);
 	arg_printf(&as, "%" PRId32, e->partition);
@@ -1423,24 +1779,76 @@ sink_redis_erase(
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
 
-/* <prefix>flushed:<group>:<topic>:<partition> as one argument. */
-static void
-arg_flushed_key(struct argset *as, int32_t partition)
+/*
+ * Cluster mode: the masters of the current map, each by its lowest slot and
+ * that slot's hash tag (computed again only for a master whose lowest slot
+ * changed). Single node: one "master". Returns how many, or 0 when out of memory.
+ */
+static size_t
+sink_masters(struct sink_redis *sink)
 {
-	arg_start(as);
-	if (!as->oom &&
-	    buf_printf(&as->sink->buf, "%sflushed:%s:%s:%" PRId32, as->sink->prefix,
-		as->sink->group, as->sink->topic, partition) < 0)
-		as->oom = 1;
-	if (!as->oom)
-		arg_end(as);
+	size_t n;
+
+	if (!sink->cluster)
+		return 1;
+	n = rcluster_master_slots(sink->rc, NULL, 0);
+	if (n > sink->masters_cap) {
+		uint16_t *m = realloc(sink->masters, n * sizeof(*m));
+		struct sink_tag *t = realloc(sink->tags, n * sizeof(*t));
+
+		if (m != NULL)
+			sink->masters = m;
+		if (t != NULL)
+			sink->tags = t;
+		if (m == NULL || t == NULL)
+			return 0;
+		for (size_t k = sink->masters_cap; k < n; k++)
+			sink->tags[k].tag[0] = '\0';
+		sink->masters_cap = n;
+	}
+	(void)rcluster_master_slots(sink->rc, sink->masters, n);
+	for (size_t k = 0; k < n; k++) {
+		struct sink_tag *t = &sink->tags[k];
+
+		if (t->tag[0] == '\0' || t->slot != sink->masters[k]) {
+			t->slot = sink->masters[k];
+			rcluster_slot_tag(t->slot, t->tag, sizeof(t->tag));
+		}
+	}
+	sink->n_masters = n;
+	return n;
 }
 
+/*
+ * The flushed-through marker of a partition as one argument: on a single
+ * node <prefix>flushed:<group>:<topic>:<p>; in a cluster one per master,
+ * <prefix>{<tag>}:flushed:<group>:<topic>:<p>, the tag of master's lowest
+ * slot (schemas/redis.md "Redis Cluster").
+ */
+static void
+arg_flushed_key(struct argset *as, int32_t partition, size_t master)
+{
+	struct sink_redis *sink = as->sink;
+
+	arg_start(as);
+	if (!as->oom &&
+	    buf_printf(&sink->buf, "%s%s%s%sflushed:%s:%s:%" PRId32, sink->prefix,
+		sink->cluster ? "{" : "", sink->cluster ? sink->tags[master].tag : "",
+		sink->cluster ? "}:" : "", sink->group, sink->topic, partition) < 0)
+		as->oom = 1;
+	if (!as->oom) {
+		arg_end(as);
+		arg_key(as);
+	}
+}
+
+/* Item i is the marker of partition i / n_masters on master i % n_masters. */
 struct mark_ctx {
 	const int32_t *partitions;
 	const int64_t *next_offsets;
 	const uint64_t *epochs;
 	int *fenced;
+	size_t n_masters;
 };
 
 static int
@@ -1448,17 +1856,19 @@ mark_append(
     struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	const struct mark_ctx *mc = ctx;
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
+	size_t p = i / mc->n_masters;
 
 	(void)now_ms;
 	arg_begin(&as);
 	arg_printf(&as, "EVALSHA");
 	arg_printf(&as, "%s", sink->sha_flushed);
-	arg_printf(&as, "2");
-	arg_flushed_key(&as, mc->partitions[i]);
-	arg_epoch_key(&as, mc->partitions[i]);
-	arg_printf(&as, "%" PRId64, mc->next_offsets[i]);
-	arg_printf(&as, "%" PRIu64, mc->epochs[i]);
+	arg_printf(&as, "%d", sink->cluster ? 1 : 2);
+	arg_flushed_key(&as, mc->partitions[p], i % mc->n_masters);
+	if (!sink->cluster)
+		arg_epoch_key(&as, mc->partitions[p]);
+	arg_printf(&as, "%" PRId64, mc->next_offsets[p]);
+	arg_printf(&as, "%" PRIu64, mc->epochs[p]);
 	return append_args(sink, &as, errstr, errstr_size);
 }
 
@@ -1469,7 +1879,8 @@ mark_take(void *ctx, size_t i, const redisReply *r)
 
 	if (r->type != REDIS_REPLY_INTEGER || (r->integer != 0 && r->integer != 2))
 		return -1;
-	mc->fenced[i] = r->integer == 2;
+	if (r->integer == 2)
+		mc->fenced[i / mc->n_masters] = 1;
 	return 0;
 }
 
@@ -1477,9 +1888,12 @@ static void
 mark_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
 	const struct mark_ctx *mc = ctx;
+	int32_t p = mc->partitions[i / mc->n_masters];
 
-	snprintf(buf, size, "partition %" PRId32 " (key %sflushed:%s:%s:%" PRId32 ")",
-	    mc->partitions[i], sink->prefix, sink->group, sink->topic, mc->partitions[i]);
+	snprintf(buf, size, "partition %" PRId32 " (key %s%s%s%sflushed:%s:%s:%" PRId32 ")", p,
+	    sink->prefix, sink->cluster ? "{" : "",
+	    sink->cluster ? sink->tags[i % mc->n_masters].tag : "", sink->cluster ? "}:" : "",
+	    sink->group, sink->topic, p);
 }
 
 int
@@ -1487,55 +1901,73 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
     const int64_t *next_offsets, const uint64_t *epochs, int *fenced, size_t n, char *errstr,
     size_t errstr_size)
 {
-	struct mark_ctx mc = { partitions, next_offsets, epochs, fenced };
+	struct mark_ctx mc = { partitions, next_offsets, epochs, fenced, 1 };
 	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append,
 		mark_take, mark_subject, &mc };
 
-	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
+	if (n == 0)
+		return 0;
+	if (sink_ensure(sink, errstr, errstr_size) < 0)
+		return -1;
+	if ((mc.n_masters = sink_masters(sink)) == 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		fenced[i] = 0;
+	return sink_eval_run(sink, &ev, n * mc.n_masters, errstr, errstr_size);
 }
 
 int
 sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next_offset,
     char *errstr, size_t errstr_size)
 {
-	struct argset as = { sink, 0, 0 };
-	redisReply *r;
-	int ret = -1;
+	struct argset as = { sink, 0, 0, -1 };
+	size_t n;
+	int ret = 0;
 
 	if (sink_ensure(sink, errstr, errstr_size) < 0)
 		return -1;
-	arg_begin(&as);
-	arg_printf(&as, "GET");
-	arg_flushed_key(&as, partition);
-	if (append_args(sink, &as, errstr, errstr_size) < 0)
+	if ((n = sink_masters(sink)) == 0) {
+		snprintf(errstr, errstr_size, "redis sink: out of memory");
 		return -1;
-	if ((r = read_reply(sink, "GET flushed marker", errstr, errstr_size)) == NULL)
-		return -1;
-	if (r->type == REDIS_REPLY_NIL) {
-		*next_offset = -1;
-		ret = 0;
-	} else if (reply_int64(r, next_offset) == 0 && *next_offset >= 0) {
-		ret = 0;
-	} else {
-		snprintf(errstr, errstr_size,
-		    "redis GET flushed marker of partition %" PRId32 ": %s", partition,
-		    reply_error(sink, r, "not a non-negative integer"));
 	}
-	freeReplyObject(r);
+	for (size_t k = 0; k < n; k++) {
+		arg_begin(&as);
+		arg_printf(&as, "GET");
+		arg_flushed_key(&as, partition, k);
+		if (append_args(sink, &as, errstr, errstr_size) < 0)
+			return -1;
+	}
+	/* The lowest marker of any master: a master that lost writes lost its marker's raise too. */
+	*next_offset = -1;
+	for (size_t k = 0; k < n; k++) {
+		redisReply *r = read_reply(sink, "GET flushed marker", errstr, errstr_size);
+		int64_t v;
+
+		if (r == NULL)
+			return -1;
+		if (ret < 0 || r->type == REDIS_REPLY_NIL) {
+			/* none yet on this master (cluster: it gained its lowest slot lately) */
+		} else if (reply_int64(r, &v) == 0 && v >= 0) {
+			if (*next_offset < 0 || v < *next_offset)
+				*next_offset = v;
+		} else {
+			snprintf(errstr, errstr_size,
+			    "redis GET flushed marker of partition %" PRId32 ": %s", partition,
+			    reply_error(sink, r, "not a non-negative integer"));
+			ret = -1;
+		}
+		freeReplyObject(r);
+	}
 	return ret;
 }
 
-/* <prefix>lease:<topic>:<partition> as one argument. */
+/* <prefix>lease:<topic>:<partition> as one argument (cluster: see arg_partition_key). */
 static void
 arg_lease_key(struct argset *as, int32_t partition)
 {
-	arg_start(as);
-	if (!as->oom &&
-	    buf_printf(&as->sink->buf, "%slease:%s:%" PRId32, as->sink->prefix, as->sink->topic,
-		partition) < 0)
-		as->oom = 1;
-	if (!as->oom)
-		arg_end(as);
+	arg_partition_key(as, "lease", NULL, partition);
 }
 
 static int
@@ -1543,7 +1975,7 @@ claim_append(
     struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	const struct sink_claim *cl = (const struct sink_claim *)ctx + i;
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 
 	(void)now_ms;
 	arg_begin(&as);
@@ -1587,10 +2019,7 @@ claim_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t si
 {
 	const struct sink_claim *cl = (const struct sink_claim *)ctx + i;
 
-	snprintf(buf, size,
-	    "partition %" PRId32 " (keys %sepoch:%s:%" PRId32 ", %slease:%s:%" PRId32 ")",
-	    cl->partition, sink->prefix, sink->topic, cl->partition, sink->prefix, sink->topic,
-	    cl->partition);
+	partition_subject(sink, cl->partition, "epoch", NULL, "lease", buf, size);
 }
 
 int
@@ -1608,7 +2037,7 @@ release_append(
     struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	const int32_t *partitions = ctx;
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 
 	(void)now_ms;
 	arg_begin(&as);
@@ -1633,8 +2062,7 @@ release_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t 
 {
 	const int32_t *partitions = ctx;
 
-	snprintf(buf, size, "partition %" PRId32 " (key %slease:%s:%" PRId32 ")", partitions[i],
-	    sink->prefix, sink->topic, partitions[i]);
+	partition_subject(sink, partitions[i], "lease", NULL, NULL, buf, size);
 }
 
 int
@@ -1647,17 +2075,11 @@ sink_redis_release(
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
 
-/* <prefix>inflight:<group>:<topic>:<partition> as one argument. */
+/* <prefix>inflight:<group>:<topic>:<partition> as one argument (cluster: see arg_partition_key). */
 static void
 arg_inflight_key(struct argset *as, int32_t partition)
 {
-	arg_start(as);
-	if (!as->oom &&
-	    buf_printf(&as->sink->buf, "%sinflight:%s:%s:%" PRId32, as->sink->prefix,
-		as->sink->group, as->sink->topic, partition) < 0)
-		as->oom = 1;
-	if (!as->oom)
-		arg_end(as);
+	arg_partition_key(as, "inflight", as->sink->group, partition);
 }
 
 static int
@@ -1665,7 +2087,7 @@ inflight_append(
     struct sink_redis *sink, void *ctx, size_t i, int64_t now_ms, char *errstr, size_t errstr_size)
 {
 	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 
 	(void)now_ms;
 	arg_begin(&as);
@@ -1706,8 +2128,7 @@ inflight_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t
 {
 	const struct sink_inflight *in = (const struct sink_inflight *)ctx + i;
 
-	snprintf(buf, size, "partition %" PRId32 " (key %sinflight:%s:%s:%" PRId32 ")",
-	    in->partition, sink->prefix, sink->group, sink->topic, in->partition);
+	partition_subject(sink, in->partition, "inflight", sink->group, NULL, buf, size);
 }
 
 int
@@ -1756,24 +2177,25 @@ sink_redis_write_tier_names(
 {
 	const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
 	const size_t multi_len[] = { 5 }, exec_len[] = { 4 };
-	struct argset as = { sink, 0, 0 };
+	struct argset as = { sink, 0, 0, -1 };
 	uint32_t n_nodes = model_n_nodes(m);
-	char label[SINK_NUM_MAX];
+	char label[SINK_NUM_MAX], key[SINK_ERR_MAX];
+	int key_len = snprintf(key, sizeof(key), "%stiers", sink->prefix);
+	/* MULTI and EXEC have no key: they go where the key goes. */
+	uint16_t slot = rcluster_keyslot(key, (size_t)key_len);
 
 	if (sink_ensure(sink, errstr, errstr_size) < 0)
 		return -1;
-	if (redisAppendCommandArgv(sink->ctx, 1, multi, multi_len) != REDIS_OK)
-		goto conn;
+	if (sink_append(sink, 1, multi, multi_len, slot, errstr, errstr_size) < 0)
+		return -1;
 	arg_begin(&as);
 	arg_printf(&as, "DEL");
-	arg_printf(&as, "%stiers", sink->prefix);
-	if (arg_finish(&as) < 0)
-		goto nomem;
-	if (redisAppendCommandArgv(sink->ctx, 2, sink->argv, sink->argvlen) != REDIS_OK)
-		goto conn;
+	arg_bytes(&as, key, (size_t)key_len);
+	if (append_args(sink, &as, errstr, errstr_size) < 0)
+		return -1;
 	arg_begin(&as);
 	arg_printf(&as, "HSET");
-	arg_printf(&as, "%stiers", sink->prefix);
+	arg_bytes(&as, key, (size_t)key_len);
 	for (uint32_t node = 0; node < n_nodes && !as.oom; node++) {
 		size_t len;
 		const char *name = model_node_name(m, node, &len);
@@ -1781,21 +2203,11 @@ sink_redis_write_tier_names(
 		arg_bytes(&as, label, model_node_label(m, node, label, sizeof(label)));
 		arg_bytes(&as, name, len);
 	}
-	if (arg_finish(&as) < 0)
-		goto nomem;
-	if (redisAppendCommandArgv(sink->ctx, (int)as.argc, sink->argv, sink->argvlen) != REDIS_OK)
-		goto conn;
-	if (redisAppendCommandArgv(sink->ctx, 1, exec, exec_len) != REDIS_OK)
-		goto conn;
+	if (append_args(sink, &as, errstr, errstr_size) < 0)
+		return -1;
+	if (sink_append(sink, 1, exec, exec_len, slot, errstr, errstr_size) < 0)
+		return -1;
 	return read_exec(sink, 2, "write tier names", errstr, errstr_size);
-nomem:
-	snprintf(errstr, errstr_size, "redis sink: out of memory");
-	sink_disconnect(sink);
-	return -1;
-conn:
-	snprintf(errstr, errstr_size, "redis: %s", sink->ctx->errstr);
-	sink_disconnect(sink);
-	return -1;
 }
 
 int

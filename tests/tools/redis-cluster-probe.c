@@ -64,8 +64,10 @@ probe_incr(const char *host, int port, char **keys, size_t *lens, size_t n, cons
 		argvlen[2 * i] = 4;
 		argv[2 * i + 1] = keys[i];
 		argvlen[2 * i + 1] = lens[i];
-		cmds[i] = (struct rcluster_cmd){ 2, argv + 2 * i, argvlen + 2 * i,
-			rcluster_keyslot(keys[i], lens[i]) };
+		cmds[i] = (struct rcluster_cmd){ .argc = 2,
+			.argv = argv + 2 * i,
+			.argvlen = argvlen + 2 * i,
+			.slot = rcluster_keyslot(keys[i], lens[i]) };
 	}
 	long r = 0;
 
