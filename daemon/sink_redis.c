@@ -2191,11 +2191,13 @@ sink_redis_write_tier_names(
 	arg_begin(&as);
 	arg_printf(&as, "DEL");
 	arg_bytes(&as, key, (size_t)key_len);
+	arg_key(&as);
 	if (append_args(sink, &as, errstr, errstr_size) < 0)
 		return -1;
 	arg_begin(&as);
 	arg_printf(&as, "HSET");
 	arg_bytes(&as, key, (size_t)key_len);
+	arg_key(&as);
 	for (uint32_t node = 0; node < n_nodes && !as.oom; node++) {
 		size_t len;
 		const char *name = model_node_name(m, node, &len);
