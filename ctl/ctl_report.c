@@ -113,7 +113,7 @@ int
 ctl_report_run(struct config *cfg, int argc, char **argv)
 {
 	const char *id = NULL, *out_path = NULL, *model_path = cfg->model_path;
-	char err[CTL_REPORT_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1];
+	char err[CTL_REPORT_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1], key[CTL_REPORT_KEY_MAX];
 	struct report_input in;
 	struct model *m = NULL;
 	struct user_state *us = NULL;
@@ -159,7 +159,8 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 		    model_path);
 		goto done;
 	}
-	rc = sink_redis_connect(cfg, err, sizeof(err));
+	snprintf(key, sizeof(key), "%s{%s}:state", cfg->redis_prefix, id);
+	rc = sink_redis_connect(cfg, key, err, sizeof(err));
 	if (rc == NULL) {
 		fprintf(stderr, "interestctl: %s\n", err);
 		goto done;

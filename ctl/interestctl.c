@@ -169,8 +169,8 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		   *type = NULL;
 	struct ctl_tier *tv = NULL;
 	struct model *m = NULL;
-	redisContext *rc = NULL;
-	char err[CTL_ERR_MAX], when[64];
+	redisContext *rc = NULL, *rcn = NULL;
+	char err[CTL_ERR_MAX], when[64], key[1024];
 	int ret = CTL_EXIT_FAIL, model_given = 0, is_pseudonym = 0;
 	size_t n_tv = 0;
 	char pseudo[HMAC_PSEUDONYM_LEN + 1];
@@ -213,8 +213,11 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		if (model_given)
 			return CTL_EXIT_FAIL;
 	}
-	rc = sink_redis_connect(cfg, err, sizeof(err));
-	if (rc == NULL) {
+	/* In a cluster the user's keys and the tier names live in two slots. */
+	snprintf(key, sizeof(key), "%s{%s}:vec", cfg->redis_prefix, id);
+	rc = sink_redis_connect(cfg, key, err, sizeof(err));
+	snprintf(key, sizeof(key), "%stiers", cfg->redis_prefix);
+	if (rc == NULL || (rcn = sink_redis_connect(cfg, key, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "interestctl: %s\n", err);
 		goto done;
 	}
@@ -222,9 +225,10 @@ ctl_user(struct config *cfg, int argc, char **argv)
 	type = ctl_get(rc, "TYPE", cfg->redis_prefix, id, "top");
 	tiers = ctl_get(rc, "HGETALL", cfg->redis_prefix, id, "tiers");
 	meta = ctl_get(rc, "HGETALL", cfg->redis_prefix, id, "meta");
-	names = ctl_get(rc, "HGETALL", cfg->redis_prefix, NULL, "tiers");
+	names = ctl_get(rcn, "HGETALL", cfg->redis_prefix, NULL, "tiers");
 	if (vec == NULL || type == NULL || tiers == NULL || meta == NULL || names == NULL) {
-		fprintf(stderr, "interestctl: redis: %s\n", rc->errstr);
+		fprintf(
+		    stderr, "interestctl: redis: %s\n", names == NULL ? rcn->errstr : rc->errstr);
 		goto done;
 	}
 	if (meta->type != REDIS_REPLY_ARRAY || meta->elements == 0) {
@@ -234,7 +238,6 @@ ctl_user(struct config *cfg, int argc, char **argv)
 		goto done;
 	}
 	if (type->type == REDIS_REPLY_STATUS && strcmp(type->str, "zset") == 0) {
-		char key[1024];
 		const char *zargv[5] = { "ZREVRANGE", key, "0", "-1", "WITHSCORES" };
 		size_t zlen[5] = { 9, 0, 1, 2, 10 };
 
@@ -330,6 +333,8 @@ done:
 	free(tv);
 	if (rc != NULL)
 		redisFree(rc);
+	if (rcn != NULL)
+		redisFree(rcn);
 	model_free(m);
 	return ret;
 }
@@ -670,7 +675,7 @@ static int
 ctl_erase(const struct config *cfg, int argc, char **argv)
 {
 	const char *id = NULL;
-	char err[CTL_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1];
+	char err[CTL_ERR_MAX], pseudo[HMAC_PSEUDONYM_LEN + 1], key[1024];
 	rd_kafka_conf_t *conf;
 	rd_kafka_message_t dr = { .err = RD_KAFKA_RESP_ERR__TIMED_OUT, .offset = -1 };
 	rd_kafka_resp_err_t kerr;
@@ -727,7 +732,8 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 		}
 		id = pseudo;
 	}
-	if ((rc = sink_redis_connect(cfg, err, sizeof(err))) == NULL) {
+	snprintf(key, sizeof(key), "%s{%s}:erased", cfg->redis_prefix, id);
+	if ((rc = sink_redis_connect(cfg, key, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "interestctl: %s\n", err);
 		goto done;
 	}

@@ -390,8 +390,20 @@ fail:
 	return NULL;
 }
 
+/* A cluster node's connection (rcluster_connect_fn): opaque is the endpoint to copy AUTH and timeouts from. */
+static redisContext *
+endpoint_at(void *opaque, const char *host, int port, char *errstr, size_t errstr_size)
+{
+	struct sink_endpoint ep = *(const struct sink_endpoint *)opaque;
+
+	ep.host = host;
+	ep.port = port;
+	ep.unix_socket = NULL;
+	return endpoint_connect(&ep, errstr, errstr_size);
+}
+
 struct redisContext *
-sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size)
+sink_redis_connect(const struct config *cfg, const char *key, char *errstr, size_t errstr_size)
 {
 	struct sink_endpoint ep = {
 		.host = cfg->redis_host,
@@ -401,8 +413,16 @@ sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size)
 		.password = cfg->redis_password,
 		.timeout_ms = cfg->redis_timeout_ms,
 	};
+	struct rcluster *rc;
+	redisContext *c;
 
-	return endpoint_connect(&ep, errstr, errstr_size);
+	if (!cfg->redis_cluster || key == NULL)
+		return endpoint_connect(&ep, errstr, errstr_size);
+	if ((rc = rcluster_new(ep.host, ep.port, endpoint_at, &ep, errstr, errstr_size)) == NULL)
+		return NULL;
+	c = rcluster_take(rc, rcluster_keyslot(key, strlen(key)), errstr, errstr_size);
+	rcluster_free(rc);
+	return c;
 }
 
 static void
@@ -504,13 +524,11 @@ cluster_connect(void *opaque, const char *host, int port, char *errstr, size_t e
 {
 	struct sink_redis *sink = opaque;
 	struct sink_endpoint ep = {
-		.host = host,
-		.port = port,
 		.user = sink->user,
 		.password = sink->password,
 		.timeout_ms = sink->timeout_ms,
 	};
-	redisContext *c = endpoint_connect(&ep, errstr, errstr_size);
+	redisContext *c = endpoint_at(&ep, host, port, errstr, errstr_size);
 
 	if (c != NULL && sink_load_script(sink, c, errstr, errstr_size) < 0) {
 		redisFree(c);

@@ -290,10 +290,12 @@ int sink_redis_write_tier_names(
 
 /*
  * A connected, authenticated hiredis context as cfg says (the connection
- * logic sink_redis_new uses; interestctl reads with it). NULL with errstr.
- * Caller frees with redisFree.
+ * logic sink_redis_new uses; interestctl reads with it) that serves key:
+ * with redis.cluster, the master of key's slot (NULL: the seed node).
+ * NULL with errstr. Caller frees with redisFree.
  */
-struct redisContext *sink_redis_connect(const struct config *cfg, char *errstr, size_t errstr_size);
+struct redisContext *sink_redis_connect(
+    const struct config *cfg, const char *key, char *errstr, size_t errstr_size);
 
 /*
  * Formats the wire value of a tier entry, "<short> <long>" with %.6g each,
