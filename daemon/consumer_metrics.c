@@ -137,6 +137,7 @@ static void
 consumer_render_more(struct consumer *c, char *buf, size_t size, size_t *o)
 {
 	char lab[32];
+	uint64_t moved, ask;
 
 	consumer_render_lag(c, buf, size, o);
 	metrics_family(buf, size, o, "interestd_batch_seconds", "histogram",
@@ -170,6 +171,13 @@ consumer_render_more(struct consumer *c, char *buf, size_t size, size_t *o)
 	    "Redis calls refused to redis.user by its ACL (NOPERM; retried).");
 	metrics_printf(buf, size, o, "interestd_redis_permission_denied_total %" PRIu64 "\n",
 	    c->redis_denials);
+	sink_redis_redirects(c->sink, &moved, &ask);
+	metrics_family(buf, size, o, "interestd_redis_redirects_total", "counter",
+	    "Redis Cluster redirects followed (slots moving): MOVED, ASK; 0 on one node.");
+	metrics_printf(buf, size, o,
+	    "interestd_redis_redirects_total{kind=\"moved\"} %" PRIu64 "\n"
+	    "interestd_redis_redirects_total{kind=\"ask\"} %" PRIu64 "\n",
+	    moved, ask);
 }
 
 size_t

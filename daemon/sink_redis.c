@@ -2230,6 +2230,14 @@ sink_redis_write_tier_names(
 	return read_exec(sink, 2, "write tier names", errstr, errstr_size);
 }
 
+void
+sink_redis_redirects(const struct sink_redis *sink, uint64_t *moved, uint64_t *ask)
+{
+	*moved = *ask = 0;
+	if (sink->rc != NULL)
+		rcluster_redirects(sink->rc, moved, ask);
+}
+
 int
 sink_redis_permission_denied(const struct sink_redis *sink)
 {

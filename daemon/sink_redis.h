@@ -81,6 +81,9 @@ const struct metrics_histogram *sink_redis_latency(const struct sink_redis *sink
  */
 int sink_redis_permission_denied(const struct sink_redis *sink);
 
+/* Redis Cluster redirects followed since start (redis.cluster; both 0 on one node). */
+void sink_redis_redirects(const struct sink_redis *sink, uint64_t *moved, uint64_t *ask);
+
 /*
  * Connects to Redis as cfg says (unix socket or host:port, redis.timeout_ms
  * for connect and each command), authenticates (AUTH user password with
