@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""interestd with redis.cluster = true against a real Redis Cluster of 3 masters with
+1 replica each (tests/lib/redis_cluster.py), the run's shared Kafka (4 partitions).
+Three batches of the same event stream; after each, Redis (read through a cluster
+client) equals the offline replay of every event so far, events_applied exact: nothing
+lost, nothing applied twice.
+
+1. Equivalence: the first batch is applied; the users' keys are spread over all three
+   masters; every key the daemon wrote has the cluster-mode name (user keys under
+   {user}, the partitions' epoch/lease/inflight under {p:<topic>:<partition>}, the
+   flushed-through markers under the tag of each master's lowest slot: the smallest
+   decimal integer string hashing to it), and each master's marker of a partition
+   covers the offsets of the users of that partition it holds, without passing the
+   committed offset.
+2. A live reshard: while the daemon applies the second batch (produced at a bounded
+   rate), `redis-cli --cluster reshard` moves 4,096 slots from one master to another.
+   SIGTERM then exits 0 with every offset committed.
+3. A master killed -9 mid-stream, a new daemon with redis.wait_replicas = 1: the
+   master's replica is promoted, the killed node comes back as a replica (so WAIT 1
+   can be met again), the daemon recovers; SIGTERM exits 0."""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import cluster_e2e as ce  # noqa: E402
+import harness  # noqa: E402
+import interestd_e2e as e2e  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
+from redis_cluster import HOST, RedisCluster  # noqa: E402
+from servers import ClusterError  # noqa: E402
+
+N_USERS, N_EVENTS, PARTS = 150, 4500, 4
+B1, B2 = 1500, 3000  # batch 1 = rows[:B1], batch 2 = rows[B1:B2], batch 3 = rows[B2:]
+RATE = 200  # events/s of batches 2 and 3: the daemon is still applying during the faults
+
+env = harness.start()
+model, sample = e2e.test_model()
+items = e2e.catalog_item_ids(sample)
+tmp = env["HARNESS_TMP"]
+topic = env["EVENTS_TOPIC"]
+prefix = env["REDIS_KEY_PREFIX"]
+group = env["HARNESS_PREFIX"] + "g"
+rows = e2e.make_events(os.path.join(tmp, "all.csv"), items, N_USERS, N_EVENTS, seed=56)
+for name, part in (("b1", rows[:B1]), ("b2", rows[B1:B2]), ("b3", rows[B2:]),
+                   ("upto2", rows[:B2])):
+    e2e.write_events(os.path.join(tmp, f"{name}.csv"), part)
+expected = {}
+for name, n in (("b1", B1), ("upto2", B2), ("all", N_EVENTS)):
+    expected[name] = e2e.offline_replay(model, os.path.join(tmp, f"{name}.csv"),
+                                        os.path.join(tmp, f"replay-{name}.jsonl"))
+    if sum(u["events_applied"] for u in expected[name].values()) != n:
+        e2e.fail(f"offline replay of {name} did not apply all {n} events")
+want = {k: {u: v["events_applied"] for u, v in x.items()} for k, x in expected.items()}
+users = sorted(want["all"])
+e2e.ok(f"offline replays: {len(users)} users, batches of {B1}, {B2 - B1}, {N_EVENTS - B2}")
+
+cluster = RedisCluster(tempfile.mkdtemp(prefix="rcluster.", dir=tmp), masters=3, replicas=1).start()
+masters = cluster.masters()
+seed = sorted(masters)[0]
+e2e.ok(f"redis cluster: masters {sorted(masters)} (seed {seed}), replicas "
+       f"{sorted(set(cluster.ports) - set(masters))}")
+
+
+def end_offsets():
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": group + "-probe"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(PARTS)}
+    finally:
+        c.close()
+
+
+def wait_committed(daemons, what):
+    ends = end_offsets()
+    ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == ends, 60,
+            f"offsets committed to the end {ends} ({what})", daemons, cluster,
+            detail=lambda: f"committed {e2e.committed_offsets(env, group, topic, PARTS)}")
+    return ends
+
+
+class Producer(threading.Thread):
+    """scripts/replay of one batch at RATE events/s, in the background."""
+
+    def __init__(self, csv):
+        super().__init__(daemon=True)
+        self.csv = csv
+        self.error = None
+
+    def run(self):
+        try:
+            e2e.replay_to_kafka(env, self.csv, rate=RATE)
+        except BaseException as ex:  # noqa: BLE001 - e2e.fail raises SystemExit here
+            self.error = ex
+
+    def finish(self, daemons):
+        ce.wait(lambda: not self.is_alive(), 120, f"{self.csv} produced", daemons, cluster)
+        if self.error is not None:
+            e2e.fail(f"producing {self.csv} failed: {self.error!r}")
+
+
+def settled(ports=None):
+    """cluster_state:ok and one slot map of live masters on every live node (or ports)."""
+    try:
+        cluster.wait_ok(1, ports)
+        return True
+    except ClusterError:
+        return False
+
+
+def stop_ok(d):
+    rc = d.stop()
+    if rc != 0:
+        d.dump()
+        e2e.fail(f"{d.name}: SIGTERM: exit status {rc}, want 0")
+    if "event=stopped exit=0" not in d.current_log():
+        d.dump()
+        e2e.fail(f"{d.name}: no 'event=stopped exit=0' line")
+    d.assert_clean()
+
+
+# ---- 1. equivalence, spread over the masters, the cluster-mode key names ------------
+conf1 = e2e.write_config(env, model, "d1", redis__cluster="true", redis__host=HOST,
+                         redis__port=seed)
+d1 = e2e.Daemon(env, conf1, "d1").start()
+d1.wait_log(r"event=assigned .*owned=4", 60)
+e2e.replay_to_kafka(env, os.path.join(tmp, "b1.csv"))
+ce.wait_applied(cluster, prefix, want["b1"], 120, [d1], "batch 1")
+ce.assert_equal_replay(cluster, prefix, expected["b1"], "batch 1")
+e2e.ok(f"batch 1: all {B1} events applied; Redis Cluster equals the offline replay "
+       "(vec 1e-5, top-N ids, tiers, events_applied)")
+
+per_master = ce.user_keys_by_master(cluster, prefix)
+if len(per_master) != 3 or any(n == 0 for n in per_master.values()):
+    e2e.fail(f"user keys per master {per_master}: want keys on each of the 3 masters")
+n_user_keys = sum(per_master.values())
+if n_user_keys < 5 * len(want["b1"]):
+    e2e.fail(f"{n_user_keys} user keys for {len(want['b1'])} users: want vec, top, tiers, "
+             "meta and state of each")
+e2e.ok(f"user keys per master {per_master}")
+
+ends1 = wait_committed([d1], "batch 1")
+all_keys = [k for port in masters for k in ce.keys_of(cluster, port, prefix)]
+kinds = ce.key_kinds(prefix, topic, group, all_keys)
+if kinds.get("unknown"):
+    e2e.fail(f"{len(kinds['unknown'])} keys not named as cluster mode names them, e.g. "
+             f"{sorted(kinds['unknown'])[:8]}")
+rc1 = ce.client(cluster)
+for p in range(PARTS):
+    ep = rc1.get(f"{prefix}{{p:{topic}:{p}}}:epoch")
+    lease = rc1.get(f"{prefix}{{p:{topic}:{p}}}:lease")
+    if ep is None or int(ep) < 1:
+        e2e.fail(f"partition {p}: no epoch under {prefix}{{p:{topic}:{p}}}:epoch ({ep!r})")
+    if lease is None or not lease.decode().startswith(f"{int(ep)} "):
+        e2e.fail(f"partition {p}: lease {lease!r} does not carry the epoch {int(ep)}")
+if not rc1.hgetall(prefix + "tiers"):
+    e2e.fail(f"no tier names in {prefix}tiers")
+e2e.ok(f"key layout: {({k: len(v) for k, v in kinds.items()})}; the partitions' epoch and "
+       "lease under {p:<topic>:<partition>}")
+
+# Flushed-through markers: one per master, under the tag of the master's lowest slot.
+metas = ce.metas(cluster, prefix, list(want["b1"]))
+slot_owner = {}
+for port, ranges in masters.items():
+    for a, b in ranges:
+        for s in range(a, b + 1):
+            slot_owner[s] = port
+tags = {port: ce.slot_tag(min(a for a, _ in ranges)) for port, ranges in masters.items()}
+for port, tag in tags.items():
+    if cluster.client(port).execute_command("CLUSTER KEYSLOT", tag) != min(a for a, _ in masters[port]):
+        e2e.fail(f"tag {tag} does not hash to master {port}'s lowest slot")
+want_markers = {}
+for u, m in metas.items():
+    port = slot_owner[key_slot(u.encode())]
+    key = (port, int(m["partition"]))
+    want_markers[key] = max(want_markers.get(key, 0), int(m["offset"]) + 1)
+expected_marker_keys = {f"{prefix}{{{tags[port]}}}:flushed:{group}:{topic}:{p}"
+                        for port in tags for p in range(PARTS)}
+stray = set(kinds.get("flushed", [])) - expected_marker_keys
+if stray:
+    e2e.fail(f"flushed-through markers under a tag that is no master's lowest slot: "
+             f"{sorted(stray)[:6]} (tags {tags})")
+for (port, p), low in sorted(want_markers.items()):
+    key = f"{prefix}{{{tags[port]}}}:flushed:{group}:{topic}:{p}"
+    v = cluster.client(port).get(key)
+    if v is None:
+        e2e.fail(f"master {port} holds users of partition {p} but no marker {key}")
+    if not low <= int(v) <= ends1[p]:
+        e2e.fail(f"marker {key} = {int(v)}: want at least {low} (its users' offsets + 1) "
+                 f"and at most the committed {ends1[p]}")
+e2e.ok(f"{len(want_markers)} flushed-through markers (master, partition), tags {tags}: each "
+       f"covers its master's users of the partition, none past the commit {ends1}")
+
+# ---- 2. a reshard of 4,096 slots while the daemon applies batch 2 ---------------------
+src, dst = sorted(masters)[1], sorted(masters)[2]
+ids = {p: cluster.client(p).execute_command("CLUSTER MYID").decode() for p in (src, dst)}
+prod = Producer(os.path.join(tmp, "b2.csv"))
+prod.start()
+ce.wait(lambda: (ce.total_applied(cluster, prefix, users) or 0) >= B1 + 200, 60,
+        "the first 200 events of batch 2 applied", [d1], cluster)
+rs = subprocess.Popen(["redis-cli", "--cluster", "reshard", f"{HOST}:{src}",
+                       "--cluster-from", ids[src], "--cluster-to", ids[dst],
+                       "--cluster-slots", "4096", "--cluster-yes"],
+                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                      text=True)
+t_rs = time.monotonic()
+ce.wait(lambda: rs.poll() is not None, 240, "the reshard finished", [d1], cluster)
+applied_rs = ce.total_applied(cluster, prefix, users)
+out, err = rs.communicate()
+if rs.returncode != 0:
+    e2e.fail(f"redis-cli --cluster reshard failed ({rs.returncode}): {out[-1000:]} {err[-1000:]}")
+ce.wait(settled, 60, "one slot map on every node after the reshard", [d1], cluster)
+after = cluster.masters()
+moved = sum(b - a + 1 for a, b in after.get(dst, [])) - sum(b - a + 1 for a, b in masters[dst])
+if moved != 4096:
+    e2e.fail(f"the reshard moved {moved} slots to {dst}, want 4096")
+moved_users = [u for u in users if slot_owner[key_slot(u.encode())] == src and
+               (key_slot(u.encode()) in {s for a, b in after[dst] for s in range(a, b + 1)})]
+if not moved_users:
+    e2e.fail("no user lives in the moved slots: the reshard did not move any user's keys")
+e2e.ok(f"reshard of 4,096 slots {src} -> {dst} in {time.monotonic() - t_rs:.1f} s, "
+       f"{len(moved_users)} users' slots moved, while the daemon applied batch 2 "
+       f"({applied_rs} of {B2} events in Redis when it ended)")
+prod.finish([d1])
+ce.wait_applied(cluster, prefix, want["upto2"], 120, [d1], "batch 2 after the reshard")
+ce.assert_equal_replay(cluster, prefix, expected["upto2"], "after the reshard")
+e2e.ok(f"batches 1-2: all {B2} events applied once; Redis equals the offline replay")
+ends2 = wait_committed([d1], "batch 2")
+stop_ok(d1)
+if e2e.committed_offsets(env, group, topic, PARTS) != ends2:
+    e2e.fail("committed offsets moved after SIGTERM")
+e2e.ok(f"d1: SIGTERM exit 0, offsets committed to the end {ends2}")
+
+# ---- 3. a master killed -9 mid-stream, redis.wait_replicas = 1 ------------------------
+masters = after
+conf2 = e2e.write_config(env, model, "d2", redis__cluster="true", redis__host=HOST,
+                         redis__port=seed, redis__wait_replicas=1)
+d2 = e2e.Daemon(env, conf2, "d2").start()
+d2.wait_log(r"event=assigned .*owned=4", 60)
+for p in range(PARTS):
+    d2.wait_log(rf"event=partition_claimed topic=\S+ partition={p} ", 30)
+victim = sorted(m for m in masters if m != seed)[0]
+victim_slots = {s for a, b in masters[victim] for s in range(a, b + 1)}
+victim_users = [u for u in users if key_slot(u.encode()) in victim_slots]
+b3_users = {r["user_id"] for r in rows[B2:]}
+if not set(victim_users) & b3_users:
+    e2e.fail(f"no user of batch 3 lives on master {victim}: the kill would test nothing")
+prod = Producer(os.path.join(tmp, "b3.csv"))
+prod.start()
+ce.wait(lambda: (ce.total_applied(cluster, prefix, users) or 0) >= B2 + 300, 60,
+        "the first 300 events of batch 3 applied", [d2], cluster)
+cluster.kill(victim)
+t_kill = time.monotonic()
+survivors = [p for p in cluster.ports if p != victim]
+ce.wait(lambda: settled(survivors), 60, f"master {victim}'s replica promoted", [d2], cluster)
+now = cluster.masters()
+promoted = [p for p, ranges in now.items() if any(s in ranges for s in masters[victim])]
+if victim in now or len(now) != 3 or not promoted:
+    e2e.fail(f"after the kill of {victim} the masters are {now}")
+applied_kill = ce.total_applied(cluster, prefix, users)
+e2e.ok(f"master {victim} killed -9 ({len(victim_users)} users' slots) with batch 3 in flight; "
+       f"replica {promoted[0]} promoted in {time.monotonic() - t_kill:.1f} s "
+       f"({applied_kill} of {N_EVENTS} events in Redis then)")
+# The old master comes back as the promoted one's replica: WAIT 1 can be met again.
+cluster._start_node(victim)
+cluster.killed.discard(victim)
+
+
+def rejoined():
+    i = cluster.client(victim).info("replication")
+    return i.get("role") == "slave" and i.get("master_link_status") == "up" and \
+        i.get("master_port") == promoted[0] and settled()
+
+
+ce.wait(rejoined, 60, f"{victim} back as a replica of {promoted[0]}", [d2], cluster)
+e2e.ok(f"{victim} restarted: a replica of {promoted[0]}")
+prod.finish([d2])
+ce.wait_applied(cluster, prefix, want["all"], 180, [d2], "batch 3 after the failover")
+ce.assert_equal_replay(cluster, prefix, expected["all"], "after the failover")
+e2e.ok(f"all {N_EVENTS} events applied once after the failover: Redis equals the offline "
+       "replay (events_applied exact)")
+ends3 = wait_committed([d2], "batch 3")
+rollbacks = d2.current_log().count("event=redis_rollback_detected")
+stop_ok(d2)
+e2e.ok(f"d2: SIGTERM exit 0, offsets committed to the end {ends3} "
+       f"({rollbacks} redis_rollback_detected lines)")
+cluster.stop()
+harness.stop()
+print("PASS")
