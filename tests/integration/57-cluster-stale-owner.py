@@ -13,8 +13,14 @@ share of batch 2 and all of batch 3; Redis then equals the offline replay. A is 
 newer epochs before it writes, `event=partition_fenced`, or told by Kafka that its
 partitions are lost, `event=partitions_lost`) and write nothing: every user's meta
 hash (updated_at included) is unchanged once A has rejoined the group. A fourth batch
-is then applied by both; Redis equals the replay of every event, events_applied exact;
-both exit 0 on SIGTERM."""
+is then applied by both; Redis equals the replay, events_applied exact.
+
+Last, the fence itself, deterministic (46-fenced-owner.py in cluster mode): A stops
+(SIGTERM, exit 0), B owns all 4 partitions; another owner takes every partition in
+Redis (its {p:<topic>:<p>}:epoch one above B's, a live lease under another owner id);
+a fifth batch is produced. B must log every partition fenced, write nothing and commit
+nothing while that lease is live; when it runs out, B re-claims above it and Redis
+equals the replay of every event; B exits 0."""
 import os
 import re
 import signal
@@ -30,7 +36,8 @@ import interestd_e2e as e2e  # noqa: E402
 from redis_cluster import HOST, RedisCluster  # noqa: E402
 
 N_USERS, PARTS = 120, 4
-SIZES = [1000, 1000, 1000, 600]  # batches 1-4
+SIZES = [1000, 1000, 1000, 600, 600]  # batches 1-5
+OTHER_LEASE_MS = 6000
 A_FLUSH_MS = 10000
 
 env = harness.start()
@@ -194,14 +201,71 @@ ce.assert_equal_replay(cluster, prefix, expected[3], "all batches")
 hw4 = end_offsets()
 ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw4, 60,
         f"all batches committed to {hw4}", both, cluster)
-e2e.ok(f"all {cuts[-1]} events applied once: Redis equals the offline replay "
-       f"(events_applied exact), committed {hw4}")
-for d in both:
-    code = d.stop()
-    if code != 0:
-        d.dump()
-        e2e.fail(f"{d.name}: SIGTERM: exit {code}, want 0")
-    d.assert_clean()
+e2e.ok(f"batches 1-4 applied once: Redis equals the offline replay (events_applied exact), "
+       f"committed {hw4}")
+
+# ---- another owner's newer epoch in Redis fences B's flushes (46-fenced-owner in cluster
+# mode): the pre-flush read of the partitions' epochs must stop B before it writes ----------
+at = db.mark()
+if da.stop() != 0:
+    da.dump()
+    e2e.fail("A: SIGTERM: exit status not 0")
+da.assert_clean()
+gained = db.wait_log(r"event=assigned topic=\S+ partitions=([\d,]+) .*owned=4", 60,
+                     since=at).group(1)  # its claims are logged before this line
+rc = ce.client(cluster)
+epochs = {p: int(rc.get(f"{prefix}{{p:{topic}:{p}}}:epoch")) for p in range(PARTS)}
+before = ce.metas(cluster, prefix, users)
+mark = db.mark()
+for p in range(PARTS):
+    e = rc.incr(f"{prefix}{{p:{topic}:{p}}}:epoch")
+    rc.set(f"{prefix}{{p:{topic}:{p}}}:lease", f"{e} other-instance:1:0", px=OTHER_LEASE_MS)
+rc.close()
+t_taken = time.monotonic()
+e2e.replay_to_kafka(env, os.path.join(tmp, "b5.csv"))
+for p in range(PARTS):
+    db.wait_log(rf"event=partition_fenced topic={re.escape(topic)} partition={p} "
+                rf"epoch={epochs[p]} .*action=stop_until_kafka_confirms_ownership", 30,
+                since=mark)
+checks = 0
+while time.monotonic() - t_taken < OTHER_LEASE_MS / 1000 - 1.0:
+    ce.check_alive([db], cluster, "another owner's lease is live")
+    if e2e.committed_offsets(env, group, topic, PARTS) != hw4:
+        db.dump()
+        e2e.fail(f"offsets committed past fenced partitions: "
+                 f"{e2e.committed_offsets(env, group, topic, PARTS)} != {hw4}")
+    now = ce.metas(cluster, prefix, users)
+    if now != before:
+        e2e.fail(f"a fenced instance wrote: "
+                 f"{[(u, now.get(u)) for u in users if now.get(u) != before.get(u)][:3]}")
+    checks += 1
+    time.sleep(0.5)
+if checks < 3:
+    e2e.fail(f"only {checks} checks inside the other owner's lease")
+fenced_during = sorted(set(re.findall(r"event=partition_fenced .*during=(\S+)",
+                                     db.current_log()[mark:])))
+e2e.ok(f"B (it took partitions {gained} from A) fenced on every partition by a newer epoch "
+       f"(during={','.join(fenced_during)}): nothing of batch 5 written, nothing "
+       f"committed while the other lease was live ({checks} checks)")
+for p in range(PARTS):
+    db.wait_log(rf"event=partition_claimed topic={re.escape(topic)} partition={p} "
+                r"epoch=(\d+) .*new_epoch=1", 60, since=mark)
+ce.wait_applied(cluster, prefix, want[4], 90, [db], "batch 5 after the re-claim")
+ce.assert_equal_replay(cluster, prefix, expected[4], "all batches")
+rc = ce.client(cluster)
+new_epochs = {p: int(rc.get(f"{prefix}{{p:{topic}:{p}}}:epoch")) for p in range(PARTS)}
+rc.close()
+if any(new_epochs[p] != epochs[p] + 2 for p in range(PARTS)):
+    e2e.fail(f"epochs after the re-claim {new_epochs}; want the other owner's + 1 ({epochs} + 2)")
+hw5 = end_offsets()
+ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw5, 60,
+        f"all batches committed to {hw5}", [db], cluster)
+e2e.ok(f"B re-claimed (epochs {new_epochs}); all {cuts[-1]} events applied once: Redis "
+       f"equals the offline replay (events_applied exact), committed {hw5}")
+if db.stop() != 0:
+    db.dump()
+    e2e.fail("B: SIGTERM: exit status not 0")
+db.assert_clean()
 e2e.ok("A and B: SIGTERM exit 0")
 cluster.stop()
 harness.stop()
