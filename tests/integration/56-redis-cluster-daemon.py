@@ -9,21 +9,24 @@ lost, nothing applied twice.
    masters; every key the daemon wrote has the cluster-mode name (user keys under
    {user}, the partitions' epoch/lease/inflight under {p:<topic>:<partition>}, the
    flushed-through markers under the tag of each master's lowest slot: the smallest
-   decimal integer string hashing to it), and each master's marker of a partition
-   covers the offsets of the users of that partition it holds, without passing the
-   committed offset.
+   decimal integer string hashing to it), and every master's marker of every partition
+   equals the committed offset (past the last offset of its users of the partition).
 2. A live reshard: while the daemon applies the second batch (produced at a bounded
-   rate), `redis-cli --cluster reshard` moves 4,096 slots from one master to another.
-   SIGTERM then exits 0 with every offset committed.
-3. A master killed -9 mid-stream, a new daemon with redis.wait_replicas = 1: the
-   master's replica is promoted, the killed node comes back as a replica (so WAIT 1
+   rate), `redis-cli --cluster reshard` moves 4,096 slots from one master to another;
+   the daemon follows MOVED/ASK (interestd_redis_redirects_total > 0). SIGTERM then
+   exits 0 with every offset committed.
+3. A new daemon with redis.wait_replicas = 1; the master with the most slots (not the
+   seed) killed -9 mid-stream: the daemon sees the outage (event=redis_unavailable),
+   the master's replica is promoted, the killed node comes back as a replica (so WAIT 1
    can be met again), the daemon recovers; SIGTERM exits 0."""
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import cluster_e2e as ce  # noqa: E402
@@ -112,6 +115,20 @@ def settled(ports=None):
         return False
 
 
+def redirects(d):
+    """interestd_redis_redirects_total {moved, ask} from d's /metrics."""
+    addr = d.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for kind in ("moved", "ask"):
+        m = re.search(rf'^interestd_redis_redirects_total{{kind="{kind}"}} (\d+)$', text, re.M)
+        if m is None:
+            e2e.fail(f"{d.name}: no interestd_redis_redirects_total{{kind=\"{kind}\"}} in /metrics")
+        out[kind] = int(m.group(1))
+    return out
+
+
 def stop_ok(d):
     rc = d.stop()
     if rc != 0:
@@ -125,7 +142,7 @@ def stop_ok(d):
 
 # ---- 1. equivalence, spread over the masters, the cluster-mode key names ------------
 conf1 = e2e.write_config(env, model, "d1", redis__cluster="true", redis__host=HOST,
-                         redis__port=seed)
+                         redis__port=seed, metrics__listen="127.0.0.1:0")
 d1 = e2e.Daemon(env, conf1, "d1").start()
 d1.wait_log(r"event=assigned .*owned=4", 60)
 e2e.replay_to_kafka(env, os.path.join(tmp, "b1.csv"))
@@ -184,16 +201,20 @@ stray = set(kinds.get("flushed", [])) - expected_marker_keys
 if stray:
     e2e.fail(f"flushed-through markers under a tag that is no master's lowest slot: "
              f"{sorted(stray)[:6]} (tags {tags})")
-for (port, p), low in sorted(want_markers.items()):
-    key = f"{prefix}{{{tags[port]}}}:flushed:{group}:{topic}:{p}"
-    v = cluster.client(port).get(key)
-    if v is None:
-        e2e.fail(f"master {port} holds users of partition {p} but no marker {key}")
-    if not low <= int(v) <= ends1[p]:
-        e2e.fail(f"marker {key} = {int(v)}: want at least {low} (its users' offsets + 1) "
-                 f"and at most the committed {ends1[p]}")
-e2e.ok(f"{len(want_markers)} flushed-through markers (master, partition), tags {tags}: each "
-       f"covers its master's users of the partition, none past the commit {ends1}")
+if len(want_markers) != 3 * PARTS:
+    e2e.fail(f"users of every partition on every master expected, got {sorted(want_markers)}")
+for port in tags:
+    for p in range(PARTS):
+        # Raised on every master of the map before each commit, to the offset committed.
+        key = f"{prefix}{{{tags[port]}}}:flushed:{group}:{topic}:{p}"
+        v = cluster.client(port).get(key)
+        if v is None:
+            e2e.fail(f"master {port}: no flushed-through marker {key}")
+        if int(v) != ends1[p] or int(v) < want_markers[(port, p)]:
+            e2e.fail(f"marker {key} = {int(v)}: want the committed offset {ends1[p]}, at least "
+                     f"{want_markers[(port, p)]} (its users' last offset + 1)")
+e2e.ok(f"{3 * PARTS} flushed-through markers (master x partition) under tags {tags}: each at "
+       f"the committed offset {ends1}, past its users' last offsets")
 
 # ---- 2. a reshard of 4,096 slots while the daemon applies batch 2 ---------------------
 src, dst = sorted(masters)[1], sorted(masters)[2]
@@ -235,6 +256,11 @@ prod.finish([d1])
 ce.wait_applied(cluster, prefix, want["upto2"], 120, [d1], "batch 2 after the reshard")
 ce.assert_equal_replay(cluster, prefix, expected["upto2"], "after the reshard")
 e2e.ok(f"batches 1-2: all {B2} events applied once; Redis equals the offline replay")
+rd = redirects(d1)
+if rd["moved"] + rd["ask"] == 0:
+    e2e.fail(f"the daemon followed no MOVED or ASK across the reshard ({rd}): its writes to "
+             "the moved slots were not exercised")
+e2e.ok(f"redirects followed: {rd}")
 ends2 = wait_committed([d1], "batch 2")
 stop_ok(d1)
 if e2e.committed_offsets(env, group, topic, PARTS) != ends2:
@@ -249,7 +275,8 @@ d2 = e2e.Daemon(env, conf2, "d2").start()
 d2.wait_log(r"event=assigned .*owned=4", 60)
 for p in range(PARTS):
     d2.wait_log(rf"event=partition_claimed topic=\S+ partition={p} ", 30)
-victim = sorted(m for m in masters if m != seed)[0]
+victim = max((m for m in masters if m != seed),
+             key=lambda m: sum(b - a + 1 for a, b in masters[m]))  # the one with most slots
 victim_slots = {s for a, b in masters[victim] for s in range(a, b + 1)}
 victim_users = [u for u in users if key_slot(u.encode()) in victim_slots]
 b3_users = {r["user_id"] for r in rows[B2:]}
@@ -259,6 +286,7 @@ prod = Producer(os.path.join(tmp, "b3.csv"))
 prod.start()
 ce.wait(lambda: (ce.total_applied(cluster, prefix, users) or 0) >= B2 + 300, 60,
         "the first 300 events of batch 3 applied", [d2], cluster)
+at = d2.mark()
 cluster.kill(victim)
 t_kill = time.monotonic()
 survivors = [p for p in cluster.ports if p != victim]
@@ -284,6 +312,10 @@ def rejoined():
 
 ce.wait(rejoined, 60, f"{victim} back as a replica of {promoted[0]}", [d2], cluster)
 e2e.ok(f"{victim} restarted: a replica of {promoted[0]}")
+if not re.search(r"event=redis_unavailable ", d2.current_log()[at:]):
+    d2.dump()
+    e2e.fail("d2 logged no event=redis_unavailable after the master died: its writes to the "
+             "dead master's slots were not exercised")
 prod.finish([d2])
 ce.wait_applied(cluster, prefix, want["all"], 180, [d2], "batch 3 after the failover")
 ce.assert_equal_replay(cluster, prefix, expected["all"], "after the failover")
