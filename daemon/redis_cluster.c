@@ -183,6 +183,10 @@ rcluster_redirect_parse(
 /* ---- the cluster pipeline ------------------------------------------------- */
 
 #define RCLUSTER_ROUNDS 5 /* rounds of redirects before rcluster_run gives up */
+/* A master in one round of rcluster_run (rc->bad): */
+#define RCLUSTER_USED    1 /* commands appended */
+#define RCLUSTER_BAD     2 /* its connection failed */
+#define RCLUSTER_UNACKED 3 /* WAIT: too few replicas acknowledged */
 
 /* A redirected command of one round. */
 struct rcluster_redir {
@@ -204,9 +208,17 @@ struct rcluster {
 	size_t *pending, *next;
 	struct rcluster_redir *redir;
 	uint16_t *node_of;
+	unsigned char *bad; /* [map.n_nodes] in this round: RCLUSTER_USED, _BAD, _UNACKED, or 0 */
 	size_t cap;
 	uint64_t moved, ask;
+	uint64_t failures; /* masters lost or refusing (CLUSTERDOWN) since rcluster_new */
 };
+
+uint64_t
+rcluster_failures(const struct rcluster *rc)
+{
+	return rc->failures;
+}
 
 void
 rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask)
@@ -366,6 +378,7 @@ rcluster_free(struct rcluster *rc)
 	free(rc->next);
 	free(rc->node_of);
 	free(rc->redir);
+	free(rc->bad);
 	free(rc);
 }
 
@@ -401,13 +414,47 @@ rcluster_append(redisContext *c, const struct rcluster_cmd *cmd)
 	return redisAppendCommandArgv(c, cmd->argc, cmd->argv, cmd->argvlen);
 }
 
+static int
+rcluster_append_wait(redisContext *c, const struct rcluster_wait *wait)
+{
+	return redisAppendCommand(c, "WAIT %d %d", wait->replicas, wait->timeout_ms);
+}
+
+/*
+ * Reads a WAIT reply: 0 when at least wait->replicas acknowledged; -1 with
+ * errstr (c->err set: the connection failed; else too few replicas or an
+ * error reply, the connection still usable).
+ */
+static int
+rcluster_read_wait(
+    redisContext *c, const struct rcluster_wait *wait, char *errstr, size_t errstr_size)
+{
+	redisReply *r = NULL;
+	int ret = -1;
+
+	if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL) {
+		snprintf(errstr, errstr_size, "WAIT: %s", c->errstr[0] ? c->errstr : "no reply");
+		return -1;
+	}
+	if (r->type == REDIS_REPLY_INTEGER && r->integer >= wait->replicas)
+		ret = 0;
+	else if (r->type == REDIS_REPLY_INTEGER)
+		snprintf(errstr, errstr_size, "WAIT: %lld of %d replicas acknowledged within %d ms",
+		    r->integer, wait->replicas, wait->timeout_ms);
+	else
+		snprintf(errstr, errstr_size, "WAIT: %s",
+		    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	freeReplyObject(r);
+	return ret;
+}
+
 /*
  * ASKING and cmd on the node host:port, synchronously; the command's reply
  * into *out. 0, or -1 (errstr) when the node cannot be reached.
  */
 static int
 rcluster_asking(struct rcluster *rc, const struct rcluster_node *to, const struct rcluster_cmd *cmd,
-    redisReply **out, char *errstr, size_t errstr_size)
+    const struct rcluster_wait *wait, redisReply **out, char *errstr, size_t errstr_size)
 {
 	long k = rcluster_find(rc, to->host, to->port);
 	redisContext *c = k >= 0 ? rcluster_node(rc, (size_t)k, errstr, errstr_size)
@@ -417,18 +464,32 @@ rcluster_asking(struct rcluster *rc, const struct rcluster_node *to, const struc
 	if (c == NULL)
 		return -1;
 	if (redisAppendCommand(c, "ASKING") != REDIS_OK || rcluster_append(c, cmd) != REDIS_OK ||
+	    (wait != NULL && rcluster_append_wait(c, wait) != REDIS_OK) ||
 	    redisGetReply(c, &asking) != REDIS_OK || redisGetReply(c, &reply) != REDIS_OK) {
 		snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", to->host, to->port,
 		    c->errstr[0] ? c->errstr : "ASKING failed");
 		freeReplyObject(asking);
 		freeReplyObject(reply);
-		if (k < 0)
-			redisFree(c);
-		else
-			rcluster_drop_all(rc);
+		redisFree(c);
+		if (k >= 0)
+			rc->ctx[k] = NULL;
+		rc->stale = 1;
 		return -1;
 	}
 	freeReplyObject(asking);
+	if (wait != NULL && rcluster_read_wait(c, wait, errstr, errstr_size) < 0) {
+		if (c->err)
+			snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", to->host,
+			    to->port, c->errstr);
+		freeReplyObject(reply);
+		if (k < 0 || c->err) {
+			redisFree(c);
+			if (k >= 0)
+				rc->ctx[k] = NULL;
+			rc->stale = 1;
+		}
+		return -1;
+	}
 	*out = reply;
 	if (k < 0)
 		redisFree(c);
@@ -456,11 +517,45 @@ rcluster_set_owner(struct rcluster *rc, uint16_t slot, const struct rcluster_nod
 	return 0;
 }
 
-int
-rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, redisReply **replies,
-    char *errstr, size_t errstr_size)
+/*
+ * Master k failed (a connection or protocol error): its connection dropped
+ * and the map to be read again. The first failure of a call is kept in errstr.
+ */
+static void
+rcluster_fail_node(
+    struct rcluster *rc, size_t k, const char *why, int *noted, char *errstr, size_t errstr_size)
 {
-	size_t n_pending = n;
+	if (!*noted)
+		snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", rc->map.nodes[k].host,
+		    rc->map.nodes[k].port, why[0] ? why : "connection lost");
+	*noted = 1;
+	if (rc->ctx[k] != NULL)
+		redisFree(rc->ctx[k]);
+	rc->ctx[k] = NULL;
+	rc->bad[k] = RCLUSTER_BAD;
+	rc->stale = 1;
+	rc->failures++;
+}
+
+/* Master k's replicas did not acknowledge (WAIT): its connection stays, its replies do not count. */
+static void
+rcluster_unacked(
+    struct rcluster *rc, size_t k, const char *why, int *noted, char *errstr, size_t errstr_size)
+{
+	if (!*noted)
+		snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s", rc->map.nodes[k].host,
+		    rc->map.nodes[k].port, why);
+	*noted = 1;
+	rc->bad[k] = RCLUSTER_UNACKED;
+}
+
+int
+rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n,
+    const struct rcluster_wait *wait, redisReply **replies, char *errstr, size_t errstr_size)
+{
+	size_t n_pending = n, n_failed = 0;
+	int noted = 0;
+	char scratch[256]; /* errors after the first */
 
 	for (size_t i = 0; i < n; i++)
 		replies[i] = NULL;
@@ -472,47 +567,71 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 		rc->pending[i] = i;
 	for (int round = 0; round < RCLUSTER_ROUNDS && n_pending > 0; round++) {
 		size_t n_next = 0, n_redir = 0;
+		unsigned char *bad;
 
-		if (rc->stale && rcluster_refresh(rc, errstr, errstr_size) < 0)
+		if (rc->stale &&
+		    rcluster_refresh(
+			rc, noted ? scratch : errstr, noted ? sizeof(scratch) : errstr_size) < 0)
+			break; /* no node answers: what is pending got no reply */
+		if ((bad = calloc(rc->map.n_nodes ? rc->map.n_nodes : 1, 1)) == NULL) {
+			snprintf(errstr, errstr_size, "redis cluster: out of memory");
 			return -1;
+		}
+		free(rc->bad);
+		rc->bad = bad;
 		/* Append every pending command to its slot's master. */
 		for (size_t j = 0; j < n_pending; j++) {
 			size_t i = rc->pending[j];
 			uint16_t k = rc->map.owner[cmds[i].slot];
 			redisContext *c;
+			char why[256] = "";
 
-			if (k == RCLUSTER_NO_NODE) {
-				snprintf(errstr, errstr_size,
-				    "redis cluster: slot %u is served by no master", cmds[i].slot);
-				rcluster_drop_all(rc);
-				return -1;
-			}
-			c = rcluster_node(rc, k, errstr, errstr_size);
-			if (c == NULL || rcluster_append(c, &cmds[i]) != REDIS_OK) {
-				if (c != NULL)
-					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
-					    rc->map.nodes[k].host, rc->map.nodes[k].port,
-					    c->errstr);
-				rcluster_drop_all(rc);
-				return -1;
-			}
 			rc->node_of[i] = k;
+			if (k == RCLUSTER_NO_NODE) {
+				if (!noted)
+					snprintf(errstr, errstr_size,
+					    "redis cluster: slot %u is served by no master",
+					    cmds[i].slot);
+				noted = 1;
+				rc->stale = 1;
+				rc->failures++;
+				continue;
+			}
+			if (rc->bad[k] == RCLUSTER_BAD)
+				continue;
+			c = rcluster_node(rc, k, why, sizeof(why));
+			if (c == NULL || rcluster_append(c, &cmds[i]) != REDIS_OK)
+				rcluster_fail_node(rc, k, c != NULL ? c->errstr : why, &noted,
+				    errstr, errstr_size);
+			else
+				rc->bad[k] = RCLUSTER_USED;
 		}
-		/* Every master's pipeline on the wire before any reply is read. */
+		/* WAIT after the commands of every master that got some, then every
+		 * master's pipeline on the wire before any reply is read. */
 		for (size_t k = 0; k < rc->map.n_nodes; k++) {
 			int done = rc->ctx[k] == NULL;
 
+			if (wait != NULL && rc->bad[k] == RCLUSTER_USED &&
+			    rcluster_append_wait(rc->ctx[k], wait) != REDIS_OK) {
+				rcluster_fail_node(
+				    rc, k, rc->ctx[k]->errstr, &noted, errstr, errstr_size);
+				continue;
+			}
 			while (!done)
 				if (redisBufferWrite(rc->ctx[k], &done) != REDIS_OK) {
-					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
-					    rc->map.nodes[k].host, rc->map.nodes[k].port,
-					    rc->ctx[k]->errstr);
-					rcluster_drop_all(rc);
-					return -1;
+					rcluster_fail_node(
+					    rc, k, rc->ctx[k]->errstr, &noted, errstr, errstr_size);
+					break;
 				}
 		}
-		/* Replies, master by master, each in its append order. */
+		/*
+		 * Replies, master by master, each in its append order, then its WAIT.
+		 * A command of a master that failed (or whose replicas did not
+		 * acknowledge) has no reply (NULL): it may or may not have run.
+		 */
 		for (size_t k = 0; k < rc->map.n_nodes; k++) {
+			if (rc->bad[k] != RCLUSTER_USED)
+				continue;
 			for (size_t j = 0; j < n_pending; j++) {
 				size_t i = rc->pending[j];
 				struct rcluster_node to;
@@ -520,27 +639,64 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 				void *r = NULL;
 				enum rcluster_redirect kind;
 
-				if (rc->node_of[i] != k)
+				if (rc->node_of[i] != k || rc->bad[k] == RCLUSTER_BAD)
 					continue;
 				if (redisGetReply(rc->ctx[k], &r) != REDIS_OK || r == NULL) {
-					snprintf(errstr, errstr_size, "redis cluster: %s:%d: %s",
-					    rc->map.nodes[k].host, rc->map.nodes[k].port,
-					    rc->ctx[k]->errstr[0] ? rc->ctx[k]->errstr
-								  : "no reply");
-					rcluster_drop_all(rc);
-					return -1;
+					rcluster_fail_node(rc, k,
+					    rc->ctx[k]->errstr[0] ? rc->ctx[k]->errstr : "no reply",
+					    &noted, errstr, errstr_size);
+					continue;
 				}
 				replies[i] = r;
 				if (replies[i]->type != REDIS_REPLY_ERROR)
 					continue;
 				kind = rcluster_redirect_parse(
 				    replies[i]->str, rc->map.nodes[k].host, &slot, &to);
+				if (kind == RCLUSTER_NOT_REDIRECT &&
+				    (strncmp(replies[i]->str, "CLUSTERDOWN", 11) == 0 ||
+					strncmp(replies[i]->str, "TRYAGAIN", 8) == 0)) {
+					/* Not run: a slot of the cluster is unserved (by default
+					 * every master refuses then) or is moving. */
+					if (!noted)
+						snprintf(errstr, errstr_size,
+						    "redis cluster: %s:%d: %s",
+						    rc->map.nodes[k].host, rc->map.nodes[k].port,
+						    replies[i]->str);
+					noted = 1;
+					rc->stale = 1;
+					rc->failures++;
+					freeReplyObject(replies[i]);
+					replies[i] = NULL;
+					continue;
+				}
 				if (kind == RCLUSTER_NOT_REDIRECT)
 					continue;
 				freeReplyObject(replies[i]);
 				replies[i] = NULL;
 				/* Handled once every connection is drained (below). */
 				rc->redir[n_redir++] = (struct rcluster_redir){ i, slot, kind, to };
+			}
+			if (wait != NULL && rc->bad[k] == RCLUSTER_USED) {
+				char why[256] = "";
+
+				if (rcluster_read_wait(rc->ctx[k], wait, why, sizeof(why)) < 0) {
+					if (rc->ctx[k]->err)
+						rcluster_fail_node(rc, k, rc->ctx[k]->errstr,
+						    &noted, errstr, errstr_size);
+					else
+						rcluster_unacked(
+						    rc, k, why, &noted, errstr, errstr_size);
+				}
+			}
+		}
+		/* What a lost or unacknowledged master answered does not count. */
+		for (size_t j = 0; j < n_pending; j++) {
+			size_t i = rc->pending[j];
+			uint16_t k = rc->node_of[i];
+
+			if (k != RCLUSTER_NO_NODE && rc->bad[k] >= RCLUSTER_BAD && wait != NULL) {
+				freeReplyObject(replies[i]);
+				replies[i] = NULL;
 			}
 		}
 		/*
@@ -561,9 +717,12 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 				continue;
 			}
 			rc->ask++;
-			if (rcluster_asking(rc, &x->to, &cmds[x->item], &replies[x->item], errstr,
-				errstr_size) < 0)
-				return -1;
+			if (rcluster_asking(rc, &x->to, &cmds[x->item], wait, &replies[x->item],
+				noted ? scratch : errstr,
+				noted ? sizeof(scratch) : errstr_size) < 0) {
+				noted = 1;
+				continue;
+			}
 			if (replies[x->item]->type == REDIS_REPLY_ERROR &&
 			    rcluster_redirect_parse(replies[x->item]->str, x->to.host, &slot,
 				&to) != RCLUSTER_NOT_REDIRECT) {
@@ -573,8 +732,12 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 				rc->next[n_next++] = x->item;
 			}
 		}
-		if (rc->stale && rcluster_refresh(rc, errstr, errstr_size) < 0)
-			return -1;
+		if (rc->stale &&
+		    rcluster_refresh(
+			rc, noted ? scratch : errstr, noted ? sizeof(scratch) : errstr_size) < 0) {
+			noted = 1;
+			break;
+		}
 		for (size_t q = 0; q < n_redir; q++)
 			if (rc->redir[q].kind == RCLUSTER_MOVED &&
 			    rcluster_set_owner(rc, rc->redir[q].slot, &rc->redir[q].to) < 0) {
@@ -584,13 +747,13 @@ rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n, red
 		memcpy(rc->pending, rc->next, n_next * sizeof(*rc->pending));
 		n_pending = n_next;
 	}
-	if (n_pending > 0) {
+	for (size_t i = 0; i < n; i++)
+		n_failed += replies[i] == NULL;
+	if (n_failed > 0 && !noted)
 		snprintf(errstr, errstr_size,
-		    "redis cluster: %zu commands still redirected after %d rounds", n_pending,
+		    "redis cluster: %zu commands still redirected after %d rounds", n_failed,
 		    RCLUSTER_ROUNDS);
-		return -1;
-	}
-	return 0;
+	return (int)n_failed;
 }
 
 size_t
@@ -624,48 +787,22 @@ rcluster_slot_tag(uint16_t slot, char *buf, size_t size)
 }
 
 int
-rcluster_wait(struct rcluster *rc, int replicas, int timeout_ms, char *errstr, size_t errstr_size)
+rcluster_check_all(struct rcluster *rc, char *errstr, size_t errstr_size)
 {
-	int ret = 0;
-
-	for (size_t k = 0; k < rc->map.n_nodes; k++)
-		if (rc->ctx[k] != NULL &&
-		    redisAppendCommand(rc->ctx[k], "WAIT %d %d", replicas, timeout_ms) !=
-			REDIS_OK) {
-			snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
-			    rc->map.nodes[k].host, rc->map.nodes[k].port, rc->ctx[k]->errstr);
-			rcluster_drop_all(rc);
-			return -1;
-		}
-	/* Every master waits at once: the replies come after the slowest. */
-	for (size_t k = 0; k < rc->map.n_nodes; k++) {
-		redisReply *r = NULL;
-
-		if (rc->ctx[k] == NULL)
-			continue;
-		if (redisGetReply(rc->ctx[k], (void **)&r) != REDIS_OK || r == NULL) {
-			snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
-			    rc->map.nodes[k].host, rc->map.nodes[k].port,
-			    rc->ctx[k]->errstr[0] ? rc->ctx[k]->errstr : "no reply");
-			rcluster_drop_all(rc);
-			return -1;
-		}
-		if (ret == 0 && (r->type != REDIS_REPLY_INTEGER || r->integer < replicas)) {
-			if (r->type == REDIS_REPLY_INTEGER)
-				snprintf(errstr, errstr_size,
-				    "redis cluster: %s:%d: WAIT: %lld of %d replicas acknowledged "
-				    "within %d ms",
-				    rc->map.nodes[k].host, rc->map.nodes[k].port, r->integer,
-				    replicas, timeout_ms);
-			else
-				snprintf(errstr, errstr_size, "redis cluster: %s:%d: WAIT: %s",
-				    rc->map.nodes[k].host, rc->map.nodes[k].port,
-				    r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-			ret = -1;
-		}
-		freeReplyObject(r);
+	rc->stale = 1;
+	if (rcluster_refresh(rc, errstr, errstr_size) < 0)
+		return -1;
+	if (rcluster_map_unserved(&rc->map) > 0) {
+		snprintf(errstr, errstr_size, "redis cluster: %zu slots served by no master",
+		    rcluster_map_unserved(&rc->map));
+		return -1;
 	}
-	return ret;
+	for (size_t k = 0; k < rc->map.n_nodes; k++)
+		if (rcluster_node(rc, k, errstr, errstr_size) == NULL) {
+			rc->stale = 1;
+			return -1;
+		}
+	return 0;
 }
 
 struct redisContext *

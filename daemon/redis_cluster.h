@@ -95,8 +95,24 @@ void rcluster_free(struct rcluster *rc);
  */
 void rcluster_reset(struct rcluster *rc);
 
+/*
+ * Re-reads the map and checks that every slot has a master and every master
+ * answers a connection (new ones are opened; those that fail are not kept,
+ * the others stay). 0, or -1 with errstr.
+ */
+int rcluster_check_all(struct rcluster *rc, char *errstr, size_t errstr_size);
+
+/* How often a master was lost (a connection failed) or refused (CLUSTERDOWN) so far. */
+uint64_t rcluster_failures(const struct rcluster *rc);
+
 /* Re-reads the map and connects to every master now. 0, or -1 with errstr. */
 int rcluster_connect_all(struct rcluster *rc, char *errstr, size_t errstr_size);
+
+/* WAIT after each master's commands (rcluster_run): replicas that must acknowledge. */
+struct rcluster_wait {
+	int replicas;
+	int timeout_ms;
+};
 
 /*
  * One command of a pipeline: its arguments, or (formatted != NULL) its bytes
@@ -120,26 +136,24 @@ struct rcluster_cmd {
  * from a live master) and the command is sent again to the new master; ASK
  * sends ASKING and the command to the named node, once. A redirected
  * command was not executed, so each command runs once. Gives up after 5
- * rounds of redirects. Returns 0 when every command has a reply that is not
- * a redirect (error replies of the commands themselves included), or -1
- * with errstr (a connection lost: its connection is dropped and the map
- * re-read on the next call; replies already read stay in replies[], the
- * others are NULL).
+ * rounds of redirects. With wait (NULL: none), every master that got
+ * commands gets WAIT replicas timeout_ms after them, in the same pipeline.
+ * A master that cannot be reached (connect, write or read fails), whose
+ * replicas did not acknowledge (WAIT), or a slot no master serves leaves
+ * its commands without a reply (NULL: they may or may not have run); the
+ * other masters' commands go on; a failed connection is dropped and the
+ * map read again next time.
+ * Returns 0 when every command has a reply that is not a redirect (error
+ * replies of the commands themselves included); else the number of
+ * commands left without one (errstr: the first reason); -1 when out of
+ * memory.
  */
 int rcluster_run(struct rcluster *rc, const struct rcluster_cmd *cmds, size_t n,
-    struct redisReply **replies, char *errstr, size_t errstr_size);
+    const struct rcluster_wait *wait, struct redisReply **replies, char *errstr,
+    size_t errstr_size);
 
 /* Redirects followed since rcluster_new: MOVED, ASK. */
 void rcluster_redirects(const struct rcluster *rc, uint64_t *moved, uint64_t *ask);
-
-/*
- * WAIT replicas timeout_ms on every connected master at once (each one
- * waits for the writes of our connection to it). 0 when every one
- * answered at least replicas; -1 with errstr naming the first master that
- * did not (a lost connection is dropped).
- */
-int rcluster_wait(
-    struct rcluster *rc, int replicas, int timeout_ms, char *errstr, size_t errstr_size);
 
 /*
  * The lowest slot of each master that serves any, in map order, into

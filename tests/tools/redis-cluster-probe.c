@@ -73,7 +73,7 @@ probe_incr(const char *host, int port, char **keys, size_t *lens, size_t n, cons
 
 	while (ret == 0 && access(stop, F_OK) != 0) {
 		r++;
-		if (rcluster_run(rc, cmds, n, replies, err, sizeof(err)) < 0) {
+		if (rcluster_run(rc, cmds, n, NULL, replies, err, sizeof(err)) != 0) {
 			fprintf(stderr, "redis-cluster-probe: round %ld: %s\n", r, err);
 			ret = 1;
 		}
