@@ -313,6 +313,7 @@ consumer_free(struct consumer *c)
 	free(c->inflight);
 	hmac_key_free(c->hkey);
 	free(c->refused);
+	free(c->unwritten);
 	free(c->parts);
 	free(c);
 }

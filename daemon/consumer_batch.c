@@ -386,6 +386,56 @@ consumer_classify(struct consumer *c, struct slot *s, int64_t now_wall)
 }
 
 /*
+ * Redis Cluster: users whose state could not be read (their master lost; the
+ * load left them queued) cannot have their events applied. The partitions of
+ * those events step back: none of their messages in this batch is applied,
+ * they are unclaimed and paused, and the next claim (every third of the
+ * lease) reads them again from the commit; the other partitions go on.
+ */
+static void
+consumer_step_back_unread(struct consumer *c)
+{
+	int any = 0;
+
+	for (size_t i = 0; i < c->n_slots; i++) {
+		const struct slot *s = &c->slots[i];
+
+		if (!s->skip && s->e != NULL && s->e->loaded == 2 &&
+		    consumer_owns(c, s->rkm->partition)) {
+			c->parts[s->rkm->partition].step_back = 1;
+			any = 1;
+		}
+	}
+	if (!any)
+		return;
+	for (size_t i = 0; i < c->n_load; i++)
+		if (c->load_entries[i]->loaded == 2)
+			c->load_entries[i]->loaded = 0; /* read again when next met */
+	for (size_t i = 0; i < c->n_slots; i++) {
+		struct slot *s = &c->slots[i];
+
+		if (s->rkm->err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+		    consumer_owns(c, s->rkm->partition) && c->parts[s->rkm->partition].step_back)
+			s->skip = 1;
+	}
+	for (size_t p = 0; p < c->n_parts; p++) {
+		struct part *pt = &c->parts[p];
+
+		if (!pt->step_back)
+			continue;
+		pt->step_back = 0;
+		pt->claimed = 0;
+		pt->reseek = 1;
+		consumer_slots_lost(c, "load");
+		log_warn("event=partition_stepped_back topic=%s partition=%zu "
+			 "reason=\"a user's state is on an unreachable Redis master\" error=\"%s\" "
+			 "action=pause_and_read_again_from_commit",
+		    c->cfg->topic_events, p, sink_redis_unavailable_error(c->sink));
+	}
+	consumer_sync_pause(c);
+}
+
+/*
  * Processes the polled batch: classify, load unseen users (on a Redis error
  * rewind the batch and pause), then in order dead-letter, skip duplicates or
  * queue events, applying in chunks (a chunk closes when a user is due for a
@@ -428,6 +478,8 @@ consumer_process_batch(struct consumer *c)
 		}
 		for (size_t i = 0; i < c->n_load && !oom; i++)
 			oom = c->load_entries[i]->loaded == 0; /* out of memory for its state */
+		if (!oom)
+			consumer_step_back_unread(c);
 	}
 	if (oom) {
 		/* Nothing has had an effect yet: give the whole batch back. */

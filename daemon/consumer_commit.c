@@ -222,7 +222,7 @@ static int
 consumer_committable(const struct consumer *c, size_t i, int32_t only)
 {
 	return consumer_serves(c, (int32_t)i) && c->parts[i].next_offset > c->parts[i].committed &&
-	    (only < 0 || (int32_t)i == only);
+	    !c->parts[i].unwritten && (only < 0 || (int32_t)i == only);
 }
 
 /*
@@ -271,8 +271,12 @@ consumer_mark_flushed(struct consumer *c, int32_t only)
 		return -1;
 	}
 	for (size_t k = 0; k < n; k++)
-		if (c->mark_fenced[k])
+		if (c->mark_fenced[k] > 0) {
 			consumer_fence(c, c->mark_parts[k], "mark_flushed", 0);
+		} else if (c->mark_fenced[k] < 0) { /* a master lost: not committed now */
+			c->parts[c->mark_parts[k]].unwritten = 1;
+			consumer_slots_lost(c, "mark_flushed");
+		}
 	return 0;
 }
 
@@ -403,6 +407,7 @@ consumer_flush_commit(struct consumer *c)
 {
 	char err[CONSUMER_ERR_MAX];
 	size_t n, max_users = (size_t)c->cfg->cache_max_users;
+	int ret;
 
 	if (c->redis_down)
 		return -1;
@@ -414,7 +419,14 @@ consumer_flush_commit(struct consumer *c)
 		n = users_evict(c->users, max_users * 9 / 10, consumer_evict_one, c);
 		log_info("event=cache_evicted users=%zu cached=%zu", n, users_count(c->users));
 	}
-	return consumer_commit(c, -1, 1);
+	ret = consumer_commit(c, -1, 1);
+	if (sink_redis_masters_lost(c->sink) != c->masters_lost_seen) {
+		c->masters_lost_seen = sink_redis_masters_lost(c->sink);
+		consumer_slots_lost(c, "redis");
+	}
+	if (c->slots_lost && !c->redis_down)
+		consumer_slots_back(c);
+	return ret;
 }
 
 /* ---- rebalance ---------------------------------------------------------- */

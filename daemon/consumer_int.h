@@ -59,7 +59,10 @@ struct part {
 	int fresh_claim;      /* the last claim was fresh (Kafka's assignment): look for a death */
 	int inflight_open;    /* its last in-flight record is not marked done yet */
 	int64_t last_read_ms; /* monotonic: last message of it processed, or served since */
-	int first; /* the last claim was the partition's first ever (no epoch stored before) */
+	int first;     /* the last claim was the partition's first ever (no epoch stored before) */
+	int unwritten; /* Redis Cluster: a user or a marker of it met a lost master in this
+	                  flush: nothing of it is committed until all are written */
+	int step_back; /* Redis Cluster: a user of this batch could not be read (scratch) */
 	uint64_t epoch;
 	int64_t next_offset; /* after the last processed message; -1 none */
 	int64_t committed;   /* last committed offset; -1 none */
@@ -158,7 +161,12 @@ struct consumer {
 	size_t cap_flush;
 	struct user_entry **refused;
 	size_t n_refused, cap_refused;
-	float *vec; /* [dim] for snapshots */
+	struct user_entry **unwritten; /* Redis Cluster: users of a lost master, kept dirty */
+	size_t n_unwritten, cap_unwritten;
+	int slots_lost; /* Redis Cluster: a master was lost; look for lost writes once all are
+	                   written again (consumer_slots_back) */
+	uint64_t masters_lost_seen; /* sink_redis_masters_lost when last looked at */
+	float *vec;                 /* [dim] for snapshots */
 
 	uint32_t snap_limit; /* snapshot after this many events; UINT32_MAX: never by count */
 	int tier_names_pending;
@@ -267,6 +275,19 @@ void consumer_renew(struct consumer *c);
 
 /* Redis failed during `what`: pause every partition, retry after a backoff. */
 void consumer_redis_down(struct consumer *c, const char *what, const char *err);
+/*
+ * Redis Cluster: a master was found lost (during: the operation that met it);
+ * logged once until consumer_slots_back.
+ */
+void consumer_slots_lost(struct consumer *c, const char *during);
+
+/*
+ * Redis Cluster: after a flush and commit that met no lost master, following
+ * ones that did (c->slots_lost): a promoted replica may lack acknowledged
+ * writes, so every served partition re-claims, runs the failover check and
+ * reads again from its commit, as after a reconnect.
+ */
+void consumer_slots_back(struct consumer *c);
 /* Writes every dirty user to Redis; 0, or -1 on a Redis error (errstr; all stay dirty). */
 int consumer_flush(struct consumer *c, char *errstr, size_t errstr_size);
 /* After the backoff: reconnect, re-claim, flush, resume, commit (or back off again). */

@@ -287,6 +287,8 @@ consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int r
 		struct part *pt = &c->parts[cl->partition];
 
 		if (pt->claimed) { /* a renewal */
+			if (cl->result == SINK_CLAIM_UNAVAILABLE)
+				continue; /* the lease runs on; renewed at the next turn */
 			if (cl->result != SINK_CLAIM_OWNED || cl->epoch != pt->epoch)
 				consumer_fence(c, cl->partition, "lease_renewal", cl->stored);
 			continue;
@@ -315,6 +317,14 @@ consumer_claim(struct consumer *c, rd_kafka_topic_partition_list_t *owned, int r
 			break;
 		case SINK_CLAIM_FENCED:
 			consumer_fence(c, cl->partition, "reclaim", cl->stored);
+			break;
+		case SINK_CLAIM_UNAVAILABLE:
+			if (!pt->waiting)
+				log_warn("event=partition_claim_waiting topic=%s partition=%" PRId32
+					 " reason=\"the Redis master of its keys is unreachable\" "
+					 "action=pause_and_retry",
+				    c->cfg->topic_events, cl->partition);
+			pt->waiting = 1;
 			break;
 		}
 	}

@@ -76,20 +76,27 @@ consumer_redis_down(struct consumer *c, const char *what, const char *err)
 	consumer_sync_pause(c);
 }
 
+/* Appends e to the list (*v)[0..*n) of capacity *cap; -1 when out of memory. */
+static int
+entry_list_add(struct user_entry ***v, size_t *n, size_t *cap, struct user_entry *e)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct user_entry **nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (nv == NULL)
+			return -1;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = e;
+	return 0;
+}
+
 static int
 consumer_add_refused(struct consumer *c, struct user_entry *e)
 {
-	if (c->n_refused == c->cap_refused) {
-		size_t ncap = c->cap_refused ? c->cap_refused * 2 : 64;
-		struct user_entry **nr = realloc(c->refused, ncap * sizeof(*nr));
-
-		if (nr == NULL)
-			return -1;
-		c->refused = nr;
-		c->cap_refused = ncap;
-	}
-	c->refused[c->n_refused++] = e;
-	return 0;
+	return entry_list_add(&c->refused, &c->n_refused, &c->cap_refused, e);
 }
 
 /*
@@ -174,8 +181,11 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 {
 	size_t n_dirty, stale = 0, fenced = 0, erased = 0, written = 0, next = 0;
 	struct user_entry *const *dirty = users_dirty(c->users, &n_dirty);
-	int refuse_oom = 0;
+	int refuse_oom = 0, unwritten_oom = 0;
 
+	c->n_unwritten = 0;
+	for (size_t p = 0; p < c->n_parts; p++)
+		c->parts[p].unwritten = 0;
 	if (n_dirty == 0)
 		return 0;
 	c->n_refused = 0;
@@ -234,10 +244,25 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 				erased++;
 				refuse_oom |= consumer_add_refused(c, c->fe[i]);
 				break;
+			case SINK_UNAVAILABLE: /* its master lost: written again next time */
+				unwritten_oom |= entry_list_add(
+				    &c->unwritten, &c->n_unwritten, &c->cap_unwritten, c->fe[i]);
+				if (consumer_owns(c, c->su[i].us->last_partition))
+					c->parts[c->su[i].us->last_partition].unwritten = 1;
+				break;
 			}
 		}
 	}
+	if (unwritten_oom) {
+		snprintf(errstr, errstr_size, "out of memory listing the users to write again");
+		c->n.flush_failures++;
+		return -1; /* every user stays dirty */
+	}
 	users_clean_all(c->users);
+	for (size_t i = 0; i < c->n_unwritten; i++)
+		users_mark_dirty(c->users, c->unwritten[i]);
+	if (c->n_unwritten > 0)
+		consumer_slots_lost(c, "flush");
 	/*
 	 * A refused user's newer state is in Redis (another owner wrote it, or
 	 * the user was erased): forget ours; the next event loads theirs.
@@ -267,6 +292,54 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 	return 0;
 }
 
+/*
+ * The Redis we reach now may be a promoted replica that lost writes it had
+ * acknowledged: every served partition re-claims its own epoch (never a new
+ * one: Kafka may have given it away meanwhile), runs the failover check and
+ * reads again from its committed offset, its cached users reloaded; the
+ * per-user markers skip what Redis kept. Returns 0 or -1 (errstr).
+ */
+static int
+consumer_reclaim_served(struct consumer *c, char *errstr, size_t errstr_size)
+{
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (consumer_serves(c, (int32_t)i)) {
+			c->parts[i].claimed = 0;
+			c->parts[i].reseek = 1;
+		}
+	return consumer_claim_pending(c, 0, errstr, errstr_size);
+}
+
+void
+consumer_slots_lost(struct consumer *c, const char *during)
+{
+	if (!c->slots_lost) {
+		log_warn("event=redis_slots_unavailable during=%s error=\"%s\" "
+			 "action=write_the_other_slots_keep_their_users_dirty_commit_nothing_until_"
+			 "all_are_written",
+		    during, sink_redis_unavailable_error(c->sink));
+		notify_status(c->notify, "a Redis master is unreachable: its users wait");
+	}
+	c->slots_lost = 1;
+}
+
+void
+consumer_slots_back(struct consumer *c)
+{
+	char err[CONSUMER_ERR_MAX];
+
+	for (size_t i = 0; i < c->n_parts; i++)
+		if (c->parts[i].unwritten)
+			return; /* not yet */
+	if (!sink_redis_cluster_whole(c->sink))
+		return; /* a master still lost: its marker cannot be read yet */
+	c->slots_lost = 0;
+	log_info("event=redis_slots_recovered action=reclaim_check_markers_read_from_commit");
+	notify_status(c->notify, "consuming");
+	if (consumer_reclaim_served(c, err, sizeof(err)) != 0)
+		consumer_redis_down(c, "claim", err);
+}
+
 /* Retries Redis after the backoff: reconnect, claim, flush, resume, commit. */
 void
 consumer_redis_retry(struct consumer *c)
@@ -277,19 +350,7 @@ consumer_redis_retry(struct consumer *c)
 		consumer_redis_down(c, "reconnect", err);
 		return;
 	}
-	/*
-	 * The Redis we reach now may be a promoted replica that lost writes it
-	 * had acknowledged: every served partition re-claims its own epoch
-	 * (never a new one: Kafka may have given it away meanwhile), runs the
-	 * failover check and reads again from its committed offset, its cached
-	 * users reloaded; the per-user markers skip what Redis kept.
-	 */
-	for (size_t i = 0; i < c->n_parts; i++)
-		if (consumer_serves(c, (int32_t)i)) {
-			c->parts[i].claimed = 0;
-			c->parts[i].reseek = 1;
-		}
-	if (consumer_claim_pending(c, 0, err, sizeof(err)) != 0) {
+	if (consumer_reclaim_served(c, err, sizeof(err)) != 0) {
 		consumer_redis_down(c, "claim", err);
 		return;
 	}

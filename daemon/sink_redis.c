@@ -232,6 +232,8 @@ struct sink_queue {
 	redisReply **replies;
 	size_t n, cap, next;
 	int ran;
+	int wait;               /* WAIT redis.wait_replicas on each master after its commands */
+	char err[SINK_ERR_MAX]; /* why a command has no reply (its master lost) */
 };
 
 /* Cluster mode: a partition a flush writes, our epoch of it, and whether Redis holds a newer one. */
@@ -239,6 +241,7 @@ struct sink_fence {
 	int32_t partition;
 	uint64_t epoch;
 	int fenced;
+	int unknown; /* its epoch key's master is lost */
 };
 
 /* A hash tag of a slot (rcluster_slot_tag). */
@@ -281,7 +284,9 @@ struct sink_redis {
 	struct sink_fence *fence; /* cluster flush: the partitions it writes */
 	size_t retry_cap, n_unfenced;
 
-	int denied; /* the last failed call met a NOPERM reply (ACL) */
+	int denied;      /* the last failed call met a NOPERM reply (ACL) */
+	int unavailable; /* cluster: read_reply's NULL was one command whose master is lost */
+	char unavailable_err[SINK_ERR_MAX];          /* the last such command's reason */
 	struct metrics_histogram lat[SINK_OP_COUNT]; /* successful script pipelines, seconds */
 };
 
@@ -297,6 +302,8 @@ sink_result_name(enum sink_result r)
 		return "fenced";
 	case SINK_REFUSED_ERASED:
 		return "erased";
+	case SINK_UNAVAILABLE:
+		return "unavailable";
 	}
 	return "unknown";
 }
@@ -434,7 +441,7 @@ queue_clear(struct sink_queue *q)
 			freeReplyObject(q->replies[i]); /* NULL once handed out */
 	}
 	q->n = q->next = 0;
-	q->ran = 0;
+	q->ran = q->wait = 0;
 }
 
 /*
@@ -1228,15 +1235,19 @@ read_reply(struct sink_redis *sink, const char *what, char *errstr, size_t errst
 	struct sink_queue *q = &sink->q;
 	void *r = NULL;
 
+	sink->unavailable = 0;
 	if (sink->cluster) {
-		char e[SINK_ERR_MAX];
+		if (!q->ran) {
+			struct rcluster_wait w = { sink->wait_replicas, sink->wait_timeout_ms };
 
-		if (!q->ran &&
-		    rcluster_run(sink->rc, q->cmds, q->n, q->replies, e, sizeof(e)) < 0) {
-			snprintf(errstr, errstr_size, "redis %s: %s", what, e);
-			q->ran = 1; /* the replies read before the failure are freed */
-			sink_disconnect(sink);
-			return NULL;
+			q->err[0] = '\0';
+			if (rcluster_run(sink->rc, q->cmds, q->n, q->wait ? &w : NULL, q->replies,
+				q->err, sizeof(q->err)) < 0) {
+				snprintf(errstr, errstr_size, "redis %s: %s", what, q->err);
+				q->ran = 1; /* the replies read before the failure are freed */
+				sink_disconnect(sink);
+				return NULL;
+			}
 		}
 		q->ran = 1;
 		if (q->next >= q->n) {
@@ -1245,6 +1256,13 @@ read_reply(struct sink_redis *sink, const char *what, char *errstr, size_t errst
 		}
 		r = q->replies[q->next];
 		q->replies[q->next++] = NULL;
+		if (r == NULL) {
+			/* Its master could not be reached: the others' replies stay valid. */
+			snprintf(errstr, errstr_size, "redis %s: %s", what, q->err);
+			snprintf(
+			    sink->unavailable_err, sizeof(sink->unavailable_err), "%s", errstr);
+			sink->unavailable = 1;
+		}
 		if (q->next == q->n)
 			queue_clear(q);
 		return r;
@@ -1265,12 +1283,8 @@ sink_wait(struct sink_redis *sink, char *errstr, size_t errstr_size)
 	redisReply *r;
 	int ret = -1;
 
-	if (sink->cluster) {
-		if (rcluster_wait(sink->rc, sink->wait_replicas, sink->wait_timeout_ms, errstr,
-			errstr_size) < 0)
-			return -1;
-		return 0;
-	}
+	if (sink->cluster)
+		return 0; /* rcluster_run sent it in each master's pipeline (read_reply) */
 	r = redisCommand(sink->ctx, "WAIT %d %d", sink->wait_replicas, sink->wait_timeout_ms);
 	if (r == NULL) {
 		snprintf(errstr, errstr_size, "redis WAIT: %s", sink->ctx->errstr);
@@ -1367,6 +1381,11 @@ struct sink_eval {
 	int (*take)(void *ctx, size_t i, const redisReply *r);
 	void (*subject)(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size);
 	void *ctx;
+	/*
+	 * Cluster mode: item i got no reply, its master lost (it may or may not
+	 * have run). NULL: that fails the batch.
+	 */
+	void (*unavailable)(void *ctx, size_t i);
 };
 
 /*
@@ -1416,12 +1435,21 @@ sink_eval_run(
 			}
 		}
 		n_retry = 0;
+		sink->q.wait =
+		    sink->wait_replicas > 0; /* cluster mode: WAIT in each master's pipeline */
 		for (size_t j = 0; j < n_todo; j++) {
 			size_t i = sink->retry[j];
-			redisReply *r = read_reply(sink, ev->what, errstr, errstr_size);
+			char e[SINK_ERR_MAX]; /* not over an earlier item's error */
+			redisReply *r = read_reply(sink, ev->what, e, sizeof(e));
 
-			if (r == NULL)
+			if (r == NULL && sink->unavailable && ev->unavailable != NULL) {
+				ev->unavailable(ev->ctx, i);
+				continue;
+			}
+			if (r == NULL) {
+				snprintf(errstr, errstr_size, "%s", e);
 				return -1;
+			}
 			if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 				sink->retry[n_retry++] = i;
 			} else if (ev->take(ev->ctx, i, r) != 0 && !failed) {
@@ -1543,6 +1571,12 @@ flush_take(void *ctx, size_t i, const redisReply *r)
 }
 
 static void
+flush_unavailable(void *ctx, size_t i)
+{
+	FLUSH_USER((struct flush_ctx *)ctx, i)->result = SINK_UNAVAILABLE;
+}
+
+static void
 flush_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
 	struct flush_ctx *fc = ctx;
@@ -1578,8 +1612,8 @@ flush_fence(
 		while (k < n_parts && sink->fence[k].partition != users[i].us->last_partition)
 			k++;
 		if (k == n_parts)
-			sink->fence[n_parts++] =
-			    (struct sink_fence){ users[i].us->last_partition, users[i].epoch, 0 };
+			sink->fence[n_parts++] = (struct sink_fence){ users[i].us->last_partition,
+				users[i].epoch, 0, 0 };
 	}
 	for (size_t k = 0; k < n_parts; k++) {
 		if (sink->fence[k].epoch == 0)
@@ -1596,8 +1630,13 @@ flush_fence(
 
 		if (sink->fence[k].epoch == 0)
 			continue;
-		if ((r = read_reply(sink, "GET epoch", errstr, errstr_size)) == NULL)
-			return -1;
+		sink->fence[k].unknown = 0;
+		if ((r = read_reply(sink, "GET epoch", errstr, errstr_size)) == NULL) {
+			if (!sink->unavailable)
+				return -1;
+			sink->fence[k].unknown = 1; /* its users are not written now */
+			continue;
+		}
 		if (ret == 0 && r->type != REDIS_REPLY_NIL &&
 		    (reply_int64(r, &stored) < 0 || stored < 0)) {
 			char subject[SINK_ERR_MAX];
@@ -1621,6 +1660,8 @@ flush_fence(
 			k++;
 		if (sink->fence[k].fenced)
 			users[i].result = SINK_REFUSED_FENCED;
+		else if (sink->fence[k].unknown)
+			users[i].result = SINK_UNAVAILABLE;
 		else
 			idx[sink->n_unfenced++] = i;
 	}
@@ -1633,7 +1674,7 @@ sink_redis_flush(struct sink_redis *sink, const struct model *m, struct sink_use
 {
 	struct flush_ctx fc = { m, users, prepare, opaque, NULL };
 	struct sink_eval ev = { SINK_OP_FLUSH, "flush", prepare != NULL ? flush_prepare : NULL,
-		flush_append, flush_take, flush_subject, &fc };
+		flush_append, flush_take, flush_subject, &fc, flush_unavailable };
 
 	if (!sink->cluster || n == 0)
 		return sink_eval_run(sink, &ev, n, errstr, errstr_size);
@@ -1695,12 +1736,23 @@ sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const siz
 	}
 	for (size_t i = 0; i < n; i++) {
 		redisReply *rg = read_reply(sink, "GETRANGE state", errstr, errstr_size);
-		redisReply *re = rg ? read_reply(sink, "HMGET erased", errstr, errstr_size) : NULL;
+		int lost = rg == NULL && sink->unavailable;
+		redisReply *re = rg != NULL || lost
+		    ? read_reply(sink, "HMGET erased", errstr, errstr_size)
+		    : NULL;
 		struct sink_erased er;
 		const struct sink_erased *erp = NULL;
 
-		if (re == NULL) {
+		lost |= re == NULL && sink->unavailable;
+		if (lost) {
+			/* Cluster: its master lost; no callback, the caller sees it unread. */
 			freeReplyObject(rg);
+			freeReplyObject(re);
+			continue;
+		}
+		if (re == NULL || rg == NULL) {
+			freeReplyObject(rg);
+			freeReplyObject(re);
 			return -1;
 		}
 		if (ret == 0 && (rg->type != REDIS_REPLY_STRING || re->type != REDIS_REPLY_ARRAY)) {
@@ -1792,7 +1844,7 @@ sink_redis_erase(
     struct sink_redis *sink, struct sink_erase *er, size_t n, char *errstr, size_t errstr_size)
 {
 	struct sink_eval ev = { SINK_OP_ERASE, "erase", NULL, erase_append, erase_take,
-		erase_subject, er };
+		erase_subject, er, NULL };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -1902,6 +1954,16 @@ mark_take(void *ctx, size_t i, const redisReply *r)
 	return 0;
 }
 
+/* A master lost: that partition's markers are not all raised, it is not committed now. */
+static void
+mark_unavailable(void *ctx, size_t i)
+{
+	struct mark_ctx *mc = ctx;
+
+	if (mc->fenced[i / mc->n_masters] == 0)
+		mc->fenced[i / mc->n_masters] = -1;
+}
+
 static void
 mark_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
@@ -1921,7 +1983,7 @@ sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
 {
 	struct mark_ctx mc = { partitions, next_offsets, epochs, fenced, 1 };
 	struct sink_eval ev = { SINK_OP_MARK_FLUSHED, "flushed marker", NULL, mark_append,
-		mark_take, mark_subject, &mc };
+		mark_take, mark_subject, &mc, mark_unavailable };
 
 	if (n == 0)
 		return 0;
@@ -1963,6 +2025,8 @@ sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next
 		redisReply *r = read_reply(sink, "GET flushed marker", errstr, errstr_size);
 		int64_t v;
 
+		if (r == NULL && sink->unavailable)
+			continue; /* its master lost: read again at the claim after it is back */
 		if (r == NULL)
 			return -1;
 		if (ret < 0 || r->type == REDIS_REPLY_NIL) {
@@ -2033,6 +2097,12 @@ claim_take(void *ctx, size_t i, const redisReply *r)
 }
 
 static void
+claim_unavailable(void *ctx, size_t i)
+{
+	((struct sink_claim *)ctx + i)->result = SINK_CLAIM_UNAVAILABLE;
+}
+
+static void
 claim_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
 	const struct sink_claim *cl = (const struct sink_claim *)ctx + i;
@@ -2045,7 +2115,7 @@ sink_redis_claim(
     struct sink_redis *sink, struct sink_claim *cl, size_t n, char *errstr, size_t errstr_size)
 {
 	struct sink_eval ev = { SINK_OP_CLAIM, "claim", NULL, claim_append, claim_take,
-		claim_subject, cl };
+		claim_subject, cl, claim_unavailable };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -2075,6 +2145,14 @@ release_take(void *ctx, size_t i, const redisReply *r)
 	return r->type == REDIS_REPLY_INTEGER ? 0 : -1;
 }
 
+/* The lease runs out by itself. */
+static void
+release_unavailable(void *ctx, size_t i)
+{
+	(void)ctx;
+	(void)i;
+}
+
 static void
 release_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
@@ -2088,7 +2166,7 @@ sink_redis_release(
     struct sink_redis *sink, const int32_t *partitions, size_t n, char *errstr, size_t errstr_size)
 {
 	struct sink_eval ev = { SINK_OP_CLAIM, "release", NULL, release_append, release_take,
-		release_subject, (void *)(uintptr_t)partitions };
+		release_subject, (void *)(uintptr_t)partitions, release_unavailable };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -2141,6 +2219,22 @@ inflight_take(void *ctx, size_t i, const redisReply *r)
 	return 0;
 }
 
+/*
+ * A record not written: the batch goes on (a death in it is not seen while
+ * the partition's keys are unreachable). A check not answered: nothing known
+ * in flight.
+ */
+static void
+inflight_unavailable(void *ctx, size_t i)
+{
+	struct sink_inflight *in = (struct sink_inflight *)ctx + i;
+
+	if (in->check) {
+		in->from = in->to = -1;
+		in->crashes = 0;
+	}
+}
+
 static void
 inflight_subject(struct sink_redis *sink, void *ctx, size_t i, char *buf, size_t size)
 {
@@ -2154,7 +2248,7 @@ sink_redis_inflight(
     struct sink_redis *sink, struct sink_inflight *in, size_t n, char *errstr, size_t errstr_size)
 {
 	struct sink_eval ev = { SINK_OP_CLAIM, "in-flight record", NULL, inflight_append,
-		inflight_take, inflight_subject, in };
+		inflight_take, inflight_subject, in, inflight_unavailable };
 
 	return sink_eval_run(sink, &ev, n, errstr, errstr_size);
 }
@@ -2228,6 +2322,32 @@ sink_redis_write_tier_names(
 	if (sink_append(sink, 1, exec, exec_len, slot, errstr, errstr_size) < 0)
 		return -1;
 	return read_exec(sink, 2, "write tier names", errstr, errstr_size);
+}
+
+uint64_t
+sink_redis_masters_lost(const struct sink_redis *sink)
+{
+	return sink->rc != NULL ? rcluster_failures(sink->rc) : 0;
+}
+
+int
+sink_redis_cluster_whole(struct sink_redis *sink)
+{
+	char err[SINK_ERR_MAX];
+
+	if (!sink->cluster)
+		return 1;
+	if (sink->rc == NULL || rcluster_check_all(sink->rc, err, sizeof(err)) < 0) {
+		snprintf(sink->unavailable_err, sizeof(sink->unavailable_err), "%s", err);
+		return 0;
+	}
+	return 1;
+}
+
+const char *
+sink_redis_unavailable_error(const struct sink_redis *sink)
+{
+	return sink->unavailable_err;
 }
 
 void

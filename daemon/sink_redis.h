@@ -23,11 +23,13 @@ enum sink_result {
 	SINK_WRITTEN = 0,    /* all keys written, TTLs set */
 	SINK_REFUSED_STALE,  /* stored marker (same partition) at/after ours: nothing written */
 	SINK_REFUSED_FENCED, /* partition epoch in Redis newer than ours: nothing written */
-	SINK_REFUSED_ERASED  /* the user was erased by a tombstone of the same partition
+	SINK_REFUSED_ERASED, /* the user was erased by a tombstone of the same partition
 	                                 at/after our marker: nothing written */
+	SINK_UNAVAILABLE     /* cluster: the master of its slot (or of its partition's
+	                        epoch key) is lost: maybe written, maybe not; write it again */
 };
 
-/* Stable lower-case name ("written", "stale", "fenced", "erased"). */
+/* Stable lower-case name ("written", "stale", "fenced", "erased", "unavailable"). */
 const char *sink_result_name(enum sink_result r);
 
 /*
@@ -80,6 +82,17 @@ const struct metrics_histogram *sink_redis_latency(const struct sink_redis *sink
  * Reset by the next call.
  */
 int sink_redis_permission_denied(const struct sink_redis *sink);
+
+/*
+ * Cluster mode: how often a master was lost so far (a count that only grows;
+ * 0 on one node), and whether every slot has a master that answers now (1;
+ * always 1 on one node).
+ */
+uint64_t sink_redis_masters_lost(const struct sink_redis *sink);
+int sink_redis_cluster_whole(struct sink_redis *sink);
+
+/* Why the last command without a reply had none (its master lost; cluster mode). */
+const char *sink_redis_unavailable_error(const struct sink_redis *sink);
 
 /* Redis Cluster redirects followed since start (redis.cluster; both 0 on one node). */
 void sink_redis_redirects(const struct sink_redis *sink, uint64_t *moved, uint64_t *ask);
@@ -177,9 +190,10 @@ typedef void sink_user_cb(
 
 /*
  * Pipelined read of the state (GETRANGE, at most 256 KiB + 1 bytes) and the
- * erasure marker of ids[0..n), calling cb for each. Returns 0, or -1 on a
- * connection error / error reply (errstr; cb may have been called for a
- * prefix of the users).
+ * erasure marker of ids[0..n), calling cb for each; in a cluster not for a
+ * user whose master cannot be reached (the caller must not apply its
+ * events now). Returns 0, or -1 on a connection error / error reply
+ * (errstr; cb may have been called for a prefix of the users).
  */
 int sink_redis_load_users(struct sink_redis *sink, const char *const *ids, const size_t *id_lens,
     size_t n, sink_user_cb *cb, void *opaque, char *errstr, size_t errstr_size);
@@ -213,14 +227,19 @@ int sink_redis_erase(
  * before committing those offsets: the replication stream is ordered, so a
  * replica holding the marker holds the writes. Fenced like a write: with
  * epochs[i] > 0 and a newer epoch in Redis nothing is raised and fenced[i]
- * is set to 1 (else 0). WAIT as in sink_redis_flush. Returns 0 or -1 (errstr).
+ * is set to 1 (else 0). In a cluster, one marker per master
+ * (schemas/redis.md "Redis Cluster"); fenced[i] = -1 when a master of the
+ * map could not be reached (the partition must not be committed now). WAIT
+ * as in sink_redis_flush. Returns 0 or -1 (errstr).
  */
 int sink_redis_mark_flushed(struct sink_redis *sink, const int32_t *partitions,
     const int64_t *next_offsets, const uint64_t *epochs, int *fenced, size_t n, char *errstr,
     size_t errstr_size);
 
 /*
- * The flushed-through marker of partition into *next_offset, -1 when absent.
+ * The flushed-through marker of partition into *next_offset, -1 when absent
+ * (in a cluster the lowest of the masters' markers; a master that cannot be
+ * reached is skipped).
  * Returns 0 or -1 (errstr; also for a value that is not a non-negative integer).
  */
 int sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *next_offset,
@@ -228,9 +247,10 @@ int sink_redis_get_flushed(struct sink_redis *sink, int32_t partition, int64_t *
 
 /* Outcome of a partition claim (sink_redis_claim). */
 enum sink_claim_result {
-	SINK_CLAIM_OWNED = 0, /* the lease is ours, epoch set */
-	SINK_CLAIM_BUSY,      /* another instance's lease is live: try again later */
-	SINK_CLAIM_FENCED     /* a re-claim found a newer owner's epoch: we lost it */
+	SINK_CLAIM_OWNED = 0,  /* the lease is ours, epoch set */
+	SINK_CLAIM_BUSY,       /* another instance's lease is live: try again later */
+	SINK_CLAIM_FENCED,     /* a re-claim found a newer owner's epoch: we lost it */
+	SINK_CLAIM_UNAVAILABLE /* cluster: the master of the partition's keys is lost */
 };
 
 /* One partition to claim or renew. */
