@@ -143,6 +143,97 @@ fail:
 	return -1;
 }
 
+/* The value of field name in a flat [name, value, ...] reply, or NULL. */
+static const redisReply *
+rcluster_field(const redisReply *r, const char *name)
+{
+	for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2)
+		if (r->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(r->element[i]->str, name) == 0)
+			return r->element[i + 1];
+	return NULL;
+}
+
+int
+rcluster_map_parse_shards(const struct redisReply *r, const char *seed_host,
+    struct rcluster_map *map, char *errstr, size_t errstr_size)
+{
+	rcluster_map_fini(map);
+	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+		snprintf(errstr, errstr_size, "CLUSTER SHARDS: %s",
+		    r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
+		return -1;
+	}
+	for (size_t e = 0; e < r->elements; e++) {
+		const redisReply *sh = r->element[e], *slots = rcluster_field(sh, "slots"),
+				 *nodes = rcluster_field(sh, "nodes"), *master = NULL, *host, *port;
+		long k;
+
+		if (slots == NULL || nodes == NULL || slots->type != REDIS_REPLY_ARRAY ||
+		    nodes->type != REDIS_REPLY_ARRAY || slots->elements % 2 != 0) {
+			snprintf(errstr, errstr_size,
+			    "CLUSTER SHARDS shard %zu: not [slots, [first, last, ...], nodes, "
+			    "[...]]",
+			    e);
+			goto fail;
+		}
+		if (slots->elements == 0)
+			continue; /* no slots: e.g. a failed master its replica replaced */
+		for (size_t n = 0; master == NULL && n < nodes->elements; n++) {
+			const redisReply *role = rcluster_field(nodes->element[n], "role");
+
+			if (role != NULL && role->type == REDIS_REPLY_STRING &&
+			    strcmp(role->str, "master") == 0)
+				master = nodes->element[n];
+		}
+		host = master != NULL ? rcluster_field(master, "endpoint") : NULL;
+		if (host == NULL && master != NULL)
+			host = rcluster_field(master, "ip");
+		port = master != NULL ? rcluster_field(master, "port") : NULL;
+		if (port == NULL && master != NULL)
+			port = rcluster_field(master, "tls-port");
+		if (master == NULL || host == NULL || host->type != REDIS_REPLY_STRING ||
+		    port == NULL || port->type != REDIS_REPLY_INTEGER) {
+			snprintf(errstr, errstr_size,
+			    "CLUSTER SHARDS shard %zu: no master with an endpoint and a port", e);
+			goto fail;
+		}
+		if (host->len >= RCLUSTER_MAX_HOST || strcmp(host->str, "?") == 0 ||
+		    port->integer <= 0 || port->integer > 65535) {
+			snprintf(errstr, errstr_size,
+			    "CLUSTER SHARDS shard %zu: master endpoint \"%.64s\" port %lld "
+			    "unusable",
+			    e, host->str, port->integer);
+			goto fail;
+		}
+		k = rcluster_map_node(
+		    map, host->len > 0 ? host->str : seed_host, (int)port->integer);
+		if (k < 0) {
+			snprintf(errstr, errstr_size, "CLUSTER SHARDS: out of memory");
+			goto fail;
+		}
+		for (size_t i = 0; i < slots->elements; i += 2) {
+			long long first = slots->element[i]->integer,
+				  last = slots->element[i + 1]->integer;
+
+			if (slots->element[i]->type != REDIS_REPLY_INTEGER ||
+			    slots->element[i + 1]->type != REDIS_REPLY_INTEGER || first < 0 ||
+			    last < first || last >= RCLUSTER_SLOTS) {
+				snprintf(errstr, errstr_size,
+				    "CLUSTER SHARDS shard %zu: slot range %lld-%lld out of 0-%d", e,
+				    first, last, RCLUSTER_SLOTS - 1);
+				goto fail;
+			}
+			for (long long s = first; s <= last; s++)
+				map->owner[s] = (uint16_t)k;
+		}
+	}
+	return 0;
+fail:
+	rcluster_map_fini(map);
+	return -1;
+}
+
 enum rcluster_redirect
 rcluster_redirect_parse(
     const char *err, const char *cur_host, uint16_t *slot, struct rcluster_node *to)
@@ -203,7 +294,8 @@ struct rcluster {
 	int seed_port;
 	rcluster_connect_fn *connect;
 	void *opaque;
-	int stale; /* re-read the map before the next round */
+	int stale;      /* re-read the map before the next round */
+	int slots_only; /* the server has no CLUSTER SHARDS (before 7.0): CLUSTER SLOTS */
 	/* Scratch of rcluster_run, [cap] each. */
 	size_t *pending, *next;
 	struct rcluster_redir *redir;
@@ -274,16 +366,24 @@ rcluster_refresh(struct rcluster *rc, char *errstr, size_t errstr_size)
 	}
 	if (c == NULL)
 		return -1;
-	r = redisCommand(c, "CLUSTER SLOTS");
+	r = redisCommand(c, rc->slots_only ? "CLUSTER SLOTS" : "CLUSTER SHARDS");
+	if (r != NULL && r->type == REDIS_REPLY_ERROR && !rc->slots_only) {
+		/* A server before 7.0 (or an ACL without it): CLUSTER SLOTS from now on. */
+		freeReplyObject(r);
+		rc->slots_only = 1;
+		r = redisCommand(c, "CLUSTER SLOTS");
+	}
 	if (r == NULL) {
-		snprintf(errstr, errstr_size, "redis cluster: CLUSTER SLOTS: %s", c->errstr);
+		snprintf(errstr, errstr_size, "redis cluster: reading the slot map: %s", c->errstr);
 		if (own != NULL)
 			redisFree(own);
 		rcluster_drop_all(rc);
 		return -1;
 	}
 	fresh = calloc(1, sizeof(*fresh)); /* 32 KiB of slots: not on the stack */
-	ret = fresh == NULL ? -1 : rcluster_map_parse(r, from, fresh, errstr, errstr_size);
+	ret = fresh == NULL  ? -1
+	    : rc->slots_only ? rcluster_map_parse(r, from, fresh, errstr, errstr_size)
+			     : rcluster_map_parse_shards(r, from, fresh, errstr, errstr_size);
 	if (fresh == NULL)
 		snprintf(errstr, errstr_size, "redis cluster: out of memory");
 	freeReplyObject(r);

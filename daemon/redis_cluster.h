@@ -1,9 +1,10 @@
 /*
  * Redis Cluster routing (schemas/redis.md "Redis Cluster"): the hash slot of
- * a key, the map of slots to masters read from CLUSTER SLOTS, and the
- * redirections (MOVED, ASK) a node answers with, as pure functions over
- * hiredis replies; and a pipeline that sends commands to their slots'
- * masters, overlapping the masters' round trips, and follows MOVED and ASK.
+ * a key, the map of slots to masters read from CLUSTER SHARDS (CLUSTER SLOTS
+ * on servers before 7.0), and the redirections (MOVED, ASK) a node answers
+ * with, as pure functions over hiredis replies; and a pipeline that sends
+ * commands to their slots' masters, overlapping the masters' round trips,
+ * following MOVED and ASK, and going on without a master that is lost.
  */
 #ifndef DAEMON_REDIS_CLUSTER_H
 #define DAEMON_REDIS_CLUSTER_H
@@ -49,6 +50,18 @@ struct rcluster_map {
 int rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcluster_map *map,
     char *errstr, size_t errstr_size);
 void rcluster_map_fini(struct rcluster_map *map);
+
+/*
+ * The same from a CLUSTER SHARDS reply (Redis 7.0 and later; what the
+ * pipeline reads, CLUSTER SLOTS where the server has no SHARDS): each shard
+ * [slots, [first, last, ...], nodes, [[id, .., port, P, ip, .., endpoint, E,
+ * role, master|replica, .., health, ..], ...]]; a shard's slots go to its
+ * node whose role is master, reached at its endpoint (else ip; empty: the
+ * seed's host) and port (else tls-port). A shard without slots (a failed
+ * master its replica replaced) is skipped. Errors name the shard.
+ */
+int rcluster_map_parse_shards(const struct redisReply *r, const char *seed_host,
+    struct rcluster_map *map, char *errstr, size_t errstr_size);
 
 /* Slots of map no master serves. */
 size_t rcluster_map_unserved(const struct rcluster_map *map);
@@ -132,7 +145,7 @@ struct rcluster_cmd {
  * Runs cmds[0..n): each appended to its slot's master, every master's
  * pipeline written before any reply is read (their round trips overlap),
  * then the replies read master by master into replies[i] (the caller frees
- * each with freeReplyObject). A MOVED reply refreshes the map (CLUSTER SLOTS
+ * each with freeReplyObject). A MOVED reply refreshes the map (CLUSTER SHARDS
  * from a live master) and the command is sent again to the new master; ASK
  * sends ASKING and the command to the named node, once. A redirected
  * command was not executed, so each command runs once. Gives up after 5

@@ -51,6 +51,8 @@ def probe(port, keys):
     for line in lines[1:]:
         hexkey, slot, node, moved = line.split()
         rows[bytes.fromhex(hexkey)] = (int(slot), node, moved == "1")
+    if head[4:6] != ["shards_same", "1"]:
+        e2e.fail(f"the slot map read from CLUSTER SHARDS differs from CLUSTER SLOTS': {head}")
     return int(head[1]), int(head[3]), rows
 
 

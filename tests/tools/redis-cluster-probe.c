@@ -1,7 +1,7 @@
 /*
  * Driver of tests/integration/54-redis-cluster.py: daemon/redis_cluster.c
  * against a real Redis Cluster. Reads CLUSTER SLOTS from the seed into a
- * slot map, then for each key on stdin (one per line, hex-encoded so any
+ * slot map (and CLUSTER SHARDS: "shards_same 1" when it gives the same), then for each key on stdin (one per line, hex-encoded so any
  * byte can be tested) prints its slot and the master serving it, and sends
  * GET for the key to a master that does not serve it: the MOVED reply must
  * parse and name that slot and master.
@@ -24,7 +24,26 @@
 
 #include "redis_cluster.h"
 
-static struct rcluster_map map;
+static struct rcluster_map map, shards;
+
+/* 1 when a and b send every slot to the same host:port. */
+static int
+same_map(const struct rcluster_map *a, const struct rcluster_map *b)
+{
+	for (size_t s = 0; s < RCLUSTER_SLOTS; s++) {
+		const struct rcluster_node *x, *y;
+
+		if ((a->owner[s] == RCLUSTER_NO_NODE) != (b->owner[s] == RCLUSTER_NO_NODE))
+			return 0;
+		if (a->owner[s] == RCLUSTER_NO_NODE)
+			continue;
+		x = &a->nodes[a->owner[s]];
+		y = &b->nodes[b->owner[s]];
+		if (x->port != y->port || strcmp(x->host, y->host) != 0)
+			return 0;
+	}
+	return 1;
+}
 
 static redisContext *
 probe_connect(void *opaque, const char *host, int port, char *errstr, size_t errstr_size)
@@ -175,7 +194,15 @@ main(int argc, char **argv)
 		return 1;
 	}
 	freeReplyObject(r);
-	printf("nodes %zu unserved %zu\n", map.n_nodes, rcluster_map_unserved(&map));
+	r = redisCommand(seed, "CLUSTER SHARDS");
+	if (rcluster_map_parse_shards(r, argv[1], &shards, err, sizeof(err)) != 0) {
+		fprintf(stderr, "redis-cluster-probe: %s\n", err);
+		return 1;
+	}
+	freeReplyObject(r);
+	printf("nodes %zu unserved %zu shards_same %d\n", map.n_nodes, rcluster_map_unserved(&map),
+	    same_map(&map, &shards));
+	rcluster_map_fini(&shards);
 	conns = calloc(map.n_nodes, sizeof(*conns));
 	for (size_t k = 0; conns != NULL && k < map.n_nodes; k++) {
 		conns[k] = redisConnectWithTimeout(map.nodes[k].host, map.nodes[k].port, tv);

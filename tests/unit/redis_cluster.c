@@ -1,9 +1,9 @@
 /*
  * daemon/redis_cluster.c: key slots against the cluster specification's
  * examples and hash-tag rules (the server's own CLUSTER KEYSLOT is compared
- * in tests/integration/54-redis-cluster.py), CLUSTER SLOTS replies parsed
- * into a slot map (malformed ones refused with the entry named), and MOVED /
- * ASK redirections read.
+ * in tests/integration/54-redis-cluster.py), CLUSTER SLOTS and CLUSTER
+ * SHARDS replies parsed into a slot map (malformed ones refused with the
+ * entry or shard named), and MOVED / ASK redirections read.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -137,6 +137,143 @@ test_map(void)
 	return fails;
 }
 
+/* RESP text, appended: an array header, a bulk string, an integer. */
+static char resp[8192];
+static size_t resp_len;
+
+static void
+r_add(int w)
+{
+	if (w > 0 && (size_t)w < sizeof(resp) - resp_len)
+		resp_len += (size_t)w;
+}
+
+static void
+r_arr_hdr(long long n)
+{
+	r_add(snprintf(resp + resp_len, sizeof(resp) - resp_len, "*%lld\r\n", n));
+}
+
+static void
+r_bulk(const char *s)
+{
+	r_add(snprintf(resp + resp_len, sizeof(resp) - resp_len, "$%zu\r\n%s\r\n", strlen(s), s));
+}
+
+static void
+r_num(long long n)
+{
+	r_add(snprintf(resp + resp_len, sizeof(resp) - resp_len, ":%lld\r\n", n));
+}
+
+/* One node map of CLUSTER SHARDS (7 fields). */
+static void
+r_node(const char *endpoint, long long port, const char *role, const char *health)
+{
+	r_arr_hdr(14);
+	r_bulk("id");
+	r_bulk("0123456789abcdef0123456789abcdef01234567");
+	r_bulk("port");
+	r_num(port);
+	r_bulk("ip");
+	r_bulk("127.0.0.200");
+	r_bulk("endpoint");
+	r_bulk(endpoint);
+	r_bulk("role");
+	r_bulk(role);
+	r_bulk("replication-offset");
+	r_num(14);
+	r_bulk("health");
+	r_bulk(health);
+}
+
+/* A shard header: slots (n_ranges pairs from ranges[]) and the nodes array of n_nodes. */
+static void
+r_shard(const long long *ranges, int n_ranges, int n_nodes)
+{
+	r_arr_hdr(4);
+	r_bulk("slots");
+	r_arr_hdr(2 * n_ranges);
+	for (int i = 0; i < 2 * n_ranges; i++)
+		r_num(ranges[i]);
+	r_bulk("nodes");
+	r_arr_hdr(n_nodes);
+}
+
+static redisReply *
+r_parse(void)
+{
+	redisReader *rd = redisReaderCreate();
+	void *r = NULL;
+
+	if (rd != NULL && redisReaderFeed(rd, resp, resp_len) == REDIS_OK)
+		(void)redisReaderGetReply(rd, &r);
+	redisReaderFree(rd);
+	resp_len = 0;
+	return r;
+}
+
+static int
+test_shards(void)
+{
+	int fails = 0;
+	static struct rcluster_map map;
+	static const long long a[] = { 0, 5460 }, b[] = { 5461, 8000, 9000, 10922 },
+			       c[] = { 8001, 8999, 10923, 16383 }, bad[] = { 9000, 100000 };
+	redisReply *r;
+	char err[256];
+
+	/* As Redis 7.0 answers after a failover: the failed master a shard of its own, no slots. */
+	r_arr_hdr(4);
+	r_shard(a, 1, 2);
+	r_node("127.0.0.1", 7001, "master", "online");
+	r_node("127.0.0.1", 7004, "replica", "online");
+	r_shard(b, 2, 2);
+	r_node("127.0.0.9", 7005, "replica", "online");
+	r_node("", 7002, "master", "online");
+	r_shard(NULL, 0, 1);
+	r_node("127.0.0.4", 7006, "master", "fail");
+	r_shard(c, 2, 1);
+	r_node("127.0.0.3", 7003, "master", "online");
+	r = r_parse();
+	memset(&map, 0, sizeof(map));
+	CHECK(r != NULL && rcluster_map_parse_shards(r, "10.0.0.9", &map, err, sizeof(err)) == 0,
+	    "CLUSTER SHARDS of 3 masters and a failed one parsed");
+	CHECK(map.n_nodes == 3 && rcluster_map_unserved(&map) == 0,
+	    "3 masters (the slotless failed one skipped), every slot served");
+	CHECK(map.nodes[map.owner[0]].port == 7001 && map.nodes[map.owner[5460]].port == 7001 &&
+		map.nodes[map.owner[9000]].port == 7002 &&
+		map.nodes[map.owner[8500]].port == 7003 && map.nodes[map.owner[16383]].port == 7003,
+	    "every range of a shard goes to its master, not its replica");
+	CHECK(strcmp(map.nodes[map.owner[6000]].host, "10.0.0.9") == 0,
+	    "an empty endpoint is the seed's host");
+	freeReplyObject(r);
+
+	r_arr_hdr(2);
+	r_shard(a, 1, 1);
+	r_node("127.0.0.1", 7001, "master", "online");
+	r_shard(bad, 1, 1);
+	r_node("127.0.0.2", 7002, "master", "online");
+	r = r_parse();
+	CHECK(r != NULL && rcluster_map_parse_shards(r, "h", &map, err, sizeof(err)) == -1 &&
+		strstr(err, "shard 1") != NULL && strstr(err, "9000-100000") != NULL &&
+		map.n_nodes == 0,
+	    "a slot range past 16383 refused, shard named, map empty");
+	printf("  (%s)\n", err);
+	freeReplyObject(r);
+
+	r_arr_hdr(1);
+	r_shard(a, 1, 1);
+	r_node("127.0.0.1", 7004, "replica", "online");
+	r = r_parse();
+	CHECK(r != NULL && rcluster_map_parse_shards(r, "h", &map, err, sizeof(err)) == -1 &&
+		strstr(err, "no master") != NULL,
+	    "a shard with slots and no master refused");
+	freeReplyObject(r);
+	rcluster_map_fini(&map);
+	return fails;
+}
+
 static int
 test_redirect(void)
 {
@@ -171,7 +308,7 @@ test_redirect(void)
 int
 main(void)
 {
-	int fails = test_keyslot() + test_map() + test_redirect();
+	int fails = test_keyslot() + test_map() + test_shards() + test_redirect();
 
 	printf("%s\n", fails ? "FAIL" : "redis_cluster: all passed");
 	return fails ? 1 : 0;
