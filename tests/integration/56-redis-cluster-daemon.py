@@ -71,22 +71,8 @@ e2e.ok(f"redis cluster: masters {sorted(masters)} (seed {seed}), replicas "
        f"{sorted(set(cluster.ports) - set(masters))}")
 
 
-def end_offsets():
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": group + "-probe"})
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(PARTS)}
-    finally:
-        c.close()
-
-
 def wait_committed(daemons, what):
-    ends = end_offsets()
-    ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == ends, 60,
-            f"offsets committed to the end {ends} ({what})", daemons, cluster,
-            detail=lambda: f"committed {e2e.committed_offsets(env, group, topic, PARTS)}")
-    return ends
+    return ce.wait_committed(env, group, topic, PARTS, daemons, cluster, what)
 
 
 class Producer(threading.Thread):

@@ -103,23 +103,11 @@ def a_metrics():
     return out
 
 
-def end_offsets():
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": group + "-probe"})
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(PARTS)}
-    finally:
-        c.close()
-
-
 # ---- batch 1: both apply and commit -----------------------------------------------------
 e2e.replay_to_kafka(env, os.path.join(tmp, "b1.csv"))
 ce.wait_applied(cluster, prefix, want[0], 60, both, "batch 1")
 ce.assert_equal_replay(cluster, prefix, expected[0], "batch 1")
-hw1 = end_offsets()
-ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw1, 60,
-        f"batch 1 committed to {hw1}", both, cluster)
+hw1 = ce.wait_committed(env, group, topic, PARTS, both, cluster, "batch 1")
 if a_metrics()["interestd_events_applied_total"] != sum(hw1[p] for p in a_parts):
     e2e.fail(f"A applied {a_metrics()} events, its partitions hold {[hw1[p] for p in a_parts]}")
 e2e.ok(f"batch 1 applied and committed {hw1}; Redis equals the offline replay")
@@ -127,7 +115,7 @@ e2e.ok(f"batch 1 applied and committed {hw1}; Redis equals the offline replay")
 # ---- batch 2: A applies its share and holds it unflushed; then A is frozen ---------------
 e2e.replay_to_kafka(env, os.path.join(tmp, "b2.csv"))
 t_b2 = time.monotonic()
-hw2 = end_offsets()
+hw2 = ce.end_offsets(env, topic, PARTS)
 a_share = sum(hw2[p] - hw1[p] for p in a_parts)
 b_share = sum(hw2[p] - hw1[p] for p in b_parts)
 if a_share == 0 or b_share == 0:
@@ -161,9 +149,7 @@ e2e.ok(f"B owns all 4 partitions {time.monotonic() - t_stop:.1f} s after A froze
 e2e.replay_to_kafka(env, os.path.join(tmp, "b3.csv"))
 ce.wait_applied(cluster, prefix, want[2], 90, both, "A's share of batch 2 and batch 3 by B")
 ce.assert_equal_replay(cluster, prefix, expected[2], "batches 1-3 with A frozen")
-hw3 = end_offsets()
-ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw3, 60,
-        f"batches 1-3 committed to {hw3}", both, cluster)
+hw3 = ce.wait_committed(env, group, topic, PARTS, both, cluster, "batches 1-3")
 before = ce.metas(cluster, prefix, users)
 epochs = {}
 rc = ce.client(cluster)
@@ -203,9 +189,7 @@ e2e.ok(f"A woke ({how.split()[0]}) and rejoined in {time.monotonic() - t_cont:.1
 e2e.replay_to_kafka(env, os.path.join(tmp, "b4.csv"))
 ce.wait_applied(cluster, prefix, want[3], 90, both, "batch 4")
 ce.assert_equal_replay(cluster, prefix, expected[3], "all batches")
-hw4 = end_offsets()
-ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw4, 60,
-        f"all batches committed to {hw4}", both, cluster)
+hw4 = ce.wait_committed(env, group, topic, PARTS, both, cluster, "all batches")
 e2e.ok(f"batches 1-4 applied once: Redis equals the offline replay (events_applied exact), "
        f"committed {hw4}")
 
@@ -275,9 +259,7 @@ new_epochs = {p: int(rc.get(f"{prefix}{{p:{topic}:{p}}}:epoch")) for p in range(
 rc.close()
 if any(new_epochs[p] != epochs[p] + 2 for p in range(PARTS)):
     e2e.fail(f"epochs after the re-claim {new_epochs}; want the other owner's + 1 ({epochs} + 2)")
-hw5 = end_offsets()
-ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == hw5, 60,
-        f"all batches committed to {hw5}", [db], cluster)
+hw5 = ce.wait_committed(env, group, topic, PARTS, [db], cluster, "all batches")
 e2e.ok(f"B re-claimed (epochs {new_epochs}); all {cuts[-1]} events applied once: Redis "
        f"equals the offline replay (events_applied exact), committed {hw5}")
 if db.stop() != 0:

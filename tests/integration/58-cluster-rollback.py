@@ -73,22 +73,8 @@ for p in range(PARTS):
     d.wait_log(rf"event=partition_claimed topic=\S+ partition={p} ", 30)
 
 
-def end_offsets():
-    from confluent_kafka import Consumer, TopicPartition
-    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"], "group.id": group + "-probe"})
-    try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in range(PARTS)}
-    finally:
-        c.close()
-
-
 def wait_committed(what):
-    ends = end_offsets()
-    ce.wait(lambda: e2e.committed_offsets(env, group, topic, PARTS) == ends, 60,
-            f"offsets committed to the end {ends} ({what})", [d], cluster,
-            detail=lambda: f"committed {e2e.committed_offsets(env, group, topic, PARTS)}")
-    return ends
+    return ce.wait_committed(env, group, topic, PARTS, [d], cluster, what)
 
 
 def applied_on(port, who):

@@ -71,6 +71,27 @@ def wait(pred, timeout_s, what, daemons=(), cluster=None, interval_s=0.3, detail
         time.sleep(interval_s)
 
 
+def end_offsets(env, topic, parts):
+    """{partition: end offset} of the topic's partitions 0..parts-1."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP"],
+                  "group.id": env["HARNESS_PREFIX"] + "watermarks"})
+    try:
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in range(parts)}
+    finally:
+        c.close()
+
+
+def wait_committed(env, group, topic, parts, daemons, cluster, what):
+    """Waits until group's committed offsets are the topic's end offsets; returns them."""
+    ends = end_offsets(env, topic, parts)
+    wait(lambda: e2e.committed_offsets(env, group, topic, parts) == ends, 60,
+         f"offsets committed to the end {ends} ({what})", daemons, cluster,
+         detail=lambda: f"committed {e2e.committed_offsets(env, group, topic, parts)}")
+    return ends
+
+
 def events_applied(cluster, prefix, users):
     """{user: meta.events_applied} of the users present (a cluster pipeline: one batch
     per node)."""
