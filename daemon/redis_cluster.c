@@ -81,10 +81,50 @@ rcluster_map_node(struct rcluster_map *map, const char *host, int port)
 	return (long)map->n_nodes++;
 }
 
+/*
+ * The master host:port of entry e (what: "CLUSTER SLOTS entry") into map:
+ * its index, or -1 with errstr (unusable, or out of memory).
+ */
+static long
+rcluster_map_master(struct rcluster_map *map, const char *what, size_t e, const redisReply *host,
+    const redisReply *port, const char *seed_host, char *errstr, size_t errstr_size)
+{
+	long k;
+
+	if (host->len >= RCLUSTER_MAX_HOST || strcmp(host->str, "?") == 0 || port->integer <= 0 ||
+	    port->integer > 65535) {
+		snprintf(errstr, errstr_size,
+		    "%s %zu: master endpoint \"%.64s\" port %lld unusable", what, e, host->str,
+		    port->integer);
+		return -1;
+	}
+	k = rcluster_map_node(map, host->len > 0 ? host->str : seed_host, (int)port->integer);
+	if (k < 0)
+		snprintf(errstr, errstr_size, "%s %zu: out of memory", what, e);
+	return k;
+}
+
+/* Slots first..last of entry e to master k; -1 with errstr when outside 0-16383. */
+static int
+rcluster_map_range(struct rcluster_map *map, const char *what, size_t e, long long first,
+    long long last, long k, char *errstr, size_t errstr_size)
+{
+	if (first < 0 || last < first || last >= RCLUSTER_SLOTS) {
+		snprintf(errstr, errstr_size, "%s %zu: slot range %lld-%lld out of 0-%d", what, e,
+		    first, last, RCLUSTER_SLOTS - 1);
+		return -1;
+	}
+	for (long long s = first; s <= last; s++)
+		map->owner[s] = (uint16_t)k;
+	return 0;
+}
+
 int
 rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcluster_map *map,
     char *errstr, size_t errstr_size)
 {
+	static const char what[] = "CLUSTER SLOTS entry";
+
 	rcluster_map_fini(map);
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
 		snprintf(errstr, errstr_size, "CLUSTER SLOTS: %s",
@@ -92,8 +132,7 @@ rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcl
 		return -1;
 	}
 	for (size_t e = 0; e < r->elements; e++) {
-		const redisReply *ent = r->element[e], *master, *host, *port;
-		long long first, last;
+		const redisReply *ent = r->element[e], *master;
 		long k;
 
 		if (ent->type != REDIS_REPLY_ARRAY || ent->elements < 3 ||
@@ -104,14 +143,6 @@ rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcl
 			    "CLUSTER SLOTS entry %zu: not [first slot, last slot, master, ...]", e);
 			goto fail;
 		}
-		first = ent->element[0]->integer;
-		last = ent->element[1]->integer;
-		if (first < 0 || last < first || last >= RCLUSTER_SLOTS) {
-			snprintf(errstr, errstr_size,
-			    "CLUSTER SLOTS entry %zu: slot range %lld-%lld out of 0-%d", e, first,
-			    last, RCLUSTER_SLOTS - 1);
-			goto fail;
-		}
 		master = ent->element[2];
 		if (master->elements < 2 || master->element[0]->type != REDIS_REPLY_STRING ||
 		    master->element[1]->type != REDIS_REPLY_INTEGER) {
@@ -119,23 +150,12 @@ rcluster_map_parse(const struct redisReply *r, const char *seed_host, struct rcl
 			    "CLUSTER SLOTS entry %zu: master is not [host, port, ...]", e);
 			goto fail;
 		}
-		host = master->element[0];
-		port = master->element[1];
-		if (host->len >= RCLUSTER_MAX_HOST || strcmp(host->str, "?") == 0 ||
-		    port->integer <= 0 || port->integer > 65535) {
-			snprintf(errstr, errstr_size,
-			    "CLUSTER SLOTS entry %zu: master endpoint \"%.64s\" port %lld unusable",
-			    e, host->str, port->integer);
+		k = rcluster_map_master(map, what, e, master->element[0], master->element[1],
+		    seed_host, errstr, errstr_size);
+		if (k < 0 ||
+		    rcluster_map_range(map, what, e, ent->element[0]->integer,
+			ent->element[1]->integer, k, errstr, errstr_size) < 0)
 			goto fail;
-		}
-		k = rcluster_map_node(
-		    map, host->len > 0 ? host->str : seed_host, (int)port->integer);
-		if (k < 0) {
-			snprintf(errstr, errstr_size, "CLUSTER SLOTS: out of memory");
-			goto fail;
-		}
-		for (long long s = first; s <= last; s++)
-			map->owner[s] = (uint16_t)k;
 	}
 	return 0;
 fail:
@@ -158,6 +178,8 @@ int
 rcluster_map_parse_shards(const struct redisReply *r, const char *seed_host,
     struct rcluster_map *map, char *errstr, size_t errstr_size)
 {
+	static const char what[] = "CLUSTER SHARDS shard";
+
 	rcluster_map_fini(map);
 	if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
 		snprintf(errstr, errstr_size, "CLUSTER SHARDS: %s",
@@ -198,34 +220,21 @@ rcluster_map_parse_shards(const struct redisReply *r, const char *seed_host,
 			    "CLUSTER SHARDS shard %zu: no master with an endpoint and a port", e);
 			goto fail;
 		}
-		if (host->len >= RCLUSTER_MAX_HOST || strcmp(host->str, "?") == 0 ||
-		    port->integer <= 0 || port->integer > 65535) {
-			snprintf(errstr, errstr_size,
-			    "CLUSTER SHARDS shard %zu: master endpoint \"%.64s\" port %lld "
-			    "unusable",
-			    e, host->str, port->integer);
+		k = rcluster_map_master(map, what, e, host, port, seed_host, errstr, errstr_size);
+		if (k < 0)
 			goto fail;
-		}
-		k = rcluster_map_node(
-		    map, host->len > 0 ? host->str : seed_host, (int)port->integer);
-		if (k < 0) {
-			snprintf(errstr, errstr_size, "CLUSTER SHARDS: out of memory");
-			goto fail;
-		}
 		for (size_t i = 0; i < slots->elements; i += 2) {
-			long long first = slots->element[i]->integer,
-				  last = slots->element[i + 1]->integer;
+			const redisReply *first = slots->element[i], *last = slots->element[i + 1];
 
-			if (slots->element[i]->type != REDIS_REPLY_INTEGER ||
-			    slots->element[i + 1]->type != REDIS_REPLY_INTEGER || first < 0 ||
-			    last < first || last >= RCLUSTER_SLOTS) {
-				snprintf(errstr, errstr_size,
-				    "CLUSTER SHARDS shard %zu: slot range %lld-%lld out of 0-%d", e,
-				    first, last, RCLUSTER_SLOTS - 1);
+			if (first->type != REDIS_REPLY_INTEGER ||
+			    last->type != REDIS_REPLY_INTEGER) {
+				snprintf(errstr, errstr_size, "%s %zu: a slot is not an integer",
+				    what, e);
 				goto fail;
 			}
-			for (long long s = first; s <= last; s++)
-				map->owner[s] = (uint16_t)k;
+			if (rcluster_map_range(map, what, e, first->integer, last->integer, k,
+				errstr, errstr_size) < 0)
+				goto fail;
 		}
 	}
 	return 0;
