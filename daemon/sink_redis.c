@@ -256,7 +256,7 @@ struct sink_redis {
 	struct sink_queue q;
 	uint16_t *masters;     /* cluster mode: each master's lowest slot (flushed markers) */
 	struct sink_tag *tags; /* and that slot's hash tag */
-	size_t n_masters, masters_cap;
+	size_t masters_cap;
 	int cluster;
 	char sha[SINK_SHA_LEN + 1]; /* write script */
 	char sha_erase[SINK_SHA_LEN + 1];
@@ -1102,11 +1102,13 @@ arg_finish(struct argset *as)
 /*
  * The write script's command for one user into sink->argv / argvlen (the one
  * place its arguments are built; the benchmark formats the same through
- * sink_redis_format_user). Returns argc, or -1 (errstr).
+ * sink_redis_format_user). *slot (cluster mode; may be NULL) gets the slot of
+ * the user's keys: of their hash tag as Redis reads it, which is the user id
+ * only when the id has no braces. Returns argc, or -1 (errstr).
  */
 static int
 user_args(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
-    int64_t now_ms, char *errstr, size_t errstr_size)
+    int64_t now_ms, int *slot, char *errstr, size_t errstr_size)
 {
 	struct argset as = { sink, 0, 0, -1 };
 	const struct user_state *us = su->us;
@@ -1193,6 +1195,8 @@ user_args(struct sink_redis *sink, const struct model *m, const struct sink_user
 		snprintf(errstr, errstr_size, "redis sink: out of memory");
 		return -1;
 	}
+	if (slot != NULL)
+		*slot = as.slot < 0 ? 0 : as.slot;
 	return (int)as.argc;
 }
 
@@ -1201,19 +1205,19 @@ static int
 append_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
     int64_t now_ms, char *errstr, size_t errstr_size)
 {
-	int argc = user_args(sink, m, su, now_ms, errstr, errstr_size);
+	int slot, argc = user_args(sink, m, su, now_ms, &slot, errstr, errstr_size);
 
 	if (argc < 0)
 		return -1;
-	return sink_append(sink, argc, sink->argv, sink->argvlen,
-	    rcluster_keyslot(su->user_id, su->user_id_len), errstr, errstr_size);
+	return sink_append(
+	    sink, argc, sink->argv, sink->argvlen, (uint16_t)slot, errstr, errstr_size);
 }
 
 long long
 sink_redis_format_user(struct sink_redis *sink, const struct model *m, const struct sink_user *su,
     int64_t now_ms, char **cmd, char *errstr, size_t errstr_size)
 {
-	int argc = user_args(sink, m, su, now_ms, errstr, errstr_size);
+	int argc = user_args(sink, m, su, now_ms, NULL, errstr, errstr_size);
 	long long len;
 
 	if (argc < 0)
@@ -1885,7 +1889,6 @@ sink_masters(struct sink_redis *sink)
 			rcluster_slot_tag(t->slot, t->tag, sizeof(t->tag));
 		}
 	}
-	sink->n_masters = n;
 	return n;
 }
 
