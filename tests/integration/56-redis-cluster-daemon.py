@@ -44,24 +44,14 @@ B1, B2 = 1500, 3000  # batch 1 = rows[:B1], batch 2 = rows[B1:B2], batch 3 = row
 RATE = 200  # events/s of batches 2 and 3: the daemon is still applying during the faults
 
 env = harness.start()
-model, sample = e2e.test_model()
-items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 topic = env["EVENTS_TOPIC"]
 prefix = env["REDIS_KEY_PREFIX"]
 group = env["HARNESS_PREFIX"] + "g"
-rows = e2e.make_events(os.path.join(tmp, "all.csv"), items, N_USERS, N_EVENTS, seed=56)
-for name, part in (("b1", rows[:B1]), ("b2", rows[B1:B2]), ("b3", rows[B2:]),
-                   ("upto2", rows[:B2])):
-    e2e.write_events(os.path.join(tmp, f"{name}.csv"), part)
-expected = {}
-for name, n in (("b1", B1), ("upto2", B2), ("all", N_EVENTS)):
-    expected[name] = e2e.offline_replay(model, os.path.join(tmp, f"{name}.csv"),
-                                        os.path.join(tmp, f"replay-{name}.jsonl"))
-    if sum(u["events_applied"] for u in expected[name].values()) != n:
-        e2e.fail(f"offline replay of {name} did not apply all {n} events")
-want = {k: {u: v["events_applied"] for u, v in x.items()} for k, x in expected.items()}
-users = sorted(want["all"])
+st = ce.batches(env, N_USERS, [B1, B2 - B1, N_EVENTS - B2], seed=56)
+model, rows, users = st.model, st.rows, st.users
+expected = dict(zip(("b1", "upto2", "all"), st.expected))
+want = dict(zip(("b1", "upto2", "all"), st.want))
 e2e.ok(f"offline replays: {len(users)} users, batches of {B1}, {B2 - B1}, {N_EVENTS - B2}")
 
 cluster = RedisCluster(tempfile.mkdtemp(prefix="rcluster.", dir=tmp), masters=3, replicas=1).start()

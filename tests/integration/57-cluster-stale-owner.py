@@ -43,25 +43,12 @@ OTHER_LEASE_MS = 6000
 A_FLUSH_MS = 10000
 
 env = harness.start()
-model, sample = e2e.test_model()
-items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 topic = env["EVENTS_TOPIC"]
 prefix = env["REDIS_KEY_PREFIX"]
 group = env["HARNESS_PREFIX"] + "g"
-rows = e2e.make_events(os.path.join(tmp, "all.csv"), items, N_USERS, sum(SIZES), seed=57)
-cuts = [sum(SIZES[:i]) for i in range(len(SIZES) + 1)]
-expected, want = [], []
-for i in range(len(SIZES)):
-    e2e.write_events(os.path.join(tmp, f"b{i + 1}.csv"), rows[cuts[i]:cuts[i + 1]])
-    e2e.write_events(os.path.join(tmp, f"upto{i + 1}.csv"), rows[:cuts[i + 1]])
-    x = e2e.offline_replay(model, os.path.join(tmp, f"upto{i + 1}.csv"),
-                           os.path.join(tmp, f"replay-{i + 1}.jsonl"))
-    if sum(u["events_applied"] for u in x.values()) != cuts[i + 1]:
-        e2e.fail(f"offline replay of batches 1-{i + 1} did not apply every event")
-    expected.append(x)
-    want.append({u: v["events_applied"] for u, v in x.items()})
-users = sorted(want[-1])
+st = ce.batches(env, N_USERS, SIZES, seed=57)
+model, rows, cuts, expected, want, users = st.model, st.rows, st.cuts, st.expected, st.want, st.users
 
 cluster = RedisCluster(tempfile.mkdtemp(prefix="rcluster.", dir=tmp), masters=3, replicas=0).start()
 seed = sorted(cluster.masters())[0]

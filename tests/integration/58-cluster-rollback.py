@@ -31,25 +31,13 @@ N_USERS, N_EVENTS, PARTS = 120, 3000, 4
 B1, B2 = 1000, 2000
 
 env = harness.start()
-model, sample = e2e.test_model()
-items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 topic = env["EVENTS_TOPIC"]
 prefix = env["REDIS_KEY_PREFIX"]
 group = env["HARNESS_PREFIX"] + "g"
-rows = e2e.make_events(os.path.join(tmp, "all.csv"), items, N_USERS, N_EVENTS, seed=58)
-for name, part in (("b1", rows[:B1]), ("b2", rows[B1:B2]), ("b3", rows[B2:]),
-                   ("upto2", rows[:B2])):
-    e2e.write_events(os.path.join(tmp, f"{name}.csv"), part)
-expected = e2e.offline_replay(model, os.path.join(tmp, "all.csv"),
-                              os.path.join(tmp, "replay.jsonl"))
-want = {}
-for name, upto in (("b1", B1), ("upto2", B2)):
-    want[name] = {}
-    for r in rows[:upto]:
-        want[name][r["user_id"]] = want[name].get(r["user_id"], 0) + 1
-want["all"] = {u: v["events_applied"] for u, v in expected.items()}
-users = sorted(want["all"])
+st = ce.batches(env, N_USERS, [B1, B2 - B1, N_EVENTS - B2], seed=58)
+model, users, expected = st.model, st.users, st.expected[-1]
+want = dict(zip(("b1", "upto2", "all"), st.want))
 
 cluster = RedisCluster(tempfile.mkdtemp(prefix="rcluster.", dir=tmp), masters=3,
                        replicas=1).start()

@@ -12,8 +12,10 @@ Every read opens a fresh redis-py cluster client on the live nodes (its slot map
 anew), so a read during a reshard or right after a failover sees the map of the moment.
 """
 
+import os
 import re
 import time
+import types
 
 import redis
 from redis.cluster import ClusterNode
@@ -25,6 +27,32 @@ from redis_cluster import HOST
 from servers import ClusterError
 
 TRANSIENT = (redis.RedisError, OSError)
+
+
+def batches(env, n_users, sizes, seed):
+    """The test model and one event stream of n_users users cut into batches of sizes:
+    HARNESS_TMP/b<i>.csv (batch i, from 1) and upto<i>.csv (batches 1..i), and the offline
+    replay of each upto<i> (each must apply every event). Returns a namespace: model,
+    rows, cuts (rows[cuts[i]:cuts[i + 1]] is batch i + 1), expected[i] and want[i]
+    ({user: events_applied}) after batches 1..i + 1, users, csv(name) -> path."""
+    tmp = env["HARNESS_TMP"]
+    model, sample = e2e.test_model()
+    rows = e2e.make_events(os.path.join(tmp, "all.csv"), e2e.catalog_item_ids(sample), n_users,
+                           sum(sizes), seed=seed)
+    cuts = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    expected, want = [], []
+    for i in range(len(sizes)):
+        e2e.write_events(os.path.join(tmp, f"b{i + 1}.csv"), rows[cuts[i]:cuts[i + 1]])
+        e2e.write_events(os.path.join(tmp, f"upto{i + 1}.csv"), rows[:cuts[i + 1]])
+        x = e2e.offline_replay(model, os.path.join(tmp, f"upto{i + 1}.csv"),
+                               os.path.join(tmp, f"replay-{i + 1}.jsonl"))
+        if sum(u["events_applied"] for u in x.values()) != cuts[i + 1]:
+            e2e.fail(f"offline replay of batches 1-{i + 1} did not apply every event")
+        expected.append(x)
+        want.append({u: v["events_applied"] for u, v in x.items()})
+    return types.SimpleNamespace(model=model, rows=rows, cuts=cuts, expected=expected,
+                                 want=want, users=sorted(want[-1]),
+                                 csv=lambda name: os.path.join(tmp, f"{name}.csv"))
 
 
 def live_ports(cluster):
