@@ -3,6 +3,8 @@
 # everything (scripts/bootstrap).
 
 BUILD   ?= build
+# The release version, one line in VERSION: --version of every tool, the .deb.
+VERSION := $(shell cat VERSION)
 CC      ?= cc
 PKGS    := rdkafka avro-c hiredis openblas libsystemd libcrypto zlib jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -69,6 +71,9 @@ $(BUILD)/train/%.o: train/%.c
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/common/version.o: common/version.c VERSION
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DINTERESTD_VERSION='"$(VERSION)"' -c $< -o $@
 
 $(BUILD)/gen/schemas_avsc.c: scripts/embed $(EMBED_AVSC)
 	@mkdir -p $(@D)

@@ -23,8 +23,8 @@
 #include "file.h"
 #include "log.h"
 #include "modelfile.h"
+#include "version.h"
 
-#define INTERESTD_VERSION    "0.1.0"
 #define INTERESTD_ERR_MAX    8192
 #define INTERESTD_SCHEMA_MAX (1 << 20) /* largest .avsc we read */
 
@@ -230,7 +230,7 @@ main(int argc, char **argv)
 			ret = 0;
 			goto done;
 		case OPT_VERSION:
-			printf("interestd %s\n", INTERESTD_VERSION);
+			printf("interestd %s\n", interestd_version);
 			ret = 0;
 			goto done;
 		case 'h':

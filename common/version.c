@@ -1,0 +1,3 @@
+#include "version.h"
+
+const char interestd_version[] = INTERESTD_VERSION;
