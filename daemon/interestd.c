@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "config.h"
 #include "consumer.h"
 #include "decode.h"
@@ -249,6 +250,12 @@ main(int argc, char **argv)
 		goto done;
 	}
 
+	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
+	if (blas_coretype_check(errstr, sizeof(errstr)) != 0) {
+		fprintf(stderr, "interestd: %s\n", errstr);
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
 	cfg = interestd_config(&args, errstr, sizeof(errstr));
 	if (cfg == NULL) {
 		fprintf(stderr, "%s\n", errstr);
