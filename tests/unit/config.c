@@ -358,6 +358,34 @@ test_help_table(void)
 	free(buf);
 }
 
+/* The interestd.conf(5) key list: one .It per key, text that mandoc reads as text. */
+static void
+test_help_mdoc(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+
+	config_help_mdoc(mem);
+	fclose(mem);
+	CHECK(strncmp(buf, ".Bl -tag -width Ds\n", 19) == 0, "list opens");
+	CHECK(len > 4 && strcmp(buf + len - 4, ".El\n") == 0, "list closes");
+	CHECK(strstr(buf,
+		  "\n.It Cm redis.port\nRedis TCP port.\n"
+		  "Type: integer 1..65535; default: \\(oq6379\\(cq; needs a restart.\n") != NULL,
+	    "port entry");
+	CHECK(strstr(buf, "\\(oqjson\\(cq | \\(oqzset\\(cq") != NULL, "enum names quoted");
+	CHECK(strstr(buf, "\n.It Cm kafka. Ns Ar property\n") != NULL, "kafka.* entry");
+	CHECK(strchr(buf, '`') == NULL, "no Markdown code spans left");
+	for (const char *line = buf; *line != '\0'; line = strchr(line, '\n') + 1) {
+		CHECK(*line != ' ' && *line != '\'' && *line != '\n', "no blank or control line");
+		CHECK(*line != '.' || strncmp(line, ".It Cm ", 7) == 0 ||
+			strncmp(line, ".Bl ", 4) == 0 || strncmp(line, ".El\n", 4) == 0,
+		    "only .Bl, .It and .El requests");
+	}
+	free(buf);
+}
+
 static void
 test_load_file(void)
 {
@@ -458,6 +486,7 @@ main(void)
 	test_secret_file();
 	test_overrides_and_dump();
 	test_help_table();
+	test_help_mdoc();
 	test_load_file();
 	test_kafka_conf();
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
