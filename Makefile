@@ -1,6 +1,6 @@
 # interestd build. Targets: all deps test test-unit test-asan asan demo eval
-# bench fuzz lint clean. Libraries come from pkg-config; `make deps` installs
-# everything (scripts/bootstrap).
+# bench fuzz lint clean man. Libraries come from pkg-config; `make deps`
+# installs everything (scripts/bootstrap).
 
 BUILD   ?= build
 # The release version, one line in VERSION: --version of every tool, the .deb.
@@ -54,7 +54,7 @@ ifneq ($(wildcard ctl/interestctl.c),)
 PROGS += $(BUILD)/interestctl
 endif
 
-.PHONY: faults all deps deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench bench-catalog fuzz lint clean print-warn
+.PHONY: faults all deps man lint-man deps-eval eval-all test test-unit test-integration test-asan asan demo eval bench bench-catalog fuzz lint clean print-warn
 # A test-only daemon: INTERESTD_TEST_CRASH_AT=P:O makes it abort at that message (the
 # poison-message tests); never installed. Its hook is in daemon/consumer_batch.c, compiled
 # a second time with -DINTERESTD_TEST_HOOKS; the daemon's other objects come from libdaemon.a.
@@ -194,10 +194,54 @@ fuzz:
 print-warn:
 	@echo '$(WARN)'
 
-lint:
+lint: lint-man
 	clang-format --dry-run --Werror common/*.[ch] avro/*.[ch] model/*.[ch] train/*.[ch] daemon/*.[ch] ctl/*.[ch] tests/unit/*.c
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# --- Installation paths ------------------------------------------------------
+# What the man pages (and, with make install, the units and the example config)
+# name: PREFIX (default /usr/local), SYSCONFDIR (default /etc) and the
+# directories below, each overridable.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/interestd
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR    ?= $(PREFIX)/lib/tmpfiles.d
+
+# Man pages name installed paths as @SBINDIR@, @SYSCONFDIR@, @DATADIR@: filled
+# in under $(BUILD), again when a path changes ($(BUILD)/install.paths holds
+# the last ones).
+RENDER := sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+              -e 's|@DATADIR@|$(DATADIR)|g'
+INSTALL_PATHS := SBINDIR=$(SBINDIR) SYSCONFDIR=$(SYSCONFDIR) DATADIR=$(DATADIR)
+$(BUILD)/install.paths: FORCE
+	@mkdir -p $(@D)
+	@echo '$(INSTALL_PATHS)' | cmp -s - $@ || echo '$(INSTALL_PATHS)' >$@
+FORCE:
+
+# Man pages (mdoc, man/): interestd.conf(5) gets its key list from the daemon's
+# table of keys (interestd --help-config=mdoc), so it cannot drift from it.
+MAN_OUT := $(addprefix $(BUILD)/man/,interestd.8 interestd.conf.5 interestctl.1 \
+               interest-train.1 interest-eval.1)
+$(BUILD)/man/interestd.conf.5: man/interestd.conf.5 $(BUILD)/interestd $(BUILD)/install.paths
+	@mkdir -p $(@D)
+	$(BUILD)/interestd --help-config=mdoc >$@.keys
+	$(RENDER) -e '/^@CONFIG_KEYS@$$/{r $@.keys' -e 'd;}' $< >$@.tmp && mv $@.tmp $@
+	@rm -f $@.keys
+$(BUILD)/man/%: man/% $(BUILD)/install.paths
+	@mkdir -p $(@D)
+	$(RENDER) $< >$@.tmp && mv $@.tmp $@
+man: $(MAN_OUT)
+# -W warning: mandoc's style notes include "referenced manual not found" for
+# pages of this tree that are not installed yet.
+lint-man: man
+	mandoc -T lint -W warning $(MAN_OUT)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
