@@ -3,11 +3,11 @@
 
 `make install DESTDIR=D` puts exactly the expected files under D (daemon in
 sbin, units whose ExecStart names the installed daemon, no @...@ left in any
-installed text file, man pages clean under mandoc -T lint); `make uninstall`
+installed text file, man pages clean under mandoc -T lint -W warning); `make uninstall`
 leaves no file; a config already there is neither overwritten by install nor
 removed by uninstall. `make deb` builds interestd_VERSION_ARCH.deb whose
 Depends come from dpkg-shlibdeps and whose conffiles list the config, with no
-lintian error; dpkg installs it into a fresh root (maintainer scripts run on
+lintian error or warning; dpkg installs it into a fresh root (maintainer scripts run on
 that root through DPKG_ROOT): the user exists, the directories have their
 group, the unit is enabled; the installed `interestd --check-config` accepts
 the installed config and schemas with a test model, `interestctl model`
