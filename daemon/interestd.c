@@ -2,7 +2,7 @@
  * interestd: flags, configuration, model and decoder, then the consumer
  * loop (daemon/consumer.c); signals only set flags here and the loop acts.
  *
- *   interestd [-c FILE] [-o key=value]... [-v]      run
+ *   interestd [-c FILE] [-o key=value]... [-v]      run (-c: also --config)
  *   interestd -n|--check-config [-c FILE] [-o ...]  validate config + model, exit 0 or 78
  *   interestd --dump-config [-c FILE] [-o ...]      print the effective config
  *   interestd --help-config                         the key table (Markdown)
@@ -17,13 +17,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "config.h"
 #include "consumer.h"
 #include "decode.h"
 #include "file.h"
 #include "log.h"
 #include "modelfile.h"
-#include "version.h"
 
 #define INTERESTD_ERR_MAX    8192
 #define INTERESTD_SCHEMA_MAX (1 << 20) /* largest .avsc we read */
@@ -167,8 +167,8 @@ interestd_usage(FILE *fp)
 	fprintf(fp,
 	    "usage: interestd [-c FILE] [-o key=value]... [-v] [-n|--check-config] "
 	    "[--dump-config]\n"
-	    "       interestd --help-config | --version\n"
-	    "  -c FILE          configuration file (key = value lines)\n"
+	    "       interestd -h|--help | --help-config | --version\n"
+	    "  -c, --config FILE  configuration file (key = value lines)\n"
 	    "  -o key=value     override one key (repeatable, applied after the file)\n"
 	    "  -n, --check-config  validate the configuration and the model file, print\n"
 	    "                   \"configuration OK\", open no socket; exit 0 or 78\n"
@@ -182,6 +182,7 @@ main(int argc, char **argv)
 {
 	enum { OPT_DUMP = 256, OPT_HELP_CONFIG, OPT_VERSION };
 	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'n' },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "help-config", no_argument, NULL, OPT_HELP_CONFIG },
@@ -230,7 +231,7 @@ main(int argc, char **argv)
 			ret = 0;
 			goto done;
 		case OPT_VERSION:
-			printf("interestd %s\n", interestd_version);
+			cli_version("interestd");
 			ret = 0;
 			goto done;
 		case 'h':
@@ -239,13 +240,13 @@ main(int argc, char **argv)
 			goto done;
 		default:
 			interestd_usage(stderr);
-			ret = 64; /* EX_USAGE */
+			ret = CLI_EXIT_USAGE;
 			goto done;
 		}
 	}
 	if (optind != argc) {
 		interestd_usage(stderr);
-		ret = 64;
+		ret = CLI_EXIT_USAGE;
 		goto done;
 	}
 
