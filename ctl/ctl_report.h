@@ -17,7 +17,7 @@ struct config;
  * (cfg->model_path or --model), reads <prefix>{ID}:state and :meta from
  * Redis (ID pseudonymised with ids.hmac_key_file unless --pseudonym), writes
  * FILE atomically (temporary name, fsync, rename). Returns the process exit
- * code: 0, 1 on failure (message on stderr), 2 on bad usage.
+ * code: 0, 1 on failure (message on stderr), CLI_EXIT_USAGE (64) on bad usage.
  */
 int ctl_report_run(struct config *cfg, int argc, char **argv);
 
