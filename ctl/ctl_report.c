@@ -136,9 +136,9 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (id == NULL || *id == '\0' || out_path == NULL) {
-		fputs("usage: interestctl [-c CONF] ... report ID -o FILE.svg|FILE.html [--model "
-		      "FILE] "
-		      "[--pseudonym]\n",
+		fputs(
+		    "usage: interestctl [-c CONF] ... report ID --out FILE.svg|FILE.html [--model "
+		    "FILE] [--pseudonym]\n",
 		    stderr);
 		return CLI_EXIT_USAGE;
 	}

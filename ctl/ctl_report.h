@@ -8,9 +8,9 @@
 struct config;
 
 #define CTL_REPORT_USAGE                                                                           \
-	"  report ID -o FILE.svg|FILE.html [--model FILE] [--pseudonym]\n"                         \
+	"  report ID --out FILE.svg|FILE.html [--model FILE] [--pseudonym]\n"                      \
 	"                             draw the user's tiers (sunbursts, long- and short-term)\n"   \
-	"                             and how they moved over the recent events\n"
+	"                             and how they moved over the recent events (-o: --out)\n"
 
 /*
  * Runs the mode with the arguments after "report": loads the model

@@ -97,13 +97,15 @@ bad_conf = os.path.join(tmp, "cli-bad.conf")
 with open(bad_conf, "w") as f:
     f.write("redis.port = not-a-port\n")
 for argv in ([interestd, "-n", "-c", bad_conf], [interestd, "-n", "--config", bad_conf],
+             [interestd, "-n", "-o", "redis.port=not-a-port"],
              [ctl, "-c", bad_conf, "model", "x.imdl"], [ctl, "--config", bad_conf, "model", "x.imdl"],
-             [ctl, "--redis-port", "not-a-port", "model", "x.imdl"]):
+             [ctl, "--redis-port", "not-a-port", "model", "x.imdl"],
+             [ctl, "-o", "redis.port=not-a-port", "model", "x.imdl"]):
     r = run(argv)
     if r.returncode != EX_CONFIG or "redis.port" not in r.stderr:
         e2e.fail(f"{' '.join(argv[1:])}: exit {r.returncode} (want 78 naming redis.port), "
                  f"err {r.stderr!r}")
-e2e.ok("a bad redis.port (file by -c or --config, or --redis-port): exit 78 naming the key")
+e2e.ok("a bad redis.port (file by -c or --config, --redis-port, -o): exit 78 naming the key")
 
 for mode in ("user", "erase", "model", "report", "replay"):
     r = run([ctl, mode, "--help"])
@@ -132,6 +134,8 @@ spelled = [
       "user", "nobody"], 1, f"prefix '{prefix}'"),
     ([ctl, "-H", redis_host, "-p", redis_port, "-P", prefix, "user", "nobody"],
      1, f"prefix '{prefix}'"),
+    ([ctl, "report", "u", "--out", "r.svg", "--model", missing + ".imdl"], 1, missing),
+    ([ctl, "report", "u", "-o", "r.svg", "--model", missing + ".imdl"], 1, missing),
     ([os.path.join(root, "scripts", "catalog"), "follow", "--catalog", missing + ".icat",
       "--items", "x.csv", "--bootstrap", "127.0.0.1:1", "--once"], 1, missing),
     ([os.path.join(root, "scripts", "catalog"), "follow", "--catalog", missing + ".icat",
@@ -143,18 +147,20 @@ for argv, want_rc, want_err in spelled:
         e2e.fail(f"{' '.join(argv)}: exit {r.returncode} (want {want_rc} naming {want_err!r}), "
                  f"err {r.stderr!r}")
 e2e.ok("spellings taken: interestctl --redis-host/--redis-port/--redis-prefix (and -H/-p/-P), "
-       "replay --interactions (and --events), catalog follow --bootstrap (and "
-       "--bootstrap-servers)")
+       "replay --interactions (and --events), report --out (and -o), catalog follow "
+       "--bootstrap (and --bootstrap-servers)")
 
 # The spellings every tool of a row of the table lists in its --help.
 helps = {
     "--config": [[interestd], [ctl], ["scripts/retrain"]],
+    "--redis-port": [[ctl], ["scripts/stack"]],
+    "-o": [[interestd], [ctl]],
     "--bootstrap": [["scripts/replay"], ["scripts/retrain"], ["scripts/snapshots", "dump"],
                     ["scripts/stack"], ["scripts/catalog", "follow"]],
     "--interactions": [[e2e.tool("interest-train")], [e2e.tool("interest-eval")], [ctl]],
     "--topic": [["scripts/replay"], ["scripts/retrain"], ["scripts/snapshots", "dump"],
                 ["scripts/catalog", "follow"]],
-    "--out": [[e2e.tool("interest-train")], [ctl], ["scripts/catalog", "build"],
+    "--out": [[e2e.tool("interest-train")], [ctl], [ctl, "report"], ["scripts/catalog", "build"],
               ["scripts/catalog", "map"], ["scripts/make-sample"], ["scripts/convert-movielens"],
               ["scripts/sample-users"], ["scripts/sasrec"], ["scripts/snapshots", "dump"],
               ["scripts/retrain"]],
