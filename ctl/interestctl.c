@@ -792,7 +792,10 @@ ctl_wants_help(int argc, char **argv)
 	return 0;
 }
 
-/* The file of -c, then the other options in order; exits 78 naming the bad key. */
+/*
+ * Loads the file of -c, then applies the other options in their order. Returns 0,
+ * or -1 after printing the error, which names the key (main exits 78).
+ */
 static int
 ctl_configure(struct config *cfg, const char *path, const struct ctl_setting *set, int n_set)
 {
