@@ -245,6 +245,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind != argc) {
+		fprintf(stderr, "interestd: unexpected argument '%s'\n", argv[optind]);
 		interestd_usage(stderr);
 		ret = CLI_EXIT_USAGE;
 		goto done;
