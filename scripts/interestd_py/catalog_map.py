@@ -195,7 +195,7 @@ def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     if a.max_items < 0:
         sys.stderr.write("catalog map: --max-items must be >= 0\n")
-        return 2
+        return cli.EX_USAGE
     try:
         cat = container.load(a.file)
         svg = render(cat, a.title or "Catalog map: %s" % a.file, a.max_items)
