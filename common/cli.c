@@ -1,8 +1,15 @@
 /* Command-line walking: common/cli.h. */
 #include "cli.h"
+#include "version.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+void
+cli_version(const char *prog)
+{
+	printf("%s %s\n", prog, interestd_version);
+}
 
 int
 cli_next(int argc, char **argv, int *i, const char *prog, const char *const *flags,
@@ -14,6 +21,10 @@ cli_next(int argc, char **argv, int *i, const char *prog, const char *const *fla
 	*v = NULL;
 	if (strcmp(*k, "-h") == 0 || strcmp(*k, "--help") == 0) {
 		usage(stdout);
+		exit(0);
+	}
+	if (strcmp(*k, "--version") == 0) {
+		cli_version(prog);
 		exit(0);
 	}
 	for (size_t f = 0; flags != NULL && flags[f] != NULL; f++)
