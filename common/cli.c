@@ -31,7 +31,9 @@ cli_next(int argc, char **argv, int *i, const char *prog, const char *const *fla
 		if (strcmp(*k, flags[f]) == 0)
 			return 1;
 	if (*i >= argc) {
-		fprintf(stderr, "%s: %s needs a value\n", prog, *k);
+		/* The options are the caller's: this one either takes a value or is unknown. */
+		fprintf(stderr, "%s: %s: no value follows it, or it is not an option (%s --help)\n",
+		    prog, *k, prog);
 		return -1;
 	}
 	*v = argv[(*i)++];

@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "json.h"
 #include "config.h"
@@ -834,6 +835,7 @@ main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct ctl_setting *set = calloc((size_t)argc, sizeof(*set));
 	const char *mode, *config_path = NULL;
+	char errbuf[1024];
 	int opt, n_set = 0, ret = CTL_EXIT_FAIL;
 
 	if (set == NULL || (cfg = config_new()) == NULL) {
@@ -883,6 +885,12 @@ main(int argc, char **argv)
 	if (ctl_wants_help(argc, argv)) {
 		fputs(ctl_usage, stdout);
 		ret = CTL_EXIT_OK;
+		goto done;
+	}
+	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
+	if (blas_coretype_check(errbuf, sizeof(errbuf)) != 0) {
+		fprintf(stderr, "interestctl: %s\n", errbuf);
+		ret = CONFIG_EXIT_BAD;
 		goto done;
 	}
 	/* -c first, so -H/-p/-P/-o override the file whatever their order. */

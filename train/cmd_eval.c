@@ -599,7 +599,8 @@ main(int argc, char **argv)
 	char err[512];
 	int rc = EX_SOFTWARE, have_cold = 0;
 
-	blas_choose_kernel("interest-eval", argv);
+	if (blas_choose_kernel("interest-eval", argv) != 0)
+		return CLI_EXIT_CONFIG;
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

@@ -519,7 +519,8 @@ main(int argc, char **argv)
 	size_t n_cold = 0;
 	int rc = EX_SOFTWARE;
 
-	blas_choose_kernel("interest-train", argv);
+	if (blas_choose_kernel("interest-train", argv) != 0)
+		return CLI_EXIT_CONFIG;
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;
