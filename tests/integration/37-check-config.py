@@ -93,14 +93,11 @@ def with_coretype(core):
     return dict(os.environ, OPENBLAS_CORETYPE=core)
 
 
-with open("/proc/cpuinfo") as f:
-    flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
 r = run("-n", "-c", conf, env=with_coretype("Prescott"))
 if r.returncode != 0:
     e2e.fail(f"OPENBLAS_CORETYPE=Prescott (SSE3, every x86-64 CPU here): exit {r.returncode}, "
              f"err {r.stderr!r}")
-lacking = next((core for core, flag in (("SkylakeX", "avx512f"), ("Bulldozer", "fma4"))
-                if flag not in flags), None)
+lacking = e2e.unrunnable_openblas_core()
 if lacking is None:
     print("SKIP (case): this CPU has avx512f and fma4, no OpenBLAS core here it cannot run")
 else:

@@ -5,7 +5,8 @@ binaries of BUILD_DIR. For each: --help and -h exit 0 with a usage line on stdou
 --version exits 0 printing "<tool> <VERSION>" (the file VERSION); an unknown option
 exits 64 with a message on stderr (tried only after the first three held, so that a
 tool which ignores options is never started for real). interestd and interestctl
-exit 78 on a config file with a bad value, naming the key; every interestctl MODE
+exit 78 on a config file with a bad value, naming the key, and all four binaries on an
+OPENBLAS_CORETYPE this CPU cannot run; every interestctl MODE
 --help exits 0; an unknown mode exits 64. Then the README table's spellings: each
 is accepted where the table says (an option taken reaches the tool's own work and
 fails there, naming the file or address given; a usage error would be 64)."""
@@ -37,9 +38,9 @@ with open(os.path.join(root, "VERSION"), encoding="utf-8") as f:
     version = f.read().strip()
 
 
-def run(argv):
+def run(argv, env=None):
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S)
+                       stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT_S, env=env)
     if harness.SANITIZER_RE.search(r.stderr):
         e2e.fail(f"sanitizer report from {' '.join(argv)}:\n{r.stderr}")
     return r
@@ -177,5 +178,21 @@ for opt, cmds in helps.items():
         if r.returncode != 0 or not re.search(rf"(^|[\s\[,|]){re.escape(opt)}\b", r.stdout):
             e2e.fail(f"{' '.join(cmd)} --help does not list {opt} (exit {r.returncode})")
 e2e.ok("every spelling of the README table is listed by the --help of the tools it names")
+
+# An OPENBLAS_CORETYPE this CPU cannot run: every binary refuses it, exit 78, before any
+# kernel runs (it would die with SIGILL otherwise).
+lacking = e2e.unrunnable_openblas_core()
+if lacking is None:
+    print("SKIP (case): this CPU has avx512f and fma4, no OpenBLAS core here it cannot run")
+else:
+    bad_env = dict(os.environ, OPENBLAS_CORETYPE=lacking)
+    for argv in ([interestd, "-n", "-c", "/nonexistent.conf"], [ctl, "model", "/nonexistent"],
+                 [e2e.tool("interest-train"), "--catalog", "/nonexistent"],
+                 [e2e.tool("interest-eval"), "--catalog", "/nonexistent"]):
+        r = run(argv, env=bad_env)
+        if r.returncode != 78 or f"OPENBLAS_CORETYPE={lacking} names a core" not in r.stderr:
+            e2e.fail(f"OPENBLAS_CORETYPE={lacking} {os.path.basename(argv[0])}: exit "
+                     f"{r.returncode}, err {r.stderr!r}")
+    e2e.ok(f"OPENBLAS_CORETYPE={lacking}: the four binaries refuse it, exit 78")
 harness.stop()
 print("PASS")

@@ -211,6 +211,14 @@ def produce_raw(env, msgs, topic=None):
         fail(f"produce failed: {errs}")
 
 
+def unrunnable_openblas_core():
+    """An OpenBLAS core name whose instructions this CPU lacks (by /proc/cpuinfo), or None."""
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    return next((core for core, flag in (("SkylakeX", "avx512f"), ("Bulldozer", "fma4"))
+                 if flag not in flags), None)
+
+
 # ---- configuration and the daemon ------------------------------------------
 
 def write_config(env, model_path, name, group=None, **keys):
