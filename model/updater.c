@@ -29,6 +29,7 @@ struct updater {
 	uint32_t *wave_start;              /* [max_batch + 1] */
 	const struct user_state **slot_us; /* open addressing by state pointer */
 	uint32_t *slot_count;              /* events of that user seen so far in the batch */
+	uint8_t *consumed_before;          /* [max_batch]: updater_consumed_before */
 	size_t slot_mask;
 };
 
@@ -63,10 +64,11 @@ updater_new(const struct model *m, size_t max_batch)
 	up->wave_start = malloc((max_batch + 1) * sizeof(uint32_t));
 	up->slot_us = malloc(cap * sizeof(*up->slot_us));
 	up->slot_count = malloc(cap * sizeof(uint32_t));
+	up->consumed_before = malloc(max_batch);
 	up->slot_mask = cap - 1;
 	if (up->xh == NULL || up->c == NULL || up->h == NULL || up->acts == NULL ||
 	    up->rank == NULL || up->order == NULL || up->wave_start == NULL ||
-	    up->slot_us == NULL || up->slot_count == NULL) {
+	    up->slot_us == NULL || up->slot_count == NULL || up->consumed_before == NULL) {
 		updater_free(up);
 		return NULL;
 	}
@@ -87,6 +89,7 @@ updater_free(struct updater *up)
 	free(up->wave_start);
 	free(up->slot_us);
 	free(up->slot_count);
+	free(up->consumed_before);
 	free(up);
 }
 
@@ -122,13 +125,14 @@ updater_row(struct updater *up, const struct update_event *ev, float *xh, float 
 	memcpy(c, us->c, up->hidden * sizeof(float));
 }
 
-/* Everything but the LSTM step, once that step's h and c are in place. */
+/* Everything but the LSTM step, once that step's h and c are in place (event i of the batch). */
 static void
-updater_finish(struct updater *up, const struct update_event *ev)
+updater_finish(struct updater *up, const struct update_event *ev, uint32_t i)
 {
 	struct user_state *us = ev->us;
 	uint64_t item_hash = model_item_hash(up->m, ev->item);
 
+	up->consumed_before[i] = (uint8_t)state_seen_has(us, item_hash);
 	state_tiers_apply(us, up->m, ev->item, ev->type, ev->ts_ms);
 	state_ring_push(us, item_hash, ev->ts_ms, ev->type);
 	/* Out of memory leaves the item out of the consumed set: it stays servable. */
@@ -184,12 +188,19 @@ updater_apply(struct updater *up, const struct update_event *ev, size_t n)
 		lstm_forward(
 		    w->W, w->b, up->din, up->hidden, batch, up->xh, up->c, up->h, up->acts);
 		for (uint32_t r = 0; r < batch; r++) {
-			const struct update_event *e = &ev[up->order[first + r]];
+			uint32_t i = up->order[first + r];
+			const struct update_event *e = &ev[i];
 
 			memcpy(e->us->h, up->h + r * H, H * sizeof(float));
 			memcpy(e->us->c, up->c + r * H, H * sizeof(float));
-			updater_finish(up, e);
+			updater_finish(up, e, i);
 		}
 	}
 	return 0;
+}
+
+const uint8_t *
+updater_consumed_before(const struct updater *up)
+{
+	return up->consumed_before;
 }

@@ -39,4 +39,12 @@ void updater_free(struct updater *up);
  */
 int updater_apply(struct updater *up, const struct update_event *ev, size_t n);
 
+/*
+ * After updater_apply returned 0: one flag per event of that batch, in its
+ * order, 1 where the event's item was in its user's consumed set just before
+ * the event (an earlier event of the same batch counts). Borrowed until the
+ * next updater_apply.
+ */
+const uint8_t *updater_consumed_before(const struct updater *up);
+
 #endif

@@ -101,6 +101,24 @@ test_naive(const struct model *m)
 		us->n_tiers > 0,
 	    "marker, counters, ring, filter, tiers updated");
 
+	/* The consumed flags: item 7 again (consumed), then 3 twice in one batch. */
+	{
+		struct update_event three[3] = { ev, ev, ev };
+		const uint8_t *before;
+
+		three[0].item = 7;
+		three[1].item = 3;
+		three[2].item = 3;
+		for (int i = 0; i < 3; i++)
+			three[i].offset = 43 + i;
+		CHECK(updater_apply(up, three, 3) == 0, "three events applied");
+		before = updater_consumed_before(up);
+		CHECK(before[0] == 1 && before[1] == 0 && before[2] == 1,
+		    "consumed before: %d %d %d (want 1 0 1: the batch's earlier event counts)",
+		    before[0], before[1], before[2]);
+		ev.offset = 46;
+	}
+
 	/* Refusals leave the state alone. */
 	struct update_event bad[5];
 	for (int i = 0; i < 5; i++)
@@ -111,7 +129,7 @@ test_naive(const struct model *m)
 	bad[1].item = 0;
 	bad[1].type = MODEL_N_TYPES;
 	CHECK(updater_apply(up, bad, 2) == -1, "type out of range refused");
-	CHECK(us->events_applied == 2, "refused batches applied nothing");
+	CHECK(us->events_applied == 5, "refused batches applied nothing");
 	CHECK(updater_apply(up, bad, 0) == 0, "empty batch");
 	updater_free(up);
 	state_free(us);
