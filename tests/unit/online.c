@@ -1,0 +1,125 @@
+/*
+ * daemon/online.c: the rank of an item in a top-N, the rank turned into
+ * hit@10, hit@N, reciprocal rank and NDCG@10 (repeats apart), and the
+ * table's /metrics text per model version and event type.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "modelfile.h"
+#include "online.h"
+
+static int failures;
+
+static void
+check(int ok, const char *what)
+{
+	printf("%s: %s\n", ok ? "ok" : "FAIL", what);
+	if (!ok)
+		failures++;
+}
+
+static int
+near(double a, double b)
+{
+	return fabs(a - b) <= 1e-12 * fmax(1.0, fabs(b));
+}
+
+static void
+test_rank(void)
+{
+	const uint32_t list[] = { 9, 4, 7, 100, 2 };
+
+	check(online_rank(list, 5, 9) == 1, "rank of the first item is 1");
+	check(online_rank(list, 5, 2) == 5, "rank of the last item is N");
+	check(online_rank(list, 5, 5) == 0, "an absent item has rank 0");
+	check(online_rank(list, 0, 9) == 0, "an empty list has no rank");
+}
+
+static void
+test_count(void)
+{
+	struct online_counts oc = { 0 };
+	double rr = 1.0 + 1.0 / 3 + 1.0 / 10 + 1.0 / 11;
+	double ndcg = 1.0 + 1.0 / log2(4.0) + 1.0 / log2(11.0);
+
+	online_count(&oc, 1, 0);
+	online_count(&oc, 3, 0);
+	online_count(&oc, 10, 0);
+	online_count(&oc, 11, 0); /* in the list, past 10 */
+	online_count(&oc, 0, 0);  /* absent */
+	online_count(&oc, 0, 1);  /* repeats: apart, whatever their rank */
+	online_count(&oc, 2, 1);
+	check(oc.events == 5 && oc.repeats == 2, "5 events measured, 2 repeats apart");
+	check(oc.hits_k == 3 && oc.hits_n == 4, "hit@10 at ranks 1, 3, 10; hit@N also at 11");
+	check(near(oc.rr_sum, rr), "reciprocal rank: 1 + 1/3 + 1/10 + 1/11");
+	check(near(oc.ndcg_sum, ndcg), "NDCG@10: 1/log2(r+1) for r = 1, 3, 10; 0 at 11");
+
+	struct online_counts sum = oc;
+	online_add(&sum, &oc);
+	check(sum.events == 10 && sum.repeats == 4 && sum.hits_k == 6 && sum.hits_n == 8 &&
+		near(sum.rr_sum, 2 * rr) && near(sum.ndcg_sum, 2 * ndcg),
+	    "online_add adds every counter");
+}
+
+static void
+test_table(void)
+{
+	struct online_table *t = online_table_new();
+	char buf[8192];
+	size_t o = 0;
+	int a, b;
+
+	check(t != NULL, "table made");
+	if (t == NULL)
+		return;
+	a = online_table_row(t, 7);
+	b = online_table_row(t, 42);
+	check(a >= 0 && b >= 0 && a != b && online_table_row(t, 7) == a,
+	    "one row per model version, found again");
+	online_count(online_table_counts(t, a, MODEL_EV_CLICK), 1, 0);
+	online_count(online_table_counts(t, a, MODEL_EV_CLICK), 12, 0);
+	online_count(online_table_counts(t, b, MODEL_EV_VIEW), 0, 1);
+	online_table_unmeasured(t);
+	online_table_render(t, buf, sizeof(buf), &o);
+	buf[o < sizeof(buf) ? o : sizeof(buf) - 1] = '\0';
+	check(strstr(buf, "# TYPE interestd_online_events_total counter\n") != NULL,
+	    "events family typed counter");
+	check(strstr(buf,
+		  "interestd_online_events_total{model_version=\"7\",type=\"CLICK\"} 2\n") != NULL,
+	    "events of version 7, CLICK");
+	check(strstr(buf,
+		  "interestd_online_hits_total{model_version=\"7\",type=\"CLICK\",k=\"10\"} "
+		  "1\n") != NULL &&
+		strstr(buf,
+		    "interestd_online_hits_total{model_version=\"7\",type=\"CLICK\",k=\"n\"} "
+		    "2\n") != NULL,
+	    "hits k=10 and k=n");
+	check(strstr(buf,
+		  "interestd_online_reciprocal_rank_sum{model_version=\"7\",type=\"CLICK\"} "
+		  "1.0833333333333333\n") != NULL,
+	    "reciprocal rank sum 1 + 1/12");
+	check(strstr(buf,
+		  "interestd_online_repeats_total{model_version=\"42\",type=\"VIEW\"} 1\n") != NULL,
+	    "repeats of version 42, VIEW");
+	check(strstr(buf, "type=\"LIKE\"") == NULL, "types never counted are left out");
+	check(strstr(buf, "interestd_online_unmeasured_total 1\n") != NULL, "unmeasured");
+	online_table_free(t);
+	online_table_free(NULL);
+}
+
+int
+main(void)
+{
+	test_rank();
+	test_count();
+	test_table();
+	if (failures > 0) {
+		printf("%d failure(s)\n", failures);
+		return 1;
+	}
+	printf("all online tests passed\n");
+	return 0;
+}
