@@ -26,6 +26,7 @@
 #include "dataset.h"
 #include "hmac.h"
 #include "modelfile.h"
+#include "online.h"
 #include "scorer.h"
 #include "sink_redis.h"
 #include "state.h"
@@ -52,9 +53,12 @@ static const char ctl_usage[] =
     "                             with the user's events); --wait: until interestd erased it\n"
     "  model FILE                 summarise a model or catalog file\n" CTL_REPORT_USAGE
     "  replay --model FILE --interactions CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
+    "         [--online FILE.json]\n"
     "                             apply an interactions CSV offline (libinterest), one JSON line\n"
     "                             per user as the daemon would publish it (--events: the same\n"
-    "                             as --interactions)\n"
+    "                             as --interactions); --online: the daemon's online metrics of\n"
+    "                             the events as if each user's top-N were written after each\n"
+    "                             of its events, as JSON into FILE.json\n"
     "  -c, --config CONF          interestd config file (Redis address, prefix, model.path)\n"
     "  -H, --redis-host HOST, -p, --redis-port PORT, -P, --redis-prefix PREFIX\n"
     "                             redis.host, redis.port, redis.prefix\n"
@@ -477,6 +481,117 @@ done:
 
 /* --- replay ---------------------------------------------------------- */
 
+/*
+ * Applies ds's events as if each user's top-N were written after each of its
+ * events: the k-th events of all users are applied together (in chunks of
+ * CTL_REPLAY_BATCH), each measured against its user's list after its
+ * previous event (online_count, as the daemon), then those users' lists
+ * are computed again. Counts per event type into oc, events of users with
+ * no list yet into *unmeasured. Returns 0, or -1 on ENOMEM.
+ */
+static int
+replay_online(const struct dataset *ds, struct user_state **states, struct updater *up,
+    struct userview *uv, size_t top_n, struct update_event *batch, struct sink_user *su,
+    struct online_counts *oc, uint64_t *unmeasured)
+{
+	uint32_t *lists = calloc((size_t)ds->n_users * top_n, sizeof(*lists));
+	size_t *n_list = calloc(ds->n_users ? ds->n_users : 1, sizeof(*n_list));
+	uint32_t *who = calloc(CTL_REPLAY_BATCH, sizeof(*who));
+	size_t max_len = 0;
+	int64_t seq = 0;
+	int ret = -1;
+
+	if ((lists == NULL && ds->n_users > 0) || n_list == NULL || who == NULL)
+		goto done;
+	for (uint32_t u = 0; u < ds->n_users; u++)
+		if (ds->user_off[u + 1] - ds->user_off[u] > max_len)
+			max_len = ds->user_off[u + 1] - ds->user_off[u];
+	for (size_t k = 0; k < max_len; k++) {
+		for (uint32_t u = 0; u < ds->n_users;) {
+			const uint8_t *repeat;
+			size_t nb = 0;
+
+			for (; u < ds->n_users && nb < CTL_REPLAY_BATCH; u++) {
+				size_t n;
+				const struct dataset_event *ev = dataset_user(ds, u, &n);
+
+				if (k >= n)
+					continue;
+				batch[nb] = (struct update_event){ states[u], ev[k].item,
+					ev[k].type, ev[k].ts_ms, -1, seq++ };
+				who[nb++] = u;
+			}
+			if (nb == 0 || updater_apply(up, batch, nb) != 0)
+				continue;
+			repeat = updater_consumed_before(up);
+			for (size_t i = 0; i < nb; i++) {
+				uint32_t w = who[i];
+
+				if (n_list[w] == 0)
+					(*unmeasured)++;
+				else
+					online_count(&oc[batch[i].type],
+					    online_rank(lists + (size_t)w * top_n, n_list[w],
+						batch[i].item),
+					    repeat[i]);
+			}
+			/* Their lists as a flush after these events would write them. */
+			for (size_t i = 0; i < nb; i += CTL_REPLAY_VIEW) {
+				size_t nv = nb - i < CTL_REPLAY_VIEW ? nb - i : CTL_REPLAY_VIEW;
+
+				for (size_t j = 0; j < nv; j++)
+					su[j].us = states[who[i + j]];
+				userview_fill_batch(uv, su, nv);
+				for (size_t j = 0; j < nv; j++) {
+					uint32_t w = who[i + j];
+
+					memcpy(lists + (size_t)w * top_n, su[j].top_items,
+					    su[j].n_top * sizeof(*lists));
+					n_list[w] = su[j].n_top;
+				}
+			}
+		}
+	}
+	ret = 0;
+done:
+	free(lists);
+	free(n_list);
+	free(who);
+	return ret;
+}
+
+/* Writes the counters of replay_online as JSON (README "Online metrics"). */
+static int
+replay_write_online(
+    const char *path, uint64_t model_version, const struct online_counts *oc, uint64_t unmeasured)
+{
+	FILE *f = fopen(path, "w");
+	int first = 1;
+
+	if (f == NULL) {
+		fprintf(stderr, "interestctl: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "{\"unmeasured\":%" PRIu64 ",\"counters\":[", unmeasured);
+	for (uint32_t t = 0; t < MODEL_N_TYPES; t++) {
+		if (oc[t].events == 0 && oc[t].repeats == 0)
+			continue;
+		fprintf(f,
+		    "%s\n{\"model_version\":%" PRIu64 ",\"type\":\"%s\",\"events\":%" PRIu64
+		    ",\"repeats\":%" PRIu64 ",\"hits_10\":%" PRIu64 ",\"hits_n\":%" PRIu64
+		    ",\"reciprocal_rank_sum\":%.17g,\"ndcg10_sum\":%.17g}",
+		    first ? "" : ",", model_version, model_event_type_name(t), oc[t].events,
+		    oc[t].repeats, oc[t].hits_k, oc[t].hits_n, oc[t].rr_sum, oc[t].ndcg_sum);
+		first = 0;
+	}
+	fputs("]}\n", f);
+	if (fclose(f) != 0) {
+		fprintf(stderr, "interestctl: %s: write failed: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 /* Writes one user's line: {"user":..,"vec":[..],"top":[..],"tiers":{..},"events_applied":N}. */
 static int
 replay_write_user(FILE *out, const struct model *m, const struct sink_user *su)
@@ -508,8 +623,10 @@ replay_write_user(FILE *out, const struct model *m, const struct sink_user *su)
 static int
 ctl_replay(const struct config *cfg, int argc, char **argv)
 {
-	const char *model_path = NULL, *events_path = NULL, *out_path = NULL;
+	const char *model_path = NULL, *events_path = NULL, *out_path = NULL, *online_path = NULL;
 	long top_n = cfg->redis_top_n, calibrate = cfg->tiers_calibrate;
+	struct online_counts oc[MODEL_N_TYPES] = { 0 };
+	uint64_t unmeasured = 0;
 	struct model *m = NULL;
 	struct dataset *ds = NULL;
 	struct updater *up = NULL;
@@ -535,6 +652,8 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 			events_path = v;
 		else if (strcmp(a, "--out") == 0)
 			out_path = v;
+		else if (strcmp(a, "--online") == 0)
+			online_path = v;
 		else if (strcmp(a, "--top-n") == 0)
 			top_n = strtol(v, &end, 10);
 		else if (strcmp(a, "--calibrate") == 0)
@@ -575,12 +694,20 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 		if ((states[u] = state_new(model_hparams(m))) == NULL)
 			goto nomem;
 
+	if (online_path != NULL) {
+		if (replay_online(ds, states, up, uv, (size_t)top_n, batch, su, oc, &unmeasured) !=
+		    0)
+			goto nomem;
+		if (replay_write_online(
+			online_path, model_hparams(m)->model_version, oc, unmeasured) != 0)
+			goto done;
+	}
 	/*
 	 * Each user's events in file (arrival) order, as the daemon applies them,
 	 * cut into batches like the daemon's; offsets number the events
-	 * (partition -1: offline).
+	 * (partition -1: offline). With --online they are applied already.
 	 */
-	for (uint32_t u = 0; u < ds->n_users; u++) {
+	for (uint32_t u = 0; u < ds->n_users && online_path == NULL; u++) {
 		size_t n;
 		const struct dataset_event *ev = dataset_user(ds, u, &n);
 

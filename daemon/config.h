@@ -129,6 +129,7 @@ struct config {
 	/* Operations */
 	int log_level;           /* log.level: enum log_level (log.h) */
 	char *metrics_listen;    /* metrics.listen "HOST:PORT", NULL: off */
+	int metrics_online;      /* metrics.online: measure each event against the previous top-N */
 	int shutdown_timeout_ms; /* shutdown.timeout_ms: producer flush deadline */
 };
 

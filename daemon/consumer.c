@@ -28,6 +28,7 @@
 #include "metrics.h"
 #include "modelfile.h"
 #include "notify.h"
+#include "online.h"
 #include "sink_redis.h"
 #include "snapshot.h"
 #include "state.h"
@@ -199,6 +200,7 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->model_loaded_ms = clock_wall_ms(); /* loaded by the caller just before */
 	c->slots = calloc(c->cap_slots, sizeof(*c->slots));
 	c->uev = calloc(c->cap_slots, sizeof(*c->uev));
+	c->uev_entry = calloc(c->cap_slots, sizeof(*c->uev_entry));
 	c->load_ids = calloc(c->cap_slots, sizeof(*c->load_ids));
 	c->load_lens = calloc(c->cap_slots, sizeof(*c->load_lens));
 	c->load_entries = calloc(c->cap_slots, sizeof(*c->load_entries));
@@ -206,10 +208,11 @@ consumer_new(struct config *cfg, struct model *m, struct decoder *dec,
 	c->fe = calloc(c->cap_flush, sizeof(*c->fe));
 	c->users = users_new(model_hparams(m));
 	c->notify = notify_new();
-	if (c->slots == NULL || c->uev == NULL || c->load_ids == NULL || c->load_lens == NULL ||
-	    c->load_entries == NULL || c->su == NULL || c->fe == NULL || c->users == NULL ||
-	    c->notify == NULL ||
-	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0) {
+	if (c->slots == NULL || c->uev == NULL || c->uev_entry == NULL || c->load_ids == NULL ||
+	    c->load_lens == NULL || c->load_entries == NULL || c->su == NULL || c->fe == NULL ||
+	    c->users == NULL || c->notify == NULL ||
+	    consumer_model_objects(c, m, &c->up, &c->uv, &c->scratch, &c->vec) != 0 ||
+	    consumer_online_new(c) != 0) {
 		snprintf(errstr, errstr_size, "out of memory");
 		goto fail;
 	}
@@ -298,6 +301,8 @@ consumer_free(struct consumer *c)
 	config_free(c->cfg);
 	free(c->slots);
 	free(c->uev);
+	free(c->uev_entry);
+	online_table_free(c->online);
 	free(c->load_ids);
 	free(c->load_lens);
 	free(c->load_entries);

@@ -131,6 +131,7 @@ consumer_erase(
 	e->erased_ts_ms = ts_ms;
 	e->erase_pending = 1;
 	e->since_snapshot = 0;
+	e->n_top = 0; /* its top-N is deleted: nothing to measure against */
 	users_mark_dirty(c->users, e);
 	c->n.erasures++;
 	err = rd_kafka_producev(c->rkp, RD_KAFKA_V_TOPIC(c->cfg->topic_snapshots),
@@ -143,13 +144,14 @@ consumer_erase(
 	}
 }
 
-/* Applies the pending chunk of good events. */
+/* Applies the pending chunk of good events, then measures them against the previous top-N. */
 static void
 consumer_apply_chunk(struct consumer *c)
 {
 	if (c->n_uev == 0)
 		return;
-	updater_apply(c->up, c->uev, c->n_uev);
+	if (updater_apply(c->up, c->uev, c->n_uev) == 0)
+		consumer_online_measure(c);
 	c->n.applied += c->n_uev;
 	c->n_uev = 0;
 }
@@ -543,6 +545,7 @@ consumer_process_batch(struct consumer *c)
 				consumer_apply_chunk(c); /* the ring must hold this user's events */
 				consumer_rewarm(c, e->us);
 			}
+			c->uev_entry[c->n_uev] = e;
 			c->uev[c->n_uev++] = (struct update_event){ e->us, s->item, s->type,
 				s->ts_ms, rkm->partition, rkm->offset };
 			users_mark_dirty(c->users, e);

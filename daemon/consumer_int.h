@@ -11,6 +11,7 @@
  *   consumer_snap.c    snapshots for retraining
  *   consumer_reload.c  SIGHUP reload and live items (model swaps)
  *   consumer_metrics.c /metrics and the stats line
+ *   consumer_online.c  online metrics: each user's written top-N, the next event measured
  * All of them keep one order, which is why they share one struct: an offset
  * is committed only after every write and dead letter before it is
  * acknowledged, and a revoked partition is flushed and committed first.
@@ -109,13 +110,15 @@ struct consumer {
 	struct dlq *dlq;
 	struct snapshot *snap;
 	struct notify *notify;
-	struct metrics *mx;         /* NULL: metrics.listen unset */
-	struct items *items;        /* live catalog items (topic.items); NULL: off */
-	int64_t next_items_ms;      /* earliest next swap of live items */
-	rd_kafka_t *rk;             /* consumer */
-	rd_kafka_queue_t *commit_q; /* results of asynchronous commits */
-	double commit_issued_s;     /* when the last asynchronous commit was sent */
-	rd_kafka_t *rkp;            /* producer: dead letters and snapshots */
+	struct metrics *mx;          /* NULL: metrics.listen unset */
+	struct online_table *online; /* NULL: metrics.online off */
+	int online_row;              /* its row of model_version; -1: lists not kept (ENOMEM) */
+	struct items *items;         /* live catalog items (topic.items); NULL: off */
+	int64_t next_items_ms;       /* earliest next swap of live items */
+	rd_kafka_t *rk;              /* consumer */
+	rd_kafka_queue_t *commit_q;  /* results of asynchronous commits */
+	double commit_issued_s;      /* when the last asynchronous commit was sent */
+	rd_kafka_t *rkp;             /* producer: dead letters and snapshots */
 
 	struct part *parts;
 	size_t n_parts;
@@ -125,6 +128,7 @@ struct consumer {
 	struct slot *slots;
 	size_t n_slots, cap_slots;
 	struct update_event *uev;
+	struct user_entry **uev_entry; /* the entry of each uev[i] (online metrics) */
 	size_t n_uev;
 	struct update_event rw_ev[CONSUMER_REWARM_MAX];
 	const char **load_ids;
@@ -310,6 +314,21 @@ void consumer_set_snap_limit(struct consumer *c);
 void consumer_apply_live_items(struct consumer *c);
 /* SIGHUP: reloadable config keys and the model, swapped in; the old one kept on failure. */
 void consumer_reload(struct consumer *c);
+
+/* ---- consumer_online.c ---- */
+
+/* Starts the online metrics when metrics.online is on; 0, or -1 on ENOMEM. */
+int consumer_online_new(struct consumer *c);
+/* Keeps the top-N of su, just acknowledged written, as e's previous list. */
+void consumer_online_keep(struct consumer *c, struct user_entry *e, const struct sink_user *su);
+/* Measures the events of the chunk updater_apply just applied (c->uev[0..n_uev)). */
+void consumer_online_measure(struct consumer *c);
+/*
+ * After a model swap to c->m (old: the model swapped out, still valid): the
+ * row of the new model_version; every kept list is forgotten when the new
+ * catalog does not start with the old one's items (indices changed).
+ */
+void consumer_online_swapped(struct consumer *c, const struct model *old);
 
 /* ---- consumer_metrics.c ---- */
 

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "modelfile.h"
+#include "online.h"
 #include "sink_redis.h"
 #include "users.h"
 
@@ -140,6 +141,8 @@ consumer_render_more(struct consumer *c, char *buf, size_t size, size_t *o)
 	uint64_t moved, ask;
 
 	consumer_render_lag(c, buf, size, o);
+	if (c->online != NULL)
+		online_table_render(c->online, buf, size, o);
 	metrics_family(buf, size, o, "interestd_batch_seconds", "histogram",
 	    "Processing time of one polled batch: decode, dead letters, state loads, apply.");
 	metrics_histogram_render(&c->batch_s, "interestd_batch_seconds", NULL, buf, size, o);

@@ -229,6 +229,7 @@ consumer_flush(struct consumer *c, char *errstr, size_t errstr_size)
 			switch (c->su[i].result) {
 			case SINK_WRITTEN:
 				written++;
+				consumer_online_keep(c, c->fe[i], &c->su[i]);
 				break;
 			case SINK_REFUSED_STALE:
 				stale++;

@@ -65,6 +65,7 @@ consumer_swap_model(struct consumer *c, struct model *base2, struct model *m2, c
 	struct updater *up2;
 	struct userview *uv2;
 	struct user_state *scratch2;
+	struct model *old_m, *old_base;
 	float *vec2;
 	int ret;
 
@@ -86,10 +87,8 @@ consumer_swap_model(struct consumer *c, struct model *base2, struct model *m2, c
 	userview_free(c->uv);
 	state_free(c->scratch);
 	free(c->vec);
-	if (c->m != c->base)
-		model_free(c->m); /* an extension: never shared */
-	if (c->base != base2)
-		model_free(c->base);
+	old_m = c->m;
+	old_base = c->base;
 	c->up = up2;
 	c->uv = uv2;
 	c->scratch = scratch2;
@@ -97,6 +96,11 @@ consumer_swap_model(struct consumer *c, struct model *base2, struct model *m2, c
 	c->base = base2;
 	c->m = m2;
 	c->model_version = model_hparams(m2)->model_version;
+	consumer_online_swapped(c, old_m);
+	if (old_m != old_base)
+		model_free(old_m); /* an extension: never shared */
+	if (old_base != base2)
+		model_free(old_base);
 	if (c->items != NULL)
 		items_set_base(c->items, c->base);
 	consumer_set_snap_limit(c);

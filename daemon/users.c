@@ -66,6 +66,7 @@ users_entry_free(struct user_entry *e)
 	if (e == NULL)
 		return;
 	state_free(e->us);
+	free(e->top);
 	free(e->id);
 	free(e);
 }

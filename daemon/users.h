@@ -36,6 +36,15 @@ struct user_entry {
 	int64_t erased_offset;
 	int64_t erased_ts_ms; /* events at or before this event time stay out */
 	int erase_pending;    /* tombstone applied, keys not yet deleted in Redis */
+	/*
+	 * Online metrics (README "Online metrics"): the top-N last acknowledged
+	 * written to Redis for the user, as item indices of the serving model,
+	 * best first; 4 bytes per item, allocated at the first write.
+	 */
+	uint32_t *top;  /* [top_cap]; freed with the entry */
+	uint32_t n_top; /* 0: no previous list (not measured) */
+	uint32_t top_cap;
+	int top_row; /* online_table row of the model version that wrote it */
 };
 
 struct users;

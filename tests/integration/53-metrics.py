@@ -251,7 +251,7 @@ with open(os.path.join(harness.ROOT, "README.md")) as f:
     readme = f.read()
 section = readme.split("\n### Metrics\n", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
 documented = {"interestd_" + n for row in section.splitlines() if row.startswith("| `")
-              for n in re.findall(r"`([a-z_]+)`", row.split("|")[1])}
+              for n in re.findall(r"`([a-z0-9_]+)`", row.split("|")[1])}
 served = set(m)
 if served - documented or {x for x in documented - served if "live_items" not in x}:
     e2e.fail(f"README metrics table vs /metrics: not documented {sorted(served - documented)}, "

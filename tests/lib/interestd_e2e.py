@@ -427,9 +427,9 @@ def wait_applied(r, prefix, want, timeout_s=120):
 
 # ---- offline replay and comparison -----------------------------------------
 
-def offline_replay(model_path, csv_path, out_path, top_n=50):
+def offline_replay(model_path, csv_path, out_path, top_n=50, extra=()):
     _run([tool("interestctl"), "replay", "--model", model_path, "--events", csv_path,
-          "--out", out_path, "--top-n", str(top_n)])
+          "--out", out_path, "--top-n", str(top_n)] + list(extra))
     with open(out_path) as f:
         return {d["user"]: d for d in map(json.loads, f)}
 
