@@ -642,45 +642,57 @@ def metrics(port):
     return out
 
 
+USER_KEYS = ("meta", "vec", "tiers", "top")  # the values compare() reads per user
+COMPARE_BATCH = 500                           # users read per pipelined round trip
+
+
 def compare(r, pa, pb):
     """Differences between the keys of every user under prefix pa and pb."""
-    diffs, n = [], 0
+    uids = []
     for key in r.scan_iter(match=pa + "{*}:meta", count=1000):
         key = key.decode()
-        uid = key[len(pa) + 1:key.rindex("}")]
-        ka, kb = f"{pa}{{{uid}}}:", f"{pb}{{{uid}}}:"
-        n += 1
-        ma, mb = r.hgetall(ka + "meta"), r.hgetall(kb + "meta")
-        if ma.get(b"events_applied") != mb.get(b"events_applied"):
-            diffs.append(f"{uid}: events_applied {ma.get(b'events_applied')} vs "
-                         f"{mb.get(b'events_applied')}")
-            continue
-        va = np.frombuffer(r.get(ka + "vec") or b"", "<f4")
-        vb = np.frombuffer(r.get(kb + "vec") or b"", "<f4")
-        if va.shape != vb.shape or not np.allclose(va, vb, rtol=1e-4, atol=1e-5):
-            diffs.append(f"{uid}: vec differs (max {np.abs(va - vb).max() if va.shape == vb.shape else 'shape'})")
-            continue
-        ta, tb = r.hgetall(ka + "tiers"), r.hgetall(kb + "tiers")
-        if set(ta) != set(tb) or any(
-                not np.allclose([float(x) for x in ta[k].split()],
-                                [float(x) for x in tb[k].split()], rtol=1e-4, atol=1e-6)
-                for k in ta):
-            diffs.append(f"{uid}: tiers differ")
-            continue
-        sa, sb = json.loads(r.get(ka + "top") or "[]"), json.loads(r.get(kb + "top") or "[]")
-        if len(sa) != len(sb):
-            diffs.append(f"{uid}: top-N length {len(sa)} vs {len(sb)}")
-            continue
-        for (ia, xa), (ib, xb) in zip(sa, sb):
-            if abs(xa - xb) > 1e-4 * max(1.0, abs(xa)):
-                diffs.append(f"{uid}: top-N score {ia} {xa} vs {ib} {xb}")
-                break
-            if ia != ib:  # allowed only for scores tied within rounding
-                ya = dict((i, s) for i, s in sb).get(ia)
-                if ya is None or abs(ya - xa) > 1e-4 * max(1.0, abs(xa)):
-                    diffs.append(f"{uid}: top-N item {ia} vs {ib}")
-                    break
-    return diffs, n
+        uids.append(key[len(pa) + 1:key.rindex("}")])
+    diffs = []
+    for lo in range(0, len(uids), COMPARE_BATCH):
+        batch = uids[lo:lo + COMPARE_BATCH]
+        pipe = r.pipeline(transaction=False)
+        for uid in batch:
+            for p in (pa, pb):
+                k = f"{p}{{{uid}}}:"
+                pipe.hgetall(k + "meta").get(k + "vec").hgetall(k + "tiers").get(k + "top")
+        got = pipe.execute()
+        n = len(USER_KEYS)
+        for i, uid in enumerate(batch):
+            why = user_diff(got[2 * n * i:2 * n * i + n], got[2 * n * i + n:2 * n * (i + 1)])
+            if why is not None:
+                diffs.append(f"{uid}: {why}")
+    return diffs, len(uids)
+
+
+def user_diff(a, b):
+    """How one user's (meta, vec, tiers, top) values a and b differ, None if alike."""
+    (ma, va, ta, sa), (mb, vb, tb, sb) = a, b
+    if ma.get(b"events_applied") != mb.get(b"events_applied"):
+        return f"events_applied {ma.get(b'events_applied')} vs {mb.get(b'events_applied')}"
+    va, vb = np.frombuffer(va or b"", "<f4"), np.frombuffer(vb or b"", "<f4")
+    if va.shape != vb.shape or not np.allclose(va, vb, rtol=1e-4, atol=1e-5):
+        return f"vec differs (max {np.abs(va - vb).max() if va.shape == vb.shape else 'shape'})"
+    if set(ta) != set(tb) or any(
+            not np.allclose([float(x) for x in ta[k].split()],
+                            [float(x) for x in tb[k].split()], rtol=1e-4, atol=1e-6)
+            for k in ta):
+        return "tiers differ"
+    sa, sb = json.loads(sa or "[]"), json.loads(sb or "[]")
+    if len(sa) != len(sb):
+        return f"top-N length {len(sa)} vs {len(sb)}"
+    for (ia, xa), (ib, xb) in zip(sa, sb):
+        if abs(xa - xb) > 1e-4 * max(1.0, abs(xa)):
+            return f"top-N score {ia} {xa} vs {ib} {xb}"
+        if ia != ib:  # allowed only for scores tied within rounding
+            ya = dict((i, s) for i, s in sb).get(ia)
+            if ya is None or abs(ya - xa) > 1e-4 * max(1.0, abs(xa)):
+                return f"top-N item {ia} vs {ib}"
+    return None
 
 
 def table(out):
