@@ -38,6 +38,7 @@ PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
+EX_USAGE = 64
 
 
 def cpu_of(kern):
@@ -760,9 +761,21 @@ def catalog_table(out):
                   f"{x['build'].get('train_s', float('nan')):>8.0f}")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's exit status for a usage error (64, EX_USAGE)."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
+    with open(os.path.join(ROOT, "VERSION")) as f:
+        version = f.read().strip()
+    ap = Parser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("build", nargs="?", default="build",
+                    help="the build directory with interestd and the bench tools (build)")
+    ap.add_argument("--version", action="version", version=f"bench {version}")
     ap.add_argument("--users", type=int, default=env_int("BENCH_USERS", 100000))
     ap.add_argument("--items", type=int, default=env_int("BENCH_ITEMS", 20000))
     ap.add_argument("--events", type=int, default=env_int("BENCH_EVENTS", 2000000))
