@@ -56,6 +56,8 @@ NO_TIME = np.iinfo(np.int64).min  # t_ref before the first event (model/state.h)
 CHUNK = 128       # users scored together: one [CHUNK][items] score matrix
 GROUP = 16        # items per group whose maximum bounds the top-N threshold
 QUEUE_CHUNKS = 4  # scored chunks waiting for the writer at most
+IDLE_TIMEOUT_S = 60   # no message for this long ends the run (short of --events: exit 1)
+REDIS_TIMEOUT_S = 60  # a Redis reply slower than this is an error, not a hang
 F32 = np.float32
 
 
@@ -477,7 +479,7 @@ def main():
     schema = fastavro.parse_schema(raw)
     types = schema["fields"][3]["type"]["symbols"]
     type_index = {s: i for i, s in enumerate(types)}
-    r = redis.Redis(host="127.0.0.1", port=a.redis_port)
+    r = redis.Redis(host="127.0.0.1", port=a.redis_port, socket_timeout=REDIS_TIMEOUT_S)
     cons = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group,
                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
     cons.subscribe([a.topic])
@@ -489,7 +491,7 @@ def main():
     t0 = None
     idle = time.monotonic()
     reader, index, get = fastavro.schemaless_reader, model.index, st.get
-    while done < a.events and time.monotonic() - idle < 60 and wr.error is None:
+    while done < a.events and time.monotonic() - idle < IDLE_TIMEOUT_S and wr.error is None:
         tp = time.perf_counter()
         msgs = cons.consume(500, timeout=1.0)
         td = time.perf_counter()
@@ -558,7 +560,11 @@ def main():
                       "cpu_s": round(cpu.user + cpu.system, 3),
                       "hiredis": redis.utils.HIREDIS_AVAILABLE,
                       "profile": {k: round(v, 3) for k, v in prof.items()}}))
-    return 0 if done >= a.events else 1
+    if done < a.events:
+        print(f"bench_peer: {done} of {a.events} events, then none for {IDLE_TIMEOUT_S} s",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
