@@ -14,7 +14,8 @@ Medians of the repetitions go to BUILD/bench.json and are printed as a table.
 Every wait has a deadline and watches the processes it depends on (the
 daemon or tool it waits for, Kafka and Redis): one that dies ends the run
 with its exit status or signal and the tail of its log, exit status 1.
-Sizes come from flags or BENCH_* environment variables (defaults: the issue's).
+Sizes: short by default (a few minutes), BENCH_FULL=1 (or --full) for the
+long run; flags or BENCH_* variables override either.
 """
 
 import argparse
@@ -49,8 +50,13 @@ CORE_ENV = "OPENBLAS_CORETYPE"
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 EX_USAGE = 64
 
-SIZES = {"users": 100000, "items": 20000, "events": 2000000, "hidden": 64, "dim": 64,
-         "reps": 3, "peer_events": 100000, "lat_seconds": 20}
+# Sizes (docs/BENCH.md "Sizes"): the short default and BENCH_FULL=1.
+SIZES = {
+    "default": {"users": 100000, "items": 20000, "events": 60000, "hidden": 64, "dim": 64,
+                "reps": 3, "peer_events": 20000, "lat_seconds": 6},
+    "full": {"users": 100000, "items": 20000, "events": 2000000, "hidden": 64, "dim": 64,
+             "reps": 3, "peer_events": 100000, "lat_seconds": 20},
+}
 
 # Deadlines. A process we wait for is watched all along (its death ends the
 # wait at once); these bound a live process that stops making progress.
@@ -623,7 +629,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         out["config"] = {"U": a.users, "I": a.items, "events": a.events, "H": a.hidden,
                          "d": a.dim, "reps": a.reps, "peer_events": a.peer_events,
                          "latency_seconds": a.lat_seconds, "partitions": PARTITIONS,
-                         "probe_samples_target": PROBE_SAMPLES}
+                         "probe_samples_target": PROBE_SAMPLES, "sizes": a.sizes}
         out["runs"] = reps
         out["kernel"] = kern
         out["cpu"] = cpu_of(kern)
@@ -911,7 +917,7 @@ def table(out):
     ]
     c = out["config"]
     print(f"\ninterestd benchmark: U={c['U']} I={c['I']} events={c['events']} H={c['H']} "
-          f"d={c['d']}, median of {c['reps']} runs")
+          f"d={c['d']}, median of {c['reps']} runs ({c['sizes']} sizes)")
     for label, k, unit in rows:
         v = out.get(k)
         s = "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
@@ -960,11 +966,13 @@ def parse_args(argv):
     with open(os.path.join(ROOT, "VERSION")) as f:
         version = f.read().strip()
     ap = Parser(prog="scripts/bench", description=__doc__.split("\n\n")[0],
-                epilog="Sizes: a flag, else its BENCH_* variable, else the default. "
-                "The method: docs/BENCH.md.")
+                epilog="Sizes: a flag, else its BENCH_* variable, else the default "
+                "(BENCH_FULL=1 or --full: the long run's). The method: docs/BENCH.md.")
     ap.add_argument("build", nargs="?", default="build",
                     help="the build directory with interestd and the bench tools (build)")
     ap.add_argument("--version", action="version", version=f"bench {version}")
+    ap.add_argument("--full", action="store_true", default=os.environ.get("BENCH_FULL", "0")
+                    not in ("", "0"), help="the long run's sizes (BENCH_FULL=1)")
     for key, kind, meta, what in (
             ("users", int, "U", "users the generator draws from"),
             ("items", int, "I", "items of the bench model"),
@@ -977,7 +985,7 @@ def parse_args(argv):
         var = "BENCH_" + key.upper()
         ap.add_argument("--" + key.replace("_", "-"), type=kind, metavar=meta,
                         default=os.environ.get(var), help=f"{what} ({var}; default "
-                        f"{SIZES[key]})")
+                        f"{SIZES['default'][key]}, full {SIZES['full'][key]})")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary work directory (logs, configs, the stack's data)")
     ap.add_argument("--catalog-sweep", action="store_true",
@@ -989,7 +997,8 @@ def parse_args(argv):
                     default=os.environ.get("BENCH_CATALOG_EVENTS", "100000"),
                     help="events per catalog size (BENCH_CATALOG_EVENTS)")
     a = ap.parse_args(argv)
-    for key, v in SIZES.items():  # argparse has converted a BENCH_* string
+    a.sizes = "full" if a.full else "default"
+    for key, v in SIZES[a.sizes].items():  # argparse has converted a BENCH_* string
         if getattr(a, key) is None:
             setattr(a, key, v)
     return a
