@@ -6,8 +6,9 @@ temporary directory removed at exit), builds a bench model (d, H, I items:
 make-sample items -> scripts/catalog build -> interest-train --epochs 1,
 cached under BUILD/bench), produces the events with the C load generator,
 then per repetition: the ceiling (plain librdkafka batch consumer), interestd
-flat out (default OpenBLAS core and OPENBLAS_CORETYPE named for the CPU), the
-in-process compute floor, the Python peer and interestd on the peer's topic (same events: Redis
+flat out (OpenBLAS's own core choice, and OPENBLAS_CORETYPE set to the first
+candidate core `interestd -n` accepts on this CPU), the in-process compute
+floor, the Python peer and interestd on the peer's topic (same events: Redis
 values compared), and the latency run at half of interestd's flat-out rate.
 Medians of the repetitions go to BUILD/bench.json and are printed as a table.
 
@@ -47,8 +48,10 @@ PARTITIONS = 4
 PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
+CORE_CANDIDATES = "SkylakeX,Haswell"  # tried in order; the first interestd accepts runs
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
 EX_USAGE = 64
+EX_CONFIG = 78        # interestd: bad configuration, e.g. a core type this CPU lacks
 
 # Sizes (docs/BENCH.md "Sizes"): the short default and BENCH_FULL=1.
 SIZES = {
@@ -383,6 +386,44 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
 {extra}""")
         return path
 
+    def check_core(self, conf, core):
+        """`interestd -n` on conf with OPENBLAS_CORETYPE=core (None: unset): None if it
+        accepts the configuration, its message if it refuses the core (exit 78)."""
+        env = dict(os.environ)
+        if core:
+            env[CORE_ENV] = core
+        c = Child([os.path.join(self.build, "interestd"), "-n", "-c", conf],
+                  f"interestd -n ({CORE_ENV}={core or 'unset'})", self.work, env)
+        self.children.append(c)
+        try:
+            wait_for(f"{c.name} to finish", c.reaped, TOOL_TIMEOUT_S)
+        finally:
+            c.kill()
+        if c.p.returncode == 0:
+            return None
+        if c.p.returncode == EX_CONFIG and core:
+            return file_tail(c.err_path, 1).strip() or f"{c.name} exited {EX_CONFIG}"
+        raise BenchError(c.failure())
+
+    def pick_core(self):
+        """The first of the candidate OPENBLAS_CORETYPE values interestd accepts on
+        this CPU (None if it refuses them all) and {core: interestd's message} for
+        each one refused before it."""
+        conf = self.daemon_conf("check", "bench-check", "bench-check")
+        self.check_core(conf, None)  # the bench's own configuration must pass as is
+        refused = {}
+        for core in [x for x in self.a.openblas_core.split(",") if x]:
+            why = self.check_core(conf, core)
+            if why is None:
+                log(f"{CORE_ENV}={core} runs beside the default (interestd -n accepts it)")
+                return core, refused
+            refused[core] = why
+            log(f"{CORE_ENV}={core} skipped: interestd refuses it on this CPU: {why}")
+        log(f"{CORE_ENV} runs skipped: " + (f"interestd refuses every candidate core "
+                                            f"({self.a.openblas_core})" if refused else
+                                            "no candidate core (--openblas-core \"\")"))
+        return None, refused
+
     @contextlib.contextmanager
     def daemon(self, conf, name, extra_env=None):
         """interestd on conf, with a NOTIFY_SOCKET, for the with block; stopped at
@@ -567,12 +608,8 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         self.model_path = self.model()
         log("top-N kernels and tiered search (bench-kernel)")
         kern = self.kernel(self.model_path)
-        core = fast_core(kern)
-        if core is None:
-            log(f"{CORE_ENV} runs skipped: this CPU has neither avx512f nor avx2 + fma")
-        else:
-            log(f"{CORE_ENV}={core} runs beside the default (from the CPU's flags)")
         self.stack_up()
+        core, refused = self.pick_core()
         main = self.topic("events")
         g = self.produce(main, a.events, seed=1)
         log(f"generator: {a.events} events for {a.users} users in {g['seconds']:.1f} s "
@@ -592,6 +629,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["ceiling_eps"] = c["eps"]
             log(f"  ceiling: {c['eps']:.0f} ev/s")
             base = self.flat_out(main, ends, a.events, f"flat{rep}")
+            x["interestd_core_eps"] = None  # the keys stay when the core run is skipped
             if core:
                 fast = self.flat_out(main, ends, a.events, f"flatcore{rep}", core=core)
                 x["interestd_core_eps"] = fast["eps"]
@@ -604,6 +642,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                       "redis_writes_per_event"):
                 x[k] = base[k]
             x["kafka_bytes_per_event"] = self.topic_bytes(main) / a.events
+            x["inproc_core_eps"] = x["ratio_inproc_core"] = None
             for name, c in [("inproc_eps", None)] + ([("inproc_core_eps", core)] if core
                                                      else []):
                 ip = self.inproc(main, a.events, self.model_path, f"{name}{rep}", core=c)
@@ -634,6 +673,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         out["kernel"] = kern
         out["cpu"] = cpu_of(kern)
         out["openblas_core"] = core
+        out["openblas_core_skipped"] = refused
         return self.write("bench.json", out, t_start, table)
 
     def write(self, name, out, t_start, print_table):
@@ -794,18 +834,6 @@ class Listener:
             self.ps.close()
 
 
-def fast_core(kern):
-    """The OPENBLAS_CORETYPE to compare against OpenBLAS's own detection, named
-    for the CPU's flags bench-kernel read: SkylakeX with avx512f, Haswell with
-    avx2 + fma, None otherwise (that run is skipped: a core type the CPU lacks
-    dies with SIGILL)."""
-    if kern["avx512f"]:
-        return "SkylakeX"
-    if kern["avx2"] and kern["fma"]:
-        return "Haswell"
-    return None
-
-
 def cpu_of(kern):
     """The CPU's record in a bench-kernel result: model, vector extensions, kernel."""
     return {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
@@ -918,6 +946,10 @@ def table(out):
     c = out["config"]
     print(f"\ninterestd benchmark: U={c['U']} I={c['I']} events={c['events']} H={c['H']} "
           f"d={c['d']}, median of {c['reps']} runs ({c['sizes']} sizes)")
+    if out["openblas_core"] is None:
+        print(f"  {CORE_ENV} runs skipped: "
+              + ("; ".join(f"{k}: {v}" for k, v in out["openblas_core_skipped"].items())
+                 or "no candidate core given"))
     for label, k, unit in rows:
         v = out.get(k)
         s = "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
@@ -986,6 +1018,11 @@ def parse_args(argv):
         ap.add_argument("--" + key.replace("_", "-"), type=kind, metavar=meta,
                         default=os.environ.get(var), help=f"{what} ({var}; default "
                         f"{SIZES['default'][key]}, full {SIZES['full'][key]})")
+    ap.add_argument("--openblas-core", metavar="CORE,..",
+                    default=os.environ.get("BENCH_OPENBLAS_CORE", CORE_CANDIDATES),
+                    help="OPENBLAS_CORETYPE values to try for the second OpenBLAS setting, in "
+                    "order; the first `interestd -n` accepts runs, \"\" runs none "
+                    f"(BENCH_OPENBLAS_CORE; default {CORE_CANDIDATES})")
     ap.add_argument("--keep", action="store_true",
                     help="keep the temporary work directory (logs, configs, the stack's data)")
     ap.add_argument("--catalog-sweep", action="store_true",
@@ -1008,7 +1045,7 @@ def main(argv):
     a = parse_args(argv)
     if CORE_ENV in os.environ:  # the bench sets it itself, for the runs that name a core
         log(f"{CORE_ENV}={os.environ.pop(CORE_ENV)} from the environment is not used: the "
-            "bench runs OpenBLAS's own choice and the core named for the CPU")
+            "bench runs OpenBLAS's own choice and the core --openblas-core picks")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
     b = Bench(a)
