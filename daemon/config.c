@@ -1126,6 +1126,70 @@ md_cell(FILE *fp, const char *s)
 	}
 }
 
+/*
+ * Writes s as mdoc(7) text: backslashes escaped, `code` spans quoted, a line
+ * never starting with a control character, and a new line after each
+ * sentence (mandoc -T lint asks for one sentence per line).
+ */
+static void
+mdoc_text(FILE *fp, const char *s)
+{
+	int bol = 1, code = 0;
+
+	for (; *s != '\0'; s++) {
+		if (bol && (*s == '.' || *s == '\''))
+			fputs("\\&", fp);
+		bol = 0;
+		if (*s == '\\') {
+			fputs("\\e", fp);
+		} else if (*s == '`') {
+			fputs(code ? "\\(cq" : "\\(oq", fp);
+			code = !code;
+		} else if (*s == '.' && s[1] == ' ') {
+			fputs(".\n", fp);
+			while (s[1] == ' ')
+				s++;
+			bol = 1;
+		} else {
+			fputc(*s, fp);
+		}
+	}
+}
+
+/* The type column of a key; lq and rq wrap each enum name, sep joins them. */
+static void
+help_type(FILE *fp, const struct cfg_key *k, const char *lq, const char *rq, const char *sep)
+{
+	switch (k->type) {
+	case CFG_STRING:
+		fprintf(fp, "string%s", (k->flags & CFG_OPTIONAL) ? " (optional)" : "");
+		break;
+	case CFG_SECRET_FILE:
+		fprintf(fp, "path (optional)");
+		break;
+	case CFG_INT:
+	case CFG_INT64:
+		fprintf(fp, "integer %lld..%lld", (long long)k->min, (long long)k->max);
+		break;
+	case CFG_BOOL:
+		fprintf(fp, "bool");
+		break;
+	case CFG_ENUM:
+		for (int j = 0; k->names[j] != NULL; j++)
+			fprintf(fp, "%s%s%s%s", j ? sep : "", lq, k->names[j], rq);
+		break;
+	case CFG_WRITERS:
+		fprintf(fp, "list (optional)");
+		break;
+	}
+}
+
+/* What the kafka.* pass-through row says, in both formats. */
+#define HELP_KAFKA_DEFAULT "kafka.bootstrap.servers = localhost:9092"
+#define HELP_KAFKA                                                                                 \
+	"passed to librdkafka (consumer and producer) without the `kafka.` prefix; "               \
+	"`kafka.consumer.*` / `kafka.producer.*` go to one client only"
+
 void
 config_help_table(FILE *fp)
 {
@@ -1135,37 +1199,43 @@ config_help_table(FILE *fp)
 		const struct cfg_key *k = &config_keys[i];
 
 		fprintf(fp, "| `%s` | ", k->name);
-		switch (k->type) {
-		case CFG_STRING:
-			fprintf(fp, "string%s", (k->flags & CFG_OPTIONAL) ? " (optional)" : "");
-			break;
-		case CFG_SECRET_FILE:
-			fprintf(fp, "path (optional)");
-			break;
-		case CFG_INT:
-		case CFG_INT64:
-			fprintf(fp, "integer %lld..%lld", (long long)k->min, (long long)k->max);
-			break;
-		case CFG_BOOL:
-			fprintf(fp, "bool");
-			break;
-		case CFG_ENUM:
-			for (int j = 0; k->names[j] != NULL; j++)
-				fprintf(fp, "%s`%s`", j ? " \\| " : "", k->names[j]);
-			break;
-		case CFG_WRITERS:
-			fprintf(fp, "list (optional)");
-			break;
-		}
+		help_type(fp, k, "`", "`", " \\| ");
 		fprintf(fp, " | %s%s%s | %s | ", *k->def ? "`" : "", k->def, *k->def ? "`" : "",
 		    (k->flags & CFG_RELOAD) ? "yes" : "restart");
 		md_cell(fp, k->help);
 		fprintf(fp, " |\n");
 	}
-	fprintf(fp,
-	    "| `kafka.*` | string | `kafka.bootstrap.servers = localhost:9092` | restart | "
-	    "passed to librdkafka (consumer and producer) without the `kafka.` prefix; "
-	    "`kafka.consumer.*` / `kafka.producer.*` go to one client only |\n");
+	fprintf(
+	    fp, "| `kafka.*` | string | `" HELP_KAFKA_DEFAULT "` | restart | " HELP_KAFKA " |\n");
+}
+
+void
+config_help_mdoc(FILE *fp)
+{
+	fprintf(fp, ".Bl -tag -width Ds\n");
+	for (size_t i = 0; i < CONFIG_N_KEYS; i++) {
+		const struct cfg_key *k = &config_keys[i];
+
+		fprintf(fp, ".It Cm %s\n", k->name);
+		mdoc_text(fp, k->help);
+		fprintf(fp, "%s\nType: ", k->help[strlen(k->help) - 1] == '.' ? "" : ".");
+		help_type(fp, k, "\\(oq", "\\(cq", " | ");
+		fprintf(fp, "; default: ");
+		if (*k->def != '\0') {
+			fprintf(fp, "\\(oq");
+			mdoc_text(fp, k->def);
+			fprintf(fp, "\\(cq");
+		} else {
+			fprintf(fp, "none");
+		}
+		fprintf(fp, "; %s.\n",
+		    (k->flags & CFG_RELOAD) ? "applied on reload" : "needs a restart");
+	}
+	fprintf(fp, ".It Cm kafka. Ns Ar property\n");
+	mdoc_text(fp, HELP_KAFKA);
+	fprintf(
+	    fp, ".\nType: string; default: \\(oq" HELP_KAFKA_DEFAULT "\\(cq; needs a restart.\n");
+	fprintf(fp, ".El\n");
 }
 
 /* Appends name to the comma list in names; counts it. */

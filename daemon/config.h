@@ -192,6 +192,12 @@ void config_dump(const struct config *cfg, FILE *fp);
 void config_help_table(FILE *fp);
 
 /*
+ * Writes the same keys as an mdoc(7) tag list (.Bl ... .El), which the
+ * Makefile splices into the interestd.conf(5) man page (man/interestd.conf.5).
+ */
+void config_help_mdoc(FILE *fp);
+
+/*
  * Compares two configs (on reload). Writes the names of changed keys that
  * need a restart to take effect into names (comma-separated, truncated) and
  * returns how many there are; 0 when the new config can be swapped in fully.

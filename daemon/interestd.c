@@ -5,7 +5,7 @@
  *   interestd [-c FILE] [-o key=value]... [-v]      run
  *   interestd -n|--check-config [-c FILE] [-o ...]  validate config + model, exit 0 or 78
  *   interestd --dump-config [-c FILE] [-o ...]      print the effective config
- *   interestd --help-config                         the key table (Markdown)
+ *   interestd --help-config[=mdoc]                  the key table (Markdown, or mdoc)
  */
 #include <cblas.h>
 #include <errno.h>
@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "config.h"
 #include "consumer.h"
 #include "decode.h"
@@ -173,7 +174,8 @@ interestd_usage(FILE *fp)
 	    "  -n, --check-config  validate the configuration and the model file, print\n"
 	    "                   \"configuration OK\", open no socket; exit 0 or 78\n"
 	    "  --dump-config    print the effective configuration and exit\n"
-	    "  --help-config    print the table of configuration keys (Markdown)\n"
+	    "  --help-config[=mdoc]  print the table of configuration keys (Markdown, or\n"
+	    "                   mdoc for the interestd.conf(5) man page)\n"
 	    "  -v               debug logging (overrides log.level)\n");
 }
 
@@ -184,7 +186,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "check-config", no_argument, NULL, 'n' },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
-		{ "help-config", no_argument, NULL, OPT_HELP_CONFIG },
+		{ "help-config", optional_argument, NULL, OPT_HELP_CONFIG },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -226,7 +228,15 @@ main(int argc, char **argv)
 			dump = 1;
 			break;
 		case OPT_HELP_CONFIG:
-			config_help_table(stdout);
+			if (optarg != NULL && strcmp(optarg, "mdoc") != 0) {
+				interestd_usage(stderr);
+				ret = 64;
+				goto done;
+			}
+			if (optarg != NULL)
+				config_help_mdoc(stdout);
+			else
+				config_help_table(stdout);
 			ret = 0;
 			goto done;
 		case OPT_VERSION:
@@ -249,6 +259,12 @@ main(int argc, char **argv)
 		goto done;
 	}
 
+	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
+	if (blas_coretype_check(errstr, sizeof(errstr)) != 0) {
+		fprintf(stderr, "interestd: %s\n", errstr);
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
 	cfg = interestd_config(&args, errstr, sizeof(errstr));
 	if (cfg == NULL) {
 		fprintf(stderr, "%s\n", errstr);

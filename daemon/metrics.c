@@ -1,6 +1,9 @@
 /*
- * Minimal HTTP/1.0 responder for Prometheus scrapes: accept, read one
- * request (bounded time and size), write the rendered counters, close.
+ * Minimal HTTP/1.0 responder for Prometheus scrapes, run from the consumer
+ * loop without ever blocking it: every socket is non-blocking; each turn
+ * accepts what is waiting, reads what each connection has sent, renders the
+ * counters once a request head is complete, writes what the socket takes,
+ * and closes a connection done or past its deadline.
  * Plus the histogram type and the exposition-format writers the renderer
  * uses.
  */
@@ -16,19 +19,31 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define METRICS_BODY_MAX    (1 << 20) /* lag lines grow with the partitions owned */
 #define METRICS_REQUEST_MAX 2048
-#define METRICS_READ_MS     200 /* a client gets this long to send its request */
-#define METRICS_ACCEPT_MAX  16  /* connections answered per metrics_serve call */
-#define METRICS_ADDR_MAX    128
+#define METRICS_CONN_MS                                                                            \
+	2000                /* a connection gets this long to send its request and
+				     * take the answer (Prometheus waits 10 s by default) */
+#define METRICS_CONN_MAX 16 /* connections open at once; more wait in the backlog */
+#define METRICS_ADDR_MAX 128
+
+/* One scrape in progress: reading its request, then writing out[sent..len). */
+struct metrics_conn {
+	int fd; /* -1: a free slot */
+	int64_t deadline_ms;
+	size_t got;
+	char req[METRICS_REQUEST_MAX];
+	char *out; /* NULL while reading */
+	size_t len, sent;
+};
 
 struct metrics {
 	int fd;
@@ -36,7 +51,10 @@ struct metrics {
 	void *opaque;
 	char *body;
 	char addr[METRICS_ADDR_MAX];
+	struct metrics_conn conns[METRICS_CONN_MAX];
 };
+
+static void metrics_conn_close(struct metrics_conn *mc);
 
 struct metrics *
 metrics_new(const char *listen_addr, metrics_render_fn *render, void *opaque, char *errstr,
@@ -56,6 +74,8 @@ metrics_new(const char *listen_addr, metrics_render_fn *render, void *opaque, ch
 		goto fail;
 	}
 	mx->fd = -1;
+	for (int i = 0; i < METRICS_CONN_MAX; i++)
+		mx->conns[i].fd = -1;
 	mx->render = render;
 	mx->opaque = opaque;
 	if (colon == NULL || (hl = (size_t)(colon - listen_addr)) >= sizeof(host)) {
@@ -114,6 +134,8 @@ metrics_free(struct metrics *mx)
 		return;
 	if (mx->fd >= 0)
 		close(mx->fd);
+	for (int i = 0; i < METRICS_CONN_MAX; i++)
+		metrics_conn_close(&mx->conns[i]);
 	free(mx->body);
 	free(mx);
 }
@@ -124,73 +146,109 @@ metrics_address(const struct metrics *mx)
 	return mx->addr;
 }
 
-/* Writes all of buf (the socket is blocking with a timeout); 0 or -1. */
-static int
-metrics_write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
+/* ---- the connections ------------------------------------------------------ */
 
 static void
-metrics_answer(struct metrics *mx, int fd)
+metrics_conn_close(struct metrics_conn *mc)
 {
-	struct timeval tv = { 0, METRICS_READ_MS * 1000 };
-	char req[METRICS_REQUEST_MAX], head[256];
-	size_t got = 0, body_len = 0;
-	int ok;
+	if (mc->fd >= 0)
+		close(mc->fd);
+	free(mc->out);
+	mc->fd = -1;
+	mc->out = NULL;
+	mc->got = mc->len = mc->sent = 0;
+}
 
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	/* Read until the end of the request head (or the limit, or the timeout). */
-	while (got < sizeof(req) - 1) {
-		ssize_t n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		req[got] = '\0';
-		if (strstr(req, "\r\n\r\n") != NULL || strstr(req, "\n\n") != NULL)
-			break;
-	}
-	req[got] = '\0';
-	ok = strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0 ||
+/* Renders the answer to the request in mc->req into mc->out; 0 or -1 (out of memory). */
+static int
+metrics_conn_answer(struct metrics *mx, struct metrics_conn *mc)
+{
+	const char *req = mc->req, *body = "not found\n";
+	size_t body_len = 10, head_len;
+	char head[256];
+	int ok = strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0 ||
 	    strncmp(req, "GET /metrics\r", 13) == 0;
-	if (ok)
+
+	if (ok) {
 		body_len = mx->render(mx->opaque, mx->body, METRICS_BODY_MAX);
+		body = mx->body;
+	}
 	snprintf(head, sizeof(head),
 	    "HTTP/1.0 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
 	    ok ? "200 OK" : "404 Not Found",
-	    ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", ok ? body_len : 10);
-	if (metrics_write_all(fd, head, strlen(head)) == 0)
-		metrics_write_all(fd, ok ? mx->body : "not found\n", ok ? body_len : 10);
-	close(fd);
+	    ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", body_len);
+	head_len = strlen(head);
+	if ((mc->out = malloc(head_len + body_len)) == NULL)
+		return -1;
+	memcpy(mc->out, head, head_len);
+	memcpy(mc->out + head_len, body, body_len);
+	mc->len = head_len + body_len;
+	return 0;
+}
+
+/*
+ * One non-blocking step of a connection: read what has arrived (answering
+ * once the request head is complete, at the size limit, or when the client
+ * stops sending), write what the socket takes. Returns 1 while the
+ * connection has more to do, 0 when it is finished (or failed).
+ */
+static int
+metrics_conn_step(struct metrics *mx, struct metrics_conn *mc)
+{
+	while (mc->out == NULL) {
+		ssize_t n = recv(mc->fd, mc->req + mc->got, sizeof(mc->req) - 1 - mc->got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (n < 0)
+			return 0;
+		mc->got += (size_t)n;
+		mc->req[mc->got] = '\0';
+		if (n == 0 || mc->got == sizeof(mc->req) - 1 ||
+		    strstr(mc->req, "\r\n\r\n") != NULL || strstr(mc->req, "\n\n") != NULL) {
+			if (metrics_conn_answer(mx, mc) != 0)
+				return 0;
+		}
+	}
+	while (mc->sent < mc->len) {
+		ssize_t n = send(mc->fd, mc->out + mc->sent, mc->len - mc->sent, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (n <= 0)
+			return 0;
+		mc->sent += (size_t)n;
+	}
+	return 0;
 }
 
 void
 metrics_serve(struct metrics *mx)
 {
-	for (int i = 0; i < METRICS_ACCEPT_MAX; i++) {
-		int fd = accept(mx->fd, NULL, NULL);
+	int64_t now = clock_mono_ms();
 
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-				log_warn_errno("event=metrics_accept_failed");
-			return;
+	for (int i = 0; i < METRICS_CONN_MAX; i++) {
+		struct metrics_conn *mc = &mx->conns[i];
+
+		if (mc->fd < 0) {
+			mc->fd = accept(mx->fd, NULL, NULL);
+			if (mc->fd < 0) {
+				if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+					log_warn_errno("event=metrics_accept_failed");
+				continue;
+			}
+			if (fcntl(mc->fd, F_SETFL, fcntl(mc->fd, F_GETFL) | O_NONBLOCK) != 0) {
+				metrics_conn_close(mc);
+				continue;
+			}
+			mc->deadline_ms = now + METRICS_CONN_MS;
 		}
-		metrics_answer(mx, fd);
+		if (metrics_conn_step(mx, mc) == 0 || now >= mc->deadline_ms)
+			metrics_conn_close(mc);
 	}
 }
 

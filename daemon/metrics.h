@@ -90,9 +90,11 @@ void metrics_free(struct metrics *mx);
 const char *metrics_address(const struct metrics *mx);
 
 /*
- * Answers every connection waiting to be accepted: GET /metrics gets the
- * rendered text, anything else 404. Each request is read with a short
- * timeout so a slow client cannot hold the loop. Never blocks otherwise.
+ * One turn of the responder, never blocking: accepts waiting connections
+ * (up to 16 open at once), reads their requests, answers GET /metrics with
+ * the rendered text and anything else with 404, writes what each socket
+ * takes, and closes a connection once answered or 2 s after its accept,
+ * whatever it has sent. Call it every loop turn.
  */
 void metrics_serve(struct metrics *mx);
 

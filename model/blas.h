@@ -9,6 +9,8 @@
 #ifndef MODEL_BLAS_H
 #define MODEL_BLAS_H
 
+#include <stddef.h>
+
 /*
  * If OPENBLAS_CORETYPE is unset and OpenBLAS fell back to a generic kernel
  * while the CPU (detected at run time) has AVX-512 (F, BW, DQ, VL, CD:
@@ -19,5 +21,17 @@
  * the message.
  */
 void blas_choose_kernel(const char *tool, char **argv);
+
+/*
+ * Whether this CPU can run the OpenBLAS core that OPENBLAS_CORETYPE names.
+ * OpenBLAS takes the name as an order and runs that core's kernels whatever
+ * the CPU: a core whose instructions the CPU lacks (SkylakeX without
+ * AVX-512) dies with SIGILL at the first matrix product. Returns 0 when the
+ * variable is unset or names a core whose instructions the CPU has (checked
+ * at run time) or the machine is not x86-64 (no table for it); -1 with one
+ * line in err naming the value, what it needs, what the CPU lacks and the
+ * cores it can run, when the name is unknown or the CPU lacks an instruction.
+ */
+int blas_coretype_check(char *err, size_t err_size);
 
 #endif

@@ -3,7 +3,10 @@
 "configuration OK" and exit 0 without opening a socket (a listener standing in for
 Kafka and Redis sees no connection); a bad key, a corrupt model (the message names the
 section), a catalog in place of a model and a bad schema path each exit 78 naming the
-problem; --dump-config prints a config that -n accepts again."""
+problem; --dump-config prints a config that -n accepts again. An OPENBLAS_CORETYPE
+naming a core this CPU lacks the instructions for (by /proc/cpuinfo), or no core at
+all, exits 78 naming the variable instead of dying with SIGILL later; one it can
+run passes."""
 import os
 import socket
 import subprocess
@@ -26,9 +29,9 @@ conf = e2e.write_config(env, model, "check", redis__port=port,
                         kafka__bootstrap__servers=f"127.0.0.1:{port}")
 
 
-def run(*args):
+def run(*args, env=None):
     r = subprocess.run([interestd] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=60)
+                       text=True, timeout=60, env=env)
     if harness.SANITIZER_RE.search(r.stderr):
         e2e.fail(f"sanitizer report from interestd {' '.join(args)}:\n{r.stderr}")
     return r
@@ -84,6 +87,34 @@ r = run("-n", "-c", dumped)
 if r.returncode != 0:
     e2e.fail(f"-n rejects the dumped config: {r.stderr}")
 e2e.ok("--dump-config output (with the -o override) passes -n again")
+
+
+def with_coretype(core):
+    return dict(os.environ, OPENBLAS_CORETYPE=core)
+
+
+with open("/proc/cpuinfo") as f:
+    flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+r = run("-n", "-c", conf, env=with_coretype("Prescott"))
+if r.returncode != 0:
+    e2e.fail(f"OPENBLAS_CORETYPE=Prescott (SSE3, every x86-64 CPU here): exit {r.returncode}, "
+             f"err {r.stderr!r}")
+lacking = next((core for core, flag in (("SkylakeX", "avx512f"), ("Bulldozer", "fma4"))
+                if flag not in flags), None)
+if lacking is None:
+    print("SKIP (case): this CPU has avx512f and fma4, no OpenBLAS core here it cannot run")
+else:
+    r = run("-n", "-c", conf, env=with_coretype(lacking))
+    line = r.stderr.strip()
+    if r.returncode != 78 or f"OPENBLAS_CORETYPE={lacking}" not in line or "lacks" not in line \
+            or len(line.splitlines()) != 1:
+        e2e.fail(f"OPENBLAS_CORETYPE={lacking} on a CPU without it: exit {r.returncode}, "
+                 f"err {r.stderr!r}")
+    e2e.ok(f"OPENBLAS_CORETYPE={lacking} refused, exit 78: '{line}'")
+r = run("-n", "-c", conf, env=with_coretype("Pentium9"))
+if r.returncode != 78 or "OPENBLAS_CORETYPE=Pentium9 is not an OpenBLAS" not in r.stderr:
+    e2e.fail(f"an unknown OPENBLAS_CORETYPE: exit {r.returncode}, err {r.stderr!r}")
+e2e.ok("an unknown OPENBLAS_CORETYPE refused, exit 78; Prescott accepted")
 lst.close()
 harness.stop()
 print("PASS")

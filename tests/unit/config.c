@@ -341,20 +341,65 @@ test_overrides_and_dump(void)
 	config_free(cfg);
 }
 
-static void
-test_help_table(void)
+/* What a help writer prints, as a string the caller frees; NULL if out of memory. */
+static char *
+help_text(void (*help)(FILE *))
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *mem = open_memstream(&buf, &len);
 
-	config_help_table(mem);
+	if (mem == NULL)
+		return NULL;
+	help(mem);
 	fclose(mem);
+	return buf;
+}
+
+static void
+test_help_table(void)
+{
+	char *buf = help_text(config_help_table);
+
+	CHECK(buf != NULL, "Markdown table printed");
+	if (buf == NULL)
+		return;
 	CHECK(strncmp(buf, "| key | type | default | reload | description |\n", 47) == 0,
 	    "table header");
 	CHECK(strstr(buf, "| `redis.port` | integer 1..65535 | `6379` | restart |") != NULL,
 	    "port row");
 	CHECK(strstr(buf, "`json` \\| `zset`") != NULL, "enum row escapes '|'");
+	free(buf);
+}
+
+/* The interestd.conf(5) key list: one .It per key, text that mandoc reads as text. */
+static void
+test_help_mdoc(void)
+{
+	char *buf = help_text(config_help_mdoc);
+	size_t len = buf != NULL ? strlen(buf) : 0;
+	int closed;
+
+	CHECK(buf != NULL, "mdoc list printed");
+	if (buf == NULL)
+		return;
+	closed = len > 4 && strcmp(buf + len - 4, ".El\n") == 0;
+	CHECK(strncmp(buf, ".Bl -tag -width Ds\n", 19) == 0, "list opens");
+	CHECK(closed, "list closes");
+	CHECK(strstr(buf,
+		  "\n.It Cm redis.port\nRedis TCP port.\n"
+		  "Type: integer 1..65535; default: \\(oq6379\\(cq; needs a restart.\n") != NULL,
+	    "port entry");
+	CHECK(strstr(buf, "\\(oqjson\\(cq | \\(oqzset\\(cq") != NULL, "enum names quoted");
+	CHECK(strstr(buf, "\n.It Cm kafka. Ns Ar property\n") != NULL, "kafka.* entry");
+	CHECK(strchr(buf, '`') == NULL, "no Markdown code spans left");
+	/* Every line ends in '\n' once the list is closed. */
+	for (const char *line = buf; closed && *line != '\0'; line = strchr(line, '\n') + 1) {
+		CHECK(*line != ' ' && *line != '\'' && *line != '\n', "no blank or control line");
+		CHECK(*line != '.' || strncmp(line, ".It Cm ", 7) == 0 ||
+			strncmp(line, ".Bl ", 4) == 0 || strncmp(line, ".El\n", 4) == 0,
+		    "only .Bl, .It and .El requests");
+	}
 	free(buf);
 }
 
@@ -458,6 +503,7 @@ main(void)
 	test_secret_file();
 	test_overrides_and_dump();
 	test_help_table();
+	test_help_mdoc();
 	test_load_file();
 	test_kafka_conf();
 	printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
