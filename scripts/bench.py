@@ -204,17 +204,17 @@ class Bench:
     def tool(self, name):
         return os.path.join(self.build, "tools", name)
 
-    def run(self, cmd, name, timeout_s, env=None, watch=()):
+    def run(self, cmd, name, timeout_s, env=None, watch=(), ok=(0,)):
         """Runs cmd to its end within timeout_s, watching the stack and watch (a daemon
-        that runs meanwhile); returns the Child (stdout, rusage). Its failure, the
-        death of a watched process or the deadline raises BenchError."""
+        that runs meanwhile); returns the Child (stdout, rusage). An exit status not
+        in ok, the death of a watched process or the deadline raises BenchError."""
         c = Child(cmd, name, self.work, env)
         self.children.append(c)
         try:
             wait_for(f"{name} to finish", c.reaped, timeout_s, list(watch) + self.watch)
         finally:
             c.kill()
-        if c.p.returncode != 0:
+        if c.p.returncode not in ok:
             raise BenchError(c.failure())
         return c
 
@@ -289,15 +289,12 @@ class Bench:
     def inproc(self, topic, events, model_path, name, core=None, conf=""):
         """bench-inproc (the compute floor) over topic: OPENBLAS_CORETYPE=core or
         OpenBLAS's own choice, conf's `key = value` lines over the defaults."""
-        env = dict(os.environ)
-        if core:
-            env[CORE_ENV] = core
         sets = [x for line in conf.splitlines() if line.strip() for x in ("--set", line)]
         return self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
                               "--topic", topic, "--events", str(events), "--model", model_path,
                               "--reps", "1", "--group", f"bench-{self.run_id}-{name}"] + sets,
                              f"bench-inproc ({core or 'default core'})", run_deadline(events),
-                             env=env)
+                             env=core_env(core))
 
     def kernel(self, model_path, users=2048, probes="1024,4096,16384"):
         """bench-kernel: CPU, multiply-add peak, every kernel, tiered speed and recall."""
@@ -389,21 +386,12 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
     def check_core(self, conf, core):
         """`interestd -n` on conf with OPENBLAS_CORETYPE=core (None: unset): None if it
         accepts the configuration, its message if it refuses the core (exit 78)."""
-        env = dict(os.environ)
-        if core:
-            env[CORE_ENV] = core
-        c = Child([os.path.join(self.build, "interestd"), "-n", "-c", conf],
-                  f"interestd -n ({CORE_ENV}={core or 'unset'})", self.work, env)
-        self.children.append(c)
-        try:
-            wait_for(f"{c.name} to finish", c.reaped, TOOL_TIMEOUT_S)
-        finally:
-            c.kill()
+        c = self.run([os.path.join(self.build, "interestd"), "-n", "-c", conf],
+                     f"interestd -n ({CORE_ENV}={core or 'unset'})", TOOL_TIMEOUT_S,
+                     core_env(core), ok=(0, EX_CONFIG) if core else (0,))
         if c.p.returncode == 0:
             return None
-        if c.p.returncode == EX_CONFIG and core:
-            return file_tail(c.err_path, 1).strip() or f"{c.name} exited {EX_CONFIG}"
-        raise BenchError(c.failure())
+        return file_tail(c.err_path, 1).strip() or f"{c.name} exited {EX_CONFIG}"
 
     def pick_core(self):
         """The first of the candidate OPENBLAS_CORETYPE values interestd accepts on
@@ -425,11 +413,11 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         return None, refused
 
     @contextlib.contextmanager
-    def daemon(self, conf, name, extra_env=None):
+    def daemon(self, conf, name, core=None):
         """interestd on conf, with a NOTIFY_SOCKET, for the with block; stopped at
         its end. A daemon found dead there (a crash after the last effect the block
         waited for) is an error, unless the block already failed."""
-        d = self.daemon_start(conf, name, extra_env)
+        d = self.daemon_start(conf, name, core)
         try:
             yield d
         except BaseException:
@@ -439,13 +427,13 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         if why is not None:
             raise BenchError(f"{why[0]} before it was stopped{why[1]}")
 
-    def daemon_start(self, conf, name, extra_env=None):
-        """Starts interestd with a NOTIFY_SOCKET; returns its Daemon."""
+    def daemon_start(self, conf, name, core=None):
+        """Starts interestd with a NOTIFY_SOCKET (and OPENBLAS_CORETYPE=core if given);
+        returns its Daemon."""
         sock_path = os.path.join(self.work, f"notify-{name}.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(sock_path)
-        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
-        env.update(extra_env or {})
+        env = core_env(core, NOTIFY_SOCKET=sock_path)
         logf = os.path.join(self.work, f"{name}.log")
         t_exec = time.monotonic()
         p = subprocess.Popen([os.path.join(self.build, "interestd"), "-c", conf],
@@ -503,7 +491,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         redis_mem0 = self.r.info("memory")["used_memory"]
         group = f"bench-{self.run_id}-{name}"
         conf = self.daemon_conf(name, topic, group, extra=extra)
-        with self.daemon(conf, name, {CORE_ENV: core} if core else None) as d:
+        with self.daemon(conf, name, core) as d:
             ready = d.wait_ready(READY_TIMEOUT_S)
             rss0 = d.rss()
             t0 = d.wait_line("event=assigned", READY_TIMEOUT_S)
@@ -832,6 +820,14 @@ class Listener:
         if hasattr(self, "th"):
             self.th.join(5)
             self.ps.close()
+
+
+def core_env(core, **extra):
+    """The environment for a child: ours with extra, OPENBLAS_CORETYPE=core if given."""
+    env = dict(os.environ, **extra)
+    if core:
+        env[CORE_ENV] = core
+    return env
 
 
 def cpu_of(kern):
