@@ -415,13 +415,14 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
     @contextlib.contextmanager
     def daemon(self, conf, name, core=None):
         """interestd on conf, with a NOTIFY_SOCKET, for the with block; stopped at
-        its end. A daemon found dead there (a crash after the last effect the block
-        waited for) is an error, unless the block already failed."""
+        its end, killed if the block fails. A daemon found dead at the end (a crash
+        after the last effect the block waited for) is an error."""
         d = self.daemon_start(conf, name, core)
         try:
             yield d
-        except BaseException:
-            self.daemon_stop(d)
+        except BaseException:  # no orderly stop: a hung daemon would hold the exit
+            d.kill()
+            d.sock.close()
             raise
         why = self.daemon_stop(d)
         if why is not None:
@@ -473,7 +474,8 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                 last[:] = [done, t]
             elif t - last[1] > STALL_TIMEOUT_S:
                 raise BenchError(f"group {group}: committed offsets stuck at {done} of "
-                                 f"{sum(ends.values())} for {STALL_TIMEOUT_S} s")
+                                 f"{sum(ends.values())} for {STALL_TIMEOUT_S} s, the "
+                                 "process committing them still running")
             return t if all(tp.offset >= ends[tp.partition] for tp in got) else None
 
         try:
