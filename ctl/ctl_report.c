@@ -13,6 +13,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "cli.h"
 #include "config.h"
 #include "ctl_report.h"
 #include "hmac.h"
@@ -23,7 +24,6 @@
 
 #define CTL_REPORT_EXIT_OK         0
 #define CTL_REPORT_EXIT_FAIL       1
-#define CTL_REPORT_EXIT_USAGE      2
 #define CTL_REPORT_ERR_MAX         1024
 #define CTL_REPORT_KEY_MAX         1024
 #define CTL_REPORT_STATE_MAX_BYTES (256 * 1024) /* as the daemon reads: GETRANGE bound */
@@ -136,11 +136,11 @@ ctl_report_run(struct config *cfg, int argc, char **argv)
 		}
 	}
 	if (id == NULL || *id == '\0' || out_path == NULL) {
-		fputs("usage: interestctl [-c CONF] ... report ID -o FILE.svg|FILE.html [--model "
-		      "FILE] "
-		      "[--pseudonym]\n",
+		fputs(
+		    "usage: interestctl [-c CONF] ... report ID --out FILE.svg|FILE.html [--model "
+		    "FILE] [--pseudonym]\n",
 		    stderr);
-		return CTL_REPORT_EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
 		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {

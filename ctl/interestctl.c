@@ -5,6 +5,7 @@
  * dispatches.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +17,8 @@
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 
+#include "blas.h"
+#include "cli.h"
 #include "json.h"
 #include "config.h"
 #include "container.h"
@@ -31,7 +34,6 @@
 
 #define CTL_EXIT_OK             0
 #define CTL_EXIT_FAIL           1
-#define CTL_EXIT_USAGE          2
 #define CTL_ERR_MAX             1024
 #define CTL_REPLAY_BATCH        1000 /* events per updater_apply, as a daemon batch */
 #define CTL_REPLAY_VIEW         256  /* users per userview_fill_batch */
@@ -41,6 +43,7 @@
 
 static const char ctl_usage[] =
     "usage: interestctl [-c CONF] [-H HOST] [-p PORT] [-P PREFIX] [-o KEY=VALUE]... MODE ...\n"
+    "       interestctl -h|--help | --version;  interestctl MODE --help\n"
     "  user ID [--model FILE] [--hmac-key-file FILE] [--pseudonym]\n"
     "                             print a user's tiers, top-N, vector norm and meta from Redis;\n"
     "                             ID is pseudonymised with ids.hmac_key_file when one is set\n"
@@ -48,11 +51,15 @@ static const char ctl_usage[] =
     "  erase ID [--wait]          erase request: a tombstone keyed ID on topic.events (ordered\n"
     "                             with the user's events); --wait: until interestd erased it\n"
     "  model FILE                 summarise a model or catalog file\n" CTL_REPORT_USAGE
-    "  replay --model FILE --events CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
+    "  replay --model FILE --interactions CSV --out FILE.jsonl [--top-n N] [--calibrate 0|1]\n"
     "                             apply an interactions CSV offline (libinterest), one JSON line\n"
-    "                             per user as the daemon would publish it\n"
-    "  -c CONF   interestd config file (Redis address, prefix, model.path)\n"
-    "  -H/-p/-P  redis.host, redis.port, redis.prefix;  -o any config key\n";
+    "                             per user as the daemon would publish it (--events: the same\n"
+    "                             as --interactions)\n"
+    "  -c, --config CONF          interestd config file (Redis address, prefix, model.path)\n"
+    "  -H, --redis-host HOST, -p, --redis-port PORT, -P, --redis-prefix PREFIX\n"
+    "                             redis.host, redis.port, redis.prefix\n"
+    "  -o KEY=VALUE               any config key (after the file, in order)\n"
+    "exit status: 0, 1 failure, 64 usage error, 78 bad configuration\n";
 
 /* --- user ------------------------------------------------------------ */
 
@@ -191,12 +198,12 @@ ctl_user(struct config *cfg, int argc, char **argv)
 			id = argv[i];
 		} else {
 			fputs(ctl_usage, stderr);
-			return CTL_EXIT_USAGE;
+			return CLI_EXIT_USAGE;
 		}
 	}
 	if (id == NULL) {
 		fputs(ctl_usage, stderr);
-		return CTL_EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	if (cfg->ids_hmac_key != NULL && !is_pseudonym) {
 		if (hmac_pseudonym_once(cfg->ids_hmac_key, id, pseudo, err, sizeof(err)) != 0) {
@@ -390,7 +397,7 @@ ctl_model(int argc, char **argv)
 
 	if (argc != 1) {
 		fputs(ctl_usage, stderr);
-		return CTL_EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	m = model_load(argv[0], err, sizeof(err));
 	if (m == NULL) {
@@ -524,7 +531,7 @@ ctl_replay(const struct config *cfg, int argc, char **argv)
 			goto usage;
 		if (strcmp(a, "--model") == 0)
 			model_path = v;
-		else if (strcmp(a, "--events") == 0)
+		else if (strcmp(a, "--interactions") == 0 || strcmp(a, "--events") == 0)
 			events_path = v;
 		else if (strcmp(a, "--out") == 0)
 			out_path = v;
@@ -633,7 +640,7 @@ nomem:
 	goto done;
 usage:
 	fputs(ctl_usage, stderr);
-	ret = CTL_EXIT_USAGE;
+	ret = CLI_EXIT_USAGE;
 done:
 	if (out != NULL)
 		fclose(out);
@@ -693,7 +700,7 @@ ctl_erase(const struct config *cfg, int argc, char **argv)
 	}
 	if (id == NULL || *id == '\0') {
 		fputs(ctl_usage, stderr);
-		return CTL_EXIT_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	if ((conf = config_kafka_conf(cfg, CONFIG_KAFKA_CTL_PRODUCER, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "interestctl: %s\n", err);
@@ -770,68 +777,127 @@ done:
 
 /* --- main ------------------------------------------------------------ */
 
+/* A command-line setting applied over the config file, in the order given. */
+struct ctl_setting {
+	const char *key; /* NULL: value is a -o KEY=VALUE */
+	const char *value;
+};
+
+/* 1 when a mode's arguments ask for help (the mode's own usage is ctl_usage). */
+static int
+ctl_wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Loads the file of -c, then applies the other options in their order. Returns 0,
+ * or -1 after printing the error, which names the key (main exits 78).
+ */
+static int
+ctl_configure(struct config *cfg, const char *path, const struct ctl_setting *set, int n_set)
+{
+	char err[CTL_ERR_MAX];
+
+	if (path != NULL && config_load_file(cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "interestctl: %s\n", err);
+		return -1;
+	}
+	for (int i = 0; i < n_set; i++) {
+		int rc = set[i].key != NULL
+		    ? config_set(cfg, set[i].key, set[i].value, err, sizeof(err))
+		    : config_set_kv(cfg, set[i].value, err, sizeof(err));
+
+		if (rc < 0) {
+			fprintf(stderr, "interestctl: %s\n", err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-	struct config *cfg = config_new();
-	char err[CTL_ERR_MAX];
-	const char *mode;
-	int opt, ret;
+	enum { OPT_VERSION = 256 };
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "redis-host", required_argument, NULL, 'H' },
+		{ "redis-port", required_argument, NULL, 'p' },
+		{ "redis-prefix", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct config *cfg = NULL;
+	struct ctl_setting *set = calloc((size_t)argc, sizeof(*set));
+	const char *mode, *config_path = NULL;
+	char errbuf[1024];
+	int opt, n_set = 0, ret = CTL_EXIT_FAIL;
 
-	if (cfg == NULL) {
+	if (set == NULL || (cfg = config_new()) == NULL) {
 		fprintf(stderr, "interestctl: out of memory\n");
-		return CTL_EXIT_FAIL;
+		goto done;
 	}
-	/* -c first, so -H/-p/-P/-o override the file whatever their order. */
-	for (int i = 1; i + 1 < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "-c") == 0 &&
-		    config_load_file(cfg, argv[i + 1], err, sizeof(err)) < 0) {
-			fprintf(stderr, "%s\n", err);
-			config_free(cfg);
-			return CONFIG_EXIT_BAD;
-		}
-	}
-	while ((opt = getopt(argc, argv, "+c:H:p:P:o:h")) != -1) {
-		int rc = 0;
-
+	while ((opt = getopt_long(argc, argv, "+c:H:p:P:o:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
+			config_path = optarg;
 			break;
 		case 'H':
-			rc = config_set(cfg, "redis.host", optarg, err, sizeof(err));
+			set[n_set++] = (struct ctl_setting){ "redis.host", optarg };
 			break;
 		case 'p':
-			rc = config_set(cfg, "redis.port", optarg, err, sizeof(err));
+			set[n_set++] = (struct ctl_setting){ "redis.port", optarg };
 			break;
 		case 'P':
-			rc = config_set(cfg, "redis.prefix", optarg, err, sizeof(err));
+			set[n_set++] = (struct ctl_setting){ "redis.prefix", optarg };
 			break;
 		case 'o':
-			rc = config_set_kv(cfg, optarg, err, sizeof(err));
+			set[n_set++] = (struct ctl_setting){ NULL, optarg };
 			break;
 		case 'h':
 			fputs(ctl_usage, stdout);
-			config_free(cfg);
-			return CTL_EXIT_OK;
+			ret = CTL_EXIT_OK;
+			goto done;
+		case OPT_VERSION:
+			cli_version("interestctl");
+			ret = CTL_EXIT_OK;
+			goto done;
 		default:
 			fputs(ctl_usage, stderr);
-			config_free(cfg);
-			return CTL_EXIT_USAGE;
-		}
-		if (rc < 0) {
-			fprintf(stderr, "interestctl: %s\n", err);
-			config_free(cfg);
-			return CONFIG_EXIT_BAD;
+			ret = CLI_EXIT_USAGE;
+			goto done;
 		}
 	}
 	if (optind >= argc) {
+		fprintf(stderr, "interestctl: no MODE given\n");
 		fputs(ctl_usage, stderr);
-		config_free(cfg);
-		return CTL_EXIT_USAGE;
+		ret = CLI_EXIT_USAGE;
+		goto done;
 	}
 	mode = argv[optind];
 	argc -= optind + 1;
 	argv += optind + 1;
+	if (ctl_wants_help(argc, argv)) {
+		fputs(ctl_usage, stdout);
+		ret = CTL_EXIT_OK;
+		goto done;
+	}
+	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
+	if (blas_coretype_check(errbuf, sizeof(errbuf)) != 0) {
+		fprintf(stderr, "interestctl: %s\n", errbuf);
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
+	/* -c first, so -H/-p/-P/-o override the file whatever their order. */
+	if (ctl_configure(cfg, config_path, set, n_set) < 0) {
+		ret = CONFIG_EXIT_BAD;
+		goto done;
+	}
 	if (strcmp(mode, "user") == 0)
 		ret = ctl_user(cfg, argc, argv);
 	else if (strcmp(mode, "model") == 0)
@@ -845,8 +911,10 @@ main(int argc, char **argv)
 	else {
 		fprintf(stderr, "interestctl: unknown mode '%s'\n", mode);
 		fputs(ctl_usage, stderr);
-		ret = CTL_EXIT_USAGE;
+		ret = CLI_EXIT_USAGE;
 	}
+done:
 	config_free(cfg);
+	free(set);
 	return ret;
 }

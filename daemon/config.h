@@ -12,8 +12,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* Exit status for a bad configuration (sysexits.h EX_CONFIG). */
-#define CONFIG_EXIT_BAD 78
+#include "cli.h"
+
+/* Exit status for a bad configuration (sysexits.h EX_CONFIG), as every tool's. */
+#define CONFIG_EXIT_BAD CLI_EXIT_CONFIG
 
 /* Which librdkafka client a kafka.* pass-through key goes to. */
 enum config_kafka_scope {

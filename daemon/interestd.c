@@ -2,7 +2,7 @@
  * interestd: flags, configuration, model and decoder, then the consumer
  * loop (daemon/consumer.c); signals only set flags here and the loop acts.
  *
- *   interestd [-c FILE] [-o key=value]... [-v]      run
+ *   interestd [-c FILE] [-o key=value]... [-v]      run (-c: also --config)
  *   interestd -n|--check-config [-c FILE] [-o ...]  validate config + model, exit 0 or 78
  *   interestd --dump-config [-c FILE] [-o ...]      print the effective config
  *   interestd --help-config[=mdoc]                  the key table (Markdown, or mdoc)
@@ -18,13 +18,13 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "cli.h"
 #include "config.h"
 #include "consumer.h"
 #include "decode.h"
 #include "file.h"
 #include "log.h"
 #include "modelfile.h"
-#include "version.h"
 
 #define INTERESTD_ERR_MAX    8192
 #define INTERESTD_SCHEMA_MAX (1 << 20) /* largest .avsc we read */
@@ -168,8 +168,8 @@ interestd_usage(FILE *fp)
 	fprintf(fp,
 	    "usage: interestd [-c FILE] [-o key=value]... [-v] [-n|--check-config] "
 	    "[--dump-config]\n"
-	    "       interestd --help-config | --version\n"
-	    "  -c FILE          configuration file (key = value lines)\n"
+	    "       interestd -h|--help | --help-config | --version\n"
+	    "  -c, --config FILE  configuration file (key = value lines)\n"
 	    "  -o key=value     override one key (repeatable, applied after the file)\n"
 	    "  -n, --check-config  validate the configuration and the model file, print\n"
 	    "                   \"configuration OK\", open no socket; exit 0 or 78\n"
@@ -184,6 +184,7 @@ main(int argc, char **argv)
 {
 	enum { OPT_DUMP = 256, OPT_HELP_CONFIG, OPT_VERSION };
 	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 'n' },
 		{ "dump-config", no_argument, NULL, OPT_DUMP },
 		{ "help-config", optional_argument, NULL, OPT_HELP_CONFIG },
@@ -229,8 +230,11 @@ main(int argc, char **argv)
 			break;
 		case OPT_HELP_CONFIG:
 			if (optarg != NULL && strcmp(optarg, "mdoc") != 0) {
-				interestd_usage(stderr);
-				ret = 64;
+				fprintf(stderr,
+				    "interestd: --help-config=%s: the formats are "
+				    "Markdown (no value) and mdoc\n",
+				    optarg);
+				ret = CLI_EXIT_USAGE;
 				goto done;
 			}
 			if (optarg != NULL)
@@ -240,7 +244,7 @@ main(int argc, char **argv)
 			ret = 0;
 			goto done;
 		case OPT_VERSION:
-			printf("interestd %s\n", interestd_version);
+			cli_version("interestd");
 			ret = 0;
 			goto done;
 		case 'h':
@@ -249,13 +253,14 @@ main(int argc, char **argv)
 			goto done;
 		default:
 			interestd_usage(stderr);
-			ret = 64; /* EX_USAGE */
+			ret = CLI_EXIT_USAGE;
 			goto done;
 		}
 	}
 	if (optind != argc) {
+		fprintf(stderr, "interestd: unexpected argument '%s'\n", argv[optind]);
 		interestd_usage(stderr);
-		ret = 64;
+		ret = CLI_EXIT_USAGE;
 		goto done;
 	}
 

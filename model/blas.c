@@ -179,31 +179,37 @@ blas_coretype_check(char *err, size_t err_size)
 	return -1;
 }
 
-void
+int
 blas_choose_kernel(const char *tool, char **argv)
 {
 	const char *corename = openblas_get_corename(), *want = NULL;
 	const struct blas_core *core = corename != NULL ? blas_core_find(corename) : NULL;
 	unsigned have;
+	char err[1024];
 
+	if (blas_coretype_check(err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", tool, err);
+		return -1;
+	}
 	if (getenv("OPENBLAS_CORETYPE") != NULL || getenv(BLAS_REEXEC_ENV) != NULL ||
 	    core == NULL || !core->generic)
-		return;
+		return 0;
 	have = cpu_features();
 	if ((SKYLAKEX_NEEDS & ~have) == 0)
 		want = "SkylakeX";
 	else if ((HASWELL_NEEDS & ~have) == 0)
 		want = "Haswell";
 	if (want == NULL)
-		return;
+		return 0;
 	fprintf(stderr,
 	    "%s: OpenBLAS chose its generic %s kernel on this CPU; the CPU has %s, so "
 	    "re-running with OPENBLAS_CORETYPE=%s (set OPENBLAS_CORETYPE to override)\n",
 	    tool, corename, strcmp(want, "SkylakeX") == 0 ? "AVX-512" : "AVX2 and FMA", want);
 	fflush(stderr);
 	if (setenv("OPENBLAS_CORETYPE", want, 1) != 0 || setenv(BLAS_REEXEC_ENV, "1", 1) != 0)
-		return;
+		return 0;
 	execv("/proc/self/exe", argv);
 	fprintf(stderr, "%s: re-execution failed; keeping the %s kernel\n", tool, corename);
 	unsetenv("OPENBLAS_CORETYPE");
+	return 0;
 }

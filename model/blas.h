@@ -16,11 +16,12 @@
  * while the CPU (detected at run time) has AVX-512 (F, BW, DQ, VL, CD:
  * "SkylakeX") or AVX2 + FMA ("Haswell"), sets OPENBLAS_CORETYPE to that and
  * re-executes the program with argv; a line on stderr says so. An operator's
- * OPENBLAS_CORETYPE is always kept. Returns (no re-execution needed, or
- * exec failed: then the generic kernel stays). tool names the program in
- * the message.
+ * OPENBLAS_CORETYPE is kept when this CPU can run it (blas_coretype_check);
+ * when it cannot, prints that on stderr, after "tool: ", and returns -1 (exit
+ * 78). Returns 0 otherwise (no re-execution needed, or exec failed: then the
+ * generic kernel stays).
  */
-void blas_choose_kernel(const char *tool, char **argv);
+int blas_choose_kernel(const char *tool, char **argv);
 
 /*
  * Whether this CPU can run the OpenBLAS core that OPENBLAS_CORETYPE names.

@@ -25,7 +25,6 @@
 #include "state.h"
 #include "updater.h"
 
-#define EX_USAGE     64
 #define EX_DATAERR   65
 #define EX_SOFTWARE  70
 #define MAX_MODELS   16
@@ -62,6 +61,7 @@ usage(FILE *fp)
 	    "       interest-eval --catalog X.icat --write-cold-items FILE [--cold-fraction 0.1]\n"
 	    "           [--cold-seed N]\n"
 	    "       interest-eval --catalog X.icat --interactions F.csv --write-split FILE\n"
+	    "       interest-eval -h|--help|--version\n"
 	    "Leave-last-out per user (>= 5 events): last = test, full ranking over all items\n"
 	    "minus the user's history. Models must be trained with --holdout-last 2.\n"
 	    "--write-split writes the split for reference methods trained outside (one line\n"
@@ -599,10 +599,11 @@ main(int argc, char **argv)
 	char err[512];
 	int rc = EX_SOFTWARE, have_cold = 0;
 
-	blas_choose_kernel("interest-eval", argv);
+	if (blas_choose_kernel("interest-eval", argv) != 0)
+		return CLI_EXIT_CONFIG;
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
-		return EX_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	openblas_set_num_threads(1);
 	cat = model_load(a.catalog, err, sizeof(err));

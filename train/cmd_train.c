@@ -24,7 +24,6 @@
 #include "train.h"
 
 #define EX_REFUSED  3 /* --current: the new model was worse; --out left untouched */
-#define EX_USAGE    64
 #define EX_DATAERR  65
 #define EX_SOFTWARE 70
 
@@ -62,6 +61,7 @@ usage(FILE *fp)
 	    "usage: interest-train --catalog X.icat --interactions F.csv --out M.imdl [options]\n"
 	    "       interest-train --current CUR.imdl --interactions DUMP.csv --out M.imdl\n"
 	    "                      [--max-regression F] [options]\n"
+	    "       interest-train -h|--help|--version\n"
 	    "  --current M        the retraining gate: M is the model now serving; its catalog\n"
 	    "                     is the default --catalog (another must have the same items),\n"
 	    "                     its hidden/type-dim/half-lives/ring/type weights the defaults;\n"
@@ -519,10 +519,11 @@ main(int argc, char **argv)
 	size_t n_cold = 0;
 	int rc = EX_SOFTWARE;
 
-	blas_choose_kernel("interest-train", argv);
+	if (blas_choose_kernel("interest-train", argv) != 0)
+		return CLI_EXIT_CONFIG;
 	if (parse_args(argc, argv, &a) < 0) {
 		usage(stderr);
-		return EX_USAGE;
+		return CLI_EXIT_USAGE;
 	}
 	openblas_set_num_threads((int)a.cfg.threads);
 	if (a.current != NULL) {
@@ -534,7 +535,7 @@ main(int argc, char **argv)
 			goto done;
 		}
 		if (inherit_current(&a, cur) < 0) {
-			rc = EX_USAGE;
+			rc = CLI_EXIT_USAGE;
 			goto done;
 		}
 	}

@@ -1,12 +1,11 @@
 """`scripts/catalog`: builds the LLM catalog file (`build`) and prints a summary
 of a catalog or model file (`info`). Format: schemas/modelfile.md."""
 
-import argparse
 import os
 import sys
 import time
 
-from . import container, embedders, items as items_mod, kmeans, naming
+from . import cli, container, embedders, items as items_mod, kmeans, naming
 
 
 def log(msg):
@@ -88,7 +87,7 @@ def info(a):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="catalog", description=__doc__)
+    p = cli.ArgumentParser(prog="catalog", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="embed items, build and name the tier tree, write FILE.icat")
     b.add_argument("--items", required=True, help="items file, CSV or JSONL (schemas/items.md)")

@@ -7,7 +7,6 @@ tier tree by nearest centroid and publishes an ItemUpdate
 the compacted items topic, which interestd adds to its model without a
 restart."""
 
-import argparse
 import csv
 import hashlib
 import io
@@ -18,7 +17,7 @@ import time
 
 import numpy as np
 
-from . import container, embedders, items as items_mod
+from . import cli, container, embedders, items as items_mod
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCHEMA_PATH = os.path.join(ROOT, "schemas", "item_update.avsc")
@@ -308,13 +307,14 @@ class Follower:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="catalog follow", description=__doc__)
+    p = cli.ArgumentParser(prog="catalog follow", description=__doc__)
     p.add_argument("--catalog", required=True,
                    help="catalog or model file: embedder, dim, tier tree and centroids")
     p.add_argument("--items", required=True,
                    help="items file (CSV or JSONL, schemas/items.md) followed as rows are "
                         "appended; - reads stdin")
-    p.add_argument("--bootstrap-servers", default="localhost:9092",
+    p.add_argument("--bootstrap", "--bootstrap-servers", dest="bootstrap_servers",
+                   default="localhost:9092",
                    help="Kafka bootstrap servers (default localhost:9092)")
     p.add_argument("--topic", default=DEFAULT_TOPIC,
                    help="items topic, created compacted when missing (default %s)"

@@ -5,13 +5,12 @@ cluster centres and in a legend. The projection is linear and seeded-free
 centroids (the directions that separate the broad interests most), onto
 which every item's LLM embedding is projected. The SVG is written by hand."""
 
-import argparse
 import sys
 from xml.sax.saxutils import escape
 
 import numpy as np
 
-from . import container
+from . import cli, container
 
 # Tier-1 colours by node index (wrapping); ctl/report.c uses the same list.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -182,7 +181,7 @@ def render(cat, title=None, max_items=DEFAULT_MAX_ITEMS, seed=0):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="catalog map", description=__doc__)
+    p = cli.ArgumentParser(prog="catalog map", description=__doc__)
     p.add_argument("file", help="catalog (.icat) or model (.imdl) file")
     p.add_argument("-o", "--out", required=True, help="SVG file to write")
     p.add_argument("--title", help="heading (default: the file name)")
@@ -196,7 +195,7 @@ def main(argv=None):
     a = parse_args(sys.argv[1:] if argv is None else argv)
     if a.max_items < 0:
         sys.stderr.write("catalog map: --max-items must be >= 0\n")
-        return 2
+        return cli.EX_USAGE
     try:
         cat = container.load(a.file)
         svg = render(cat, a.title or "Catalog map: %s" % a.file, a.max_items)

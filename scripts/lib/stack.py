@@ -18,6 +18,9 @@ import sys
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from interestd_py import cli  # noqa: E402
+
 HOST = "127.0.0.1"
 KAFKA_START_TIMEOUT_S = 120
 REDIS_START_TIMEOUT_S = 20
@@ -544,7 +547,7 @@ def port_arg(v):
 
 def parse_args(argv):
     env = os.environ.get
-    ap = argparse.ArgumentParser(prog="scripts/stack", description=(
+    ap = cli.ArgumentParser(prog="scripts/stack", description=(
         "Local Kafka (KRaft) + redis-server on 127.0.0.1. Port 0 picks a free port."))
     ap.add_argument("command", choices=["up", "down", "status", "topics"])
     ap.add_argument("specs", nargs="*", help="topics: NAME:PARTITIONS ...")

@@ -91,7 +91,7 @@ def metrics():
 
 def follow(*args):
     p = subprocess.run([os.path.join(harness.ROOT, "scripts", "catalog"), "follow",
-                        "--catalog", catalog, "--bootstrap-servers", env["KAFKA_BOOTSTRAP"],
+                        "--catalog", catalog, "--bootstrap", env["KAFKA_BOOTSTRAP"],
                         "--topic", items_topic, "--once"] + list(args),
                        capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
