@@ -19,7 +19,6 @@ Sizes: short by default (a few minutes), BENCH_FULL=1 (or --full) for the
 long run; flags or BENCH_* variables override either.
 """
 
-import argparse
 import contextlib
 import json
 import os
@@ -42,6 +41,7 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
+from interestd_py import cli  # noqa: E402
 from stack import owned_pid  # noqa: E402  (scripts/lib/stack.py)
 
 PARTITIONS = 4
@@ -50,7 +50,6 @@ PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
 CORE_CANDIDATES = "SkylakeX,Haswell"  # tried in order; the first interestd accepts runs
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
-EX_USAGE = 64
 EX_CONFIG = 78        # interestd: bad configuration, e.g. a core type this CPU lacks
 
 # Sizes (docs/BENCH.md "Sizes"): the short default and BENCH_FULL=1.
@@ -984,23 +983,12 @@ def catalog_table(out):
                   f"{x['build'].get('train_s', float('nan')):>8.0f}")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with the project's exit status for a usage error (64, EX_USAGE)."""
-
-    def error(self, message):
-        self.print_usage(sys.stderr)
-        self.exit(EX_USAGE, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv):
-    with open(os.path.join(ROOT, "VERSION")) as f:
-        version = f.read().strip()
-    ap = Parser(prog="scripts/bench", description=__doc__.split("\n\n")[0],
+    ap = cli.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0],
                 epilog="Sizes: a flag, else its BENCH_* variable, else the default "
                 "(BENCH_FULL=1 or --full: the long run's). The method: docs/BENCH.md.")
     ap.add_argument("build", nargs="?", default="build",
                     help="the build directory with interestd and the bench tools (build)")
-    ap.add_argument("--version", action="version", version=f"bench {version}")
     ap.add_argument("--full", action="store_true", default=os.environ.get("BENCH_FULL", "0")
                     not in ("", "0"), help="the long run's sizes (BENCH_FULL=1)")
     for key, kind, meta, what in (

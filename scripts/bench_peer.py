@@ -24,7 +24,6 @@ on the writer); these add up to about the run's seconds. Writer thread,
 overlapping them: redis (formatting, the script call and its reply), commit.
 """
 
-import argparse
 import io
 import json
 import os
@@ -36,6 +35,9 @@ from array import array
 from itertools import chain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interestd_py.venv import ensure_venv  # noqa: E402
+
+ensure_venv(__file__)
 # One BLAS thread: the writer thread has the other core (the bench machine has
 # two); OpenBLAS threads that share a core with it only spin and wait.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -46,7 +48,7 @@ import redis  # noqa: E402
 import redis.utils  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
-from interestd_py import container  # noqa: E402
+from interestd_py import cli, container  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TTL_S = 2592000
@@ -456,7 +458,7 @@ class Writer(threading.Thread):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.ArgumentParser(prog="bench_peer.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
