@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
 """interestd's benchmark driver (`make bench`, method in docs/BENCH.md).
 
-Starts a private Kafka + Redis stack (scripts/stack, free loopback ports),
-builds a bench model (d, H, I items: make-sample items -> scripts/catalog
-build -> interest-train --epochs 1), produces the events with the C load
-generator, then per repetition: the ceiling (plain librdkafka batch consumer),
-interestd flat out (default OpenBLAS core and OPENBLAS_CORETYPE named for the CPU), the
-in-process compute floor, the Python peer and interestd on the peer's topic
-(same events: Redis values compared), and the latency run at half of
-interestd's flat-out rate. Medians of the repetitions go to BUILD/bench.json
-and are printed as a table. Every process it starts is stopped at exit.
-Sizes come from flags or BENCH_* environment variables (defaults: the issue's).
+Starts a private Kafka + Redis stack (scripts/stack, free loopback ports, in a
+temporary directory removed at exit), builds a bench model (d, H, I items:
+make-sample items -> scripts/catalog build -> interest-train --epochs 1,
+cached under BUILD/bench), produces the events with the C load generator,
+then per repetition: the ceiling (plain librdkafka batch consumer), interestd
+flat out (OpenBLAS's own core choice, and OPENBLAS_CORETYPE set to the first
+candidate core `interestd -n` accepts on this CPU), the in-process compute
+floor, the Python peer and interestd on the peer's topic (same events: Redis
+values compared), and the latency run at half of interestd's flat-out rate.
+Medians of the repetitions go to BUILD/bench.json and are printed as a table.
+
+Every wait has a deadline and watches the processes it depends on (the
+daemon or tool it waits for, Kafka and Redis): one that dies ends the run
+with its exit status or signal and the tail of its log, exit status 1.
+Sizes: short by default (a few minutes), BENCH_FULL=1 (or --full) for the
+long run; flags or BENCH_* variables override either.
 """
 
-import argparse
+import contextlib
 import json
 import os
 import re
@@ -23,76 +29,217 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
+sys.path.insert(0, os.path.join(ROOT, "scripts", "lib"))
 
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
+from interestd_py import cli  # noqa: E402
+from stack import owned_pid  # noqa: E402  (scripts/lib/stack.py)
+
 PARTITIONS = 4
 PROBE_EVERY = 100     # at most one probe user in this many (latency run)
 PROBE_SAMPLES = 2000  # probe events aimed at in a latency run
 CORE_ENV = "OPENBLAS_CORETYPE"
+CORE_CANDIDATES = "SkylakeX,Haswell"  # tried in order; the first interestd accepts runs
 TIERED_CONF = "topn.search = tiered\n"  # the default topn.probe_items
+EX_CONFIG = 78        # interestd: bad configuration, e.g. a core type this CPU lacks
+
+# Sizes (docs/BENCH.md "Sizes"): the short default and BENCH_FULL=1.
+SIZES = {
+    "default": {"users": 100000, "items": 20000, "events": 60000, "hidden": 64, "dim": 64,
+                "reps": 3, "peer_events": 20000, "lat_seconds": 6},
+    "full": {"users": 100000, "items": 20000, "events": 2000000, "hidden": 64, "dim": 64,
+             "reps": 3, "peer_events": 100000, "lat_seconds": 20},
+}
+
+# Deadlines. A process we wait for is watched all along (its death ends the
+# wait at once); these bound a live process that stops making progress.
+STACK_TIMEOUT_S = 180       # scripts/stack up (Kafka's own start limit is 120 s)
+TOPIC_TIMEOUT_S = 90        # scripts/stack topics
+MODEL_STEP_TIMEOUT_S = 900  # make-sample, catalog build, interest-train (1M items: ~200 s)
+TOOL_TIMEOUT_S = 120        # bench-kernel, bench-ceiling, interestd -n: fixed work
+READY_TIMEOUT_S = 60        # exec to READY=1, and READY to event=assigned
+STALL_TIMEOUT_S = 60        # committed offsets that do not advance for this long
+STOP_TIMEOUT_S = 60         # SIGTERM to exit, then SIGKILL
+MIN_EPS = 500               # events/s below which a run over a topic counts as stuck
+LOG_TAIL_LINES = 15
+READER_JOIN_S = 2           # a dead daemon's last log lines: read until its pipe ends
 
 
-def cpu_of(kern):
-    """The CPU's record in a bench-kernel result: model, vector extensions, kernel."""
-    return {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
-
-
-def fast_core(kern):
-    """The OPENBLAS_CORETYPE to compare against OpenBLAS's own detection, named
-    for the CPU's flags bench-kernel read: SkylakeX with avx512f, Haswell with
-    avx2 + fma, None otherwise (that run is skipped: a core type the CPU lacks
-    dies with SIGILL)."""
-    if kern["avx512f"]:
-        return "SkylakeX"
-    if kern["avx2"] and kern["fma"]:
-        return "Haswell"
-    return None
+class BenchError(Exception):
+    """A failed step; the message says what and why, and ends the run."""
 
 
 def log(msg):
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def env_int(name, default):
-    return int(os.environ.get(name, default))
+def exit_text(returncode):
+    """A process's end as Popen.returncode gives it: "signal SIGILL (4)" or "status 78"."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name} ({-returncode})"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"status {returncode}"
+
+
+def file_tail(path, lines=LOG_TAIL_LINES):
+    """The last lines of a text file, "" if it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def tail_block(tail, name):
+    """tail (lines of a log) indented under a heading naming it, for an error message."""
+    if not tail.strip():
+        return ""
+    return f"\n  last lines of {name}:\n" + "".join(
+        f"    {line}\n" for line in tail.rstrip("\n").split("\n")).rstrip("\n")
+
+
+def run_deadline(events):
+    """Seconds a run over events events may take: at MIN_EPS, plus start-up."""
+    return READY_TIMEOUT_S + events / MIN_EPS
+
+
+def wait_for(what, check, timeout_s, watch=(), every_s=0.05):
+    """Calls check() until it returns something other than None and returns that.
+    Before each call every process in watch is asked dead() (None while it runs,
+    else (how it ended, the tail of its log)): a dead one, or timeout_s passing,
+    raises BenchError naming what was awaited."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for w in watch:
+            why = w.dead()
+            if why is not None:
+                raise BenchError(f"{why[0]} while waiting for {what}{why[1]}")
+        v = check()
+        if v is not None:
+            return v
+        if time.monotonic() > deadline:
+            raise BenchError(f"no {what} within {timeout_s:.0f} s")
+        time.sleep(every_s)
+
+
+class Child:
+    """A tool run to its end: stdout and stderr into files of the work directory."""
+
+    def __init__(self, cmd, name, work, env=None):
+        self.name = name
+        self.out = tempfile.TemporaryFile("w+", dir=work)
+        fd, self.err_path = tempfile.mkstemp(prefix=f"{os.path.basename(cmd[0])}-",
+                                             suffix=".err", dir=work)
+        with os.fdopen(fd, "w") as err:
+            self.p = subprocess.Popen(cmd, stdout=self.out, stderr=err, env=env, cwd=ROOT)
+        self.rusage = None
+
+    def reaped(self):
+        """The rusage once the process has ended (reaped here), else None."""
+        pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+        if pid == 0:
+            return None
+        self.p.returncode = os.waitstatus_to_exitcode(status)
+        self.rusage = ru
+        return ru
+
+    def kill(self):
+        if self.p.returncode is None:
+            self.p.kill()
+            self.p.wait()
+
+    def stdout(self):
+        self.out.seek(0)
+        return self.out.read()
+
+    def failure(self):
+        return (f"{self.name} exited with {exit_text(self.p.returncode)}"
+                + tail_block(file_tail(self.err_path), "its stderr"))
+
+
+class StackWatch:
+    """Kafka and Redis of the bench's stack: gone is an error for every wait."""
+
+    def __init__(self, stack_dir):
+        self.dir = stack_dir
+        self.pids = {name: owned_pid(os.path.join(stack_dir, f"{name}.pid"),
+                                     os.path.join(stack_dir, name)) for name in ("kafka", "redis")}
+
+    def dead(self):
+        for name, pid in self.pids.items():
+            if pid is None or owned_pid(os.path.join(self.dir, f"{name}.pid"),
+                                        os.path.join(self.dir, name)) != pid:
+                return (f"{name} of the bench's stack (pid {pid}) is gone",
+                        tail_block(file_tail(os.path.join(self.dir, f"{name}.out")),
+                                   f"{name}.out"))
+        return None
 
 
 class Bench:
     def __init__(self, a):
         self.a = a
         self.build = os.path.realpath(os.path.join(ROOT, a.build))
-        self.work = os.path.join(self.build, "bench")
-        self.procs = []
+        self.cache = os.path.join(self.build, "bench")  # bench models, kept between runs
+        os.makedirs(self.cache, exist_ok=True)
+        self.work = tempfile.mkdtemp(prefix="interestd-bench-")
         self.stack_dir = os.path.join(self.work, "stack")
+        self.children = []
+        self.daemons = []
+        self.watch = []  # the stack, once it is up
         self.run_id = str(int(time.time()))
-        os.makedirs(self.work, exist_ok=True)
 
     # ---- processes ---------------------------------------------------------
     def tool(self, name):
         return os.path.join(self.build, "tools", name)
 
-    def run_json(self, cmd, env=None):
+    def run(self, cmd, name, timeout_s, env=None, watch=(), ok=(0,)):
+        """Runs cmd to its end within timeout_s, watching the stack and watch (a daemon
+        that runs meanwhile); returns the Child (stdout, rusage). An exit status not
+        in ok, the death of a watched process or the deadline raises BenchError."""
+        c = Child(cmd, name, self.work, env)
+        self.children.append(c)
+        try:
+            wait_for(f"{name} to finish", c.reaped, timeout_s, list(watch) + self.watch)
+        finally:
+            c.kill()
+        if c.p.returncode not in ok:
+            raise BenchError(c.failure())
+        return c
+
+    def run_json(self, cmd, name, timeout_s, env=None, watch=()):
         """Runs a tool that prints one JSON line; returns it parsed."""
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, env=env, text=True, cwd=ROOT)
-        if r.returncode != 0:
-            raise RuntimeError(f"{os.path.basename(cmd[0])} exited {r.returncode}")
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        out = self.run(cmd, name, timeout_s, env, watch).stdout().strip().splitlines()
+        if not out:
+            raise BenchError(f"{name} printed nothing")
+        return json.loads(out[-1])
 
     def cleanup(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir", self.stack_dir,
-                        "--fast"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for c in self.children:
+            c.kill()
+        for d in self.daemons:
+            d.kill()
+        if os.path.isdir(self.stack_dir):
+            try:
+                subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir",
+                                self.stack_dir, "--fast"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log(f"scripts/stack down did not finish in {STOP_TIMEOUT_S} s")
+        if self.a.keep:
+            log(f"work directory kept: {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     # ---- data and stack ----------------------------------------------------
     def model(self, items=None):
@@ -100,7 +247,7 @@ class Bench:
         the wall time and peak RSS of each step in catalog-times-i<I>.json beside it."""
         a = self.a
         items = items or a.items
-        d = os.path.join(self.work, f"model-i{items}-h{a.hidden}-d{a.dim}")
+        d = os.path.join(self.cache, f"model-i{items}-h{a.hidden}-d{a.dim}")
         path = os.path.join(d, "model.imdl")
         if os.path.exists(path):
             return path
@@ -109,6 +256,7 @@ class Bench:
             "interest-train --epochs 1)")
         sh = os.path.join(ROOT, "scripts")
         times = {}
+        tmp = path + ".tmp"  # renamed when complete: a killed build is not a cached model
         for step, cmd in (
                 ("make_sample", [os.path.join(sh, "make-sample"), "--out", d, "--users", "2000",
                                  "--items", str(items), "--events", "40000", "--seed", "11"]),
@@ -118,24 +266,21 @@ class Bench:
                              "11"]),
                 ("train", [os.path.join(self.build, "interest-train"), "--catalog",
                            os.path.join(d, "catalog.icat"), "--interactions",
-                           os.path.join(d, "interactions.csv"), "--out", path, "--seed", "11",
+                           os.path.join(d, "interactions.csv"), "--out", tmp, "--seed", "11",
                            "--epochs", "1", "--hidden", str(a.hidden), "--threads", "1"])):
             t0 = time.monotonic()
-            p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _, status, ru = os.wait4(p.pid, 0)
-            p.returncode = os.waitstatus_to_exitcode(status)
-            if p.returncode != 0:
-                raise RuntimeError(f"bench model: {step} exited {p.returncode}")
+            c = self.run(cmd, f"bench model: {step}", MODEL_STEP_TIMEOUT_S)
             times[f"{step}_s"] = round(time.monotonic() - t0, 2)
-            times[f"{step}_maxrss_kb"] = ru.ru_maxrss
-        with open(os.path.join(self.work, f"catalog-times-i{items}.json"), "w") as f:
+            times[f"{step}_maxrss_kb"] = c.rusage.ru_maxrss
+        os.replace(tmp, path)
+        with open(os.path.join(self.cache, f"catalog-times-i{items}.json"), "w") as f:
             json.dump(times, f, indent=1)
         return path
 
     def model_times(self, items):
         """The build record of the cached model of items items, or {}."""
         try:
-            with open(os.path.join(self.work, f"catalog-times-i{items}.json")) as f:
+            with open(os.path.join(self.cache, f"catalog-times-i{items}.json")) as f:
                 return json.load(f)
         except OSError:
             return {}
@@ -143,20 +288,18 @@ class Bench:
     def inproc(self, topic, events, model_path, name, core=None, conf=""):
         """bench-inproc (the compute floor) over topic: OPENBLAS_CORETYPE=core or
         OpenBLAS's own choice, conf's `key = value` lines over the defaults."""
-        env = dict(os.environ)
-        env.pop(CORE_ENV, None)
-        if core:
-            env[CORE_ENV] = core
         sets = [x for line in conf.splitlines() if line.strip() for x in ("--set", line)]
         return self.run_json([self.tool("bench-inproc"), "--brokers", self.bootstrap,
                               "--topic", topic, "--events", str(events), "--model", model_path,
                               "--reps", "1", "--group", f"bench-{self.run_id}-{name}"] + sets,
-                             env=env)
+                             f"bench-inproc ({core or 'default core'})", run_deadline(events),
+                             env=core_env(core))
 
     def kernel(self, model_path, users=2048, probes="1024,4096,16384"):
         """bench-kernel: CPU, multiply-add peak, every kernel, tiered speed and recall."""
         k = self.run_json([self.tool("bench-kernel"), "--model", model_path, "--users",
-                           str(users), "--reps", "5", "--probe-items", probes])
+                           str(users), "--reps", "5", "--probe-items", probes], "bench-kernel",
+                          TOOL_TIMEOUT_S)
         for name, v in k["kernels"].items():
             if "skipped" in v:
                 log(f"  kernel {name}: skipped ({v['skipped']})")
@@ -170,36 +313,39 @@ class Bench:
         return k
 
     def stack_up(self):
-        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "down", "--dir", self.stack_dir,
-                        "--fast"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        shutil.rmtree(self.stack_dir, ignore_errors=True)
-        r = subprocess.run([os.path.join(ROOT, "scripts", "stack"), "up", "--dir", self.stack_dir,
-                            "--kafka-port", "0", "--controller-port", "0", "--redis-port", "0",
-                            "--no-topics", "--print-env"], stdout=subprocess.PIPE, text=True,
-                           check=True)
-        env = dict(re.findall(r"^export (\w+)=(\S*)$", r.stdout, re.M))
+        c = self.run([os.path.join(ROOT, "scripts", "stack"), "up", "--dir", self.stack_dir,
+                      "--kafka-port", "0", "--controller-port", "0", "--redis-port", "0",
+                      "--no-topics", "--print-env"], "scripts/stack up", STACK_TIMEOUT_S)
+        env = dict(re.findall(r"^export (\w+)=(\S*)$", c.stdout(), re.M))
         self.bootstrap = env["KAFKA_BOOTSTRAP"]
         self.redis_port = int(env["REDIS_PORT"])
-        self.r = redis.Redis(host="127.0.0.1", port=self.redis_port)
-        log(f"stack: kafka {self.bootstrap}, redis {self.redis_port}")
+        self.r = redis.Redis(host="127.0.0.1", port=self.redis_port,
+                             socket_timeout=STALL_TIMEOUT_S)
+        self.watch = [StackWatch(self.stack_dir)]
+        why = self.watch[0].dead()
+        if why is not None:
+            raise BenchError(f"{why[0]} right after scripts/stack up{why[1]}")
+        log(f"stack: kafka {self.bootstrap}, redis {self.redis_port} (in {self.stack_dir})")
 
     def topic(self, name):
         t = f"bench-{self.run_id}-{name}"
-        subprocess.run([os.path.join(ROOT, "scripts", "stack"), "topics", "--bootstrap",
-                        self.bootstrap, f"{t}:{PARTITIONS}"], check=True,
-                       stdout=subprocess.DEVNULL)
+        self.run([os.path.join(ROOT, "scripts", "stack"), "topics", "--bootstrap",
+                  self.bootstrap, f"{t}:{PARTITIONS}"], f"scripts/stack topics {t}",
+                 TOPIC_TIMEOUT_S)
         return t
 
     def produce(self, topic, events, rate=0, seconds=0, seed=1, probe_log=None,
-                probe_every=PROBE_EVERY):
+                probe_every=PROBE_EVERY, watch=()):
         cmd = [self.tool("bench-gen"), "--brokers", self.bootstrap, "--topic", topic,
                "--model", self.model_path, "--users", str(self.a.users), "--events",
                str(events), "--seed", str(seed)]
+        timeout_s = run_deadline(events)
         if rate:
             cmd += ["--rate", str(rate), "--seconds", str(seconds)]
+            timeout_s = READY_TIMEOUT_S + seconds
         if probe_log:
             cmd += ["--probe-every", str(probe_every), "--probe-log", probe_log]
-        return self.run_json(cmd)
+        return self.run_json(cmd, "bench-gen", timeout_s, watch=watch)
 
     def topic_bytes(self, topic):
         """Bytes of topic's log segments on the broker's disk (every partition)."""
@@ -210,11 +356,11 @@ class Bench:
 
     def end_offsets(self, topic):
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "bench-probe"})
-        ends = {}
-        for p in range(PARTITIONS):
-            ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        c.close()
-        return ends
+        try:
+            return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                    for p in range(PARTITIONS)}
+        finally:
+            c.close()
 
     # ---- interestd ---------------------------------------------------------
     def daemon_conf(self, name, topic, group, prefix="ui:", extra=""):
@@ -236,53 +382,106 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
 {extra}""")
         return path
 
-    def daemon_start(self, conf, name, extra_env=None):
-        """Starts interestd with a NOTIFY_SOCKET; returns (proc, exec time, log reader)."""
+    def check_core(self, conf, core):
+        """`interestd -n` on conf with OPENBLAS_CORETYPE=core (None: unset): None if it
+        accepts the configuration, its message if it refuses the core (exit 78)."""
+        c = self.run([os.path.join(self.build, "interestd"), "-n", "-c", conf],
+                     f"interestd -n ({CORE_ENV}={core or 'unset'})", TOOL_TIMEOUT_S,
+                     core_env(core), ok=(0, EX_CONFIG) if core else (0,))
+        if c.p.returncode == 0:
+            return None
+        return file_tail(c.err_path, 1).strip() or f"{c.name} exited {EX_CONFIG}"
+
+    def pick_core(self):
+        """The first of the candidate OPENBLAS_CORETYPE values interestd accepts on
+        this CPU (None if it refuses them all) and {core: interestd's message} for
+        each one refused before it."""
+        conf = self.daemon_conf("check", "bench-check", "bench-check")
+        self.check_core(conf, None)  # the bench's own configuration must pass as is
+        refused = {}
+        for core in [x for x in self.a.openblas_core.split(",") if x]:
+            why = self.check_core(conf, core)
+            if why is None:
+                log(f"{CORE_ENV}={core} runs beside the default (interestd -n accepts it)")
+                return core, refused
+            refused[core] = why
+            log(f"{CORE_ENV}={core} skipped: interestd refuses it on this CPU: {why}")
+        log(f"{CORE_ENV} runs skipped: " + (f"interestd refuses every candidate core "
+                                            f"({self.a.openblas_core})" if refused else
+                                            "no candidate core (--openblas-core \"\")"))
+        return None, refused
+
+    @contextlib.contextmanager
+    def daemon(self, conf, name, core=None):
+        """interestd on conf, with a NOTIFY_SOCKET, for the with block; stopped at
+        its end, killed if the block fails. A daemon found dead at the end (a crash
+        after the last effect the block waited for) is an error."""
+        d = self.daemon_start(conf, name, core)
+        try:
+            yield d
+        except BaseException:  # no orderly stop: a hung daemon would hold the exit
+            d.kill()
+            d.sock.close()
+            raise
+        why = self.daemon_stop(d)
+        if why is not None:
+            raise BenchError(f"{why[0]} before it was stopped{why[1]}")
+
+    def daemon_start(self, conf, name, core=None):
+        """Starts interestd with a NOTIFY_SOCKET (and OPENBLAS_CORETYPE=core if given);
+        returns its Daemon."""
         sock_path = os.path.join(self.work, f"notify-{name}.sock")
-        if os.path.exists(sock_path):
-            os.unlink(sock_path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(sock_path)
-        env = dict(os.environ, NOTIFY_SOCKET=sock_path)
-        env.pop(CORE_ENV, None)
-        env.update(extra_env or {})
+        env = core_env(core, NOTIFY_SOCKET=sock_path)
         logf = os.path.join(self.work, f"{name}.log")
         t_exec = time.monotonic()
         p = subprocess.Popen([os.path.join(self.build, "interestd"), "-c", conf],
                              stderr=subprocess.PIPE, env=env, text=True)
-        self.procs.append(p)
-        d = Daemon(p, sock, t_exec, logf)
+        d = Daemon(p, sock, t_exec, logf, name, self.watch)
+        self.daemons.append(d)
         return d
 
     def daemon_stop(self, d):
+        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S. Returns d.dead() as it was
+        before: None if it was still running."""
+        why = d.dead()
         if d.p.poll() is None:
             d.p.send_signal(signal.SIGTERM)
             try:
-                d.p.wait(60)
+                d.p.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                d.p.kill()
-                d.p.wait()
+                log(f"interestd {d.name}: still running {STOP_TIMEOUT_S} s after SIGTERM, "
+                    "killing it")
+                d.kill()
         d.sock.close()
+        return why
 
-    def wait_committed(self, group, topic, ends, timeout_s, proc=None):
+    def wait_committed(self, group, topic, ends, events, proc):
         """Polls the group's committed offsets until they reach ends; returns the time.
-        proc: the process that commits them; its exit ends the wait with an error."""
+        proc (a Daemon or Child) commits them: its death ends the wait with an error,
+        as do STALL_TIMEOUT_S without progress and the run's deadline."""
         c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
         tps = [TopicPartition(topic, p) for p in ends]
-        deadline = time.monotonic() + timeout_s
+        last = [-1, time.monotonic()]  # offsets committed so far, when they last grew
+
+        def reached():
+            got = c.committed(tps, timeout=10)
+            t = time.monotonic()
+            done = sum(max(tp.offset, 0) for tp in got)
+            if done > last[0]:
+                last[:] = [done, t]
+            elif t - last[1] > STALL_TIMEOUT_S:
+                raise BenchError(f"group {group}: committed offsets stuck at {done} of "
+                                 f"{sum(ends.values())} for {STALL_TIMEOUT_S} s, the "
+                                 "process committing them still running")
+            return t if all(tp.offset >= ends[tp.partition] for tp in got) else None
+
         try:
-            while time.monotonic() < deadline:
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"group {group}: the committing process exited "
-                                       f"{proc.returncode} before the end offsets")
-                got = c.committed(tps, timeout=10)
-                t = time.monotonic()
-                if all(tp.offset >= ends[tp.partition] for tp in got):
-                    return t
-                time.sleep(0.05)
+            return wait_for(f"group {group}'s committed offsets on {topic}", reached,
+                            run_deadline(events), [proc] + self.watch)
         finally:
             c.close()
-        raise RuntimeError(f"group {group}: offsets not committed within {timeout_s} s")
 
     def flat_out(self, topic, ends, events, name, core=None, extra=""):
         """interestd flat out over the whole topic: eps, ready_s, rss_ready, bytes_per_user,
@@ -293,19 +492,16 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         redis_mem0 = self.r.info("memory")["used_memory"]
         group = f"bench-{self.run_id}-{name}"
         conf = self.daemon_conf(name, topic, group, extra=extra)
-        d = self.daemon_start(conf, name, {CORE_ENV: core} if core else None)
-        try:
-            ready = d.wait_ready(60)
+        with self.daemon(conf, name, core) as d:
+            ready = d.wait_ready(READY_TIMEOUT_S)
             rss0 = d.rss()
-            t0 = d.wait_line("event=assigned", 60)
+            t0 = d.wait_line("event=assigned", READY_TIMEOUT_S)
             cpu0 = d.cpu_s()
-            t1 = self.wait_committed(group, topic, ends, 3600, d.p)
+            t1 = self.wait_committed(group, topic, ends, events, d)
             cpu1 = d.cpu_s()
             m = metrics(self.metrics_port)
             rss1 = d.rss()
             users = m.get("interestd_users_cached", 0)
-        finally:
-            self.daemon_stop(d)
         evalsha = self.r.info("commandstats").get("cmdstat_evalsha", {})
         redis_mem1 = self.r.info("memory")["used_memory"]
         res = {"eps": events / (t1 - t0), "ready_s": ready, "rss_ready": rss0, "users": users,
@@ -316,7 +512,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                "redis_us_per_write": evalsha.get("usec_per_call"),
                "redis_writes_per_event": evalsha.get("calls", 0) / events}
         log(f"  interestd {name}: {res['eps']:.0f} ev/s, READY {ready:.2f} s, "
-            f"{res['bytes_per_user']:.0f} B/user ({users} users)")
+            f"{res['bytes_per_user']:.0f} B/user ({users:.0f} users)")
         return res
 
     # ---- latency -------------------------------------------------------------
@@ -326,25 +522,23 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         self.r.config_set("notify-keyspace-events", "Kh")
         group = f"bench-{self.run_id}-lat{rep}"
         conf = self.daemon_conf(f"lat{rep}", topic, group)
-        d = self.daemon_start(conf, f"lat{rep}")
         probe_log = os.path.join(self.work, f"probe-{rep}.txt")
         lst = Listener(self.redis_port, "ui:")
-        try:
-            d.wait_ready(60)
-            d.wait_line("event=assigned", 60)
+        with self.daemon(conf, f"lat{rep}") as d:
+            d.wait_ready(READY_TIMEOUT_S)
+            d.wait_line("event=assigned", READY_TIMEOUT_S)
             lst.start()
             time.sleep(0.3)
             # about PROBE_SAMPLES probe events, at most one user in PROBE_EVERY
             every = max(1, min(PROBE_EVERY, int(rate * self.a.lat_seconds / PROBE_SAMPLES)))
             g = self.produce(topic, 10 ** 9, rate=rate, seconds=self.a.lat_seconds,
-                             seed=100 + rep, probe_log=probe_log, probe_every=every)
+                             seed=100 + rep, probe_log=probe_log, probe_every=every,
+                             watch=[d])
             ends = self.end_offsets(topic)
-            self.wait_committed(group, topic, ends, 300, d.p)
+            self.wait_committed(group, topic, ends, sum(ends.values()), d)
             time.sleep(0.3)
-        finally:
             lst.stop()
-            self.daemon_stop(d)
-            self.r.config_set("notify-keyspace-events", "")
+        self.r.config_set("notify-keyspace-events", "")
         # ack times per probe user: (events_applied, wall ms) in arrival order
         acks = {}
         for uid, applied, t_ms in lst.acks:
@@ -360,7 +554,7 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                 else:
                     lat.append(t - ts)
         if not lat:
-            raise RuntimeError("latency: no probe event was acknowledged")
+            raise BenchError("latency: no probe event was acknowledged")
         lat = np.array(lat)
         res = {"rate": g["eps"], "p50_ms": float(np.percentile(lat, 50)),
                "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
@@ -376,19 +570,16 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
         self.r.flushall()
         group = f"bench-{self.run_id}-peerd{rep}"
         conf = self.daemon_conf(f"peerd{rep}", topic, group, prefix="d:")
-        d = self.daemon_start(conf, f"peerd{rep}")
-        try:
-            d.wait_ready(60)
-            t0 = d.wait_line("event=assigned", 60)
-            t1 = self.wait_committed(group, topic, ends, 3600, d.p)
-        finally:
-            self.daemon_stop(d)
+        with self.daemon(conf, f"peerd{rep}") as d:
+            d.wait_ready(READY_TIMEOUT_S)
+            t0 = d.wait_line("event=assigned", READY_TIMEOUT_S)
+            t1 = self.wait_committed(group, topic, ends, events, d)
         d_eps = events / (t1 - t0)
         py = self.run_json([sys.executable, os.path.join(ROOT, "scripts", "bench_peer.py"),
                             "--bootstrap", self.bootstrap, "--topic", topic, "--group",
                             f"bench-{self.run_id}-peer{rep}", "--model", self.model_path,
                             "--redis-port", str(self.redis_port), "--prefix", "p:",
-                            "--events", str(events)])
+                            "--events", str(events)], "bench_peer.py", run_deadline(events))
         diffs, n = compare(self.r, "d:", "p:")
         log(f"  peer: {py['eps']:.0f} ev/s, interestd on the same events {d_eps:.0f} ev/s; "
             f"{n} users compared, {len(diffs)} differ")
@@ -400,18 +591,14 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                 "users_differing": len(diffs), "profile": prof}
 
     # ---- the run -----------------------------------------------------------------
-    def run(self):
+    def bench(self):
         a = self.a
         t_start = time.monotonic()
         self.model_path = self.model()
         log("top-N kernels and tiered search (bench-kernel)")
         kern = self.kernel(self.model_path)
-        core_fast = fast_core(kern)
-        if core_fast is None:
-            log(f"{CORE_ENV} runs skipped: this CPU has neither avx512f nor avx2 + fma")
-        else:
-            log(f"{CORE_ENV}={core_fast} runs beside the default (from the CPU's flags)")
         self.stack_up()
+        core, refused = self.pick_core()
         main = self.topic("events")
         g = self.produce(main, a.events, seed=1)
         log(f"generator: {a.events} events for {a.users} users in {g['seconds']:.1f} s "
@@ -426,12 +613,14 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x = {}
             c = self.run_json([self.tool("bench-ceiling"), "--brokers", self.bootstrap,
                                "--topic", main, "--events", str(a.events), "--group",
-                               f"bench-{self.run_id}-ceil{rep}"])
+                               f"bench-{self.run_id}-ceil{rep}"], "bench-ceiling",
+                              run_deadline(a.events))
             x["ceiling_eps"] = c["eps"]
             log(f"  ceiling: {c['eps']:.0f} ev/s")
             base = self.flat_out(main, ends, a.events, f"flat{rep}")
-            if core_fast:
-                fast = self.flat_out(main, ends, a.events, f"flatcore{rep}", core=core_fast)
+            x["interestd_core_eps"] = None  # the keys stay when the core run is skipped
+            if core:
+                fast = self.flat_out(main, ends, a.events, f"flatcore{rep}", core=core)
                 x["interestd_core_eps"] = fast["eps"]
             tier = self.flat_out(main, ends, a.events, f"flattier{rep}", extra=TIERED_CONF)
             x["interestd_tiered_eps"] = tier["eps"]
@@ -442,15 +631,15 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
                       "redis_writes_per_event"):
                 x[k] = base[k]
             x["kafka_bytes_per_event"] = self.topic_bytes(main) / a.events
-            floors = [("inproc_eps", None)] + ([("inproc_core_eps", core_fast)] if core_fast
-                                               else [])
-            for name, core in floors:
-                ip = self.inproc(main, a.events, self.model_path, f"{name}{rep}", core=core)
+            x["inproc_core_eps"] = x["ratio_inproc_core"] = None
+            for name, c in [("inproc_eps", None)] + ([("inproc_core_eps", core)] if core
+                                                     else []):
+                ip = self.inproc(main, a.events, self.model_path, f"{name}{rep}", core=c)
                 x[name] = ip["eps"]
                 x["heap_bytes_per_user"] = ip["heap_bytes_per_user"]
-                log(f"  compute floor ({core or 'default core'}): {ip['eps']:.0f} ev/s")
+                log(f"  compute floor ({c or 'default core'}): {ip['eps']:.0f} ev/s")
             x["ratio_inproc"] = x["interestd_eps"] / x["inproc_eps"]
-            if core_fast:
+            if core:
                 x["ratio_inproc_core"] = x["interestd_core_eps"] / x["inproc_core_eps"]
             pr = self.peer(rep, peer_topic, peer_ends, a.peer_events)
             x["peer_eps"] = pr["peer_eps"]
@@ -464,15 +653,16 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
             x["latency_rate_eps"] = lat["rate"]
             x["latency_samples"] = lat["samples"]
             reps.append(x)
-        out = {k: statistics.median(r[k] for r in reps) for k in reps[0]}
+        out = {k: median(r[k] for r in reps) for k in reps[0]}
         out["config"] = {"U": a.users, "I": a.items, "events": a.events, "H": a.hidden,
                          "d": a.dim, "reps": a.reps, "peer_events": a.peer_events,
                          "latency_seconds": a.lat_seconds, "partitions": PARTITIONS,
-                         "probe_samples_target": PROBE_SAMPLES}
+                         "probe_samples_target": PROBE_SAMPLES, "sizes": a.sizes}
         out["runs"] = reps
         out["kernel"] = kern
         out["cpu"] = cpu_of(kern)
-        out["openblas_core"] = core_fast
+        out["openblas_core"] = core
+        out["openblas_core_skipped"] = refused
         return self.write("bench.json", out, t_start, table)
 
     def write(self, name, out, t_start, print_table):
@@ -525,52 +715,62 @@ metrics.listen = 127.0.0.1:{self.metrics_port}
 
 
 class Daemon:
-    """A running interestd: stderr copied to a file and watched for lines."""
+    """A running interestd: stderr copied to a file and watched for lines; watch
+    holds the processes it needs (the stack), checked by every wait on it."""
 
-    def __init__(self, p, sock, t_exec, logf):
-        self.p, self.sock, self.t_exec = p, sock, t_exec
+    def __init__(self, p, sock, t_exec, logf, name, watch):
+        self.p, self.sock, self.t_exec, self.name = p, sock, t_exec, name
+        self.logf_path = logf
+        self.watch = [self] + list(watch)
         self.lines = []
-        self.cv = threading.Condition()
+        self.lock = threading.Lock()
         self.logf = open(logf, "w")
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self):
         for line in self.p.stderr:
             t = time.monotonic()
             self.logf.write(line)
-            with self.cv:
+            with self.lock:
                 self.lines.append((t, line))
-                self.cv.notify_all()
         self.logf.close()
 
+    def dead(self):
+        """None while it runs, else how it ended and the last lines it logged."""
+        if self.p.poll() is None:
+            return None
+        self.reader.join(READER_JOIN_S)  # its last lines, up to the pipe's end
+        with self.lock:
+            tail = "".join(line for _, line in self.lines[-LOG_TAIL_LINES:])
+        return (f"interestd ({self.name}) exited with {exit_text(self.p.returncode)}",
+                tail_block(tail, "its log"))
+
+    def kill(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
     def wait_line(self, pattern, timeout_s):
-        deadline = time.monotonic() + timeout_s
-        with self.cv:
-            while True:
-                for t, line in self.lines:
-                    if pattern in line:
-                        return t
-                left = deadline - time.monotonic()
-                if left <= 0 or self.p.poll() is not None:
-                    raise RuntimeError(f"interestd: no '{pattern}' line (exit {self.p.poll()})")
-                self.cv.wait(min(left, 0.5))
+        """The time interestd logged a line holding pattern."""
+        def seen():
+            with self.lock:
+                return next((t for t, line in self.lines if pattern in line), None)
+        return wait_for(f"interestd ({self.name}) to log '{pattern}'", seen, timeout_s,
+                        self.watch)
 
     def wait_ready(self, timeout_s):
-        """Seconds from exec to READY=1 on the notify socket; an error if interestd
-        exits or timeout_s passes first."""
-        deadline = time.monotonic() + timeout_s
-        self.sock.settimeout(0.5)
-        while True:
+        """Seconds from exec to READY=1 on the notify socket."""
+        self.sock.settimeout(0.2)
+
+        def ready():
             try:
                 msg = self.sock.recv(4096)
             except socket.timeout:
-                if self.p.poll() is not None:
-                    raise RuntimeError(f"interestd exited {self.p.returncode} before READY")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"interestd: no READY within {timeout_s} s")
-                continue
-            if b"READY=1" in msg.split(b"\n"):
-                return time.monotonic() - self.t_exec
+                return None
+            return time.monotonic() - self.t_exec if b"READY=1" in msg.split(b"\n") else None
+        return wait_for(f"interestd ({self.name}) to send READY=1", ready, timeout_s,
+                        self.watch, every_s=0)
 
     def cpu_s(self):
         """User + system CPU seconds the daemon has used."""
@@ -592,7 +792,7 @@ class Listener:
 
     def __init__(self, port, prefix):
         self.r = redis.Redis(host="127.0.0.1", port=port)
-        self.q = redis.Redis(host="127.0.0.1", port=port)
+        self.q = redis.Redis(host="127.0.0.1", port=port, socket_timeout=STALL_TIMEOUT_S)
         self.pat = f"__keyspace@0__:{prefix}{{q*}}:meta"
         self.cut = len("__keyspace@0__:") + len(prefix) + 1
         self.acks = []
@@ -623,6 +823,25 @@ class Listener:
             self.ps.close()
 
 
+def core_env(core, **extra):
+    """The environment for a child: ours with extra, OPENBLAS_CORETYPE=core if given."""
+    env = dict(os.environ, **extra)
+    if core:
+        env[CORE_ENV] = core
+    return env
+
+
+def cpu_of(kern):
+    """The CPU's record in a bench-kernel result: model, vector extensions, kernel."""
+    return {k: kern[k] for k in ("cpu", "avx2", "fma", "avx512f", "default_kernel")}
+
+
+def median(values):
+    """The median, None if any value is None (a run that was skipped)."""
+    values = list(values)
+    return None if any(v is None for v in values) else statistics.median(values)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -642,45 +861,57 @@ def metrics(port):
     return out
 
 
+USER_KEYS = ("meta", "vec", "tiers", "top")  # the values compare() reads per user
+COMPARE_BATCH = 500                           # users read per pipelined round trip
+
+
 def compare(r, pa, pb):
     """Differences between the keys of every user under prefix pa and pb."""
-    diffs, n = [], 0
+    uids = []
     for key in r.scan_iter(match=pa + "{*}:meta", count=1000):
         key = key.decode()
-        uid = key[len(pa) + 1:key.rindex("}")]
-        ka, kb = f"{pa}{{{uid}}}:", f"{pb}{{{uid}}}:"
-        n += 1
-        ma, mb = r.hgetall(ka + "meta"), r.hgetall(kb + "meta")
-        if ma.get(b"events_applied") != mb.get(b"events_applied"):
-            diffs.append(f"{uid}: events_applied {ma.get(b'events_applied')} vs "
-                         f"{mb.get(b'events_applied')}")
-            continue
-        va = np.frombuffer(r.get(ka + "vec") or b"", "<f4")
-        vb = np.frombuffer(r.get(kb + "vec") or b"", "<f4")
-        if va.shape != vb.shape or not np.allclose(va, vb, rtol=1e-4, atol=1e-5):
-            diffs.append(f"{uid}: vec differs (max {np.abs(va - vb).max() if va.shape == vb.shape else 'shape'})")
-            continue
-        ta, tb = r.hgetall(ka + "tiers"), r.hgetall(kb + "tiers")
-        if set(ta) != set(tb) or any(
-                not np.allclose([float(x) for x in ta[k].split()],
-                                [float(x) for x in tb[k].split()], rtol=1e-4, atol=1e-6)
-                for k in ta):
-            diffs.append(f"{uid}: tiers differ")
-            continue
-        sa, sb = json.loads(r.get(ka + "top") or "[]"), json.loads(r.get(kb + "top") or "[]")
-        if len(sa) != len(sb):
-            diffs.append(f"{uid}: top-N length {len(sa)} vs {len(sb)}")
-            continue
-        for (ia, xa), (ib, xb) in zip(sa, sb):
-            if abs(xa - xb) > 1e-4 * max(1.0, abs(xa)):
-                diffs.append(f"{uid}: top-N score {ia} {xa} vs {ib} {xb}")
-                break
-            if ia != ib:  # allowed only for scores tied within rounding
-                ya = dict((i, s) for i, s in sb).get(ia)
-                if ya is None or abs(ya - xa) > 1e-4 * max(1.0, abs(xa)):
-                    diffs.append(f"{uid}: top-N item {ia} vs {ib}")
-                    break
-    return diffs, n
+        uids.append(key[len(pa) + 1:key.rindex("}")])
+    diffs = []
+    for lo in range(0, len(uids), COMPARE_BATCH):
+        batch = uids[lo:lo + COMPARE_BATCH]
+        pipe = r.pipeline(transaction=False)
+        for uid in batch:
+            for p in (pa, pb):
+                k = f"{p}{{{uid}}}:"
+                pipe.hgetall(k + "meta").get(k + "vec").hgetall(k + "tiers").get(k + "top")
+        got = pipe.execute()
+        n = len(USER_KEYS)
+        for i, uid in enumerate(batch):
+            why = user_diff(got[2 * n * i:2 * n * i + n], got[2 * n * i + n:2 * n * (i + 1)])
+            if why is not None:
+                diffs.append(f"{uid}: {why}")
+    return diffs, len(uids)
+
+
+def user_diff(a, b):
+    """How one user's (meta, vec, tiers, top) values a and b differ, None if alike."""
+    (ma, va, ta, sa), (mb, vb, tb, sb) = a, b
+    if ma.get(b"events_applied") != mb.get(b"events_applied"):
+        return f"events_applied {ma.get(b'events_applied')} vs {mb.get(b'events_applied')}"
+    va, vb = np.frombuffer(va or b"", "<f4"), np.frombuffer(vb or b"", "<f4")
+    if va.shape != vb.shape or not np.allclose(va, vb, rtol=1e-4, atol=1e-5):
+        return f"vec differs (max {np.abs(va - vb).max() if va.shape == vb.shape else 'shape'})"
+    if set(ta) != set(tb) or any(
+            not np.allclose([float(x) for x in ta[k].split()],
+                            [float(x) for x in tb[k].split()], rtol=1e-4, atol=1e-6)
+            for k in ta):
+        return "tiers differ"
+    sa, sb = json.loads(sa or "[]"), json.loads(sb or "[]")
+    if len(sa) != len(sb):
+        return f"top-N length {len(sa)} vs {len(sb)}"
+    for (ia, xa), (ib, xb) in zip(sa, sb):
+        if abs(xa - xb) > 1e-4 * max(1.0, abs(xa)):
+            return f"top-N score {ia} {xa} vs {ib} {xb}"
+        if ia != ib:  # allowed only for scores tied within rounding
+            ya = dict((i, s) for i, s in sb).get(ia)
+            if ya is None or abs(ya - xa) > 1e-4 * max(1.0, abs(xa)):
+                return f"top-N item {ia} vs {ib}"
+    return None
 
 
 def table(out):
@@ -711,7 +942,11 @@ def table(out):
     ]
     c = out["config"]
     print(f"\ninterestd benchmark: U={c['U']} I={c['I']} events={c['events']} H={c['H']} "
-          f"d={c['d']}, median of {c['reps']} runs")
+          f"d={c['d']}, median of {c['reps']} runs ({c['sizes']} sizes)")
+    if out["openblas_core"] is None:
+        print(f"  {CORE_ENV} runs skipped: "
+              + ("; ".join(f"{k}: {v}" for k, v in out["openblas_core_skipped"].items())
+                 or "no candidate core given"))
     for label, k, unit in rows:
         v = out.get(k)
         s = "-" if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
@@ -748,33 +983,67 @@ def catalog_table(out):
                   f"{x['build'].get('train_s', float('nan')):>8.0f}")
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--users", type=int, default=env_int("BENCH_USERS", 100000))
-    ap.add_argument("--items", type=int, default=env_int("BENCH_ITEMS", 20000))
-    ap.add_argument("--events", type=int, default=env_int("BENCH_EVENTS", 2000000))
-    ap.add_argument("--hidden", type=int, default=env_int("BENCH_HIDDEN", 64))
-    ap.add_argument("--dim", type=int, default=env_int("BENCH_DIM", 64))
-    ap.add_argument("--reps", type=int, default=env_int("BENCH_REPS", 3))
-    ap.add_argument("--peer-events", type=int, default=env_int("BENCH_PEER_EVENTS", 100000))
-    ap.add_argument("--lat-seconds", type=float, default=env_int("BENCH_LAT_SECONDS", 20))
+def parse_args(argv):
+    ap = cli.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0],
+                epilog="Sizes: a flag, else its BENCH_* variable, else the default "
+                "(BENCH_FULL=1 or --full: the long run's). The method: docs/BENCH.md.")
+    ap.add_argument("build", nargs="?", default="build",
+                    help="the build directory with interestd and the bench tools (build)")
+    ap.add_argument("--full", action="store_true", default=os.environ.get("BENCH_FULL", "0")
+                    not in ("", "0"), help="the long run's sizes (BENCH_FULL=1)")
+    for key, kind, meta, what in (
+            ("users", int, "U", "users the generator draws from"),
+            ("items", int, "I", "items of the bench model"),
+            ("events", int, "N", "events on the main topic"),
+            ("hidden", int, "H", "LSTM size"),
+            ("dim", int, "D", "item-embedding size"),
+            ("reps", int, "N", "repetitions (figures are medians)"),
+            ("peer_events", int, "N", "events on the Python peer's topic"),
+            ("lat_seconds", float, "S", "length of the fixed-rate latency run")):
+        var = "BENCH_" + key.upper()
+        ap.add_argument("--" + key.replace("_", "-"), type=kind, metavar=meta,
+                        default=os.environ.get(var), help=f"{what} ({var}; default "
+                        f"{SIZES['default'][key]}, full {SIZES['full'][key]})")
+    ap.add_argument("--openblas-core", metavar="CORE,..",
+                    default=os.environ.get("BENCH_OPENBLAS_CORE", CORE_CANDIDATES),
+                    help="OPENBLAS_CORETYPE values to try for the second OpenBLAS setting, in "
+                    "order; the first `interestd -n` accepts runs, \"\" runs none "
+                    f"(BENCH_OPENBLAS_CORE; default {CORE_CANDIDATES})")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary work directory (logs, configs, the stack's data)")
     ap.add_argument("--catalog-sweep", action="store_true",
                     help="the catalog-size sweep (make bench-catalog) instead of the bench")
-    ap.add_argument("--catalog-items", default=os.environ.get("BENCH_CATALOG_ITEMS",
-                                                              "20000,200000,1000000"))
-    ap.add_argument("--catalog-events", type=int,
-                    default=env_int("BENCH_CATALOG_EVENTS", 100000))
-    a = ap.parse_args()
-    b = Bench(a)
+    ap.add_argument("--catalog-items", metavar="I,..",
+                    default=os.environ.get("BENCH_CATALOG_ITEMS", "20000,200000,1000000"),
+                    help="catalog sizes of the sweep (BENCH_CATALOG_ITEMS)")
+    ap.add_argument("--catalog-events", type=int, metavar="N",
+                    default=os.environ.get("BENCH_CATALOG_EVENTS", "100000"),
+                    help="events per catalog size (BENCH_CATALOG_EVENTS)")
+    a = ap.parse_args(argv)
+    a.sizes = "full" if a.full else "default"
+    for key, v in SIZES[a.sizes].items():  # argparse has converted a BENCH_* string
+        if getattr(a, key) is None:
+            setattr(a, key, v)
+    return a
+
+
+def main(argv):
+    a = parse_args(argv)
+    if CORE_ENV in os.environ:  # the bench sets it itself, for the runs that name a core
+        log(f"{CORE_ENV}={os.environ.pop(CORE_ENV)} from the environment is not used: the "
+            "bench runs OpenBLAS's own choice and the core --openblas-core picks")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
+    b = Bench(a)
     try:
-        b.catalog_sweep() if a.catalog_sweep else b.run()
+        b.catalog_sweep() if a.catalog_sweep else b.bench()
+    except BenchError as e:
+        log(f"error: {e}")
+        return 1
     finally:
         b.cleanup()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -24,7 +24,6 @@ on the writer); these add up to about the run's seconds. Writer thread,
 overlapping them: redis (formatting, the script call and its reply), commit.
 """
 
-import argparse
 import io
 import json
 import os
@@ -36,6 +35,9 @@ from array import array
 from itertools import chain
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from interestd_py.venv import ensure_venv  # noqa: E402
+
+ensure_venv(__file__)
 # One BLAS thread: the writer thread has the other core (the bench machine has
 # two); OpenBLAS threads that share a core with it only spin and wait.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -46,7 +48,7 @@ import redis  # noqa: E402
 import redis.utils  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
-from interestd_py import container  # noqa: E402
+from interestd_py import cli, container  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TTL_S = 2592000
@@ -56,6 +58,8 @@ NO_TIME = np.iinfo(np.int64).min  # t_ref before the first event (model/state.h)
 CHUNK = 128       # users scored together: one [CHUNK][items] score matrix
 GROUP = 16        # items per group whose maximum bounds the top-N threshold
 QUEUE_CHUNKS = 4  # scored chunks waiting for the writer at most
+IDLE_TIMEOUT_S = 60   # no message for this long ends the run (short of --events: exit 1)
+REDIS_TIMEOUT_S = 60  # a Redis reply slower than this is an error, not a hang
 F32 = np.float32
 
 
@@ -454,7 +458,7 @@ class Writer(threading.Thread):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.ArgumentParser(prog="bench_peer.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
     ap.add_argument("--group", required=True)
@@ -477,7 +481,7 @@ def main():
     schema = fastavro.parse_schema(raw)
     types = schema["fields"][3]["type"]["symbols"]
     type_index = {s: i for i, s in enumerate(types)}
-    r = redis.Redis(host="127.0.0.1", port=a.redis_port)
+    r = redis.Redis(host="127.0.0.1", port=a.redis_port, socket_timeout=REDIS_TIMEOUT_S)
     cons = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group,
                      "auto.offset.reset": "earliest", "enable.auto.commit": False})
     cons.subscribe([a.topic])
@@ -489,7 +493,7 @@ def main():
     t0 = None
     idle = time.monotonic()
     reader, index, get = fastavro.schemaless_reader, model.index, st.get
-    while done < a.events and time.monotonic() - idle < 60 and wr.error is None:
+    while done < a.events and time.monotonic() - idle < IDLE_TIMEOUT_S and wr.error is None:
         tp = time.perf_counter()
         msgs = cons.consume(500, timeout=1.0)
         td = time.perf_counter()
@@ -558,7 +562,11 @@ def main():
                       "cpu_s": round(cpu.user + cpu.system, 3),
                       "hiredis": redis.utils.HIREDIS_AVAILABLE,
                       "profile": {k: round(v, 3) for k, v in prof.items()}}))
-    return 0 if done >= a.events else 1
+    if done < a.events:
+        print(f"bench_peer: {done} of {a.events} events, then none for {IDLE_TIMEOUT_S} s",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,10 +23,6 @@ import interestd_e2e as e2e  # noqa: E402
 EX_USAGE, EX_CONFIG = 64, 78
 RUN_TIMEOUT_S = 60
 USAGE_RE = re.compile(r"^usage:", re.IGNORECASE | re.MULTILINE)
-# scripts/bench, bench.py and bench_peer.py are being rewritten with the benchmark
-# (issue 15, point 6), to the same conventions; until that lands they are exempt.
-# Remove this list when merging it.
-EXEMPT = {"bench", "bench.py", "bench_peer.py"}
 # The test runners a user starts, beside scripts/.
 RUNNERS = ["tests/run-unit", "tests/run-integration", "tests/faults/run"]
 BINARIES = ["interestd", "interestctl", "interest-train", "interest-eval"]
@@ -51,7 +47,7 @@ def tools():
     sdir = os.path.join(root, "scripts")
     for name in sorted(os.listdir(sdir)):
         p = os.path.join(sdir, name)
-        if os.path.isfile(p) and os.access(p, os.X_OK) and name not in EXEMPT:
+        if os.path.isfile(p) and os.access(p, os.X_OK):
             found.append(p)
     found += [os.path.join(root, r) for r in RUNNERS]
     found += [e2e.tool(b) for b in BINARIES]
@@ -89,8 +85,7 @@ for p, bad in failed:
 if failed:
     e2e.fail(f"{len(failed)} of {len(found)} tools break the command-line conventions")
 e2e.ok(f"{len(found)} tools: -h/--help exit 0 with usage, --version '<tool> {version}', "
-       f"an unknown option exits 64 ({', '.join(os.path.basename(p) for p in found)}; "
-       f"exempt until merged: {', '.join(sorted(EXEMPT))})")
+       f"an unknown option exits 64 ({', '.join(os.path.basename(p) for p in found)})")
 
 # A bad value in a config file: 78, naming the key; by -c and by --config.
 interestd, ctl = e2e.tool("interestd"), e2e.tool("interestctl")
