@@ -18,11 +18,7 @@ import interestd_e2e as e2e  # noqa: E402
 N_USERS, N_EVENTS = 120, 3000
 
 env = harness.start()
-model_a, sample = e2e.test_model()
-model_b, _ = e2e.test_model(seed=2, model_version=42)
-va, vb = e2e.model_version(model_a), e2e.model_version(model_b)
-if va == vb:
-    e2e.fail(f"test models share model_version {va}")
+model_a, model_b, va, vb, sample = e2e.two_test_models()
 items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 csv_path = os.path.join(tmp, "events.csv")

@@ -119,6 +119,17 @@ def test_model(seed=1, epochs=2, hidden=32, model_version=None):
     return model, out
 
 
+def two_test_models():
+    """Two models of the same catalog with different model_version values, for a
+    SIGHUP from one to the other: (model_a, model_b, version_a, version_b, sample_dir)."""
+    model_a, sample = test_model()
+    model_b, _ = test_model(seed=2, model_version=42)
+    va, vb = model_version(model_a), model_version(model_b)
+    if va == vb:
+        fail(f"test models share model_version {va}")
+    return model_a, model_b, va, vb, sample
+
+
 def catalog_item_ids(sample_dir):
     """Item ids of the sample's items.csv (the first column)."""
     with open(os.path.join(sample_dir, "items.csv"), newline="") as f:

@@ -8,18 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "modelfile.h"
 #include "online.h"
-
-static int failures;
-
-static void
-check(int ok, const char *what)
-{
-	printf("%s: %s\n", ok ? "ok" : "FAIL", what);
-	if (!ok)
-		failures++;
-}
 
 static int
 near(double a, double b)
@@ -27,20 +18,23 @@ near(double a, double b)
 	return fabs(a - b) <= 1e-12 * fmax(1.0, fabs(b));
 }
 
-static void
+static int
 test_rank(void)
 {
+	int fails = 0;
 	const uint32_t list[] = { 9, 4, 7, 100, 2 };
 
-	check(online_rank(list, 5, 9) == 1, "rank of the first item is 1");
-	check(online_rank(list, 5, 2) == 5, "rank of the last item is N");
-	check(online_rank(list, 5, 5) == 0, "an absent item has rank 0");
-	check(online_rank(list, 0, 9) == 0, "an empty list has no rank");
+	CHECK(online_rank(list, 5, 9) == 1, "rank of the first item is 1");
+	CHECK(online_rank(list, 5, 2) == 5, "rank of the last item is N");
+	CHECK(online_rank(list, 5, 5) == 0, "an absent item has rank 0");
+	CHECK(online_rank(list, 0, 9) == 0, "an empty list has no rank");
+	return fails;
 }
 
-static void
+static int
 test_count(void)
 {
+	int fails = 0;
 	struct online_counts oc = { 0 };
 	double rr = 1.0 + 1.0 / 3 + 1.0 / 10 + 1.0 / 11;
 	double ndcg = 1.0 + 1.0 / log2(4.0) + 1.0 / log2(11.0);
@@ -52,32 +46,34 @@ test_count(void)
 	online_count(&oc, 0, 0);  /* absent */
 	online_count(&oc, 0, 1);  /* repeats: apart, whatever their rank */
 	online_count(&oc, 2, 1);
-	check(oc.events == 5 && oc.repeats == 2, "5 events measured, 2 repeats apart");
-	check(oc.hits_k == 3 && oc.hits_n == 4, "hit@10 at ranks 1, 3, 10; hit@N also at 11");
-	check(near(oc.rr_sum, rr), "reciprocal rank: 1 + 1/3 + 1/10 + 1/11");
-	check(near(oc.ndcg_sum, ndcg), "NDCG@10: 1/log2(r+1) for r = 1, 3, 10; 0 at 11");
+	CHECK(oc.events == 5 && oc.repeats == 2, "5 events measured, 2 repeats apart");
+	CHECK(oc.hits_k == 3 && oc.hits_n == 4, "hit@10 at ranks 1, 3, 10; hit@N also at 11");
+	CHECK(near(oc.rr_sum, rr), "reciprocal rank: 1 + 1/3 + 1/10 + 1/11");
+	CHECK(near(oc.ndcg_sum, ndcg), "NDCG@10: 1/log2(r+1) for r = 1, 3, 10; 0 at 11");
 
 	struct online_counts sum = oc;
 	online_add(&sum, &oc);
-	check(sum.events == 10 && sum.repeats == 4 && sum.hits_k == 6 && sum.hits_n == 8 &&
+	CHECK(sum.events == 10 && sum.repeats == 4 && sum.hits_k == 6 && sum.hits_n == 8 &&
 		near(sum.rr_sum, 2 * rr) && near(sum.ndcg_sum, 2 * ndcg),
 	    "online_add adds every counter");
+	return fails;
 }
 
-static void
+static int
 test_table(void)
 {
+	int fails = 0;
 	struct online_table *t = online_table_new();
 	char buf[8192];
 	size_t o = 0;
 	int a, b;
 
-	check(t != NULL, "table made");
+	CHECK(t != NULL, "table made");
 	if (t == NULL)
-		return;
+		return fails;
 	a = online_table_row(t, 7);
 	b = online_table_row(t, 42);
-	check(a >= 0 && b >= 0 && a != b && online_table_row(t, 7) == a,
+	CHECK(a >= 0 && b >= 0 && a != b && online_table_row(t, 7) == a,
 	    "one row per model version, found again");
 	online_count(online_table_counts(t, a, MODEL_EV_CLICK), 1, 0);
 	online_count(online_table_counts(t, a, MODEL_EV_CLICK), 12, 0);
@@ -85,41 +81,37 @@ test_table(void)
 	online_table_unmeasured(t);
 	online_table_render(t, buf, sizeof(buf), &o);
 	buf[o < sizeof(buf) ? o : sizeof(buf) - 1] = '\0';
-	check(strstr(buf, "# TYPE interestd_online_events_total counter\n") != NULL,
+	CHECK(strstr(buf, "# TYPE interestd_online_events_total counter\n") != NULL,
 	    "events family typed counter");
-	check(strstr(buf,
+	CHECK(strstr(buf,
 		  "interestd_online_events_total{model_version=\"7\",type=\"CLICK\"} 2\n") != NULL,
 	    "events of version 7, CLICK");
-	check(strstr(buf,
+	CHECK(strstr(buf,
 		  "interestd_online_hits_total{model_version=\"7\",type=\"CLICK\",k=\"10\"} "
 		  "1\n") != NULL &&
 		strstr(buf,
 		    "interestd_online_hits_total{model_version=\"7\",type=\"CLICK\",k=\"n\"} "
 		    "2\n") != NULL,
 	    "hits k=10 and k=n");
-	check(strstr(buf,
+	CHECK(strstr(buf,
 		  "interestd_online_reciprocal_rank_sum{model_version=\"7\",type=\"CLICK\"} "
 		  "1.0833333333333333\n") != NULL,
 	    "reciprocal rank sum 1 + 1/12");
-	check(strstr(buf,
+	CHECK(strstr(buf,
 		  "interestd_online_repeats_total{model_version=\"42\",type=\"VIEW\"} 1\n") != NULL,
 	    "repeats of version 42, VIEW");
-	check(strstr(buf, "type=\"LIKE\"") == NULL, "types never counted are left out");
-	check(strstr(buf, "interestd_online_unmeasured_total 1\n") != NULL, "unmeasured");
+	CHECK(strstr(buf, "type=\"LIKE\"") == NULL, "types never counted are left out");
+	CHECK(strstr(buf, "interestd_online_unmeasured_total 1\n") != NULL, "unmeasured");
 	online_table_free(t);
 	online_table_free(NULL);
+	return fails;
 }
 
 int
 main(void)
 {
-	test_rank();
-	test_count();
-	test_table();
-	if (failures > 0) {
-		printf("%d failure(s)\n", failures);
-		return 1;
-	}
-	printf("all online tests passed\n");
-	return 0;
+	int fails = test_rank() + test_count() + test_table();
+
+	printf("%s: %d failure(s)\n", fails ? "FAIL" : "PASS", fails);
+	return fails ? 1 : 0;
 }
