@@ -163,7 +163,9 @@ bad += [(f"bad-item-{i}".encode(), e2e.single_object(f"bad-item-{i}", f"no-such-
         for i in range(N_UNKNOWN_ITEM)]
 N_SENT = N_EVENTS + len(bad)
 
-conf = e2e.write_config(env, model, "d1", redis__timeout_ms=500, metrics__listen="127.0.0.1:0")
+# metrics.online on: the README table check below sees its families too.
+conf = e2e.write_config(env, model, "d1", redis__timeout_ms=500, metrics__listen="127.0.0.1:0",
+                        metrics__online="true")
 d = e2e.Daemon(env, conf, "d1").start()
 d.wait_log(r"event=assigned .*owned=4", 60)
 e2e.replay_to_kafka(env, csv_path)
