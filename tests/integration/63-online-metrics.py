@@ -14,10 +14,8 @@ the later rounds are counted under the new model_version."""
 import json
 import os
 import random
-import re
 import signal
 import sys
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
@@ -26,10 +24,6 @@ import interestd_e2e as e2e  # noqa: E402
 
 N_USERS, ROUNDS, ROUNDS_AFTER = 50, 10, 3
 TYPES = ["VIEW", "CLICK", "PURCHASE", "LIKE"]
-FAMILIES = {"interestd_online_events_total": "events",
-            "interestd_online_repeats_total": "repeats",
-            "interestd_online_reciprocal_rank_sum": "reciprocal_rank_sum",
-            "interestd_online_ndcg10_sum": "ndcg10_sum"}
 
 env = harness.start()
 model_a, model_b, va, vb, sample = e2e.two_test_models()
@@ -88,27 +82,8 @@ def play_round(k):
         e2e.fail(f"round {k}: not every event applied and written within 60 s")
 
 
-def scrape():
-    """{(model_version, type): {field: value}} of the online families, and unmeasured."""
-    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    cells, unmeasured = {}, None
-    for line in text.splitlines():
-        m = re.match(r'^(interestd_online_\w+)(?:\{([^}]*)\})? (\S+)$', line)
-        if not m:
-            continue
-        name, labels, v = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), \
-            float(m.group(3))
-        if name == "interestd_online_unmeasured_total":
-            unmeasured = v
-            continue
-        field = FAMILIES.get(name) or ("hits_10" if labels.get("k") == "10" else "hits_n")
-        cells.setdefault((int(labels["model_version"]), labels["type"]), {})[field] = v
-    return cells, unmeasured
-
-
 def replay(model, n_rows, name):
-    """interestctl replay --online over the first n_rows events, in scrape()'s shape."""
+    """interestctl replay --online over the first n_rows events, in online_counters' shape."""
     csv_path = os.path.join(tmp, f"{name}.csv")
     e2e.write_events(csv_path, rows[:n_rows])
     out = os.path.join(tmp, f"{name}.json")
@@ -137,7 +112,7 @@ def compare(got, want, what):
 
 for k in range(1, ROUNDS + 1):
     play_round(k)
-got, unmeasured = scrape()
+got, unmeasured = e2e.online_counters(addr)
 want, want_unmeasured = replay(model_a, len(rows), "part1")
 compare(got, want, f"{ROUNDS} rounds")
 if unmeasured != want_unmeasured or unmeasured != N_USERS:
@@ -156,7 +131,7 @@ d.wait_log(rf"event=model_reloaded .*old_version={va} version={vb}", 30)
 n_before = len(rows)
 for k in range(ROUNDS + 1, ROUNDS + 1 + ROUNDS_AFTER):
     play_round(k)
-got, unmeasured = scrape()
+got, unmeasured = e2e.online_counters(addr)
 want, _ = replay(model_a, n_before + N_USERS, "part2")
 compare({key: c for key, c in got.items() if key[0] == va}, want,
         "model A after the swap")

@@ -23,6 +23,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 import harness
 
@@ -434,6 +435,39 @@ def wait_applied(r, prefix, want, timeout_s=120):
         short = {u: (last.get(u), n) for u, n in want.items() if last.get(u) != n}
         return False, last, short
     return True, last, {}
+
+
+# ---- online metrics ---------------------------------------------------------
+
+_ONLINE_FAMILIES = {"interestd_online_events_total": "events",
+                    "interestd_online_repeats_total": "repeats",
+                    "interestd_online_reciprocal_rank_sum": "reciprocal_rank_sum",
+                    "interestd_online_ndcg10_sum": "ndcg10_sum"}
+
+
+def metrics_text(addr):
+    """The daemon's /metrics page at addr (host:port)."""
+    with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+def online_counters(addr):
+    """The online metrics (README "Online metrics") on http://addr/metrics:
+    ({(model_version, type): {field: value}}, unmeasured), fields events, repeats,
+    hits_10, hits_n, reciprocal_rank_sum and ndcg10_sum; unmeasured None when absent."""
+    cells, unmeasured = {}, None
+    for line in metrics_text(addr).splitlines():
+        m = re.match(r'^(interestd_online_\w+)(?:\{([^}]*)\})? (\S+)$', line)
+        if not m:
+            continue
+        name, labels, v = m.group(1), dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")), \
+            float(m.group(3))
+        if name == "interestd_online_unmeasured_total":
+            unmeasured = v
+            continue
+        field = _ONLINE_FAMILIES.get(name) or ("hits_10" if labels.get("k") == "10" else "hits_n")
+        cells.setdefault((int(labels["model_version"]), labels["type"]), {})[field] = v
+    return cells, unmeasured
 
 
 # ---- offline replay and comparison -----------------------------------------
