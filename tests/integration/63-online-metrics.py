@@ -31,13 +31,8 @@ items = e2e.catalog_item_ids(sample)
 tmp = env["HARNESS_TMP"]
 r = e2e.redis_client(env)
 prefix = env["REDIS_KEY_PREFIX"]
-live = os.path.join(tmp, "live.imdl")
-e2e.install(model_a, live)
-d = e2e.Daemon(env, e2e.write_config(env, live, "d1", metrics__listen="127.0.0.1:0",
-                                        metrics__online="true"), "d1")
-d.start()
-d.wait_log(r"event=assigned .*owned=4", 60)
-addr = d.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
+d, live, _conf = e2e.online_daemon(env, model_a)
+addr = d.start_serving()
 
 rng = random.Random(63)
 users = [f"u{i}" for i in range(N_USERS)]

@@ -323,6 +323,13 @@ class Daemon:
                  + (" (daemon exited)" if m == "exited" else ""))
         return m
 
+    def start_serving(self, timeout_s=60):
+        """Starts the daemon (its config with metrics.listen) and waits until it owns the
+        4 partitions; returns the address its /metrics listens on."""
+        self.start()
+        self.wait_log(r"event=assigned .*owned=4", timeout_s)
+        return self.wait_log(r"event=metrics_listening addr=(\S+)", 10).group(1)
+
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
@@ -423,15 +430,19 @@ def events_applied(r, prefix, users):
     return {u: int(v) for u, v in zip(users, p.execute()) if v is not None}
 
 
-def wait_applied(r, prefix, want, timeout_s=120):
-    """Waits until every user's events_applied equals want[user]; returns the last counts."""
+def wait_applied(r, prefix, want, timeout_s=120, daemon=None, interval_s=0.5):
+    """Waits until every user's events_applied equals want[user]; returns the last counts.
+    With daemon (a Daemon), fails as soon as it has exited."""
     last = {}
 
     def done():
         nonlocal last
+        if daemon is not None and not daemon.alive():
+            daemon.dump()
+            fail(f"{daemon.name} exited while waiting for events_applied")
         last = events_applied(r, prefix, list(want))
         return all(last.get(u) == n for u, n in want.items())
-    if harness.wait_for(done, timeout_s, 0.5) is None:
+    if harness.wait_for(done, timeout_s, interval_s) is None:
         short = {u: (last.get(u), n) for u, n in want.items() if last.get(u) != n}
         return False, last, short
     return True, last, {}
@@ -449,6 +460,17 @@ def metrics_text(addr):
     """The daemon's /metrics page at addr (host:port)."""
     with urllib.request.urlopen(f"http://{addr}/metrics", timeout=5) as resp:
         return resp.read().decode()
+
+
+def online_daemon(env, model_path, name="d1", **keys):
+    """A Daemon (not started) with metrics.online = true and /metrics on 127.0.0.1, serving
+    a copy of model_path at HARNESS_TMP/live.imdl, which a test may replace for a SIGHUP;
+    keys as for write_config. Returns (daemon, live path, config path)."""
+    live = os.path.join(env["HARNESS_TMP"], "live.imdl")
+    install(model_path, live)
+    conf = write_config(env, live, name, metrics__listen="127.0.0.1:0", metrics__online="true",
+                        **keys)
+    return Daemon(env, conf, name), live, conf
 
 
 def online_counters(addr):
@@ -621,6 +643,22 @@ def corrupt_copy(src, dst, tag=b"WGHT"):
         raise ValueError(f"{src}: no section {tag}")
     with open(dst, "wb") as f:
         f.write(data)
+
+
+def model_items_swapped(src, dst, i=0, j=1):
+    """Writes to dst a copy of model src whose item ids (and titles) at indices i and j
+    trade places: the same weights over a catalog that no longer starts with src's items
+    (README "Online metrics": a swap to it forgets the kept top-N lists)."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from interestd_py import container
+    ct = container.read_container(src)
+    cat = container.decode_catalog(ct)
+    ids, titles = list(cat.item_ids), list(cat.titles)
+    ids[i], ids[j] = ids[j], ids[i]
+    titles[i], titles[j] = titles[j], titles[i]
+    sections = dict(ct.sections, IIDS=container.encode_strings(ids),
+                    ITTL=container.encode_strings(titles))
+    container.write_container(dst, ct.kind, [(t, sections[t]) for t in ct.order])
 
 
 def install(src, dst):
