@@ -6,7 +6,8 @@ written, and after each step /metrics must hold the exact counts: events graded
 interestd_online_unmeasured_total. A user's first event is unmeasured and its next one
 graded; then each path below makes the next event unmeasured, and the one after it graded
 again:
-  1. an erasure (`interestctl erase --wait`): only the erased user's;
+  1. an erasure (`interestctl erase --wait`): only the erased user's; and events not
+     applied (kept out by the erasure, a dead letter, a duplicate) count nowhere;
   2. a refused write (stale: the user's marker in Redis bumped past ours, as another
      owner's newer write leaves it): the event is still graded against the old list, its
      write refused and the user dropped from the cache; its next event loads it from Redis;
@@ -46,6 +47,7 @@ rng = random.Random(64)
 users = [f"u{i}" for i in range(N_USERS)]
 applied = {}  # user -> events_applied Redis must show
 n_events = 0
+last_eid = {}  # user -> id of its last event produced
 want = {"unmeasured": 0, "graded": {}}  # the counters /metrics must show
 addr = None
 
@@ -56,16 +58,20 @@ def start():
     want["unmeasured"], want["graded"] = 0, {}
 
 
-def produce(who):
-    """One event for each user of who, at the wall clock (so after any erasure)."""
+def event(u, item=None, ts=None, eid=None):
+    """A message of one event of u: a random catalog item at the wall clock (so after any
+    erasure) under a new event id, unless given."""
     global n_events
-    msgs = []
-    for u in who:
-        n_events += 1
-        ev = e2e.single_object(u, rng.choice(items), int(time.time() * 1000), f"e{n_events}",
-                               rng.choice(e2e.TYPES))
-        msgs.append((u.encode(), ev))
-    e2e.produce_raw(env, msgs)
+    n_events += 1
+    ts = int(time.time() * 1000) if ts is None else ts
+    last_eid[u] = eid or f"e{n_events}"
+    return (u.encode(), e2e.single_object(u, item or rng.choice(items), ts, last_eid[u],
+                                          rng.choice(e2e.TYPES)))
+
+
+def produce(who):
+    """One event for each user of who."""
+    e2e.produce_raw(env, [event(u) for u in who])
 
 
 def play(who, what, n_unmeasured=None, check=True):
@@ -101,11 +107,25 @@ def expect(n, n_unmeasured, what):
     e2e.ok(f"{what}: unmeasured {int(unmeasured)}, graded by model_version {graded}")
 
 
-def users_loaded():
-    m = re.search(r"^interestd_users_loaded_total (\d+)$", e2e.metrics_text(addr), re.M)
+def metric(sample):
+    """The value of one sample on /metrics, named with its labels as rendered."""
+    m = re.search(rf"^{re.escape(sample)} (\d+)$", e2e.metrics_text(addr), re.M)
     if not m:
-        e2e.fail("/metrics: no interestd_users_loaded_total")
+        e2e.fail(f"/metrics: no {sample}")
     return int(m.group(1))
+
+
+def wait_metrics(values, timeout_s=30):
+    """Waits until every sample named in values has its value on /metrics."""
+    def reached():
+        if not d.alive():
+            d.dump()
+            e2e.fail("the daemon exited")
+        return all(metric(k) == v for k, v in values.items())
+    if harness.wait_for(reached, timeout_s, 0.1) is None:
+        d.dump()
+        e2e.fail(f"/metrics: {[(k, metric(k)) for k in values]}, not {values} within "
+                 f"{timeout_s} s")
 
 
 serving = va
@@ -123,6 +143,17 @@ if p.returncode != 0 or "erased:" not in p.stdout:
 d.wait_log(rf"event=user_erased user={erased} .*result=erased", 30)
 applied[erased] = 0  # starts afresh
 play(users, f"after erasing {erased}: only it unmeasured", 1)
+play(users, "the round after", 0)
+
+# Events not applied count nowhere: one of the erased user from before the erasure (kept
+# out), one of an unknown item (a dead letter), one under an event id taken (a duplicate).
+skipped = {'interestd_events_erased_skipped_total': 1,
+           'interestd_dead_letters_total{reason="unknown_item"}': 1,
+           'interestd_events_duplicate_total{reason="event_id"}': 1}
+e2e.produce_raw(env, [event(erased, ts=1_700_000_000_000), event(users[2], item="no-such-item"),
+                      event(users[3], eid=last_eid[users[3]])])
+wait_metrics(skipped)
+expect(0, 0, "an event kept out by the erasure, a dead letter, a duplicate: not counted")
 play(users, "the round after", 0)
 
 # 2. A refused write: stale, the user's marker in Redis past ours (another owner wrote it).
@@ -162,9 +193,9 @@ d.wait_log(r"event=cache_evicted users=\d+", 30, since=mark)
 evicted = sum(int(n) for n in re.findall(r"event=cache_evicted users=(\d+)",
                                           d.current_log()[mark:]))
 everyone = users + fillers
-loaded = users_loaded()
+loaded = metric("interestd_users_loaded_total")
 play(everyone, "everyone once more", check=False)
-loaded = users_loaded() - loaded
+loaded = metric("interestd_users_loaded_total") - loaded
 if loaded < evicted:
     e2e.fail(f"{loaded} users loaded from Redis, fewer than the {evicted} evicted")
 expect(len(everyone), loaded, f"every user once more, {loaded} of them loaded from "
