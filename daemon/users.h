@@ -91,11 +91,12 @@ size_t users_drop_all(struct users *u);
 
 /*
  * Bounds the cache: while more than max_users are cached, drops the clean
- * entries least recently touched (in rounds: every clean entry touched at or
- * before the mean of the clean entries' touched values). before_drop (may be
- * NULL) sees each entry just before it goes. Dirty entries are never
- * dropped, so the count can stay above max_users. Returns how many were
- * dropped.
+ * entries least recently touched, approximately: in rounds, each dropping
+ * clean entries touched at or before the mean of the clean entries' touched
+ * values in table order, stopping at max_users, so an entry older than one
+ * dropped may stay. before_drop (may be NULL) sees each entry just before it
+ * goes. Dirty entries are never dropped, so the count can stay above
+ * max_users. Returns how many were dropped.
  */
 size_t users_evict(struct users *u, size_t max_users,
     void (*before_drop)(void *opaque, struct user_entry *e), void *opaque);
