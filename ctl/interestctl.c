@@ -521,8 +521,10 @@ replay_online(const struct dataset *ds, struct user_state **states, struct updat
 					ev[k].type, ev[k].ts_ms, -1, seq++ };
 				who[nb++] = u;
 			}
-			if (nb == 0 || updater_apply(up, batch, nb) != 0)
+			if (nb == 0)
 				continue;
+			if (updater_apply(up, batch, nb) != 0)
+				goto done;
 			repeat = updater_consumed_before(up);
 			for (size_t i = 0; i < nb; i++) {
 				uint32_t w = who[i];
@@ -962,7 +964,6 @@ main(int argc, char **argv)
 	struct config *cfg = NULL;
 	struct ctl_setting *set = calloc((size_t)argc, sizeof(*set));
 	const char *mode, *config_path = NULL;
-	char errbuf[1024];
 	int opt, n_set = 0, ret = CTL_EXIT_FAIL;
 
 	if (set == NULL || (cfg = config_new()) == NULL) {
@@ -1015,8 +1016,7 @@ main(int argc, char **argv)
 		goto done;
 	}
 	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
-	if (blas_coretype_check(errbuf, sizeof(errbuf)) != 0) {
-		fprintf(stderr, "interestctl: %s\n", errbuf);
+	if (blas_coretype_check("interestctl") != 0) {
 		ret = CONFIG_EXIT_BAD;
 		goto done;
 	}

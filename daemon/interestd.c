@@ -265,8 +265,7 @@ main(int argc, char **argv)
 	}
 
 	/* Before OpenBLAS runs a kernel: a core the CPU cannot run would die with SIGILL. */
-	if (blas_coretype_check(errstr, sizeof(errstr)) != 0) {
-		fprintf(stderr, "interestd: %s\n", errstr);
+	if (blas_coretype_check("interestd") != 0) {
 		ret = CONFIG_EXIT_BAD;
 		goto done;
 	}

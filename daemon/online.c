@@ -51,17 +51,6 @@ online_count(struct online_counts *oc, uint32_t rank, int repeat)
 	}
 }
 
-void
-online_add(struct online_counts *a, const struct online_counts *b)
-{
-	a->events += b->events;
-	a->repeats += b->repeats;
-	a->hits_k += b->hits_k;
-	a->hits_n += b->hits_n;
-	a->rr_sum += b->rr_sum;
-	a->ndcg_sum += b->ndcg_sum;
-}
-
 struct online_table *
 online_table_new(void)
 {

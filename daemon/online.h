@@ -33,9 +33,6 @@ uint32_t online_rank(const uint32_t *list, size_t n, uint32_t item);
  */
 void online_count(struct online_counts *oc, uint32_t rank, int repeat);
 
-/* Adds b into a. */
-void online_add(struct online_counts *a, const struct online_counts *b);
-
 /*
  * Counters per model version seen since start and per event type
  * (MODEL_N_TYPES), plus the applied events that had no previous list.

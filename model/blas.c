@@ -139,7 +139,7 @@ append_word(char *buf, size_t size, size_t *o, const char *word)
 }
 
 int
-blas_coretype_check(char *err, size_t err_size)
+blas_coretype_check(const char *tool)
 {
 	const char *want = getenv("OPENBLAS_CORETYPE");
 	const struct blas_core *core;
@@ -160,22 +160,21 @@ blas_coretype_check(char *err, size_t err_size)
 		if ((blas_cores[i].needs & ~have) == 0 && !blas_cores[i].generic)
 			append_word(can, sizeof(can), &o, blas_cores[i].name);
 	if (core == NULL) {
-		snprintf(err, err_size,
-		    "OPENBLAS_CORETYPE=%s is not an OpenBLAS x86-64 core name; unset it or name "
-		    "one this "
-		    "CPU can run: %s or a generic one (Prescott)",
-		    want, can);
+		fprintf(stderr,
+		    "%s: OPENBLAS_CORETYPE=%s is not an OpenBLAS x86-64 core name; unset it or "
+		    "name one this CPU can run: %s or a generic one (Prescott)\n",
+		    tool, want, can);
 		return -1;
 	}
 	o = 0;
 	for (size_t i = 0; i < sizeof(cpu_feature_names) / sizeof(cpu_feature_names[0]); i++)
 		if (core->needs & ~have & cpu_feature_names[i].bit)
 			append_word(lacks, sizeof(lacks), &o, cpu_feature_names[i].name);
-	snprintf(err, err_size,
-	    "OPENBLAS_CORETYPE=%s names a core this CPU cannot run (it lacks %s; OpenBLAS would "
-	    "die "
-	    "with SIGILL); unset it or name one it can run: %s or a generic one (Prescott)",
-	    want, lacks, can);
+	fprintf(stderr,
+	    "%s: OPENBLAS_CORETYPE=%s names a core this CPU cannot run (it lacks %s; OpenBLAS "
+	    "would die with SIGILL); unset it or name one it can run: %s or a generic one "
+	    "(Prescott)\n",
+	    tool, want, lacks, can);
 	return -1;
 }
 
@@ -185,12 +184,9 @@ blas_choose_kernel(const char *tool, char **argv)
 	const char *corename = openblas_get_corename(), *want = NULL;
 	const struct blas_core *core = corename != NULL ? blas_core_find(corename) : NULL;
 	unsigned have;
-	char err[1024];
 
-	if (blas_coretype_check(err, sizeof(err)) != 0) {
-		fprintf(stderr, "%s: %s\n", tool, err);
+	if (blas_coretype_check(tool) != 0)
 		return -1;
-	}
 	if (getenv("OPENBLAS_CORETYPE") != NULL || getenv(BLAS_REEXEC_ENV) != NULL ||
 	    core == NULL || !core->generic)
 		return 0;

@@ -29,10 +29,10 @@ int blas_choose_kernel(const char *tool, char **argv);
  * the CPU: a core whose instructions the CPU lacks (SkylakeX without
  * AVX-512) dies with SIGILL at the first matrix product. Returns 0 when the
  * variable is unset or names a core whose instructions the CPU has (checked
- * at run time) or the machine is not x86-64 (no table for it); -1 with one
- * line in err naming the value, what it needs, what the CPU lacks and the
+ * at run time) or the machine is not x86-64 (no table for it); -1 after one
+ * line on stderr, "tool: " then the value, what the CPU lacks and the
  * cores it can run, when the name is unknown or the CPU lacks an instruction.
  */
-int blas_coretype_check(char *err, size_t err_size);
+int blas_coretype_check(const char *tool);
 
 #endif

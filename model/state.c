@@ -342,7 +342,7 @@ state_seen_add(struct user_state *us, uint64_t item_hash)
 	uint32_t at = seen_lower(us->seen, us->n_seen, fp);
 
 	if (at < us->n_seen && us->seen[at] == fp)
-		return 0;
+		return 1;
 	if (us->n_seen == STATE_SEEN_MAX) {
 		/* Full: the new item takes the place of one its fingerprint picks. */
 		uint32_t out = fp % STATE_SEEN_MAX;

@@ -92,8 +92,9 @@ void state_ring_push(struct user_state *us, uint64_t item_hash, int64_t ts_ms, u
 const struct ring_event *state_ring_get(const struct user_state *us, uint16_t i);
 
 /*
- * Adds the item to the consumed set. Returns 0, or -1 on ENOMEM (the set is
- * unchanged: the item stays servable). At STATE_SEEN_MAX items a new item
+ * Adds the item to the consumed set. Returns 0 when added, 1 when it was in
+ * the set already, or -1 on ENOMEM (the set is unchanged: the item stays
+ * servable). At STATE_SEEN_MAX items a new item
  * takes the place of an earlier one chosen by its fingerprint (that one
  * becomes servable again).
  */

@@ -132,11 +132,10 @@ updater_finish(struct updater *up, const struct update_event *ev, uint32_t i)
 	struct user_state *us = ev->us;
 	uint64_t item_hash = model_item_hash(up->m, ev->item);
 
-	up->consumed_before[i] = (uint8_t)state_seen_has(us, item_hash);
 	state_tiers_apply(us, up->m, ev->item, ev->type, ev->ts_ms);
 	state_ring_push(us, item_hash, ev->ts_ms, ev->type);
 	/* Out of memory leaves the item out of the consumed set: it stays servable. */
-	(void)state_seen_add(us, item_hash);
+	up->consumed_before[i] = state_seen_add(us, item_hash) == 1;
 	us->events_applied++;
 	us->last_partition = ev->partition;
 	us->last_offset = ev->offset;

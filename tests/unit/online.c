@@ -50,12 +50,6 @@ test_count(void)
 	CHECK(oc.hits_k == 3 && oc.hits_n == 4, "hit@10 at ranks 1, 3, 10; hit@N also at 11");
 	CHECK(near(oc.rr_sum, rr), "reciprocal rank: 1 + 1/3 + 1/10 + 1/11");
 	CHECK(near(oc.ndcg_sum, ndcg), "NDCG@10: 1/log2(r+1) for r = 1, 3, 10; 0 at 11");
-
-	struct online_counts sum = oc;
-	online_add(&sum, &oc);
-	CHECK(sum.events == 10 && sum.repeats == 4 && sum.hits_k == 6 && sum.hits_n == 8 &&
-		near(sum.rr_sum, 2 * rr) && near(sum.ndcg_sum, 2 * ndcg),
-	    "online_add adds every counter");
 	return fails;
 }
 

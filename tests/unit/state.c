@@ -247,8 +247,8 @@ test_seen_rate(const struct model *m)
 		}
 		/* Items consumed twice count once. */
 		for (uint32_t i = 0; i < n; i++)
-			added |=
-			    state_seen_add(us, item_hash(i)) | state_seen_add(us, item_hash(i));
+			added |= (state_seen_add(us, item_hash(i)) < 0) |
+			    (state_seen_add(us, item_hash(i)) < 0);
 		for (uint32_t i = 0; i < n; i++)
 			missing += !state_seen_has(us, item_hash(i));
 		for (uint32_t i = 0; i < FP_QUERIES; i++)
